@@ -1,0 +1,1 @@
+"""Control plane: cache (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Control plane: nodes (see ARCHITECTURE.md)."""

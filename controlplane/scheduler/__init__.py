@@ -1,0 +1,1 @@
+"""Control plane: scheduler (see ARCHITECTURE.md)."""

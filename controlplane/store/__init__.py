@@ -1,0 +1,105 @@
+"""The Store: the control plane's only way to keep state, modelled on exactly what callers use.
+
+Vocabulary:
+- key: a "/"-separated path under the store's root, e.g. "/pilothouse/deployments/default/web".
+- value: the serialized object (bytes); the store never looks inside.
+- revision: the store-wide counter, increased by every write. An entry's `revision` is the
+  revision of its last write (etcd's mod_revision); it is the object's `resourceVersion`.
+
+Invariants:
+- Every write is a compare-and-swap: `create` fails if the key exists, `update` and `delete`
+  fail unless the entry still has `expected_revision`.
+- `list` returns the entries and the revision they were read at; `watch(prefix, since=rev)`
+  yields every change with revision > rev, in order, so list-then-watch misses nothing.
+- A watch from a compacted revision raises `Compacted`; callers answer by listing again.
+- Connection loss raises `Unavailable`; the store itself reconnects on the next call, and a
+  watch resumes from the last revision it delivered.
+
+Implementations: `controlplane.store.memory.MemoryStore`, `controlplane.store.etcd.EtcdStore`.
+Both pass tests/contract/test_store.py.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base of every error the store raises."""
+
+
+class NotFound(StoreError):
+    """The key does not exist."""
+
+
+class AlreadyExists(StoreError):
+    """`create` of a key that exists."""
+
+
+class Conflict(StoreError):
+    """The entry's revision is not the expected one: somebody else wrote first."""
+
+
+class Compacted(StoreError):
+    """The requested watch revision was compacted away: list again, then watch."""
+
+    def __init__(self, message: str, *, compact_revision: int = 0) -> None:
+        super().__init__(message)
+        self.compact_revision = compact_revision
+
+
+class Unavailable(StoreError):
+    """The backing store cannot be reached right now; retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    value: bytes
+    revision: int
+    create_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    entries: list[Entry]
+    revision: int
+
+
+class EventType(enum.Enum):
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One write seen by a watch. For DELETE, `value` is the last value before deletion."""
+
+    type: EventType
+    key: str
+    value: bytes
+    revision: int
+    created: bool = False
+
+
+class Store(Protocol):
+    async def get(self, key: str) -> Entry: ...
+
+    async def list(self, prefix: str) -> Listing: ...
+
+    async def create(self, key: str, value: bytes) -> Entry: ...
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> Entry: ...
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> Entry:
+        """Delete and return the deleted entry; `None` means unconditionally."""
+        ...
+
+    def watch(self, prefix: str, *, since: int) -> AsyncIterator[Change]: ...
+
+    async def compact(self, revision: int) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install Pilothouse and everything it runs on, on Debian 12, as root.
+#
+# System packages: etcd (the store), runc + conmon (containers), docker-registry (local OCI
+# registry), busybox-static (the offline test image), CNI plugins (pod networking), iproute2.
+# Python: a virtualenv at $PILOTHOUSE_VENV (default: <repo>/.venv) with the package installed
+# editable, and `pilothouse` linked into /usr/local/bin.
+#
+# Usage: deploy/install.sh [--test]   (--test also installs the test dependencies)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${PILOTHOUSE_VENV:-$REPO/.venv}"
+EXTRAS=""
+[[ "${1:-}" == "--test" ]] && EXTRAS="[test]"
+
+if [[ $EUID -ne 0 ]]; then
+  echo "install.sh: run as root (it installs system packages and runs containers)" >&2
+  exit 1
+fi
+
+PACKAGES=(etcd-server runc conmon docker-registry busybox-static containernetworking-plugins
+  iproute2 iptables python3 python3-venv python3-pip ca-certificates)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts these as system services on install; Pilothouse supervises its own copies.
+for unit in etcd docker-registry; do
+  systemctl disable --now "$unit" >/dev/null 2>&1 || true
+done
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install -q --upgrade pip >/dev/null
+"$VENV/bin/pip" install -q -e "$REPO$EXTRAS"
+ln -sf "$VENV/bin/pilothouse" /usr/local/bin/pilothouse
+echo "installed: $("$VENV/bin/pilothouse" --version 2>/dev/null || echo pilothouse)"

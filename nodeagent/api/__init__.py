@@ -1,0 +1,1 @@
+"""Node agent: api (see ARCHITECTURE.md)."""

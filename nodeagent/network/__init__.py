@@ -1,0 +1,1 @@
+"""Node agent: network (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""Node agent: pods (see ARCHITECTURE.md)."""

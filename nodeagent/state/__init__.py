@@ -1,0 +1,1 @@
+"""Node agent: state (see ARCHITECTURE.md)."""
