@@ -1,0 +1,93 @@
+"""The kinds of object Pilothouse stores, and every name a person may call them by.
+
+Invariant: one `Kind` per message type in `pilothouse.v1.objects_pb2` that is stored; the
+`Object` oneof field, the store key segment, the apiVersion and the CLI aliases are all derived
+from this table and nowhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from pilothouse.v1 import objects_pb2
+
+
+@dataclass(frozen=True, slots=True)
+class KindInfo:
+    kind: str  # "Deployment"
+    plural: str  # "deployments": the canonical name in APIs and store keys
+    api_version: str  # "apps/v1"
+    namespaced: bool
+    message: type[Message]
+    oneof_field: str  # the field of `objects_pb2.Object` carrying it
+    aliases: tuple[str, ...]
+
+
+class Kind(enum.Enum):
+    DEPLOYMENT = KindInfo(
+        "Deployment",
+        "deployments",
+        "apps/v1",
+        True,
+        objects_pb2.Deployment,
+        "deployment",
+        ("deployment", "deploy"),
+    )
+    REPLICASET = KindInfo(
+        "ReplicaSet",
+        "replicasets",
+        "apps/v1",
+        True,
+        objects_pb2.ReplicaSet,
+        "replica_set",
+        ("replicaset", "rs"),
+    )
+    POD = KindInfo("Pod", "pods", "v1", True, objects_pb2.Pod, "pod", ("pod", "po"))
+    NODE = KindInfo("Node", "nodes", "v1", False, objects_pb2.Node, "node", ("node", "no"))
+    EVENT = KindInfo("Event", "events", "v1", True, objects_pb2.Event, "event", ("event", "ev"))
+
+    @property
+    def info(self) -> KindInfo:
+        return self.value
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+def parse(name: str) -> Kind:
+    """Resolve "deploy", "Deployment", "deployments", "deployments.apps" … to a Kind."""
+    wanted = name.strip().lower().split(".", 1)[0]
+    for kind in Kind:
+        info = kind.info
+        if wanted in (info.plural, info.kind.lower(), *info.aliases):
+            return kind
+    known = ", ".join(k.info.plural for k in Kind)
+    raise UnknownKind(f'unknown resource type "{name}" (known: {known})')
+
+
+def of_message(message: Message) -> Kind:
+    for kind in Kind:
+        if isinstance(message, kind.info.message):
+            return kind
+    raise UnknownKind(f"{type(message).__name__} is not a stored kind")
+
+
+def wrap(message: Message) -> objects_pb2.Object:
+    """Put a Deployment, Pod … into the `Object` oneof."""
+    obj = objects_pb2.Object()
+    getattr(obj, of_message(message).info.oneof_field).CopyFrom(message)
+    return obj
+
+
+def unwrap(obj: objects_pb2.Object) -> Message:
+    field = obj.WhichOneof("kind")
+    if field is None:
+        raise UnknownKind("empty Object: no kind is set")
+    return getattr(obj, field)
+
+
+DEFAULT_NAMESPACE = "default"
