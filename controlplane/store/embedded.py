@@ -1,0 +1,328 @@
+"""EmbeddedEtcd: a single-member etcd that the control plane starts and supervises itself.
+
+Role: `pilothouse controlplane` with no `--etcd` runs one of these under its data dir, so a
+person gets a working store with no setup. It is a Runnable: `run()` keeps etcd alive
+(restarting it with backoff when it dies) until cancelled, and then stops it.
+
+Invariants:
+- etcd listens on 127.0.0.1 only; its client and peer ports are chosen once (free ports at
+  first start) and kept in `<data_dir>/etcd.json`, so a restarted etcd, or a restarted control
+  plane, comes back at the same endpoint and existing clients reconnect to it.
+- The data dir is owned wholly by this class: etcd's data in `data/`, its output in `etcd.log`.
+- The child dies with its parent (PR_SET_PDEATHSIG via `setpriv`, when present), so a killed
+  control plane leaves no etcd behind holding the ports.
+- History is auto-compacted in periodic mode with 1 h retention: a watch that was disconnected
+  for less than an hour resumes without relisting, and the history never grows without bound.
+  The backend quota is 2 GiB (etcd's own default, made explicit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+INSTALL_HINT = "etcd not found on PATH: install it with `apt-get install etcd-server`"
+AUTO_COMPACTION_MODE = "periodic"
+AUTO_COMPACTION_RETENTION = "1h"
+QUOTA_BACKEND_BYTES = 2 * 1024**3
+_STOP_GRACE_SECONDS = 10.0
+_LOG_ROTATE_BYTES = 20 * 1024**2
+
+
+class EtcdNotFound(RuntimeError):
+    """The `etcd` binary is not on PATH."""
+
+    def __init__(self) -> None:
+        super().__init__(INSTALL_HINT)
+
+
+class EtcdStartFailed(RuntimeError):
+    """etcd exited, or never became healthy, while starting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """What must stay the same across restarts of one embedded etcd."""
+
+    name: str
+    client_port: int
+    peer_port: int
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def etcd_command(*, binary: str, member: Member, data_dir: Path) -> list[str]:
+    """The etcd command line for a single-member cluster on loopback."""
+    client = f"http://127.0.0.1:{member.client_port}"
+    peer = f"http://127.0.0.1:{member.peer_port}"
+    command = [
+        binary,
+        f"--name={member.name}",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster={member.name}={peer}",
+        f"--initial-cluster-token={member.name}",
+        "--initial-cluster-state=new",
+        f"--auto-compaction-mode={AUTO_COMPACTION_MODE}",
+        f"--auto-compaction-retention={AUTO_COMPACTION_RETENTION}",
+        f"--quota-backend-bytes={QUOTA_BACKEND_BYTES}",
+        "--snapshot-count=10000",
+        "--logger=zap",
+        "--log-outputs=stderr",
+    ]
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        command = [setpriv, "--pdeathsig", "TERM", "--", *command]
+    return command
+
+
+async def is_healthy(port: int) -> bool:
+    """Whether etcd on this loopback port answers /health with a leader."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        body = await asyncio.wait_for(reader.read(), 2.0)
+        return b'"health":"true"' in body
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+class EmbeddedEtcd:
+    """Starts, supervises and stops one local etcd child process under `data_dir`.
+
+    `stop()` is a deliberate stop: a running `run()` then waits for `start()` instead of
+    restarting it. `kill()` is a crash (SIGKILL): a running `run()` restarts etcd.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        client_port: int | None = None,
+        peer_port: int | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self._client_port = client_port
+        self._peer_port = peer_port
+        self._startup_timeout = startup_timeout
+        self._member: Member | None = None
+        self._process: asyncio.subprocess.Process | None = None
+        self._want_running = False
+        self._lock = asyncio.Lock()
+        self._wanted = asyncio.Event()
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "etcd.log"
+
+    @property
+    def endpoint(self) -> str:
+        """The client URL, e.g. "http://127.0.0.1:40123"; stable across restarts."""
+        member = self._member or self._load_member()
+        if member is None:
+            raise RuntimeError("embedded etcd has not been started yet: no port is chosen")
+        return f"http://127.0.0.1:{member.client_port}"
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process and process.returncode is None else None
+
+    async def start(self) -> str:
+        """Start etcd if it is not running, wait until it is healthy, return its endpoint."""
+        async with self._lock:
+            self._want_running = True
+            self._wanted.set()
+            if self.pid is not None:
+                return self.endpoint
+            binary = shutil.which("etcd")
+            if binary is None:
+                raise EtcdNotFound()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            remembered = self._load_member()
+            for attempt in range(3):
+                member = self._choose_member(remembered)
+                try:
+                    await self._spawn(binary, member)
+                except EtcdStartFailed as error:
+                    # Ports we picked ourselves may have been taken meanwhile by somebody
+                    # else: pick again. Ports a client may already know are never changed.
+                    if remembered is None and self._client_port is None and attempt < 2:
+                        log.warning("etcd.start_retry", error=str(error), attempt=attempt + 1)
+                        continue
+                    raise
+                self._member = member
+                self._save_member(member)
+                log.info("etcd.started", endpoint=self.endpoint, pid=self.pid)
+                return self.endpoint
+            raise AssertionError("unreachable")
+
+    async def stop(self) -> None:
+        """Stop etcd deliberately: SIGTERM, then SIGKILL after a grace period; wait for it."""
+        async with self._lock:
+            self._want_running = False
+            self._wanted.clear()
+            await self._terminate()
+
+    async def kill(self) -> None:
+        """SIGKILL etcd, as a crash would; a running `run()` restarts it."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+    async def run(self) -> None:
+        """Keep etcd running until cancelled; restart it with backoff when it dies."""
+        try:
+            await self.start()
+            delay = 0.5
+            while True:
+                process = self._process
+                if not self._want_running or process is None:
+                    await self._wanted.wait()
+                    await self.start()
+                    continue
+                started = asyncio.get_running_loop().time()
+                code = await process.wait()
+                if not self._want_running or process is not self._process:
+                    continue
+                log.warning("etcd.exited", exit_code=code, log=str(self.log_path))
+                if asyncio.get_running_loop().time() - started > 30.0:
+                    delay = 0.5
+                while self._want_running:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    try:
+                        await self.start()
+                    except EtcdStartFailed as error:
+                        log.warning("etcd.restart_failed", error=str(error), retry_in=delay)
+                        continue
+                    log.info("etcd.restarted", endpoint=self.endpoint, pid=self.pid)
+                    break
+        finally:
+            await self.stop()
+
+    async def _spawn(self, binary: str, member: Member) -> None:
+        self._rotate_log()
+        command = etcd_command(binary=binary, member=member, data_dir=self.data_dir / "data")
+        with self.log_path.open("ab") as output:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+            )
+        self._process = process
+        deadline = asyncio.get_running_loop().time() + self._startup_timeout
+        while True:
+            if process.returncode is not None:
+                self._process = None
+                raise EtcdStartFailed(
+                    f"etcd exited with code {process.returncode} while starting on "
+                    f"127.0.0.1:{member.client_port}; its log is {self.log_path}:\n"
+                    f"{self._log_tail()}"
+                )
+            if await is_healthy(member.client_port):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                await self._terminate()
+                raise EtcdStartFailed(
+                    f"etcd did not become healthy within {self._startup_timeout:.0f} s on "
+                    f"127.0.0.1:{member.client_port}; its log is {self.log_path}:\n"
+                    f"{self._log_tail()}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait(), 0.05)
+
+    async def _terminate(self) -> None:
+        process = self._process
+        self._process = None
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), _STOP_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("etcd.kill", pid=process.pid, reason="did not stop on SIGTERM")
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        log.info("etcd.stopped", pid=process.pid, exit_code=process.returncode)
+
+    def _choose_member(self, remembered: Member | None) -> Member:
+        if remembered is not None and self._client_port in (None, remembered.client_port):
+            return remembered
+        return Member(
+            name=remembered.name if remembered else f"pilothouse-{uuid.uuid4().hex[:12]}",
+            client_port=self._client_port or free_port(),
+            peer_port=self._peer_port or free_port(),
+        )
+
+    def _load_member(self) -> Member | None:
+        try:
+            saved = json.loads((self.data_dir / "etcd.json").read_text())
+            return Member(
+                name=saved["name"],
+                client_port=int(saved["client_port"]),
+                peer_port=int(saved["peer_port"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _save_member(self, member: Member) -> None:
+        path = self.data_dir / "etcd.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(
+            json.dumps(
+                {
+                    "name": member.name,
+                    "client_port": member.client_port,
+                    "peer_port": member.peer_port,
+                }
+            )
+        )
+        os.replace(temporary, path)
+
+    def _rotate_log(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size > _LOG_ROTATE_BYTES:
+                os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
