@@ -1,0 +1,147 @@
+"""Filters: may this pod run on this node? Each says no with a `Rejection`, or yes with None.
+
+Invariants: a filter looks only at the node info and the pod (pure, no I/O); a rejection names
+its `Reason`s, whose values are Kubernetes' own words for the histogram in the pod's
+"0/3 nodes are available: …" message, and carries a sentence about this node for a person.
+`FILTERS` runs in Kubernetes' order (cheap, node-level checks before resource arithmetic); the
+first filter that rejects a node decides its reasons, as in Kubernetes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, demand_of
+from pilothouse.quantity import format_cpu, format_memory
+
+
+class Reason(enum.Enum):
+    NODE_NOT_READY = "node(s) were not ready"
+    UNSCHEDULABLE = "node(s) were unschedulable"
+    UNTOLERATED_TAINT = "node(s) had untolerated taint"
+    NODE_SELECTOR_MISMATCH = "node(s) didn't match Pod's node affinity/selector"
+    HOST_PORT_CONFLICT = "node(s) didn't have free ports for the requested pod ports"
+    TOO_MANY_PODS = "Too many pods"
+    INSUFFICIENT_CPU = "Insufficient cpu"
+    INSUFFICIENT_MEMORY = "Insufficient memory"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one node cannot take the pod."""
+
+    reasons: tuple[Reason, ...]
+    message: str
+    taint: str = ""  # "{key: value}" for UNTOLERATED_TAINT, as Kubernetes prints it
+
+    def summaries(self) -> tuple[str, ...]:
+        """The histogram entries this node contributes ("Insufficient memory", …)."""
+        return tuple(
+            f"{reason.value} {self.taint}" if reason is Reason.UNTOLERATED_TAINT else reason.value
+            for reason in self.reasons
+        )
+
+
+Filter = Callable[[NodeInfo, Pod, Demand], Rejection | None]
+
+
+def node_ready(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    for condition in info.node.status.conditions:
+        if condition.type == "Ready":
+            if condition.status == "True":
+                return None
+            why = condition.message or condition.reason or f"Ready is {condition.status}"
+            return Rejection((Reason.NODE_NOT_READY,), f'node "{info.name}" is not ready: {why}')
+    return Rejection((Reason.NODE_NOT_READY,), f'node "{info.name}" has not reported Ready yet')
+
+
+def schedulable(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    if info.node.spec.unschedulable:
+        return Rejection(
+            (Reason.UNSCHEDULABLE,), f'node "{info.name}" is cordoned (spec.unschedulable)'
+        )
+    return None
+
+
+def taint_toleration(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    # Pods carry no tolerations yet, so every NoSchedule or NoExecute taint repels them.
+    for taint in info.node.spec.taints:
+        if taint.effect in ("NoSchedule", "NoExecute"):
+            return Rejection(
+                (Reason.UNTOLERATED_TAINT,),
+                f'node "{info.name}" has taint {taint.key}={taint.value}:{taint.effect}',
+                taint=f"{{{taint.key}: {taint.value}}}",
+            )
+    return None
+
+
+def node_selector(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    labels = info.node.metadata.labels
+    missing = [
+        f"{key}={value}"
+        for key, value in sorted(pod.spec.node_selector.items())
+        if labels.get(key) != value
+    ]
+    if missing:
+        return Rejection(
+            (Reason.NODE_SELECTOR_MISMATCH,),
+            f'node "{info.name}" lacks the labels {", ".join(missing)}',
+        )
+    return None
+
+
+def host_ports(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    for wanted in demand.host_ports:
+        for used in info.requested.host_ports:
+            if wanted.conflicts(used):
+                return Rejection(
+                    (Reason.HOST_PORT_CONFLICT,),
+                    f'node "{info.name}" already has host port {wanted.port}/{wanted.protocol} '
+                    "in use",
+                )
+    return None
+
+
+def resource_fit(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    reasons: list[Reason] = []
+    details: list[str] = []
+    if len(info.pods) + 1 > info.allocatable_pods:
+        reasons.append(Reason.TOO_MANY_PODS)
+        details.append(f"{len(info.pods)} of {info.allocatable_pods} pods")
+    free_cpu = info.allocatable_cpu - info.requested.cpu
+    if demand.cpu > 0 and demand.cpu > free_cpu:
+        reasons.append(Reason.INSUFFICIENT_CPU)
+        details.append(f"cpu {format_cpu(max(free_cpu, 0))} free, {format_cpu(demand.cpu)} asked")
+    free_memory = info.allocatable_memory - info.requested.memory
+    if demand.memory > 0 and demand.memory > free_memory:
+        reasons.append(Reason.INSUFFICIENT_MEMORY)
+        details.append(
+            f"memory {format_memory(max(free_memory, 0))} free, "
+            f"{format_memory(demand.memory)} asked"
+        )
+    if reasons:
+        return Rejection(tuple(reasons), f'node "{info.name}": {"; ".join(details)}')
+    return None
+
+
+# Order matters only for which reason a node reports when several apply: Kubernetes runs
+# NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, then NodeResourcesFit.
+FILTERS: tuple[Filter, ...] = (
+    node_ready,
+    schedulable,
+    taint_toleration,
+    node_selector,
+    host_ports,
+    resource_fit,
+)
+
+
+def first_rejection(info: NodeInfo, pod: Pod, demand: Demand | None = None) -> Rejection | None:
+    demand = demand if demand is not None else demand_of(pod)
+    for check in FILTERS:
+        rejection = check(info, pod, demand)
+        if rejection is not None:
+            return rejection
+    return None

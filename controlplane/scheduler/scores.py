@@ -1,0 +1,59 @@
+"""Scores: among the nodes that passed every filter, which suits the pod best (0..100 each).
+
+Invariants: pure functions of the node info, the pod and the feasible set; higher is better.
+`least_allocated` is Kubernetes' NodeResourcesLeastAllocated (cpu and memory equally weighted,
+the pod's own demand counted, a pod asking for nothing counted as 100m cpu and 200 MiB, as
+Kubernetes' non-zero defaults do) so empty nodes fill first. `spread` prefers the node holding
+the fewest pods of the same controller (one ReplicaSet), so one Deployment's replicas spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, controller_uid, demand_of
+
+MAX_SCORE = 100
+DEFAULT_CPU = 100  # millicores, Kubernetes' DefaultMilliCPURequest
+DEFAULT_MEMORY = 200 * 1024 * 1024  # bytes, Kubernetes' DefaultMemoryRequest
+
+# Spreading a Deployment outweighs packing by free resources (Kubernetes weighs
+# PodTopologySpread 2 against NodeResourcesFit 1).
+SPREAD_WEIGHT = 2
+LEAST_ALLOCATED_WEIGHT = 1
+
+
+def _non_zero(demand: Demand) -> tuple[int, int]:
+    return (demand.cpu or DEFAULT_CPU, demand.memory or DEFAULT_MEMORY)
+
+
+def _free_fraction(capacity: int, requested: int) -> float:
+    if capacity <= 0 or requested > capacity:
+        return 0.0
+    return (capacity - requested) * MAX_SCORE / capacity
+
+
+def least_allocated(info: NodeInfo, pod: Pod, demand: Demand) -> float:
+    cpu, memory = _non_zero(demand)
+    used_cpu = sum(_non_zero(demand_of(p))[0] for p in info.pods) + cpu
+    used_memory = sum(_non_zero(demand_of(p))[1] for p in info.pods) + memory
+    return (
+        _free_fraction(info.allocatable_cpu, used_cpu)
+        + _free_fraction(info.allocatable_memory, used_memory)
+    ) / 2
+
+
+def spread(info: NodeInfo, pod: Pod, feasible: Sequence[NodeInfo]) -> float:
+    owner = controller_uid(pod)
+    if not owner:
+        return MAX_SCORE
+    most = max(candidate.count_owned_by(owner) for candidate in feasible)
+    if most == 0:
+        return MAX_SCORE
+    return MAX_SCORE * (most - info.count_owned_by(owner)) / most
+
+
+def total(info: NodeInfo, pod: Pod, demand: Demand, feasible: Sequence[NodeInfo]) -> float:
+    return LEAST_ALLOCATED_WEIGHT * least_allocated(info, pod, demand) + SPREAD_WEIGHT * spread(
+        info, pod, feasible
+    )
