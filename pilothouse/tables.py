@@ -1,0 +1,374 @@
+"""kubectl-style tables: the columns `get` prints for each kind, and how they are laid out.
+
+Invariants: column names, cell contents and spacing follow kubectl (its tabwriter: cells padded
+to the widest cell plus three spaces, at least six wide, the last column unpadded). Cells are
+computed from the object alone (plus the pods on a node for its allocation), with the current
+time passed in, so every function here is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pilothouse import quantity
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2 as o
+
+NONE = "<none>"
+_ROLE_PREFIX = "node-role.kubernetes.io/"
+_MIN_WIDTH = 6
+_PADDING = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(slots=True)
+class Layout:
+    """Column widths that only grow, so rows printed one by one (`get -w`) stay aligned."""
+
+    widths: list[int] = field(default_factory=list)
+
+    def fit(self, rows: Iterable[Sequence[str]]) -> None:
+        for row in rows:
+            for i, cell in enumerate(row):
+                if i >= len(self.widths):
+                    self.widths.append(_MIN_WIDTH)
+                self.widths[i] = max(self.widths[i], len(cell) + _PADDING)
+
+    def line(self, row: Sequence[str]) -> str:
+        self.fit([row])
+        cells = [cell.ljust(self.widths[i]) for i, cell in enumerate(row[:-1])]
+        return "".join(cells) + (row[-1] if row else "")
+
+
+def render(table: Table) -> str:
+    """The table as kubectl prints it: header line, then one line per row."""
+    layout = Layout()
+    layout.fit([table.headers, *table.rows])
+    return "\n".join(layout.line(row) for row in (table.headers, *table.rows))
+
+
+def age(timestamp: Timestamp | None, now: datetime) -> str:
+    """Time since `timestamp`, as kubectl prints it ("5s", "3m", "2h", "4d")."""
+    if timestamp is None or (timestamp.seconds == 0 and timestamp.nanos == 0):
+        return "<unknown>"
+    seconds = (now - timestamp.ToDatetime(tzinfo=UTC)).total_seconds()
+    return human_duration(seconds)
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's `duration.HumanDuration`: coarser as durations grow."""
+    whole = int(seconds)
+    if whole < -1:
+        return "<invalid>"
+    if whole < 0:
+        return "0s"
+    if whole < 120:
+        return f"{whole}s"
+    minutes = whole // 60
+    if minutes < 10:
+        rest = whole % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = whole // 3600
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        rest = (hours // 24) % 365
+        years = hours // 24 // 365
+        return f"{years}y{rest}d" if rest else f"{years}y"
+    return f"{hours // 24 // 365}y"
+
+
+def selector_text(labels: dict[str, str] | Iterable[tuple[str, str]]) -> str:
+    pairs = sorted(dict(labels).items())
+    return ",".join(f"{k}={v}" for k, v in pairs) if pairs else NONE
+
+
+def table(
+    kind: Kind,
+    items: Sequence[Message],
+    *,
+    now: datetime,
+    wide: bool = False,
+    with_namespace: bool = False,
+    pods: Sequence[o.Pod] | None = None,
+) -> Table:
+    """The `get` table for `items` of one kind; `pods` adds allocation columns to nodes."""
+    headers, row = _COLUMNS[kind](wide=wide, pods=pods)
+    if kind == Kind.EVENT:
+        items = sorted(items, key=_event_time)  # type: ignore[arg-type]
+    rows = [row(item, now) for item in items]
+    if with_namespace and kind.info.namespaced:
+        headers = ("NAMESPACE", *headers)
+        rows = [(item.metadata.namespace, *r) for item, r in zip(items, rows, strict=True)]  # type: ignore[attr-defined]
+    return Table(headers=tuple(headers), rows=tuple(tuple(r) for r in rows))
+
+
+def pod_status(pod: o.Pod) -> tuple[str, int, int, Timestamp | None]:
+    """kubectl's STATUS for a pod, with ready containers, restarts and the last restart time."""
+    reason = pod.status.reason or pod.status.phase or "Pending"
+    ready = restarts = 0
+    last_restart: Timestamp | None = None
+    has_running = False
+    for status in reversed(pod.status.container_statuses):
+        restarts += status.restart_count
+        previous = status.last_state.terminated
+        if status.last_state.HasField("terminated") and previous.HasField("finished_at"):
+            finished = previous.finished_at
+            if last_restart is None or finished.ToNanoseconds() > last_restart.ToNanoseconds():
+                last_restart = finished
+        state = status.state
+        if state.HasField("waiting") and state.waiting.reason:
+            reason = state.waiting.reason
+        elif state.HasField("terminated") and state.terminated.reason:
+            reason = state.terminated.reason
+        elif state.HasField("terminated"):
+            term = state.terminated
+            reason = f"Signal:{term.signal}" if term.signal else f"ExitCode:{term.exit_code}"
+        elif status.ready and state.HasField("running"):
+            has_running = True
+            ready += 1
+    if reason == "Completed" and has_running:
+        pod_ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
+        reason = "Running" if pod_ready else "NotReady"
+    if pod.metadata.HasField("deletion_timestamp"):
+        reason = "Unknown" if pod.status.reason == "NodeLost" else "Terminating"
+    return reason, ready, restarts, last_restart
+
+
+def node_status(node: o.Node) -> str:
+    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
+    if ready is None:
+        status = "Unknown"
+    elif ready.status == "True":
+        status = "Ready"
+    elif ready.status == "False":
+        status = "NotReady"
+    else:
+        status = "Unknown"
+    if node.spec.unschedulable:
+        status += ",SchedulingDisabled"
+    return status
+
+
+def node_roles(node: o.Node) -> str:
+    labels = node.metadata.labels
+    roles = {key.partition("/")[2] for key in labels if key.startswith(_ROLE_PREFIX)}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
+    roles.discard("")
+    return ",".join(sorted(roles)) if roles else NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    cpu_requested: int  # millicores
+    cpu_allocatable: int
+    memory_requested: int  # bytes
+    memory_allocatable: int
+
+
+def allocation(node: o.Node, pods: Iterable[o.Pod]) -> Allocation:
+    """Requests of the non-terminated pods bound to `node`, against its allocatable."""
+    cpu = memory = 0
+    for pod in pods:
+        if pod.spec.node_name != node.metadata.name or pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        for container in pod.spec.containers:
+            requests = container.resources.requests
+            cpu += _safe(quantity.parse_cpu, requests.get("cpu", "0"))
+            memory += _safe(quantity.parse_memory, requests.get("memory", "0"))
+    allocatable = node.status.allocatable or node.status.capacity
+    return Allocation(
+        cpu_requested=cpu,
+        cpu_allocatable=_safe(quantity.parse_cpu, allocatable.get("cpu", "0")),
+        memory_requested=memory,
+        memory_allocatable=_safe(quantity.parse_memory, allocatable.get("memory", "0")),
+    )
+
+
+def _safe(parse: Callable[[str], int], value: str) -> int:
+    try:
+        return int(parse(value))
+    except ValueError:
+        return 0
+
+
+def _share(used: int, total: int, fmt: Callable[[int], str]) -> str:
+    percent = f" ({used * 100 // total}%)" if total else ""
+    return f"{fmt(used)}/{fmt(total) if total else '?'}{percent}"
+
+
+# --- columns per kind ---------------------------------------------------------------------------
+
+_RowFn = Callable[[Any, datetime], tuple[str, ...]]
+
+
+def _deployment_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    headers = ("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE")
+    if wide:
+        headers += ("CONTAINERS", "IMAGES", "SELECTOR")
+
+    def row(d: o.Deployment, now: datetime) -> tuple[str, ...]:
+        desired = d.spec.replicas if d.spec.HasField("replicas") else 1
+        cells = (
+            d.metadata.name,
+            f"{d.status.ready_replicas}/{desired}",
+            str(d.status.updated_replicas),
+            str(d.status.available_replicas),
+            age(d.metadata.creation_timestamp, now),
+        )
+        if wide:
+            cells += _template_cells(d.spec.template, d.spec.selector)
+        return cells
+
+    return headers, row
+
+
+def _replicaset_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    headers = ("NAME", "DESIRED", "CURRENT", "READY", "AGE")
+    if wide:
+        headers += ("CONTAINERS", "IMAGES", "SELECTOR")
+
+    def row(rs: o.ReplicaSet, now: datetime) -> tuple[str, ...]:
+        desired = rs.spec.replicas if rs.spec.HasField("replicas") else 1
+        cells = (
+            rs.metadata.name,
+            str(desired),
+            str(rs.status.replicas),
+            str(rs.status.ready_replicas),
+            age(rs.metadata.creation_timestamp, now),
+        )
+        if wide:
+            cells += _template_cells(rs.spec.template, rs.spec.selector)
+        return cells
+
+    return headers, row
+
+
+def _template_cells(template: o.PodTemplateSpec, selector: o.LabelSelector) -> tuple[str, ...]:
+    containers = template.spec.containers
+    return (
+        ",".join(c.name for c in containers) or NONE,
+        ",".join(c.image for c in containers) or NONE,
+        selector_text(selector.match_labels),
+    )
+
+
+def _pod_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    headers = ("NAME", "READY", "STATUS", "RESTARTS", "AGE")
+    if wide:
+        headers += ("IP", "NODE")
+
+    def row(pod: o.Pod, now: datetime) -> tuple[str, ...]:
+        status, ready, restarts, last_restart = pod_status(pod)
+        restart_cell = str(restarts)
+        if restarts and last_restart is not None:
+            restart_cell += f" ({age(last_restart, now)} ago)"
+        cells = (
+            pod.metadata.name,
+            f"{ready}/{len(pod.spec.containers)}",
+            status,
+            restart_cell,
+            age(pod.metadata.creation_timestamp, now),
+        )
+        if wide:
+            cells += (pod.status.pod_ip or NONE, pod.spec.node_name or NONE)
+        return cells
+
+    return headers, row
+
+
+def _node_columns(*, wide: bool, pods: Sequence[o.Pod] | None) -> tuple[tuple[str, ...], _RowFn]:
+    headers: tuple[str, ...] = ("NAME", "STATUS", "ROLES", "AGE", "VERSION")
+    if pods is not None:
+        headers += ("CPU-ALLOCATED", "MEMORY-ALLOCATED")
+    if wide:
+        headers += ("INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME")
+
+    def row(node: o.Node, now: datetime) -> tuple[str, ...]:
+        info = node.status.node_info
+        cells: tuple[str, ...] = (
+            node.metadata.name,
+            node_status(node),
+            node_roles(node),
+            age(node.metadata.creation_timestamp, now),
+            info.kubelet_version or NONE,
+        )
+        if pods is not None:
+            used = allocation(node, pods)
+            cells += (
+                _share(used.cpu_requested, used.cpu_allocatable, quantity.format_cpu),
+                _share(used.memory_requested, used.memory_allocatable, quantity.format_memory),
+            )
+        if wide:
+            internal = next(
+                (a.address for a in node.status.addresses if a.type == "InternalIP"), NONE
+            )
+            cells += (
+                internal,
+                info.os_image or NONE,
+                info.kernel_version or NONE,
+                info.container_runtime_version or NONE,
+            )
+        return cells
+
+    return headers, row
+
+
+def _event_time(event: o.Event) -> int:
+    stamp = event.last_timestamp if event.HasField("last_timestamp") else event.first_timestamp
+    if not event.HasField("last_timestamp") and not event.HasField("first_timestamp"):
+        stamp = event.metadata.creation_timestamp
+    return stamp.ToNanoseconds()
+
+
+def _event_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    headers = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")
+
+    def row(event: o.Event, now: datetime) -> tuple[str, ...]:
+        last = event.last_timestamp if event.HasField("last_timestamp") else None
+        if last is None:
+            last = event.metadata.creation_timestamp
+        seen = age(last, now)
+        if event.count > 1 and event.HasField("first_timestamp"):
+            seen = f"{seen} (x{event.count} over {age(event.first_timestamp, now)})"
+        ref = event.involved_object
+        return (
+            seen,
+            event.type or "Normal",
+            event.reason,
+            f"{ref.kind.lower()}/{ref.name}",
+            event.message.strip().replace("\n", " "),
+        )
+
+    return headers, row
+
+
+_COLUMNS = {
+    Kind.DEPLOYMENT: _deployment_columns,
+    Kind.REPLICASET: _replicaset_columns,
+    Kind.POD: _pod_columns,
+    Kind.NODE: _node_columns,
+    Kind.EVENT: _event_columns,
+}
