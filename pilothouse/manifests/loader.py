@@ -1,0 +1,191 @@
+"""Reading manifests from files, directories and stdin into defaulted object messages.
+
+Invariants: a source is a file, a directory (its *.yaml, *.yml and *.json files, sorted by name,
+not recursing) or "-" for stdin. Every document of every source is examined before anything is
+returned; if any one is invalid, `load` raises a `ManifestError` listing every problem of every
+source, so a caller that writes the result writes all of it or none of it. Documents are
+numbered from 1 within their file, counting empty ones so the number matches what a person
+counts; empty documents produce no object.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import yaml
+from google.protobuf.message import Message
+
+from pilothouse import kinds
+from pilothouse.manifests import defaults, validation
+from pilothouse.manifests.decode import describe, to_message
+from pilothouse.manifests.problems import ManifestError, Problem
+
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+EXTENSIONS = (".yaml", ".yml", ".json")
+
+# (apiVersion, kind) -> Kind: what a manifest may create.
+SUPPORTED: dict[tuple[str, str], kinds.Kind] = {
+    ("apps/v1", "Deployment"): kinds.Kind.DEPLOYMENT,
+    ("v1", "Pod"): kinds.Kind.POD,
+    ("v1", "Node"): kinds.Kind.NODE,
+}
+_SUPPORTED_TEXT = ", ".join(f"{v} {k}" for v, k in SUPPORTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One object read from a manifest, defaults applied. `index` counts from 1 in `source`."""
+
+    source: str
+    index: int
+    kind: kinds.Kind
+    message: Message
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, as Kubernetes' strict decoding does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f'key "{key}" already set in map',
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load(sources: Sequence[str], *, stdin: TextIO | None = None) -> list[Document]:
+    """Every object of every source, defaulted and validated; `ManifestError` if any is bad."""
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    for source in sources:
+        for name, text, problem in _read(source, stdin):
+            if problem is not None:
+                problems.append(problem)
+                continue
+            found, bad = parse(text, source=name)
+            documents.extend(found)
+            problems.extend(bad)
+    if problems:
+        raise ManifestError(problems)
+    return documents
+
+
+def _read(source: str, stdin: TextIO | None) -> Iterator[tuple[str, str, Problem | None]]:
+    if source == STDIN:
+        yield STDIN_NAME, (stdin or sys.stdin).read(), None
+        return
+    if os.path.isdir(source):
+        files = sorted(entry for entry in os.listdir(source) if entry.lower().endswith(EXTENSIONS))
+        files = [f for f in files if os.path.isfile(os.path.join(source, f))]
+        if not files:
+            yield source, "", Problem(source, 0, "", "directory has no .yaml, .yml or .json files")
+        for entry in files:
+            yield from _read(os.path.join(source, entry), stdin)
+        return
+    try:
+        with open(source, encoding="utf-8") as handle:
+            yield source, handle.read(), None
+    except FileNotFoundError:
+        yield source, "", Problem(source, 0, "", f'the path "{source}" does not exist')
+    except UnicodeDecodeError as exc:
+        yield source, "", Problem(source, 0, "", f"is not UTF-8 text ({exc.reason})")
+    except OSError as exc:
+        yield source, "", Problem(source, 0, "", f"cannot be read: {exc.strerror}")
+
+
+def parse(text: str, *, source: str = "") -> tuple[list[Document], list[Problem]]:
+    """The objects of one file's text and the problems of its documents (all of them)."""
+    documents: list[Document] = []
+    problems: list[Problem] = []
+    index = 0
+    try:
+        for data in yaml.load_all(text, Loader=_Loader):
+            index += 1
+            if data is None:
+                continue
+            document, found = _document(data, source=source, index=index)
+            problems.extend(found)
+            if document is not None:
+                documents.append(document)
+    except yaml.YAMLError as exc:
+        problems.append(Problem(source, index + 1, "", _yaml_message(exc)))
+    if index == 0 and not problems:
+        problems.append(Problem(source, 0, "", "no objects found (the manifest is empty)"))
+    elif not documents and not problems:
+        problems.append(Problem(source, 0, "", "no objects found (every document is empty)"))
+    return documents, problems
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "syntax error"
+        if mark is not None:
+            return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
+        return f"invalid YAML: {what}"
+    return f"invalid YAML: {exc}"
+
+
+def resolve_kind(data: Mapping[str, Any]) -> tuple[kinds.Kind | None, list[tuple[str, str]]]:
+    """The Kind a mapping declares through apiVersion and kind, or the problems with them."""
+    api_version, kind = data.get("apiVersion"), data.get("kind")
+    errors = []
+    for field, value in (("apiVersion", api_version), ("kind", kind)):
+        if value is None or value == "":
+            errors.append((field, "Required value"))
+        elif not isinstance(value, str):
+            errors.append((field, f"must be a string, got {describe(value)}"))
+    if errors:
+        return None, errors
+    found = SUPPORTED.get((api_version, kind))
+    if found is not None:
+        return found, []
+    field = "apiVersion" if any(k == kind for _, k in SUPPORTED) else "kind"
+    return None, [
+        (
+            field,
+            f'no matches for kind "{kind}" in version "{api_version}" '
+            f"(supported: {_SUPPORTED_TEXT})",
+        )
+    ]
+
+
+def _document(data: Any, *, source: str, index: int) -> tuple[Document | None, list[Problem]]:
+    def problems(errors: list[tuple[str, str]]) -> list[Problem]:
+        return [Problem(source, index, field, message) for field, message in errors]
+
+    if not isinstance(data, Mapping):
+        return None, problems(
+            [("", f"a manifest must be a mapping with apiVersion and kind, got {describe(data)}")]
+        )
+    kind, errors = resolve_kind(data)
+    if kind is None:
+        return None, problems(errors)
+    message, errors = to_message(data, kind.info.message)
+    if errors:
+        return None, problems(errors)
+    if kind in (kinds.Kind.DEPLOYMENT, kinds.Kind.POD):
+        message.ClearField("status")  # the control plane owns status, as Kubernetes' API does
+    defaults.set_defaults(message)
+    errors = validation.check(message)
+    if errors:
+        return None, problems(errors)
+    return Document(source, index, kind, message), []

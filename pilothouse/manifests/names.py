@@ -1,0 +1,122 @@
+"""Syntax of names, label keys and label values, with Kubernetes' own error wording.
+
+Invariant: every check returns a list of messages (empty when valid) worded as Kubernetes'
+apimachinery validation words them, so a person who knows kubectl recognises them.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*"
+_QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE = rf"({_QUALIFIED_NAME})?"
+_IANA_SVC_NAME = r"[-a-z0-9]+"
+_ENV_VAR_NAME = r"[-._a-zA-Z][-._a-zA-Z0-9]*"
+
+_dns1123_label = re.compile(f"^{_DNS1123_LABEL}$")
+_dns1123_subdomain = re.compile(f"^{_DNS1123_SUBDOMAIN}$")
+_qualified_name = re.compile(f"^{_QUALIFIED_NAME}$")
+_label_value = re.compile(f"^{_LABEL_VALUE}$")
+_env_var_name = re.compile(f"^{_ENV_VAR_NAME}$")
+
+
+def dns1123_label(value: str) -> list[str]:
+    """A DNS-1123 label: container names, namespaces, port names' shape."""
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _dns1123_label.match(value):
+        errors.append(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+            "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+            f"'123-abc', regex used for validation is '{_DNS1123_LABEL}')"
+        )
+    return errors
+
+
+def dns1123_subdomain(value: str) -> list[str]:
+    """A DNS-1123 subdomain: the names of Deployments, Pods, Nodes."""
+    errors = []
+    if len(value) > 253:
+        errors.append("must be no more than 253 characters")
+    if not _dns1123_subdomain.match(value):
+        errors.append(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+            "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+            f"'example.com', regex used for validation is '{_DNS1123_SUBDOMAIN}')"
+        )
+    return errors
+
+
+def qualified_name(value: str) -> list[str]:
+    """A label or annotation key: an optional DNS-1123 subdomain prefix, "/", and a name."""
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            return ["prefix part must be non-empty"]
+        prefix_errors = dns1123_subdomain(prefix)
+        if prefix_errors:
+            return [f"prefix part {e}" for e in prefix_errors]
+    else:
+        return [
+            "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must "
+            "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+            f"'123-abc', regex used for validation is '{_QUALIFIED_NAME}') with an optional DNS "
+            "subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        return ["name part must be non-empty"]
+    errors = []
+    if len(name) > 63:
+        errors.append("name part must be no more than 63 characters")
+    if not _qualified_name.match(name):
+        errors.append(
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+            "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+            f"'123-abc', regex used for validation is '{_QUALIFIED_NAME}')"
+        )
+    return errors
+
+
+def label_value(value: str) -> list[str]:
+    errors = []
+    if len(value) > 63:
+        errors.append("must be no more than 63 characters")
+    if not _label_value.match(value):
+        errors.append(
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', "
+            "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  "
+            f"or 'my_value',  or '12345', regex used for validation is '{_LABEL_VALUE}')"
+        )
+    return errors
+
+
+def port_name(value: str) -> list[str]:
+    """An IANA service name, as Kubernetes requires of container port names."""
+    errors = []
+    if len(value) > 15:
+        errors.append("must be no more than 15 characters")
+    if not re.match(f"^{_IANA_SVC_NAME}$", value):
+        errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
+    if "--" in value:
+        errors.append("must not contain consecutive hyphens")
+    if not re.search("[a-z]", value):
+        errors.append("must contain at least one letter (a-z)")
+    if value.startswith("-") or value.endswith("-"):
+        errors.append("must not begin or end with a hyphen")
+    return errors
+
+
+def env_var_name(value: str) -> list[str]:
+    if _env_var_name.match(value):
+        return []
+    return [
+        "a valid environment variable name must consist of alphabetic characters, digits, '_', "
+        "'-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  "
+        f"or 'MyEnvName1', regex used for validation is '{_ENV_VAR_NAME}')"
+    ]
