@@ -1,0 +1,120 @@
+"""The generic controller: a work queue, N workers, and one reconciler.
+
+Invariants (the only place that decides retries, as in controller-runtime):
+- reconcile returns `Result()` -> the key's backoff is forgotten;
+- `Result(requeue_after=s)` -> forgotten, and the key comes back after `s` seconds;
+- raises `Terminal` -> logged, forgotten, not retried (a person must change something);
+- raises anything else -> logged, retried with the key's exponential backoff.
+A key is reconciled by one worker at a time (the queue guarantees it). Workers start only once
+every informer in `wait_for` has synced, so a reconciler never acts on a half-filled cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from controlplane.controllers.clock import Clock, SystemClock
+from controlplane.controllers.queue import Backoff, ShutDown, WorkQueue
+from controlplane.store import StoreError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    requeue_after: float | None = None
+
+
+class Terminal(Exception):
+    """An error retrying cannot fix (an invalid object): log it and wait for a change."""
+
+
+class Reconciler(Protocol):
+    async def reconcile(self, key: str) -> Result: ...
+
+
+class Synced(Protocol):
+    async def wait_synced(self) -> None: ...
+
+
+class Controller:
+    """Runs `reconciler.reconcile(key)` for every key added to `queue`. A Runnable."""
+
+    needs_leadership = True
+
+    def __init__(
+        self,
+        name: str,
+        reconciler: Reconciler,
+        *,
+        workers: int = 2,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+        wait_for: Sequence[Synced] = (),
+    ) -> None:
+        self.name = name
+        self.reconciler = reconciler
+        self.workers = workers
+        self.queue = WorkQueue(clock=clock or SystemClock(), backoff=backoff)
+        self._wait_for = tuple(wait_for)
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    async def run(self) -> None:
+        for informer in self._wait_for:
+            await informer.wait_synced()
+        log.info("controller.started", controller=self.name, workers=self.workers)
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(self.workers):
+                    group.create_task(self._work(), name=f"{self.name}.worker-{index}")
+        finally:
+            self.queue.shut_down()
+
+    async def _work(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self.process(key)
+            finally:
+                self.queue.done(key)
+
+    async def process(self, key: str) -> None:
+        """Reconcile one key and decide what happens to it next (see module docstring)."""
+        try:
+            result = await self.reconciler.reconcile(key)
+        except asyncio.CancelledError:
+            raise
+        except Terminal as error:
+            self.queue.forget(key)
+            log.error("controller.terminal_error", controller=self.name, key=key, error=str(error))
+            return
+        except Exception as error:
+            delay = self.queue.add_rate_limited(key)
+            log.warning(
+                "controller.reconcile_failed",
+                controller=self.name,
+                key=key,
+                error=f"{type(error).__name__}: {error}",
+                retry_in=round(delay, 3),
+                failures=self.queue.failures(key),
+                exc_info=not _expected(error),
+            )
+            return
+        self.queue.forget(key)
+        if result.requeue_after is not None:
+            self.queue.add_after(key, result.requeue_after)
+
+
+def _expected(error: Exception) -> bool:
+    """Store errors (conflicts, outages) are routine: no traceback in the log."""
+    return isinstance(error, StoreError)
