@@ -1,0 +1,148 @@
+"""Informers keep a faithful local copy of stored objects through watches, compaction and
+store outages, and tell their handlers about every change."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from controlplane.cache.informer import Informer, Notice
+from controlplane.controllers.clock import ManualClock, settle
+from controlplane.objects import ChangeType, ObjectStore
+from controlplane.store import Change, Unavailable
+from controlplane.store.memory import MemoryStore
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2
+
+
+def make_pod(name: str, namespace: str = "default") -> objects_pb2.Pod:
+    pod = objects_pb2.Pod()
+    pod.metadata.name = name
+    pod.metadata.namespace = namespace
+    pod.metadata.labels["app"] = "web"
+    pod.spec.containers.add(name="main", image="busybox")
+    return pod
+
+
+async def start(informer: Informer) -> asyncio.Task[None]:
+    task = asyncio.create_task(informer.run())
+    await asyncio.wait_for(informer.wait_synced(), 5)
+    await settle()
+    return task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_cache_follows_creates_updates_and_deletes() -> None:
+    objects = ObjectStore(MemoryStore())
+    await objects.create(make_pod("before"))
+    informer = Informer(objects, Kind.POD)
+    seen: list[tuple[ChangeType, str]] = []
+    informer.add_handler(lambda n: seen.append((n.type, n.key)))
+    task = await start(informer)
+    try:
+        assert informer.has_synced
+        assert informer.get("default", "before") is not None, "a pod listed at start is missing"
+        created = await objects.create(make_pod("after", "other"))
+        created.metadata.labels["tier"] = "front"
+        await objects.update(created)
+        await objects.delete(Kind.POD, "default", "before")
+        await settle()
+        assert informer.get("default", "before") is None, "a deleted pod is still cached"
+        cached = informer.get("other", "after")
+        assert cached is not None and cached.metadata.labels["tier"] == "front"
+        assert [p.metadata.name for p in informer.list(namespace="other")] == ["after"]
+        assert seen == [
+            (ChangeType.ADDED, "default/before"),
+            (ChangeType.ADDED, "other/after"),
+            (ChangeType.MODIFIED, "other/after"),
+            (ChangeType.DELETED, "default/before"),
+        ]
+    finally:
+        await stop(task)
+
+
+async def test_late_handler_gets_the_cached_objects_first() -> None:
+    objects = ObjectStore(MemoryStore())
+    await objects.create(make_pod("a"))
+    informer = Informer(objects, Kind.POD)
+    task = await start(informer)
+    try:
+        seen: list[Notice] = []
+        informer.add_handler(seen.append)
+        assert [(n.type, n.key) for n in seen] == [(ChangeType.ADDED, "default/a")]
+    finally:
+        await stop(task)
+
+
+async def test_compaction_while_away_is_answered_by_a_relist_that_reports_the_difference() -> None:
+    store = MemoryStore()
+    objects = ObjectStore(store)
+    await objects.create(make_pod("stays"))
+    await objects.create(make_pod("goes"))
+    informer = Informer(objects, Kind.POD)
+    seen: list[tuple[ChangeType, str]] = []
+    informer.add_handler(lambda n: seen.append((n.type, n.key)))
+    await stop(await start(informer))  # the informer falls behind ...
+    seen.clear()
+    await objects.delete(Kind.POD, "default", "goes")
+    await objects.create(make_pod("new"))
+    await store.compact(store.revision)  # ... and its revision is compacted away
+    task = asyncio.create_task(informer.run())
+    try:
+        await settle()
+        assert sorted(p.metadata.name for p in informer.list()) == ["new", "stays"]
+        assert set(seen) == {
+            (ChangeType.ADDED, "default/new"),
+            (ChangeType.DELETED, "default/goes"),
+        }, f"handlers missed changes made while the watch was down: {seen}"
+        await objects.create(make_pod("after-relist"))
+        await settle()
+        assert informer.get("default", "after-relist") is not None, "watch did not resume"
+    finally:
+        await stop(task)
+
+
+class FlakyStore(MemoryStore):
+    """A MemoryStore whose next `outages` list or watch calls fail as if etcd were down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outages = 0
+
+    async def list(self, prefix: str):  # type: ignore[override]
+        if self.outages:
+            self.outages -= 1
+            raise Unavailable("etcd is down")
+        return await super().list(prefix)
+
+    async def watch(self, prefix: str, *, since: int) -> AsyncIterator[Change]:
+        if self.outages:
+            self.outages -= 1
+            raise Unavailable("etcd is down")
+        async for change in super().watch(prefix, since=since):
+            yield change
+
+
+async def test_outage_is_retried_with_backoff_and_nothing_is_lost() -> None:
+    store = FlakyStore()
+    objects = ObjectStore(store)
+    clock = ManualClock()
+    informer = Informer(objects, Kind.POD, clock=clock)
+    store.outages = 3
+    task = asyncio.create_task(informer.run())
+    try:
+        await settle()
+        assert not informer.has_synced, "synced although the store was down"
+        await objects.create(make_pod("during-outage"))
+        await clock.advance(10)
+        assert informer.has_synced, "informer did not recover after the store came back"
+        assert informer.get("default", "during-outage") is not None
+    finally:
+        await stop(task)
