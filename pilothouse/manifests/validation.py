@@ -78,9 +78,12 @@ def check(message: Message) -> list[tuple[str, str]]:
         _pod_spec(found, message.spec, "spec", restart_policies=("Always", "OnFailure", "Never"))
     elif isinstance(message, objects_pb2.Node):
         _metadata(found, message.metadata, namespaced=False)
-        for name in ("capacity", "allocatable"):
-            for key, amount in getattr(message.status, name).items():
-                _quantity(found, f"status.{name}[{key}]", amount)
+        capacity = message.status.capacity
+        for key, amount in capacity.items():
+            _quantity(found, f"status.capacity[{key}]", amount)
+        for key, amount in message.status.allocatable.items():
+            if capacity.get(key) != amount:  # a copy of capacity (the default) is reported once
+                _quantity(found, f"status.allocatable[{key}]", amount)
     elif hasattr(message, "metadata"):
         _metadata(found, message.metadata, namespaced=True)
     return found.items
