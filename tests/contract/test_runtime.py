@@ -54,7 +54,7 @@ def _fake_flavor() -> Flavor:
 
 
 @pytest.fixture(params=["fake", "runc"])
-async def flavor(request: pytest.FixtureRequest) -> Flavor:
+def flavor(request: pytest.FixtureRequest) -> Flavor:
     if request.param == "fake":
         return _fake_flavor()
     return request.getfixturevalue("runc_flavor")

@@ -1,0 +1,490 @@
+"""The real ContainerRuntime: OCI bundles run by runc, each under its own `conmon` monitor.
+
+Layout under the state dir (everything a restarted agent needs to re-adopt its containers):
+
+    <state>/runc/                      runc --root: runc's own state, apart from other users
+    <state>/exits/<id>                 exit code, written by conmon when the container ends
+    <state>/sockets/                   conmon's attach sockets (conmon needs the dir to exist)
+    <state>/containers/<id>/meta.json  labels, log path, cgroup path, mounts made, created_at
+    <state>/containers/<id>/started    the start time (written once `runc start` succeeded)
+    <state>/containers/<id>/final.json the final state, kept once the container has stopped
+    <state>/containers/<id>/bundle/    config.json and rootfs (a mount point for overlays)
+    <state>/containers/<id>/persist/   conmon's persist dir ("exit", "oom")
+
+Invariants:
+- conmon, not the agent, is the parent of `runc create`: it holds the container's stdio,
+  writes the CRI-format log and records the exit code in <state>/exits/<id>, so a container
+  keeps running and its exit code is known while no agent runs;
+- `state`, `list` and `wait` read files and /proc only (no runc process per call): the exit
+  file wins, then a live monitor means created or running;
+- `delete` is idempotent and leaves nothing: runc state, cgroups in every controller, the
+  rootfs mount, the bundle and the exit file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal as signals
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nodeagent.runtime import (
+    ContainerNotFound,
+    ContainerSpec,
+    ContainerState,
+    RuntimeError_,
+    Status,
+    mounts,
+    ocispec,
+)
+from nodeagent.runtime.cgroups import Cgroups
+
+log = structlog.get_logger(__name__)
+
+CREATE_TIMEOUT_S = 60.0
+LOG_SIZE_MAX_DEFAULT = 10 * 1024 * 1024
+_RUNC_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
+
+
+class RuncRuntime:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        runc: str = "runc",
+        conmon: str = "conmon",
+        cgroup_parent: str = "/pilothouse",
+        log_size_max: int = LOG_SIZE_MAX_DEFAULT,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.runc = shutil.which(runc) or runc
+        self.conmon = shutil.which(conmon) or conmon
+        self.log_size_max = log_size_max
+        self.cgroups = Cgroups()
+        self.settings = ocispec.NodeSettings.from_host(
+            cgroup_parent=cgroup_parent, swap_limit=self.cgroups.swap_accounting()
+        )
+        self._runc_root = self.state_dir / "runc"
+        self._exits = self.state_dir / "exits"
+        self._sockets = self.state_dir / "sockets"
+        self._containers = self.state_dir / "containers"
+        for d in (self._runc_root, self._exits, self._sockets, self._containers):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- the ContainerRuntime protocol ------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> ContainerState:
+        cdir = self._containers / spec.id
+        try:
+            cdir.mkdir()
+        except FileExistsError:
+            raise RuntimeError_(f'container "{spec.id}" already exists') from None
+        try:
+            return await self._create(spec, cdir)
+        except BaseException:
+            await self.delete(spec.id)
+            raise
+
+    async def start(self, container_id: str) -> ContainerState:
+        cdir = self._dir(container_id)
+        await self._runc("start", container_id)
+        (cdir / "started").write_text(datetime.now(UTC).isoformat())
+        log.debug("container.started", container=container_id)
+        return await self.state(container_id)
+
+    async def kill(self, container_id: str, *, signal: int = 15) -> None:
+        self._dir(container_id)
+        if (await self.state(container_id)).status is Status.STOPPED:
+            return
+        try:
+            await self._runc("kill", container_id, str(signal))
+        except RuntimeError_:
+            if (await self.state(container_id)).status is not Status.STOPPED:
+                raise
+
+    async def wait(self, container_id: str) -> ContainerState:
+        while True:
+            state = await self.state(container_id)
+            if state.status is Status.STOPPED:
+                return state
+            meta = self._meta(container_id)
+            watched = self._monitor_pid(container_id, meta) or (state.pid or None)
+            if watched is None:
+                await asyncio.sleep(0.5)
+                continue
+            await _process_exit(watched)
+
+    async def delete(self, container_id: str) -> None:
+        cdir = self._containers / container_id
+        if not cdir.exists() and not (self._runc_root / container_id).exists():
+            return
+        meta = self._meta_or_empty(container_id)
+        try:
+            await self._runc("delete", "--force", container_id)
+        except RuntimeError_ as err:
+            if "does not exist" not in str(err):
+                raise
+        monitor = self._monitor_pid(container_id, meta)
+        if monitor is not None:
+            try:
+                await asyncio.wait_for(_process_exit(monitor), 5.0)
+            except TimeoutError:
+                _signal(monitor, signals.SIGKILL)
+        if meta.get("rootfs_mounted"):
+            mounts.unmount(cdir / "bundle" / "rootfs")
+        if cgroup_path := meta.get("cgroups_path"):
+            self.cgroups.remove(cgroup_path)
+        shutil.rmtree(cdir, ignore_errors=True)
+        (self._exits / container_id).unlink(missing_ok=True)
+        log.debug("container.deleted", container=container_id)
+
+    async def state(self, container_id: str) -> ContainerState:
+        cdir = self._dir(container_id)
+        final = cdir / "final.json"
+        if final.exists():
+            return _state_from_json(json.loads(final.read_text()))
+        meta = self._meta(container_id)
+        labels = meta.get("labels", {})
+        started_at = _read_time(cdir / "started")
+        exit_file = self._exits / container_id
+        if exit_file.exists():
+            return self._finish(container_id, meta, started_at=started_at)
+        monitor = self._monitor_pid(container_id, meta)
+        pid = _read_int(cdir / "container.pid")
+        if monitor is not None:
+            status = Status.RUNNING if started_at is not None else Status.CREATED
+            return ContainerState(
+                id=container_id, status=status, pid=pid, started_at=started_at, labels=labels
+            )
+        if exit_file.exists():  # the monitor wrote it and exited since we looked
+            return self._finish(container_id, meta, started_at=started_at)
+        if pid and _alive(pid) and await self._runc_status(container_id) == "running":
+            # The monitor is gone but the container runs on: its exit code will be lost.
+            return ContainerState(
+                id=container_id,
+                status=Status.RUNNING,
+                pid=pid,
+                started_at=started_at,
+                labels=labels,
+            )
+        return self._finish(container_id, meta, started_at=started_at)
+
+    async def list(self) -> list[ContainerState]:
+        out = []
+        for cdir in sorted(self._containers.iterdir()):
+            try:
+                out.append(await self.state(cdir.name))
+            except ContainerNotFound:
+                continue
+        return out
+
+    async def version(self) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            self.runc,
+            "--version",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        out, _ = await proc.communicate()
+        first = out.decode().splitlines()[0] if out else ""
+        return "runc " + first.removeprefix("runc version ").strip()
+
+    # -- beyond the protocol ----------------------------------------------------------------
+
+    def bundle_dir(self, container_id: str) -> Path:
+        return self._containers / container_id / "bundle"
+
+    def monitor_pid(self, container_id: str) -> int | None:
+        """The live monitor (conmon) of a container, if any (for benchmarks and tests)."""
+        return self._monitor_pid(container_id, self._meta_or_empty(container_id))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _create(self, spec: ContainerSpec, cdir: Path) -> ContainerState:
+        bundle = cdir / "bundle"
+        rootfs = bundle / "rootfs"
+        rootfs.mkdir(parents=True)
+        (cdir / "persist").mkdir()
+        log_path = Path(spec.log_path) if spec.log_path else cdir / "container.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {
+            "id": spec.id,
+            "labels": dict(spec.labels),
+            "log_path": str(log_path),
+            "cgroups_path": ocispec.cgroups_path(spec.id, self.settings),
+            "created_at": datetime.now(UTC).isoformat(),
+            "rootfs_mounted": False,
+            "uuid": str(uuid.uuid4()),
+        }
+        _write_json(cdir / "meta.json", meta)
+        if spec.rootfs_mounts:
+            meta["rootfs_mounted"] = True  # recorded first: a crash mid-mount still unmounts
+            _write_json(cdir / "meta.json", meta)
+            mounts.perform(spec.rootfs_mounts, root=rootfs)
+            root = rootfs
+        else:
+            root = _real_path(spec.rootfs)
+        try:
+            config = ocispec.build(spec, settings=self.settings, rootfs=str(root))
+        except ValueError as err:
+            raise RuntimeError_(str(err)) from None
+        _write_json(bundle / "config.json", config)
+        pid = await self._spawn_monitor(spec.id, cdir=cdir, log_path=log_path, cuuid=meta["uuid"])
+        log.debug("container.created", container=spec.id, pid=pid)
+        return ContainerState(id=spec.id, status=Status.CREATED, pid=pid, labels=dict(spec.labels))
+
+    async def _spawn_monitor(self, cid: str, *, cdir: Path, log_path: Path, cuuid: str) -> int:
+        """Start conmon, which runs `runc create`; return the container's pid or raise."""
+        args = [
+            self.conmon,
+            "--api-version=1",
+            f"--cid={cid}",
+            f"--cuuid={cuuid}",
+            f"--name={cid}",
+            f"--runtime={self.runc}",
+            f"--runtime-arg=--root={self._runc_root}",
+            f"--bundle={cdir / 'bundle'}",
+            f"--container-pidfile={cdir / 'container.pid'}",
+            f"--conmon-pidfile={cdir / 'conmon.pid'}",
+            f"--log-path=k8s-file:{log_path}",
+            f"--log-size-max={self.log_size_max}",
+            f"--exit-dir={self._exits}",
+            f"--persist-dir={cdir / 'persist'}",
+            f"--socket-dir-path={self._sockets}",
+            "--log-level=error",
+        ]
+        read_fd, write_fd = os.pipe()
+        errlog = os.open(cdir / "conmon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=errlog,
+                stderr=errlog,
+                pass_fds=(write_fd,),
+                env={"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "")},
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+            os.close(errlog)
+        try:
+            await proc.wait()  # conmon forks its monitor and returns at once
+            line = await asyncio.wait_for(_read_line(read_fd), CREATE_TIMEOUT_S)
+        finally:
+            os.close(read_fd)
+        if not line:
+            detail = (cdir / "conmon.log").read_text(errors="replace").strip()
+            raise RuntimeError_(f"the container monitor exited without a result: {detail}")
+        msg = json.loads(line)
+        pid = int(msg.get("data", -1))
+        if pid <= 0:
+            raise RuntimeError_(_runc_message(str(msg.get("message", ""))))
+        return pid
+
+    def _finish(
+        self, container_id: str, meta: dict[str, Any], *, started_at: datetime | None
+    ) -> ContainerState:
+        """The final state of a stopped container, recorded once so it outlives its cgroup."""
+        cdir = self._containers / container_id
+        exit_file = self._exits / container_id
+        exit_code: int | None = None
+        finished_at: datetime | None = None
+        if exit_file.exists():
+            exit_code = _read_int(exit_file, default=None)
+            finished_at = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
+        oom = (cdir / "persist" / "oom").exists() or (cdir / "bundle" / "oom").exists()
+        if not oom and meta.get("cgroups_path"):
+            oom = self.cgroups.oom_killed(meta["cgroups_path"])
+        state = ContainerState(
+            id=container_id,
+            status=Status.STOPPED,
+            exit_code=exit_code,
+            oom_killed=oom,
+            started_at=started_at,
+            finished_at=finished_at,
+            labels=meta.get("labels", {}),
+        )
+        if exit_code is not None:
+            _write_json(cdir / "final.json", _state_to_json(state))
+        return state
+
+    def _dir(self, container_id: str) -> Path:
+        cdir = self._containers / container_id
+        if not (cdir / "meta.json").exists():
+            raise ContainerNotFound(f'container "{container_id}" not found')
+        return cdir
+
+    def _meta(self, container_id: str) -> dict[str, Any]:
+        try:
+            return json.loads((self._containers / container_id / "meta.json").read_text())
+        except FileNotFoundError:
+            raise ContainerNotFound(f'container "{container_id}" not found') from None
+
+    def _meta_or_empty(self, container_id: str) -> dict[str, Any]:
+        try:
+            return self._meta(container_id)
+        except (ContainerNotFound, ValueError):
+            return {}
+
+    def _monitor_pid(self, container_id: str, meta: dict[str, Any]) -> int | None:
+        """conmon's pid if it is alive and really the monitor of this container."""
+        pid = _read_int(self._containers / container_id / "conmon.pid")
+        if not pid:
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return None
+        if f"--cuuid={meta.get('uuid', '')}".encode() not in cmdline:
+            return None  # the pid was reused by another process
+        return pid
+
+    async def _runc_status(self, container_id: str) -> str:
+        try:
+            out = await self._runc("state", container_id)
+        except RuntimeError_:
+            return "unknown"
+        try:
+            return str(json.loads(out).get("status", "unknown"))
+        except ValueError:
+            return "unknown"
+
+    async def _runc(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            self.runc,
+            "--root",
+            str(self._runc_root),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError_(_runc_message(err.decode(errors="replace")))
+        return out.decode(errors="replace")
+
+
+# -- small pure helpers ---------------------------------------------------------------------
+
+
+def _runc_message(text: str) -> str:
+    """runc's own words from its logrus output (`level=error msg="..."`), else the text."""
+    msgs = [m.encode().decode("unicode_escape") for m in _RUNC_MSG.findall(text)]
+    return "; ".join(msgs) if msgs else text.strip()
+
+
+def _read_int(path: Path, default: int | None = 0) -> Any:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return default
+
+
+def _real_path(path: str) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _read_time(path: Path) -> datetime | None:
+    try:
+        return datetime.fromisoformat(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _state_to_json(s: ContainerState) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "exit_code": s.exit_code,
+        "oom_killed": s.oom_killed,
+        "started_at": s.started_at.isoformat() if s.started_at else None,
+        "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+        "labels": s.labels,
+    }
+
+
+def _state_from_json(d: dict[str, Any]) -> ContainerState:
+    def when(key: str) -> datetime | None:
+        return datetime.fromisoformat(d[key]) if d.get(key) else None
+
+    return ContainerState(
+        id=d["id"],
+        status=Status.STOPPED,
+        exit_code=d.get("exit_code"),
+        oom_killed=bool(d.get("oom_killed")),
+        started_at=when("started_at"),
+        finished_at=when("finished_at"),
+        labels=d.get("labels", {}),
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+async def _process_exit(pid: int) -> None:
+    """Return when process `pid` (not necessarily our child) has ended: a pidfd, no polling."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        if not _alive(pid):
+            return
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _read_line(fd: int) -> bytes:
+    """One line from a pipe, without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    buf = bytearray()
+    ready: asyncio.Queue[None] = asyncio.Queue()
+    loop.add_reader(fd, ready.put_nowait, None)
+    try:
+        while b"\n" not in buf:
+            await ready.get()
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        loop.remove_reader(fd)
+    return bytes(buf.split(b"\n", 1)[0])
