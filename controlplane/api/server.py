@@ -1,0 +1,82 @@
+"""ApiServer: the grpc.aio server that carries the control plane's services.
+
+Invariants:
+- `start()` binds the listen address before anything else runs, so a taken port is a clear
+  startup error and `address` is the real one (port 0 resolved).
+- As a Runnable, `run()` serves until cancelled, then stops with a short grace period so
+  in-flight calls finish and open watches end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import structlog
+
+from controlplane.api.servicer import ControlPlaneServicer
+from controlplane.objects import ObjectStore
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+
+log = structlog.get_logger(__name__)
+
+_STOP_GRACE_SECONDS = 2.0
+_OPTIONS = (
+    ("grpc.max_receive_message_length", 64 * 1024**2),
+    ("grpc.max_send_message_length", 64 * 1024**2),
+    # Clients may keep idle watches open for hours; let them ping.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+
+
+class BindError(RuntimeError):
+    """The listen address cannot be bound."""
+
+
+class ApiServer:
+    name = "api"
+    needs_leadership = False
+
+    def __init__(self, *, objects: ObjectStore, listen: str) -> None:
+        self._objects = objects
+        self._listen = listen
+        self._server: grpc.aio.Server | None = None
+        self._address: str | None = None
+
+    @property
+    def address(self) -> str:
+        if self._address is None:
+            raise RuntimeError("the API server has not been started")
+        return self._address
+
+    async def start(self) -> str:
+        server = grpc.aio.server(options=_OPTIONS)
+        api_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(self._objects), server)
+        try:
+            port = server.add_insecure_port(self._listen)
+        except RuntimeError as error:
+            raise BindError(f"cannot listen on {self._listen}: {error}") from None
+        if port == 0:
+            raise BindError(f"cannot listen on {self._listen}: the address is in use or invalid")
+        await server.start()
+        host = self._listen.rpartition(":")[0]
+        self._server = server
+        self._address = f"{host}:{port}"
+        log.info("api.serving", address=self._address)
+        return self._address
+
+    async def run(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        try:
+            await self._server.wait_for_termination()
+        finally:
+            await asyncio.shield(self.stop())
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(_STOP_GRACE_SECONDS)
+            log.info("api.stopped")

@@ -1,0 +1,191 @@
+"""The ControlPlane gRPC service: decode the request, call the ObjectStore, encode the answer.
+
+Invariants:
+- Nothing here decides anything about objects: storage rules live in `controlplane.objects`,
+  manifest rules in `pilothouse.manifests`, status codes in `controlplane.api.errors`.
+- Apply accepts exactly what `pilothouse apply` would: the object is defaulted and validated
+  (Kubernetes' order: defaults, then validation) before anything is written, and an invalid
+  object writes nothing.
+- An empty namespace means "default" for one object and "every namespace" for List and Watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+
+from controlplane.api import watch
+from controlplane.api.errors import Failure, translated
+from controlplane.objects import ApplyOutcome, ChangeType, Invalid, ObjectStore
+from controlplane.store import Conflict
+from pilothouse import kinds, manifests
+from pilothouse.manifests.problems import ManifestError, Problem
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+
+log = structlog.get_logger(__name__)
+
+_OUTCOMES = {
+    ApplyOutcome.CREATED: api.ApplyResponse.CREATED,
+    ApplyOutcome.CONFIGURED: api.ApplyResponse.CONFIGURED,
+    ApplyOutcome.UNCHANGED: api.ApplyResponse.UNCHANGED,
+}
+_EVENT_TYPES = {
+    ChangeType.ADDED: api.WatchEvent.ADDED,
+    ChangeType.MODIFIED: api.WatchEvent.MODIFIED,
+    ChangeType.DELETED: api.WatchEvent.DELETED,
+}
+_SCALE_RETRIES = 5
+_SCALABLE = (kinds.Kind.DEPLOYMENT, kinds.Kind.REPLICASET)
+
+
+class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
+    def __init__(self, objects: ObjectStore) -> None:
+        self._objects = objects
+
+    async def Apply(
+        self, request: api.ApplyRequest, context: grpc.aio.ServicerContext
+    ) -> api.ApplyResponse:
+        async with translated(context, method="Apply"):
+            if not request.HasField("object") or request.object.WhichOneof("kind") is None:
+                raise Invalid("Apply needs an object (a Deployment, Pod, Node …)")
+            message = kinds.unwrap(request.object)
+            manifests.set_defaults(message)
+            problems = manifests.validate(message)
+            if problems:
+                raise ManifestError(problems)
+            applied = await self._objects.apply(message, dry_run=request.dry_run)
+            meta = applied.object.metadata
+            log.info(
+                "object.applied",
+                kind=kinds.of_message(message).info.plural,
+                namespace=meta.namespace,
+                name=meta.name,
+                outcome=applied.outcome.value,
+                generation=meta.generation,
+                dry_run=request.dry_run,
+                manager=request.field_manager or None,
+            )
+            return api.ApplyResponse(
+                object=kinds.wrap(applied.object), result=_OUTCOMES[applied.outcome]
+            )
+        raise AssertionError("unreachable")
+
+    async def Get(self, request: api.GetRequest, context: grpc.aio.ServicerContext) -> Message:
+        async with translated(context, method="Get"):
+            kind = kinds.parse(request.kind)
+            obj = await self._objects.get(kind, request.namespace, _name(request.name))
+            return kinds.wrap(obj)
+        raise AssertionError("unreachable")
+
+    async def List(
+        self, request: api.ListRequest, context: grpc.aio.ServicerContext
+    ) -> api.ListResponse:
+        async with translated(context, method="List"):
+            kind = kinds.parse(request.kind)
+            selection = watch.Filter.parse(
+                label_selector=request.label_selector, field_selector=request.field_selector
+            )
+            listing = await self._objects.list(kind, request.namespace or None)
+            return api.ListResponse(
+                items=[kinds.wrap(obj) for obj in listing.items if selection.matches(obj)],
+                resource_version=str(listing.revision),
+            )
+        raise AssertionError("unreachable")
+
+    async def Delete(
+        self, request: api.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> api.DeleteResponse:
+        async with translated(context, method="Delete"):
+            kind = kinds.parse(request.kind)
+            # A Deployment's pods go with it: the deployment controller deletes what it owns
+            # (owner references) once the Deployment is gone.
+            deleted = await self._objects.delete(
+                kind,
+                request.namespace,
+                _name(request.name),
+                resource_version=request.resource_version or None,
+            )
+            log.info(
+                "object.deleted",
+                kind=kind.info.plural,
+                namespace=deleted.metadata.namespace,
+                name=deleted.metadata.name,
+            )
+            return api.DeleteResponse(object=kinds.wrap(deleted))
+        raise AssertionError("unreachable")
+
+    async def Watch(
+        self, request: api.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.WatchEvent]:
+        async with translated(context, method="Watch"):
+            kind = kinds.parse(request.kind)
+            selection = watch.Filter.parse(
+                label_selector=request.label_selector, field_selector=request.field_selector
+            )
+            changes = watch.view(
+                self._objects,
+                kind=kind,
+                namespace=request.namespace or None,
+                selection=selection,
+                resource_version=request.resource_version,
+            )
+            async for change in changes:
+                yield api.WatchEvent(
+                    type=_EVENT_TYPES[change.type], object=kinds.wrap(change.object)
+                )
+
+    async def Scale(self, request: api.ScaleRequest, context: grpc.aio.ServicerContext) -> Message:
+        async with translated(context, method="Scale"):
+            kind = kinds.parse(request.kind)
+            if kind not in _SCALABLE:
+                raise Invalid(f"{kind.info.plural} cannot be scaled (only deployments can)")
+            if request.replicas < 0:
+                raise ManifestError(
+                    [Problem("", 0, "spec.replicas", "must be greater than or equal to 0")]
+                )
+            return kinds.wrap(await self._scale(kind, request))
+        raise AssertionError("unreachable")
+
+    async def PodLogs(
+        self, request: api.PodLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[api.LogChunk]:
+        async with translated(context, method="PodLogs"):
+            raise Failure(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "pod logs are not available yet: they come with node sync",
+            )
+        yield api.LogChunk()  # pragma: no cover - makes this an async generator
+
+    async def _scale(self, kind: kinds.Kind, request: api.ScaleRequest) -> Message:
+        for attempt in range(_SCALE_RETRIES):
+            current = await self._objects.get(kind, request.namespace, _name(request.name))
+            if current.spec.HasField("replicas") and current.spec.replicas == request.replicas:
+                return current
+            current.spec.replicas = request.replicas
+            try:
+                scaled = await self._objects.update(current)
+            except Conflict:
+                if attempt == _SCALE_RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+                continue
+            log.info(
+                "object.scaled",
+                kind=kind.info.plural,
+                namespace=scaled.metadata.namespace,
+                name=scaled.metadata.name,
+                replicas=request.replicas,
+            )
+            return scaled
+        raise AssertionError("unreachable")
+
+
+def _name(name: str) -> str:
+    if not name:
+        raise Invalid("a name is required")
+    return name

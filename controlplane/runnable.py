@@ -1,0 +1,94 @@
+"""Runnables: the long-lived parts of the control plane, run together under one TaskGroup.
+
+Vocabulary: a *runnable* is anything with a `name`, a `needs_leadership` flag and an
+`async run()` (the API server, the embedded etcd, each controller, the scheduler …).
+
+Invariants:
+- `run()` returns only when cancelled. A runnable that returns or raises on its own is a bug
+  or a fatal failure: `run_all` logs it loudly (`runnable.exited` / `runnable.failed`), cancels
+  every other runnable and raises `RunnableExited`, so the process exits non-zero instead of
+  limping on without one of its parts.
+- Each runnable runs in a task named after it, so a task dump shows who is who.
+- They stop in the reverse order of the list (each one finished before the next is
+  cancelled), so a part listed first, like the store, outlives those that use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@runtime_checkable
+class Runnable(Protocol):
+    name: str
+    needs_leadership: bool
+
+    async def run(self) -> None: ...
+
+
+class RunnableExited(RuntimeError):
+    """A runnable stopped although nobody cancelled it."""
+
+    def __init__(self, name: str, error: BaseException | None = None) -> None:
+        self.name = name
+        self.error = error
+        why = f"failed: {error!r}" if error is not None else "returned"
+        super().__init__(f"runnable {name!r} {why}; it must run until the process stops")
+
+
+@dataclass(slots=True)
+class Task:
+    """A runnable made from a coroutine function: `Task("api", serve)`."""
+
+    name: str
+    target: Callable[[], Awaitable[None]]
+    needs_leadership: bool = field(default=False)
+
+    async def run(self) -> None:
+        await self.target()
+
+
+async def run_all(runnables: Sequence[Runnable]) -> None:
+    """Run every runnable until cancelled (returns normally then) or until one stops.
+
+    Raises `RunnableExited` naming the first runnable that stopped on its own.
+    """
+    names = [r.name for r in runnables]
+    if len(set(names)) != len(names):
+        raise ValueError(f"runnable names must be unique, got {names}")
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_guard(r), name=r.name) for r in runnables]
+            log.debug("runnables.started", runnables=names)
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                await _stop_in_reverse(tasks)
+                raise
+    except* RunnableExited as failures:
+        raise failures.exceptions[0] from None
+
+
+async def _stop_in_reverse(tasks: list[asyncio.Task[None]]) -> None:
+    for task in reversed(tasks):
+        task.cancel()
+        await asyncio.wait([task])
+
+
+async def _guard(runnable: Runnable) -> None:
+    try:
+        await runnable.run()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        log.error("runnable.failed", runnable=runnable.name, exc_info=True)
+        raise RunnableExited(runnable.name, error) from error
+    log.error("runnable.exited", runnable=runnable.name)
+    raise RunnableExited(runnable.name)

@@ -1,0 +1,293 @@
+"""The ControlPlane gRPC API as a client sees it, on a real control plane (embedded etcd) and
+on the in-process one over the memory store: the same answers from both."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from pilothouse import kinds
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from pilothouse.v1 import objects_pb2
+
+FIELD_ERRORS_KEY = "pilothouse-field-errors-bin"
+
+
+@pytest.fixture(params=["etcd", "memory"])
+def address(request: pytest.FixtureRequest) -> str:
+    """A real control plane with its embedded etcd, or the in-process one over memory."""
+    if request.param == "etcd":
+        return request.getfixturevalue("shared_control_plane").address
+    return request.getfixturevalue("memory_control_plane").address
+
+
+@pytest.fixture
+async def stub(address: str) -> AsyncIterator[api_grpc.ControlPlaneStub]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield api_grpc.ControlPlaneStub(channel)
+
+
+@pytest.fixture
+def ns() -> str:
+    """A namespace of this test's own, so tests sharing a control plane stay apart."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def deployment(
+    name: str, ns: str, *, image: str = "busybox:stable", labels: dict[str, str] | None = None
+) -> objects_pb2.Deployment:
+    d = objects_pb2.Deployment(api_version="apps/v1", kind="Deployment")
+    d.metadata.name = name
+    d.metadata.namespace = ns
+    d.metadata.labels.update(labels or {"app": name})
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    container = d.spec.template.spec.containers.add()
+    container.name = "main"
+    container.image = image
+    return d
+
+
+async def apply(stub: api_grpc.ControlPlaneStub, obj) -> api.ApplyResponse:
+    return await stub.Apply(api.ApplyRequest(object=kinds.wrap(obj)), timeout=30)
+
+
+async def get(stub: api_grpc.ControlPlaneStub, ns: str, name: str) -> objects_pb2.Deployment:
+    found = await stub.Get(api.GetRequest(kind="deployments", namespace=ns, name=name), timeout=30)
+    return found.deployment
+
+
+async def refused(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+async def test_apply_creates_then_changes_nothing_then_configures(
+    stub: api_grpc.ControlPlaneStub, ns: str
+) -> None:
+    created = await apply(stub, deployment("web", ns))
+    assert created.result == api.ApplyResponse.CREATED
+    first = created.object.deployment
+    assert first.metadata.generation == 1
+    assert first.metadata.uid and first.metadata.resource_version
+    assert first.spec.replicas == 1, "Kubernetes' default of 1 replica was not applied"
+    assert first.spec.strategy.type == "RollingUpdate"
+
+    again = await apply(stub, deployment("web", ns))
+    assert again.result == api.ApplyResponse.UNCHANGED, "re-applying the same manifest changed it"
+    assert again.object.deployment.metadata.resource_version == first.metadata.resource_version
+    stored = await get(stub, ns, "web")
+    assert stored.metadata.resource_version == first.metadata.resource_version, (
+        "an unchanged apply still wrote to the store"
+    )
+
+    relabelled = await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
+    assert relabelled.result == api.ApplyResponse.CONFIGURED
+    assert relabelled.object.deployment.metadata.generation == 1, (
+        "a label change bumped the generation although the spec did not change"
+    )
+
+    new_image = await apply(stub, deployment("web", ns, image="busybox:1.36"))
+    assert new_image.result == api.ApplyResponse.CONFIGURED
+    after = await get(stub, ns, "web")
+    assert after.metadata.generation == 2, "a spec change did not bump the generation"
+    assert after.spec.template.spec.containers[0].image == "busybox:1.36"
+    assert after.metadata.uid == first.metadata.uid
+    assert after.metadata.creation_timestamp == first.metadata.creation_timestamp
+
+
+async def test_dry_run_writes_nothing(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
+    response = await stub.Apply(
+        api.ApplyRequest(object=kinds.wrap(deployment("web", ns)), dry_run=True), timeout=30
+    )
+    assert response.result == api.ApplyResponse.CREATED
+    error = await refused(get(stub, ns, "web"))
+    assert error.code() == grpc.StatusCode.NOT_FOUND, "a dry-run apply created the object"
+
+
+async def test_get_and_list_with_selectors(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
+    await apply(stub, deployment("a", ns, labels={"app": "a", "tier": "front"}))
+    await apply(stub, deployment("b", ns, labels={"app": "b", "tier": "back"}))
+    other_ns = f"{ns}-other"
+    await apply(stub, deployment("c", other_ns, labels={"app": "c", "tier": "front"}))
+
+    async def names(**request: str) -> list[str]:
+        listing = await stub.List(api.ListRequest(kind="deploy", **request), timeout=30)
+        assert int(listing.resource_version) > 0
+        return sorted(item.deployment.metadata.name for item in listing.items)
+
+    assert await names(namespace=ns) == ["a", "b"]
+    assert await names(namespace=ns, label_selector="tier=front") == ["a"]
+    assert await names(namespace=ns, label_selector="app in (a,b),tier!=front") == ["b"]
+    assert await names(namespace=ns, field_selector="metadata.name=b") == ["b"]
+    everywhere = await names(label_selector="tier=front")
+    assert "a" in everywhere and "c" in everywhere, "List without namespace missed namespaces"
+
+    got = await get(stub, other_ns, "c")
+    assert got.metadata.labels["tier"] == "front"
+    missing = await refused(get(stub, ns, "nope"))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert 'deployments "nope"' in missing.details()
+
+    bad_selector = await refused(
+        stub.List(api.ListRequest(kind="deployments", label_selector="app in ("), timeout=30)
+    )
+    assert bad_selector.code() == grpc.StatusCode.INVALID_ARGUMENT
+    unknown = await refused(stub.List(api.ListRequest(kind="gizmos"), timeout=30))
+    assert unknown.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "gizmos" in unknown.details()
+
+
+async def test_delete(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
+    created = (await apply(stub, deployment("web", ns))).object.deployment
+    await apply(stub, deployment("web", ns, image="busybox:1.36"))
+
+    stale = await refused(
+        stub.Delete(
+            api.DeleteRequest(
+                kind="deployments",
+                namespace=ns,
+                name="web",
+                resource_version=created.metadata.resource_version,
+            ),
+            timeout=30,
+        )
+    )
+    assert stale.code() == grpc.StatusCode.ABORTED, "a delete at a stale version went through"
+
+    deleted = await stub.Delete(
+        api.DeleteRequest(kind="deployments", namespace=ns, name="web"), timeout=30
+    )
+    assert deleted.object.deployment.metadata.uid == created.metadata.uid
+    gone = await refused(get(stub, ns, "web"))
+    assert gone.code() == grpc.StatusCode.NOT_FOUND, "the deployment is still there after delete"
+    twice = await refused(
+        stub.Delete(api.DeleteRequest(kind="deployments", namespace=ns, name="web"), timeout=30)
+    )
+    assert twice.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_apply_at_a_stale_version_is_aborted(
+    stub: api_grpc.ControlPlaneStub, ns: str
+) -> None:
+    first = (await apply(stub, deployment("web", ns))).object.deployment
+    await apply(stub, deployment("web", ns, image="busybox:1.36"))
+    stale = deployment("web", ns, image="busybox:1.37")
+    stale.metadata.resource_version = first.metadata.resource_version
+    error = await refused(apply(stub, stale))
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert "modified" in error.details()
+    assert (await get(stub, ns, "web")).spec.template.spec.containers[0].image == "busybox:1.36"
+
+
+async def test_invalid_manifest_names_every_field_and_writes_nothing(
+    stub: api_grpc.ControlPlaneStub, ns: str
+) -> None:
+    bad = deployment("Bad_Name", ns)
+    bad.spec.replicas = -1
+    bad.spec.template.spec.containers[0].image = ""
+    error = await refused(apply(stub, bad))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for field in ("metadata.name", "spec.replicas", "spec.template.spec.containers[0].image"):
+        assert field in error.details(), f"the error does not name {field}: {error.details()}"
+    carried = dict(error.trailing_metadata() or ())
+    details = api.FieldErrors.FromString(carried[FIELD_ERRORS_KEY])
+    assert {"metadata.name", "spec.replicas"} <= {e.field for e in details.errors}
+    listing = await stub.List(api.ListRequest(kind="deployments", namespace=ns), timeout=30)
+    assert not listing.items, "an invalid manifest was written"
+
+
+async def test_scale(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
+    await apply(stub, deployment("web", ns))
+    scaled = await stub.Scale(
+        api.ScaleRequest(kind="deployment", namespace=ns, name="web", replicas=5), timeout=30
+    )
+    assert scaled.deployment.spec.replicas == 5
+    assert (await get(stub, ns, "web")).metadata.generation == 2
+    negative = await refused(
+        stub.Scale(
+            api.ScaleRequest(kind="deployment", namespace=ns, name="web", replicas=-2), timeout=30
+        )
+    )
+    assert negative.code() == grpc.StatusCode.INVALID_ARGUMENT
+    missing = await refused(
+        stub.Scale(api.ScaleRequest(kind="deployment", namespace=ns, name="x", replicas=1))
+    )
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def _next(stream) -> api.WatchEvent:
+    """The next watch event; a watch that goes quiet fails the test instead of hanging it."""
+    return await asyncio.wait_for(stream.read(), 20)
+
+
+async def test_watch_sends_current_state_then_changes(
+    stub: api_grpc.ControlPlaneStub, ns: str
+) -> None:
+    await apply(stub, deployment("web", ns))
+    stream = stub.Watch(api.WatchRequest(kind="deployments", namespace=ns))
+    try:
+        first = await _next(stream)
+        assert first.type == api.WatchEvent.ADDED
+        assert first.object.deployment.metadata.name == "web"
+
+        await apply(stub, deployment("web", ns, image="busybox:1.36"))
+        changed = await _next(stream)
+        assert changed.type == api.WatchEvent.MODIFIED
+        assert changed.object.deployment.spec.template.spec.containers[0].image == "busybox:1.36"
+
+        await apply(stub, deployment("api", ns))
+        added = await _next(stream)
+        assert (added.type, added.object.deployment.metadata.name) == (api.WatchEvent.ADDED, "api")
+
+        await stub.Delete(api.DeleteRequest(kind="deployments", namespace=ns, name="web"))
+        deleted = await _next(stream)
+        assert deleted.type == api.WatchEvent.DELETED
+        assert deleted.object.deployment.metadata.name == "web"
+    finally:
+        stream.cancel()
+
+
+async def test_watch_from_a_version_and_with_a_selector(
+    stub: api_grpc.ControlPlaneStub, ns: str
+) -> None:
+    web = await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
+    since = web.object.deployment.metadata.resource_version
+    await apply(stub, deployment("db", ns, labels={"app": "db", "tier": "back"}))
+    await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "back"}))
+
+    stream = stub.Watch(
+        api.WatchRequest(kind="deployments", namespace=ns, label_selector="tier=back")
+    )
+    try:
+        initial = sorted([(await _next(stream)).object.deployment.metadata.name for _ in range(2)])
+        assert initial == ["db", "web"]
+        # web leaves the selection: the client is told it is gone from its view.
+        await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
+        left = await _next(stream)
+        assert (left.type, left.object.deployment.metadata.name) == (api.WatchEvent.DELETED, "web")
+    finally:
+        stream.cancel()
+
+    replay = stub.Watch(api.WatchRequest(kind="deployments", namespace=ns, resource_version=since))
+    try:
+        seen = [await _next(replay) for _ in range(3)]
+        assert [(e.type, e.object.deployment.metadata.name) for e in seen] == [
+            (api.WatchEvent.ADDED, "db"),
+            (api.WatchEvent.MODIFIED, "web"),
+            (api.WatchEvent.MODIFIED, "web"),
+        ], "a watch from a resourceVersion did not replay the changes after it"
+    finally:
+        replay.cancel()
+
+
+async def test_pod_logs_are_not_there_yet(stub: api_grpc.ControlPlaneStub) -> None:
+    stream = stub.PodLogs(api.PodLogsRequest(namespace="default", pod="x"))
+    error = await refused(stream.read())
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
