@@ -201,7 +201,7 @@ class _Parser:
             raise self.fail(token, "',' or ')' closing the set of values")
         if values == [""]:
             raise self.fail(token, "at least one value in the set")
-        return tuple(values)
+        return tuple(sorted(set(values)))  # a set, as in Kubernetes
 
     def requirement(self) -> Requirement:
         token = self.peek()
