@@ -1,1 +1,15 @@
-"""Node agent: state (see ARCHITECTURE.md)."""
+"""On-disk state of the node agent: what must survive an agent restart besides the containers.
+
+Vocabulary:
+- desired set: the pods last pushed with SyncPods, persisted so that a restarted agent knows
+  what it was asked to run before the control plane speaks again.
+- observed state is NOT kept here: it lives with the containers (runtime labels, monitor exit
+  files) and is re-read on start (re-adoption).
+
+Invariants: every file is replaced atomically (write to a temporary file in the same directory,
+fsync, rename), so a crash leaves either the old or the new content, never a torn file.
+"""
+
+from nodeagent.state.desired import DesiredPods, write_atomically
+
+__all__ = ["DesiredPods", "write_atomically"]

@@ -1,0 +1,331 @@
+"""The pod manager: the node's desired pod set in, one worker per pod, observed pods out.
+
+Role: `sync(desired)` records the node's whole desired set (persisted in `nodeagent.state`)
+and reconciles: a pod without a worker gets one; a worker whose pod left the set, or whose pod
+changed (new uid or spec hash), is stopped and removed, and a changed pod is started again
+only after its predecessor is gone (one pod name never runs twice at once). `pods()` and
+`watch()` report the observed status; `logs()` reads a container's log files.
+
+Invariants:
+- Level-triggered: `sync` is idempotent, and `start()` rebuilds the same workers from the
+  persisted desired set and the runtime's containers (re-adoption) without restarting any.
+- Containers that belong to no desired pod (by their labels) are stopped and removed.
+- Shutting the manager down (`close`, or cancelling `run`) leaves every container running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from nodeagent.images import ImageService, PullPolicy
+from nodeagent.pods import logfiles, specs
+from nodeagent.pods.restart import RestartPolicy
+from nodeagent.pods.worker import PodWorker, WorkerConfig
+from nodeagent.runtime import ContainerRuntime, ContainerState
+from nodeagent.state import DesiredPods
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+
+class EventType(enum.Enum):
+    UPDATED = "UPDATED"
+    REMOVED = "REMOVED"
+
+
+@dataclass(frozen=True, slots=True)
+class PodEvent:
+    type: EventType
+    pod: objects_pb2.Pod
+
+
+class PodNotFound(LookupError):
+    """No such pod (or container) on this node."""
+
+
+class BadRequest(ValueError):
+    """The request cannot be answered as asked (e.g. a container name is needed)."""
+
+
+def validate(pod: objects_pb2.Pod) -> str | None:
+    """Why this pod cannot be accepted, or None."""
+    m = pod.metadata
+    if not m.name:
+        return "metadata.name is required"
+    if not m.uid:
+        return "metadata.uid is required"
+    if not pod.spec.containers:
+        return "spec.containers must not be empty"
+    names = [c.name for c in pod.spec.containers]
+    if len(set(names)) != len(names) or not all(names):
+        return "spec.containers need unique, non-empty names"
+    for i, c in enumerate(pod.spec.containers):
+        if not c.image:
+            return f"spec.containers[{i}].image is required"
+        if c.image_pull_policy and c.image_pull_policy not in {p.value for p in PullPolicy}:
+            return f"spec.containers[{i}].imagePullPolicy: unsupported {c.image_pull_policy!r}"
+    if pod.spec.restart_policy and pod.spec.restart_policy not in {p.value for p in RestartPolicy}:
+        return f"spec.restartPolicy: unsupported {pod.spec.restart_policy!r}"
+    return None
+
+
+class PodManager:
+    def __init__(
+        self,
+        *,
+        runtime: ContainerRuntime,
+        images: ImageService,
+        config: WorkerConfig,
+    ) -> None:
+        self._runtime = runtime
+        self._images = images
+        self._config = config
+        self._state = DesiredPods(config.state_dir)
+        self._desired: dict[str, objects_pb2.Pod] = {}
+        self._workers: dict[str, PodWorker] = {}
+        self._tasks: dict[PodWorker, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._published: dict[str, objects_pb2.Pod] = {}
+        self._watchers: set[asyncio.Queue[PodEvent]] = set()
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Runnable: start (re-adopt), then supervise until cancelled; containers stay."""
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def start(self) -> None:
+        """Rebuild workers from the persisted desired set and the runtime's containers."""
+        desired = self._state.load()
+        self._desired = {specs.pod_key(p): p for p in desired if validate(p) is None}
+        groups: dict[tuple[str, str], list[ContainerState]] = {}
+        for state in await self._runtime.list():
+            uid = state.labels.get(specs.LABEL_UID)
+            if uid:
+                key = f"{state.labels.get(specs.LABEL_NAMESPACE, 'default')}/" + state.labels.get(
+                    specs.LABEL_POD, ""
+                )
+                groups.setdefault((key, uid), []).append(state)
+        for (key, uid), states in groups.items():
+            want = self._desired.get(key)
+            hashes = {s.labels.get(specs.LABEL_SPEC_HASH) for s in states}
+            if (
+                want is not None
+                and want.metadata.uid == uid
+                and hashes == {specs.spec_hash(want)}
+                and key not in self._workers
+            ):
+                log.info("pod.adopting", pod=key, uid=uid, containers=len(states))
+                self._start_worker(want, adopted=states)
+            else:
+                log.info("pod.orphaned", pod=key, uid=uid, containers=len(states))
+                self._retire(self._make_worker(self._skeleton(key, uid), adopted=states))
+        self._started = True
+        self._reconcile()
+
+    async def close(self) -> None:
+        """Stop supervising (containers keep running) and end background tasks."""
+        tasks = [*self._tasks.values(), *self._background]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._background.clear()
+
+    # -- the API ------------------------------------------------------------------------------
+
+    async def sync(self, desired: list[objects_pb2.Pod]) -> dict[str, str]:
+        """Make `desired` the node's pod set; returns the rejected pods with the reason."""
+        rejected: dict[str, str] = {}
+        accepted: dict[str, objects_pb2.Pod] = {}
+        for pod in desired:
+            key = specs.pod_key(pod)
+            why = validate(pod)
+            if why is None and key in accepted:
+                why = "the same pod appears twice in the set"
+            if why is not None:
+                rejected[key] = why
+                continue
+            accepted[key] = pod
+        if accepted != self._desired:
+            self._desired = accepted
+            await asyncio.to_thread(self._state.save, list(accepted.values()))
+            log.info("pods.synced", pods=len(accepted), rejected=len(rejected))
+        if self._started:
+            self._reconcile()
+        return rejected
+
+    def pods(self) -> list[objects_pb2.Pod]:
+        return [w.observed() for w in self._workers.values() if not w.stopping]
+
+    async def watch(self) -> AsyncIterator[PodEvent]:
+        """Every pod's current status first, then each change as it happens."""
+        queue: asyncio.Queue[PodEvent] = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            for pod in self.pods():
+                yield PodEvent(EventType.UPDATED, pod)
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.discard(queue)
+
+    def log_path(
+        self, *, namespace: str, pod: str, container: str = "", previous: bool = False
+    ) -> Path:
+        """The log file of a pod's container (its current attempt, or the previous one)."""
+        key = f"{namespace or 'default'}/{pod}"
+        worker = self._workers.get(key)
+        if worker is None:
+            raise PodNotFound(f'pod "{pod}" not found in namespace "{namespace or "default"}"')
+        names = [c.name for c in worker.pod.spec.containers]
+        if not container:
+            if len(names) != 1:
+                raise BadRequest(
+                    f"a container name must be specified for pod {pod}, "
+                    f"choose one of: [{' '.join(names)}]"
+                )
+            container = names[0]
+        if container not in worker.records:
+            raise PodNotFound(f'container "{container}" is not valid for pod "{pod}"')
+        attempt = worker.records[container].restart_count
+        if previous:
+            if attempt == 0:
+                raise BadRequest(
+                    f'previous terminated container "{container}" in pod "{pod}" not found'
+                )
+            attempt -= 1
+        return specs.log_path(self._config.state_dir, worker.pod, container, attempt)
+
+    async def logs(
+        self,
+        *,
+        namespace: str,
+        pod: str,
+        container: str = "",
+        tail_lines: int = -1,
+        follow: bool = False,
+        previous: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """A container's output (CRI log format decoded); `follow` streams until it ends."""
+        path = self.log_path(namespace=namespace, pod=pod, container=container, previous=previous)
+        key = f"{namespace or 'default'}/{pod}"
+        worker = self._workers[key]
+        name = container or worker.pod.spec.containers[0].name
+
+        def still_running() -> bool:
+            w = self._workers.get(key)
+            if w is None or w.stopping or w is not worker:
+                return False
+            rec = w.records.get(name)
+            return (
+                rec is not None
+                and not previous
+                and str(path).endswith(f"/{rec.restart_count}.log")
+                and rec.started
+            )
+
+        async for chunk in logfiles.read(
+            path, tail_lines=tail_lines, follow=follow, alive=still_running
+        ):
+            yield chunk
+
+    # -- reconciling --------------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        for key, worker in list(self._workers.items()):
+            want = self._desired.get(key)
+            if worker.stopping:
+                continue
+            if want is None or not worker.matches(want):
+                self._retire(worker)
+            elif want.metadata != worker.pod.metadata:
+                worker.pod.metadata.CopyFrom(want.metadata)  # labels etc.: no restart
+                self._published_changed(worker)
+        for key, pod in self._desired.items():
+            if key not in self._workers:
+                self._start_worker(pod, adopted=[])
+
+    def _make_worker(self, pod: objects_pb2.Pod, *, adopted: list[ContainerState]) -> PodWorker:
+        return PodWorker(
+            pod=pod,
+            runtime=self._runtime,
+            images=self._images,
+            config=self._config,
+            adopted=adopted,
+            on_change=self._published_changed,
+        )
+
+    def _start_worker(self, pod: objects_pb2.Pod, *, adopted: list[ContainerState]) -> None:
+        worker = self._make_worker(pod, adopted=adopted)
+        self._workers[worker.key] = worker
+        self._tasks[worker] = asyncio.create_task(worker.run(), name=f"pod {worker.key}")
+        self._tasks[worker].add_done_callback(self._task_ended)
+        log.info("pod.accepted", pod=worker.key, uid=worker.uid, adopted=len(adopted))
+        self._published_changed(worker)
+
+    def _retire(self, worker: PodWorker) -> None:
+        worker.stopping = True
+        task = asyncio.create_task(self._stop(worker), name=f"stop pod {worker.key}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._task_ended)
+
+    async def _stop(self, worker: PodWorker) -> None:
+        supervision = self._tasks.pop(worker, None)
+        if supervision is not None:
+            supervision.cancel()
+            await asyncio.gather(supervision, return_exceptions=True)
+        while True:
+            try:
+                await worker.stop()
+                break
+            except Exception:
+                log.exception("pod.stop_failed", pod=worker.key, uid=worker.uid)
+                await asyncio.sleep(1)
+        if self._workers.get(worker.key) is worker:
+            del self._workers[worker.key]
+        last = self._published.get(worker.key)
+        if last is not None and last.metadata.uid == worker.uid:
+            del self._published[worker.key]
+            self._emit(PodEvent(EventType.REMOVED, last))
+        self._reconcile()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None:
+            log.error("pod.task_failed", task=task.get_name(), error=repr(exc))
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _published_changed(self, worker: PodWorker) -> None:
+        if worker.stopping or self._workers.get(worker.key) is not worker:
+            return
+        pod = worker.observed()
+        if self._published.get(worker.key) == pod:
+            return
+        self._published[worker.key] = pod
+        self._emit(PodEvent(EventType.UPDATED, pod))
+
+    def _emit(self, event: PodEvent) -> None:
+        for queue in self._watchers:
+            queue.put_nowait(event)
+
+    @staticmethod
+    def _skeleton(key: str, uid: str) -> objects_pb2.Pod:
+        namespace, _, name = key.partition("/")
+        return objects_pb2.Pod(
+            metadata=objects_pb2.ObjectMeta(namespace=namespace, name=name, uid=uid)
+        )

@@ -1,0 +1,245 @@
+"""Pod status, Kubernetes-style, computed from what the worker observed of each container.
+
+Vocabulary:
+- `ContainerRecord`: the worker's observation of one container of the pod: its current state
+  (`Waiting`, `Running` or `Terminated`), the last termination, restart count, readiness.
+- reasons (`WaitingReason`, `TerminatedReason`) are the words `kubectl get pods` shows.
+
+Invariants: `pod_status` is pure over the records and the pod; phase follows the kubelet's
+`getPhase`: Pending while a container waits without ever having run, Running while any runs
+(or will be restarted), Succeeded when all ended with 0 and none restarts, Failed when all
+ended, one non-zero, and none restarts. Condition transition times only move when a condition's
+status changes (`Conditions` remembers them).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from nodeagent.pods.restart import RestartPolicy
+from pilothouse.v1 import objects_pb2
+
+
+class WaitingReason(enum.Enum):
+    CONTAINER_CREATING = "ContainerCreating"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    CREATE_CONTAINER_ERROR = "CreateContainerError"
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+
+
+class TerminatedReason(enum.Enum):
+    COMPLETED = "Completed"
+    ERROR = "Error"
+    OOM_KILLED = "OOMKilled"
+
+    @classmethod
+    def of(cls, exit_code: int, *, oom_killed: bool) -> TerminatedReason:
+        if oom_killed:
+            return cls.OOM_KILLED
+        return cls.COMPLETED if exit_code == 0 else cls.ERROR
+
+
+class Phase(enum.Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    reason: WaitingReason
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    exit_code: int
+    reason: TerminatedReason
+    started_at: datetime | None
+    finished_at: datetime | None
+    container_id: str
+    signal: int = 0
+    message: str = ""
+
+
+State = Waiting | Running | Terminated
+
+
+@dataclass(slots=True)
+class ContainerRecord:
+    name: str
+    image: str
+    state: State = field(default_factory=lambda: Waiting(WaitingReason.CONTAINER_CREATING))
+    last_terminated: Terminated | None = None
+    restart_count: int = 0
+    image_id: str = ""
+    container_id: str = ""  # the current attempt's container
+    ready: bool = False
+    started: bool = False
+
+
+def _ts(when: datetime | None) -> Timestamp:
+    ts = Timestamp()
+    if when is not None:
+        ts.FromDatetime(when)
+    return ts
+
+
+def _state_message(state: State | None, out: objects_pb2.ContainerState) -> None:
+    match state:
+        case Waiting(reason=reason, message=message):
+            out.waiting.reason = reason.value
+            out.waiting.message = message
+        case Running(started_at=started):
+            out.running.started_at.CopyFrom(_ts(started))
+        case Terminated() as t:
+            out.terminated.exit_code = t.exit_code
+            out.terminated.signal = t.signal
+            out.terminated.reason = t.reason.value
+            out.terminated.message = t.message
+            if t.started_at is not None:
+                out.terminated.started_at.CopyFrom(_ts(t.started_at))
+            if t.finished_at is not None:
+                out.terminated.finished_at.CopyFrom(_ts(t.finished_at))
+            out.terminated.container_id = t.container_id
+        case None:
+            pass
+
+
+def container_status(record: ContainerRecord) -> objects_pb2.ContainerStatus:
+    out = objects_pb2.ContainerStatus(
+        name=record.name,
+        ready=record.ready,
+        restart_count=record.restart_count,
+        image=record.image,
+        image_id=record.image_id,
+        container_id=record.container_id,
+        started=record.started,
+    )
+    _state_message(record.state, out.state)
+    _state_message(record.last_terminated, out.last_state)
+    return out
+
+
+def phase(policy: RestartPolicy, records: list[ContainerRecord]) -> Phase:
+    running = stopped = succeeded = waiting = 0
+    for r in records:
+        match r.state:
+            case Running():
+                running += 1
+            case Terminated(exit_code=code):
+                stopped += 1
+                succeeded += code == 0
+            case Waiting():
+                if r.last_terminated is not None:
+                    stopped += 1
+                else:
+                    waiting += 1
+    if waiting:
+        return Phase.PENDING
+    if running:
+        return Phase.RUNNING
+    if records and stopped == len(records):
+        if policy is RestartPolicy.ALWAYS:
+            return Phase.RUNNING
+        if succeeded == stopped:
+            return Phase.SUCCEEDED
+        if policy is RestartPolicy.NEVER:
+            return Phase.FAILED
+        return Phase.RUNNING
+    return Phase.PENDING
+
+
+class Conditions:
+    """The pod's conditions, keeping each one's last transition time."""
+
+    TYPES = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, str, datetime]] = {}
+
+    def update(
+        self, now: datetime, values: dict[str, tuple[bool, str]]
+    ) -> list[objects_pb2.Condition]:
+        out = []
+        for kind in self.TYPES:
+            ok, reason = values[kind]
+            status = "True" if ok else "False"
+            prev = self._seen.get(kind)
+            if prev is None or prev[0] != status or prev[1] != reason:
+                since = now if prev is None or prev[0] != status else prev[2]
+                self._seen[kind] = (status, reason, since)
+            _, _, since = self._seen[kind]
+            cond = objects_pb2.Condition(type=kind, status=status, reason=reason)
+            cond.last_transition_time.CopyFrom(_ts(since))
+            out.append(cond)
+        return out
+
+
+def pod_status(
+    *,
+    spec: objects_pb2.PodSpec,
+    records: list[ContainerRecord],
+    conditions: Conditions,
+    now: datetime,
+    start_time: datetime,
+    host_ip: str,
+    generation: int,
+) -> objects_pb2.PodStatus:
+    current = phase(RestartPolicy.parse(spec.restart_policy), records)
+    all_ready = bool(records) and all(r.ready for r in records)
+    not_ready = [r.name for r in records if not r.ready]
+    why = "" if all_ready else "ContainersNotReady"
+    if current in (Phase.SUCCEEDED, Phase.FAILED):
+        why = "PodCompleted"
+    status = objects_pb2.PodStatus(
+        phase=current.value,
+        host_ip=host_ip,
+        observed_generation=generation,
+        container_statuses=[container_status(r) for r in records],
+        conditions=conditions.update(
+            now,
+            {
+                "PodScheduled": (True, ""),
+                "Initialized": (True, ""),
+                "ContainersReady": (all_ready, why),
+                "Ready": (all_ready, why),
+            },
+        ),
+    )
+    if not_ready and current is not Phase.SUCCEEDED and current is not Phase.FAILED:
+        status.conditions[2].message = f"containers with unready status: [{' '.join(not_ready)}]"
+        status.conditions[3].message = status.conditions[2].message
+    status.start_time.CopyFrom(_ts(start_time))
+    status.qos_class = qos_class(spec)
+    return status
+
+
+def qos_class(spec: objects_pb2.PodSpec) -> str:
+    """Kubernetes' QoS class of a pod spec."""
+    containers = list(spec.containers)
+    has_any = any(c.resources.limits or c.resources.requests for c in containers)
+    if not has_any:
+        return "BestEffort"
+    guaranteed = all(
+        {"cpu", "memory"} <= set(c.resources.limits)
+        and all(
+            c.resources.requests.get(k, c.resources.limits[k]) == c.resources.limits[k]
+            for k in ("cpu", "memory")
+        )
+        for c in containers
+    )
+    return "Guaranteed" if guaranteed else "Burstable"

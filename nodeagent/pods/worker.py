@@ -1,0 +1,410 @@
+"""One worker per pod: converges the pod's containers towards its spec and reports what it sees.
+
+Role: for each container of the pod, a supervision loop: ensure the image (ErrImagePull /
+ImagePullBackOff with their own backoff), prepare the rootfs, create and start the container
+(CreateContainerError with the runtime's message, retried with backoff), wait for its exit,
+and ask the `RestartTracker` whether and when it runs again (CrashLoopBackOff while waiting).
+`stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release.
+
+Invariants:
+- The runtime is the source of truth: a loop (re)starts by reading the pod's containers from
+  the runtime, so a worker built by a restarted agent re-adopts running containers without
+  restarting them and learns the real exit code of those that ended meanwhile.
+- Attempt n of a container is `<ns>_<pod>_<container>_<n>`; n is the restart count. The
+  previous attempt is kept (its exit is `lastState`) until the next one starts.
+- Cancelling the worker (agent shutdown) never touches containers; only `stop()` does.
+- Readiness is "running" until probes exist: `ReadinessHook` is where they plug in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from nodeagent.images import ImageError, ImageService, NotPresent, PullPolicy
+from nodeagent.pods import specs
+from nodeagent.pods.restart import (
+    Action,
+    Backoff,
+    BackoffConfig,
+    Exit,
+    RestartPolicy,
+    RestartTracker,
+)
+from nodeagent.pods.status import (
+    Conditions,
+    ContainerRecord,
+    Running,
+    Terminated,
+    TerminatedReason,
+    Waiting,
+    WaitingReason,
+    pod_status,
+)
+from nodeagent.runtime import (
+    ContainerNotFound,
+    ContainerRuntime,
+    ContainerState,
+    RuntimeError_,
+    Status,
+)
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_GRACE_SECONDS = 30
+
+
+class ReadinessHook(Protocol):
+    """Decides a running container's readiness (probes plug in here)."""
+
+    def ready(self, pod: objects_pb2.Pod, container: str) -> bool: ...
+
+
+class RunningIsReady:
+    def ready(self, pod: objects_pb2.Pod, container: str) -> bool:
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    state_dir: Path
+    pids_limit: int = 1024
+    host_ip: str = "127.0.0.1"
+    restart_backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    image_backoff: BackoffConfig = field(default_factory=BackoffConfig)
+    readiness: ReadinessHook = field(default_factory=RunningIsReady)
+
+
+def default_pull_policy(image: str) -> PullPolicy:
+    """Kubernetes' default: Always for `:latest` or no tag, IfNotPresent otherwise."""
+    if "@" in image:
+        return PullPolicy.IF_NOT_PRESENT
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return PullPolicy.ALWAYS if tag in ("", "latest") else PullPolicy.IF_NOT_PRESENT
+
+
+def _attempt(state: ContainerState) -> int:
+    try:
+        return int(state.labels.get(specs.LABEL_ATTEMPT, "0"))
+    except ValueError:
+        return 0
+
+
+def _terminated(state: ContainerState) -> Terminated:
+    code = state.exit_code if state.exit_code is not None else 0
+    return Terminated(
+        exit_code=code,
+        reason=TerminatedReason.of(code, oom_killed=state.oom_killed),
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+        container_id=state.id,
+        signal=code - 128 if code > 128 and not state.oom_killed else 0,
+    )
+
+
+class PodWorker:
+    def __init__(
+        self,
+        *,
+        pod: objects_pb2.Pod,
+        runtime: ContainerRuntime,
+        images: ImageService,
+        config: WorkerConfig,
+        adopted: list[ContainerState],
+        on_change: Callable[[PodWorker], None],
+    ) -> None:
+        self.pod = pod
+        self.key = specs.pod_key(pod)
+        self.uid = pod.metadata.uid
+        self.spec_hash = specs.spec_hash(pod)
+        self.stopping = False
+        self._runtime = runtime
+        self._images = images
+        self._config = config
+        self._on_change = on_change
+        self._policy = RestartPolicy.parse(pod.spec.restart_policy)
+        self._conditions = Conditions()
+        self._log = log.bind(pod=self.key, uid=self.uid)
+        self.records: dict[str, ContainerRecord] = {
+            c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
+        }
+        self._adopted: dict[str, list[ContainerState]] = {}
+        for state in adopted:
+            name = state.labels.get(specs.LABEL_CONTAINER, "")
+            self._adopted.setdefault(name, []).append(state)
+        starts = [s.started_at for s in adopted if s.started_at is not None]
+        self.start_time = min(starts) if starts else datetime.now(UTC)
+        for name, states in self._adopted.items():
+            if name in self.records:
+                self._observe_adopted(self.records[name], states)
+
+    def matches(self, pod: objects_pb2.Pod) -> bool:
+        return pod.metadata.uid == self.uid and specs.spec_hash(pod) == self.spec_hash
+
+    # -- status -------------------------------------------------------------------------------
+
+    def observed(self) -> objects_pb2.Pod:
+        """The pod as desired, with the status this worker observes now."""
+        out = objects_pb2.Pod()
+        out.CopyFrom(self.pod)
+        out.api_version = out.api_version or "v1"
+        out.kind = out.kind or "Pod"
+        out.status.CopyFrom(
+            pod_status(
+                spec=self.pod.spec,
+                records=[self.records[c.name] for c in self.pod.spec.containers],
+                conditions=self._conditions,
+                now=datetime.now(UTC),
+                start_time=self.start_time,
+                host_ip=self._config.host_ip,
+                generation=self.pod.metadata.generation,
+            )
+        )
+        return out
+
+    def _changed(self) -> None:
+        self._on_change(self)
+
+    # -- supervision --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Supervise every container until cancelled; containers outlive cancellation."""
+        async with asyncio.TaskGroup() as tg:
+            for c in self.pod.spec.containers:
+                tg.create_task(self._supervise(c), name=f"container {self.key}/{c.name}")
+
+    async def _supervise(self, container: objects_pb2.Container) -> None:
+        retry = Backoff(self._config.restart_backoff)
+        first = True
+        while True:
+            try:
+                await self._converge(container, adopted=self._adopted.pop(container.name, None))
+                await asyncio.Event().wait()  # the container is done for good; park
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Unexpected: log and start over from the runtime's state (level-triggered).
+                self._log.exception("pod.supervise_failed", container=container.name)
+                if first:
+                    self.records[container.name].state = Waiting(
+                        WaitingReason.CREATE_CONTAINER_ERROR, str(exc)
+                    )
+                    self._changed()
+                first = False
+                await asyncio.sleep(retry.next())
+
+    def _observe_adopted(self, rec: ContainerRecord, states: list[ContainerState]) -> None:
+        """Fill a record from the containers found in the runtime (re-adoption)."""
+        states = sorted(states, key=_attempt)
+        latest = states[-1]
+        rec.restart_count = _attempt(latest)
+        rec.container_id = latest.id
+        rec.image_id = latest.labels.get(specs.LABEL_IMAGE_ID, "")
+        previous = [s for s in states if _attempt(s) == rec.restart_count - 1]
+        if previous and previous[0].status is Status.STOPPED:
+            rec.last_terminated = _terminated(previous[0])
+        if latest.status is Status.RUNNING:
+            rec.state = Running(latest.started_at or datetime.now(UTC))
+            rec.started = True
+            rec.ready = self._config.readiness.ready(self.pod, rec.name)
+        elif latest.status is Status.STOPPED:
+            rec.state = _terminated(latest)
+
+    async def _converge(
+        self, container: objects_pb2.Container, *, adopted: list[ContainerState] | None
+    ) -> None:
+        """Run the container per its restart policy; return when it is not to run again."""
+        name = container.name
+        rec = self.records[name]
+        if adopted is None:
+            adopted = [
+                s
+                for s in await self._runtime.list()
+                if s.labels.get(specs.LABEL_UID) == self.uid
+                and s.labels.get(specs.LABEL_CONTAINER) == name
+            ]
+        current: ContainerState | None = None
+        attempt = 0
+        if adopted:
+            self._observe_adopted(rec, adopted)
+            attempt = rec.restart_count
+            latest = max(adopted, key=_attempt)
+            for s in adopted:
+                if _attempt(s) < attempt - 1:
+                    await self._remove_container(s.id)
+            if latest.status is Status.CREATED or latest.status is Status.UNKNOWN:
+                await self._remove_container(latest.id)  # never started: create it afresh
+            else:
+                current = latest
+                self._log.info(
+                    "pod.container_adopted", container=name, id=latest.id, attempt=attempt
+                )
+        tracker = RestartTracker(self._policy, self._config.restart_backoff)
+        create_backoff = Backoff(self._config.restart_backoff)
+        while True:
+            if current is None:
+                current = await self._create(container, rec, attempt, create_backoff)
+                if attempt >= 2:
+                    old = specs.container_id(self.pod, name, attempt - 2)
+                    await self._remove_container(old)
+            if current.status is not Status.STOPPED:
+                current = await self._runtime.wait(current.id)
+            term = _terminated(current)
+            rec.state = term
+            rec.ready = False
+            rec.started = False
+            self._log.info(
+                "pod.container_exited",
+                container=name,
+                exit_code=term.exit_code,
+                reason=term.reason.value,
+                attempt=attempt,
+            )
+            ran_for = 0.0
+            if term.started_at and term.finished_at:
+                ran_for = (term.finished_at - term.started_at).total_seconds()
+            decision = tracker.on_exit(Exit(term.exit_code, ran_for))
+            if decision.action is Action.STOP:
+                self._changed()
+                return
+            rec.last_terminated = term
+            rec.state = Waiting(
+                WaitingReason.CRASH_LOOP_BACK_OFF,
+                f"back-off {decision.delay:.3g}s restarting failed container={name} "
+                f"pod={self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})",
+            )
+            self._changed()
+            await asyncio.sleep(decision.delay)
+            attempt += 1
+            current = None
+
+    async def _create(
+        self,
+        container: objects_pb2.Container,
+        rec: ContainerRecord,
+        attempt: int,
+        backoff: Backoff,
+    ) -> ContainerState:
+        """Create and start one attempt, retrying (with backoff) until it runs."""
+        cid = specs.container_id(self.pod, container.name, attempt)
+        while True:
+            image = await self._pull(container, rec)
+            rec.image_id = image.digest
+            try:
+                mounts = await self._images.prepare(cid, image)
+                spec = specs.build(
+                    pod=self.pod,
+                    container=container,
+                    image=image,
+                    attempt=attempt,
+                    mounts=mounts,
+                    state_dir=self._config.state_dir,
+                    pids_limit=self._config.pids_limit,
+                )
+                Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+                await self._runtime.create(spec)
+                state = await self._runtime.start(cid)
+            except (RuntimeError_, specs.SpecError, ImageError, OSError) as exc:
+                reason = (
+                    WaitingReason.CREATE_CONTAINER_CONFIG_ERROR
+                    if isinstance(exc, specs.SpecError)
+                    else WaitingReason.CREATE_CONTAINER_ERROR
+                )
+                rec.state = Waiting(reason, str(exc))
+                self._log.warning(
+                    "pod.container_create_failed", container=container.name, error=str(exc)
+                )
+                self._changed()
+                await self._remove_container(cid)
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            rec.restart_count = attempt
+            rec.container_id = cid
+            rec.state = Running(state.started_at or datetime.now(UTC))
+            rec.started = True
+            rec.ready = self._config.readiness.ready(self.pod, container.name)
+            self._log.info("pod.container_started", container=container.name, id=cid)
+            self._changed()
+            return state
+
+    async def _pull(self, container: objects_pb2.Container, rec: ContainerRecord):
+        backoff = Backoff(self._config.image_backoff)
+        policy = (
+            PullPolicy(container.image_pull_policy)
+            if container.image_pull_policy
+            else default_pull_policy(container.image)
+        )
+        if not isinstance(rec.state, Waiting) or rec.state.reason not in (
+            WaitingReason.CRASH_LOOP_BACK_OFF,
+        ):
+            rec.state = Waiting(WaitingReason.CONTAINER_CREATING)
+            self._changed()
+        while True:
+            try:
+                return await self._images.ensure(container.image, policy)
+            except NotPresent as exc:
+                rec.state = Waiting(WaitingReason.ERR_IMAGE_NEVER_PULL, str(exc))
+                self._changed()
+            except ImageError as exc:
+                self._log.warning("pod.image_pull_failed", image=container.image, error=str(exc))
+                rec.state = Waiting(WaitingReason.ERR_IMAGE_PULL, str(exc))
+                self._changed()
+                delay = backoff.next()
+                rec.state = Waiting(
+                    WaitingReason.IMAGE_PULL_BACK_OFF,
+                    f'Back-off pulling image "{container.image}": {exc}',
+                )
+                self._changed()
+                await asyncio.sleep(delay)
+                continue
+            await asyncio.sleep(backoff.next())
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
+        self.stopping = True
+        grace = (
+            self.pod.spec.termination_grace_period_seconds
+            if self.pod.spec.HasField("termination_grace_period_seconds")
+            else DEFAULT_GRACE_SECONDS
+        )
+        mine = [s for s in await self._runtime.list() if s.labels.get(specs.LABEL_UID) == self.uid]
+        running = [s for s in mine if s.status is Status.RUNNING]
+        self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
+        await asyncio.gather(*(self._stop_one(s.id, grace) for s in running))
+        for s in mine:
+            await self._remove_container(s.id)
+        shutil.rmtree(specs.pod_dir(self._config.state_dir, self.pod), ignore_errors=True)
+        self._log.info("pod.removed")
+
+    async def _stop_one(self, cid: str, grace: float) -> None:
+        try:
+            await self._runtime.kill(cid, signal=signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._runtime.wait(cid), timeout=max(grace, 0))
+                return
+            except TimeoutError:
+                self._log.info("pod.grace_period_expired", id=cid, grace_seconds=grace)
+            await self._runtime.kill(cid, signal=signal.SIGKILL)
+            await asyncio.wait_for(self._runtime.wait(cid), timeout=10)
+        except ContainerNotFound:
+            return
+        except (RuntimeError_, TimeoutError) as exc:
+            self._log.warning("pod.container_stop_failed", id=cid, error=str(exc))
+
+    async def _remove_container(self, cid: str) -> None:
+        with contextlib.suppress(ContainerNotFound):
+            await self._runtime.delete(cid)
+        await self._images.release(cid)

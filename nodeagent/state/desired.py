@@ -1,0 +1,59 @@
+"""The persisted desired pod set (`<state-dir>/desired.json`).
+
+Invariants: `load()` returns exactly the pods of the last completed `save()`; an unreadable file
+is reported and treated as an empty set (the control plane will push the set again), never as a
+crash loop of the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import structlog
+from google.protobuf import json_format
+
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new bytes, nothing else."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class DesiredPods:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / "desired.json"
+
+    def save(self, pods: list[objects_pb2.Pod]) -> None:
+        doc = {"pods": [json_format.MessageToDict(p) for p in pods]}
+        write_atomically(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
+
+    def load(self) -> list[objects_pb2.Pod]:
+        try:
+            doc = json.loads(self.path.read_bytes())
+            return [json_format.ParseDict(p, objects_pb2.Pod()) for p in doc.get("pods", [])]
+        except FileNotFoundError:
+            return []
+        except (ValueError, json_format.ParseError, AttributeError) as exc:
+            log.error("state.desired_unreadable", path=str(self.path), error=str(exc))
+            return []
