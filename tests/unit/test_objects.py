@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
+from controlplane.api import watch
 from controlplane.objects import ApplyOutcome, ChangeType, Invalid, ObjectStore
-from controlplane.store import AlreadyExists, Conflict, NotFound
+from controlplane.store import AlreadyExists, Compacted, Conflict, NotFound
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -203,3 +204,82 @@ async def test_watch_sees_added_modified_deleted(objects: ObjectStore) -> None:
     assert [s[0] for s in seen] == [ChangeType.ADDED, ChangeType.MODIFIED, ChangeType.DELETED]
     assert seen[1][1] == 9
     assert seen[0][2] < seen[1][2] < seen[2][2]
+
+
+class CompactingObjectStore(ObjectStore):
+    """Its first watch loses its history (as after a long etcd outage) once `lose` is set."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.lose = asyncio.Event()
+        self._watches = 0
+
+    async def watch(self, kind, namespace=None, *, since):
+        self._watches += 1
+        if self._watches == 1:
+            await self.lose.wait()
+            raise Compacted("history compacted", compact_revision=since + 1)
+        async for change in super().watch(kind, namespace, since=since):
+            yield change
+
+
+async def test_watch_view_relists_after_compaction_and_sends_only_the_difference() -> None:
+    objects = CompactingObjectStore(MemoryStore())
+    for name, tier in (("a", "front"), ("b", "front"), ("c", "back")):
+        d = deployment(name)
+        d.metadata.labels["tier"] = tier
+        await objects.create(d)
+    selection = watch.Filter.parse(label_selector="tier=front", field_selector="")
+    stream = watch.view(
+        objects, kind=Kind.DEPLOYMENT, namespace=None, selection=selection, resource_version=""
+    )
+
+    async def next_change() -> tuple[ChangeType, str]:
+        change = await asyncio.wait_for(anext(stream), 5)
+        return change.type, change.object.metadata.name
+
+    assert {await next_change(), await next_change()} == {
+        (ChangeType.ADDED, "a"),
+        (ChangeType.ADDED, "b"),
+    }
+    # While the watch is cut off: a goes, b changes, d arrives, c (not selected) changes.
+    await objects.delete(Kind.DEPLOYMENT, "default", "a")
+    b = await objects.get(Kind.DEPLOYMENT, "default", "b")
+    b.spec.replicas = 7
+    await objects.update(b)
+    d = deployment("d")
+    d.metadata.labels["tier"] = "front"
+    await objects.create(d)
+    c = await objects.get(Kind.DEPLOYMENT, "default", "c")
+    c.spec.replicas = 3
+    await objects.update(c)
+    objects.lose.set()
+
+    assert [await next_change() for _ in range(3)] == [
+        (ChangeType.DELETED, "a"),
+        (ChangeType.MODIFIED, "b"),
+        (ChangeType.ADDED, "d"),
+    ], "after a compaction the watch did not converge on the current state"
+    # And it goes on watching from the relist.
+    d = await objects.get(Kind.DEPLOYMENT, "default", "d")
+    d.metadata.labels["tier"] = "back"
+    await objects.update(d)
+    assert await next_change() == (ChangeType.DELETED, "d"), "d left the selection unnoticed"
+    await stream.aclose()
+
+
+async def test_watch_view_from_a_compacted_version_is_compacted() -> None:
+    store = MemoryStore()
+    objects = ObjectStore(store)
+    for name in ("a", "b", "c"):
+        await objects.create(deployment(name))
+    await store.compact(store.revision)
+    stream = watch.view(
+        objects,
+        kind=Kind.DEPLOYMENT,
+        namespace=None,
+        selection=watch.Filter.parse(label_selector="", field_selector=""),
+        resource_version="1",
+    )
+    with pytest.raises(Compacted):
+        await anext(stream)
