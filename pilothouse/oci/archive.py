@@ -143,6 +143,12 @@ class ImageArchive:
             raise DigestMismatch(f"{self.path}: blob {digest} does not match its digest")
         return data
 
+    def open_blob(self, digest: str) -> IO[bytes]:
+        """A reader of the blob's bytes (not verified: for uploads, which the registry checks)."""
+        if digest in self._memory:
+            return io.BytesIO(self._memory[digest])
+        return self._member_file(self._blob_name(digest))
+
     def copy_blob(self, digest: str, dest: IO[bytes]) -> None:
         """Stream a blob into `dest`, verifying its digest (`DigestMismatch` if it differs)."""
         if digest in self._memory:
