@@ -45,6 +45,35 @@ _INT_RANGES = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 
+# Kubernetes fields people commonly write that Pilothouse does not implement: still errors,
+# but the message says the field is real, so nobody hunts for a typo that is not there.
+KUBERNETES_ONLY = frozenset(
+    {
+        "affinity",
+        "automountServiceAccountToken",
+        "envFrom",
+        "finalizers",
+        "hostNetwork",
+        "imagePullSecrets",
+        "initContainers",
+        "lifecycle",
+        "managedFields",
+        "matchExpressions",
+        "priorityClassName",
+        "securityContext",
+        "serviceAccountName",
+        "stdin",
+        "tolerations",
+        "topologySpreadConstraints",
+        "tty",
+        "valueFrom",
+        "volumeMounts",
+        "volumes",
+    }
+)
+UNKNOWN = "unknown field"
+NOT_SUPPORTED = "unknown field (a Kubernetes field that Pilothouse does not support)"
+
 _YAML_BOOL_HINT = " (YAML reads unquoted true/false/yes/no/on/off as booleans: quote it)"
 _YAML_NUMBER_HINT = " (YAML reads unquoted numbers as numbers: quote it)"
 
@@ -93,12 +122,12 @@ def _message(data: Any, descriptor: Descriptor, path: str, errors: Errors) -> di
     clean: dict[str, Any] = {}
     for key, value in data.items():
         if not isinstance(key, str):
-            errors.append((join(path, str(key)), "unknown field"))
+            errors.append((join(path, str(key)), UNKNOWN))
             continue
         where = join(path, key)
         fd = fields.get(key)
         if fd is None:
-            errors.append((where, "unknown field"))
+            errors.append((where, NOT_SUPPORTED if key in KUBERNETES_ONLY else UNKNOWN))
             continue
         if value is None:
             continue

@@ -29,7 +29,9 @@ def set_defaults(message: Message) -> None:
     kind = kinds.of_message(message)
     message.api_version = kind.info.api_version
     message.kind = kind.info.kind
-    if kind.info.namespaced and not message.metadata.namespace:
+    if not kind.info.namespaced:
+        message.metadata.namespace = ""  # cluster-scoped: a namespace means nothing
+    elif not message.metadata.namespace:
         message.metadata.namespace = kinds.DEFAULT_NAMESPACE
     if isinstance(message, objects_pb2.Deployment):
         _deployment_spec(message.spec)

@@ -311,8 +311,10 @@ def test_validate_accepts_a_minimal_pod_and_node() -> None:
     pod.spec.containers.add(name="main", image="busybox:stable")
     node = objects_pb2.Node()
     node.metadata.name = "n1.example"
+    node.metadata.namespace = "ignored"
     for message in (pod, node):
         manifests.set_defaults(message)
         assert manifests.validate(message) == []
+    assert node.metadata.namespace == "", "a Node belongs to no namespace"
     node.metadata.name = "N1"
     assert [p.field for p in manifests.validate(node)] == ["metadata.name"]
