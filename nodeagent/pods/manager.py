@@ -24,10 +24,10 @@ from pathlib import Path
 import structlog
 
 from nodeagent.images import ImageService, PullPolicy
-from nodeagent.pods import logfiles, specs
+from nodeagent.pods import specs
 from nodeagent.pods.restart import RestartPolicy
 from nodeagent.pods.worker import PodWorker, WorkerConfig
-from nodeagent.runtime import ContainerRuntime, ContainerState
+from nodeagent.runtime import ContainerRuntime, ContainerState, logs
 from nodeagent.state import DesiredPods
 from pilothouse.v1 import objects_pb2
 
@@ -218,28 +218,32 @@ class PodManager:
         follow: bool = False,
         previous: bool = False,
     ) -> AsyncIterator[bytes]:
-        """A container's output (CRI log format decoded); `follow` streams until it ends."""
+        """A container's output lines (CRI log decoded); `follow` streams until it stops."""
         path = self.log_path(namespace=namespace, pod=pod, container=container, previous=previous)
         key = f"{namespace or 'default'}/{pod}"
         worker = self._workers[key]
         name = container or worker.pod.spec.containers[0].name
 
-        def still_running() -> bool:
+        def finished() -> bool:
             w = self._workers.get(key)
-            if w is None or w.stopping or w is not worker:
-                return False
+            if previous or w is not worker or w.stopping:
+                return True
             rec = w.records.get(name)
-            return (
-                rec is not None
-                and not previous
-                and str(path).endswith(f"/{rec.restart_count}.log")
-                and rec.started
-            )
+            return rec is None or not rec.started or path.name != f"{rec.restart_count}.log"
 
-        async for chunk in logfiles.read(
-            path, tail_lines=tail_lines, follow=follow, alive=still_running
-        ):
-            yield chunk
+        lines = None if tail_lines < 0 else tail_lines
+        if not follow:
+            batch: list[bytes] = []
+            for line in await asyncio.to_thread(logs.tail, path, lines):
+                batch.append(line.text.encode() + b"\n")
+                if len(batch) >= 512:
+                    yield b"".join(batch)
+                    batch.clear()
+            if batch:
+                yield b"".join(batch)
+            return
+        async for line in logs.follow(path, lines=lines, done=finished):
+            yield line.text.encode() + b"\n"
 
     # -- reconciling --------------------------------------------------------------------------
 

@@ -407,4 +407,16 @@ async def test_logs_of_the_current_and_previous_attempt(node: Node) -> None:
     tail = b"".join(
         [c async for c in node.manager.logs(namespace="default", pod="web", tail_lines=1)]
     )
-    assert tail == b"ld\n"
+    assert tail == b"world\n", "tail 1 should give the last whole line"
+
+    async def follow() -> list[bytes]:
+        return [c async for c in node.manager.logs(namespace="default", pod="web", follow=True)]
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    with path.open("ab") as f:
+        f.write(b"2024-01-01T00:00:01.000000000Z stdout F later\n")
+    await asyncio.sleep(0.3)
+    await node.runtime.kill("default_web_app_0", signal=9)
+    got = await asyncio.wait_for(follower, 5)
+    assert b"".join(got).endswith(b"later\n"), f"follow missed a new line: {got}"
