@@ -1,0 +1,215 @@
+"""API benchmark: Apply (create) and Get of Deployments through the gRPC API of a real control
+plane with its embedded etcd.
+
+Measures, for N Deployments (default 1,000):
+- sequential latency (one call at a time, one client): p50 / p99 / mean of Apply-create, Get
+  and Apply-unchanged (a re-apply that writes nothing);
+- throughput with C concurrent clients (default 32, each with its own channel): Apply-create
+  and Get of another N Deployments.
+
+Starts `python3 -m controlplane` in a temp dir (or uses `--server ADDR`) and stops it and its
+etcd afterwards. Prints a readable summary, then one JSON object on the last line.
+
+    python3 bench/api.py [--count 1000] [--concurrency 32] [--server HOST:PORT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import grpc
+
+from pilothouse import kinds
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from pilothouse.v1 import objects_pb2
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACE = "bench"
+
+
+def deployment(name: str) -> objects_pb2.Deployment:
+    d = objects_pb2.Deployment(api_version="apps/v1", kind="Deployment")
+    d.metadata.name = name
+    d.metadata.namespace = NAMESPACE
+    d.metadata.labels["app"] = name
+    d.spec.replicas = 3
+    d.spec.selector.match_labels["app"] = name
+    d.spec.template.metadata.labels["app"] = name
+    container = d.spec.template.spec.containers.add()
+    container.name = "web"
+    container.image = "busybox:stable"
+    container.command.extend(["httpd", "-f", "-p", "8080"])
+    port = container.ports.add()
+    port.container_port = 8080
+    container.resources.requests["cpu"] = "100m"
+    container.resources.requests["memory"] = "64Mi"
+    return d
+
+
+@contextlib.contextmanager
+def control_plane(data_dir: Path) -> Iterator[str]:
+    address_file = data_dir / "controlplane.addr"
+    log = (data_dir / "controlplane.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controlplane", "--data-dir", str(data_dir), "--listen",
+         "127.0.0.1:0"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (address_file.exists() and address_file.read_text().strip()):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "the control plane did not start: "
+                    + (data_dir / "controlplane.log").read_text()[-2000:]
+                )
+            time.sleep(0.05)
+        yield address_file.read_text().strip()
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.close()
+
+
+def summary(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+    return {
+        "p50_ms": round(pct(50), 3),
+        "p99_ms": round(pct(99), 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+        "ops_per_s": round(len(ordered) / sum(ordered), 1),
+    }
+
+
+async def sequential(call: Callable[[int], Awaitable[object]], count: int) -> dict[str, float]:
+    latencies = []
+    for i in range(count):
+        start = time.perf_counter()
+        await call(i)
+        latencies.append(time.perf_counter() - start)
+    return summary(latencies)
+
+
+async def concurrent(
+    calls: list[Callable[[int], Awaitable[object]]], count: int
+) -> dict[str, float]:
+    """`count` calls spread over one worker per client; throughput over the wall time."""
+    latencies: list[float] = []
+    next_index = iter(range(count))
+
+    async def worker(call: Callable[[int], Awaitable[object]]) -> None:
+        for i in next_index:
+            start = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(call) for call in calls))
+    wall = time.perf_counter() - start
+    result = summary(latencies)
+    result["ops_per_s"] = round(count / wall, 1)
+    result["wall_s"] = round(wall, 3)
+    return result
+
+
+async def run(address: str, *, count: int, concurrency: int) -> dict[str, object]:
+    channels = [grpc.aio.insecure_channel(address) for _ in range(concurrency)]
+    try:
+        stubs = [api_grpc.ControlPlaneStub(channel) for channel in channels]
+        stub = stubs[0]
+        await stub.List(api.ListRequest(kind="deployments"), timeout=30)  # warm the channel
+
+        def apply(s: api_grpc.ControlPlaneStub, prefix: str) -> Callable[[int], Awaitable[object]]:
+            async def call(i: int) -> object:
+                request = api.ApplyRequest(object=kinds.wrap(deployment(f"{prefix}-{i}")))
+                return await s.Apply(request, timeout=30)
+
+            return call
+
+        def get(s: api_grpc.ControlPlaneStub, prefix: str) -> Callable[[int], Awaitable[object]]:
+            async def call(i: int) -> object:
+                request = api.GetRequest(
+                    kind="deployments", namespace=NAMESPACE, name=f"{prefix}-{i}"
+                )
+                return await s.Get(request, timeout=30)
+
+            return call
+
+        results: dict[str, object] = {}
+        results["sequential_apply_create"] = await sequential(apply(stub, "seq"), count)
+        results["sequential_get"] = await sequential(get(stub, "seq"), count)
+        results["sequential_apply_unchanged"] = await sequential(apply(stub, "seq"), count)
+        results["concurrent_apply_create"] = await concurrent(
+            [apply(s, "par") for s in stubs], count
+        )
+        results["concurrent_get"] = await concurrent([get(s, "par") for s in stubs], count)
+        listing = await stub.List(api.ListRequest(kind="deployments", namespace=NAMESPACE))
+        if len(listing.items) != 2 * count:
+            raise RuntimeError(f"expected {2 * count} deployments, found {len(listing.items)}")
+        return results
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--server", help="an existing control plane; default: start one")
+    args = parser.parse_args()
+
+    def bench(address: str) -> dict[str, object]:
+        return asyncio.run(run(address, count=args.count, concurrency=args.concurrency))
+
+    if args.server:
+        results = bench(args.server)
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp,
+            control_plane(Path(tmp)) as address,
+        ):
+            results = bench(address)
+    report = {
+        "benchmark": "api",
+        "deployments": args.count,
+        "concurrency": args.concurrency,
+        "store": "etcd (embedded)" if not args.server else "given server",
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        **results,
+    }
+    for name, value in results.items():
+        print(f"{name:28} {value}")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
