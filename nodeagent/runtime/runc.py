@@ -46,6 +46,7 @@ from nodeagent.runtime import (
     mounts,
     ocispec,
 )
+from nodeagent.runtime import logs as cri_logs
 from nodeagent.runtime.cgroups import Cgroups
 
 log = structlog.get_logger(__name__)
@@ -202,6 +203,44 @@ class RuncRuntime:
 
     def bundle_dir(self, container_id: str) -> Path:
         return self._containers / container_id / "bundle"
+
+    async def rotate_log(self, container_id: str) -> None:
+        """Move the log to `<log>.1` (replacing an older one) and make the monitor reopen it."""
+        meta = self._meta(container_id)
+        log_path = Path(meta["log_path"])
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(log_path, cri_logs.rotated_path(log_path))
+        if self._monitor_pid(container_id, meta) is None:
+            return
+        try:
+            fd = os.open(self.bundle_dir(container_id) / "ctl", os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            return  # the monitor is exiting: there is nothing left to log
+        try:
+            os.write(fd, b"2 0 0\n")  # conmon's REOPEN_LOGS_EVENT
+        finally:
+            os.close(fd)
+
+    async def rotate_logs(self, *, max_bytes: int) -> list[str]:
+        """Rotate every running container's log that grew past `max_bytes` (run periodically).
+
+        The monitor's own `log_size_max` is the backstop while no agent runs: it truncates.
+        """
+        rotated = []
+        for state in await self.list():
+            if state.status is not Status.RUNNING:
+                continue
+            try:
+                size = os.stat(self._meta(state.id)["log_path"]).st_size
+            except (OSError, ContainerNotFound, KeyError):
+                continue
+            if size > max_bytes:
+                await self.rotate_log(state.id)
+                rotated.append(state.id)
+        return rotated
+
+    def log_path(self, container_id: str) -> Path:
+        return Path(self._meta(container_id)["log_path"])
 
     def monitor_pid(self, container_id: str) -> int | None:
         """The live monitor (conmon) of a container, if any (for benchmarks and tests)."""
