@@ -47,8 +47,11 @@ class Document:
     message: Message
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys, as Kubernetes' strict decoding does."""
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[misc,valid-type]
+    """The safe loader (libyaml's when present) refusing duplicate keys, as Kubernetes does."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()

@@ -84,6 +84,13 @@ def check(message: Message) -> list[tuple[str, str]]:
         for key, amount in message.status.allocatable.items():
             if capacity.get(key) != amount:  # a copy of capacity (the default) is reported once
                 _quantity(found, f"status.allocatable[{key}]", amount)
+    elif isinstance(message, objects_pb2.ReplicaSet):
+        _metadata(found, message.metadata, namespaced=True)
+        spec = message.spec
+        if spec.HasField("replicas"):
+            found.nonnegative("spec.replicas", spec.replicas)
+        _template(found, spec.selector, spec.template, restart_policies=("Always",), holder=spec)
+        found.nonnegative("spec.minReadySeconds", spec.min_ready_seconds)
     elif hasattr(message, "metadata"):
         _metadata(found, message.metadata, namespaced=True)
     return found.items
@@ -132,25 +139,7 @@ def labels(found: Findings, field: str, values: Mapping[str, str]) -> None:
 def _deployment_spec(found: Findings, spec: objects_pb2.DeploymentSpec) -> None:
     if spec.HasField("replicas"):
         found.nonnegative("spec.replicas", spec.replicas)
-    selector = spec.selector.match_labels
-    if not spec.HasField("selector"):
-        found.required("spec.selector")
-    elif not selector:
-        found.invalid("spec.selector", {}, "empty selector is invalid for deployment")
-    else:
-        labels(found, "spec.selector.matchLabels", selector)
-    template_labels = spec.template.metadata.labels
-    labels(found, "spec.template.metadata.labels", template_labels)
-    if selector and any(template_labels.get(k) != v for k, v in selector.items()):
-        found.invalid(
-            "spec.template.metadata.labels",
-            dict(template_labels),
-            "`selector` does not match template `labels`",
-        )
-    if not spec.HasField("template"):
-        found.required("spec.template")
-    else:
-        _pod_spec(found, spec.template.spec, "spec.template.spec", restart_policies=("Always",))
+    _template(found, spec.selector, spec.template, restart_policies=("Always",), holder=spec)
     _strategy(found, spec.strategy)
     found.nonnegative("spec.minReadySeconds", spec.min_ready_seconds)
     if spec.HasField("revision_history_limit"):
@@ -173,6 +162,36 @@ def _deployment_spec(found: Findings, spec: objects_pb2.DeploymentSpec) -> None:
             True,
             "needs a revisionHistoryLimit of at least 1, or there is no revision to go back to",
         )
+
+
+def _template(
+    found: Findings,
+    selector: objects_pb2.LabelSelector,
+    template: objects_pb2.PodTemplateSpec,
+    *,
+    restart_policies: tuple[str, ...],
+    holder: Message,
+) -> None:
+    """A selector and the pod template it must select (Deployments, ReplicaSets)."""
+    match_labels = selector.match_labels
+    if not holder.HasField("selector"):
+        found.required("spec.selector")
+    elif not match_labels:
+        found.invalid("spec.selector", {}, "empty selector is invalid for deployment")
+    else:
+        labels(found, "spec.selector.matchLabels", match_labels)
+    template_labels = template.metadata.labels
+    labels(found, "spec.template.metadata.labels", template_labels)
+    if match_labels and any(template_labels.get(k) != v for k, v in match_labels.items()):
+        found.invalid(
+            "spec.template.metadata.labels",
+            dict(template_labels),
+            "`selector` does not match template `labels`",
+        )
+    if not holder.HasField("template"):
+        found.required("spec.template")
+    else:
+        _pod_spec(found, template.spec, "spec.template.spec", restart_policies=restart_policies)
 
 
 def _strategy(found: Findings, strategy: objects_pb2.DeploymentStrategy) -> None:

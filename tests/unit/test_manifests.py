@@ -318,3 +318,16 @@ def test_validate_accepts_a_minimal_pod_and_node() -> None:
     assert node.metadata.namespace == "", "a Node belongs to no namespace"
     node.metadata.name = "N1"
     assert [p.field for p in manifests.validate(node)] == ["metadata.name"]
+
+
+def test_replica_sets_made_by_the_controller_are_checked_like_deployments() -> None:
+    [document] = manifests.load([str(WEB)])
+    replica_set = objects_pb2.ReplicaSet()
+    replica_set.metadata.name = "web-5d8f9c7b6"
+    replica_set.spec.replicas = 3
+    replica_set.spec.selector.CopyFrom(document.message.spec.selector)
+    replica_set.spec.template.CopyFrom(document.message.spec.template)
+    manifests.set_defaults(replica_set)
+    assert manifests.validate(replica_set) == []
+    replica_set.spec.template.metadata.labels["app"] = "other"
+    assert [p.field for p in manifests.validate(replica_set)] == ["spec.template.metadata.labels"]
