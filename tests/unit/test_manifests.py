@@ -331,3 +331,17 @@ def test_replica_sets_made_by_the_controller_are_checked_like_deployments() -> N
     assert manifests.validate(replica_set) == []
     replica_set.spec.template.metadata.labels["app"] = "other"
     assert [p.field for p in manifests.validate(replica_set)] == ["spec.template.metadata.labels"]
+
+
+def test_every_shipped_example_loads() -> None:
+    documents = manifests.load([str(ROOT / "deploy" / "examples")])
+    assert {Path(d.source).name for d in documents} >= {"web.yaml", "web-safe-rollout.yaml"}
+
+
+def test_yaml_error_names_the_document_it_is_in() -> None:
+    text = WEB.read_text() + "---\n" + WEB.read_text() + "---\nkind: [unclosed\n"
+    documents, problems = manifests.parse(text, source="three.yaml")
+    assert len(documents) == 2, "parse returns the good documents; load refuses them all"
+    assert [str(p).split(": invalid YAML")[0] for p in problems] == ["three.yaml: document 3"]
+    line = int(problems[0].message.split("line ")[1].split(",")[0])
+    assert line > 2 * len(WEB.read_text().splitlines()), f"{problems[0]} points before document 3"
