@@ -82,7 +82,9 @@ class PodManager:
         runtime: ContainerRuntime,
         images: ImageService,
         config: WorkerConfig,
+        max_pods: int = 110,
     ) -> None:
+        self._max_pods = max_pods
         self._runtime = runtime
         self._images = images
         self._config = config
@@ -99,7 +101,8 @@ class PodManager:
 
     async def run(self) -> None:
         """Runnable: start (re-adopt), then supervise until cancelled; containers stay."""
-        await self.start()
+        if not self._started:
+            await self.start()
         try:
             await asyncio.Event().wait()
         finally:
@@ -154,6 +157,8 @@ class PodManager:
             why = validate(pod)
             if why is None and key in accepted:
                 why = "the same pod appears twice in the set"
+            if why is None and len(accepted) >= self._max_pods:
+                why = f"the node runs at most {self._max_pods} pods (--max-pods)"
             if why is not None:
                 rejected[key] = why
                 continue

@@ -1,0 +1,76 @@
+"""What a node reports about itself: capacity, allocatable, OS, kernel, runtime, architecture.
+
+Invariants: quantities are Kubernetes strings (cpu "4", memory "16318464Ki", pods "110");
+facts are read from the host once (/proc/meminfo, /etc/os-release, uname) and never fail:
+an unreadable source gives an empty value, not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from pilothouse import quantity
+from pilothouse.v1 import objects_pb2
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFacts:
+    capacity: dict[str, str]
+    allocatable: dict[str, str]
+    info: objects_pb2.NodeSystemInfo
+
+
+def memory_bytes(meminfo: str = "/proc/meminfo") -> int:
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def os_image(os_release: str = "/etc/os-release") -> str:
+    try:
+        for line in Path(os_release).read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.partition("=")[2].strip().strip('"')
+    except OSError:
+        pass
+    return ""
+
+
+def agent_version() -> str:
+    try:
+        return "v" + metadata.version("pilothouse")
+    except metadata.PackageNotFoundError:
+        return "v0.0.0"
+
+
+def gather(*, runtime_version: str, max_pods: int) -> NodeFacts:
+    machine_id = ""
+    with contextlib.suppress(OSError):
+        machine_id = Path("/etc/machine-id").read_text().strip()
+    uname = platform.uname()
+    capacity = {
+        "cpu": quantity.format_cpu((os.cpu_count() or 1) * 1000),
+        "memory": quantity.format_memory(memory_bytes()),
+        "pods": str(max_pods),
+    }
+    info = objects_pb2.NodeSystemInfo(
+        machine_id=machine_id,
+        kernel_version=uname.release,
+        os_image=os_image(),
+        container_runtime_version=runtime_version,
+        kubelet_version=agent_version(),
+        operating_system=uname.system.lower(),
+        architecture=_ARCH.get(uname.machine, uname.machine),
+    )
+    return NodeFacts(capacity=capacity, allocatable=dict(capacity), info=info)

@@ -1,0 +1,70 @@
+"""AgentServer: the grpc.aio server that carries the NodeAgent service.
+
+Invariants: `start()` binds before anything else serves, so a taken port is a clear startup
+error and `address` is the real one (port 0 resolved). As a runnable, `run()` serves until
+cancelled and then stops with a short grace period (open watches and log follows end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import structlog
+
+from nodeagent.api.servicer import NodeAgentServicer
+from pilothouse.v1 import agent_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+_STOP_GRACE_SECONDS = 1.0
+_OPTIONS = (
+    ("grpc.max_receive_message_length", 64 * 1024**2),
+    ("grpc.max_send_message_length", 64 * 1024**2),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+
+
+class BindError(RuntimeError):
+    """The listen address cannot be bound."""
+
+
+class AgentServer:
+    name = "api"
+
+    def __init__(self, *, servicer: NodeAgentServicer, listen: str) -> None:
+        self._servicer = servicer
+        self._listen = listen
+        self._server: grpc.aio.Server | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        server = grpc.aio.server(options=_OPTIONS)
+        agent_pb2_grpc.add_NodeAgentServicer_to_server(self._servicer, server)
+        try:
+            port = server.add_insecure_port(self._listen)
+        except RuntimeError as error:
+            raise BindError(f"cannot listen on {self._listen}: {error}") from None
+        if port == 0:
+            raise BindError(f"cannot listen on {self._listen}: the address is in use or invalid")
+        await server.start()
+        self._server = server
+        self.address = f"{self._listen.rpartition(':')[0]}:{port}"
+        log.info("agent.serving", address=self.address)
+        return self.address
+
+    async def run(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        try:
+            await self._server.wait_for_termination()
+        finally:
+            await asyncio.shield(self.stop())
+
+    async def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(_STOP_GRACE_SECONDS)
+            log.info("agent.api_stopped")

@@ -1,0 +1,121 @@
+"""The node agent's settings: command-line flags and their defaults.
+
+Defaults:
+- `--name`: the host name. `--listen 127.0.0.1:7071` (port 0 picks a free port; the address
+  actually bound is written to `<state-dir>/agent.addr` once the agent serves).
+- `--state-dir /var/lib/pilothouse/agent` as root, else ~/.local/share/pilothouse/agent:
+  holds the desired set, the runtime's and the image store's state, and pod logs.
+- `--runtime runc` (`fake`: in-memory containers, for hollow nodes), `--pids-limit 1024`,
+  `--max-pods 110` (Kubernetes' default), restart backoff 1 s doubling to 60 s, reset after
+  10 min of running, ±10 % jitter.
+- `--server` (the control plane) is accepted and not used yet (node registration comes later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodeagent.pods.restart import BackoffConfig
+
+DEFAULT_LISTEN = "127.0.0.1:7071"
+ADDRESS_FILE = "agent.addr"
+
+
+class ConfigError(ValueError):
+    """A flag with a value the agent cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    name: str
+    listen: str
+    state_dir: Path
+    runtime: str
+    pids_limit: int
+    max_pods: int
+    registries: Path | None
+    node_ip: str
+    cgroup_parent: str
+    server: str
+    backoff: BackoffConfig
+    debug: bool
+
+    @property
+    def address_file(self) -> Path:
+        return self.state_dir / ADDRESS_FILE
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/pilothouse/agent")
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "pilothouse" / "agent"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pilothouse agent",
+        description="Run a Pilothouse node agent: pods as runc containers, served over gRPC.",
+    )
+    p.add_argument("--name", default=socket.gethostname(), help="node name (default: hostname)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, help="gRPC address HOST:PORT")
+    p.add_argument("--state-dir", type=Path, default=None, help="agent state directory")
+    p.add_argument("--runtime", choices=("runc", "fake"), default="runc")
+    p.add_argument("--pids-limit", type=int, default=1024, help="pids limit per container")
+    p.add_argument("--max-pods", type=int, default=110, help="pods this node accepts")
+    p.add_argument("--registries", type=Path, default=None, help="registries config (YAML)")
+    p.add_argument("--node-ip", default="127.0.0.1", help="address reported as the pod hostIP")
+    p.add_argument(
+        "--cgroup-parent", default="/pilothouse", help="cgroup under which pods run (absolute)"
+    )
+    p.add_argument("--server", default="", help="control plane address (not used yet)")
+    p.add_argument("--backoff-initial", type=float, default=1.0, help="first restart delay, s")
+    p.add_argument("--backoff-max", type=float, default=60.0, help="longest restart delay, s")
+    p.add_argument(
+        "--backoff-reset-after", type=float, default=600.0, help="run time that resets backoff, s"
+    )
+    p.add_argument("--backoff-jitter", type=float, default=0.1, help="jitter fraction")
+    p.add_argument("--debug", action="store_true", help="debug logging")
+    return p
+
+
+def parse(argv: Sequence[str]) -> Config:
+    args = parser().parse_args(list(argv))
+    if args.pids_limit < 1:
+        raise ConfigError(f"--pids-limit must be at least 1, got {args.pids_limit}")
+    if args.max_pods < 1:
+        raise ConfigError(f"--max-pods must be at least 1, got {args.max_pods}")
+    if not args.cgroup_parent.startswith("/"):
+        raise ConfigError(f"--cgroup-parent must be absolute, got {args.cgroup_parent!r}")
+    if ":" not in args.listen:
+        raise ConfigError(f"--listen must be HOST:PORT, got {args.listen!r}")
+    try:
+        backoff = BackoffConfig(
+            initial=args.backoff_initial,
+            maximum=args.backoff_max,
+            reset_after=args.backoff_reset_after,
+            jitter=args.backoff_jitter,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.registries is not None and not args.registries.is_file():
+        raise ConfigError(f"--registries {args.registries}: no such file")
+    return Config(
+        name=args.name,
+        listen=args.listen,
+        state_dir=(args.state_dir or default_state_dir()).resolve(),
+        runtime=args.runtime,
+        pids_limit=args.pids_limit,
+        max_pods=args.max_pods,
+        registries=args.registries,
+        node_ip=args.node_ip,
+        cgroup_parent=args.cgroup_parent,
+        server=args.server,
+        backoff=backoff,
+        debug=args.debug,
+    )

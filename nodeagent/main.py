@@ -1,0 +1,170 @@
+"""`pilothouse agent`: wires runtime → images → pod manager → gRPC API, and runs them.
+
+The wiring is explicit and happens only here. Order matters:
+1. the runtime and image service first: the pod manager re-adopts containers from them;
+2. the pod manager starts (re-adoption) before the API serves, so the first ListPods or
+   WatchPods already shows the re-adopted pods with their restart counts;
+3. `agent.addr` is written once the API serves, and removed on the way out.
+
+SIGTERM/SIGINT stop serving and supervising, but LEAVE CONTAINERS RUNNING: they outlive the
+agent by design, and the next agent re-adopts them. A runnable that ends on its own is a bug:
+the process then exits non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import structlog
+
+from nodeagent import config as settings
+from nodeagent.api import nodeinfo
+from nodeagent.api.server import AgentServer, BindError
+from nodeagent.api.servicer import NodeAgentServicer
+from nodeagent.images import ImageService
+from nodeagent.pods.manager import PodManager
+from nodeagent.pods.worker import WorkerConfig
+from nodeagent.runtime import ContainerRuntime
+from pilothouse import logs
+
+log = structlog.get_logger(__name__)
+
+
+class RunnableExited(RuntimeError):
+    """A part that should run until cancelled returned or failed."""
+
+
+def make_runtime(config: settings.Config) -> ContainerRuntime:
+    if config.runtime == "fake":
+        from nodeagent.runtime.fake import FakeRuntime
+
+        return FakeRuntime()
+    from nodeagent.runtime.runc import RuncRuntime
+
+    return RuncRuntime(config.state_dir / "runtime", cgroup_parent=config.cgroup_parent)
+
+
+def make_images(config: settings.Config) -> ImageService:
+    if config.runtime == "fake":
+        from nodeagent.images.fake import FakeImageService
+
+        return FakeImageService()
+    from nodeagent.images.store import LocalImageService
+
+    return LocalImageService(config.state_dir / "images", registries=config.registries)
+
+
+async def _guarded(name: str, part: Awaitable[None]) -> None:
+    try:
+        await part
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("agent.part_failed", part=name)
+        raise RunnableExited(f"{name} failed: {exc}") from exc
+    raise RunnableExited(f"{name} stopped on its own")
+
+
+async def serve(config: settings.Config) -> int:
+    """Run the agent until cancelled (0) or until a part fails (1)."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    runtime = make_runtime(config)
+    images = make_images(config)
+    pods = PodManager(
+        runtime=runtime,
+        images=images,
+        config=WorkerConfig(
+            state_dir=config.state_dir,
+            pids_limit=config.pids_limit,
+            host_ip=config.node_ip,
+            restart_backoff=config.backoff,
+        ),
+        max_pods=config.max_pods,
+    )
+    facts = nodeinfo.gather(runtime_version=await runtime.version(), max_pods=config.max_pods)
+    server = AgentServer(
+        servicer=NodeAgentServicer(name=config.name, pods=pods, facts=facts),
+        listen=config.listen,
+    )
+    try:
+        await pods.start()
+        address = await server.start()
+        _write_address(config, address)
+        log.info(
+            "agent.started",
+            node=config.name,
+            address=address,
+            state_dir=str(config.state_dir),
+            runtime=config.runtime,
+            pods=len(pods.pods()),
+        )
+        print(f"pilothouse agent {config.name} serving on {address}", flush=True)
+        parts: dict[str, Awaitable[Any]] = {"pods": pods.run(), "api": server.run()}
+        image_runner = getattr(images, "run", None)
+        if image_runner is not None:
+            parts["images"] = image_runner()  # watches <state-dir>/images/import/
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for name, part in parts.items():
+                    tg.create_task(_guarded(name, part), name=name)
+        except BaseExceptionGroup as group:
+            failed = [e for e in group.exceptions if isinstance(e, RunnableExited)]
+            if not failed:
+                raise
+            log.error("agent.failed", error="; ".join(str(e) for e in failed))
+            return 1
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            config.address_file.unlink()
+        await server.stop()
+        await pods.close()  # stops supervising; containers keep running
+        log.info("agent.stopped", node=config.name)
+    return 0
+
+
+def _write_address(config: settings.Config, address: str) -> None:
+    temporary = config.address_file.with_suffix(".tmp")
+    temporary.write_text(address + "\n")
+    temporary.replace(config.address_file)
+
+
+async def _run_until_signalled(config: settings.Config) -> int:
+    loop = asyncio.get_running_loop()
+    running = asyncio.ensure_future(serve(config))
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            running.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        return await running
+    except asyncio.CancelledError:
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for `pilothouse agent` and `python3 -m nodeagent`."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        config = settings.parse(argv)
+    except settings.ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logs.setup(debug=config.debug)
+    try:
+        return asyncio.run(_run_until_signalled(config))
+    except BindError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
