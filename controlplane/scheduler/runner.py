@@ -1,0 +1,233 @@
+"""The scheduler runnable: binds each unscheduled pod to a node, or says why it cannot.
+
+Invariants:
+- One pod at a time (one worker), each over a fresh snapshot of the informers' nodes and pods
+  plus the pods this scheduler bound whose binding the pod informer has not shown yet
+  ("assumed"), so a burst of pods never overfills a node.
+- Binding is a compare-and-swap update of `spec.nodeName` on the pod as the cache saw it; a
+  conflict means someone else changed the pod, and the decision is made again on fresh state.
+  The pod then gets condition PodScheduled=True and a Normal "Scheduled" event.
+- A pod no node can take stays Pending with PodScheduled=False, reason Unschedulable and
+  Kubernetes' message ("0/3 nodes are available: …"), and a Warning "FailedScheduling" event.
+  It is tried again when a node appears or changes in a way that matters (labels, spec,
+  allocatable, readiness), when a pod is deleted or finishes (resources freed), and every
+  `retry_interval` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from controlplane.cache.informer import Informer, Notice, object_key
+from controlplane.controllers.clock import Clock, SystemClock
+from controlplane.controllers.loop import Controller, Result
+from controlplane.controllers.status import FINISHED_PHASES, set_condition
+from controlplane.events import EventRecorder, EventType
+from controlplane.objects import ChangeType, ObjectStore
+from controlplane.scheduler.schedule import Placement, Unschedulable, schedule
+from controlplane.scheduler.snapshot import Snapshot
+from controlplane.store import Conflict, NotFound
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+RETRY_INTERVAL = 10.0
+
+
+def is_pending(pod: objects_pb2.Pod) -> bool:
+    """Waiting for a node: unbound, not finished, not being deleted."""
+    return (
+        not pod.spec.node_name
+        and pod.status.phase not in FINISHED_PHASES
+        and not pod.metadata.HasField("deletion_timestamp")
+    )
+
+
+def _node_matters(old: objects_pb2.Node | None, new: objects_pb2.Node) -> bool:
+    """Did a node change in a way that could make a pending pod fit (not a mere heartbeat)?"""
+    if old is None:
+        return True
+
+    def ready(node: objects_pb2.Node) -> str:
+        return next((c.status for c in node.status.conditions if c.type == "Ready"), "")
+
+    return (
+        old.metadata.labels != new.metadata.labels
+        or old.spec != new.spec
+        or old.status.allocatable != new.status.allocatable
+        or ready(old) != ready(new)
+    )
+
+
+class Scheduler:
+    """A Runnable. Its informers (pods, nodes) are separate runnables that must also run."""
+
+    name = "scheduler"
+    needs_leadership = True
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        pods: Informer,
+        nodes: Informer,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
+        self._objects = objects
+        self._pods = pods
+        self._nodes = nodes
+        self._events = events
+        self._clock = clock or SystemClock()
+        self._retry_interval = retry_interval
+        # pod key -> the bound pod as we wrote it, until the pod informer shows the binding.
+        self._assumed: dict[str, objects_pb2.Pod] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self.controller = Controller(
+            "scheduler.queue", self, workers=1, clock=self._clock, wait_for=(pods, nodes)
+        )
+        pods.add_handler(self._on_pod)
+        nodes.add_handler(self._on_node)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.controller.run(), name="scheduler.queue")
+            group.create_task(self._retry_periodically(), name="scheduler.retry")
+
+    # ------------------------------------------------------------------ triggers
+
+    def _on_pod(self, notice: Notice) -> None:
+        pod = notice.object
+        key = notice.key
+        if notice.type is not ChangeType.DELETED and is_pending(pod):
+            # A status-only change (our own PodScheduled=False) cannot make the pod fit.
+            if notice.old is None or notice.old.spec != pod.spec:
+                self.controller.enqueue(key)
+            return
+        freed = notice.type is ChangeType.DELETED or (
+            notice.old is not None
+            and notice.old.status.phase not in FINISHED_PHASES
+            and pod.status.phase in FINISHED_PHASES
+        )
+        if freed and pod.spec.node_name:
+            self._enqueue_pending()
+
+    def _on_node(self, notice: Notice) -> None:
+        if notice.type is ChangeType.DELETED or _node_matters(notice.old, notice.object):
+            self._enqueue_pending()
+
+    def _enqueue_pending(self) -> None:
+        for pod in self._pods.list():
+            if is_pending(pod):
+                self.controller.enqueue(object_key(pod))
+
+    async def _retry_periodically(self) -> None:
+        while True:
+            await self._clock.sleep(self._retry_interval)
+            self._enqueue_pending()
+
+    # ------------------------------------------------------------------ one pod
+
+    async def reconcile(self, key: str) -> Result:
+        namespace, name = key.split("/", 1)
+        pod = self._pods.get(namespace, name)
+        if pod is None or not is_pending(pod) or key in self._assumed_now():
+            return Result()
+        decision = schedule(self._snapshot(), pod)
+        if isinstance(decision, Placement):
+            await self._bind(pod, decision.node)
+        else:
+            await self._mark_unschedulable(pod, decision)
+        return Result()
+
+    def _assumed_now(self) -> dict[str, objects_pb2.Pod]:
+        """Drop assumptions the pod informer has caught up with (bound, or gone)."""
+        for key, bound in list(self._assumed.items()):
+            namespace, name = key.split("/", 1)
+            cached = self._pods.get(namespace, name)
+            if (
+                cached is None
+                or cached.spec.node_name
+                or (
+                    int(cached.metadata.resource_version or 0)
+                    >= int(bound.metadata.resource_version or 0)
+                )
+            ):
+                del self._assumed[key]
+        return self._assumed
+
+    def _snapshot(self) -> Snapshot:
+        assumed = self._assumed_now()
+        pods = [p for p in self._pods.list() if object_key(p) not in assumed]
+        return Snapshot.build(self._nodes.list(), [*pods, *assumed.values()])
+
+    async def _bind(self, pod: objects_pb2.Pod, node: str) -> None:
+        bound = objects_pb2.Pod()
+        bound.CopyFrom(pod)
+        bound.spec.node_name = node
+        try:
+            bound = await self._objects.update(bound)
+        except (Conflict, NotFound):
+            log.debug("pod.bind_conflict", pod=pod.metadata.name, node=node)
+            raise  # decided on stale state: the controller retries with the newer pod
+        self._assumed[object_key(bound)] = bound
+        log.info(
+            "pod.scheduled", pod=pod.metadata.name, namespace=pod.metadata.namespace, node=node
+        )
+        condition = objects_pb2.Condition(type="PodScheduled", status="True")
+        await self._set_scheduled_condition(bound, condition)
+        self._record(
+            bound,
+            EventType.NORMAL,
+            "Scheduled",
+            f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}",
+        )
+
+    async def _mark_unschedulable(self, pod: objects_pb2.Pod, decision: Unschedulable) -> None:
+        message = decision.message
+        log.info(
+            "pod.unschedulable",
+            pod=pod.metadata.name,
+            namespace=pod.metadata.namespace,
+            reason=message,
+        )
+        condition = objects_pb2.Condition(
+            type="PodScheduled", status="False", reason="Unschedulable", message=message
+        )
+        await self._set_scheduled_condition(pod, condition)
+        self._record(pod, EventType.WARNING, "FailedScheduling", message)
+
+    async def _set_scheduled_condition(
+        self, pod: objects_pb2.Pod, condition: objects_pb2.Condition
+    ) -> None:
+        """Best effort: a status writer racing us (the node syncer) wins; we re-read once."""
+        for attempt in range(2):
+            updated = objects_pb2.Pod()
+            updated.CopyFrom(pod)
+            if not updated.status.phase:
+                updated.status.phase = "Pending"
+            conditions = set_condition(updated.status.conditions, condition, now=self._clock.now())
+            del updated.status.conditions[:]
+            updated.status.conditions.extend(conditions)
+            try:
+                await self._objects.update_status(updated)
+                return
+            except NotFound:
+                return
+            except Conflict:
+                if attempt:
+                    return
+                pod = await self._objects.get(Kind.POD, pod.metadata.namespace, pod.metadata.name)
+
+    def _record(self, pod: objects_pb2.Pod, type: EventType, reason: str, message: str) -> None:
+        if self._events is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._events.record(pod, type, reason, message), name="scheduler.event"
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

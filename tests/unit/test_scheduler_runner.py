@@ -1,0 +1,219 @@
+"""The scheduler runnable over the in-memory store: pods get bound to Ready nodes, spread,
+never overfill a node in a burst, and stay Pending with Kubernetes' reasons until a node fits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from controlplane.cache.informer import Informer
+from controlplane.controllers.clock import settle
+from controlplane.events import EventRecorder
+from controlplane.objects import ObjectStore
+from controlplane.scheduler.runner import Scheduler
+from controlplane.store.memory import MemoryStore
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2
+
+
+def make_node(name: str, *, memory: str = "4Gi", pods: str = "110") -> objects_pb2.Node:
+    n = objects_pb2.Node()
+    n.metadata.name = name
+    n.status.allocatable.update({"cpu": "2", "memory": memory, "pods": pods})
+    n.status.conditions.add(type="Ready", status="True", reason="AgentReady")
+    return n
+
+
+def make_pod(name: str, *, memory: str | None = None, owner: str = "rs-uid") -> objects_pb2.Pod:
+    p = objects_pb2.Pod()
+    p.metadata.name = name
+    p.metadata.namespace = "default"
+    p.metadata.owner_references.add(kind="ReplicaSet", name="web-x", uid=owner, controller=True)
+    c = p.spec.containers.add(name="main", image="busybox")
+    if memory:
+        c.resources.requests["memory"] = memory
+    p.status.phase = "Pending"
+    return p
+
+
+class Plane:
+    def __init__(self) -> None:
+        self.objects = ObjectStore(MemoryStore())
+        self.pods = Informer(self.objects, Kind.POD)
+        self.nodes = Informer(self.objects, Kind.NODE)
+        self.scheduler = Scheduler(
+            self.objects,
+            pods=self.pods,
+            nodes=self.nodes,
+            events=EventRecorder(self.objects, component="default-scheduler"),
+        )
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Plane:
+        for runnable in (self.pods, self.nodes, self.scheduler):
+            self.tasks.append(asyncio.create_task(runnable.run(), name=runnable.name))
+        await settle()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def pod(self, name: str) -> objects_pb2.Pod:
+        return await self.objects.get(Kind.POD, "default", name)
+
+    async def placements(self) -> dict[str, str]:
+        return {
+            p.metadata.name: p.spec.node_name
+            for p in (await self.objects.list(Kind.POD, "default")).items
+        }
+
+
+async def eventually(check: Callable[[], object], what: str, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result is True:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"{what}: got {result!r}")
+        await asyncio.sleep(0.01)
+
+
+def condition(pod: objects_pb2.Pod, type_: str) -> objects_pb2.Condition | None:
+    return next((c for c in pod.status.conditions if c.type == type_), None)
+
+
+async def test_binds_six_replicas_two_per_node_with_scheduled_condition() -> None:
+    async with Plane() as plane:
+        for name in ("n1", "n2", "n3"):
+            await plane.objects.create(make_node(name))
+        for i in range(6):
+            await plane.objects.create(make_pod(f"web-{i}"))
+
+        async def all_bound() -> object:
+            where = await plane.placements()
+            return all(where.values()) or where
+
+        await eventually(all_bound, "not every pod was bound")
+        counts = Counter((await plane.placements()).values())
+        assert counts == {"n1": 2, "n2": 2, "n3": 2}, f"6 replicas landed as {counts}"
+        pod = await plane.pod("web-0")
+        await eventually(
+            lambda: _scheduled_true(plane, "web-0"), "bound pod lacks PodScheduled=True"
+        )
+        assert pod.status.phase == "Pending", "binding must not pretend the pod runs"
+
+
+async def _scheduled_true(plane: Plane, name: str) -> object:
+    found = condition(await plane.pod(name), "PodScheduled")
+    return (found is not None and found.status == "True") or found
+
+
+async def test_burst_never_overfills_a_node() -> None:
+    async with Plane() as plane:
+        await plane.objects.create(make_node("small", pods="3"))
+        await settle()
+        await asyncio.gather(*(plane.objects.create(make_pod(f"p{i}")) for i in range(5)))
+
+        async def settled() -> object:
+            pending = [
+                p
+                for p in (await plane.objects.list(Kind.POD, "default")).items
+                if not p.spec.node_name
+                and (c := condition(p, "PodScheduled")) is not None
+                and c.status == "False"
+            ]
+            return len(pending) == 2 or len(pending)
+
+        await eventually(settled, "2 pods should be left Pending on a 3-pod node")
+        await asyncio.sleep(0.05)
+        bound = [n for n in (await plane.placements()).values() if n]
+        assert len(bound) == 3, f"a node with room for 3 pods got {len(bound)}"
+        pending = [p for p, n in (await plane.placements()).items() if not n]
+        found = condition(await plane.pod(pending[0]), "PodScheduled")
+        assert found is not None
+        assert found.message == "0/1 nodes are available: 1 Too many pods."
+
+
+async def test_unschedulable_pod_waits_with_reason_and_event_until_a_bigger_node_joins() -> None:
+    async with Plane() as plane:
+        for name in ("n1", "n2", "n3"):
+            await plane.objects.create(make_node(name, memory="1Gi"))
+        await plane.objects.create(make_pod("big", memory="8Gi"))
+        message = "0/3 nodes are available: 3 Insufficient memory."
+
+        async def pending_with_reason() -> object:
+            found = condition(await plane.pod("big"), "PodScheduled")
+            if found is None:
+                return None
+            return (found.status, found.reason, found.message) == (
+                "False",
+                "Unschedulable",
+                message,
+            ) or str(found)
+
+        await eventually(pending_with_reason, "the Pending pod does not say why")
+
+        async def event_recorded() -> object:
+            events = (await plane.objects.list(Kind.EVENT, "default")).items
+            failed = [e for e in events if e.reason == "FailedScheduling"]
+            return (
+                len(failed) == 1
+                and failed[0].type == "Warning"
+                and failed[0].message == message
+                and failed[0].involved_object.name == "big"
+            ) or [str(e) for e in events]
+
+        await eventually(event_recorded, "no FailedScheduling event")
+        assert (await plane.pod("big")).spec.node_name == ""
+
+        await plane.objects.create(make_node("large", memory="16Gi"))
+
+        async def bound_to_large() -> object:
+            return (await plane.pod("big")).spec.node_name == "large" or "still pending"
+
+        await eventually(bound_to_large, "a node big enough joined but the pod stayed Pending")
+        await eventually(
+            lambda: _scheduled_true(plane, "big"), "PodScheduled not True after binding"
+        )
+
+
+async def test_heartbeats_do_not_retrigger_but_uncordon_does() -> None:
+    async with Plane() as plane:
+        node = make_node("n1")
+        node.spec.unschedulable = True
+        await plane.objects.create(node)
+        await plane.objects.create(make_pod("p"))
+
+        async def failed_events() -> int:
+            events = (await plane.objects.list(Kind.EVENT, "default")).items
+            return sum(e.count for e in events if e.reason == "FailedScheduling")
+
+        await eventually(lambda: _count_is(failed_events, 1), "no FailedScheduling event")
+        for _ in range(3):  # heartbeats: only the Ready condition's timestamp moves
+            fresh = await plane.objects.get(Kind.NODE, "", "n1")
+            fresh.status.conditions[0].last_heartbeat_time.GetCurrentTime()
+            await plane.objects.update_status(fresh)
+        await asyncio.sleep(0.05)
+        assert await failed_events() == 1, "node heartbeats re-ran scheduling of pending pods"
+        fresh = await plane.objects.get(Kind.NODE, "", "n1")
+        fresh.spec.unschedulable = False
+        await plane.objects.update(fresh)
+
+        async def bound() -> object:
+            return (await plane.pod("p")).spec.node_name == "n1" or "pending"
+
+        await eventually(bound, "uncordoning the only node did not schedule the pod")
+
+
+async def _count_is(counter: Callable[[], object], want: int) -> object:
+    got = await counter()  # type: ignore[misc]
+    return got == want or got
