@@ -116,7 +116,7 @@ def table(
     """The `get` table for `items` of one kind; `pods` adds allocation columns to nodes."""
     headers, row = _COLUMNS[kind](wide=wide, pods=pods)
     if kind == Kind.EVENT:
-        items = sorted(items, key=_event_time)  # type: ignore[arg-type]
+        items = sorted(items, key=event_time)  # type: ignore[arg-type]
     rows = [row(item, now) for item in items]
     if with_namespace and kind.info.namespaced:
         headers = ("NAMESPACE", *headers)
@@ -336,7 +336,7 @@ def _node_columns(*, wide: bool, pods: Sequence[o.Pod] | None) -> tuple[tuple[st
     return headers, row
 
 
-def _event_time(event: o.Event) -> int:
+def event_time(event: o.Event) -> int:
     stamp = event.last_timestamp if event.HasField("last_timestamp") else event.first_timestamp
     if not event.HasField("last_timestamp") and not event.HasField("first_timestamp"):
         stamp = event.metadata.creation_timestamp

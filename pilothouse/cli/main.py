@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import NoReturn, TextIO
 
 import grpc
+import structlog
 
 import pilothouse
 from pilothouse import config, logs
@@ -141,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_logs(*, debug: bool) -> None:
+    """Structured logs on stderr: everything with --debug, otherwise warnings only."""
+    logs.setup(debug=debug)
+    if not debug:
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
 def run_process(verb: str, argv: list[str]) -> int:
     """Hand the rest of the command line to a process's own `main(argv) -> int`."""
     module = importlib.import_module(PROCESSES[verb])
@@ -169,7 +178,7 @@ def main(
             known = ", ".join([*PROCESSES, *VERBS])
             raise UsageError(f'unknown command "{rest[0]}" (known: {known})')
         args = build_parser().parse_args(rest)
-        logs.setup(debug=flags.debug)
+        _quiet_logs(debug=flags.debug)
         settings = config.resolve(server=flags.server, config_path=flags.config)
         ctx = Context(config=settings, debug=flags.debug, out=out, err=err)
         return asyncio.run(VERBS[args.verb](args, ctx))

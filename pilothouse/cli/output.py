@@ -65,7 +65,9 @@ def dump_json(data: dict[str, Any]) -> str:
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
-    return yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    return yaml.safe_dump(
+        data, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 20
+    )
 
 
 def render(items: Sequence[Message], fmt: Format, *, single: bool) -> str:
