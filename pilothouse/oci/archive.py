@@ -262,7 +262,7 @@ def write_oci_archive(
         entry["annotations"] = {m.CONTAINERD_NAME: full, m.REF_NAME: full}
         entries.append(entry)
     index = {"schemaVersion": 2, "mediaType": m.OCI_INDEX, "manifests": entries}
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.tmp")  # dot-named: import dirs ignore it
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         _tar_add(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
         _tar_add(tar, "index.json", json.dumps(index, sort_keys=True, indent=1).encode())

@@ -1,0 +1,395 @@
+"""LocalImageService: the node's images on disk, pulled from registries or imported archives.
+
+Layout under <state-dir>:
+- images/blobs/sha256/<hex>       content store (`content`)
+- images/layers/<diff-id hex>/    unpacked layers, shared lower dirs (`layers`)
+- images/meta/<manifest hex>.json one record per image: config, layer digests, diff ids
+- images/tags.json                reference -> manifest digest
+- images/import/                  drop OCI-layout or docker-save archives here (air-gapped nodes)
+- containers/<key>/{upper,work}   a container's private overlay dirs; containers/<key>/image.json
+                                  names the image it uses: the on-disk reference count
+
+Invariants:
+- An image record exists only once its manifest, config and every layer blob are verified in
+  the content store and every layer is unpacked: `ensure` returning means `prepare` can run.
+- Concurrent pulls of one reference share one pull (one task per reference).
+- Reference counts live on disk (containers/*/image.json), so `gc` after an agent restart
+  still knows which images are in use. `gc` never runs while a pull or import is writing.
+- Pull policy as the kubelet applies it: Never never contacts a registry; IfNotPresent only
+  when the image is missing; Always resolves the tag every time (and downloads only what is
+  new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nodeagent.images import (
+    Image,
+    ImageConfig,
+    ImageError,
+    NotPresent,
+    PullError,
+    PullPolicy,
+)
+from nodeagent.images.content import ContentStore
+from nodeagent.images.layers import LayerStore
+from nodeagent.images.unpack import LayerError
+from nodeagent.runtime import Mount
+from pilothouse.oci import OCIError, digest_hex
+from pilothouse.oci import manifest as m
+from pilothouse.oci.archive import ImageArchive
+from pilothouse.oci.reference import InvalidReference, Reference, parse
+from pilothouse.oci.registries import RegistriesConfig
+from pilothouse.oci.registry import RegistryClient, Repository
+
+log = structlog.get_logger(__name__)
+
+
+class _Gate:
+    """Many writers (pulls, imports, prepares) share it; the garbage collector excludes them."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class LocalImageService:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        registries: RegistriesConfig | None = None,
+        client: RegistryClient | None = None,
+        max_concurrent_downloads: int = 3,
+        gc_grace_seconds: float = 60.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.images_dir = self.state_dir / "images"
+        self.meta_dir = self.images_dir / "meta"
+        self.import_path = self.images_dir / "import"
+        self.containers_dir = self.state_dir / "containers"
+        for d in (self.meta_dir, self.import_path, self.containers_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.content = ContentStore(self.images_dir)
+        self.layers = LayerStore(self.images_dir)
+        self.client = client or RegistryClient(registries)
+        self._downloads = asyncio.Semaphore(max_concurrent_downloads)
+        self._pulls: dict[str, asyncio.Task[Image]] = {}
+        self._gate = _Gate()
+        self._tags_lock = asyncio.Lock()
+        self._gc_grace = gc_grace_seconds
+        self._recent: dict[str, float] = {}  # digest -> when last ensured (protects from gc)
+        self._imported: dict[Path, tuple[int, int]] = {}  # archive -> (size, mtime_ns) seen
+
+    # -- records --------------------------------------------------------------------------------
+    def _tags(self) -> dict[str, str]:
+        path = self.images_dir / "tags.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    async def _set_tags(self, names: tuple[str, ...], digest: str) -> None:
+        async with self._tags_lock:
+            tags = self._tags()
+            tags.update(dict.fromkeys(names, digest))
+            _write_json(self.images_dir / "tags.json", tags)
+
+    def _meta_path(self, digest: str) -> Path:
+        return self.meta_dir / f"{digest_hex(digest)}.json"
+
+    def _load(self, digest: str, reference: str) -> Image | None:
+        path = self._meta_path(digest)
+        if not path.exists():
+            return None
+        meta = json.loads(path.read_text())
+        if not all(self.layers.has(d) for d in meta["diff_ids"]):
+            return None  # layers gone (interrupted gc): pull or import again
+        return Image(
+            reference=reference,
+            digest=digest,
+            config=ImageConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+            ),
+            diff_ids=tuple(meta["diff_ids"]),
+            labels=dict(meta.get("labels", {})),
+        )
+
+    def lookup(self, reference: str) -> Image | None:
+        """The image on this node for `reference`, if any (no registry contact)."""
+        ref = parse(reference)
+        digest = self._tags().get(str(ref)) or ref.digest  # a digest may name an index
+        return self._load(digest, str(ref)) if digest else None
+
+    def list(self) -> list[Image]:
+        """Every tagged image on the node."""
+        found = [self._load(d, name) for name, d in sorted(self._tags().items())]
+        return [i for i in found if i]
+
+    # -- ensure ---------------------------------------------------------------------------------
+    async def ensure(self, reference: str, policy: PullPolicy) -> Image:
+        try:
+            ref = parse(reference)
+        except InvalidReference as exc:
+            raise PullError(f"invalid image name {reference!r}: {exc}") from exc
+        local = self.lookup(str(ref))
+        if policy is PullPolicy.NEVER or (policy is PullPolicy.IF_NOT_PRESENT and local):
+            if local is None:
+                raise NotPresent(
+                    f'Container image "{reference}" is not present with pull policy of Never'
+                )
+            image = local
+        else:
+            image = await self._pull_once(ref)
+        self._recent[image.digest] = time.monotonic()
+        return image
+
+    async def _pull_once(self, ref: Reference) -> Image:
+        key = str(ref)
+        task = self._pulls.get(key)
+        if task is None:
+            task = asyncio.create_task(self._pull(ref), name=f"pull {key}")
+            self._pulls[key] = task
+            task.add_done_callback(
+                lambda done: self._pulls.pop(key) if self._pulls.get(key) is done else None
+            )
+        return await asyncio.shield(task)
+
+    async def _pull(self, ref: Reference) -> Image:
+        started = time.monotonic()
+        try:
+            async with self._gate.shared():
+                resolved = await self.client.resolve(ref)
+                repo, manifest = resolved.repository, resolved.manifest
+                await asyncio.gather(
+                    *(self._fetch(repo, desc) for desc in (manifest.config, *manifest.layers))
+                )
+                self.content.put(resolved.digest, resolved.raw)
+                image = await self._commit(
+                    resolved.digest, manifest, (str(ref),), reference=str(ref)
+                )
+        except (OCIError, LayerError, OSError) as exc:
+            log.warning("image.pull_failed", image=str(ref), error=str(exc))
+            raise PullError(f'failed to pull image "{ref}": {exc}') from exc
+        log.info(
+            "image.pulled",
+            image=str(ref),
+            digest=image.digest,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return image
+
+    async def _fetch(self, repo: Repository, desc: m.Descriptor) -> None:
+        if self.content.has(desc.digest):
+            return
+        async with self._downloads:
+            await self.content.write(desc.digest, lambda sink: repo.get_blob(desc, sink))
+
+    async def _commit(
+        self, digest: str, manifest: m.Manifest, names: tuple[str, ...], *, reference: str
+    ) -> Image:
+        """Unpack the image's layers, then record it: the image exists from this point on."""
+        config = m.parse_config(self.content.read(manifest.config.digest))
+        if len(config.diff_ids) != len(manifest.layers):
+            raise OCIError(
+                f"image {digest}: config lists {len(config.diff_ids)} layers, "
+                f"manifest {len(manifest.layers)}"
+            )
+        for desc, diff_id in zip(manifest.layers, config.diff_ids, strict=True):
+            await self.layers.ensure(diff_id, self.content.path(desc.digest))
+        image_config = ImageConfig(
+            entrypoint=config.entrypoint,
+            cmd=config.cmd,
+            env=config.env,
+            working_dir=config.working_dir,
+            user=config.user,
+            exposed_ports=config.exposed_ports,
+        )
+        meta = {
+            "digest": digest,
+            "config_digest": manifest.config.digest,
+            "layers": [d.digest for d in manifest.layers],
+            "diff_ids": list(config.diff_ids),
+            "config": asdict(image_config),
+            "labels": config.labels,
+        }
+        _write_json(self._meta_path(digest), meta)
+        if names:
+            await self._set_tags(names, digest)
+        return Image(
+            reference=reference,
+            digest=digest,
+            config=image_config,
+            diff_ids=config.diff_ids,
+            labels=dict(config.labels),
+        )
+
+    # -- containers -----------------------------------------------------------------------------
+    def _container_dir(self, container_key: str) -> Path:
+        if not container_key or "/" in container_key or container_key in (".", ".."):
+            raise ImageError(f"invalid container key {container_key!r}")
+        return self.containers_dir / container_key
+
+    async def prepare(self, container_key: str, image: Image) -> list[Mount]:
+        cdir = self._container_dir(container_key)
+        async with self._gate.shared():
+            missing = [d for d in image.diff_ids if not self.layers.has(d)]
+            if missing or not self._meta_path(image.digest).exists():
+                raise ImageError(
+                    f'image "{image.reference}" is no longer on the node '
+                    "(garbage-collected); pull it again"
+                )
+            upper, work = cdir / "upper", cdir / "work"
+            upper.mkdir(parents=True, exist_ok=True, mode=0o755)
+            work.mkdir(exist_ok=True, mode=0o700)
+            _write_json(cdir / "image.json", {"digest": image.digest, "reference": image.reference})
+        lower = ":".join(str(self.layers.path(d)) for d in reversed(image.diff_ids))
+        return [
+            Mount(
+                type="overlay",
+                source="overlay",
+                target="/",
+                options=(f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"),
+            )
+        ]
+
+    async def release(self, container_key: str) -> None:
+        cdir = self._container_dir(container_key)
+        for name in ("upper", "work"):
+            await asyncio.to_thread(shutil.rmtree, cdir / name, True)
+        (cdir / "image.json").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            cdir.rmdir()  # only if nothing else (the runtime's files) lives there
+
+    def in_use(self) -> dict[str, list[str]]:
+        """Image digest -> container keys using it (read from disk)."""
+        used: dict[str, list[str]] = {}
+        for record in self.containers_dir.glob("*/image.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                digest = json.loads(record.read_text())["digest"]
+                used.setdefault(digest, []).append(record.parent.name)
+        return used
+
+    # -- garbage collection ---------------------------------------------------------------------
+    async def gc(self) -> list[str]:
+        removed: list[str] = []
+        async with self._gate.exclusive():
+            used = set(self.in_use())
+            now = time.monotonic()
+            used |= {d for d, t in self._recent.items() if now - t < self._gc_grace}
+            keep_layers: set[str] = set()
+            keep_blobs: set[str] = set()
+            for path in self.meta_dir.glob("*.json"):
+                meta = json.loads(path.read_text())
+                if meta["digest"] in used:
+                    keep_layers.update(meta["diff_ids"])
+                    keep_blobs.update([meta["digest"], meta["config_digest"], *meta["layers"]])
+                else:
+                    path.unlink()
+                    removed.append(meta["digest"])
+            async with self._tags_lock:
+                tags = {n: d for n, d in self._tags().items() if d not in removed}
+                _write_json(self.images_dir / "tags.json", tags)
+            for diff_id in self.layers.diff_ids() - keep_layers:
+                await asyncio.to_thread(self.layers.remove, diff_id)
+            for digest in self.content.digests() - keep_blobs:
+                self.content.remove(digest)
+        if removed:
+            log.info("image.gc", removed=len(removed), digests=removed)
+        return removed
+
+    # -- imports --------------------------------------------------------------------------------
+    async def import_archive(self, path: Path) -> list[Image]:
+        """Load every image in an OCI-layout or docker-save archive, tagged by its names."""
+        images = []
+        async with self._gate.shared():
+            archive = await asyncio.to_thread(ImageArchive, Path(path))
+            try:
+                for item in archive.images:
+                    manifest = m.parse_manifest(item.manifest)
+                    for desc in (manifest.config, *manifest.layers):
+                        if not self.content.has(desc.digest):
+                            await self.content.write(
+                                desc.digest,
+                                lambda sink, d=desc.digest: asyncio.to_thread(
+                                    archive.copy_blob, d, sink
+                                ),
+                            )
+                    self.content.put(item.digest, item.manifest)
+                    reference = item.names[0] if item.names else item.digest
+                    image = await self._commit(
+                        item.digest, manifest, item.names, reference=reference
+                    )
+                    images.append(image)
+                    log.info(
+                        "image.imported",
+                        archive=str(path),
+                        names=list(item.names),
+                        digest=item.digest,
+                    )
+            finally:
+                archive.close()
+        return images
+
+    async def import_dir(self) -> list[Image]:
+        """Import archives in images/import/ that are new or changed since last seen."""
+        images: list[Image] = []
+        for path in sorted(self.import_path.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            st = path.stat()
+            signature = (st.st_size, st.st_mtime_ns)
+            if self._imported.get(path) == signature:
+                continue
+            self._imported[path] = signature  # a broken archive is retried when it changes
+            try:
+                images += await self.import_archive(path)
+            except (OCIError, LayerError, OSError) as exc:
+                log.warning("image.import_failed", archive=str(path), error=str(exc))
+        return images
+
+    async def watch_imports(self, interval: float = 2.0) -> None:
+        """Runnable: import new archives as they appear, until cancelled."""
+        while True:
+            await self.import_dir()
+            await asyncio.sleep(interval)
