@@ -11,20 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, controller_uid, demand_of
+from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, controller_uid, non_zero
 
 MAX_SCORE = 100
-DEFAULT_CPU = 100  # millicores, Kubernetes' DefaultMilliCPURequest
-DEFAULT_MEMORY = 200 * 1024 * 1024  # bytes, Kubernetes' DefaultMemoryRequest
 
 # Spreading a Deployment outweighs packing by free resources (Kubernetes weighs
 # PodTopologySpread 2 against NodeResourcesFit 1).
 SPREAD_WEIGHT = 2
 LEAST_ALLOCATED_WEIGHT = 1
-
-
-def _non_zero(demand: Demand) -> tuple[int, int]:
-    return (demand.cpu or DEFAULT_CPU, demand.memory or DEFAULT_MEMORY)
 
 
 def _free_fraction(capacity: int, requested: int) -> float:
@@ -34,12 +28,11 @@ def _free_fraction(capacity: int, requested: int) -> float:
 
 
 def least_allocated(info: NodeInfo, pod: Pod, demand: Demand) -> float:
-    cpu, memory = _non_zero(demand)
-    used_cpu = sum(_non_zero(demand_of(p))[0] for p in info.pods) + cpu
-    used_memory = sum(_non_zero(demand_of(p))[1] for p in info.pods) + memory
+    cpu, memory = non_zero(demand)
+    used_cpu, used_memory = info.scoring_requested
     return (
-        _free_fraction(info.allocatable_cpu, used_cpu)
-        + _free_fraction(info.allocatable_memory, used_memory)
+        _free_fraction(info.allocatable_cpu, used_cpu + cpu)
+        + _free_fraction(info.allocatable_memory, used_memory + memory)
     ) / 2
 
 

@@ -90,41 +90,81 @@ def _allocatable(node: Node, name: str) -> int:
         return 0
 
 
+# Kubernetes counts a pod that requests nothing as 100m cpu and 200 MiB when scoring
+# (DefaultMilliCPURequest, DefaultMemoryRequest), so empty pods still spread by load.
+DEFAULT_CPU = 100
+DEFAULT_MEMORY = 200 * 1024 * 1024
+
+
+def non_zero(demand: Demand) -> tuple[int, int]:
+    return (demand.cpu or DEFAULT_CPU, demand.memory or DEFAULT_MEMORY)
+
+
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
-    """A node and the pods bound to it."""
+    """A node, the pods bound to it, and their sums (computed once, when built)."""
 
     node: Node
     pods: tuple[Pod, ...] = ()
     requested: Demand = field(default_factory=lambda: Demand(0, 0))
+    scoring_requested: tuple[int, int] = (0, 0)  # cpu, memory with non-zero defaults
+    owners: Mapping[str, int] = field(default_factory=dict)  # controller uid -> pod count
+    allocatable_cpu: int = 0
+    allocatable_memory: int = 0
+    allocatable_pods: int = 0
+
+    @classmethod
+    def of(cls, node: Node, pods: Iterable[Pod] = ()) -> NodeInfo:
+        info = cls(
+            node=node,
+            allocatable_cpu=_allocatable(node, "cpu"),
+            allocatable_memory=_allocatable(node, "memory"),
+            allocatable_pods=_allocatable(node, "pods"),
+        )
+        return info.with_pods(pods)
 
     @property
     def name(self) -> str:
         return self.node.metadata.name
 
-    @property
-    def allocatable_cpu(self) -> int:
-        return _allocatable(self.node, "cpu")
-
-    @property
-    def allocatable_memory(self) -> int:
-        return _allocatable(self.node, "memory")
-
-    @property
-    def allocatable_pods(self) -> int:
-        return _allocatable(self.node, "pods")
+    def with_pods(self, pods: Iterable[Pod]) -> NodeInfo:
+        added = tuple(pods)
+        if not added:
+            return self
+        cpu, memory, ports = (
+            self.requested.cpu,
+            self.requested.memory,
+            list(self.requested.host_ports),
+        )
+        score_cpu, score_memory = self.scoring_requested
+        owners = dict(self.owners)
+        for pod in added:
+            demand = demand_of(pod)
+            cpu += demand.cpu
+            memory += demand.memory
+            ports.extend(demand.host_ports)
+            extra_cpu, extra_memory = non_zero(demand)
+            score_cpu += extra_cpu
+            score_memory += extra_memory
+            owner = controller_uid(pod)
+            if owner:
+                owners[owner] = owners.get(owner, 0) + 1
+        return NodeInfo(
+            node=self.node,
+            pods=self.pods + added,
+            requested=Demand(cpu=cpu, memory=memory, host_ports=tuple(ports)),
+            scoring_requested=(score_cpu, score_memory),
+            owners=MappingProxyType(owners),
+            allocatable_cpu=self.allocatable_cpu,
+            allocatable_memory=self.allocatable_memory,
+            allocatable_pods=self.allocatable_pods,
+        )
 
     def with_pod(self, pod: Pod) -> NodeInfo:
-        extra = demand_of(pod)
-        total = Demand(
-            cpu=self.requested.cpu + extra.cpu,
-            memory=self.requested.memory + extra.memory,
-            host_ports=self.requested.host_ports + extra.host_ports,
-        )
-        return NodeInfo(node=self.node, pods=(*self.pods, pod), requested=total)
+        return self.with_pods((pod,))
 
     def count_owned_by(self, uid: str) -> int:
-        return sum(1 for pod in self.pods if controller_uid(pod) == uid)
+        return self.owners.get(uid, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +175,14 @@ class Snapshot:
 
     @classmethod
     def build(cls, nodes: Iterable[Node], pods: Iterable[Pod]) -> Snapshot:
-        infos = {node.metadata.name: NodeInfo(node=node) for node in nodes}
+        bound: dict[str, list[Pod]] = {}
         for pod in pods:
-            info = infos.get(pod.spec.node_name)
-            if info is None or pod.status.phase in _FINISHED:
-                continue
-            infos[info.name] = info.with_pod(pod)
+            if pod.spec.node_name and pod.status.phase not in _FINISHED:
+                bound.setdefault(pod.spec.node_name, []).append(pod)
+        infos = {
+            node.metadata.name: NodeInfo.of(node, bound.get(node.metadata.name, ()))
+            for node in nodes
+        }
         return cls(nodes=MappingProxyType(infos))
 
     def assume(self, pod: Pod, node_name: str) -> Snapshot:
