@@ -55,8 +55,10 @@ def make_images(config: settings.Config) -> ImageService:
 
         return FakeImageService()
     from nodeagent.images.store import LocalImageService
+    from pilothouse.oci.registries import RegistriesConfig
 
-    return LocalImageService(config.state_dir / "images", registries=config.registries)
+    registries = RegistriesConfig.load(config.registries) if config.registries else None
+    return LocalImageService(config.state_dir, registries=registries)
 
 
 async def _guarded(name: str, part: Awaitable[None]) -> None:
@@ -92,6 +94,9 @@ async def serve(config: settings.Config) -> int:
         listen=config.listen,
     )
     try:
+        import_dir = getattr(images, "import_dir", None)
+        if import_dir is not None:
+            await import_dir()  # archives dropped in <state-dir>/images/import/ before start
         await pods.start()
         address = await server.start()
         _write_address(config, address)
@@ -105,9 +110,9 @@ async def serve(config: settings.Config) -> int:
         )
         print(f"pilothouse agent {config.name} serving on {address}", flush=True)
         parts: dict[str, Awaitable[Any]] = {"pods": pods.run(), "api": server.run()}
-        image_runner = getattr(images, "run", None)
-        if image_runner is not None:
-            parts["images"] = image_runner()  # watches <state-dir>/images/import/
+        watch_imports = getattr(images, "watch_imports", None)
+        if watch_imports is not None:
+            parts["images"] = watch_imports()  # archives that appear later
         try:
             async with asyncio.TaskGroup() as tg:
                 for name, part in parts.items():

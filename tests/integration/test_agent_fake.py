@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,12 +64,14 @@ def stop_agent(proc: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> i
 @pytest.fixture
 def agent() -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     state = Path(tempfile.mkdtemp(prefix="ph-ag-"))
-    proc, address = start_agent(state, "--runtime", "fake")
     try:
-        yield proc, address, state
+        proc, address = start_agent(state, "--runtime", "fake")
+        try:
+            yield proc, address, state
+        finally:
+            stop_agent(proc)
     finally:
-        stop_agent(proc)
-        subprocess.run(["rm", "-rf", str(state)], check=False)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
