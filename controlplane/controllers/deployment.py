@@ -288,18 +288,19 @@ class DeploymentReconciler:
         new_status = status.deployment_status(
             deployment, counts, desired=desired, replicaset=current.metadata.name, now=now
         )
+        written = deployment
         if new_status != deployment.status:
             updated = objects_pb2.Deployment()
             updated.CopyFrom(deployment)
             updated.status.CopyFrom(new_status)
-            await self._objects.update_status(updated)
+            written = await self._objects.update_status(updated)
         revision = current.metadata.annotations.get(revisions.REVISION_ANNOTATION, "")
         if (
             revision
             and deployment.metadata.annotations.get(revisions.REVISION_ANNOTATION) != revision
         ):
             annotated = objects_pb2.Deployment()
-            annotated.CopyFrom(deployment)
+            annotated.CopyFrom(written)
             annotated.metadata.annotations[revisions.REVISION_ANNOTATION] = revision
             await self._objects.update(annotated)
         return Result(requeue_after=counts.recheck_in)

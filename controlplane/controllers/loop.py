@@ -20,7 +20,7 @@ import structlog
 
 from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.controllers.queue import Backoff, ShutDown, WorkQueue
-from controlplane.store import StoreError
+from controlplane.store import Conflict, StoreError
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +97,11 @@ class Controller:
         except Terminal as error:
             self.queue.forget(key)
             log.error("controller.terminal_error", controller=self.name, key=key, error=str(error))
+            return
+        except Conflict:
+            # Acted on a cache a step behind a write: routine, try again with fresher state.
+            delay = self.queue.add_rate_limited(key)
+            log.debug("controller.conflict", controller=self.name, key=key, retry_in=delay)
             return
         except Exception as error:
             delay = self.queue.add_rate_limited(key)
