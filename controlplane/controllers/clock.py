@@ -14,7 +14,6 @@ import itertools
 import time
 from typing import Protocol
 
-
 _EPSILON = 1e-6
 
 
