@@ -31,6 +31,16 @@ class PullPolicy(enum.Enum):
     NEVER = "Never"
 
 
+def default_pull_policy(reference: str) -> PullPolicy:
+    """Kubernetes' default: Always for ":latest" or no tag (and no digest), else IfNotPresent."""
+    name, _, digest = reference.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.rsplit(":", 1)[1] if ":" in last else ""
+    if digest or (tag and tag != "latest"):
+        return PullPolicy.IF_NOT_PRESENT
+    return PullPolicy.ALWAYS
+
+
 class ImageError(Exception):
     """Base for image errors; the message is what the user sees in the pod status."""
 

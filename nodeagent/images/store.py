@@ -272,6 +272,8 @@ class LocalImageService:
 
     async def prepare(self, container_key: str, image: Image) -> list[Mount]:
         cdir = self._container_dir(container_key)
+        if not image.diff_ids:
+            raise ImageError(f'image "{image.reference}" has no layers: nothing to run')
         async with self._gate.shared():
             missing = [d for d in image.diff_ids if not self.layers.has(d)]
             if missing or not self._meta_path(image.digest).exists():
@@ -283,7 +285,10 @@ class LocalImageService:
             upper.mkdir(parents=True, exist_ok=True, mode=0o755)
             work.mkdir(exist_ok=True, mode=0o700)
             _write_json(cdir / "image.json", {"digest": image.digest, "reference": image.reference})
-        lower = ":".join(str(self.layers.path(d)) for d in reversed(image.diff_ids))
+        # Top layer first. A layer repeated in one image appears once, at its top-most place:
+        # the files above its lower copy are exactly those above its upper copy.
+        top_first = list(dict.fromkeys(reversed(image.diff_ids)))
+        lower = ":".join(str(self.layers.path(d)) for d in top_first)
         return [
             Mount(
                 type="overlay",

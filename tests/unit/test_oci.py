@@ -120,3 +120,20 @@ def test_not_an_archive(tmp_path: Path) -> None:
     (tmp_path / "x.tar").write_bytes(b"hello")
     with pytest.raises(ArchiveError, match="not a readable tar"):
         ImageArchive(tmp_path / "x.tar")
+
+
+@pytest.mark.parametrize(
+    ("reference", "policy"),
+    [
+        ("busybox", "Always"),
+        ("busybox:latest", "Always"),
+        ("127.0.0.1:5000/web", "Always"),
+        ("busybox:stable", "IfNotPresent"),
+        ("127.0.0.1:5000/web:v1", "IfNotPresent"),
+        ("busybox@" + DIGEST, "IfNotPresent"),
+    ],
+)
+def test_default_pull_policy_is_kubernetes(reference: str, policy: str) -> None:
+    from nodeagent.images import default_pull_policy
+
+    assert default_pull_policy(reference).value == policy
