@@ -1,0 +1,372 @@
+"""EtcdStore: the Store over an etcd v3 cluster, through aetcd's channel and generated stubs.
+
+Invariants:
+- Every write is one etcd transaction guarded by a compare: `create` on create_revision == 0,
+  `update` and `delete` on mod_revision == expected (and the key existing), so a lost race is
+  a `Conflict`, never a silent overwrite.
+- Keys are stored under `root` (e.g. "/pilothouse"); callers never see the root.
+- Connection failures surface as `Unavailable` naming the endpoints; the same EtcdStore works
+  again once etcd is back (gRPC channels reconnect within a second; the next call just works).
+- With several endpoints, a call that could not reach one endpoint tries the next; the store
+  sticks to the last endpoint that answered.
+- A watch survives outages: it re-establishes itself with backoff from the revision after the
+  last change it delivered, so nothing is lost or duplicated; if that revision was compacted
+  meanwhile it raises `Compacted` and the caller lists again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import aetcd
+import structlog
+from aetcd import rpc
+from aetcd.utils import prefix_range_end
+
+from controlplane.store import (
+    AlreadyExists,
+    Change,
+    Compacted,
+    Conflict,
+    Entry,
+    EventType,
+    Listing,
+    NotFound,
+    StoreError,
+    Unavailable,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+_PAGE_SIZE = 1000
+_CHANNEL_OPTIONS = {
+    # Reconnect within a second of etcd coming back, however long the outage was.
+    "grpc.initial_reconnect_backoff_ms": 200,
+    "grpc.min_reconnect_backoff_ms": 200,
+    "grpc.max_reconnect_backoff_ms": 1000,
+    # Notice a hung etcd under an idle watch; etcd refuses pings more often than every 5 s.
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_timeout_ms": 5_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.max_receive_message_length": 64 * 1024**2,
+    # etcd is reached directly; an http_proxy meant for the outside world must not apply.
+    "grpc.enable_http_proxy": 0,
+}
+_NOT_SENT = "failed to connect to all addresses"
+_CONNECTION_CODES = {
+    rpc.StatusCode.UNAVAILABLE,
+    rpc.StatusCode.DEADLINE_EXCEEDED,
+    rpc.StatusCode.CANCELLED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    url: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http":
+            raise ValueError(f"etcd endpoint {url!r}: only http:// endpoints are supported")
+        if not parts.hostname:
+            raise ValueError(f"etcd endpoint {url!r} has no host; expected http://HOST:PORT")
+        return cls(url=url, host=parts.hostname, port=parts.port or 2379)
+
+
+class EtcdStore:
+    """A Store over etcd. `endpoints` are client URLs such as "http://127.0.0.1:2379"."""
+
+    def __init__(self, endpoints: Sequence[str], *, root: str = "", timeout: float = 5.0) -> None:
+        if not endpoints:
+            raise ValueError("EtcdStore needs at least one etcd endpoint")
+        self._endpoints = [Endpoint.parse(url) for url in endpoints]
+        self._root = root.rstrip("/")
+        self._timeout = timeout
+        self._clients: dict[int, aetcd.Client] = {}
+        self._current = 0
+        self._closed = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [endpoint.url for endpoint in self._endpoints]
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Entry:
+        request = rpc.RangeRequest(key=self._full(key))
+        response = await self._call(lambda kv: kv.Range(request, timeout=self._timeout))
+        if not response.kvs:
+            raise NotFound(f"{key} not found")
+        return self._entry(response.kvs[0])
+
+    async def list(self, prefix: str) -> Listing:
+        start, end = self._range(prefix)
+        entries: list[Entry] = []
+        revision = 0
+        while True:
+            request = rpc.RangeRequest(
+                key=start, range_end=end, limit=_PAGE_SIZE, revision=revision
+            )
+            try:
+                response = await self._call(
+                    lambda kv, r=request: kv.Range(r, timeout=self._timeout)
+                )
+            except Compacted:
+                # Auto-compaction passed the revision between two pages: read it all again.
+                entries, revision, start = [], 0, self._range(prefix)[0]
+                continue
+            revision = revision or response.header.revision
+            entries.extend(self._entry(kv) for kv in response.kvs)
+            if not response.more or not response.kvs:
+                return Listing(entries=entries, revision=revision)
+            start = response.kvs[-1].key + b"\0"
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create(self, key: str, value: bytes) -> Entry:
+        full = self._full(key)
+        request = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(
+                    key=full,
+                    target=rpc.Compare.CREATE,
+                    result=rpc.Compare.EQUAL,
+                    create_revision=0,
+                )
+            ],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value))],
+        )
+        response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
+        if not response.succeeded:
+            raise AlreadyExists(f"{key} already exists")
+        revision = response.header.revision
+        return Entry(key=key, value=value, revision=revision, create_revision=revision)
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int) -> Entry:
+        full = self._full(key)
+        request = rpc.TxnRequest(
+            compare=self._expect(full, expected_revision),
+            success=[
+                rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, prev_kv=True))
+            ],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=full))],
+        )
+        response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
+        if not response.succeeded:
+            self._raise_mismatch(key, response, expected_revision)
+        previous = response.responses[0].response_put.prev_kv
+        return Entry(
+            key=key,
+            value=value,
+            revision=response.header.revision,
+            create_revision=previous.create_revision,
+        )
+
+    async def delete(self, key: str, *, expected_revision: int | None = None) -> Entry:
+        full = self._full(key)
+        request = rpc.TxnRequest(
+            compare=self._expect(full, expected_revision),
+            success=[
+                rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=full, prev_kv=True))
+            ],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=full))],
+        )
+        response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
+        if not response.succeeded:
+            self._raise_mismatch(key, response, expected_revision)
+        return self._entry(response.responses[0].response_delete_range.prev_kvs[0])
+
+    async def compact(self, revision: int) -> None:
+        request = rpc.CompactionRequest(revision=revision, physical=True)
+        try:
+            await self._call(lambda kv: kv.Compact(request, timeout=self._timeout))
+        except Compacted:
+            return  # already compacted at or past this revision
+        log.debug("store.compacted", revision=revision)
+
+    # -- watch ---------------------------------------------------------------------------
+
+    async def watch(self, prefix: str, *, since: int) -> AsyncIterator[Change]:
+        start, end = self._range(prefix)
+        next_revision = since + 1
+        delay = 0.1
+        while not self._closed:
+            index, client = await self._client(self._current)
+            call = rpc.WatchStub(client.channel).Watch()
+            try:
+                await call.write(
+                    rpc.WatchRequest(
+                        create_request=rpc.WatchCreateRequest(
+                            key=start,
+                            range_end=end,
+                            start_revision=next_revision,
+                            prev_kv=True,
+                            progress_notify=True,
+                        )
+                    )
+                )
+                async for response in call:
+                    delay = 0.1
+                    if response.compact_revision:
+                        raise Compacted(
+                            f"cannot watch {prefix} from revision {next_revision - 1}: etcd "
+                            f"compacted its history up to revision {response.compact_revision}; "
+                            "list again and watch from there",
+                            compact_revision=response.compact_revision,
+                        )
+                    if response.canceled:
+                        raise StoreError(
+                            f"etcd cancelled the watch on {prefix}: {response.cancel_reason}"
+                        )
+                    if not response.events and not response.created:
+                        # Progress notification: nothing under the prefix up to this revision.
+                        next_revision = max(next_revision, response.header.revision + 1)
+                    for event in response.events:
+                        change = self._change(event)
+                        next_revision = change.revision + 1
+                        yield change
+            except rpc.AioRpcError as error:
+                if error.code() not in _CONNECTION_CODES:
+                    raise self._translate(error) from error
+                if self._closed:
+                    return
+                log.warning(
+                    "store.watch_interrupted",
+                    prefix=prefix,
+                    revision=next_revision - 1,
+                    endpoint=self._endpoints[index].url,
+                    error=error.details(),
+                    retry_in=delay,
+                )
+                self._current = (index + 1) % len(self._endpoints)
+            finally:
+                call.cancel()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        self._closed = True
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _client(self, index: int) -> tuple[int, aetcd.Client]:
+        if self._closed:
+            raise Unavailable("the etcd store was closed")
+        client = self._clients.get(index)
+        if client is None:
+            endpoint = self._endpoints[index]
+            client = aetcd.Client(
+                host=endpoint.host,
+                port=endpoint.port,
+                timeout=int(self._timeout),
+                options=_CHANNEL_OPTIONS,
+            )
+            await client.connect()
+            self._clients[index] = client
+        return index, client
+
+    async def _call(self, operation: Callable[[rpc.KVStub], Awaitable[T]]) -> T:
+        """Run one KV call, trying the other endpoints when one cannot be reached at all."""
+        failures: list[str] = []
+        count = len(self._endpoints)
+        first = self._current
+        for attempt in range(count):
+            index, client = await self._client((first + attempt) % count)
+            try:
+                result = await operation(client.kvstub)
+            except rpc.AioRpcError as error:
+                if error.code() not in _CONNECTION_CODES:
+                    raise self._translate(error) from error
+                failures.append(f"{self._endpoints[index].url}: {error.details()}")
+                self._current = (index + 1) % count
+                if _NOT_SENT in (error.details() or ""):
+                    continue  # the request never left: safe to send it elsewhere
+                break
+            self._current = index
+            return result
+        urls = ", ".join(self.endpoints)
+        raise Unavailable(
+            f"etcd at {urls} is unreachable: start etcd or pass --etcd ({'; '.join(failures)})"
+        )
+
+    def _translate(self, error: rpc.AioRpcError) -> StoreError:
+        details = error.details() or ""
+        if error.code() == rpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
+            return Compacted(f"etcd: {details}")
+        if error.code() == rpc.StatusCode.OUT_OF_RANGE and "future revision" in details:
+            return StoreError(f"etcd: {details}: the store has not reached that revision yet")
+        return StoreError(f"etcd answered {error.code().name}: {details}")
+
+    def _expect(self, full: bytes, expected_revision: int | None) -> list[rpc.Compare]:
+        compares = [
+            rpc.Compare(key=full, target=rpc.Compare.VERSION, result=rpc.Compare.GREATER, version=0)
+        ]
+        if expected_revision is not None:
+            compares.append(
+                rpc.Compare(
+                    key=full,
+                    target=rpc.Compare.MOD,
+                    result=rpc.Compare.EQUAL,
+                    mod_revision=expected_revision,
+                )
+            )
+        return compares
+
+    def _raise_mismatch(self, key: str, response: rpc.TxnResponse, expected: int | None) -> None:
+        found = response.responses[0].response_range.kvs
+        if not found:
+            raise NotFound(f"{key} not found")
+        raise Conflict(
+            f"{key} is at revision {found[0].mod_revision}, not {expected}: "
+            "it was changed by someone else; read it again and retry"
+        )
+
+    def _full(self, key: str) -> bytes:
+        return (self._root + key).encode()
+
+    def _range(self, prefix: str) -> tuple[bytes, bytes]:
+        start = self._full(prefix)
+        if not start:
+            return b"\0", b"\0"  # every key
+        return start, prefix_range_end(start)
+
+    def _key(self, full: bytes) -> str:
+        return full.decode()[len(self._root) :]
+
+    def _entry(self, kv: rpc.KeyValue) -> Entry:
+        return Entry(
+            key=self._key(kv.key),
+            value=kv.value,
+            revision=kv.mod_revision,
+            create_revision=kv.create_revision,
+        )
+
+    def _change(self, event: rpc.Event) -> Change:
+        if event.type == rpc.Event.DELETE:
+            return Change(
+                type=EventType.DELETE,
+                key=self._key(event.kv.key),
+                value=event.prev_kv.value,
+                revision=event.kv.mod_revision,
+            )
+        return Change(
+            type=EventType.PUT,
+            key=self._key(event.kv.key),
+            value=event.kv.value,
+            revision=event.kv.mod_revision,
+            created=event.kv.create_revision == event.kv.mod_revision,
+        )
