@@ -183,7 +183,7 @@ def _container(sheet: Sheet, c: o.Container, status: o.ContainerStatus | None) -
         sheet.field("Args", "\n".join(c.args), level=2)
     if status is not None:
         _state(sheet, "State", status.state)
-        if status.last_state.WhichOneof("waiting") or _any_state(status.last_state):
+        if _any_state(status.last_state):
             _state(sheet, "Last State", status.last_state)
         sheet.field("Ready", str(status.ready), level=2)
         sheet.field("Restart Count", status.restart_count, level=2)

@@ -3,7 +3,8 @@
 Invariants:
 - Global flags (`--server`, `--config`, `--debug`) work before or after the verb, as kubectl's
   do: they are taken out of argv before the verb's parser sees it. After a process verb
-  (`controlplane`, `agent`) nothing is taken out: the process parses its own flags.
+  (`controlplane`, `agent`) nothing is taken out: the process parses its own flags, and the
+  global flags given before the verb are handed on to it.
 - Every failure ends with a non-zero exit code and one `error: …` line per problem on stderr;
   a traceback is printed only with `--debug`. Usage errors exit 2, everything else 1, Ctrl-C 130.
 - Verb modules are wired here by hand, in one table; nothing registers itself at import time.
@@ -150,6 +151,16 @@ def _quiet_logs(*, debug: bool) -> None:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
+def forwarded(flags: GlobalFlags) -> list[str]:
+    """Global flags given before a process verb, handed on to the process (which parses them)."""
+    words = ["--debug"] if flags.debug else []
+    if flags.server:
+        words += ["--server", flags.server]
+    if flags.config:
+        words += ["--config", flags.config]
+    return words
+
+
 def run_process(verb: str, argv: list[str]) -> int:
     """Hand the rest of the command line to a process's own `main(argv) -> int`."""
     module = importlib.import_module(PROCESSES[verb])
@@ -170,7 +181,7 @@ def main(
             out.write(f"pilothouse {pilothouse.__version__}\n")
             return 0
         if rest and rest[0] in PROCESSES:
-            return run_process(rest[0], rest[1:])
+            return run_process(rest[0], [*forwarded(flags), *rest[1:]])
         if not rest or rest[0] in ("-h", "--help", "help"):
             out.write(build_parser().format_help())
             return 0

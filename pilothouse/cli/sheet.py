@@ -1,8 +1,8 @@
 """The layout of `describe` output: aligned `Key:  value` fields, nested sections, small tables.
 
-Invariants: fields at one indentation level are aligned in runs (a section header or a table
-ends a run), as kubectl's tabwriter aligns them; multi-line values continue under the value
-column; timestamps print in kubectl's RFC 1123 form, in UTC.
+Invariants: consecutive fields share one value column whatever their depth (a section header
+or a table ends the run), as kubectl's tabwriter aligns them; multi-line values continue under
+the value column; timestamps print in kubectl's RFC 1123 form, in UTC.
 """
 
 from __future__ import annotations
@@ -74,14 +74,12 @@ class Sheet:
         lines: list[str] = []
         run: list[_Field] = []
         for part in [*self.parts, None]:
-            if isinstance(part, _Field) and (not run or run[0].level == part.level):
+            if isinstance(part, _Field):
                 run.append(part)
                 continue
             lines.extend(_fields(run))
             run = []
-            if isinstance(part, _Field):
-                run.append(part)
-            elif isinstance(part, _Heading):
+            if isinstance(part, _Heading):
                 lines.append(_INDENT * part.level + part.text)
             elif isinstance(part, _Table):
                 lines.extend(_table(part))
@@ -89,15 +87,16 @@ class Sheet:
 
 
 def _fields(run: list[_Field]) -> list[str]:
+    """Consecutive fields share one value column, whatever their depth (kubectl's tabwriter)."""
     if not run:
         return []
-    width = max(len(f.key) for f in run) + 1 + 2
+    width = max(len(_INDENT * f.level + f.key) for f in run) + 1 + 2
     lines: list[str] = []
     for f in run:
-        indent = _INDENT * f.level
+        label = f"{_INDENT * f.level}{f.key}:"
         first, *rest = f.value.split("\n")
-        lines.append(f"{indent}{(f.key + ':').ljust(width)}{first}".rstrip())
-        lines.extend(f"{indent}{' ' * width}{line}".rstrip() for line in rest)
+        lines.append(f"{label.ljust(width)}{first}".rstrip())
+        lines.extend(f"{' ' * width}{line}".rstrip() for line in rest)
     return lines
 
 

@@ -58,6 +58,11 @@ def test_flags_after_a_process_verb_belong_to_the_process() -> None:
     assert rest == ["agent", "--server", "cp:7070", "--debug"], "the agent lost its own flags"
 
 
+def test_global_flags_before_a_process_verb_are_handed_on_to_it() -> None:
+    flags, rest = cli.split_globals(["--debug", "--server", "cp:7070", "agent", "--name", "n1"])
+    assert [*cli.forwarded(flags), *rest[1:]] == ["--debug", "--server", "cp:7070", "--name", "n1"]
+
+
 def test_arguments_after_double_dash_are_left_alone() -> None:
     _, rest = cli.split_globals(["logs", "web", "--", "--server", "x"])
     assert rest == ["logs", "web", "--", "--server", "x"]

@@ -168,7 +168,7 @@ async def test_describe_deployment_shows_its_sections_and_only_its_events(
         "Pod Template:",
         "    Image:      busybox:stable",
         "      memory:  64Mi",
-        "    Readiness:    http-get http://:8080/index.html delay=0s timeout=1s period=2s",
+        "    Readiness:     http-get http://:8080/index.html delay=0s timeout=1s period=2s",
         "Events:",
     ):
         assert expected in out, f"describe lacks {expected!r}:\n{out}"
@@ -239,3 +239,51 @@ def test_field_errors_from_the_server_read_one_per_line() -> None:
     error = translate(Failed(), kind=Kind.DEPLOYMENT, name="web", address="x:1")
     assert error.code is ErrorCode.INVALID
     assert error.message.splitlines() == [str(p) for p in problems]
+
+
+async def test_describe_pod_and_node_show_state_and_allocation(
+    pilothouse: Cli, memory_control_plane: object
+) -> None:
+    await pilothouse("apply", "-f", "-", stdin=NODE_YAML)
+    objects = memory_control_plane.objects  # type: ignore[attr-defined]
+    node = await objects.get(Kind.NODE, "", "n1")
+    node.status.allocatable.update({"cpu": "2", "memory": "1Gi", "pods": "110"})
+    node.status.conditions.add(type="Ready", status="True", reason="AgentReady")
+    await objects.update_status(node)
+    pod = o.Pod()
+    pod.metadata.name = "web-a"
+    pod.metadata.namespace = "default"
+    pod.spec.node_name = "n1"
+    container = pod.spec.containers.add(name="httpd", image="busybox:stable")
+    container.resources.requests.update({"cpu": "500m", "memory": "256Mi"})
+    pod = await objects.create(pod)
+    pod.status.phase = "Running"
+    status = pod.status.container_statuses.add(name="httpd", restart_count=4)
+    status.state.waiting.reason = "CrashLoopBackOff"
+    status.last_state.terminated.exit_code = 1
+    status.last_state.terminated.reason = "Error"
+    await objects.update_status(pod)
+
+    code, out, err = await pilothouse("describe", "pod", "web-a")
+    assert code == 0, err
+    for expected in (
+        "Status:         Running",
+        "Node:           n1",
+        "    State:          Waiting",
+        "      Reason:       CrashLoopBackOff",
+        "    Last State:     Terminated",
+        "      Exit Code:    1",
+        "    Restart Count:  4",
+    ):
+        assert expected in out, f"describe pod lacks {expected!r}:\n{out}"
+    code, out, _ = await pilothouse("get", "pods")
+    assert out.splitlines()[1].split()[:4] == ["web-a", "0/1", "CrashLoopBackOff", "4"], out
+
+    code, out, err = await pilothouse("describe", "node", "n1")
+    assert code == 0, err
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "Non-terminated Pods: (1 in total)" in lines, out
+    assert "cpu 500m (25%) 0 (0%)" in lines and "memory 256Mi (25%) 0 (0%)" in lines, out
+    code, out, _ = await pilothouse("get", "nodes")
+    assert out.splitlines()[1].split()[:2] == ["n1", "Ready"]
+    assert "500m/2 (25%)" in out and "256Mi/1Gi (25%)" in out, out
