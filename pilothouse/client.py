@@ -302,7 +302,7 @@ def translate(exc: grpc.aio.AioRpcError, *, kind: Kind, name: str, address: str)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return ClientError(ErrorCode.CONFLICT, details or "precondition failed")
     if code == grpc.StatusCode.UNAVAILABLE:
-        reason = _connection_failure(details)
+        reason = connection_failure(details)
         if reason is not None:
             return ClientError(ErrorCode.UNREACHABLE, unreachable_message(address, reason))
         return ClientError(ErrorCode.UNAVAILABLE, details or "the control plane is unavailable")
@@ -335,27 +335,40 @@ def unreachable_message(address: str, reason: str) -> str:
     )
 
 
-# gRPC's own words when no connection could be made (not a server-sent UNAVAILABLE).
-_CONNECT_MARKERS = (
+# How gRPC itself (not a server) words a failure to connect: details start with one of these.
+_CONNECT_PREFIXES = (
+    "failed to connect to all addresses",
+    "errors resolving",
+    "dns resolution failed",
+    "empty address list",
+    "socket closed",
+    "connection reset",
+    "recvmsg",
+    "connection refused",
+)
+# Then the cause, found anywhere in the details.
+_CONNECT_REASONS = (
     ("connection refused", "connection refused"),
-    ("dns resolution failed", "the name does not resolve"),
-    ("name resolution", "the name does not resolve"),
-    ("timeout occurred", "connection timed out"),
+    ("errors resolving", "the host name does not resolve"),
+    ("dns resolution failed", "the host name does not resolve"),
+    ("deadline exceeded", "connection timed out"),
     ("timed out", "connection timed out"),
     ("network is unreachable", "network is unreachable"),
     ("no route to host", "no route to host"),
-    ("connection reset", "connection reset"),
+    ("connection reset", "the connection was reset"),
     ("socket closed", "the connection was closed"),
-    ("failed to connect to all addresses", "connection failed"),
 )
 
 
-def _connection_failure(details: str) -> str | None:
+def connection_failure(details: str) -> str | None:
+    """Why no connection could be made, or None when the server itself said UNAVAILABLE."""
     lowered = details.lower()
-    for marker, reason in _CONNECT_MARKERS:
+    if not lowered.startswith(_CONNECT_PREFIXES):
+        return None
+    for marker, reason in _CONNECT_REASONS:
         if marker in lowered:
             return reason
-    return None
+    return "connection failed"
 
 
 def field_problems(metadata: object) -> tuple[FieldProblem, ...]:

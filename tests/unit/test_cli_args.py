@@ -214,3 +214,17 @@ def test_a_bad_config_file_is_a_one_line_cli_error(tmp_path: Path) -> None:
     typo.write_text("sever: x:1\n")
     code, _, err = run("get", "pods", "--config", str(typo))
     assert code == 1 and err.count("\n") == 1 and "unknown key 'sever'" in err, err
+
+
+def test_unavailable_sent_by_the_server_is_not_mistaken_for_no_connection() -> None:
+    from pilothouse.client import connection_failure
+
+    assert connection_failure("etcd is unavailable: connection refused; retrying") is None
+    assert (
+        connection_failure(
+            "failed to connect to all addresses; last error: UNKNOWN: "
+            "ipv4:127.0.0.1:1: Failed to connect to remote host: "
+            "Connection refused"
+        )
+        == "connection refused"
+    )
