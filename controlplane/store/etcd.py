@@ -339,6 +339,8 @@ class EtcdStore:
         return (self._root + key).encode()
 
     def _range(self, prefix: str) -> tuple[bytes, bytes]:
+        if not prefix and self._root:
+            prefix = "/"  # everything under the root, not under "/rootx" too
         start = self._full(prefix)
         if not start:
             return b"\0", b"\0"  # every key

@@ -145,6 +145,16 @@ async def test_list_returns_only_the_prefix_in_key_order_with_the_revision(store
     assert empty.revision >= last.revision
 
 
+async def test_a_long_list_is_complete_and_read_at_one_revision(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("controlplane.store.etcd._PAGE_SIZE", 2)  # etcd reads it in pages
+    written = [await store.create(f"/pods/default/p{i}", b"x") for i in range(5)]
+    listing = await store.list("/pods/")
+    assert listing.entries == written, "a list read in pages lost or repeated objects"
+    assert listing.revision == written[-1].revision
+
+
 async def test_list_then_watch_misses_nothing(store: Store) -> None:
     await store.create("/pods/default/a", b"a")
     listing = await store.list("/pods/")
