@@ -26,6 +26,7 @@ from controlplane.store import (
     EventType,
     Listing,
     NotFound,
+    StoreError,
     Unavailable,
 )
 
@@ -130,7 +131,7 @@ class MemoryStore:
     async def compact(self, revision: int) -> None:
         self._check_open()
         if revision > self._revision:
-            raise ValueError(
+            raise StoreError(
                 f"cannot compact at revision {revision}: the store is only at {self._revision}"
             )
         if revision <= self._compact_revision:

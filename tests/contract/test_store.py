@@ -18,6 +18,7 @@ from controlplane.store import (
     EventType,
     NotFound,
     Store,
+    StoreError,
     Unavailable,
 )
 from controlplane.store.etcd import EtcdStore
@@ -255,6 +256,8 @@ async def test_compacting_twice_is_harmless(store: Store) -> None:
     await store.compact(created.revision)
     await store.compact(created.revision)
     assert (await store.get("/pods/default/a")).value == b"v1"
+    with pytest.raises(StoreError, match="revision"):
+        await store.compact(10**9)  # a revision the store has not reached
 
 
 # -- etcd outages -----------------------------------------------------------------------
