@@ -22,58 +22,81 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from pilothouse.v1 import objects_pb2 as pilothouse_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pilothouse/v1/controlplane.proto\x12\rpilothouse.v1\x1a\x1bpilothouse/v1/objects.proto\"L\n\nFieldError\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\x05\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"8\n\x0b\x46ieldErrors\x12)\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x19.pilothouse.v1.FieldError\"]\n\x0c\x41pplyRequest\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.pilothouse.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x15\n\rfield_manager\x18\x03 \x01(\t\"\xb9\x01\n\rApplyResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.pilothouse.v1.Object\x12\x33\n\x06result\x18\x02 \x01(\x0e\x32#.pilothouse.v1.ApplyResponse.Result\"L\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\x12\r\n\tUNCHANGED\x10\x03\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"N\n\x0cListResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.pilothouse.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"X\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"7\n\x0e\x44\x65leteResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.pilothouse.v1.Object\"y\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"\xb3\x01\n\nWatchEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.pilothouse.v1.WatchEvent.Type\x12%\n\x06object\x18\x02 \x01(\x0b\x32\x15.pilothouse.v1.Object\"P\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\"O\n\x0cScaleRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\"y\n\x0ePodLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x12\n\ntail_lines\x18\x04 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"M\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.pilothouse.v1.Node\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"X\n\x14RegisterNodeResponse\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.pilothouse.v1.Node\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"e\n\x10HeartbeatRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0b\x32\x19.pilothouse.v1.NodeStatus\"\x13\n\x11HeartbeatResponse2\xd8\x03\n\x0c\x43ontrolPlane\x12\x42\n\x05\x41pply\x12\x1b.pilothouse.v1.ApplyRequest\x1a\x1c.pilothouse.v1.ApplyResponse\x12\x37\n\x03Get\x12\x19.pilothouse.v1.GetRequest\x1a\x15.pilothouse.v1.Object\x12?\n\x04List\x12\x1a.pilothouse.v1.ListRequest\x1a\x1b.pilothouse.v1.ListResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.pilothouse.v1.DeleteRequest\x1a\x1d.pilothouse.v1.DeleteResponse\x12\x41\n\x05Watch\x12\x1b.pilothouse.v1.WatchRequest\x1a\x19.pilothouse.v1.WatchEvent0\x01\x12;\n\x05Scale\x12\x1b.pilothouse.v1.ScaleRequest\x1a\x15.pilothouse.v1.Object\x12\x43\n\x07PodLogs\x12\x1d.pilothouse.v1.PodLogsRequest\x1a\x17.pilothouse.v1.LogChunk0\x01\x32\xb7\x01\n\x0cNodeRegistry\x12W\n\x0cRegisterNode\x12\".pilothouse.v1.RegisterNodeRequest\x1a#.pilothouse.v1.RegisterNodeResponse\x12N\n\tHeartbeat\x12\x1f.pilothouse.v1.HeartbeatRequest\x1a .pilothouse.v1.HeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pilothouse/v1/controlplane.proto\x12\rpilothouse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bpilothouse/v1/objects.proto\"L\n\nFieldError\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x10\n\x08\x64ocument\x18\x02 \x01(\x05\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"8\n\x0b\x46ieldErrors\x12)\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x19.pilothouse.v1.FieldError\"]\n\x0c\x41pplyRequest\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.pilothouse.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x15\n\rfield_manager\x18\x03 \x01(\t\"\xb9\x01\n\rApplyResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.pilothouse.v1.Object\x12\x33\n\x06result\x18\x02 \x01(\x0e\x32#.pilothouse.v1.ApplyResponse.Result\"L\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\x12\r\n\tUNCHANGED\x10\x03\";\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"^\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\"N\n\x0cListResponse\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.pilothouse.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\t\"X\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\t\"7\n\x0e\x44\x65leteResponse\x12%\n\x06object\x18\x01 \x01(\x0b\x32\x15.pilothouse.v1.Object\"y\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x16\n\x0elabel_selector\x18\x03 \x01(\t\x12\x16\n\x0e\x66ield_selector\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\"\xb3\x01\n\nWatchEvent\x12,\n\x04type\x18\x01 \x01(\x0e\x32\x1e.pilothouse.v1.WatchEvent.Type\x12%\n\x06object\x18\x02 \x01(\x0b\x32\x15.pilothouse.v1.Object\"P\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\"O\n\x0cScaleRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x05\"y\n\x0ePodLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x12\n\ntail_lines\x18\x04 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"M\n\x13RegisterNodeRequest\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.pilothouse.v1.Node\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\"X\n\x14RegisterNodeResponse\x12!\n\x04node\x18\x01 \x01(\x0b\x32\x13.pilothouse.v1.Node\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x05\"e\n\x10HeartbeatRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x13\n\x0binstance_id\x18\x02 \x01(\t\x12)\n\x06status\x18\x03 \x01(\x0b\x32\x19.pilothouse.v1.NodeStatus\"\x13\n\x11HeartbeatResponse\"O\n\x1aSignNodeCertificateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\t\"D\n\x1bSignNodeCertificateResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61_cert_pem\x18\x02 \x01(\t\"\x9a\x01\n\x0e\x42ootstrapToken\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\x07\x63reated\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x05 \x01(\t\">\n\x12\x43reateTokenRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\x03\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"}\n\x13\x43reateTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12+\n\x04info\x18\x02 \x01(\x0b\x32\x1d.pilothouse.v1.BootstrapToken\x12\x14\n\x0c\x63\x61_cert_hash\x18\x03 \x01(\t\x12\x14\n\x0cjoin_address\x18\x04 \x01(\t\"\x13\n\x11ListTokensRequest\"C\n\x12ListTokensResponse\x12-\n\x06tokens\x18\x01 \x03(\x0b\x32\x1d.pilothouse.v1.BootstrapToken\" \n\x12\x44\x65leteTokenRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x13\x44\x65leteTokenResponse\x12,\n\x05token\x18\x01 \x01(\x0b\x32\x1d.pilothouse.v1.BootstrapToken2\xd8\x03\n\x0c\x43ontrolPlane\x12\x42\n\x05\x41pply\x12\x1b.pilothouse.v1.ApplyRequest\x1a\x1c.pilothouse.v1.ApplyResponse\x12\x37\n\x03Get\x12\x19.pilothouse.v1.GetRequest\x1a\x15.pilothouse.v1.Object\x12?\n\x04List\x12\x1a.pilothouse.v1.ListRequest\x1a\x1b.pilothouse.v1.ListResponse\x12\x45\n\x06\x44\x65lete\x12\x1c.pilothouse.v1.DeleteRequest\x1a\x1d.pilothouse.v1.DeleteResponse\x12\x41\n\x05Watch\x12\x1b.pilothouse.v1.WatchRequest\x1a\x19.pilothouse.v1.WatchEvent0\x01\x12;\n\x05Scale\x12\x1b.pilothouse.v1.ScaleRequest\x1a\x15.pilothouse.v1.Object\x12\x43\n\x07PodLogs\x12\x1d.pilothouse.v1.PodLogsRequest\x1a\x17.pilothouse.v1.LogChunk0\x01\x32\xb7\x01\n\x0cNodeRegistry\x12W\n\x0cRegisterNode\x12\".pilothouse.v1.RegisterNodeRequest\x1a#.pilothouse.v1.RegisterNodeResponse\x12N\n\tHeartbeat\x12\x1f.pilothouse.v1.HeartbeatRequest\x1a .pilothouse.v1.HeartbeatResponse2t\n\x04Join\x12l\n\x13SignNodeCertificate\x12).pilothouse.v1.SignNodeCertificateRequest\x1a*.pilothouse.v1.SignNodeCertificateResponse2\x87\x02\n\x06Tokens\x12T\n\x0b\x43reateToken\x12!.pilothouse.v1.CreateTokenRequest\x1a\".pilothouse.v1.CreateTokenResponse\x12Q\n\nListTokens\x12 .pilothouse.v1.ListTokensRequest\x1a!.pilothouse.v1.ListTokensResponse\x12T\n\x0b\x44\x65leteToken\x12!.pilothouse.v1.DeleteTokenRequest\x1a\".pilothouse.v1.DeleteTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pilothouse.v1.controlplane_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FIELDERROR']._serialized_start=80
-  _globals['_FIELDERROR']._serialized_end=156
-  _globals['_FIELDERRORS']._serialized_start=158
-  _globals['_FIELDERRORS']._serialized_end=214
-  _globals['_APPLYREQUEST']._serialized_start=216
-  _globals['_APPLYREQUEST']._serialized_end=309
-  _globals['_APPLYRESPONSE']._serialized_start=312
-  _globals['_APPLYRESPONSE']._serialized_end=497
-  _globals['_APPLYRESPONSE_RESULT']._serialized_start=421
-  _globals['_APPLYRESPONSE_RESULT']._serialized_end=497
-  _globals['_GETREQUEST']._serialized_start=499
-  _globals['_GETREQUEST']._serialized_end=558
-  _globals['_LISTREQUEST']._serialized_start=560
-  _globals['_LISTREQUEST']._serialized_end=654
-  _globals['_LISTRESPONSE']._serialized_start=656
-  _globals['_LISTRESPONSE']._serialized_end=734
-  _globals['_DELETEREQUEST']._serialized_start=736
-  _globals['_DELETEREQUEST']._serialized_end=824
-  _globals['_DELETERESPONSE']._serialized_start=826
-  _globals['_DELETERESPONSE']._serialized_end=881
-  _globals['_WATCHREQUEST']._serialized_start=883
-  _globals['_WATCHREQUEST']._serialized_end=1004
-  _globals['_WATCHEVENT']._serialized_start=1007
-  _globals['_WATCHEVENT']._serialized_end=1186
-  _globals['_WATCHEVENT_TYPE']._serialized_start=1106
-  _globals['_WATCHEVENT_TYPE']._serialized_end=1186
-  _globals['_SCALEREQUEST']._serialized_start=1188
-  _globals['_SCALEREQUEST']._serialized_end=1267
-  _globals['_PODLOGSREQUEST']._serialized_start=1269
-  _globals['_PODLOGSREQUEST']._serialized_end=1390
-  _globals['_LOGCHUNK']._serialized_start=1392
-  _globals['_LOGCHUNK']._serialized_end=1416
-  _globals['_REGISTERNODEREQUEST']._serialized_start=1418
-  _globals['_REGISTERNODEREQUEST']._serialized_end=1495
-  _globals['_REGISTERNODERESPONSE']._serialized_start=1497
-  _globals['_REGISTERNODERESPONSE']._serialized_end=1585
-  _globals['_HEARTBEATREQUEST']._serialized_start=1587
-  _globals['_HEARTBEATREQUEST']._serialized_end=1688
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1690
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1709
-  _globals['_CONTROLPLANE']._serialized_start=1712
-  _globals['_CONTROLPLANE']._serialized_end=2184
-  _globals['_NODEREGISTRY']._serialized_start=2187
-  _globals['_NODEREGISTRY']._serialized_end=2370
+  _globals['_FIELDERROR']._serialized_start=113
+  _globals['_FIELDERROR']._serialized_end=189
+  _globals['_FIELDERRORS']._serialized_start=191
+  _globals['_FIELDERRORS']._serialized_end=247
+  _globals['_APPLYREQUEST']._serialized_start=249
+  _globals['_APPLYREQUEST']._serialized_end=342
+  _globals['_APPLYRESPONSE']._serialized_start=345
+  _globals['_APPLYRESPONSE']._serialized_end=530
+  _globals['_APPLYRESPONSE_RESULT']._serialized_start=454
+  _globals['_APPLYRESPONSE_RESULT']._serialized_end=530
+  _globals['_GETREQUEST']._serialized_start=532
+  _globals['_GETREQUEST']._serialized_end=591
+  _globals['_LISTREQUEST']._serialized_start=593
+  _globals['_LISTREQUEST']._serialized_end=687
+  _globals['_LISTRESPONSE']._serialized_start=689
+  _globals['_LISTRESPONSE']._serialized_end=767
+  _globals['_DELETEREQUEST']._serialized_start=769
+  _globals['_DELETEREQUEST']._serialized_end=857
+  _globals['_DELETERESPONSE']._serialized_start=859
+  _globals['_DELETERESPONSE']._serialized_end=914
+  _globals['_WATCHREQUEST']._serialized_start=916
+  _globals['_WATCHREQUEST']._serialized_end=1037
+  _globals['_WATCHEVENT']._serialized_start=1040
+  _globals['_WATCHEVENT']._serialized_end=1219
+  _globals['_WATCHEVENT_TYPE']._serialized_start=1139
+  _globals['_WATCHEVENT_TYPE']._serialized_end=1219
+  _globals['_SCALEREQUEST']._serialized_start=1221
+  _globals['_SCALEREQUEST']._serialized_end=1300
+  _globals['_PODLOGSREQUEST']._serialized_start=1302
+  _globals['_PODLOGSREQUEST']._serialized_end=1423
+  _globals['_LOGCHUNK']._serialized_start=1425
+  _globals['_LOGCHUNK']._serialized_end=1449
+  _globals['_REGISTERNODEREQUEST']._serialized_start=1451
+  _globals['_REGISTERNODEREQUEST']._serialized_end=1528
+  _globals['_REGISTERNODERESPONSE']._serialized_start=1530
+  _globals['_REGISTERNODERESPONSE']._serialized_end=1618
+  _globals['_HEARTBEATREQUEST']._serialized_start=1620
+  _globals['_HEARTBEATREQUEST']._serialized_end=1721
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1723
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1742
+  _globals['_SIGNNODECERTIFICATEREQUEST']._serialized_start=1744
+  _globals['_SIGNNODECERTIFICATEREQUEST']._serialized_end=1823
+  _globals['_SIGNNODECERTIFICATERESPONSE']._serialized_start=1825
+  _globals['_SIGNNODECERTIFICATERESPONSE']._serialized_end=1893
+  _globals['_BOOTSTRAPTOKEN']._serialized_start=1896
+  _globals['_BOOTSTRAPTOKEN']._serialized_end=2050
+  _globals['_CREATETOKENREQUEST']._serialized_start=2052
+  _globals['_CREATETOKENREQUEST']._serialized_end=2114
+  _globals['_CREATETOKENRESPONSE']._serialized_start=2116
+  _globals['_CREATETOKENRESPONSE']._serialized_end=2241
+  _globals['_LISTTOKENSREQUEST']._serialized_start=2243
+  _globals['_LISTTOKENSREQUEST']._serialized_end=2262
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=2264
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=2331
+  _globals['_DELETETOKENREQUEST']._serialized_start=2333
+  _globals['_DELETETOKENREQUEST']._serialized_end=2365
+  _globals['_DELETETOKENRESPONSE']._serialized_start=2367
+  _globals['_DELETETOKENRESPONSE']._serialized_end=2434
+  _globals['_CONTROLPLANE']._serialized_start=2437
+  _globals['_CONTROLPLANE']._serialized_end=2909
+  _globals['_NODEREGISTRY']._serialized_start=2912
+  _globals['_NODEREGISTRY']._serialized_end=3095
+  _globals['_JOIN']._serialized_start=3097
+  _globals['_JOIN']._serialized_end=3213
+  _globals['_TOKENS']._serialized_start=3216
+  _globals['_TOKENS']._serialized_end=3479
 # @@protoc_insertion_point(module_scope)

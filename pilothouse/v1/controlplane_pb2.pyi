@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from pilothouse.v1 import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -199,3 +202,77 @@ class HeartbeatRequest(_message.Message):
 class HeartbeatResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class SignNodeCertificateRequest(_message.Message):
+    __slots__ = ("token", "node_name", "csr_pem")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    node_name: str
+    csr_pem: str
+    def __init__(self, token: _Optional[str] = ..., node_name: _Optional[str] = ..., csr_pem: _Optional[str] = ...) -> None: ...
+
+class SignNodeCertificateResponse(_message.Message):
+    __slots__ = ("cert_pem", "ca_cert_pem")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CA_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: str
+    ca_cert_pem: str
+    def __init__(self, cert_pem: _Optional[str] = ..., ca_cert_pem: _Optional[str] = ...) -> None: ...
+
+class BootstrapToken(_message.Message):
+    __slots__ = ("id", "description", "created", "expires", "state")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    description: str
+    created: _timestamp_pb2.Timestamp
+    expires: _timestamp_pb2.Timestamp
+    state: str
+    def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("ttl_seconds", "description")
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ttl_seconds: int
+    description: str
+    def __init__(self, ttl_seconds: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("token", "info", "ca_cert_hash", "join_address")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    CA_CERT_HASH_FIELD_NUMBER: _ClassVar[int]
+    JOIN_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    info: BootstrapToken
+    ca_cert_hash: str
+    join_address: str
+    def __init__(self, token: _Optional[str] = ..., info: _Optional[_Union[BootstrapToken, _Mapping]] = ..., ca_cert_hash: _Optional[str] = ..., join_address: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[BootstrapToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[BootstrapToken, _Mapping]]] = ...) -> None: ...
+
+class DeleteTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteTokenResponse(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: BootstrapToken
+    def __init__(self, token: _Optional[_Union[BootstrapToken, _Mapping]] = ...) -> None: ...

@@ -469,3 +469,233 @@ class NodeRegistry:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class JoinStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SignNodeCertificate = channel.unary_unary(
+                '/pilothouse.v1.Join/SignNodeCertificate',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.SignNodeCertificateRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.SignNodeCertificateResponse.FromString,
+                _registered_method=True)
+
+
+class JoinServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def SignNodeCertificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_JoinServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SignNodeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignNodeCertificate,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.SignNodeCertificateRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.SignNodeCertificateResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.Join', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.Join', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Join:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def SignNodeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.Join/SignNodeCertificate',
+            pilothouse_dot_v1_dot_controlplane__pb2.SignNodeCertificateRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.SignNodeCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class TokensStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateToken = channel.unary_unary(
+                '/pilothouse.v1.Tokens/CreateToken',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/pilothouse.v1.Tokens/ListTokens',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.DeleteToken = channel.unary_unary(
+                '/pilothouse.v1.Tokens/DeleteToken',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenResponse.FromString,
+                _registered_method=True)
+
+
+class TokensServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def CreateToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TokensServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.CreateTokenRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ListTokensRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'DeleteToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteToken,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.Tokens', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.Tokens', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Tokens:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.Tokens/CreateToken',
+            pilothouse_dot_v1_dot_controlplane__pb2.CreateTokenRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.Tokens/ListTokens',
+            pilothouse_dot_v1_dot_controlplane__pb2.ListTokensRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.Tokens/DeleteToken',
+            pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
