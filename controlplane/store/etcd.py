@@ -235,6 +235,11 @@ class EtcdStore:
                         change = self._change(event)
                         next_revision = change.revision + 1
                         yield change
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._closed and task is not None and not task.cancelling():
+                    return  # close() cancelled the stream, not the caller its task
+                raise
             except rpc.AioRpcError as error:
                 if error.code() not in _CONNECTION_CODES:
                     raise self._translate(error) from error

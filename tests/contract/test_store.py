@@ -358,3 +358,19 @@ async def test_etcd_store_tries_the_next_endpoint(etcd_server: EtcdServer) -> No
         assert (await store.get("/pods/default/a")) == created
     finally:
         await store.close()
+
+
+async def test_close_ends_open_watches(store: Store) -> None:
+    start = (await store.list("/")).revision
+    watch = store.watch("/pods/", since=start)
+    await store.create("/pods/default/a", b"v1")
+    async with asyncio.timeout(15):
+        await anext(watch)
+    pending = asyncio.create_task(take(watch, 1, within=10))
+    await asyncio.sleep(0.1)
+    await store.close()
+    async with asyncio.timeout(5):
+        with pytest.raises(AssertionError, match="only 0 of 1"):
+            await pending  # the watch ended quietly, without waiting for the timeout
+    with pytest.raises(Unavailable):
+        await store.get("/pods/default/a")
