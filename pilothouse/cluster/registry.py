@@ -1,0 +1,105 @@
+"""The local cluster's OCI registry: Debian's `docker-registry`, and the test image in it.
+
+The registry serves plain http on loopback. Its first run binds port 0 and its log tells the
+port it got ("listening on 127.0.0.1:PORT"); the config is then rewritten with that port, so
+every later run (after a crash) serves on the same address the nodes' mirrors name.
+
+Nodes reach it through a registries.yaml that mirrors `docker.io` to it, so manifests say
+`busybox:stable` and pull `library/busybox:stable` from here, offline.
+
+Invariant: storage lives under `<data-dir>/registry/storage`, nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from pilothouse.cluster.supervisor import ChildSpec
+from pilothouse.oci.registry import push_archive
+from pilothouse.oci.testimage import build_test_image
+
+REGISTRY_BIN = "docker-registry"
+TEST_IMAGE = "busybox:stable"
+TEST_IMAGE_PATH = "library/busybox:stable"  # where docker.io's `busybox:stable` lives
+_LISTENING = re.compile(r"listening on (\d+\.\d+\.\d+\.\d+:\d+)")
+
+
+class RegistryMissing(RuntimeError):
+    """docker-registry is not installed."""
+
+
+def binary() -> str:
+    found = shutil.which(REGISTRY_BIN) or (
+        "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None
+    )
+    if found is None:
+        raise RegistryMissing(
+            "docker-registry is not installed; install it with `apt-get install docker-registry`"
+        )
+    return found
+
+
+def write_config(directory: Path, *, listen: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "storage").mkdir(exist_ok=True)
+    config = {
+        "version": 0.1,
+        "log": {"level": "info", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(directory / "storage")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": listen},
+    }
+    path = directory / "config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def child(directory: Path, *, log_path: Path) -> ChildSpec:
+    config = write_config(directory, listen="127.0.0.1:0")
+    return ChildSpec(
+        name="registry",
+        argv=(binary(), "serve", str(config)),
+        log_path=log_path,
+        stop_timeout=5.0,
+    )
+
+
+def bound_address(log_path: Path, *, offset: int) -> str | None:
+    """The address the registry said it listens on, in its log after `offset`."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = _LISTENING.findall(text)
+    return found[-1] if found else None
+
+
+def mirrors(registry_url: str) -> dict[str, object]:
+    """The registries.yaml content that mirrors docker.io to the local registry."""
+    return {"mirrors": {"docker.io": {"endpoint": [registry_url]}}}
+
+
+def write_mirrors(path: Path, *, registry_address: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(mirrors(f"http://{registry_address}"), sort_keys=False))
+    return path
+
+
+async def push_test_image(archive: Path, *, registry_address: str) -> str:
+    """Build the busybox test image (once per data dir) and push it; returns its digest."""
+    await asyncio.to_thread(_build_once, archive)
+    return await push_archive(archive, f"{registry_address}/{TEST_IMAGE_PATH}")
+
+
+def _build_once(archive: Path) -> None:
+    if not archive.exists():
+        build_test_image(archive, tag=TEST_IMAGE)
