@@ -1,9 +1,15 @@
-"""`pilothouse controlplane`: wires store → ObjectStore → API and runs them until stopped.
+"""`pilothouse controlplane`: wires store → ObjectStore → API, informers, controllers, scheduler
+and node sync, and runs them until stopped.
 
 The wiring is explicit and happens only here (no registration at import time). Order matters:
 1. etcd first (embedded: started and then supervised), because everything reads from it;
 2. the API binds its address before the runnables start, so a taken port fails fast;
-3. `controlplane.addr` is written only once the API serves, and removed on the way out.
+3. `controlplane.addr` is written only once the API serves, and removed on the way out;
+4. in `runnables`, the informers come before the parts that read them: run_all stops parts in
+   reverse order, so controllers stop before the caches they read, and those before etcd.
+   Consumers subscribe to informers when they are built (before anything runs), so none
+   misses a change. The NodeRegistry behind the API is the one the node-lifecycle controller
+   asks for heartbeat times.
 
 SIGTERM and SIGINT stop everything cleanly, the embedded etcd child last. A part that stops
 on its own makes the process exit non-zero (see `controlplane.runnable`).
@@ -21,11 +27,22 @@ import structlog
 
 from controlplane import config as settings
 from controlplane.api.server import ApiServer, BindError
+from controlplane.cache.informer import Informer
+from controlplane.controllers.deployment import deployment_controller
+from controlplane.controllers.garbage import garbage_collector
+from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.events import EventRecorder
+from controlplane.nodes import settings as node_flags
+from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.settings import NodeSettings
+from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.runnable import Runnable, RunnableExited, run_all
+from controlplane.scheduler.runner import Scheduler
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
 from pilothouse import logs
+from pilothouse.kinds import Kind
 
 log = structlog.get_logger(__name__)
 
@@ -44,20 +61,76 @@ class _Etcd:
 
 
 def runnables(
-    *, api: ApiServer, objects: ObjectStore, embedded: EmbeddedEtcd | None
+    *,
+    api: ApiServer,
+    objects: ObjectStore,
+    embedded: EmbeddedEtcd | None,
+    nodes: NodeSettings | None = None,
 ) -> list[Runnable]:
-    """Every long-lived part of the control plane. Controllers, the scheduler and node sync
-    join this list as they land (they take `objects`)."""
+    """Every long-lived part of the control plane, in start order (see the module docstring)."""
+    nodes = nodes or NodeSettings()
     parts: list[Runnable] = []
     if embedded is not None:
         parts.append(_Etcd(embedded))
     parts.append(api)
-    _ = objects
+    informers = {kind: Informer(objects, kind) for kind in _CACHED_KINDS}
+    parts.extend(informers.values())
+    pods, node_cache = informers[Kind.POD], informers[Kind.NODE]
+    parts.append(
+        deployment_controller(
+            objects,
+            deployments=informers[Kind.DEPLOYMENT],
+            replicasets=informers[Kind.REPLICASET],
+            pods=pods,
+            events=EventRecorder(objects, component="deployment-controller"),
+        )
+    )
+    parts.append(
+        garbage_collector(
+            objects,
+            informers={
+                kind: informers[kind] for kind in (Kind.DEPLOYMENT, Kind.REPLICASET, Kind.POD)
+            },
+        )
+    )
+    parts.append(
+        Scheduler(
+            objects,
+            pods=pods,
+            nodes=node_cache,
+            events=EventRecorder(objects, component="default-scheduler"),
+        )
+    )
+    node_events = EventRecorder(objects, component="node-controller")
+    parts.append(
+        NodeSyncManager(
+            objects,
+            nodes=node_cache,
+            pods=pods,
+            events=node_events,
+            resync_interval=nodes.resync_interval,
+        )
+    )
+    parts.append(
+        NodeLifecycleController(
+            objects,
+            nodes=node_cache,
+            pods=pods,
+            heartbeats=api.registry,
+            events=node_events,
+            grace_period=nodes.grace_period,
+            eviction_timeout=nodes.eviction_timeout,
+        )
+    )
     return parts
 
 
-async def serve(config: settings.Config) -> int:
+_CACHED_KINDS = (Kind.NODE, Kind.POD, Kind.DEPLOYMENT, Kind.REPLICASET)
+
+
+async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> int:
     """Run the control plane until cancelled (0) or until a part fails (1)."""
+    nodes = nodes or NodeSettings()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     embedded = None if config.etcd_endpoints else EmbeddedEtcd(data_dir=config.etcd_dir)
     store: EtcdStore | None = None
@@ -66,7 +139,10 @@ async def serve(config: settings.Config) -> int:
         endpoints = [await embedded.start()] if embedded else list(config.etcd_endpoints)
         store = EtcdStore(endpoints)
         objects = ObjectStore(store)
-        api = ApiServer(objects=objects, listen=config.listen)
+        registry = NodeRegistry(
+            objects, grace_period=nodes.grace_period, heartbeat_interval=nodes.heartbeat_interval
+        )
+        api = ApiServer(objects=objects, listen=config.listen, registry=registry)
         address = await api.start()
         _write_address(config, address)
         log.info(
@@ -77,7 +153,7 @@ async def serve(config: settings.Config) -> int:
             data_dir=str(config.data_dir),
         )
         print(f"pilothouse control plane serving on {address}", flush=True)
-        await run_all(runnables(api=api, objects=objects, embedded=embedded))
+        await run_all(runnables(api=api, objects=objects, embedded=embedded, nodes=nodes))
     except RunnableExited as error:
         log.error("controlplane.failed", error=str(error))
         return 1
@@ -104,9 +180,9 @@ def _write_address(config: settings.Config, address: str) -> None:
     temporary.replace(config.address_file)
 
 
-async def _run_until_signalled(config: settings.Config) -> int:
+async def _run_until_signalled(config: settings.Config, nodes: NodeSettings) -> int:
     loop = asyncio.get_running_loop()
-    running = asyncio.ensure_future(serve(config))
+    running = asyncio.ensure_future(serve(config, nodes))
     stopping = False
 
     def stop() -> None:
@@ -128,13 +204,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for `pilothouse controlplane` and `python3 -m controlplane`."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        config = settings.parse(argv)
-    except settings.ConfigError as error:
+        nodes, rest = node_flags.split(argv)
+        if "-h" in rest or "--help" in rest:
+            full = settings.parser()
+            node_flags.add_flags(full)
+            full.print_help()
+            return 0
+        config = settings.parse(rest)
+    except (settings.ConfigError, node_flags.SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(debug=config.debug)
     try:
-        return asyncio.run(_run_until_signalled(config))
+        return asyncio.run(_run_until_signalled(config, nodes))
     except (EtcdNotFound, EtcdStartFailed, BindError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -9,6 +9,10 @@
 | store.Unavailable                         | UNAVAILABLE         |
 | ManifestError, objects.Invalid, a bad     | INVALID_ARGUMENT    |
 | kind name or selector                     |                     |
+| nodes.registry.NodeTaken                  | FAILED_PRECONDITION |
+| nodes.registry.NotRegistered              | NOT_FOUND           |
+| nodes.agent.AgentCallFailed               | the agent's code    |
+|   (unreachable agent)                     | UNAVAILABLE         |
 | anything else                             | INTERNAL (logged)   |
 
 Field errors of an invalid object travel twice, so every client can read them:
@@ -26,6 +30,8 @@ from collections.abc import AsyncIterator
 import grpc
 import structlog
 
+from controlplane.nodes.agent import AgentCallFailed
+from controlplane.nodes.registry import NodeTaken, NotRegistered
 from controlplane.objects import Invalid
 from controlplane.store import (
     AlreadyExists,
@@ -53,6 +59,8 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (Invalid, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownKind, grpc.StatusCode.INVALID_ARGUMENT),
     (SelectorError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NodeTaken, grpc.StatusCode.FAILED_PRECONDITION),
+    (NotRegistered, grpc.StatusCode.NOT_FOUND),
 )
 
 
@@ -69,6 +77,10 @@ def status_of(error: BaseException) -> tuple[grpc.StatusCode, str] | None:
     """The gRPC code and details for a known error; None for an unexpected one."""
     if isinstance(error, Failure):
         return error.code, error.details
+    if isinstance(error, AgentCallFailed):
+        if error.unreachable:
+            return grpc.StatusCode.UNAVAILABLE, error.message
+        return getattr(grpc.StatusCode, error.code, grpc.StatusCode.UNKNOWN), error.message
     for kind, code in _CODES:
         if isinstance(error, kind):
             if isinstance(error, Unavailable):

@@ -1,4 +1,5 @@
-"""ApiServer: the grpc.aio server that carries the control plane's services.
+"""ApiServer: the grpc.aio server that carries the control plane's services (ControlPlane for
+the CLI and controllers, NodeRegistry for the node agents) on one address.
 
 Invariants:
 - `start()` binds the listen address before anything else runs, so a taken port is a clear
@@ -14,7 +15,9 @@ import asyncio
 import grpc
 import structlog
 
+from controlplane.api.registry import NodeRegistryServicer
 from controlplane.api.servicer import ControlPlaneServicer
+from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -38,8 +41,12 @@ class ApiServer:
     name = "api"
     needs_leadership = False
 
-    def __init__(self, *, objects: ObjectStore, listen: str) -> None:
+    def __init__(
+        self, *, objects: ObjectStore, listen: str, registry: NodeRegistry | None = None
+    ) -> None:
         self._objects = objects
+        # The node-lifecycle controller reads heartbeat times from the same registry.
+        self.registry = registry if registry is not None else NodeRegistry(objects)
         self._listen = listen
         self._server: grpc.aio.Server | None = None
         self._address: str | None = None
@@ -53,6 +60,7 @@ class ApiServer:
     async def start(self) -> str:
         server = grpc.aio.server(options=_OPTIONS)
         api_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(self._objects), server)
+        api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
         try:
             port = server.add_insecure_port(self._listen)
         except RuntimeError as error:

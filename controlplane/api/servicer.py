@@ -20,6 +20,8 @@ from google.protobuf.message import Message
 
 from controlplane.api import watch
 from controlplane.api.errors import Failure, translated
+from controlplane.nodes import conditions
+from controlplane.nodes.agent import AgentClient
 from controlplane.objects import ApplyOutcome, ChangeType, Invalid, ObjectStore
 from controlplane.store import Conflict
 from pilothouse import kinds, manifests
@@ -154,12 +156,33 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
     async def PodLogs(
         self, request: api.PodLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[api.LogChunk]:
+        """Proxied to the Logs stream of the agent of the pod's node."""
         async with translated(context, method="PodLogs"):
-            raise Failure(
-                grpc.StatusCode.UNIMPLEMENTED,
-                "pod logs are not available yet: they come with node sync",
-            )
-        yield api.LogChunk()  # pragma: no cover - makes this an async generator
+            pod = await self._objects.get(kinds.Kind.POD, request.namespace, _name(request.pod))
+            meta = pod.metadata
+            if not pod.spec.node_name:
+                raise Failure(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f'pod "{meta.name}" has no logs yet: it is not scheduled to a node',
+                )
+            node = await self._objects.get(kinds.Kind.NODE, "", pod.spec.node_name)
+            address = conditions.endpoint(node)
+            if address is None:
+                raise Failure(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f'node "{node.metadata.name}" has not registered an agent address',
+                )
+            async with AgentClient(address, node=node.metadata.name) as agent:
+                chunks = agent.logs(
+                    namespace=meta.namespace,
+                    pod=meta.name,
+                    container=request.container,
+                    tail_lines=request.tail_lines,
+                    follow=request.follow,
+                    previous=request.previous,
+                )
+                async for data in chunks:
+                    yield api.LogChunk(data=data)
 
     async def _scale(self, kind: kinds.Kind, request: api.ScaleRequest) -> Message:
         for attempt in range(_SCALE_RETRIES):

@@ -1,0 +1,258 @@
+"""The node-lifecycle controller: a node whose heartbeats stop is marked NotReady, then emptied.
+
+Rules (Kubernetes' node controller, with Pilothouse's short defaults):
+- A node is *silent* when its agent has not been heard from for `grace_period` seconds
+  (default 3 s). "Heard from" is the newest of: the registry's in-memory heartbeat, the stored
+  `lastHeartbeatTime`, and this controller's start (a restarted control plane gives every node
+  a full grace period instead of condemning it for the time it was down itself).
+- A silent node gets Ready=Unknown, reason NodeStatusUnknown, and a Warning NodeNotReady event.
+- Once a node has been Unknown for `eviction_timeout` seconds (default 2 s; counted from the
+  transition, or from this controller's start if that is later), every pod bound to it that is
+  not finished or already being deleted is deleted (conditionally on its resourceVersion), so
+  the deployment controller creates replacements and the scheduler puts them on healthy nodes.
+  The node gets a DeletingAllPods event and each pod a NodeControllerEviction event.
+- Mass failure: when the cluster has at least `min_nodes_for_protection` nodes (3) and more than
+  `unhealthy_threshold` (55 %) of them look dead at once, it is likelier that this control plane
+  is cut off than that most machines died: nodes are still marked NotReady, but no pod is
+  evicted until enough nodes are back (logged once, `nodelifecycle.evictions_halted`).
+- The agent coming back is not handled here: its heartbeat moves Ready to False/Fencing
+  (`controlplane.nodes.registry`) and its first push back to True (`controlplane.nodes.syncer`).
+Timing: the loop sleeps exactly until the next deadline (at most `max_period`), so a node is
+marked within a few milliseconds of its grace period ending. Every write is compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import structlog
+
+from controlplane.cache.informer import Informer
+from controlplane.controllers.clock import Clock, SystemClock
+from controlplane.controllers.status import FINISHED_PHASES
+from controlplane.events import EventRecorder, EventType
+from controlplane.nodes import conditions
+from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.objects import ObjectStore
+from controlplane.store import Conflict, NotFound, StoreError
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_GRACE_PERIOD = 3.0
+DEFAULT_EVICTION_TIMEOUT = 2.0
+UNHEALTHY_THRESHOLD = 0.55
+MIN_NODES_FOR_PROTECTION = 3
+MAX_PERIOD = 1.0
+_MIN_SLEEP = 0.005
+_ATTEMPTS = 5
+
+
+class Heartbeats(Protocol):
+    """Where in-memory heartbeat times come from (`controlplane.nodes.registry.NodeRegistry`)."""
+
+    def last_seen(self, name: str) -> float | None: ...
+
+
+class NodeLifecycleController:
+    """A Runnable. Its informers (nodes, pods) are separate runnables that must also run."""
+
+    name = "controller.nodelifecycle"
+    needs_leadership = True
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        nodes: Informer,
+        pods: Informer,
+        heartbeats: Heartbeats,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        eviction_timeout: float = DEFAULT_EVICTION_TIMEOUT,
+        unhealthy_threshold: float = UNHEALTHY_THRESHOLD,
+        min_nodes_for_protection: int = MIN_NODES_FOR_PROTECTION,
+        max_period: float = MAX_PERIOD,
+    ) -> None:
+        self._objects = objects
+        self._nodes = nodes
+        self._pods = pods
+        self._heartbeats = heartbeats
+        self._events = events
+        self._clock = clock or SystemClock()
+        self.grace_period = grace_period
+        self.eviction_timeout = eviction_timeout
+        self._threshold = unhealthy_threshold
+        self._min_nodes = min_nodes_for_protection
+        self._max_period = max_period
+        self._started: float | None = None
+        self.evictions_halted = False
+
+    async def run(self) -> None:
+        await self._nodes.wait_synced()
+        await self._pods.wait_synced()
+        self._started = self._clock.now()
+        log.info(
+            "nodelifecycle.started",
+            grace_period=self.grace_period,
+            eviction_timeout=self.eviction_timeout,
+        )
+        while True:
+            try:
+                wait = await self.check()
+            except StoreError as error:
+                log.warning("nodelifecycle.check_failed", error=str(error))
+                wait = self._max_period
+            await self._clock.sleep(max(min(wait, self._max_period), _MIN_SLEEP))
+
+    # ---------------------------------------------------------------- one pass
+
+    def last_heard(self, node: objects_pb2.Node) -> float:
+        started = self._started if self._started is not None else self._clock.now()
+        return max(
+            self._heartbeats.last_seen(node.metadata.name) or 0.0,
+            conditions.heartbeat_time(node) or 0.0,
+            started,
+        )
+
+    async def check(self) -> float:
+        """Mark silent nodes, evict what is due; returns the seconds until the next deadline."""
+        if self._started is None:
+            self._started = self._clock.now()
+        now = self._clock.now()
+        nodes = self._nodes.list()
+        next_due = self._max_period
+        dead: list[objects_pb2.Node] = []
+        for node in nodes:
+            silent = now - self.last_heard(node)
+            if silent < self.grace_period:
+                # Alive (a lost node that speaks again is fenced by the registry and syncer).
+                next_due = min(next_due, self.grace_period - silent)
+            elif conditions.is_lost(node):
+                dead.append(node)
+            else:
+                marked = await self._mark_lost(node, silent=silent)
+                if marked is not None:
+                    dead.append(marked)
+        self._protect(total=len(nodes), dead=len(dead))
+        if self.evictions_halted:
+            return next_due
+        for node in dead:
+            if not conditions.is_lost(node):
+                continue
+            since = max(conditions.transition_time(node) or now, self._started)
+            left = since + self.eviction_timeout - now
+            if left > 0:
+                next_due = min(next_due, left)
+            else:
+                await self._evict(node, silent=now - self.last_heard(node))
+        return next_due
+
+    def _protect(self, *, total: int, dead: int) -> None:
+        halt = total >= self._min_nodes and dead > self._threshold * total
+        if halt and not self.evictions_halted:
+            log.error(
+                "nodelifecycle.evictions_halted",
+                dead=dead,
+                nodes=total,
+                message=f"{dead} of {total} nodes stopped sending heartbeats at once: the "
+                "control plane itself is probably cut off; no pods are evicted until more "
+                "nodes are back",
+            )
+        elif not halt and self.evictions_halted:
+            log.warning("nodelifecycle.evictions_resumed", dead=dead, nodes=total)
+        self.evictions_halted = halt
+
+    async def _mark_lost(
+        self, cached: objects_pb2.Node, *, silent: float
+    ) -> objects_pb2.Node | None:
+        name = cached.metadata.name
+        for _ in range(_ATTEMPTS):
+            try:
+                node = await self._objects.get(Kind.NODE, "", name)
+            except NotFound:
+                return None
+            now = self._clock.now()
+            silent = now - self.last_heard(node)
+            if silent < self.grace_period:
+                return None  # it spoke meanwhile
+            if conditions.is_lost(node):
+                return node
+            pods = len(self._bound_pods(name))
+            conditions.set_ready(
+                node,
+                status=ReadyStatus.UNKNOWN,
+                reason=ReadyReason.STATUS_UNKNOWN,
+                message=f"Agent stopped posting node status (no heartbeat for {silent:.1f} s).",
+                now=now,
+            )
+            try:
+                node = await self._objects.update_status(node)
+            except Conflict:
+                continue
+            log.warning("node.not_ready", node=name, silent=round(silent, 2), pods=pods)
+            if self._events is not None:
+                await self._events.record(
+                    node,
+                    EventType.WARNING,
+                    "NodeNotReady",
+                    f'node "{name}" is not Ready (no heartbeat for {silent:.1f} s); its {pods} '
+                    f"pods will be moved in {self.eviction_timeout:g} s",
+                )
+            return node
+        return None
+
+    def _bound_pods(self, node: str) -> list[objects_pb2.Pod]:
+        return [
+            pod
+            for pod in self._pods.list()
+            if pod.spec.node_name == node
+            and pod.status.phase not in FINISHED_PHASES
+            and not pod.metadata.HasField("deletion_timestamp")
+        ]
+
+    async def _evict(self, node: objects_pb2.Node, *, silent: float) -> None:
+        pods = self._bound_pods(node.metadata.name)
+        if not pods:
+            return
+        name = node.metadata.name
+        log.warning("node.evicting", node=name, pods=len(pods), silent=round(silent, 2))
+        if self._events is not None:
+            await self._events.record(
+                node,
+                EventType.WARNING,
+                "DeletingAllPods",
+                f'Deleting {len(pods)} pods from node "{name}": no heartbeat for {silent:.1f} s',
+            )
+        await asyncio.gather(*(self._delete(pod, node=name) for pod in pods))
+
+    async def _delete(self, pod: objects_pb2.Pod, *, node: str) -> None:
+        meta = pod.metadata
+        for _ in range(_ATTEMPTS):
+            try:
+                await self._objects.delete(
+                    Kind.POD, meta.namespace, meta.name, resource_version=meta.resource_version
+                )
+            except NotFound:
+                return
+            except Conflict:
+                try:
+                    pod = await self._objects.get(Kind.POD, meta.namespace, meta.name)
+                except NotFound:
+                    return
+                meta = pod.metadata
+                if pod.spec.node_name != node:
+                    return
+                continue
+            log.info("pod.evicted", pod=f"{meta.namespace}/{meta.name}", node=node)
+            if self._events is not None:
+                await self._events.record(
+                    pod,
+                    EventType.WARNING,
+                    "NodeControllerEviction",
+                    f"Marking for deletion Pod {meta.namespace}/{meta.name} from Node {node}",
+                )
+            return

@@ -1,0 +1,154 @@
+"""The control plane's client of one node agent: SyncPods, WatchPods and Logs over gRPC.
+
+Invariants:
+- Every unary call has a deadline (`timeout`), so a hung agent costs its caller at most that.
+  Streams have none (a watch or a followed log lives as long as the agent does); a stream that
+  breaks raises `AgentCallFailed` like any call.
+- Failures surface as `AgentCallFailed` carrying the gRPC code name and a message that names
+  the node and its endpoint; nothing else of gRPC leaks out of this module.
+- One channel per client; `close()` (or leaving `async with`) ends it and every open stream.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+
+DEFAULT_TIMEOUT = 5.0
+_OPTIONS = (
+    ("grpc.max_receive_message_length", 64 * 1024**2),
+    ("grpc.max_send_message_length", 64 * 1024**2),
+    # A dead peer on a silent connection is noticed within seconds, not at TCP's leisure.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    # Reconnect quickly once an agent comes back.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+class AgentCallFailed(Exception):
+    """A call to an agent failed. `code` is the gRPC status name ("UNAVAILABLE" …)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def unreachable(self) -> bool:
+        return self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
+
+
+class PodChangeType(enum.Enum):
+    UPDATED = "UPDATED"
+    REMOVED = "REMOVED"
+
+
+@dataclass(frozen=True, slots=True)
+class PodChange:
+    """One observation streamed by WatchPods: the pod's metadata and the agent's status."""
+
+    type: PodChangeType
+    pod: objects_pb2.Pod
+
+
+_CHANGE_TYPES = {
+    agent_pb2.PodStatusEvent.UPDATED: PodChangeType.UPDATED,
+    agent_pb2.PodStatusEvent.REMOVED: PodChangeType.REMOVED,
+}
+
+
+class AgentClient:
+    def __init__(self, address: str, *, node: str = "", timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = address
+        self.node = node
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        self._stub = agent_pb2_grpc.NodeAgentStub(self._channel)
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(grace=None)
+
+    async def sync_pods(self, pods: Sequence[objects_pb2.Pod]) -> dict[str, str]:
+        """Push the whole desired set; returns the pods the agent rejected, with why."""
+        try:
+            response = await self._stub.SyncPods(
+                agent_pb2.SyncPodsRequest(pods=pods), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._failed("SyncPods", error) from None
+        return dict(response.rejected)
+
+    async def watch_pods(self) -> AsyncIterator[PodChange]:
+        """The agent's pod statuses: every pod's current one first, then each change."""
+        call = self._stub.WatchPods(agent_pb2.WatchPodsRequest())
+        try:
+            async for event in call:
+                change_type = _CHANGE_TYPES.get(event.type)
+                if change_type is not None:
+                    yield PodChange(type=change_type, pod=event.pod)
+        except grpc.aio.AioRpcError as error:
+            raise self._failed("WatchPods", error) from None
+        finally:
+            call.cancel()
+        raise AgentCallFailed("UNAVAILABLE", f"{self._who()} ended its pod watch")
+
+    async def logs(
+        self,
+        *,
+        namespace: str,
+        pod: str,
+        container: str = "",
+        tail_lines: int = -1,
+        follow: bool = False,
+        previous: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """A container's log bytes as the agent streams them."""
+        request = agent_pb2.LogsRequest(
+            namespace=namespace,
+            pod=pod,
+            container=container,
+            tail_lines=tail_lines,
+            follow=follow,
+            previous=previous,
+        )
+        call = self._stub.Logs(request, timeout=None if follow else self.timeout * 6)
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise AgentCallFailed(error.code().name, error.details() or "") from None
+            raise self._failed("Logs", error) from None
+        finally:
+            call.cancel()
+
+    def _who(self) -> str:
+        return (
+            f'the agent of node "{self.node}" at {self.address}'
+            if self.node
+            else (f"the agent at {self.address}")
+        )
+
+    def _failed(self, method: str, error: grpc.aio.AioRpcError) -> AgentCallFailed:
+        code = error.code()
+        details = error.details() or code.name
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            message = f"{self._who()} did not answer {method} within {self.timeout:g} s"
+        elif code is grpc.StatusCode.UNAVAILABLE:
+            message = f"{self._who()} is unreachable: {details}"
+        else:
+            message = f"{method} on {self._who()} failed: {details}"
+        return AgentCallFailed(code.name, message)

@@ -1,0 +1,259 @@
+"""The node registry: what RegisterNode and Heartbeat mean, over the ObjectStore.
+
+Invariants:
+- A node name belongs to one agent instance at a time (the Node's `pilothouse.io/agent-instance`
+  annotation). Another instance is refused (`NodeTaken`) while the owner's last heartbeat is
+  younger than the grace period, and takes the node over once it is older.
+- Registration writes everything the agent reports (addresses, endpoint, capacity, allocatable,
+  nodeInfo, labels) and sets Ready=False reason Fencing: the node syncer sets Ready=True once its
+  first push to this agent succeeded (see `controlplane.nodes`). Spec (cordon, taints) and
+  labels set by people survive re-registration; the agent's own labels win on conflict.
+- A heartbeat from the owner is recorded in memory at once. The store is written only when it
+  matters: on a transition (a node marked lost by the lifecycle controller goes back to
+  Fencing), when the agent reports changed capacity, and otherwise at most once per
+  `persist_interval` (default 10 s, i.e. every 10th beat at the default 1 s interval) to refresh
+  `lastHeartbeatTime` for people and for a restarted control plane. Liveness decisions use
+  `last_seen`, which is the newest of the in-memory beat and the stored one; a heartbeat
+  therefore costs one store read, and one write per node per 10 s.
+- A heartbeat from another instance, or for a node that does not exist, is refused
+  (`NotRegistered`): the agent must register again (and may then be refused).
+- Just after this process starts it has seen no beats: a Node already in the store counts as
+  seen at start-up, so a restarted control plane gives every agent a full grace period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from controlplane.controllers.clock import Clock, SystemClock
+from controlplane.nodes import conditions
+from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.objects import Invalid, ObjectStore
+from controlplane.store import AlreadyExists, Conflict, NotFound
+from pilothouse.kinds import Kind
+from pilothouse.manifests import names
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_GRACE_PERIOD = 3.0
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+DEFAULT_PERSIST_INTERVAL = 10.0
+_ATTEMPTS = 5
+
+FENCING_MESSAGE = "agent registered; stopping pods no longer bound to it before it counts as Ready"
+RETURNED_MESSAGE = (
+    "agent is posting heartbeats again; stopping pods no longer bound to it before it "
+    "counts as Ready"
+)
+
+
+class NodeTaken(Exception):
+    """Another agent instance owns this node name and is still alive."""
+
+
+class NotRegistered(Exception):
+    """A heartbeat from an agent that does not own the node (or for no node): register again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    node: objects_pb2.Node
+    heartbeat_interval: float
+
+
+@dataclass(slots=True)
+class _Beat:
+    instance: str
+    at: float
+
+
+class NodeRegistry:
+    """Register and heartbeat node agents; answers `last_seen` for the lifecycle controller."""
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        clock: Clock | None = None,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        persist_interval: float = DEFAULT_PERSIST_INTERVAL,
+    ) -> None:
+        self._objects = objects
+        self._clock = clock or SystemClock()
+        self.grace_period = grace_period
+        self.heartbeat_interval = heartbeat_interval
+        self.persist_interval = persist_interval
+        self._beats: dict[str, _Beat] = {}
+        self._started = self._clock.now()
+
+    # ------------------------------------------------------------------ liveness
+
+    def last_seen(self, name: str) -> float | None:
+        """When this process last heard from the node's owner (None: not since it started)."""
+        beat = self._beats.get(name)
+        return beat.at if beat is not None else None
+
+    def _last_alive(self, node: objects_pb2.Node) -> float:
+        stored = conditions.heartbeat_time(node) or 0.0
+        beat = self._beats.get(node.metadata.name)
+        in_memory = beat.at if beat is not None else 0.0
+        return max(stored, in_memory, self._started)
+
+    # -------------------------------------------------------------- registration
+
+    async def register(self, node: objects_pb2.Node, *, instance_id: str) -> Registration:
+        """Create or take over the Node `node.metadata.name` for agent `instance_id`."""
+        name = node.metadata.name
+        problems = names.dns1123_subdomain(name) if name else ["a node name is required"]
+        if problems:
+            raise Invalid(f'node name "{name}": {"; ".join(problems)}')
+        if not instance_id:
+            raise Invalid(f'node "{name}": RegisterNode needs an instance id')
+        for attempt in range(_ATTEMPTS):
+            try:
+                registered = await self._register_once(node, instance_id)
+            except (Conflict, AlreadyExists, NotFound):
+                # Someone wrote the node between our read and our write: read it again.
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                continue
+            self._beats[name] = _Beat(instance=instance_id, at=self._clock.now())
+            log.info(
+                "node.registered",
+                node=name,
+                instance=instance_id,
+                endpoint=conditions.endpoint(registered),
+            )
+            return Registration(node=registered, heartbeat_interval=self.heartbeat_interval)
+        raise AssertionError("unreachable")
+
+    async def _register_once(self, node: objects_pb2.Node, instance_id: str) -> objects_pb2.Node:
+        name = node.metadata.name
+        now = self._clock.now()
+        try:
+            current = await self._objects.get(Kind.NODE, "", name)
+        except NotFound:
+            fresh = objects_pb2.Node()
+            fresh.metadata.name = name
+            fresh.spec.CopyFrom(node.spec)
+            _set_identity(fresh, node, instance_id)
+            _set_reported(fresh, node, now=now)
+            return await self._objects.create(fresh)
+        owner = conditions.instance_of(current)
+        if owner and owner != instance_id:
+            silent = now - self._last_alive(current)
+            if silent < self.grace_period:
+                raise NodeTaken(
+                    f'node "{name}" is already registered by another agent (last heartbeat '
+                    f"{silent:.1f} s ago); stop it or wait {self.grace_period - silent:.1f} s"
+                )
+            log.warning("node.taken_over", node=name, previous=owner, instance=instance_id)
+        updated = objects_pb2.Node()
+        updated.CopyFrom(current)
+        _set_identity(updated, node, instance_id)
+        if updated.metadata != current.metadata:
+            updated = await self._objects.update(updated)
+        _set_reported(updated, node, now=now)
+        return await self._objects.update_status(updated)
+
+    # ---------------------------------------------------------------- heartbeats
+
+    async def heartbeat(
+        self, name: str, *, instance_id: str, status: objects_pb2.NodeStatus | None = None
+    ) -> None:
+        """Record a heartbeat of `instance_id` for node `name` (see the module's write rules)."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                current = await self._objects.get(Kind.NODE, "", name)
+            except NotFound:
+                self._beats.pop(name, None)
+                raise NotRegistered(f'node "{name}" is not registered; register again') from None
+            if conditions.instance_of(current) != instance_id:
+                raise NotRegistered(
+                    f'node "{name}" is registered by another agent instance; register again'
+                )
+            now = self._clock.now()
+            self._beats[name] = _Beat(instance=instance_id, at=now)
+            updated = self._after_beat(current, status, now=now)
+            if updated is None:
+                return
+            try:
+                await self._objects.update_status(updated)
+                return
+            except Conflict:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+            except NotFound:
+                self._beats.pop(name, None)
+                raise NotRegistered(f'node "{name}" is not registered; register again') from None
+
+    def _after_beat(
+        self, current: objects_pb2.Node, status: objects_pb2.NodeStatus | None, *, now: float
+    ) -> objects_pb2.Node | None:
+        """The node to write after a heartbeat, or None when nothing needs writing."""
+        updated = objects_pb2.Node()
+        updated.CopyFrom(current)
+        if status is not None:
+            for field in ("capacity", "allocatable"):
+                reported = getattr(status, field)
+                if reported and dict(reported) != dict(getattr(updated.status, field)):
+                    target = getattr(updated.status, field)
+                    target.clear()
+                    target.update(reported)
+        ready = conditions.ready_condition(current)
+        if ready is None or conditions.is_lost(current):
+            conditions.set_ready(
+                updated,
+                status=ReadyStatus.FALSE,
+                reason=ReadyReason.FENCING,
+                message=RETURNED_MESSAGE,
+                now=now,
+                heartbeat=True,
+            )
+            log.info("node.returned", node=current.metadata.name)
+            return updated
+        stored = conditions.heartbeat_time(current) or 0.0
+        if updated.status == current.status and now - stored < self.persist_interval:
+            return None
+        conditions.touch_heartbeat(updated, now=now)
+        return updated
+
+
+def _set_identity(target: objects_pb2.Node, reported: objects_pb2.Node, instance_id: str) -> None:
+    labels = target.metadata.labels
+    info = reported.status.node_info
+    labels[conditions.HOSTNAME_LABEL] = reported.metadata.name
+    if info.operating_system:
+        labels[conditions.OS_LABEL] = info.operating_system
+    if info.architecture:
+        labels[conditions.ARCH_LABEL] = info.architecture
+    labels.update(reported.metadata.labels)
+    target.metadata.annotations[conditions.INSTANCE_ANNOTATION] = instance_id
+
+
+def _set_reported(target: objects_pb2.Node, reported: objects_pb2.Node, *, now: float) -> None:
+    """Everything the agent says about itself, and Ready=False/Fencing with a fresh heartbeat."""
+    status = target.status
+    source = reported.status
+    for field in ("capacity", "allocatable"):
+        values = getattr(status, field)
+        values.clear()
+        values.update(getattr(source, field))
+    status.node_info.CopyFrom(source.node_info)
+    status.daemon_endpoints.CopyFrom(source.daemon_endpoints)
+    del status.addresses[:]
+    status.addresses.extend(source.addresses)
+    if not any(a.type == "Hostname" for a in status.addresses):
+        status.addresses.add(type="Hostname", address=reported.metadata.name)
+    conditions.set_ready(
+        target,
+        status=ReadyStatus.FALSE,
+        reason=ReadyReason.FENCING,
+        message=FENCING_MESSAGE,
+        now=now,
+        heartbeat=True,
+    )

@@ -1,0 +1,94 @@
+"""Flags of node registration, node sync and node lifecycle, and their defaults.
+
+- `--node-grace-period 3`: seconds without a heartbeat before a node is marked NotReady;
+  also how long a silent agent keeps its node name from another agent.
+- `--pod-eviction-timeout 2`: seconds a node stays NotReady before its pods are deleted (and
+  replaced elsewhere).
+- `--node-heartbeat-interval 1`: how often agents heartbeat (sent to them at registration).
+- `--node-resync-interval 10`: how often each node's whole pod set is pushed even when
+  nothing changed.
+
+`split(argv)` takes these flags out of a control-plane command line and leaves the rest for
+`controlplane.config`, so both sets parse together (`add_flags` shows them in `--help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """A node flag with an unusable value."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    grace_period: float = 3.0
+    eviction_timeout: float = 2.0
+    heartbeat_interval: float = 1.0
+    resync_interval: float = 10.0
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = NodeSettings()
+    group = parser.add_argument_group("nodes")
+    group.add_argument(
+        "--node-grace-period",
+        type=float,
+        default=defaults.grace_period,
+        metavar="SECONDS",
+        help="no heartbeat for this long: the node is NotReady (default %(default)s)",
+    )
+    group.add_argument(
+        "--pod-eviction-timeout",
+        type=float,
+        default=defaults.eviction_timeout,
+        metavar="SECONDS",
+        help="NotReady for this long: its pods are deleted and replaced (default %(default)s)",
+    )
+    group.add_argument(
+        "--node-heartbeat-interval",
+        type=float,
+        default=defaults.heartbeat_interval,
+        metavar="SECONDS",
+        help="how often agents heartbeat (default %(default)s)",
+    )
+    group.add_argument(
+        "--node-resync-interval",
+        type=float,
+        default=defaults.resync_interval,
+        metavar="SECONDS",
+        help="push each node's pod set at least this often (default %(default)s)",
+    )
+
+
+def split(argv: Sequence[str]) -> tuple[NodeSettings, list[str]]:
+    """The node settings in `argv`, and the arguments that are not node flags."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_flags(parser)
+    args, rest = parser.parse_known_args(list(argv))
+    settings = NodeSettings(
+        grace_period=args.node_grace_period,
+        eviction_timeout=args.pod_eviction_timeout,
+        heartbeat_interval=args.node_heartbeat_interval,
+        resync_interval=args.node_resync_interval,
+    )
+    for flag, value in (
+        ("--node-grace-period", settings.grace_period),
+        ("--node-heartbeat-interval", settings.heartbeat_interval),
+        ("--node-resync-interval", settings.resync_interval),
+    ):
+        if value <= 0:
+            raise SettingsError(f"{flag} must be greater than 0, got {value:g}")
+    if settings.eviction_timeout < 0:
+        raise SettingsError(
+            f"--pod-eviction-timeout must not be negative, got {settings.eviction_timeout:g}"
+        )
+    if settings.heartbeat_interval >= settings.grace_period:
+        raise SettingsError(
+            f"--node-heartbeat-interval ({settings.heartbeat_interval:g} s) must be shorter "
+            f"than --node-grace-period ({settings.grace_period:g} s)"
+        )
+    return settings, rest

@@ -1,0 +1,426 @@
+"""Node sync: each node's agent runs exactly the pods bound to it, and their status comes back.
+
+One `NodeSyncer` per Node (started and stopped by the `NodeSyncManager` runnable as Nodes come
+and go) holds a session with that node's agent:
+- it pushes the node's whole desired pod set with `SyncPods` when the set changes (pod
+  informer), and every `resync_interval` seconds anyway (heals an agent that lost its state);
+- it consumes `WatchPods` and writes each pod's observed status with `update_status`
+  (compare-and-swap; on a conflict the pod is read again; statuses of pods no longer bound to
+  the node, or of an older pod with the same name, are dropped). Statuses are coalesced per
+  pod, so a burst of changes costs one write per pod;
+- any failed call ends the session; a new one starts after a capped exponential backoff, or at
+  once when the node's endpoint or agent instance changes (the agent re-registered).
+
+Invariants:
+- A slow or dead agent delays only its own syncer: one task per node, a deadline on every call.
+- FENCING: the first push of every session, and every push made while the node shows
+  Ready=False/Fencing, carries the desired set read from the store itself (not the possibly
+  lagging informer), so it lists exactly the pods bound to the node at that moment; the agent
+  stops everything else. Only after such a push succeeded does the syncer set Ready=True
+  (reason AgentReady), and only if the node is still Fencing for the same agent instance.
+  Until then the scheduler places nothing there.
+- Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+
+import structlog
+
+from controlplane.cache.informer import Informer, Notice
+from controlplane.controllers.clock import Clock, SystemClock
+from controlplane.events import EventRecorder, EventType
+from controlplane.nodes import conditions
+from controlplane.nodes.agent import DEFAULT_TIMEOUT, AgentCallFailed, AgentClient, PodChangeType
+from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.objects import ChangeType, ObjectStore
+from controlplane.store import Conflict, NotFound, StoreError
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+RESYNC_INTERVAL = 10.0
+INITIAL_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+STATUS_WRITERS = 8
+_ATTEMPTS = 5
+# Conditions the control plane owns; the agent's view of them is not written back.
+_CONTROL_PLANE_CONDITIONS = frozenset({"PodScheduled"})
+READY_MESSAGE = "agent is posting ready status; its pods are in sync"
+
+Connect = Callable[[str, str], AgentClient]
+
+
+def desired_pods(pods: Iterable[objects_pb2.Pod], node: str) -> list[objects_pb2.Pod]:
+    """The node's desired pod set as pushed: bound to it, not being deleted, no status."""
+    out = []
+    for pod in pods:
+        if pod.spec.node_name != node or pod.metadata.HasField("deletion_timestamp"):
+            continue
+        copy = objects_pb2.Pod()
+        copy.CopyFrom(pod)
+        copy.ClearField("status")
+        copy.metadata.resource_version = ""
+        out.append(copy)
+    out.sort(key=lambda p: (p.metadata.namespace, p.metadata.name))
+    return out
+
+
+def merged_status(
+    stored: objects_pb2.PodStatus, observed: objects_pb2.PodStatus
+) -> objects_pb2.PodStatus:
+    """The agent's observation, keeping the conditions the control plane owns."""
+    status = objects_pb2.PodStatus()
+    status.CopyFrom(observed)
+    owned = {c.type: c for c in stored.conditions if c.type in _CONTROL_PLANE_CONDITIONS}
+    if owned:
+        kept = [owned.pop(c.type, c) for c in status.conditions]
+        kept[:0] = owned.values()
+        del status.conditions[:]
+        status.conditions.extend(kept)
+    return status
+
+
+class _EndpointChanged(Exception):
+    """The node now has another endpoint or agent instance: start a new session at once."""
+
+
+class NodeSyncer:
+    """Keeps one node's agent in step (see the module docstring). Run `run()` as a task."""
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        objects: ObjectStore,
+        nodes: Informer,
+        pods: Informer,
+        connect: Connect,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+        resync_interval: float = RESYNC_INTERVAL,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        self.node = node
+        self._objects = objects
+        self._nodes = nodes
+        self._pods = pods
+        self._connect = connect
+        self._events = events
+        self._clock = clock or SystemClock()
+        self._resync_interval = resync_interval
+        self._max_backoff = max_backoff
+        self._poked = asyncio.Event()
+        self._pending: dict[tuple[str, str], objects_pb2.Pod] = {}
+        self._has_pending = asyncio.Event()
+
+    def poke(self) -> None:
+        """Something about the node or its pods changed: look again soon."""
+        self._poked.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._write_statuses(), name=f"nodesync.{self.node}.status")
+            group.create_task(self._sessions(), name=f"nodesync.{self.node}.push")
+
+    # ------------------------------------------------------------------ sessions
+
+    def _identity(self) -> tuple[str, str] | None:
+        node = self._nodes.get("", self.node)
+        if node is None:
+            return None
+        address = conditions.endpoint(node)
+        return (address, conditions.instance_of(node)) if address else None
+
+    async def _sessions(self) -> None:
+        backoff = INITIAL_BACKOFF
+        while True:
+            identity = self._identity()
+            if identity is None:
+                await self._wait(self._resync_interval)
+                continue
+            address = identity[0]
+            try:
+                await self._session(identity)
+            except _EndpointChanged:
+                backoff = INITIAL_BACKOFF
+                continue
+            except AgentCallFailed as error:
+                log.warning(
+                    "node.sync_failed",
+                    node=self.node,
+                    endpoint=address,
+                    error=error.message,
+                    retry_in=round(backoff, 2),
+                )
+            except StoreError as error:
+                log.warning("node.sync_store_failed", node=self.node, error=str(error))
+            await self._backoff(backoff, identity)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    async def _backoff(self, seconds: float, identity: tuple[str, str]) -> None:
+        """Sleep `seconds`, cut short only when the node's endpoint or instance changes."""
+        deadline = self._clock.now() + seconds
+        while (left := deadline - self._clock.now()) > 0:
+            await self._wait(left)
+            if self._identity() != identity:
+                return
+
+    async def _session(self, identity: tuple[str, str]) -> None:
+        client = self._connect(identity[0], self.node)
+        try:
+            await _first_of(self._push(client, identity), self._consume(client))
+        finally:
+            await client.close()
+
+    async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
+        last: list[objects_pb2.Pod] | None = None
+        next_resync = 0.0
+        while True:
+            if self._identity() != identity:
+                raise _EndpointChanged
+            node = self._nodes.get("", self.node)
+            fencing = node is not None and conditions.is_fencing(node)
+            if last is None or fencing:
+                # Linearizable read: exactly the pods bound to this node now (see FENCING).
+                listing = await self._objects.list(Kind.POD)
+                desired = desired_pods(listing.items, self.node)
+            else:
+                desired = desired_pods(self._pods.list(), self.node)
+            now = self._clock.now()
+            if desired != last or fencing or now >= next_resync:
+                rejected = await client.sync_pods(desired)
+                last = desired
+                next_resync = now + self._resync_interval
+                log.debug("node.pushed", node=self.node, pods=len(desired))
+                for pod, why in rejected.items():
+                    log.warning("node.pod_rejected", node=self.node, pod=pod, reason=why)
+                if fencing:
+                    await self._mark_ready(identity[1])
+            await self._wait(max(next_resync - self._clock.now(), 0.0))
+
+    async def _mark_ready(self, instance: str) -> None:
+        for _ in range(_ATTEMPTS):
+            try:
+                node = await self._objects.get(Kind.NODE, "", self.node)
+            except NotFound:
+                return
+            if conditions.instance_of(node) != instance or not conditions.is_fencing(node):
+                return
+            conditions.set_ready(
+                node,
+                status=ReadyStatus.TRUE,
+                reason=ReadyReason.AGENT_READY,
+                message=READY_MESSAGE,
+                now=self._clock.now(),
+            )
+            try:
+                node = await self._objects.update_status(node)
+            except Conflict:
+                continue
+            log.info("node.ready", node=self.node, instance=instance)
+            if self._events is not None:
+                message = f"Node {self.node} status is now: NodeReady"
+                await self._events.record(node, EventType.NORMAL, "NodeReady", message)
+            return
+
+    async def _wait(self, seconds: float) -> None:
+        """Until poked or `seconds` passed, whichever comes first."""
+        if not self._poked.is_set():
+            poked = asyncio.ensure_future(self._poked.wait())
+            slept = asyncio.ensure_future(self._clock.sleep(seconds))
+            try:
+                await asyncio.wait({poked, slept}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                poked.cancel()
+                slept.cancel()
+        self._poked.clear()
+
+    # ------------------------------------------------------------------- statuses
+
+    async def _consume(self, client: AgentClient) -> None:
+        async for change in client.watch_pods():
+            if change.type is not PodChangeType.UPDATED:
+                continue
+            meta = change.pod.metadata
+            self._pending[(meta.namespace, meta.name)] = change.pod
+            self._has_pending.set()
+
+    async def _write_statuses(self) -> None:
+        limit = asyncio.Semaphore(STATUS_WRITERS)
+
+        async def write(pod: objects_pb2.Pod) -> None:
+            async with limit:
+                try:
+                    await self._write_status(pod)
+                except StoreError as error:
+                    log.warning(
+                        "pod.status_write_failed",
+                        node=self.node,
+                        pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
+                        error=str(error),
+                    )
+                    key = (pod.metadata.namespace, pod.metadata.name)
+                    self._pending.setdefault(key, pod)  # unless a newer one arrived
+                    self._has_pending.set()
+
+        while True:
+            await self._has_pending.wait()
+            self._has_pending.clear()
+            batch, self._pending = self._pending, {}
+            await asyncio.gather(*(write(pod) for pod in batch.values()))
+            if self._pending:
+                await self._clock.sleep(INITIAL_BACKOFF)  # failed writes: do not spin
+
+    async def _write_status(self, observed: objects_pb2.Pod) -> None:
+        meta = observed.metadata
+        current = self._pods.get(meta.namespace, meta.name)
+        for _ in range(_ATTEMPTS):
+            if current is None:
+                try:
+                    current = await self._objects.get(Kind.POD, meta.namespace, meta.name)
+                except NotFound:
+                    return
+            if current.metadata.uid != meta.uid or current.spec.node_name != self.node:
+                return  # another incarnation, or bound elsewhere now: not ours to report
+            status = merged_status(current.status, observed.status)
+            if status == current.status:
+                return
+            updated = objects_pb2.Pod()
+            updated.CopyFrom(current)
+            updated.status.CopyFrom(status)
+            try:
+                await self._objects.update_status(updated)
+                return
+            except Conflict:
+                current = None
+            except NotFound:
+                return
+
+
+async def _first_of(*coroutines: Awaitable[None]) -> None:
+    """Run all; when the first ends, cancel the others and re-raise its error if any."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+
+
+class NodeSyncManager:
+    """A Runnable: one NodeSyncer per Node, started and stopped as Nodes come and go."""
+
+    name = "nodesync"
+    needs_leadership = True
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        nodes: Informer,
+        pods: Informer,
+        events: EventRecorder | None = None,
+        clock: Clock | None = None,
+        connect: Connect | None = None,
+        resync_interval: float = RESYNC_INTERVAL,
+        rpc_timeout: float = DEFAULT_TIMEOUT,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> None:
+        self._objects = objects
+        self._nodes = nodes
+        self._pods = pods
+        self._events = events
+        self._clock = clock or SystemClock()
+        self._connect = connect or (
+            lambda address, node: AgentClient(address, node=node, timeout=rpc_timeout)
+        )
+        self._resync_interval = resync_interval
+        self._max_backoff = max_backoff
+        self._syncers: dict[str, tuple[NodeSyncer, asyncio.Task[None]]] = {}
+        self._running = False
+        nodes.add_handler(self._on_node)
+        pods.add_handler(self._on_pod)
+
+    async def run(self) -> None:
+        await self._nodes.wait_synced()
+        await self._pods.wait_synced()
+        self._running = True
+        try:
+            for node in self._nodes.list():
+                self._start(node.metadata.name)
+            log.info("nodesync.started", nodes=len(self._syncers))
+            await asyncio.Event().wait()
+        finally:
+            self._running = False
+            tasks = [task for _, task in self._syncers.values()]
+            self._syncers.clear()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_node(self, notice: Notice) -> None:
+        if not self._running:
+            return
+        name = notice.object.metadata.name
+        if notice.type is ChangeType.DELETED:
+            self._stop(name)
+        elif name in self._syncers:
+            self._syncers[name][0].poke()
+        else:
+            self._start(name)
+
+    def _on_pod(self, notice: Notice) -> None:
+        pod, old = notice.object, notice.old
+        if (
+            notice.type is ChangeType.MODIFIED
+            and old is not None
+            and old.spec == pod.spec
+            and old.metadata.HasField("deletion_timestamp")
+            == pod.metadata.HasField("deletion_timestamp")
+            and old.metadata.uid == pod.metadata.uid
+        ):
+            return  # a status write: the desired sets did not change
+        for name in {pod.spec.node_name, old.spec.node_name if old is not None else ""}:
+            entry = self._syncers.get(name) if name else None
+            if entry is not None:
+                entry[0].poke()
+
+    def _start(self, name: str) -> None:
+        syncer = NodeSyncer(
+            name,
+            objects=self._objects,
+            nodes=self._nodes,
+            pods=self._pods,
+            connect=self._connect,
+            events=self._events,
+            clock=self._clock,
+            resync_interval=self._resync_interval,
+            max_backoff=self._max_backoff,
+        )
+        task = asyncio.create_task(self._guarded(syncer), name=f"nodesync.{name}")
+        self._syncers[name] = (syncer, task)
+        log.debug("nodesync.node_added", node=name)
+
+    def _stop(self, name: str) -> None:
+        entry = self._syncers.pop(name, None)
+        if entry is not None:
+            entry[1].cancel()
+            log.debug("nodesync.node_removed", node=name)
+
+    async def _guarded(self, syncer: NodeSyncer) -> None:
+        """A syncer must never die for good: log a bug and start it again."""
+        while True:
+            try:
+                await syncer.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.error("nodesync.syncer_failed", node=syncer.node, exc_info=True)
+            await self._clock.sleep(self._max_backoff)
