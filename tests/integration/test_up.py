@@ -1,0 +1,149 @@
+"""`pilothouse up` / `down` with real processes: registry, control plane + etcd, runc agents.
+
+Root only. Each test makes its own cluster in its own data dir and client config; the
+`local_cluster` fixture removes everything at the end even when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from pilothouse.cluster import probes, processes
+from tests.fixtures.cluster import CLUSTER_COMMAND, LocalClusterRun, run_pod, sleeper_pod
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+
+async def wait_for_new_run(
+    cluster: LocalClusterRun, name: str, old: processes.ProcessRecord, within: float = 30
+) -> processes.ProcessRecord | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        record = cluster.child(name)
+        if record is not None and record != old and record.alive():
+            return record
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def test_up_runs_a_cluster_that_heals_and_down_removes_it(
+    local_cluster: LocalClusterRun,
+) -> None:
+    started = local_cluster.up(nodes=2)
+    assert started.returncode == 0, f"`up -d --nodes 2` failed:\n{started.stderr}"
+    assert "node-2" in started.stdout, f"`up` did not print the nodes:\n{started.stdout}"
+
+    # The CLI finds the control plane through the config file `up` wrote.
+    server = local_cluster.info()["controlplane"]
+    config = yaml.safe_load(local_cluster.client_config.read_text())
+    assert config == {"server": server}
+    got = local_cluster.cli("get", "deployments")
+    assert got.returncode == 0, f"`pilothouse get deployments` failed after up:\n{got.stderr}"
+
+    nodes = local_cluster.nodes()
+    assert sorted(nodes) == ["node-1", "node-2"]
+    for name, address in nodes.items():
+        info = await probes.node_info(address)
+        assert info is not None and info.name == name, f"agent {name} does not answer NodeInfo"
+
+    # A real container, from busybox:stable through the docker.io mirror to the local registry.
+    phase = await run_pod(nodes["node-1"], sleeper_pod("sleeper"))
+    assert phase == "Running", f"a busybox:stable pod on node-1 is {phase!r}, not Running"
+    assert local_cluster.mounts(), "the running pod has no rootfs mount under the data dir"
+
+    # kill -9 an agent: the supervisor starts it again, on the same address.
+    old = local_cluster.child("node-2")
+    assert old is not None and old.alive()
+    os.kill(old.pid, signal.SIGKILL)
+    new = await wait_for_new_run(local_cluster, "node-2", old)
+    assert new is not None and new.pid != old.pid, "a killed agent was not started again"
+    answered = False
+    for _ in range(200):
+        if await probes.agent_serves(nodes["node-2"], name="node-2"):
+            answered = True
+            break
+        await asyncio.sleep(0.1)
+    assert answered, "the restarted agent node-2 does not answer NodeInfo at its address"
+
+    supervisor = local_cluster.supervisor()
+    stopped = local_cluster.down()
+    assert stopped.returncode == 0, f"`down` failed:\n{stopped.stderr}"
+    assert supervisor is not None and not supervisor.alive(), "`up` still runs after down"
+    assert local_cluster.running_processes() == [], "processes of the cluster survive `down`"
+    assert local_cluster.mounts() == [], "mounts under the data dir survive `down`"
+    assert local_cluster.cgroups() == [], "cgroups of the cluster survive `down`"
+    assert not local_cluster.client_config.exists(), "the CLI still points at a stopped cluster"
+    assert sorted(p.name for p in local_cluster.data_dir.iterdir()) == ["up.log"]
+
+    again = local_cluster.down()
+    assert again.returncode == 0, f"a second `down` failed:\n{again.stderr}"
+    assert "no local cluster" in again.stdout
+
+
+async def test_down_cleans_up_after_the_supervisor_was_killed(
+    local_cluster: LocalClusterRun,
+) -> None:
+    started = local_cluster.up(nodes=1)
+    assert started.returncode == 0, f"`up -d` failed:\n{started.stderr}"
+    phase = await run_pod(local_cluster.nodes()["node-1"], sleeper_pod("orphan"))
+    assert phase == "Running"
+    supervisor = local_cluster.supervisor()
+    assert supervisor is not None
+
+    os.kill(supervisor.pid, signal.SIGKILL)  # a crash: the children keep running
+    for _ in range(500):
+        if not supervisor.alive():
+            break
+        await asyncio.sleep(0.02)
+    assert local_cluster.running_processes(), "the children died with the supervisor"
+
+    stopped = local_cluster.down()
+    assert stopped.returncode == 0, f"`down` after a crash failed:\n{stopped.stderr}"
+    assert local_cluster.running_processes() == [], "processes survive `down` after a crash"
+    assert local_cluster.mounts() == [], "mounts survive `down` after a crash"
+    assert local_cluster.cgroups() == [], "cgroups survive `down` after a crash"
+
+
+def test_ctrl_c_stops_a_foreground_cluster_and_removes_it(
+    local_cluster: LocalClusterRun,
+) -> None:
+    command = [*CLUSTER_COMMAND, "up", "--nodes", "1", "--data-dir", str(local_cluster.data_dir)]
+    proc = subprocess.Popen(
+        command,
+        env=local_cluster.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not local_cluster.layout.cluster_file.exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "a foreground `up` never became ready"
+            time.sleep(0.1)
+        assert proc.poll() is None, "a foreground `up` exited before it was stopped"
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, "Ctrl-C did not stop the foreground cluster cleanly"
+    assert local_cluster.running_processes() == [], "processes survive Ctrl-C"
+    assert local_cluster.mounts() == []
+
+
+def test_a_second_up_on_a_running_data_dir_is_refused(local_cluster: LocalClusterRun) -> None:
+    assert local_cluster.up(nodes=1).returncode == 0
+    second = local_cluster.up(nodes=1)
+    assert second.returncode != 0
+    assert "already runs" in second.stderr and "pilothouse down" in second.stderr
