@@ -1,0 +1,119 @@
+"""Pod network namespaces: one persistent network namespace per pod, kept as a file.
+
+A pod's network namespace must outlive every container of the pod (containers join it through
+`ContainerSpec.netns_path`) and the agent itself (a restarted agent tears it down). Like
+`ip netns add`, the namespace is kept alive by bind-mounting it onto a file, but the file lives
+under a directory of ours (`<state-dir>/netns/<pod>`), so nodes sharing a machine never see
+each other's pods.
+
+Invariants:
+- `create` leaves either a mounted namespace at the path or nothing (no empty file);
+- `delete` is idempotent and also cleans a path whose mount is already gone (after a reboot,
+  or when the agent ran in another mount namespace): the file is removed in every case;
+- a path is a namespace only while `is_namespace(path)` says so; callers never guess from
+  the file's existence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import re
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_MNT_DETACH = 2
+_NSFS_MAGIC = 0x6E736673
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class NetnsError(Exception):
+    """A network namespace could not be created or removed; the message says why."""
+
+
+def file_name(pod_id: str) -> str:
+    """The file name for a pod's namespace: the pod id with unsafe characters replaced."""
+    return _UNSAFE.sub("_", pod_id)[:200] or "_"
+
+
+async def create(path: str | os.PathLike[str]) -> str:
+    """Create a new network namespace and pin it at `path`; return the path.
+
+    An existing namespace at `path` is kept (idempotent: the pod's sandbox survives a retry).
+    """
+    target = Path(path)
+    if is_namespace(target):
+        return str(target)
+    _make_mount_point(target)
+    proc = await asyncio.create_subprocess_exec(
+        "unshare",
+        f"--net={target}",
+        "true",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        delete(target)
+        raise NetnsError(f"cannot create network namespace at {target}: {err.decode().strip()}")
+    log.debug("netns.created", netns=str(target))
+    return str(target)
+
+
+def delete(path: str | os.PathLike[str]) -> None:
+    """Unpin and remove the namespace file at `path` (idempotent).
+
+    The namespace itself goes away once no process is left in it.
+    """
+    target = Path(path)
+    while _is_mount_point(target):
+        if _libc().umount2(os.fsencode(target), _MNT_DETACH) != 0:
+            errno = ctypes.get_errno()
+            raise NetnsError(f"cannot unmount network namespace {target}: {os.strerror(errno)}")
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return
+    log.debug("netns.deleted", netns=str(target))
+
+
+def _make_mount_point(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch(mode=0o444, exist_ok=True)
+
+
+def is_namespace(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a pinned network namespace (an nsfs file)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86-64
+    if _libc().statfs(os.fsencode(Path(path)), buf) != 0:
+        return False
+    return int.from_bytes(buf.raw[:8], "little") == _NSFS_MAGIC
+
+
+def _is_mount_point(path: Path) -> bool:
+    wanted = str(path.absolute())
+    with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+        for line in mountinfo:
+            fields = line.split(" ", 5)
+            if len(fields) > 4 and _unescape(fields[4]) == wanted:
+                return True
+    return False
+
+
+def _unescape(field: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _LIBC
