@@ -34,7 +34,7 @@ async def wait_for_new_run(
     return None
 
 
-async def test_up_runs_a_cluster_that_heals_and_down_removes_it(
+async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
     local_cluster: LocalClusterRun,
 ) -> None:
     started = local_cluster.up(nodes=2)
@@ -72,6 +72,19 @@ async def test_up_runs_a_cluster_that_heals_and_down_removes_it(
             break
         await asyncio.sleep(0.1)
     assert answered, "the restarted agent node-2 does not answer NodeInfo at its address"
+
+    # kill -9 the control plane: it comes back on the same address, with its data.
+    old = local_cluster.child("controlplane")
+    assert old is not None
+    os.kill(old.pid, signal.SIGKILL)
+    new = await wait_for_new_run(local_cluster, "controlplane", old)
+    assert new is not None, "a killed control plane was not started again"
+    for _ in range(300):
+        if await probes.controlplane_serves(str(server)):
+            break
+        await asyncio.sleep(0.1)
+    got = local_cluster.cli("get", "deployments")
+    assert got.returncode == 0, f"the CLI cannot reach the restarted control plane:\n{got.stderr}"
 
     supervisor = local_cluster.supervisor()
     stopped = local_cluster.down()
