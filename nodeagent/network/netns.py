@@ -38,7 +38,8 @@ class NetnsError(Exception):
 
 def file_name(pod_id: str) -> str:
     """The file name for a pod's namespace: the pod id with unsafe characters replaced."""
-    return _UNSAFE.sub("_", pod_id)[:200] or "_"
+    name = _UNSAFE.sub("_", pod_id)[:200]
+    return name if name.strip(".") else "_" + name
 
 
 async def create(path: str | os.PathLike[str]) -> str:
