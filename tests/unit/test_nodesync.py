@@ -1,0 +1,359 @@
+"""Node sync over the in-memory store and fake agents (in-process gRPC NodeAgent servicers):
+a node's agent gets exactly the pods bound to it, their status comes back, deletions shrink
+the set, a registered node is Ready only after its first push, a dead or hung agent holds up
+no other node, and `pilothouse logs` is proxied to the pod's agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import pytest
+
+from controlplane.api.server import ApiServer
+from controlplane.cache.informer import Informer
+from controlplane.nodes import conditions
+from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.syncer import NodeSyncManager
+from controlplane.objects import ObjectStore
+from controlplane.store.memory import MemoryStore
+from pilothouse.kinds import Kind
+from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+
+
+class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
+    """Records every SyncPods; streams whatever statuses the test reports; serves Logs."""
+
+    def __init__(self) -> None:
+        self.pushes: list[list[str]] = []
+        self.hang = False
+        self._watchers: set[asyncio.Queue[agent_pb2.PodStatusEvent]] = set()
+        self.server: grpc.aio.Server | None = None
+        self.address = ""
+
+    async def start(self) -> FakeAgent:
+        self.server = grpc.aio.server()
+        agent_pb2_grpc.add_NodeAgentServicer_to_server(self, self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+        self.address = f"127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0)
+            self.server = None
+
+    @property
+    def last(self) -> list[str] | None:
+        return self.pushes[-1] if self.pushes else None
+
+    def report(self, pod: objects_pb2.Pod, phase: str) -> None:
+        observed = objects_pb2.Pod()
+        observed.metadata.CopyFrom(pod.metadata)
+        observed.status.phase = phase
+        observed.status.conditions.add(type="PodScheduled", status="True")
+        observed.status.conditions.add(
+            type="Ready", status="True" if phase == "Running" else "False"
+        )
+        event = agent_pb2.PodStatusEvent(type=agent_pb2.PodStatusEvent.UPDATED, pod=observed)
+        for queue in self._watchers:
+            queue.put_nowait(event)
+
+    async def SyncPods(
+        self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.SyncPodsResponse:
+        if self.hang:
+            await asyncio.Event().wait()
+        self.pushes.append(
+            sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in request.pods)
+        )
+        return agent_pb2.SyncPodsResponse()
+
+    async def WatchPods(
+        self, request: agent_pb2.WatchPodsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.PodStatusEvent]:
+        queue: asyncio.Queue[agent_pb2.PodStatusEvent] = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.discard(queue)
+
+    async def Logs(
+        self, request: agent_pb2.LogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.LogsChunk]:
+        if request.pod != "web-1":
+            await context.abort(grpc.StatusCode.NOT_FOUND, f'pod "{request.pod}" is not here')
+        yield agent_pb2.LogsChunk(data=b"hello from web-1\n")
+
+
+def node_report(name: str, address: str) -> objects_pb2.Node:
+    node = objects_pb2.Node()
+    node.metadata.name = name
+    host, _, port = address.rpartition(":")
+    node.status.addresses.add(type="InternalIP", address=host)
+    node.status.daemon_endpoints.kubelet_endpoint.port = int(port)
+    node.status.capacity.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
+    node.status.allocatable.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
+    return node
+
+
+def make_pod(name: str, node: str = "") -> objects_pb2.Pod:
+    pod = objects_pb2.Pod()
+    pod.metadata.name = name
+    pod.metadata.namespace = "default"
+    pod.spec.containers.add(name="main", image="busybox")
+    pod.spec.node_name = node
+    pod.status.phase = "Pending"
+    pod.status.conditions.add(type="PodScheduled", status="True", reason="Bound")
+    return pod
+
+
+class Plane:
+    """MemoryStore + informers + NodeRegistry + NodeSyncManager, running in this loop."""
+
+    def __init__(self, *, resync_interval: float = 30.0) -> None:
+        self.objects = ObjectStore(MemoryStore())
+        self.pods = Informer(self.objects, Kind.POD)
+        self.nodes = Informer(self.objects, Kind.NODE)
+        self.registry = NodeRegistry(self.objects)
+        self.sync = NodeSyncManager(
+            self.objects,
+            nodes=self.nodes,
+            pods=self.pods,
+            resync_interval=resync_interval,
+            rpc_timeout=1.0,
+            max_backoff=0.5,
+        )
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Plane:
+        for part in (self.pods, self.nodes, self.sync):
+            self.tasks.append(asyncio.create_task(part.run(), name=part.name))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def register(self, name: str, agent: FakeAgent, instance: str = "i-1") -> None:
+        await self.registry.register(node_report(name, agent.address), instance_id=instance)
+
+    async def node(self, name: str) -> objects_pb2.Node:
+        return await self.objects.get(Kind.NODE, "", name)
+
+    async def pod(self, name: str) -> objects_pb2.Pod:
+        return await self.objects.get(Kind.POD, "default", name)
+
+
+@contextlib.asynccontextmanager
+async def agents(count: int) -> AsyncIterator[list[FakeAgent]]:
+    started = [await FakeAgent().start() for _ in range(count)]
+    try:
+        yield started
+    finally:
+        for agent in started:
+            await agent.stop()
+
+
+async def eventually(check: Callable[[], object], what: str, within: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result is True:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"{what}: got {result!r}")
+        await asyncio.sleep(0.01)
+
+
+async def ready(plane: Plane, name: str) -> object:
+    node = await plane.node(name)
+    condition = conditions.ready_condition(node)
+    return conditions.is_ready(node) or (condition and (condition.status, condition.reason))
+
+
+async def test_registered_node_gets_its_bound_pods_and_becomes_ready() -> None:
+    async with agents(1) as (agent,), Plane() as plane:
+        await plane.objects.create(make_pod("web-1", "n1"))
+        await plane.objects.create(make_pod("web-2", "n1"))
+        await plane.objects.create(make_pod("other", "n2"))
+        await plane.objects.create(make_pod("pending"))
+        await plane.register("n1", agent)
+        node = await plane.node("n1")
+        assert conditions.is_fencing(node), "a freshly registered node must not be Ready yet"
+        assert node.metadata.labels[conditions.HOSTNAME_LABEL] == "n1"
+        assert conditions.endpoint(node) == agent.address
+
+        await eventually(lambda: ready(plane, "n1"), "node n1 never became Ready")
+        assert agent.pushes[0] == ["default/web-1", "default/web-2"], (
+            "the first push to a registered node must list exactly the pods bound to it"
+        )
+
+
+async def test_agent_status_is_written_back_keeping_the_scheduled_condition() -> None:
+    async with agents(1) as (agent,), Plane() as plane:
+        await plane.objects.create(make_pod("web-1", "n1"))
+        await plane.register("n1", agent)
+        await eventually(lambda: agent.last == ["default/web-1"], "pod never pushed")
+        agent.report(await plane.pod("web-1"), "Running")
+
+        async def running() -> object:
+            pod = await plane.pod("web-1")
+            return pod.status.phase == "Running" or pod.status.phase
+
+        await eventually(running, "get pods never showed the agent's Running status")
+        pod = await plane.pod("web-1")
+        scheduled = next(c for c in pod.status.conditions if c.type == "PodScheduled")
+        assert scheduled.reason == "Bound", "the scheduler's PodScheduled condition was lost"
+
+
+async def test_status_of_a_pod_bound_elsewhere_or_replaced_is_dropped() -> None:
+    async with agents(1) as (agent,), Plane() as plane:
+        await plane.objects.create(make_pod("web-1", "n1"))
+        elsewhere = await plane.objects.create(make_pod("web-2", "n2"))
+        await plane.register("n1", agent)
+        await eventually(lambda: agent.last == ["default/web-1"], "pod never pushed")
+        old = await plane.pod("web-1")
+        await plane.objects.delete(Kind.POD, "default", "web-1")
+        replaced = await plane.objects.create(make_pod("web-1", "n1"))
+        agent.report(old, "Running")  # the previous incarnation (another uid)
+        agent.report(elsewhere, "Running")
+        agent.report(replaced, "Failed")
+
+        async def failed() -> object:
+            return (await plane.pod("web-1")).status.phase == "Failed"
+
+        await eventually(failed, "status of the current web-1 never written")
+        assert (await plane.pod("web-1")).metadata.uid == replaced.metadata.uid
+        assert (await plane.pod("web-2")).status.phase == "Pending", (
+            "a node reported the status of a pod bound to another node, and it was written"
+        )
+
+
+async def test_deleting_a_pod_pushes_the_smaller_set() -> None:
+    async with agents(1) as (agent,), Plane() as plane:
+        for name in ("web-1", "web-2", "web-3"):
+            await plane.objects.create(make_pod(name, "n1"))
+        await plane.register("n1", agent)
+        await eventually(lambda: len(agent.last or []) == 3, "three pods never pushed")
+        await plane.objects.delete(Kind.POD, "default", "web-2")
+        await eventually(
+            lambda: agent.last == ["default/web-1", "default/web-3"] or agent.last,
+            "the agent was not told to stop a deleted pod",
+        )
+        pod = make_pod("web-4")
+        await plane.objects.create(pod)
+        pod = await plane.pod("web-4")
+        pod.spec.node_name = "n1"  # bound later, as the scheduler does
+        await plane.objects.update(pod)
+        await eventually(
+            lambda: agent.last == ["default/web-1", "default/web-3", "default/web-4"] or agent.last,
+            "a pod bound to the node later was not pushed",
+        )
+
+
+async def test_a_dead_or_hung_agent_does_not_hold_up_another_node() -> None:
+    async with agents(3) as (hung, dead, healthy), Plane() as plane:
+        hung.hang = True
+        await plane.objects.create(make_pod("a", "hung"))
+        await plane.objects.create(make_pod("b", "dead"))
+        await plane.objects.create(make_pod("c", "healthy"))
+        await plane.register("hung", hung, instance="i-hung")
+        await plane.register("dead", dead, instance="i-dead")
+        await dead.stop()
+        await plane.register("healthy", healthy, instance="i-healthy")
+        await eventually(lambda: ready(plane, "healthy"), "the healthy node never became Ready")
+        assert healthy.last == ["default/c"]
+        await plane.objects.create(make_pod("d", "healthy"))
+        await eventually(
+            lambda: healthy.last == ["default/c", "default/d"] or healthy.last,
+            "a change for the healthy node waited for the broken ones",
+        )
+        for name in ("hung", "dead"):
+            assert conditions.is_fencing(await plane.node(name)), (
+                f"node {name} counts as Ready although no push to it ever succeeded"
+            )
+
+
+async def test_node_is_ready_only_after_its_first_push_succeeded() -> None:
+    async with agents(1) as (agent,), Plane() as plane:
+        agent.hang = True
+        await plane.objects.create(make_pod("web-1", "n1"))
+        await plane.register("n1", agent)
+        await asyncio.sleep(0.3)
+        assert conditions.is_fencing(await plane.node("n1")), (
+            "the node became Ready before the agent accepted its pod set"
+        )
+        agent.hang = False  # the next attempt (after the 1 s deadline) succeeds
+        await eventually(lambda: ready(plane, "n1"), "node never became Ready", within=10)
+        assert agent.pushes[0] == ["default/web-1"]
+
+
+async def test_reregistered_agent_on_a_new_port_is_fenced_with_the_current_set() -> None:
+    async with agents(2) as (first, second), Plane() as plane:
+        await plane.objects.create(make_pod("web-1", "n1"))
+        await plane.objects.create(make_pod("web-2", "n1"))
+        await plane.register("n1", first)
+        await eventually(lambda: ready(plane, "n1"), "node never became Ready")
+        await first.stop()
+        # While the agent was away, web-2 was evicted; the agent comes back on another port.
+        await plane.objects.delete(Kind.POD, "default", "web-2")
+        await plane.register("n1", second)
+        await eventually(lambda: ready(plane, "n1"), "re-registered node never became Ready")
+        assert second.pushes[0] == ["default/web-1"], (
+            "the returning agent was not told to stop the pod evicted while it was away"
+        )
+
+
+async def test_periodic_resync_pushes_even_without_changes() -> None:
+    async with agents(1) as (agent,), Plane(resync_interval=0.2) as plane:
+        await plane.objects.create(make_pod("web-1", "n1"))
+        await plane.register("n1", agent)
+        await eventually(lambda: len(agent.pushes) >= 3 or agent.pushes, "no periodic pushes")
+        assert all(push == ["default/web-1"] for push in agent.pushes)
+
+
+async def test_pod_logs_are_streamed_from_the_pods_agent() -> None:
+    async with agents(1) as (agent,):
+        objects = ObjectStore(MemoryStore())
+        server = ApiServer(objects=objects, listen="127.0.0.1:0")
+        address = await server.start()
+        try:
+            await server.registry.register(node_report("n1", agent.address), instance_id="i")
+            await objects.create(make_pod("web-1", "n1"))
+            await objects.create(make_pod("web-2", "n1"))
+            await objects.create(make_pod("pending"))
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = api_grpc.ControlPlaneStub(channel)
+                chunks = [
+                    c.data
+                    async for c in stub.PodLogs(
+                        api.PodLogsRequest(namespace="default", pod="web-1")
+                    )
+                ]
+                assert b"".join(chunks) == b"hello from web-1\n"
+                for pod, code in (
+                    ("web-2", grpc.StatusCode.NOT_FOUND),
+                    ("pending", grpc.StatusCode.FAILED_PRECONDITION),
+                    ("nope", grpc.StatusCode.NOT_FOUND),
+                ):
+                    with pytest.raises(grpc.aio.AioRpcError) as raised:
+                        async for _ in stub.PodLogs(
+                            api.PodLogsRequest(namespace="default", pod=pod)
+                        ):
+                            pass
+                    assert raised.value.code() == code, raised.value.details()
+                    assert pod in (raised.value.details() or ""), raised.value.details()
+        finally:
+            await server.stop()
