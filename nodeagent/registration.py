@@ -1,0 +1,204 @@
+"""Registration: the agent's side of the NodeRegistry: register this node, then heartbeat.
+
+Invariants:
+- Registration never gives up: while the control plane is unreachable, or refuses because
+  another live agent holds the node name, it retries with capped exponential backoff and says
+  so in the log (`registration.waiting`, once per cause, then quietly).
+- Losing the control plane never touches pods: the agent keeps running what it was last told
+  to run. Heartbeats that cannot be delivered are retried at the heartbeat interval; when the
+  control plane answers that this agent is not (or no longer) the node's owner, it registers
+  again. The control plane decides what the agent runs next (fencing: its first SyncPods after
+  a registration lists exactly the pods still bound to this node).
+- The instance id identifies this agent's state (see `load_instance_id`): an agent restarted
+  on the same state directory is the same instance and takes its node back at once; another
+  agent with the same node name has to wait until this one has been silent for the grace
+  period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import grpc
+import structlog
+
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+INSTANCE_FILE = "agent.instance"
+INITIAL_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+REFUSED_RETRY = 1.0
+CALL_TIMEOUT = 5.0
+_REREGISTER = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
+
+
+def load_instance_id(state_dir: Path) -> str:
+    """This agent state's instance id: read from `<state-dir>/agent.instance`, made once."""
+    path = state_dir / INSTANCE_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = ""
+    if text:
+        return text
+    text = str(uuid.uuid4())
+    state_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text + "\n")
+    temporary.replace(path)
+    return text
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("host", port) of "host:port" or "[v6]:port"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"agent address {address!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+class Registration:
+    """A runnable: registers the node with the control plane at `server`, then heartbeats.
+
+    `node_status` gives what the agent reports about itself (capacity, allocatable, nodeInfo);
+    `agent_address` is where the control plane reaches this agent's gRPC API ("HOST:PORT").
+    """
+
+    name = "registration"
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        node_name: str,
+        instance_id: str,
+        node_status: Callable[[], objects_pb2.NodeStatus],
+        agent_address: str,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        self.server = server
+        self.node_name = node_name
+        self.instance_id = instance_id
+        self._node_status = node_status
+        self._host, self._port = split_address(agent_address)
+        self._labels = dict(labels or {})
+        self.registered = asyncio.Event()
+
+    def node(self) -> objects_pb2.Node:
+        """The Node as this agent reports it."""
+        node = objects_pb2.Node()
+        node.metadata.name = self.node_name
+        node.metadata.labels.update(self._labels)
+        node.status.CopyFrom(self._node_status())
+        del node.status.addresses[:]
+        node.status.addresses.add(type="InternalIP", address=self._host)
+        node.status.addresses.add(type="Hostname", address=self.node_name)
+        node.status.daemon_endpoints.kubelet_endpoint.port = self._port
+        return node
+
+    async def run(self) -> None:
+        async with grpc.aio.insecure_channel(self.server) as channel:
+            stub = api_grpc.NodeRegistryStub(channel)
+            while True:
+                interval = await self._register(stub)
+                await self._heartbeat(stub, interval)
+
+    async def _register(self, stub: api_grpc.NodeRegistryStub) -> float:
+        backoff = INITIAL_BACKOFF
+        last_cause: str | None = None
+        while True:
+            request = api.RegisterNodeRequest(node=self.node(), instance_id=self.instance_id)
+            try:
+                response = await stub.RegisterNode(request, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as error:
+                cause, delay, message = self._why(error, backoff)
+                if cause != last_cause:
+                    log.warning(
+                        "registration.waiting",
+                        node=self.node_name,
+                        server=self.server,
+                        reason=message,
+                        retry_in=round(delay, 2),
+                    )
+                    last_cause = cause
+                else:
+                    log.debug("registration.retrying", node=self.node_name, reason=message)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            interval = max(response.heartbeat_interval_ms, 100) / 1000
+            self.registered.set()
+            log.info(
+                "node.registered",
+                node=self.node_name,
+                server=self.server,
+                instance=self.instance_id,
+                heartbeat_interval=interval,
+            )
+            return interval
+
+    def _why(self, error: grpc.aio.AioRpcError, backoff: float) -> tuple[str, float, str]:
+        code = error.code()
+        if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
+            return "refused", min(backoff, REFUSED_RETRY), error.details() or code.name
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return (
+                "unreachable",
+                backoff,
+                f"the control plane at {self.server} is unreachable ({code.name}); "
+                "pods keep running meanwhile",
+            )
+        return code.name, backoff, f"{code.name}: {error.details()}"
+
+    async def _heartbeat(self, stub: api_grpc.NodeRegistryStub, interval: float) -> None:
+        """Heartbeat every `interval` until the control plane asks for a new registration."""
+        failing = False
+        next_beat = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(next_beat - time.monotonic(), 0.0))
+            next_beat += interval
+            if next_beat < time.monotonic():  # fell behind (a stall): do not burst
+                next_beat = time.monotonic() + interval
+            request = api.HeartbeatRequest(
+                node_name=self.node_name,
+                instance_id=self.instance_id,
+                status=self._node_status(),
+            )
+            try:
+                await stub.Heartbeat(request, timeout=max(interval, 1.0))
+            except grpc.aio.AioRpcError as error:
+                if error.code() in _REREGISTER:
+                    log.warning(
+                        "registration.lost",
+                        node=self.node_name,
+                        reason=error.details() or error.code().name,
+                    )
+                    self.registered.clear()
+                    return
+                if not failing:
+                    log.warning(
+                        "heartbeat.failed",
+                        node=self.node_name,
+                        server=self.server,
+                        error=f"{error.code().name}: {error.details()}",
+                        note="pods keep running; retrying",
+                    )
+                failing = True
+                continue
+            if failing:
+                log.info("heartbeat.restored", node=self.node_name, server=self.server)
+                failing = False

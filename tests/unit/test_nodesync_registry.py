@@ -1,0 +1,233 @@
+"""Node registration and heartbeats: what `pilothouse get nodes` shows after an agent registers,
+how a second agent with the same name is refused until the first is gone, how rarely
+heartbeats write to the store, and the agent-side Registration runnable over real gRPC
+(retrying while the control plane is away, registering again when told to)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from controlplane.api.server import ApiServer
+from controlplane.controllers.clock import ManualClock
+from controlplane.nodes import conditions
+from controlplane.nodes.registry import NodeRegistry, NodeTaken, NotRegistered
+from controlplane.objects import ObjectStore
+from controlplane.store.memory import MemoryStore
+from nodeagent.registration import Registration, load_instance_id
+from pilothouse.kinds import Kind
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from pilothouse.v1 import objects_pb2
+
+
+def report(name: str = "n1", *, port: int = 7071, memory: str = "4Gi") -> objects_pb2.Node:
+    node = objects_pb2.Node()
+    node.metadata.name = name
+    node.metadata.labels["disk"] = "ssd"
+    node.status.addresses.add(type="InternalIP", address="10.0.0.7")
+    node.status.daemon_endpoints.kubelet_endpoint.port = port
+    node.status.capacity.update({"cpu": "2", "memory": memory, "pods": "110"})
+    node.status.allocatable.update({"cpu": "2", "memory": memory, "pods": "110"})
+    node.status.node_info.operating_system = "linux"
+    node.status.node_info.architecture = "amd64"
+    node.status.node_info.kubelet_version = "v0.1.0"
+    return node
+
+
+def make_registry() -> tuple[NodeRegistry, ObjectStore, ManualClock]:
+    clock = ManualClock()
+    objects = ObjectStore(MemoryStore(), clock=clock.now)
+    return NodeRegistry(objects, clock=clock), objects, clock
+
+
+async def test_registration_creates_the_node_with_what_the_agent_reported() -> None:
+    registry, objects, _ = make_registry()
+    registered = await registry.register(report(), instance_id="agent-a")
+    assert registered.heartbeat_interval == 1.0
+    node = await objects.get(Kind.NODE, "", "n1")
+    assert dict(node.metadata.labels) == {
+        "kubernetes.io/hostname": "n1",
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "disk": "ssd",
+    }
+    assert conditions.endpoint(node) == "10.0.0.7:7071"
+    assert {(a.type, a.address) for a in node.status.addresses} == {
+        ("InternalIP", "10.0.0.7"),
+        ("Hostname", "n1"),
+    }
+    assert node.status.allocatable["memory"] == "4Gi"
+    assert node.status.node_info.kubelet_version == "v0.1.0"
+    ready = conditions.ready_condition(node)
+    assert ready is not None and ready.HasField("last_heartbeat_time")
+    assert (ready.status, ready.reason) == ("False", "Fencing"), (
+        "a node must not be schedulable before its agent was told which pods are its own"
+    )
+
+
+async def test_reregistration_keeps_cordon_and_labels_people_set() -> None:
+    registry, objects, _ = make_registry()
+    await registry.register(report(), instance_id="agent-a")
+    node = await objects.get(Kind.NODE, "", "n1")
+    node.spec.unschedulable = True
+    node.metadata.labels["zone"] = "b"
+    await objects.update(node)
+    await registry.register(report(port=7080, memory="8Gi"), instance_id="agent-a")
+    node = await objects.get(Kind.NODE, "", "n1")
+    assert node.spec.unschedulable, "re-registering uncordoned the node"
+    assert node.metadata.labels["zone"] == "b"
+    assert node.status.allocatable["memory"] == "8Gi"
+    assert conditions.endpoint(node) == "10.0.0.7:7080"
+
+
+async def test_second_agent_is_refused_while_the_first_heartbeats_then_allowed() -> None:
+    registry, objects, clock = make_registry()
+    await registry.register(report(), instance_id="agent-a")
+    for _ in range(5):
+        await clock.advance(1.0)
+        await registry.heartbeat("n1", instance_id="agent-a")
+    await clock.advance(1.2)
+    with pytest.raises(NodeTaken) as refused:
+        await registry.register(report(port=9999), instance_id="agent-b")
+    assert str(refused.value) == (
+        'node "n1" is already registered by another agent (last heartbeat 1.2 s ago); '
+        "stop it or wait 1.8 s"
+    )
+    assert conditions.endpoint(await objects.get(Kind.NODE, "", "n1")) == "10.0.0.7:7071"
+    await clock.advance(2.0)  # the first agent has now been silent for 3.2 s > 3 s
+    await registry.register(report(port=9999), instance_id="agent-b")
+    node = await objects.get(Kind.NODE, "", "n1")
+    assert conditions.instance_of(node) == "agent-b"
+    assert conditions.endpoint(node) == "10.0.0.7:9999"
+    with pytest.raises(NotRegistered):
+        await registry.heartbeat("n1", instance_id="agent-a")
+
+
+async def test_heartbeats_write_the_store_only_every_ten_seconds() -> None:
+    registry, objects, clock = make_registry()
+    await registry.register(report(), instance_id="agent-a")
+    first = await objects.get(Kind.NODE, "", "n1")
+    for _ in range(9):
+        await clock.advance(1.0)
+        await registry.heartbeat("n1", instance_id="agent-a")
+    assert registry.last_seen("n1") == clock.now()
+    unchanged = await objects.get(Kind.NODE, "", "n1")
+    assert unchanged.metadata.resource_version == first.metadata.resource_version, (
+        "every heartbeat wrote the Node to etcd"
+    )
+    await clock.advance(1.0)
+    await registry.heartbeat("n1", instance_id="agent-a")
+    refreshed = await objects.get(Kind.NODE, "", "n1")
+    assert conditions.heartbeat_time(refreshed) == pytest.approx(clock.now())
+
+
+async def test_heartbeat_of_a_lost_node_brings_it_back_to_fencing_not_ready() -> None:
+    registry, objects, clock = make_registry()
+    await registry.register(report(), instance_id="agent-a")
+    node = await objects.get(Kind.NODE, "", "n1")
+    conditions.set_ready(
+        node,
+        status=conditions.ReadyStatus.UNKNOWN,
+        reason=conditions.ReadyReason.STATUS_UNKNOWN,
+        message="gone",
+        now=clock.now(),
+    )
+    await objects.update_status(node)
+    await clock.advance(1.0)
+    await registry.heartbeat("n1", instance_id="agent-a")
+    node = await objects.get(Kind.NODE, "", "n1")
+    assert conditions.is_fencing(node), (
+        "a returning node must stop its stale pods before it counts as Ready"
+    )
+
+
+async def test_heartbeat_for_an_unknown_node_asks_for_registration() -> None:
+    registry, _, _ = make_registry()
+    with pytest.raises(NotRegistered):
+        await registry.heartbeat("ghost", instance_id="x")
+
+
+def test_instance_id_is_kept_in_the_state_dir(tmp_path) -> None:
+    first = load_instance_id(tmp_path)
+    assert first and load_instance_id(tmp_path) == first
+
+
+# ------------------------------------------------------------------ over gRPC, real time
+
+
+def agent_status() -> objects_pb2.NodeStatus:
+    status = objects_pb2.NodeStatus()
+    status.capacity.update({"cpu": "1", "memory": "1Gi", "pods": "10"})
+    status.allocatable.update({"cpu": "1", "memory": "1Gi", "pods": "10"})
+    return status
+
+
+async def eventually(check: Callable[[], object], what: str, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result is True:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"{what}: got {result!r}")
+        await asyncio.sleep(0.02)
+
+
+async def test_agent_registers_when_the_control_plane_appears_and_again_after_losing_it() -> None:
+    objects = ObjectStore(MemoryStore())
+    first = ApiServer(objects=objects, listen="127.0.0.1:0")
+    address = await first.start()
+    await first.stop()  # the control plane is down when the agent starts
+    registration = Registration(
+        server=address,
+        node_name="n1",
+        instance_id="agent-a",
+        node_status=agent_status,
+        agent_address="127.0.0.1:7071",
+    )
+    task = asyncio.create_task(registration.run())
+    server = ApiServer(
+        objects=objects,
+        listen=address,
+        registry=NodeRegistry(objects, heartbeat_interval=0.1),
+    )
+    try:
+        await asyncio.sleep(0.5)
+        assert not registration.registered.is_set()
+        await server.start()
+
+        async def registered() -> object:
+            found = (await objects.list(Kind.NODE)).items
+            return [n.metadata.name for n in found] == ["n1"] or found
+
+        await eventually(registered, "the agent never registered once the control plane was up")
+        await eventually(
+            lambda: server.registry.last_seen("n1") is not None, "no heartbeat arrived"
+        )
+        # Someone deletes the Node: the next heartbeat is refused and the agent registers again.
+        await objects.delete(Kind.NODE, "", "n1")
+        await eventually(registered, "the agent did not register again after losing its node")
+
+        # A second agent with the same name is refused (FAILED_PRECONDITION) with the reason.
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = api_grpc.NodeRegistryStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.RegisterNode(
+                    api.RegisterNodeRequest(
+                        node=objects_pb2.Node(metadata=objects_pb2.ObjectMeta(name="n1")),
+                        instance_id="agent-b",
+                    )
+                )
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "already registered by another agent" in (refused.value.details() or "")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
