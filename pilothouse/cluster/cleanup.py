@@ -6,8 +6,8 @@ the backstop that runs after it, always, and alone when the agents are gone:
 
 1. containers: every one in a node's runc state (`<node>/runtime/runc`) is `runc delete
    --force`d (killed and deleted by runc itself);
-2. processes: any left whose command line names a path in the data dir (container monitors,
-   an orphaned etcd) are SIGKILLed;
+2. processes: any of the cluster's programs left whose command line names a path in the
+   data dir (container monitors, an orphaned etcd) are SIGKILLed;
 3. cgroups: under the cluster's own cgroup parent, in every hierarchy, bottom-up: remaining
    processes killed, directories removed;
 4. mounts: every mount point inside the data dir is detached, deepest first;
@@ -42,6 +42,10 @@ log = structlog.get_logger(__name__)
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 MNT_DETACH = 2
+# What a local cluster runs: argv[0] base names, and the modules of its Python children.
+PROGRAMS = frozenset(
+    {"etcd", "docker-registry", "conmon", "runc", "controlplane", "nodeagent", "pilothouse.cluster"}
+)
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
@@ -70,7 +74,7 @@ class Leftovers:
 def sweep(layout: Layout, *, remove_files: bool = True) -> Leftovers:
     """Remove every container, process, cgroup, mount (and file) the cluster left behind."""
     delete_containers(layout)
-    processes.kill(processes.naming(layout.data_dir))
+    processes.kill(processes.naming(layout.data_dir, programs=PROGRAMS))
     cgroups = remove_cgroups(layout.cgroup_parent)
     mounts = unmount_below(layout.data_dir)
     if remove_files and not mounts:
@@ -79,7 +83,7 @@ def sweep(layout: Layout, *, remove_files: bool = True) -> Leftovers:
     left = Leftovers(
         mounts=tuple(str(m) for m in mounts),
         cgroups=tuple(str(c) for c in cgroups),
-        processes=tuple(r.pid for r in processes.naming(layout.data_dir)),
+        processes=tuple(r.pid for r in processes.naming(layout.data_dir, programs=PROGRAMS)),
     )
     if left:
         log.warning("cluster.leftovers", data_dir=str(layout.data_dir), left=left.describe())

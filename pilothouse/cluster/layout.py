@@ -22,7 +22,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT_DATA_DIR = Path("/var/lib/pilothouse/local")
+from pilothouse.cluster import flags
+
+ROOT_DATA_DIR = Path(flags.ROOT_DATA_DIR)
 CGROUP_ROOT = "/pilothouse-local"
 
 

@@ -17,7 +17,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,24 +107,29 @@ def end(records: Iterable[ProcessRecord], *, timeout: float = 10.0) -> None:
         record.signal_group(signal.SIGKILL)
 
 
-def naming(directory: Path) -> list[ProcessRecord]:
-    """Processes whose command line names a path inside `directory` (not this process).
+def naming(directory: Path, *, programs: Collection[str]) -> list[ProcessRecord]:
+    """Processes of `programs` whose command line names a path inside `directory`.
 
     The last-resort sweep after a crash: every process a local cluster starts (etcd, the
     registry, agents, container monitors) is given paths in the cluster's data dir, and
-    orphans keep their command line when their parent dies.
+    orphans keep their command line when their parent dies. A program is matched by the
+    base name of its argv[0] or, for Python, by the module it runs (`-m controlplane`), so
+    a person's `tail -f <data-dir>/logs/…` is never taken for part of the cluster.
     """
     marker = os.fsencode(str(directory.resolve()).rstrip("/") + "/")
+    wanted = {os.fsencode(p) for p in programs}
     found = []
     me = os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(arg.startswith(marker) or marker in arg for arg in cmdline.split(b"\0")):
+        program = os.path.basename(argv[0])
+        module = argv[argv.index(b"-m") + 1] if b"-m" in argv[:-1] else b""
+        if (program in wanted or module in wanted) and any(marker in arg for arg in argv):
             found.append(record_of(int(entry.name)))
     return [r for r in found if r.alive()]
 

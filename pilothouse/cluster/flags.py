@@ -1,0 +1,42 @@
+"""The flags of `up` and `down`, defined once for `pilothouse up|down` and for
+`python3 -m pilothouse.cluster up|down` (which a detached `up` re-executes).
+
+Invariant: only argparse here, no cluster code, so the CLI can build its parsers without
+importing the cluster machinery.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT_DATA_DIR = "/var/lib/pilothouse/local"
+
+
+def add_up(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nodes", type=int, default=1, help="number of agents (default 1)")
+    parser.add_argument(
+        "-d", "--detach", action="store_true", help="run in the background; stop with `down`"
+    )
+    _data_dir(parser)
+    parser.add_argument(
+        "--client-config",
+        type=Path,
+        default=None,
+        help="CLI config file to point at the cluster (default $PILOTHOUSE_CONFIG or "
+        "~/.pilothouse/config.yaml)",
+    )
+
+
+def add_down(parser: argparse.ArgumentParser) -> None:
+    _data_dir(parser)
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"where the cluster keeps its state (default {ROOT_DATA_DIR} as root, else "
+        "~/.local/share/pilothouse/local)",
+    )
