@@ -1,0 +1,368 @@
+"""Node hosts: one network namespace per node on a bridge, so one machine runs a real cluster.
+
+A *node host* is a network namespace "ph-<cluster>-<node>" with its own address on the
+cluster's bridge, like a VM on a switch (kind does the same with Docker containers):
+
+    root namespace:  bridge (default "phb<hash>", 172.30.0.1/24)  <- control plane, registry
+                        |  veth "phv<hash><hash>" per node
+    node namespace:  eth0 172.30.0.(10+i)/24, lo up, ip_forward on,
+                     a route to every other node's pod CIDR via that node's address
+
+Pods live in namespaces below their node (the CNI bridge "ph0" is created inside the node
+namespace), so pod CIDRs (10.244.i.0/24) exist only inside node namespaces. Nothing here adds
+a default route, NAT or forwarding in the root namespace: traffic from a node or a pod can reach
+the bridge subnet and the other nodes' pods, and nothing else. Nodes switch at layer 2 on the
+bridge, so the root namespace's ip_forward is never needed and never touched.
+
+Invariants:
+- every name derives from the cluster's name (netns "ph-<cluster>-<node>", bridge alias
+  "pilothouse cluster <cluster>", interfaces named by hashes of cluster and node), so
+  `destroy(cluster)` finds everything after a crash with no state of ours; cluster names are
+  lowercase letters and digits only, so "ph-a-" can never match another cluster's namespaces;
+- `create` is idempotent (it ensures each piece) and undoes everything when it fails;
+- `destroy` is idempotent and removes every namespace, veth, bridge and iptables rule of the
+  cluster; it refuses nothing and reports what it removed;
+- a subnet already routed in the root namespace by anything else is refused (a cluster never
+  shadows a real network).
+
+Commands run synchronously (`ip` answers in milliseconds); async callers use
+`asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+NETNS_DIR = Path("/run/netns")
+DEFAULT_SUBNET = "172.30.0.0/24"
+FIRST_NODE_OFFSET = 10  # node i (1-based) gets the subnet's host number 10 + i
+_CLUSTER_NAME = re.compile(r"^[a-z0-9]{1,32}$")
+_NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
+
+
+class HostNetworkError(Exception):
+    """A node host could not be made or removed; the message says what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHost:
+    """A node's network namespace and its place on the cluster bridge."""
+
+    name: str  # the node's name, e.g. "node-1"
+    netns: str  # the namespace's name under /run/netns, "ph-<cluster>-<node>"
+    address: str  # the node's IP on the bridge: agents listen on it, report it as hostIP
+    pod_cidr: str  # the node's pod CIDR, routed to this node by every other node
+    gateway: str = ""  # the bridge's address: how the node reaches the machine's services
+    link: str = ""  # the root-namespace end of the node's veth (cut it to isolate the node)
+
+    @property
+    def netns_path(self) -> str:
+        return str(NETNS_DIR / self.netns)
+
+    def exec_prefix(self) -> list[str]:
+        """Run a command in the node's network namespace, as `ip netns exec` does.
+
+        `ip netns exec` also gives the command a mount namespace of its own (to show the
+        node's /sys), so mounts it makes are invisible outside it: fine for one-shot commands.
+        """
+        return ["ip", "netns", "exec", self.netns]
+
+    def enter_prefix(self) -> list[str]:
+        """Run a command in the node's network namespace and the machine's mount namespace.
+
+        For agents: the overlay mounts and pod namespace files an agent makes stay visible
+        to the next agent process started after a crash, and to `pilothouse down`.
+        """
+        return ["nsenter", f"--net={self.netns_path}", "--"]
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """The argv that runs `argv` (a long-lived process such as an agent) on this host."""
+        return [*self.enter_prefix(), *argv]
+
+    def reach(self, address: str) -> str:
+        """How this host reaches "HOST:PORT" of a service started in the root namespace.
+
+        Loopback and wildcard hosts become the bridge address (the service must listen on
+        it or on all addresses); any other address is kept.
+        """
+        host, _, port = address.rpartition(":")
+        if host in ("", "0.0.0.0", "127.0.0.1", "localhost", "[::]", "::"):
+            return f"{self.gateway}:{port}"
+        return address
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What `destroy` removed (empty lists when nothing of the cluster was left)."""
+
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    iptables_rules: list[str] = field(default_factory=list)
+    killed_pids: list[int] = field(default_factory=list)
+
+
+def default_pod_cidrs(names: Sequence[str]) -> dict[str, str]:
+    """Pod CIDRs for nodes in order: 10.244.1.0/24, 10.244.2.0/24, ... (the control plane's
+    allocator will replace this)."""
+    return {name: f"10.244.{i}.0/24" for i, name in enumerate(names, start=1)}
+
+
+def short_hash(text: str, size: int = 6) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+class HostNetwork:
+    """Makes and removes the node hosts of clusters on one machine."""
+
+    def __init__(self, *, subnet: str = DEFAULT_SUBNET, bridge: str | None = None) -> None:
+        self.subnet = ipaddress.ip_network(subnet, strict=True)
+        if self.subnet.version != 4 or self.subnet.num_addresses < 32:
+            raise ValueError(f"node subnet {subnet} must be IPv4 and at least a /27")
+        if bridge is not None and not 0 < len(bridge) <= 15:
+            raise ValueError(f"bridge name {bridge!r} must have 1 to 15 characters")
+        self._bridge = bridge
+        self.gateway = str(self.subnet.network_address + 1)
+
+    # -- names -----------------------------------------------------------------------------
+
+    def bridge(self, cluster: str) -> str:
+        return self._bridge or f"phb{short_hash(cluster)}"
+
+    @staticmethod
+    def netns(cluster: str, node: str) -> str:
+        return f"ph-{cluster}-{node}"
+
+    @staticmethod
+    def link(cluster: str, node: str) -> str:
+        return f"phv{short_hash(cluster)}{short_hash(node, 5)}"
+
+    def address(self, index: int) -> str:
+        """The address of the `index`-th node (1-based)."""
+        host = self.subnet.network_address + FIRST_NODE_OFFSET + index
+        if host not in self.subnet or host == self.subnet.broadcast_address:
+            raise HostNetworkError(f"node {index} does not fit in {self.subnet}")
+        return str(host)
+
+    # -- create / destroy ------------------------------------------------------------------------
+
+    def create(self, cluster: str, nodes: Mapping[str, str]) -> list[NodeHost]:
+        """Make (or complete) a host per node; `nodes` maps node name -> pod CIDR, in order."""
+        _check_names(cluster, nodes)
+        self._refuse_foreign_subnet(cluster)
+        hosts = [
+            NodeHost(
+                name=name,
+                netns=self.netns(cluster, name),
+                address=self.address(i),
+                pod_cidr=str(ipaddress.ip_network(cidr, strict=True)),
+                gateway=self.gateway,
+                link=self.link(cluster, name),
+            )
+            for i, (name, cidr) in enumerate(nodes.items(), start=1)
+        ]
+        try:
+            self._ensure_bridge(cluster)
+            for host in hosts:
+                self._ensure_node(cluster, host)
+            for host in hosts:
+                for other in hosts:
+                    if other is not host:
+                        _ip("-n", host.netns, "route", "replace", other.pod_cidr,
+                            "via", other.address, "dev", "eth0")  # fmt: skip
+            self._ensure_forwarding(cluster)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.destroy(cluster)
+            raise
+        log.info("hosts.created", cluster=cluster, nodes=[h.name for h in hosts],
+                 bridge=self.bridge(cluster), subnet=str(self.subnet))  # fmt: skip
+        return hosts
+
+    def destroy(self, cluster: str, *, kill_processes: bool = False) -> Removed:
+        """Remove every namespace, veth, bridge and iptables rule of `cluster` (idempotent).
+
+        With `kill_processes`, processes still inside the cluster's namespaces (what a crashed
+        `up` left) are killed first; otherwise a namespace with processes stays alive, unnamed,
+        until they end.
+        """
+        _check_cluster(cluster)
+        removed = Removed()
+        for ns in self.namespaces(cluster):
+            if kill_processes:
+                for pid in _netns_pids(ns):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        removed.killed_pids.append(pid)
+            _ip("netns", "delete", ns, check=False)
+            removed.namespaces.append(ns)
+        tag = f"phv{short_hash(cluster)}"
+        alias = _alias(cluster)
+        for link in _links():
+            name = link.get("ifname", "")
+            if name.startswith(tag) or name == self.bridge(cluster) or link.get("ifalias") == alias:
+                _ip("link", "delete", name, check=False)
+                removed.links.append(name)
+        removed.iptables_rules.extend(_delete_forward_rules(cluster))
+        log.info("hosts.destroyed", cluster=cluster, namespaces=removed.namespaces,
+                 links=removed.links, killed=removed.killed_pids)  # fmt: skip
+        return removed
+
+    def set_link(self, node: NodeHost, up: bool) -> None:
+        """Connect (`up`) or cut a node's link to the bridge, as pulling its cable would."""
+        _ip("link", "set", node.link, "up" if up else "down")
+        log.info("hosts.link", node=node.name, up=up)
+
+    @staticmethod
+    def namespaces(cluster: str) -> list[str]:
+        """The cluster's namespaces that exist now."""
+        prefix = f"ph-{cluster}-"
+        if not NETNS_DIR.is_dir():
+            return []
+        return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix))
+
+    def processes(self, cluster: str) -> dict[str, list[int]]:
+        """The pids inside each of the cluster's namespaces."""
+        return {ns: _netns_pids(ns) for ns in self.namespaces(cluster)}
+
+    # -- pieces ----------------------------------------------------------------------------------
+
+    def _ensure_bridge(self, cluster: str) -> None:
+        bridge = self.bridge(cluster)
+        if not _link_exists(bridge):
+            _ip("link", "add", bridge, "type", "bridge")
+        _ip("link", "set", bridge, "alias", _alias(cluster))
+        _ip("addr", "replace", f"{self.gateway}/{self.subnet.prefixlen}", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+
+    def _ensure_node(self, cluster: str, host: NodeHost) -> None:
+        if not (NETNS_DIR / host.netns).exists():
+            _ip("netns", "add", host.netns)
+        if not _link_exists(host.link):
+            _ip("link", "add", host.link, "type", "veth", "peer", "name", "eth0",
+                "netns", host.netns)  # fmt: skip
+        _ip("link", "set", host.link, "alias", _alias(cluster))
+        _ip("link", "set", host.link, "master", self.bridge(cluster), "up")
+        _ip("-n", host.netns, "link", "set", "lo", "up")
+        _ip("-n", host.netns, "addr", "replace", f"{host.address}/{self.subnet.prefixlen}",
+            "dev", "eth0")  # fmt: skip
+        _ip("-n", host.netns, "link", "set", "eth0", "up")
+        # The node routes between its pods' bridge and eth0, inside its own namespace only.
+        _run(["ip", "netns", "exec", host.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+    def _refuse_foreign_subnet(self, cluster: str) -> None:
+        ours = self.bridge(cluster)
+        routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]) or "[]")
+        for route in routes:
+            dst = route.get("dst", "")
+            if dst in ("", "default") or route.get("dev") == ours:
+                continue
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet):
+                    raise HostNetworkError(
+                        f"node subnet {self.subnet} overlaps {dst} on {route.get('dev')}; "
+                        "pick another subnet (is another cluster running?)"
+                    )
+
+    def _ensure_forwarding(self, cluster: str) -> None:
+        """Let bridged node traffic pass a root FORWARD chain that drops by default.
+
+        Only needed when br_netfilter hands bridged frames to iptables and the policy is
+        not ACCEPT (Docker sets DROP); the rule is tagged with the cluster for `destroy`.
+        """
+        call = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        if not call.exists() or call.read_text().strip() != "1" or not shutil.which("iptables"):
+            return
+        if "-P FORWARD ACCEPT" in _run(["iptables", "-S", "FORWARD"]):
+            return
+        if _forward_rules(cluster):
+            return
+        bridge = self.bridge(cluster)
+        _run(["iptables", "-I", "FORWARD", "-i", bridge, "-o", bridge, "-m", "comment",
+              "--comment", _rule_tag(cluster), "-j", "ACCEPT"])  # fmt: skip
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _check_cluster(cluster: str) -> None:
+    if not _CLUSTER_NAME.match(cluster):
+        raise ValueError(f"cluster name {cluster!r} must be 1-32 lowercase letters and digits")
+
+
+def _check_names(cluster: str, nodes: Mapping[str, str]) -> None:
+    _check_cluster(cluster)
+    if not nodes:
+        raise ValueError("a cluster needs at least one node")
+    for name in nodes:
+        if not _NODE_NAME.match(name):
+            raise ValueError(f"node name {name!r} is not a DNS-1123 label")
+    cidrs = [ipaddress.ip_network(c, strict=True) for c in nodes.values()]
+    for i, a in enumerate(cidrs):
+        for b in cidrs[i + 1 :]:
+            if a.overlaps(b):
+                raise ValueError(f"pod CIDRs {a} and {b} overlap")
+
+
+def _alias(cluster: str) -> str:
+    return f"pilothouse cluster {cluster}"
+
+
+def _rule_tag(cluster: str) -> str:
+    return f"pilothouse-{cluster}"
+
+
+def _run(argv: list[str], *, check: bool = True) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and proc.returncode != 0:
+        raise HostNetworkError(f"{' '.join(argv)}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout
+
+
+def _ip(*args: str, check: bool = True) -> str:
+    return _run(["ip", *args], check=check)
+
+
+def _links() -> list[dict[str, str]]:
+    return json.loads(_ip("-j", "link", "show") or "[]")
+
+
+def _link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def _netns_pids(ns: str) -> list[int]:
+    return [int(p) for p in _ip("netns", "pids", ns, check=False).split()]
+
+
+def _forward_rules(cluster: str) -> list[str]:
+    if not shutil.which("iptables"):
+        return []
+    tag = _rule_tag(cluster)
+    lines = _run(["iptables", "-S", "FORWARD"], check=False).splitlines()
+    return [line for line in lines if f'"{tag}"' in line or f" {tag} " in f"{line} "]
+
+
+def _delete_forward_rules(cluster: str) -> list[str]:
+    removed = []
+    for rule in _forward_rules(cluster):
+        spec = rule.split()
+        if spec[:2] == ["-A", "FORWARD"]:
+            args = [a.strip('"') for a in spec[2:]]
+            _run(["iptables", "-D", "FORWARD", *args], check=False)
+            removed.append(rule)
+    return removed
