@@ -1,34 +1,43 @@
-"""The deployment controller: each Deployment runs exactly `spec.replicas` pods of its template.
+"""The deployment controller: each Deployment runs `spec.replicas` pods of its current template,
+reached by its strategy, with its revisions kept as ReplicaSets.
 
-Design (level-triggered; one `reconcile("namespace/name")` reads the world and fixes the gap):
-- Each distinct pod template is a revision: a ReplicaSet `<deployment>-<template hash>` owned by
-  the Deployment (controller=true), annotated `deployment.kubernetes.io/revision`, with
-  `spec.replicas` as the target. This controller also manages the ReplicaSets' pods itself
-  (there is no separate ReplicaSet controller yet): pods are owned by their ReplicaSet and named
-  `<replicaset>-<suffix>` with suffixes derived from the ordinal (see `revisions`), so a retry
-  after a crash creates exactly the pods that are missing and never duplicates.
-- A template change makes a new ReplicaSet; for now the old ReplicaSets are scaled to 0 and
-  their pods deleted at once (rolling updates will drive the ReplicaSets' replicas instead).
-  A paused Deployment keeps scaling its newest ReplicaSet and starts no new revision.
-- Surplus pods are removed in Kubernetes' order: unscheduled, then not ready, then newest.
-- Status is written only when it changes. A Deployment that is gone needs nothing here: the
-  garbage collector deletes ReplicaSets and pods whose controlling owner no longer exists.
-Reads come from informers (possibly a little stale); every write is create-if-absent or a
-compare-and-swap, so acting on a stale cache at worst fails and is retried.
+One `reconcile("namespace/name")` pass, as Kubernetes' syncDeployment does it:
+1. read the Deployment, its ReplicaSets (revisions) and their pods from the informers;
+2. find the current revision (`history.find_current`); when rolling out, create it (image
+   tags pinned to digests, `digests.pin`) or move an old one to the newest revision number;
+3. decide each revision's target (`rollout`): a scaling event or a paused Deployment scales in
+   proportion; otherwise one step of RollingUpdate or Recreate;
+4. write the targets, make every ReplicaSet's pods match its target (`replicaset`), write the
+   ReplicaSets' status;
+5. write the Deployment's status (`status`, `progress`); on a complete rollout, mark the
+   revision last-available and collect revisions beyond revisionHistoryLimit; on a progress
+   deadline with `rollbackOnFailure`, roll back to the last fully available revision.
+
+Invariants: level-triggered (a crash half-way is healed by the next pass: names are
+deterministic, every write is create-if-absent or compare-and-swap). Reads come from informers
+and may be a step behind; objects this controller wrote itself are used instead of older cached
+copies, and pods it deleted are not counted, so a stale cache can never make a rollout exceed
+maxSurge or drop below maxUnavailable. Recreate starts the new revision only once no pod of an
+old one is left in the store (the node syncer stops a deleted pod's containers shortly after).
+A Deployment that is gone needs nothing here: the garbage collector deletes its ReplicaSets and
+their pods.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Sequence
+import enum
+import time
 
 import structlog
+from google.protobuf.message import Message
 
+from controlplane import digests
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers import revisions, status
+from controlplane.controllers import history, progress, revisions, rollout, status
 from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.controllers.loop import Controller, Result
+from controlplane.controllers.replicaset import ReplicaSetPods, Tombstones
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ObjectStore
 from controlplane.store import AlreadyExists, NotFound, StoreError
@@ -37,11 +46,21 @@ from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
-CREATE_BATCH = 20  # pods created concurrently per reconcile step
+
+class Reason(enum.Enum):
+    SCALING = "ScalingReplicaSet"
+    DIGEST_UNRESOLVED = "ImageDigestUnresolved"
+    DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    ROLLBACK = "DeploymentRollback"
+    NO_ROLLBACK_TARGET = "DeploymentRollbackSkipped"
 
 
 class ForeignReplicaSet(StoreError):
     """A ReplicaSet with our name belongs to someone else (an old incarnation): wait for GC."""
+
+
+def _iso(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
 
 class DeploymentReconciler:
@@ -54,6 +73,7 @@ class DeploymentReconciler:
         pods: Informer,
         events: EventRecorder | None = None,
         clock: Clock | None = None,
+        resolver: digests.DigestResolver | None = None,
     ) -> None:
         self._objects = objects
         self._deployments = deployments
@@ -61,6 +81,10 @@ class DeploymentReconciler:
         self._pods = pods
         self._events = events
         self._clock = clock or SystemClock()
+        self._resolver = resolver or digests.NoDigests()
+        self._tombstones = Tombstones()
+        self._replicaset_pods = ReplicaSetPods(objects, tombstones=self._tombstones)
+        self._written: dict[tuple[str, str, str], Message] = {}
 
     # -------------------------------------------------------------- event mapping
 
@@ -82,75 +106,351 @@ class DeploymentReconciler:
                 return None
         return f"{namespace}/{owner.name}" if owner.kind == "Deployment" else None
 
+    # ------------------------------------------------------- freshest known state
+
+    def _fresh(self, obj: Message) -> Message:
+        """`obj` from a cache, or the newer version this controller wrote itself."""
+        key = (obj.kind or type(obj).__name__, obj.metadata.namespace, obj.metadata.name)
+        mine = self._written.get(key)
+        if mine is None:
+            return obj
+        if int(mine.metadata.resource_version or 0) > int(obj.metadata.resource_version or 0):
+            return mine
+        del self._written[key]
+        return obj
+
+    def _remember(self, obj: Message) -> Message:
+        key = (obj.kind or type(obj).__name__, obj.metadata.namespace, obj.metadata.name)
+        self._written[key] = obj
+        return obj
+
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
-        deployment = self._deployments.get(namespace, name)
-        if deployment is None:
+        cached = self._deployments.get(namespace, name)
+        if cached is None:
+            for k in [k for k in self._written if k[1] == namespace]:
+                if k[0] == "Deployment" and k[2] == name:
+                    del self._written[k]
             return Result()  # its ReplicaSets and pods are garbage now
+        deployment: objects_pb2.Deployment = self._fresh(cached)
         uid = deployment.metadata.uid
-        owned = [rs for rs in self._replicasets.list(namespace) if revisions.owned_by(rs, uid)]
-        current = await self._current_replicaset(deployment, owned)
-        desired = deployment.spec.replicas if deployment.spec.HasField("replicas") else 1
-        by_name = {rs.metadata.name: rs for rs in owned}
-        if current is not None:
-            by_name[current.metadata.name] = current  # possibly just created or re-numbered
-        all_pods: list[objects_pb2.Pod] = []
-        for rs_name, rs in sorted(by_name.items()):
-            pods = [p for p in self._pods.list(namespace) if revisions.owned_by(p, rs.metadata.uid)]
-            if current is not None and rs_name == current.metadata.name:
-                await self._scale(deployment, rs, pods, desired)
-            else:
-                await self._retire(rs, pods)
-            all_pods.extend(pods)
-        if current is None:
-            return Result()  # paused before its first revision: nothing to run yet
-        return await self._write_status(deployment, current, all_pods, desired)
+        self._tombstones.prune(self._pods.get)
+        owned = [
+            self._fresh(rs)
+            for rs in self._replicasets.list(namespace)
+            if revisions.owned_by(rs, uid)
+        ]
+        pods = self._pods_by_replicaset(namespace, owned)
+        desired = progress.desired_of(deployment)
+        strategy = rollout.strategy_of(deployment.spec, desired)
+        now = self._clock.now()
+        min_ready = deployment.spec.min_ready_seconds
 
-    async def _current_replicaset(
-        self,
-        deployment: objects_pb2.Deployment,
-        owned: Sequence[objects_pb2.ReplicaSet],
-    ) -> objects_pb2.ReplicaSet | None:
-        """The ReplicaSet of the Deployment's template, created if missing (unless paused)."""
-        hash_ = revisions.template_hash(deployment.spec.template)
-        name = revisions.replicaset_name(deployment.metadata.name, hash_)
-        newest = max((revisions.revision_of(rs) for rs in owned), default=0)
-        for rs in owned:
-            if rs.metadata.name == name:
-                if deployment.spec.paused or revisions.revision_of(rs) == newest:
-                    return rs
-                # Back to an older template (a rollback): it becomes the newest revision.
-                return await self._set_revision(rs, newest + 1)
-        if deployment.spec.paused:
-            return max(owned, key=revisions.revision_of, default=None)
-        return await self._create_replicaset(
-            deployment, name=name, hash_=hash_, revision=newest + 1
+        def counts_of(rs: objects_pb2.ReplicaSet) -> status.Counts:
+            return status.count(pods[rs.metadata.name], min_ready_seconds=min_ready, now=now)
+
+        current = history.find_current(deployment.spec.template, owned)
+        views = {rs.metadata.name: _view(rs, counts_of(rs)) for rs in owned}
+        started: progress.Reason | None = None
+        if deployment.spec.paused or rollout.is_scaling_event(desired, list(views.values())):
+            plan = rollout.scale(
+                replicas=desired,
+                strategy=strategy,
+                new=views[current.metadata.name] if current is not None else None,
+                olds=[v for n, v in views.items() if current is None or n != current.metadata.name],
+                status_replicas=deployment.status.replicas,
+            )
+        else:
+            olds = [rs for rs in owned if current is None or rs is not current]
+            newest_old = max((revisions.revision_of(rs) for rs in olds), default=0)
+            old_views = [views[rs.metadata.name] for rs in olds]
+            old_pods_gone = all(not pods[rs.metadata.name] for rs in olds)
+            may_create = not strategy.recreate or (
+                old_pods_gone and all(v.replicas == 0 for v in old_views)
+            )
+            if current is None and may_create:
+                initial = rollout.new_replicas(
+                    replicas=desired,
+                    strategy=strategy,
+                    new=rollout.Revision("", newest_old + 1, 0, 0, now),
+                    revisions=[*old_views, rollout.Revision("", 0, 0, 0, now)],
+                )
+                current = await self._create_replicaset(
+                    deployment, revision=newest_old + 1, replicas=initial, strategy=strategy
+                )
+                started = progress.Reason.NEW_RS_CREATED
+                owned.append(current)
+                pods[current.metadata.name] = []
+            elif current is not None and revisions.revision_of(current) <= newest_old:
+                current = await self._set_revision(deployment, current, newest_old + 1)
+                started = progress.Reason.FOUND_NEW_RS
+                owned = [
+                    current if rs.metadata.name == current.metadata.name else rs for rs in owned
+                ]
+            new_view = _view(current, counts_of(current)) if current is not None else None
+            if strategy.recreate:
+                plan = rollout.recreate(
+                    replicas=desired, new=new_view, olds=old_views, old_pods_gone=old_pods_gone
+                )
+            elif new_view is not None:
+                plan = rollout.rolling(
+                    replicas=desired, strategy=strategy, new=new_view, olds=old_views
+                )
+            else:
+                plan = {}
+        if current is not None:
+            current = await self._sync_annotations(deployment, current)
+            owned = [current if rs.metadata.name == current.metadata.name else rs for rs in owned]
+        total = status.Counts()
+        targets = 0
+        updated = 0
+        for index, rs in enumerate(owned):
+            if rs.metadata.name in plan:
+                rs = await self._resize(
+                    deployment, rs, plan[rs.metadata.name], desired=desired, strategy=strategy
+                )
+                owned[index] = rs
+            kept = await self._replicaset_pods.converge(
+                rs, pods[rs.metadata.name], deployment_uid=uid, target=rs.spec.replicas
+            )
+            counts = status.count(kept, min_ready_seconds=min_ready, now=now)
+            await self._replicaset_pods.write_status(rs, counts)
+            total += counts
+            targets += rs.spec.replicas
+            if current is not None and rs.metadata.name == current.metadata.name:
+                updated = counts.replicas
+        return await self._finish(
+            deployment,
+            current=current,
+            owned=owned,
+            pods=pods,
+            total=total,
+            targets=targets,
+            updated=updated,
+            strategy=strategy,
+            started=started,
+            now=now,
         )
 
-    async def _set_revision(
-        self, rs: objects_pb2.ReplicaSet, revision: int
-    ) -> objects_pb2.ReplicaSet:
-        updated = objects_pb2.ReplicaSet()
-        updated.CopyFrom(rs)
-        updated.metadata.annotations[revisions.REVISION_ANNOTATION] = str(revision)
-        return await self._objects.update(updated)
+    def _pods_by_replicaset(
+        self, namespace: str, owned: list[objects_pb2.ReplicaSet]
+    ) -> dict[str, list[objects_pb2.Pod]]:
+        by_uid = {rs.metadata.uid: rs.metadata.name for rs in owned}
+        result: dict[str, list[objects_pb2.Pod]] = {rs.metadata.name: [] for rs in owned}
+        for pod in self._tombstones.alive(self._pods.list(namespace)):
+            ref = revisions.controller_of(pod)
+            if ref is not None and ref.uid in by_uid:
+                result[by_uid[ref.uid]].append(pod)
+        return result
+
+    # ------------------------------------------------------------------ finishing
+
+    async def _finish(
+        self,
+        deployment: objects_pb2.Deployment,
+        *,
+        current: objects_pb2.ReplicaSet | None,
+        owned: list[objects_pb2.ReplicaSet],
+        pods: dict[str, list[objects_pb2.Pod]],
+        total: status.Counts,
+        targets: int,
+        updated: int,
+        strategy: rollout.Strategy,
+        started: progress.Reason | None,
+        now: float,
+    ) -> Result:
+        desired = progress.desired_of(deployment)
+        new_status = status.deployment_counts(
+            deployment,
+            total=total,
+            updated=updated,
+            targets=targets,
+            max_unavailable=strategy.max_unavailable(desired),
+            now=now,
+        )
+        was_timed_out = _timed_out(deployment.status)
+        moved = progress.progressing(
+            deployment,
+            new_status,
+            replicaset=current.metadata.name if current is not None else None,
+            started=started,
+            now=now,
+        )
+        del new_status.conditions[:]
+        new_status.conditions.extend(moved.conditions)
+        written = deployment
+        if new_status != deployment.status:
+            updated_deployment = objects_pb2.Deployment()
+            updated_deployment.CopyFrom(deployment)
+            updated_deployment.status.CopyFrom(new_status)
+            written = self._remember(await self._objects.update_status(updated_deployment))
+        if current is not None:
+            revision = current.metadata.annotations.get(revisions.REVISION_ANNOTATION, "")
+            if revision and written.metadata.annotations.get(revisions.REVISION_ANNOTATION) != (
+                revision
+            ):
+                annotated = objects_pb2.Deployment()
+                annotated.CopyFrom(written)
+                annotated.metadata.annotations[revisions.REVISION_ANNOTATION] = revision
+                written = self._remember(await self._objects.update(annotated))
+        if current is not None and moved.complete and not deployment.spec.paused:
+            await self._mark_available(current, now=now)
+        await self._collect(deployment, current=current, owned=owned, pods=pods)
+        if moved.timed_out and not was_timed_out and current is not None:
+            await self._record(
+                deployment,
+                EventType.WARNING,
+                Reason.DEADLINE_EXCEEDED,
+                f"Rollout of revision {revisions.revision_of(current)} (replica set "
+                f'"{current.metadata.name}") made no progress for '
+                f"{deployment.spec.progress_deadline_seconds} s",
+            )
+        if (
+            moved.timed_out
+            and current is not None
+            and deployment.spec.rollback_on_failure
+            and not deployment.spec.paused
+        ):
+            await self._roll_back(written, current=current, owned=owned, now=now)
+        waits = [w for w in (total.recheck_in, moved.requeue_after) if w is not None]
+        return Result(requeue_after=min(waits) if waits else None)
+
+    async def _mark_available(self, rs: objects_pb2.ReplicaSet, *, now: float) -> None:
+        annotations = rs.metadata.annotations
+        if history.LAST_AVAILABLE in annotations and history.ROLLOUT_FAILED not in annotations:
+            return
+        marked = objects_pb2.ReplicaSet()
+        marked.CopyFrom(rs)
+        marked.metadata.annotations[history.LAST_AVAILABLE] = _iso(now)
+        marked.metadata.annotations.pop(history.ROLLOUT_FAILED, None)
+        self._remember(await self._objects.update(marked))
+
+    async def _collect(
+        self,
+        deployment: objects_pb2.Deployment,
+        *,
+        current: objects_pb2.ReplicaSet | None,
+        owned: list[objects_pb2.ReplicaSet],
+        pods: dict[str, list[objects_pb2.Pod]],
+    ) -> None:
+        olds = [rs for rs in owned if current is None or rs.metadata.name != current.metadata.name]
+        for rs in history.collectable(
+            olds,
+            limit=history.history_limit(deployment),
+            pods={n: len(p) for n, p in pods.items()},
+        ):
+            with contextlib.suppress(NotFound):
+                await self._objects.delete(
+                    Kind.REPLICASET,
+                    rs.metadata.namespace,
+                    rs.metadata.name,
+                    resource_version=rs.metadata.resource_version,
+                )
+            self._written.pop(("ReplicaSet", rs.metadata.namespace, rs.metadata.name), None)
+            log.info(
+                "replicaset.collected",
+                deployment=deployment.metadata.name,
+                replicaset=rs.metadata.name,
+                revision=revisions.revision_of(rs),
+            )
+
+    async def _roll_back(
+        self,
+        deployment: objects_pb2.Deployment,
+        *,
+        current: objects_pb2.ReplicaSet,
+        owned: list[objects_pb2.ReplicaSet],
+        now: float,
+    ) -> None:
+        """Back to the last fully available revision, once per failed revision."""
+        first_failure = history.ROLLOUT_FAILED not in current.metadata.annotations
+        if first_failure:
+            failed = objects_pb2.ReplicaSet()
+            failed.CopyFrom(current)
+            failed.metadata.annotations[history.ROLLOUT_FAILED] = _iso(now)
+            self._remember(await self._objects.update(failed))
+        target = history.rollback_target(owned, current=current.metadata.name)
+        failed_revision = revisions.revision_of(current)
+        deadline = deployment.spec.progress_deadline_seconds
+        if target is None:
+            if first_failure:
+                await self._record(
+                    deployment,
+                    EventType.WARNING,
+                    Reason.NO_ROLLBACK_TARGET,
+                    f"Revision {failed_revision} exceeded its progress deadline of {deadline} s "
+                    "but no earlier revision was ever fully available: not rolling back",
+                )
+            return
+        if history.find_current(deployment.spec.template, [current]) is None:
+            return  # the template changed meanwhile: a person took over
+        target_revision = revisions.revision_of(target)
+        why = (
+            f'revision {failed_revision} (replica set "{current.metadata.name}") made no '
+            f"progress within its deadline of {deadline} s; rolled back to revision "
+            f'{target_revision} (replica set "{target.metadata.name}"), the last one that '
+            "was fully available"
+        )
+        rolled = objects_pb2.Deployment()
+        rolled.CopyFrom(deployment)
+        rolled.spec.template.CopyFrom(history.template_of(target))
+        rolled.metadata.annotations[history.ROLLBACK_REASON] = why
+        cause = target.metadata.annotations.get(history.CHANGE_CAUSE)
+        if cause is not None:
+            rolled.metadata.annotations[history.CHANGE_CAUSE] = cause
+        else:
+            rolled.metadata.annotations.pop(history.CHANGE_CAUSE, None)
+        self._remember(await self._objects.update(rolled))
+        log.warning(
+            "deployment.rolled_back",
+            deployment=deployment.metadata.name,
+            failed_revision=failed_revision,
+            revision=target_revision,
+        )
+        await self._record(
+            deployment,
+            EventType.WARNING,
+            Reason.ROLLBACK,
+            f'Rolled back deployment "{deployment.metadata.name}" to revision '
+            f"{target_revision}: {why}",
+        )
+
+    # ------------------------------------------------------------- ReplicaSet writes
 
     async def _create_replicaset(
         self,
         deployment: objects_pb2.Deployment,
         *,
-        name: str,
-        hash_: str,
         revision: int,
+        replicas: int,
+        strategy: rollout.Strategy,
     ) -> objects_pb2.ReplicaSet:
+        hash_ = revisions.template_hash(deployment.spec.template)
+        name = revisions.replicaset_name(deployment.metadata.name, hash_)
+        pinned = await digests.pin(deployment.spec.template, self._resolver)
+        for failure in pinned.failures:
+            await self._record(
+                deployment,
+                EventType.WARNING,
+                Reason.DIGEST_UNRESOLVED,
+                f'Container "{failure.container}" keeps image "{failure.image}" as tagged in '
+                f"revision {revision} (its digest could not be resolved: {failure.reason})",
+            )
+        desired = progress.desired_of(deployment)
         rs = objects_pb2.ReplicaSet()
         rs.metadata.name = name
         rs.metadata.namespace = deployment.metadata.namespace
         rs.metadata.labels.update(deployment.spec.template.metadata.labels)
         rs.metadata.labels[revisions.HASH_LABEL] = hash_
-        rs.metadata.annotations[revisions.REVISION_ANNOTATION] = str(revision)
+        annotations = rs.metadata.annotations
+        annotations[revisions.REVISION_ANNOTATION] = str(revision)
+        annotations[history.DESIRED_REPLICAS] = str(desired)
+        annotations[history.MAX_REPLICAS] = str(desired + strategy.surge)
+        cause = deployment.metadata.annotations.get(history.CHANGE_CAUSE)
+        if cause is not None:
+            annotations[history.CHANGE_CAUSE] = cause
         rs.metadata.owner_references.add(
             api_version=Kind.DEPLOYMENT.info.api_version,
             kind=Kind.DEPLOYMENT.info.kind,
@@ -159,11 +459,11 @@ class DeploymentReconciler:
             controller=True,
             block_owner_deletion=True,
         )
-        rs.spec.replicas = deployment.spec.replicas if deployment.spec.HasField("replicas") else 1
+        rs.spec.replicas = replicas
         rs.spec.min_ready_seconds = deployment.spec.min_ready_seconds
         rs.spec.selector.match_labels.update(deployment.spec.selector.match_labels)
         rs.spec.selector.match_labels[revisions.HASH_LABEL] = hash_
-        rs.spec.template.CopyFrom(deployment.spec.template)
+        rs.spec.template.CopyFrom(pinned.template)
         rs.spec.template.metadata.labels[revisions.HASH_LABEL] = hash_
         try:
             created = await self._objects.create(rs)
@@ -174,151 +474,115 @@ class DeploymentReconciler:
                     f'replicasets "{name}" belongs to an earlier deployment of the same name; '
                     "waiting for it to be garbage-collected"
                 ) from None
-            return created
+            return self._remember(created)
         log.info(
             "replicaset.created",
             deployment=deployment.metadata.name,
             replicaset=name,
             revision=revision,
+            replicas=replicas,
         )
         await self._record(
             deployment,
-            "ScalingReplicaSet",
-            f"Created new replica set {name!r} (revision {revision})",
+            EventType.NORMAL,
+            Reason.SCALING,
+            f"Scaled up replica set {name} to {replicas} (new revision {revision})",
         )
-        return created
+        return self._remember(created)
 
-    async def _scale(
+    async def _set_revision(
+        self, deployment: objects_pb2.Deployment, rs: objects_pb2.ReplicaSet, revision: int
+    ) -> objects_pb2.ReplicaSet:
+        """An old template is back (a rollback): its ReplicaSet becomes the newest revision."""
+        updated = objects_pb2.ReplicaSet()
+        updated.CopyFrom(rs)
+        updated.metadata.annotations[revisions.REVISION_ANNOTATION] = str(revision)
+        log.info(
+            "replicaset.revived",
+            deployment=deployment.metadata.name,
+            replicaset=rs.metadata.name,
+            old_revision=revisions.revision_of(rs),
+            revision=revision,
+        )
+        return self._remember(await self._objects.update(updated))
+
+    async def _sync_annotations(
+        self, deployment: objects_pb2.Deployment, rs: objects_pb2.ReplicaSet
+    ) -> objects_pb2.ReplicaSet:
+        """The current revision follows the Deployment's change-cause and minReadySeconds."""
+        cause = deployment.metadata.annotations.get(history.CHANGE_CAUSE)
+        if (cause is None or rs.metadata.annotations.get(history.CHANGE_CAUSE) == cause) and (
+            rs.spec.min_ready_seconds == deployment.spec.min_ready_seconds
+        ):
+            return rs
+        updated = objects_pb2.ReplicaSet()
+        updated.CopyFrom(rs)
+        if cause is not None:
+            updated.metadata.annotations[history.CHANGE_CAUSE] = cause
+        updated.spec.min_ready_seconds = deployment.spec.min_ready_seconds
+        return self._remember(await self._objects.update(updated))
+
+    async def _resize(
         self,
         deployment: objects_pb2.Deployment,
         rs: objects_pb2.ReplicaSet,
-        pods: list[objects_pb2.Pod],
-        desired: int,
-    ) -> None:
-        if rs.spec.replicas != desired or not rs.spec.HasField("replicas"):
-            updated = objects_pb2.ReplicaSet()
-            updated.CopyFrom(rs)
-            updated.spec.replicas = desired
-            await self._objects.update(updated)
-        active = [p for p in pods if status.is_active(p)]
-        finished = [p for p in pods if not status.is_active(p)]
-        await self._delete(finished)  # replaced below like any missing replica
-        missing = desired - len(active)
-        if missing > 0:
-            await self._create_pods(
-                deployment, rs, taken={p.metadata.name for p in pods}, count=missing
-            )
-        elif missing < 0:
-            await self._delete(sorted(active, key=_deletion_rank)[:-missing])
-
-    async def _retire(self, rs: objects_pb2.ReplicaSet, pods: list[objects_pb2.Pod]) -> None:
-        if rs.spec.replicas != 0 or not rs.spec.HasField("replicas"):
-            updated = objects_pb2.ReplicaSet()
-            updated.CopyFrom(rs)
-            updated.spec.replicas = 0
-            await self._objects.update(updated)
-        await self._delete(pods)
-
-    async def _create_pods(
-        self,
-        deployment: objects_pb2.Deployment,
-        rs: objects_pb2.ReplicaSet,
+        replicas: int,
         *,
-        taken: set[str],
-        count: int,
-    ) -> None:
-        hash_ = rs.metadata.labels.get(revisions.HASH_LABEL, "")
-        names: list[str] = []
-        for name in revisions.pod_names(
-            replicaset=rs.metadata.name, deployment_uid=deployment.metadata.uid, hash_=hash_
-        ):
-            if len(names) == count:
-                break
-            if name not in taken:
-                names.append(name)
-        for start in range(0, len(names), CREATE_BATCH):
-            batch = names[start : start + CREATE_BATCH]
-            await asyncio.gather(*(self._create_pod(rs, name) for name in batch))
-        log.info("pods.created", deployment=deployment.metadata.name, count=len(names))
-
-    async def _create_pod(self, rs: objects_pb2.ReplicaSet, name: str) -> None:
-        pod = objects_pb2.Pod()
-        pod.metadata.name = name
-        pod.metadata.namespace = rs.metadata.namespace
-        pod.metadata.labels.update(rs.spec.template.metadata.labels)
-        pod.metadata.annotations.update(rs.spec.template.metadata.annotations)
-        pod.metadata.owner_references.add(
-            api_version=Kind.REPLICASET.info.api_version,
-            kind=Kind.REPLICASET.info.kind,
-            name=rs.metadata.name,
-            uid=rs.metadata.uid,
-            controller=True,
-            block_owner_deletion=True,
-        )
-        pod.spec.CopyFrom(rs.spec.template.spec)
-        pod.spec.node_name = ""
-        pod.status.phase = "Pending"
-        # AlreadyExists: made by an earlier pass whose result our cache has not seen yet.
-        with contextlib.suppress(AlreadyExists):
-            await self._objects.create(pod)
-
-    async def _delete(self, pods: Sequence[objects_pb2.Pod]) -> None:
-        async def delete(pod: objects_pb2.Pod) -> None:
-            with contextlib.suppress(NotFound):
-                await self._objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
-
-        for start in range(0, len(pods), CREATE_BATCH):
-            await asyncio.gather(*(delete(p) for p in pods[start : start + CREATE_BATCH]))
-
-    async def _write_status(
-        self,
-        deployment: objects_pb2.Deployment,
-        current: objects_pb2.ReplicaSet,
-        pods: Sequence[objects_pb2.Pod],
         desired: int,
-    ) -> Result:
-        now = self._clock.now()
-        counts = status.count(
-            pods,
-            current_hash=current.metadata.labels.get(revisions.HASH_LABEL, ""),
-            hash_label=revisions.HASH_LABEL,
-            min_ready_seconds=deployment.spec.min_ready_seconds,
-            now=now,
-        )
-        new_status = status.deployment_status(
-            deployment, counts, desired=desired, replicaset=current.metadata.name, now=now
-        )
-        written = deployment
-        if new_status != deployment.status:
-            updated = objects_pb2.Deployment()
-            updated.CopyFrom(deployment)
-            updated.status.CopyFrom(new_status)
-            written = await self._objects.update_status(updated)
-        revision = current.metadata.annotations.get(revisions.REVISION_ANNOTATION, "")
-        if (
-            revision
-            and deployment.metadata.annotations.get(revisions.REVISION_ANNOTATION) != revision
+        strategy: rollout.Strategy,
+    ) -> objects_pb2.ReplicaSet:
+        annotations = {
+            history.DESIRED_REPLICAS: str(desired),
+            history.MAX_REPLICAS: str(desired + strategy.surge),
+        }
+        if rs.spec.replicas == replicas and all(
+            rs.metadata.annotations.get(k) == v for k, v in annotations.items()
         ):
-            annotated = objects_pb2.Deployment()
-            annotated.CopyFrom(written)
-            annotated.metadata.annotations[revisions.REVISION_ANNOTATION] = revision
-            await self._objects.update(annotated)
-        return Result(requeue_after=counts.recheck_in)
+            return rs
+        updated = objects_pb2.ReplicaSet()
+        updated.CopyFrom(rs)
+        updated.spec.replicas = replicas
+        updated.metadata.annotations.update(annotations)
+        written = self._remember(await self._objects.update(updated))
+        if rs.spec.replicas != replicas:
+            direction = "up" if replicas > rs.spec.replicas else "down"
+            log.info(
+                "replicaset.scaled",
+                deployment=deployment.metadata.name,
+                replicaset=rs.metadata.name,
+                replicas=replicas,
+            )
+            await self._record(
+                deployment,
+                EventType.NORMAL,
+                Reason.SCALING,
+                f"Scaled {direction} replica set {rs.metadata.name} to {replicas}",
+            )
+        return written
 
-    async def _record(self, deployment: objects_pb2.Deployment, reason: str, message: str) -> None:
+    async def _record(
+        self, deployment: objects_pb2.Deployment, type_: EventType, reason: Reason, message: str
+    ) -> None:
         if self._events is not None:
-            await self._events.record(deployment, EventType.NORMAL, reason, message)
+            await self._events.record(deployment, type_, reason, message)
 
 
-def _deletion_rank(pod: objects_pb2.Pod) -> tuple[int, int, int, str]:
-    """Lower goes first: unscheduled, then not ready, then the newest (Kubernetes' order)."""
-    created = pod.metadata.creation_timestamp
-    return (
-        0 if not pod.spec.node_name else 1,
-        0 if not status.is_ready(pod) else 1,
-        -(created.seconds * 10**9 + created.nanos),
-        pod.metadata.name,
+def _view(rs: objects_pb2.ReplicaSet, counts: status.Counts) -> rollout.Revision:
+    stamp = rs.metadata.creation_timestamp
+    return rollout.Revision(
+        name=rs.metadata.name,
+        number=revisions.revision_of(rs),
+        replicas=rs.spec.replicas,
+        available=min(counts.available, rs.spec.replicas),
+        created=stamp.seconds + stamp.nanos / 1e9,
+        desired_annotation=history.int_annotation(rs, history.DESIRED_REPLICAS),
+        max_annotation=history.int_annotation(rs, history.MAX_REPLICAS),
     )
+
+
+def _timed_out(deployment_status: objects_pb2.DeploymentStatus) -> bool:
+    condition = status.find_condition(deployment_status.conditions, progress.PROGRESSING)
+    return condition is not None and condition.reason == progress.Reason.TIMED_OUT.value
 
 
 def deployment_controller(
@@ -330,8 +594,11 @@ def deployment_controller(
     events: EventRecorder | None = None,
     workers: int = 4,
     clock: Clock | None = None,
+    resolver: digests.DigestResolver | None = None,
 ) -> Controller:
-    """The deployment controller, subscribed to its three informers (which must also run)."""
+    """The deployment controller, subscribed to its three informers (which must also run).
+
+    `resolver` pins image tags to digests in new revisions (default: off)."""
     reconciler = DeploymentReconciler(
         objects,
         deployments=deployments,
@@ -339,6 +606,7 @@ def deployment_controller(
         pods=pods,
         events=events,
         clock=clock,
+        resolver=resolver,
     )
     controller = Controller(
         "controller.deployment",

@@ -1,22 +1,21 @@
-"""Deployment status from its pods: counts and the Available / Progressing conditions.
+"""Status of ReplicaSets and Deployments from their pods: counts and the Available condition.
 
 Invariants (Kubernetes' definitions):
 - active pod: not finished (phase Succeeded or Failed) and not being deleted;
 - ready: the pod's Ready condition is True; available: ready for at least minReadySeconds,
   measured from the Ready condition's lastTransitionTime;
-- Available is True when availableReplicas >= replicas - maxUnavailable (maxUnavailable of a
-  RollingUpdate, 25% by default, rounded down; 0 for Recreate).
+- a Deployment's replicas/ready/available sum its ReplicaSets'; updatedReplicas are those of
+  the ReplicaSet of the current template; unavailableReplicas = sum of the ReplicaSets'
+  targets - available (never negative);
+- Available is True when availableReplicas >= replicas - maxUnavailable.
 - Conditions keep their timestamps unless their status, reason or message change, so an
   unchanged world computes an identical status and the controller writes nothing.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from google.protobuf import struct_pb2
 
 from pilothouse.v1 import objects_pb2
 
@@ -52,61 +51,32 @@ def available_after(pod: objects_pb2.Pod, *, min_ready_seconds: int, now: float)
     return max(0.0, since + min_ready_seconds - now)
 
 
-def _resolve(value: struct_pb2.Value, total: int, *, default: str, round_up: bool) -> int:
-    kind = value.WhichOneof("kind")
-    if kind == "number_value":
-        return int(value.number_value)
-    text = value.string_value if kind == "string_value" else default
-    if text.endswith("%"):
-        try:
-            percent = int(text[:-1])
-        except ValueError:
-            percent = int(default[:-1])
-        exact = total * percent / 100
-        return math.ceil(exact) if round_up else math.floor(exact)
-    try:
-        return int(text)
-    except ValueError:
-        return 0
-
-
-def max_unavailable(deployment: objects_pb2.Deployment, desired: int) -> int:
-    strategy = deployment.spec.strategy
-    if strategy.type == "Recreate":
-        return 0
-    rolling = strategy.rolling_update
-    surge = _resolve(rolling.max_surge, desired, default="25%", round_up=True)
-    unavailable = _resolve(rolling.max_unavailable, desired, default="25%", round_up=False)
-    if surge == 0 and unavailable == 0:
-        unavailable = 1  # Kubernetes: both zero would never make progress
-    return min(unavailable, desired)
-
-
 @dataclass(frozen=True, slots=True)
 class Counts:
-    replicas: int
-    updated: int
-    ready: int
-    available: int
-    recheck_in: float | None  # a pod becomes available then (minReadySeconds)
+    """What the pods of one ReplicaSet (or of a whole Deployment) amount to."""
+
+    replicas: int = 0  # active pods
+    ready: int = 0
+    available: int = 0
+    recheck_in: float | None = None  # a ready pod becomes available then (minReadySeconds)
+
+    def __add__(self, other: Counts) -> Counts:
+        recheck = [r for r in (self.recheck_in, other.recheck_in) if r is not None]
+        return Counts(
+            self.replicas + other.replicas,
+            self.ready + other.ready,
+            self.available + other.available,
+            min(recheck) if recheck else None,
+        )
 
 
-def count(
-    pods: Sequence[objects_pb2.Pod],
-    *,
-    current_hash: str,
-    hash_label: str,
-    min_ready_seconds: int,
-    now: float,
-) -> Counts:
-    replicas = updated = ready = available = 0
+def count(pods: Iterable[objects_pb2.Pod], *, min_ready_seconds: int, now: float) -> Counts:
+    replicas = ready = available = 0
     recheck: float | None = None
     for pod in pods:
         if not is_active(pod):
             continue
         replicas += 1
-        if pod.metadata.labels.get(hash_label) == current_hash:
-            updated += 1
         wait = available_after(pod, min_ready_seconds=min_ready_seconds, now=now)
         if wait is None:
             continue
@@ -115,7 +85,19 @@ def count(
             available += 1
         else:
             recheck = wait if recheck is None else min(recheck, wait)
-    return Counts(replicas, updated, ready, available, recheck)
+    return Counts(replicas, ready, available, recheck)
+
+
+def replicaset_status(rs: objects_pb2.ReplicaSet, counts: Counts) -> objects_pb2.ReplicaSetStatus:
+    status = objects_pb2.ReplicaSetStatus(
+        replicas=counts.replicas,
+        fully_labeled_replicas=counts.replicas,
+        ready_replicas=counts.ready,
+        available_replicas=counts.available,
+        observed_generation=rs.metadata.generation,
+    )
+    status.conditions.extend(rs.status.conditions)
+    return status
 
 
 def set_condition(
@@ -156,25 +138,38 @@ def set_condition(
     return result
 
 
-def deployment_status(
+def find_condition(
+    conditions: Sequence[objects_pb2.Condition], type_: str
+) -> objects_pb2.Condition | None:
+    for condition in conditions:
+        if condition.type == type_:
+            return condition
+    return None
+
+
+def deployment_counts(
     deployment: objects_pb2.Deployment,
-    counts: Counts,
     *,
-    desired: int,
-    replicaset: str,
+    total: Counts,
+    updated: int,
+    targets: int,
+    max_unavailable: int,
     now: float,
 ) -> objects_pb2.DeploymentStatus:
+    """The Deployment's counts and Available condition; its other conditions as they were
+    (Progressing is the `progress` module's)."""
     old = deployment.status
+    desired = deployment.spec.replicas if deployment.spec.HasField("replicas") else 1
     status = objects_pb2.DeploymentStatus(
         observed_generation=deployment.metadata.generation,
-        replicas=counts.replicas,
-        updated_replicas=counts.updated,
-        ready_replicas=counts.ready,
-        available_replicas=counts.available,
-        unavailable_replicas=max(desired - counts.available, 0),
+        replicas=total.replicas,
+        updated_replicas=updated,
+        ready_replicas=total.ready,
+        available_replicas=total.available,
+        unavailable_replicas=max(targets - total.available, 0),
         collision_count=old.collision_count,
     )
-    if counts.available >= desired - max_unavailable(deployment, desired):
+    if total.available >= desired - max_unavailable:
         available = objects_pb2.Condition(
             type="Available",
             status="True",
@@ -188,28 +183,5 @@ def deployment_status(
             reason="MinimumReplicasUnavailable",
             message="Deployment does not have minimum availability.",
         )
-    if deployment.spec.paused:
-        progressing = objects_pb2.Condition(
-            type="Progressing",
-            status="Unknown",
-            reason="DeploymentPaused",
-            message="Deployment is paused",
-        )
-    elif counts.updated == desired and counts.replicas == desired and counts.available == desired:
-        progressing = objects_pb2.Condition(
-            type="Progressing",
-            status="True",
-            reason="NewReplicaSetAvailable",
-            message=f'ReplicaSet "{replicaset}" has successfully progressed.',
-        )
-    else:
-        progressing = objects_pb2.Condition(
-            type="Progressing",
-            status="True",
-            reason="ReplicaSetUpdated",
-            message=f'ReplicaSet "{replicaset}" is progressing.',
-        )
-    conditions = set_condition(old.conditions, available, now=now)
-    conditions = set_condition(conditions, progressing, now=now)
-    status.conditions.extend(conditions)
+    status.conditions.extend(set_condition(old.conditions, available, now=now))
     return status

@@ -29,6 +29,8 @@ def make_deployment(replicas: int = 3, *, image: str = "busybox:1", min_ready: i
     d.metadata.namespace = "default"
     d.spec.replicas = replicas
     d.spec.min_ready_seconds = min_ready
+    d.spec.progress_deadline_seconds = 600  # the manifest defaults
+    d.spec.revision_history_limit = 10
     d.spec.selector.match_labels["app"] = "web"
     d.spec.template.metadata.labels["app"] = "web"
     d.spec.template.spec.containers.add(name="main", image=image)
@@ -220,10 +222,12 @@ async def test_crash_mid_creation_then_restart_creates_no_duplicates() -> None:
         assert len(rs_uids) == 1, "pods of one template ended up in several ReplicaSets"
 
 
-async def test_template_change_replaces_pods_with_a_new_revision() -> None:
+async def test_template_change_with_recreate_replaces_pods_with_a_new_revision() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(3))
+        recreate = make_deployment(3)
+        recreate.spec.strategy.type = "Recreate"
+        await plane.objects.create(recreate)
         old = await wait_for_pods(plane.objects, 3)
         d = await plane.objects.get(Kind.DEPLOYMENT, "default", "web")
         d.spec.template.spec.containers[0].image = "busybox:2"
