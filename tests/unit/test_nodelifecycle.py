@@ -1,0 +1,230 @@
+"""The node-lifecycle controller on virtual time: a node whose heartbeats stop is NotReady after
+the grace period and loses its pods after the eviction delay; a node that speaks again in
+time keeps them; when most nodes go silent at once nothing is evicted; a restarted control
+plane gives every node a full grace period."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import pytest
+
+from controlplane.cache.informer import Informer
+from controlplane.controllers.clock import ManualClock, settle
+from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.events import EventRecorder
+from controlplane.nodes import conditions
+from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.nodes.registry import NodeRegistry
+from controlplane.objects import ObjectStore
+from controlplane.store import NotFound
+from controlplane.store.memory import MemoryStore
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2
+
+
+def report(name: str) -> objects_pb2.Node:
+    node = objects_pb2.Node()
+    node.metadata.name = name
+    node.status.addresses.add(type="InternalIP", address="127.0.0.1")
+    node.status.daemon_endpoints.kubelet_endpoint.port = 1
+    return node
+
+
+def make_pod(name: str, node: str, phase: str = "Running") -> objects_pb2.Pod:
+    pod = objects_pb2.Pod()
+    pod.metadata.name = name
+    pod.metadata.namespace = "default"
+    pod.spec.containers.add(name="main", image="busybox")
+    pod.spec.node_name = node
+    pod.status.phase = phase
+    return pod
+
+
+class Cluster:
+    def __init__(self, *, registry: NodeRegistry | None = None) -> None:
+        self.clock = ManualClock()
+        self.objects = ObjectStore(MemoryStore(), clock=self.clock.now)
+        self.registry = registry or NodeRegistry(self.objects, clock=self.clock)
+        self.nodes = Informer(self.objects, Kind.NODE)
+        self.pods = Informer(self.objects, Kind.POD)
+        self.controller = self.make_controller()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def make_controller(self) -> NodeLifecycleController:
+        return NodeLifecycleController(
+            self.objects,
+            nodes=self.nodes,
+            pods=self.pods,
+            heartbeats=self.registry,
+            events=EventRecorder(self.objects, component="node-controller", clock=self.clock),
+            clock=self.clock,
+        )
+
+    async def __aenter__(self) -> Cluster:
+        self.tasks = [asyncio.create_task(i.run()) for i in (self.nodes, self.pods)]
+        await self.nodes.wait_synced()
+        await self.pods.wait_synced()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def join(self, *names: str) -> None:
+        """Register nodes and make them Ready, as registration plus a first push would."""
+        for name in names:
+            await self.registry.register(report(name), instance_id=f"agent-{name}")
+            node = await self.objects.get(Kind.NODE, "", name)
+            conditions.set_ready(
+                node,
+                status=ReadyStatus.TRUE,
+                reason=ReadyReason.AGENT_READY,
+                message="ok",
+                now=self.clock.now(),
+            )
+            await self.objects.update_status(node)
+        await settle()
+
+    async def tick(self, seconds: float, *, alive: Iterable[str] = ()) -> None:
+        """Let `seconds` pass in 0.1 s steps; `alive` nodes heartbeat every second."""
+        alive = list(alive)
+        for _ in range(round(seconds * 10)):
+            await self.clock.advance(0.1)
+            if alive and round(self.clock.now() * 10) % 10 == 0:
+                for name in alive:
+                    await self.registry.heartbeat(name, instance_id=f"agent-{name}")
+            await settle()
+            await self.controller.check()
+            await settle()
+
+    async def node(self, name: str) -> objects_pb2.Node:
+        return await self.objects.get(Kind.NODE, "", name)
+
+    async def pod_names(self) -> list[str]:
+        return sorted(p.metadata.name for p in (await self.objects.list(Kind.POD)).items)
+
+    async def events(self, reason: str) -> list[objects_pb2.Event]:
+        return [e for e in (await self.objects.list(Kind.EVENT)).items if e.reason == reason]
+
+
+async def test_silent_node_is_not_ready_after_the_grace_period_then_loses_its_pods() -> None:
+    async with Cluster() as cluster:
+        await cluster.join("n1", "n2")
+        for name, node in (("a", "n1"), ("b", "n1"), ("c", "n2")):
+            await cluster.objects.create(make_pod(name, node))
+        await cluster.objects.create(make_pod("done", "n1", phase="Succeeded"))
+        await cluster.controller.check()
+
+        await cluster.tick(2.8, alive=["n2"])
+        assert conditions.is_ready(await cluster.node("n1")), "marked NotReady before 3 s"
+
+        await cluster.tick(0.3, alive=["n2"])
+        n1 = await cluster.node("n1")
+        ready = conditions.ready_condition(n1)
+        assert ready is not None
+        assert (ready.status, ready.reason) == ("Unknown", "NodeStatusUnknown")
+        assert ready.message.startswith("Agent stopped posting node status")
+        assert conditions.is_ready(await cluster.node("n2")), "a heartbeating node was marked"
+        [event] = await cluster.events("NodeNotReady")
+        assert event.type == "Warning"
+        assert event.message.startswith('node "n1" is not Ready (no heartbeat for 3.')
+        assert event.message.endswith("its 2 pods will be moved in 2 s")
+
+        await cluster.tick(1.8, alive=["n2"])
+        assert await cluster.pod_names() == ["a", "b", "c", "done"], "evicted before the delay"
+
+        await cluster.tick(0.3, alive=["n2"])
+        assert await cluster.pod_names() == ["c", "done"], (
+            "the lost node's running pods were not deleted after the eviction delay "
+            "(a finished pod has nothing to move and stays)"
+        )
+        assert len(await cluster.events("NodeControllerEviction")) == 2
+        assert len(await cluster.events("DeletingAllPods")) == 1
+
+
+async def test_node_that_heartbeats_again_before_the_eviction_keeps_its_pods() -> None:
+    async with Cluster() as cluster:
+        await cluster.join("n1")
+        await cluster.objects.create(make_pod("a", "n1"))
+        await cluster.controller.check()
+        await cluster.tick(3.2)
+        assert conditions.is_lost(await cluster.node("n1"))
+        await cluster.tick(1.0)
+        await cluster.registry.heartbeat("n1", instance_id="agent-n1")
+        await cluster.tick(3.0, alive=["n1"])
+        assert await cluster.pod_names() == ["a"], "a node that came back lost its pods"
+        assert conditions.is_fencing(await cluster.node("n1")), (
+            "a returning node must wait for its first push before it is Ready again"
+        )
+
+
+async def test_most_nodes_silent_at_once_evicts_nothing_until_they_return() -> None:
+    async with Cluster() as cluster:
+        await cluster.join("n1", "n2", "n3")
+        for name, node in (("a", "n1"), ("b", "n2"), ("c", "n3")):
+            await cluster.objects.create(make_pod(name, node))
+        await cluster.controller.check()
+        await cluster.tick(10.0, alive=["n3"])
+        assert conditions.is_lost(await cluster.node("n1"))
+        assert conditions.is_lost(await cluster.node("n2"))
+        assert await cluster.pod_names() == ["a", "b", "c"], (
+            "2 of 3 nodes went silent at once (the control plane is probably cut off), "
+            "yet their pods were evicted"
+        )
+        assert cluster.controller.evictions_halted
+        # n2 comes back: 1 of 3 dead is an ordinary failure, and n1's pod is moved.
+        await cluster.registry.heartbeat("n2", instance_id="agent-n2")
+        await cluster.tick(1.0, alive=["n2", "n3"])
+        assert await cluster.pod_names() == ["b", "c"]
+        assert not cluster.controller.evictions_halted
+
+
+async def test_a_restarted_control_plane_gives_every_node_a_full_grace_period() -> None:
+    async with Cluster() as cluster:
+        await cluster.join("n1")
+        await cluster.objects.create(make_pod("a", "n1"))
+        await cluster.clock.advance(60.0)  # the control plane was down for a minute
+        cluster.registry = NodeRegistry(cluster.objects, clock=cluster.clock)
+        cluster.controller = cluster.make_controller()
+        await cluster.controller.check()
+        assert conditions.is_ready(await cluster.node("n1")), (
+            "the node was condemned for the time the control plane itself was down"
+        )
+        await cluster.tick(2.0, alive=["n1"])
+        assert conditions.is_ready(await cluster.node("n1"))
+
+
+async def test_runs_on_its_own_with_short_durations() -> None:
+    objects = ObjectStore(MemoryStore())
+    registry = NodeRegistry(objects)
+    nodes, pods = Informer(objects, Kind.NODE), Informer(objects, Kind.POD)
+    controller = NodeLifecycleController(
+        objects,
+        nodes=nodes,
+        pods=pods,
+        heartbeats=registry,
+        grace_period=0.3,
+        eviction_timeout=0.2,
+    )
+    await registry.register(report("n1"), instance_id="x")
+    await objects.create(make_pod("a", "n1"))
+    tasks = [asyncio.create_task(part.run()) for part in (nodes, pods, controller)]
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        while True:
+            try:
+                await objects.get(Kind.POD, "default", "a")
+            except NotFound:
+                break
+            if loop.time() > deadline:
+                pytest.fail("the silent node's pod was never evicted")
+            await asyncio.sleep(0.02)
+        assert conditions.is_lost(await objects.get(Kind.NODE, "", "n1"))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
