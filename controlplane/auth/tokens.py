@@ -118,6 +118,10 @@ class TokenStore:
         self._store = store
         self._now = now
 
+    def now(self) -> float:
+        """The store's clock (epoch seconds)."""
+        return self._now()
+
     async def create(self, *, ttl: float = DEFAULT_TTL, description: str = "") -> CreatedToken:
         if ttl <= 0:
             raise ValueError(f"a token's time to live must be positive, not {ttl:g} s")
