@@ -3,7 +3,9 @@ and the agent's server that only the control plane may call."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import io
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +22,10 @@ from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from pilothouse import config as cli_config
 from pilothouse import credentials, join, pki
+from pilothouse.cli import token as token_verb
+from pilothouse.cli.context import Context
+from pilothouse.cli.resources import UsageError
+from pilothouse.client import ClientError
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, controlplane_pb2, objects_pb2
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -318,3 +324,67 @@ async def test_agent_server_accepts_only_the_control_plane(
         assert node.cert_pem != certs.current.cert_pem
     finally:
         await server.stop(0)
+
+
+def _token_cli(
+    cluster: Cluster, *argv: str, config: Path | None = None
+) -> tuple[argparse.Namespace, Context, io.StringIO]:
+    """Parsed `pilothouse token …` arguments and a context whose stdout the test reads."""
+
+    parser = argparse.ArgumentParser()
+    token_verb.add_parsers(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(["token", *argv])
+    settings = cli_config.resolve(config_path=str(config or cluster.admin_config))
+    out = io.StringIO()
+    ctx = Context(config=settings, out=out, err=io.StringIO())
+    return args, ctx, out
+
+
+async def test_token_cli_create_list_delete(cluster: Cluster) -> None:
+
+    args, ctx, out = _token_cli(cluster, "create", "--ttl", "1h30m", "--description", "rack 3")
+    assert await token_verb.run(args, ctx) == 0
+    token = out.getvalue().strip()
+    assert (await cluster.tokens.verify(token)).ok, "the printed token does not verify"
+
+    args, ctx, out = _token_cli(cluster, "create", "--print-join-command")
+    assert await token_verb.run(args, ctx) == 0
+    command = out.getvalue().strip()
+    assert command.startswith(f"pilothouse agent --server {cluster.api} ")
+    assert f"--join-server {cluster.join}" in command
+    assert f"--ca-cert-hash {cluster.pki.ca_cert_hash}" in command
+
+    args, ctx, out = _token_cli(cluster, "list")
+    assert await token_verb.run(args, ctx) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["TOKEN", "ID", "TTL", "EXPIRES", "STATE", "DESCRIPTION"]
+    assert any(line.startswith(token.split(".")[0]) and "rack 3" in line for line in lines)
+
+    args, ctx, out = _token_cli(cluster, "delete", token)
+    assert await token_verb.run(args, ctx) == 0
+    assert out.getvalue() == f'bootstrap token "{token.split(".")[0]}" deleted\n'
+    with pytest.raises(join.JoinError, match="was revoked"):
+        await _join(cluster, "n1", token=token)
+
+
+async def test_token_cli_needs_admin_credentials(cluster: Cluster, tmp_path: Path) -> None:
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"server: {cluster.api}\n")
+    args, ctx, _ = _token_cli(cluster, "list", config=plain)
+    with pytest.raises(UsageError, match="need the admin credentials"):
+        await token_verb.run(args, ctx)
+    # A node's certificate is not an admin's.
+    node = await _join(cluster, "n1")
+    node.save(tmp_path / "n1")
+    as_node = tmp_path / "node.yaml"
+    as_node.write_text(
+        f"server: {cluster.api}\nca-cert: n1/ca.crt\nclient-cert: n1/node.crt\n"
+        "client-key: n1/node.key\n"
+    )
+    args, ctx, _ = _token_cli(cluster, "list", config=as_node)
+    with pytest.raises(ClientError, match=r"may not call /pilothouse\.v1\.Tokens/ListTokens"):
+        await token_verb.run(args, ctx)
+    with pytest.raises(UsageError, match="not a duration"):
+        token_verb.parse_ttl("tomorrow")
+    assert token_verb.parse_ttl("1h30m") == 5400

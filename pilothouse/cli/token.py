@@ -1,0 +1,151 @@
+"""`pilothouse token create|list|delete`: bootstrap tokens with which nodes join (admin only).
+
+Invariants: the whole token is printed once, by `create`, on stdout and nothing else there
+(scripts capture it, as with `kubeadm token create`); `--print-join-command` prints the agent
+command line instead. The calls need the admin credentials of the config file; without them
+the verb says so instead of sending a call that can only be refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import UTC
+
+import grpc
+
+from pilothouse import credentials, tables
+from pilothouse.cli.context import Context
+from pilothouse.cli.resources import UsageError
+from pilothouse.client import ClientError, ErrorCode, unreachable_message
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+_TIMEOUT = 30.0
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "token",
+        help="manage bootstrap tokens with which nodes join",
+        description="Bootstrap tokens: `token create [--ttl 24h]`, `token list`, "
+        "`token delete ID`.",
+    )
+    verbs = parser.add_subparsers(dest="token_verb", metavar="create|list|delete", required=True)
+    create = verbs.add_parser("create", help="create a token and print it")
+    create.add_argument("--ttl", default="24h", help="lifetime, e.g. 30m, 24h, 1h30m")
+    create.add_argument("--description", default="", help="a note shown by `token list`")
+    create.add_argument(
+        "--print-join-command",
+        action="store_true",
+        help="print the `pilothouse agent` command that joins a node",
+    )
+    verbs.add_parser("list", help="list tokens")
+    delete = verbs.add_parser("delete", help="revoke tokens")
+    delete.add_argument("ids", nargs="+", metavar="ID", help="token id (or the whole token)")
+
+
+def parse_ttl(text: str) -> float:
+    """Seconds in a Go-style duration ("24h", "1h30m", "90s")."""
+    value = text.strip()
+    if not value or _DURATION.sub("", value):
+        raise UsageError(f"--ttl {text!r} is not a duration like 30m, 24h or 1h30m")
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    seconds = sum(float(n) * unit[u] for n, u in _DURATION.findall(value))
+    if seconds <= 0:
+        raise UsageError("--ttl must be longer than zero")
+    return seconds
+
+
+async def run(args: argparse.Namespace, ctx: Context) -> int:
+    material = credentials.from_config(ctx.config)
+    if material is None or material.cert_pem is None:
+        raise UsageError(
+            "token commands need the admin credentials: pass --config <data-dir>/admin.conf "
+            "(written by `pilothouse controlplane`) or set PILOTHOUSE_CONFIG"
+        )
+    server = ctx.config.server
+    async with credentials.secure_channel(server, material) as channel:
+        stub = api_grpc.TokensStub(channel)
+        try:
+            if args.token_verb == "create":
+                return await _create(args, ctx, stub, server)
+            if args.token_verb == "list":
+                return await _list(ctx, stub)
+            return await _delete(args, ctx, stub)
+        except grpc.aio.AioRpcError as error:
+            raise _translate(error, server) from None
+
+
+async def _create(
+    args: argparse.Namespace, ctx: Context, stub: api_grpc.TokensStub, server: str
+) -> int:
+    ttl = parse_ttl(args.ttl)
+    created = await stub.CreateToken(
+        api.CreateTokenRequest(ttl_seconds=round(ttl), description=args.description),
+        timeout=_TIMEOUT,
+    )
+    if not args.print_join_command:
+        ctx.print(created.token)
+        return 0
+    words = ["pilothouse agent", f"--server {server}"]
+    join_port = created.join_address.rpartition(":")[2]
+    host, _, port = server.rpartition(":")
+    if port.isdigit() and join_port != str(int(port) + 1):
+        words.append(f"--join-server {host}:{join_port}")
+    words += [f"--token {created.token}", f"--ca-cert-hash {created.ca_cert_hash}"]
+    ctx.print(" ".join(words))
+    return 0
+
+
+async def _list(ctx: Context, stub: api_grpc.TokensStub) -> int:
+    listed = await stub.ListTokens(api.ListTokensRequest(), timeout=_TIMEOUT)
+    now = ctx.now()
+    rows = []
+    for token in listed.tokens:
+        expires = token.expires.ToDatetime(tzinfo=UTC)
+        left = (expires - now).total_seconds()
+        rows.append(
+            (
+                token.id,
+                tables.human_duration(left) if left > 0 else "<expired>",
+                expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                token.state,
+                token.description or tables.NONE,
+            )
+        )
+    if not rows:
+        ctx.warn("No bootstrap tokens found.")
+        return 0
+    headers = ("TOKEN ID", "TTL", "EXPIRES", "STATE", "DESCRIPTION")
+    ctx.print(tables.render(tables.Table(headers=headers, rows=tuple(rows))))
+    return 0
+
+
+async def _delete(args: argparse.Namespace, ctx: Context, stub: api_grpc.TokensStub) -> int:
+    for given in args.ids:
+        token_id = given.split(".", 1)[0]
+        await stub.DeleteToken(api.DeleteTokenRequest(id=token_id), timeout=_TIMEOUT)
+        ctx.print(f'bootstrap token "{token_id}" deleted')
+    return 0
+
+
+def _translate(error: grpc.aio.AioRpcError, server: str) -> ClientError:
+    code, details = error.code(), (error.details() or "").strip()
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return ClientError(ErrorCode.UNREACHABLE, unreachable_message(server, details))
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return ClientError(ErrorCode.UNAUTHORIZED, details)
+    if code is grpc.StatusCode.PERMISSION_DENIED:
+        return ClientError(ErrorCode.FORBIDDEN, details)
+    if code is grpc.StatusCode.NOT_FOUND:
+        return ClientError(ErrorCode.NOT_FOUND, details)
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return ClientError(
+            ErrorCode.UNSUPPORTED,
+            f"the control plane at {server} serves no tokens (is it running with --insecure?)",
+        )
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return ClientError(ErrorCode.INVALID, details)
+    return ClientError(ErrorCode.INTERNAL, f"{code.name}: {details}")
