@@ -14,11 +14,12 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nodeagent.network import cni, netns
+from pilothouse.hosts import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
 
 PLUGIN_DIR = Path("/usr/lib/cni")
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
@@ -162,3 +163,31 @@ async def reachable(prefix: Sequence[str], address: str) -> bool:
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     return await proc.wait() == 0
+
+
+@contextlib.contextmanager
+def node_hosts(count: int, *, pod_cidrs: Sequence[str] = ()) -> Iterator[list[NodeHost]]:
+    """A throw-away cluster of `count` node hosts on its own bridge and subnet.
+
+    The cluster name and the subnet (172.30.X.0/24) are picked per run, so concurrent runs
+    never collide; everything is destroyed at exit, processes left in the namespaces included.
+    """
+    cluster = f"t{run_id()}"
+    names = [f"node-{i}" for i in range(1, count + 1)]
+    cidrs = dict(zip(names, pod_cidrs, strict=True)) if pod_cidrs else default_pod_cidrs(names)
+    hosts: list[NodeHost] | None = None
+    network = HostNetwork()
+    try:
+        for _ in range(20):
+            network = HostNetwork(subnet=f"172.30.{secrets.randbelow(190) + 64}.0/24")
+            try:
+                hosts = network.create(cluster, cidrs)
+                break
+            except HostNetworkError as error:
+                if "overlaps" not in str(error):
+                    raise
+        assert hosts is not None, "no free 172.30.X.0/24 subnet for the test cluster"
+        yield hosts
+    finally:
+        network.destroy(cluster, kill_processes=True)
+        assert HostNetwork.namespaces(cluster) == [], f"namespaces of {cluster} were left"
