@@ -116,6 +116,8 @@ class NodeSyncer:
         self._poked = asyncio.Event()
         self._pending: dict[tuple[str, str], objects_pb2.Pod] = {}
         self._has_pending = asyncio.Event()
+        self._pushed = False  # the current session has pushed successfully
+        self._failures = 0  # failed sessions in a row
 
     def poke(self) -> None:
         """Something about the node or its pods changed: look again soon."""
@@ -142,22 +144,26 @@ class NodeSyncer:
             if identity is None:
                 await self._wait(self._resync_interval)
                 continue
-            address = identity[0]
+            self._pushed = False
             try:
                 await self._session(identity)
             except _EndpointChanged:
-                backoff = INITIAL_BACKOFF
+                backoff, self._failures = INITIAL_BACKOFF, 0
                 continue
-            except AgentCallFailed as error:
-                log.warning(
+            except (AgentCallFailed, StoreError) as error:
+                if self._pushed:  # the session worked for a while: a new streak begins
+                    backoff, self._failures = INITIAL_BACKOFF, 0
+                self._failures += 1
+                message = error.message if isinstance(error, AgentCallFailed) else str(error)
+                # The first failure of a streak is a warning; the retries that follow are not.
+                (log.warning if self._failures == 1 else log.debug)(
                     "node.sync_failed",
                     node=self.node,
-                    endpoint=address,
-                    error=error.message,
+                    endpoint=identity[0],
+                    error=message,
                     retry_in=round(backoff, 2),
+                    failures=self._failures,
                 )
-            except StoreError as error:
-                log.warning("node.sync_store_failed", node=self.node, error=str(error))
             await self._backoff(backoff, identity)
             backoff = min(backoff * 2, self._max_backoff)
 
@@ -193,6 +199,11 @@ class NodeSyncer:
             now = self._clock.now()
             if desired != last or fencing or now >= next_resync:
                 rejected = await client.sync_pods(desired)
+                if not self._pushed:
+                    self._pushed = True
+                    if self._failures:
+                        log.info("node.sync_restored", node=self.node, endpoint=identity[0])
+                        self._failures = 0
                 last = desired
                 next_resync = now + self._resync_interval
                 log.debug("node.pushed", node=self.node, pods=len(desired))
