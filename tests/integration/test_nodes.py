@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -64,12 +64,20 @@ spec:
 
 
 class Agent:
-    """`python3 -m nodeagent --runtime fake` in a process group of its own."""
+    """`python3 -m nodeagent` (default: `--runtime fake`) in a process group of its own."""
 
-    def __init__(self, name: str, state_dir: Path, server: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        state_dir: Path,
+        server: str,
+        *,
+        flags: Sequence[str] = ("--runtime", "fake"),
+    ) -> None:
         self.name = name
         self.state_dir = state_dir
         self.server = server
+        self.flags = tuple(flags)
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
         self._registration: asyncio.Task[None] | None = None
@@ -90,10 +98,9 @@ class Agent:
                     "127.0.0.1:0",
                     "--state-dir",
                     str(self.state_dir),
-                    "--runtime",
-                    "fake",
                     "--server",
                     self.server,
+                    *self.flags,
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
