@@ -228,3 +228,17 @@ async def test_runs_on_its_own_with_short_durations() -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_controlplane_flags_set_grace_period_and_eviction_timeout() -> None:
+    from controlplane.nodes.settings import SettingsError, split
+
+    nodes, rest = split(
+        ["--listen", "127.0.0.1:0", "--node-grace-period", "5", "--pod-eviction-timeout", "0"]
+    )
+    assert (nodes.grace_period, nodes.eviction_timeout, nodes.heartbeat_interval) == (5, 0, 1)
+    assert rest == ["--listen", "127.0.0.1:0"], "control-plane flags were swallowed"
+    with pytest.raises(SettingsError, match="must be shorter than --node-grace-period"):
+        split(["--node-grace-period", "1"])
+    with pytest.raises(SettingsError, match="--pod-eviction-timeout must not be negative"):
+        split(["--pod-eviction-timeout", "-1"])
