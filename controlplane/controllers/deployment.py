@@ -137,6 +137,9 @@ class DeploymentReconciler:
         deployment: objects_pb2.Deployment = self._fresh(cached)
         uid = deployment.metadata.uid
         self._tombstones.prune(self._pods.get)
+        for k in [k for k in self._written if k[0] == "ReplicaSet" and k[1] == namespace]:
+            if self._replicasets.get(namespace, k[2]) is None:
+                del self._written[k]  # deleted (or not cached yet: creating again finds it)
         owned = [
             self._fresh(rs)
             for rs in self._replicasets.list(namespace)
