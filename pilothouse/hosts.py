@@ -122,6 +122,23 @@ def default_pod_cidrs(names: Sequence[str]) -> dict[str, str]:
     return {name: f"10.244.{i}.0/24" for i, name in enumerate(names, start=1)}
 
 
+def cluster_name(data_dir: str | os.PathLike[str]) -> str:
+    """A cluster name derived from its data dir, so `down` after a crash finds the same one."""
+    return "c" + short_hash(str(Path(data_dir).absolute()), 10)
+
+
+def free_subnet(preferred: str = DEFAULT_SUBNET) -> str:
+    """`preferred` if nothing in the root namespace routes it, else the first free
+    172.30.X.0/24 (two local clusters then run side by side)."""
+    candidates = [preferred] + [f"172.30.{x}.0/24" for x in range(1, 256)]
+    taken = [ipaddress.ip_network(r, strict=False) for r in _routed()]
+    for candidate in candidates:
+        subnet = ipaddress.ip_network(candidate, strict=True)
+        if not any(subnet.overlaps(t) for t in taken):
+            return str(subnet)
+    raise HostNetworkError("no free 172.30.X.0/24 subnet for node hosts")
+
+
 def short_hash(text: str, size: int = 6) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:size]
 
@@ -265,18 +282,12 @@ class HostNetwork:
         _run(["ip", "netns", "exec", host.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
     def _refuse_foreign_subnet(self, cluster: str) -> None:
-        ours = self.bridge(cluster)
-        routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]) or "[]")
-        for route in routes:
-            dst = route.get("dst", "")
-            if dst in ("", "default") or route.get("dev") == ours:
-                continue
-            with contextlib.suppress(ValueError):
-                if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet):
-                    raise HostNetworkError(
-                        f"node subnet {self.subnet} overlaps {dst} on {route.get('dev')}; "
-                        "pick another subnet (is another cluster running?)"
-                    )
+        for dst, dev in _routed(ignore_dev=self.bridge(cluster)).items():
+            if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet):
+                raise HostNetworkError(
+                    f"node subnet {self.subnet} overlaps {dst} on {dev}; "
+                    "pick another subnet (is another cluster running?)"
+                )
 
     def _ensure_forwarding(self, cluster: str) -> None:
         """Let bridged node traffic pass a root FORWARD chain that drops by default.
@@ -335,6 +346,19 @@ def _run(argv: list[str], *, check: bool = True) -> str:
 
 def _ip(*args: str, check: bool = True) -> str:
     return _run(["ip", *args], check=check)
+
+
+def _routed(ignore_dev: str = "") -> dict[str, str]:
+    """IPv4 destinations routed in the root namespace (all tables), and their devices."""
+    out: dict[str, str] = {}
+    for route in json.loads(_ip("-j", "-4", "route", "show", "table", "all") or "[]"):
+        dst, dev = route.get("dst", ""), route.get("dev", "")
+        if dst in ("", "default") or dev == ignore_dev:
+            continue
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_network(dst, strict=False)
+            out[dst] = dev
+    return out
 
 
 def _links() -> list[dict[str, str]]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pilothouse import hosts
 from pilothouse.hosts import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
 
 
@@ -61,3 +64,18 @@ def test_a_node_reaches_machine_services_through_the_bridge() -> None:
         "pilothouse",
         "agent",
     ], "an agent must keep the machine's mount namespace (its mounts outlive it)"
+
+
+def test_a_cluster_name_is_stable_for_its_data_dir(tmp_path: Path) -> None:
+    name = hosts.cluster_name(tmp_path / "cluster")
+    assert name == hosts.cluster_name(tmp_path / "cluster"), "down would not find what up made"
+    assert name != hosts.cluster_name(tmp_path / "other")
+    assert hosts._CLUSTER_NAME.match(name)
+
+
+def test_a_free_subnet_avoids_routed_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hosts, "_routed", lambda ignore_dev="": {})
+    assert hosts.free_subnet() == "172.30.0.0/24"
+    taken = {"172.30.0.0/24": "phbaaaaaa", "172.30.1.0/24": "phbbbbbbb"}
+    monkeypatch.setattr(hosts, "_routed", lambda ignore_dev="": taken)
+    assert hosts.free_subnet() == "172.30.2.0/24"
