@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import yaml
 from google.protobuf.message import Message
 
-from pilothouse.client import Client, ClientError, ErrorCode
+from pilothouse.client import ChangeType, Client, ClientError, ErrorCode
 from pilothouse.kinds import Kind, of_message
 from pilothouse.shape import to_k8s
 from pilothouse.v1 import objects_pb2
@@ -37,6 +37,8 @@ ROLLBACK_REASON = "pilothouse.io/rollback-reason"
 ORIGINAL_IMAGE = "pilothouse.io/image."
 HASH_LABEL = "pod-template-hash"
 TIMED_OUT = "ProgressDeadlineExceeded"
+# Annotations the controllers write on the objects people apply: not the manifest's to change.
+CONTROLLER_ANNOTATIONS = (REVISION,)
 
 
 class RolloutError(Exception):
@@ -138,22 +140,24 @@ async def watch_status(
     give_up_after: float | None = None,
     progress: Callable[[RolloutStatus], None] | None = None,
 ) -> RolloutStatus:
-    """Follow the rollout until done; `progress` sees every distinct status on the way."""
-    last = ""
+    """Follow the rollout until done; `progress` sees every distinct status on the way (a new
+    message or new replica counts). `give_up_after` raises `RolloutTimeout` with kubectl's
+    words (the last status was already shown through `progress`)."""
+    last: RolloutStatus | None = None
 
     async def follow() -> RolloutStatus:
         nonlocal last
         async for change in client.watch(
             Kind.DEPLOYMENT, namespace=namespace, field_selector=f"metadata.name={name}"
         ):
-            if change.object is None:
+            if change.object is None or change.type is ChangeType.BOOKMARK:
                 continue
-            if change.type.value == "DELETED":
+            if change.type is ChangeType.DELETED:
                 raise RolloutError(f'deployment "{name}" was deleted')
             current = status_of(change.object, revision=revision)  # type: ignore[arg-type]
-            if progress is not None and current.message != last:
+            if progress is not None and current != last:
                 progress(current)
-            last = current.message
+            last = current
             if current.done:
                 return current
         raise RolloutError("the watch ended before the rollout finished")
@@ -163,7 +167,7 @@ async def watch_status(
         async with asyncio.timeout(give_up_after):
             return await follow()
     except TimeoutError:
-        raise RolloutTimeout(f"timed out waiting for the condition: {last}".rstrip(": ")) from None
+        raise RolloutTimeout("timed out waiting for the condition") from None
 
 
 # ----------------------------------------------------------------------------- history
@@ -254,6 +258,10 @@ def rolled_back(
 
 
 def restarted(deployment: objects_pb2.Deployment, *, now: float) -> objects_pb2.Deployment:
+    """`rollout restart`: a new template annotation makes a new revision; kubectl refuses a
+    paused Deployment (the restart would wait, unseen, until it is resumed)."""
+    if deployment.spec.paused:
+        raise RolloutError("can't restart paused deployment (run rollout resume first)")
     changed = _copy(deployment)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     changed.spec.template.metadata.annotations[RESTARTED_AT] = stamp
@@ -311,6 +319,11 @@ async def write(client: Client, deployment: objects_pb2.Deployment) -> objects_p
 
 async def undo(client: Client, name: str, *, namespace: str = "", to_revision: int = 0) -> str:
     deployment, replicasets = await read(client, name, namespace=namespace)
+    if deployment.spec.paused:
+        raise RolloutError(
+            "you cannot rollback a paused deployment; resume it first with "
+            f"'pilothouse rollout resume deployment/{name}' and try again"
+        )
     target = undo_target(deployment, replicasets, to_revision=to_revision)
     if template_of(target) == deployment.spec.template:
         return (
@@ -365,7 +378,12 @@ def _yaml(obj: Message | None) -> list[str]:
 
 async def diff(client: Client, objects: Sequence[Message]) -> str:
     """Unified diff of each object as stored against what Apply would make of it (server-side
-    dry run); empty when applying would change nothing."""
+    dry run); empty when applying would change nothing.
+
+    Annotations the controllers own (`CONTROLLER_ANNOTATIONS`, e.g. the revision number) are
+    carried over from the live object when the manifest does not set them: Apply replaces
+    annotations wholesale, but the controller writes them back at once, so they are not a
+    change the person makes (kubectl's three-way merge keeps them for the same reason)."""
     chunks = []
     for obj in objects:
         meta = obj.metadata
@@ -377,7 +395,18 @@ async def diff(client: Client, objects: Sequence[Message]) -> str:
             if error.code is not ErrorCode.NOT_FOUND:
                 raise
             live = None  # Apply would create it
-        merged = (await client.apply(obj, dry_run=True)).object
+        wanted = obj
+        if live is not None:
+            owned_by_controllers = {
+                key: value
+                for key, value in live.metadata.annotations.items()  # type: ignore[attr-defined]
+                if key in CONTROLLER_ANNOTATIONS and key not in meta.annotations
+            }
+            if owned_by_controllers:
+                wanted = type(obj)()
+                wanted.CopyFrom(obj)
+                wanted.metadata.annotations.update(owned_by_controllers)  # type: ignore[attr-defined]
+        merged = (await client.apply(wanted, dry_run=True)).object
         label = f"{kind.info.plural}/{meta.name}"
         chunks.extend(
             difflib.unified_diff(
