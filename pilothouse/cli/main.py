@@ -28,7 +28,10 @@ import structlog
 import pilothouse
 from pilothouse import config, logs
 from pilothouse.cli import apply, delete, describe, get, image, nodes, scale
+from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
+from pilothouse.cli import rollout as rollout_verb
+from pilothouse.cli import setimage as set_verb
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
 from pilothouse.client import ClientError, unreachable_message
@@ -61,6 +64,9 @@ VERBS: dict[str, Verb] = {
     "uncordon": nodes.run_uncordon,
     "drain": nodes.run_drain,
     **image.VERBS,
+    **rollout_verb.VERBS,
+    **set_verb.VERBS,
+    **diff_verb.VERBS,
 }
 
 EXIT_ERROR = 1
@@ -141,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     logs_verb.add_parser(subparsers)
     nodes.add_parsers(subparsers)
     image.add_parsers(subparsers)
+    rollout_verb.add_parsers(subparsers)
+    set_verb.add_parsers(subparsers)
+    diff_verb.add_parser(subparsers)
     return parser
 
 
