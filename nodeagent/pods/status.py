@@ -89,6 +89,7 @@ class ContainerRecord:
     container_id: str = ""  # the current attempt's container
     ready: bool = False
     started: bool = False
+    probe_message: str = ""  # why a running container is not ready (its probe's failure)
 
 
 def _ts(when: datetime | None) -> Timestamp:
@@ -221,7 +222,13 @@ def pod_status(
         ),
     )
     if not_ready and current is not Phase.SUCCEEDED and current is not Phase.FAILED:
-        status.conditions[2].message = f"containers with unready status: [{' '.join(not_ready)}]"
+        message = f"containers with unready status: [{' '.join(not_ready)}]"
+        probes = [
+            f"{r.name}: {r.probe_message}" for r in records if not r.ready and r.probe_message
+        ]
+        if probes:  # the kubelet would say it in an event; we say it where describe shows it
+            message += f" ({'; '.join(probes)})"
+        status.conditions[2].message = message
         status.conditions[3].message = status.conditions[2].message
     status.start_time.CopyFrom(_ts(start_time))
     status.qos_class = qos_class(spec)

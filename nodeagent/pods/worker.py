@@ -4,6 +4,9 @@ Role: for each container of the pod, a supervision loop: ensure the image (ErrIm
 ImagePullBackOff with their own backoff), prepare the rootfs, create and start the container
 (CreateContainerError with the runtime's message, retried with backoff), wait for its exit,
 and ask the `RestartTracker` whether and when it runs again (CrashLoopBackOff while waiting).
+While an attempt runs, its probes (`nodeagent.probes.prober`) decide whether it is started and
+ready, and a failed liveness or startup probe ends it (SIGTERM, SIGKILL after the probe's or
+the pod's grace period); that exit goes through the same restart policy and backoff.
 `stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release.
 
 Invariants:
@@ -13,20 +16,21 @@ Invariants:
 - Attempt n of a container is `<ns>_<pod>_<container>_<n>`; n is the restart count. The
   previous attempt is kept (its exit is `lastState`) until the next one starts.
 - Cancelling the worker (agent shutdown) never touches containers; only `stop()` does.
-- Readiness is "running" until probes exist: `ReadinessHook` is where they plug in.
+- A container is ready only while running, started (its startup probe passed, if any) and,
+  with a readiness probe, passing it; every new attempt starts not ready and probes afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
@@ -50,6 +54,9 @@ from nodeagent.pods.status import (
     WaitingReason,
     pod_status,
 )
+from nodeagent.probes import Handler, Kind, Target
+from nodeagent.probes import handlers as probe_handlers
+from nodeagent.probes.prober import ContainerProber, initial
 from nodeagent.runtime import (
     ContainerNotFound,
     ContainerRuntime,
@@ -64,17 +71,6 @@ log = structlog.get_logger(__name__)
 DEFAULT_GRACE_SECONDS = 30
 
 
-class ReadinessHook(Protocol):
-    """Decides a running container's readiness (probes plug in here)."""
-
-    def ready(self, pod: objects_pb2.Pod, container: str) -> bool: ...
-
-
-class RunningIsReady:
-    def ready(self, pod: objects_pb2.Pod, container: str) -> bool:
-        return True
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     state_dir: Path
@@ -82,7 +78,8 @@ class WorkerConfig:
     host_ip: str = "127.0.0.1"
     restart_backoff: BackoffConfig = field(default_factory=BackoffConfig)
     image_backoff: BackoffConfig = field(default_factory=BackoffConfig)
-    readiness: ReadinessHook = field(default_factory=RunningIsReady)
+    # Who performs probe checks; None: the handlers that fit the runtime (runc: real ones).
+    probes: Handler | None = None
 
 
 def default_pull_policy(image: str) -> PullPolicy:
@@ -131,6 +128,8 @@ class PodWorker:
         self._runtime = runtime
         self._images = images
         self._config = config
+        self._probes = config.probes or probe_handlers.for_runtime(runtime)
+        self.pod_ip = ""  # the pod's address once it has one (probes prefer it to loopback)
         self._on_change = on_change
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
         self._conditions = Conditions()
@@ -215,8 +214,7 @@ class PodWorker:
             rec.last_terminated = _terminated(previous[0])
         if latest.status is Status.RUNNING:
             rec.state = Running(latest.started_at or datetime.now(UTC))
-            rec.started = True
-            rec.ready = self._config.readiness.ready(self.pod, rec.name)
+            rec.started, rec.ready = initial(self._container(rec.name))
         elif latest.status is Status.STOPPED:
             rec.state = _terminated(latest)
 
@@ -257,9 +255,12 @@ class PodWorker:
                 if attempt >= 2:
                     old = specs.container_id(self.pod, name, attempt - 2)
                     await self._remove_container(old)
+            verdict = ""
             if current.status is not Status.STOPPED:
-                current = await self._runtime.wait(current.id)
+                current, verdict = await self._run_attempt(container, rec, current)
             term = _terminated(current)
+            if verdict:
+                term = dataclasses.replace(term, message=verdict)
             rec.state = term
             rec.ready = False
             rec.started = False
@@ -287,6 +288,66 @@ class PodWorker:
             await asyncio.sleep(decision.delay)
             attempt += 1
             current = None
+
+    def _container(self, name: str) -> objects_pb2.Container:
+        return next(c for c in self.pod.spec.containers if c.name == name)
+
+    async def _run_attempt(
+        self, container: objects_pb2.Container, rec: ContainerRecord, state: ContainerState
+    ) -> tuple[ContainerState, str]:
+        """Wait for the attempt's exit while probing it; kill it when a probe says so.
+
+        Returns its final state and, if a probe ended it, why (for lastState's message).
+        """
+        prober = ContainerProber(
+            container=container,
+            target=Target(
+                container_id=state.id,
+                pid=state.pid,
+                pod_ip=self.pod_ip,
+                ports={p.name: p.container_port for p in container.ports if p.name},
+            ),
+            handler=self._probes,
+            started_at=state.started_at,
+            on_change=lambda p: self._probed(rec, p),
+        )
+        if not prober.probing:
+            return await self._runtime.wait(state.id), ""
+        probing = asyncio.create_task(prober.run(), name=f"probes {self.key}/{container.name}")
+        waiting = asyncio.create_task(self._runtime.wait(state.id), name=f"wait {state.id}")
+        try:
+            await asyncio.wait({probing, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if waiting.done():
+                return waiting.result(), ""
+            verdict = probing.result()
+            rec.ready = False
+            self._changed()
+            await self._stop_one(state.id, self._probe_grace(container, verdict.kind))
+            return await waiting, verdict.message
+        finally:
+            for task in (probing, waiting):
+                task.cancel()
+            await asyncio.gather(probing, waiting, return_exceptions=True)
+
+    def _probed(self, rec: ContainerRecord, prober: ContainerProber) -> None:
+        if rec.container_id != prober.target.container_id or not isinstance(rec.state, Running):
+            return  # a report from an attempt that is over
+        rec.started = prober.started
+        rec.ready = prober.started and prober.ready
+        rec.probe_message = prober.unready_message()
+        self._changed()
+
+    def _probe_grace(self, container: objects_pb2.Container, kind: Kind) -> float:
+        """The probe's terminationGracePeriodSeconds, else the pod's (Kubernetes' rule)."""
+        probe = container.liveness_probe if kind is Kind.LIVENESS else container.startup_probe
+        if probe.HasField("termination_grace_period_seconds"):
+            return float(probe.termination_grace_period_seconds)
+        return float(self._grace())
+
+    def _grace(self) -> int:
+        if self.pod.spec.HasField("termination_grace_period_seconds"):
+            return self.pod.spec.termination_grace_period_seconds
+        return DEFAULT_GRACE_SECONDS
 
     async def _create(
         self,
@@ -332,8 +393,8 @@ class PodWorker:
             rec.restart_count = attempt
             rec.container_id = cid
             rec.state = Running(state.started_at or datetime.now(UTC))
-            rec.started = True
-            rec.ready = self._config.readiness.ready(self.pod, container.name)
+            rec.started, rec.ready = initial(container)
+            rec.probe_message = ""
             self._log.info("pod.container_started", container=container.name, id=cid)
             self._changed()
             return state
@@ -375,11 +436,7 @@ class PodWorker:
     async def stop(self) -> None:
         """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
         self.stopping = True
-        grace = (
-            self.pod.spec.termination_grace_period_seconds
-            if self.pod.spec.HasField("termination_grace_period_seconds")
-            else DEFAULT_GRACE_SECONDS
-        )
+        grace = self._grace()
         mine = [s for s in await self._runtime.list() if s.labels.get(specs.LABEL_UID) == self.uid]
         running = [s for s in mine if s.status is Status.RUNNING]
         self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)

@@ -1,0 +1,278 @@
+"""Probe handlers: exec inside the container, HTTP GET and TCP connect to it, as the kubelet does.
+
+- exec: the command runs inside the container (its namespaces, cgroup, env, user); exit 0 is
+  success, anything else a failure whose message is the command's output (first 10 KiB).
+- httpGet: success when 200 <= status < 400 (redirects are not followed: a 3xx is success);
+  HTTPS without certificate verification; headers `User-Agent: kube-probe/…` and
+  `Accept: */*` unless the probe sets them.
+- tcpSocket: success when a connection opens.
+Where they connect: the probe's `host` if it sets one (from the node, as the kubelet does);
+otherwise the pod IP if the pod has one, else 127.0.0.1, reached from inside the container's
+own network namespace, so probes work whether or not the node can route to the pod.
+
+Invariants: `check` never raises for a failed check; a check that outlives its timeout is a
+failure with the kubelet's words ("timed out", "i/o timeout", "context deadline exceeded");
+an exec that timed out is killed inside the container, not left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from nodeagent.probes import SUCCESS, Result, Target, failure, has_action, netns
+from pilothouse.v1 import objects_pb2
+
+log = structlog.get_logger(__name__)
+
+MAX_OUTPUT = 10 * 1024  # the kubelet's maxReadLength
+USER_AGENT = "kube-probe/pilothouse"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOutcome:
+    exit_code: int
+    output: str
+
+
+class Executor(Protocol):
+    async def exec(self, container_id: str, argv: list[str], *, time_limit: float) -> ExecOutcome:
+        """Run argv inside the running container; TimeoutError when it outlives `time_limit` s."""
+        ...
+
+
+class RuncExec:
+    """`runc exec` into a container of a runc root: the Executor for the runc runtime."""
+
+    def __init__(self, *, runc: str, root: Path) -> None:
+        self.runc = runc
+        self.root = Path(root)
+
+    async def exec(self, container_id: str, argv: list[str], *, time_limit: float) -> ExecOutcome:
+        with tempfile.TemporaryDirectory(prefix="ph-exec-") as tmp:
+            pid_file = Path(tmp) / "pid"
+            proc = await asyncio.create_subprocess_exec(
+                self.runc,
+                "--root",
+                str(self.root),
+                "exec",
+                "--pid-file",
+                str(pid_file),
+                container_id,
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            try:
+                async with asyncio.timeout(time_limit):
+                    out, _ = await proc.communicate()
+            except TimeoutError:
+                _kill_pid_file(pid_file)  # the command inside the container, then runc
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+                raise
+            finally:
+                if proc.returncode is None:  # cancelled: leave nothing running
+                    _kill_pid_file(pid_file)
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+            code = proc.returncode if proc.returncode is not None else -1
+            return ExecOutcome(code, out[:MAX_OUTPUT].decode(errors="replace"))
+
+
+def _kill_pid_file(path: Path) -> None:
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def resolve_port(port: object, target: Target) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    value: object = port
+    if isinstance(port, str):
+        if port in target.ports:
+            value = target.ports[port]
+        elif port.isdigit():
+            value = int(port)
+        else:
+            raise ValueError(f'port "{port}" is not a named port of the container')
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"invalid port number: {port}")
+    return value
+
+
+def _port_of(value: object, target: Target) -> int:
+    """From a google.protobuf.Value (number or string)."""
+    kind = value.WhichOneof("kind")  # type: ignore[attr-defined]
+    if kind == "number_value":
+        return resolve_port(value.number_value, target)  # type: ignore[attr-defined]
+    if kind == "string_value":
+        return resolve_port(value.string_value, target)  # type: ignore[attr-defined]
+    raise ValueError("the probe has no port")
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _open(host: str, port: int, target: Target, *, explicit: bool) -> socket.socket:
+    if explicit:  # the probe named a host: connect from the node, as the kubelet does
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addr = infos[0][4][0]
+        return await netns.connect(str(addr), port, pid=0)
+    return await netns.connect(host, port, pid=target.pid)
+
+
+def _dial_error(host: str, port: int, exc: OSError) -> str:
+    why = exc.strerror or str(exc)
+    if exc.errno is not None and exc.errno == getattr(os, "ECONNREFUSED", 111):
+        why = "connection refused"
+    return f"dial tcp {_hostport(host, port)}: connect: {why.lower()}"
+
+
+class ProbeHandlers:
+    """The real handlers, dispatching on the probe's action."""
+
+    def __init__(self, executor: Executor | None) -> None:
+        self._executor = executor
+
+    async def check(self, probe: objects_pb2.Probe, target: Target, *, time_limit: float) -> Result:
+        try:
+            if probe.HasField("exec"):
+                return await self._exec(list(probe.exec.command), target, time_limit=time_limit)
+            if probe.HasField("http_get"):
+                return await self._http_get(probe.http_get, target, time_limit=time_limit)
+            if probe.HasField("tcp_socket"):
+                return await self._tcp(probe.tcp_socket, target, time_limit=time_limit)
+        except ValueError as exc:
+            return failure(str(exc))
+        return failure("the probe has no handler (exec, httpGet or tcpSocket)")
+
+    async def _exec(self, argv: list[str], target: Target, *, time_limit: float) -> Result:
+        if not argv:
+            return failure("exec probe has no command")
+        if self._executor is None:
+            return failure("exec probes are not supported by this node's runtime")
+        try:
+            out = await self._executor.exec(target.container_id, argv, time_limit=time_limit)
+        except TimeoutError:
+            return failure(f'command "{shlex.join(argv)}" timed out')
+        # A runtime's own exec may answer a plain (exit_code, output) pair.
+        code, output = (out.exit_code, out.output) if isinstance(out, ExecOutcome) else out
+        if code == 0:
+            return SUCCESS
+        return failure(output.strip() or f'command "{shlex.join(argv)}" exited with {code}')
+
+    async def _tcp(
+        self, action: objects_pb2.TCPSocketAction, target: Target, *, time_limit: float
+    ) -> Result:
+        port = _port_of(action.port, target)
+        host = action.host or target.pod_ip or "127.0.0.1"
+        try:
+            async with asyncio.timeout(time_limit):
+                sock = await _open(host, port, target, explicit=bool(action.host))
+        except TimeoutError:
+            return failure(f"dial tcp {_hostport(host, port)}: i/o timeout")
+        except OSError as exc:
+            return failure(_dial_error(host, port, exc))
+        sock.close()
+        return SUCCESS
+
+    async def _http_get(
+        self, action: objects_pb2.HTTPGetAction, target: Target, *, time_limit: float
+    ) -> Result:
+        port = _port_of(action.port, target)
+        host = action.host or target.pod_ip or "127.0.0.1"
+        scheme = (action.scheme or "HTTP").lower()
+        if scheme not in ("http", "https"):
+            return failure(f'unsupported scheme "{action.scheme}"')
+        path = action.path or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+        url = f"{scheme}://{_hostport(host, port)}{path}"
+        headers = {"Host": _hostport(host, port), "User-Agent": USER_AGENT, "Accept": "*/*"}
+        for h in action.http_headers:
+            name = next((k for k in headers if k.lower() == h.name.lower()), h.name)
+            headers[name] = h.value
+        headers["Connection"] = "close"
+        request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        try:
+            async with asyncio.timeout(time_limit):
+                sock = await _open(host, port, target, explicit=bool(action.host))
+                code = await _exchange(sock, request + "\r\n", scheme=scheme, host=host)
+        except TimeoutError:
+            return failure(
+                f'Get "{url}": context deadline exceeded '
+                "(Client.Timeout exceeded while awaiting headers)"
+            )
+        except OSError as exc:
+            if isinstance(exc, ssl.SSLError):
+                return failure(f'Get "{url}": {exc}')
+            return failure(f'Get "{url}": {_dial_error(host, port, exc)}')
+        except ValueError as exc:
+            return failure(f'Get "{url}": {exc}')
+        if 200 <= code < 400:
+            return SUCCESS
+        return failure(f"HTTP probe failed with statuscode: {code}")
+
+
+async def _exchange(sock: socket.socket, request: str, *, scheme: str, host: str) -> int:
+    """Send the request over the connected socket; the response's status code."""
+    context = None
+    if scheme == "https":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(
+        sock=sock, ssl=context, server_hostname=host if context else None
+    )
+    try:
+        writer.write(request.encode("latin-1"))
+        await writer.drain()
+        line = await reader.readline()
+        parts = line.decode("latin-1").split()
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise ValueError(f"malformed HTTP response {line[:80]!r}")
+        return int(parts[1])
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+class Unprobed:
+    """For hollow nodes (fake runtime): nothing real to probe, every check passes."""
+
+    async def check(self, probe: objects_pb2.Probe, target: Target, *, time_limit: float) -> Result:
+        return SUCCESS if has_action(probe) else failure("the probe has no handler")
+
+
+def for_runtime(runtime: object) -> ProbeHandlers | Unprobed:
+    """The handlers that fit a ContainerRuntime: runc gets real ones, the fake none."""
+    if callable(getattr(runtime, "exec", None)):
+        return ProbeHandlers(runtime)  # type: ignore[arg-type]
+    runc = getattr(runtime, "runc", None)
+    state_dir = getattr(runtime, "state_dir", None)
+    if isinstance(runc, str) and state_dir is not None:
+        # The runc runtime keeps runc's state under <state>/runc (nodeagent.runtime.runc).
+        return ProbeHandlers(RuncExec(runc=runc, root=Path(state_dir) / "runc"))
+    log.debug("probes.unprobed", runtime=type(runtime).__name__)
+    return Unprobed()

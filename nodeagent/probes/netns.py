@@ -1,0 +1,84 @@
+"""Connections made from inside a container's network namespace, for httpGet and tcpSocket.
+
+A socket belongs to the network namespace it was created in, whatever thread later uses it.
+So a short-lived thread of its own enters the container's namespace (setns on
+/proc/<pid>/ns/net affects only the calling thread), creates the socket and ends; the event
+loop then connects and talks over that socket as over any other.
+
+Invariants: no thread of the agent other than that throwaway one ever changes namespace; the
+namespace file descriptor is closed before the thread ends; pid 0 means "the node's own
+namespace" (no setns at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import socket
+import threading
+
+CLONE_NEWNET = 0x40000000
+
+_LIBC: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _LIBC
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def socket_in(pid: int, family: socket.AddressFamily) -> socket.socket:
+    """A non-blocking TCP socket of process `pid`'s network namespace (blocking call)."""
+    if pid <= 0:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        return sock
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def enter_and_make() -> None:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc().setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(
+                        err, f"setns into the network namespace of pid {pid}: {os.strerror(err)}"
+                    )
+            finally:
+                os.close(fd)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            made.append(sock)
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=enter_and_make, name=f"netns-{pid}", daemon=True)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
+async def connect(host: str, port: int, *, pid: int) -> socket.socket:
+    """A TCP connection to host:port made from the namespace of `pid` (0: the node's).
+
+    `host` must be an IP literal when `pid` is set (names resolve in the node's context).
+    The caller bounds the time (asyncio.timeout) and owns the returned socket.
+    """
+    sock = await asyncio.to_thread(socket_in, pid, _family(host))
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
