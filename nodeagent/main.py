@@ -4,7 +4,9 @@ The wiring is explicit and happens only here. Order matters:
 1. the runtime and image service first: the pod manager re-adopts containers from them;
 2. the pod manager starts (re-adoption) before the API serves, so the first ListPods or
    WatchPods already shows the re-adopted pods with their restart counts;
-3. `agent.addr` is written once the API serves, and removed on the way out.
+3. `agent.addr` is written once the API serves, and removed on the way out;
+4. with `--server`, the node registers (and then heartbeats) only once the API serves, since
+   the control plane starts pushing pods to it as soon as it is registered.
 
 SIGTERM/SIGINT stop serving and supervising, but LEAVE CONTAINERS RUNNING: they outlive the
 agent by design, and the next agent re-adopts them. A runnable that ends on its own is a bug:
@@ -29,8 +31,10 @@ from nodeagent.api.servicer import NodeAgentServicer
 from nodeagent.images import ImageService
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.worker import WorkerConfig
+from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime
 from pilothouse import logs
+from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +114,9 @@ async def serve(config: settings.Config) -> int:
         )
         print(f"pilothouse agent {config.name} serving on {address}", flush=True)
         parts: dict[str, Awaitable[Any]] = {"pods": pods.run(), "api": server.run()}
+        if config.server:
+            # Registered only once the API serves: the control plane pushes pods right away.
+            parts["registration"] = _registration(config, facts, address).run()
         watch_imports = getattr(images, "watch_imports", None)
         if watch_imports is not None:
             parts["images"] = watch_imports()  # archives that appear later
@@ -130,6 +137,23 @@ async def serve(config: settings.Config) -> int:
         await pods.close()  # stops supervising; containers keep running
         log.info("agent.stopped", node=config.name)
     return 0
+
+
+def _registration(config: settings.Config, facts: nodeinfo.NodeFacts, address: str) -> Registration:
+    """Where the control plane reaches this agent: the bound address, or --node-ip when the
+    agent listens on every interface."""
+    host, _, port = address.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = config.node_ip
+    return Registration(
+        server=config.server,
+        node_name=config.name,
+        instance_id=load_instance_id(config.state_dir),
+        node_status=lambda: objects_pb2.NodeStatus(
+            capacity=facts.capacity, allocatable=facts.allocatable, node_info=facts.info
+        ),
+        agent_address=f"{host}:{port}",
+    )
 
 
 def _write_address(config: settings.Config, address: str) -> None:

@@ -8,10 +8,8 @@ in-memory containers).
 - Killing an agent (-9) makes its node NotReady and its replicas run on the other node within
   the default grace period + eviction delay; the agent started again re-registers, is told to
   stop every pod no longer its own before it counts as Ready, and no replica runs twice.
-
-Until the agent's main starts `nodeagent.registration.Registration` on `--server` by itself,
-each agent's registration runs here, in the test, with the agent's own instance id (the one
-it would use, from its state dir), and ends when the agent is killed.
+Each agent registers itself (`--server`); the test only starts and kills processes and reads
+what the control plane and the agents report.
 """
 
 from __future__ import annotations
@@ -30,10 +28,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nodeagent.registration import Registration, load_instance_id
 from pilothouse import kinds
 from pilothouse.manifests import loader
-from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from tests.fixtures.controlplane import ControlPlaneProcess
@@ -80,7 +77,6 @@ class Agent:
         self.flags = tuple(flags)
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
-        self._registration: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -116,23 +112,6 @@ class Agent:
                 raise AssertionError(f"agent {self.name} never served:\n{self.log_tail()}")
             await asyncio.sleep(0.05)
         self.address = address_file.read_text().strip()
-        info = await self._node_info()
-        registration = Registration(
-            server=self.server,
-            node_name=self.name,
-            instance_id=load_instance_id(self.state_dir),
-            node_status=lambda: objects_pb2.NodeStatus(
-                capacity=info.capacity, allocatable=info.allocatable, node_info=info.node_info
-            ),
-            agent_address=self.address,
-        )
-        self._registration = asyncio.create_task(registration.run())
-
-    async def _node_info(self) -> agent_pb2.NodeInfoResponse:
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            return await agent_pb2_grpc.NodeAgentStub(channel).NodeInfo(
-                agent_pb2.NodeInfoRequest(), timeout=10
-            )
 
     async def pods(self) -> list[str]:
         """The pods this agent runs (not yet stopped), as namespace/name."""
@@ -142,12 +121,16 @@ class Agent:
             )
         return sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in listed.pods)
 
+    async def stop(self) -> None:
+        """SIGTERM, as a service manager would (containers keep running); SIGKILL if it hangs."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.process.wait(), 20)
+        await self.kill()
+
     async def kill(self) -> None:
-        """SIGKILL the agent (its in-memory containers die with it) and its registration."""
-        if self._registration is not None:
-            self._registration.cancel()
-            await asyncio.gather(self._registration, return_exceptions=True)
-            self._registration = None
+        """SIGKILL the agent (with the fake runtime, its containers die with it)."""
         process, self.process = self.process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):

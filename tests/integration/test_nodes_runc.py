@@ -82,7 +82,7 @@ async def runc_agent(control_plane: ControlPlaneProcess) -> AsyncIterator[Agent]
 
 async def _clean_up(agent: Agent, parent: str) -> None:
     """Stop the agent, then delete whatever containers, cgroups and mounts are left."""
-    await agent.kill()
+    await agent.stop()
     from nodeagent.runtime import mounts
     from nodeagent.runtime.cgroups import Cgroups
     from nodeagent.runtime.runc import RuncRuntime
