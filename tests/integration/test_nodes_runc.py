@@ -1,7 +1,7 @@
 """The whole path with real containers (as root): control plane with embedded etcd, one agent
 with real runc and the busybox test image. A Deployment's replicas become real containers,
-`pilothouse logs` streams their output through the control plane, and deleting the
-Deployment removes every container."""
+`pilothouse logs` streams their output through the control plane, restarting the agent keeps
+the same containers, and deleting the Deployment removes every container."""
 
 from __future__ import annotations
 
@@ -96,9 +96,20 @@ async def _clean_up(agent: Agent, parent: str) -> None:
     shutil.rmtree(agent.state_dir, ignore_errors=True)
 
 
+async def containers(stub: api_grpc.ControlPlaneStub) -> dict[str, tuple[str, int]]:
+    """Pod name -> (container id, restart count) as `get pods -o yaml` shows them."""
+    found = {}
+    for pod in await listed(stub, "pods", NAMESPACE):
+        for status in pod.status.container_statuses:
+            found[pod.metadata.name] = (status.container_id, status.restart_count)
+    return found
+
+
 async def test_replicas_run_as_real_containers_with_logs_through_the_control_plane(
     control_plane: ControlPlaneProcess, runc_agent: Agent
 ) -> None:
+    from nodeagent.runtime.runc import RuncRuntime
+
     async with grpc.aio.insecure_channel(control_plane.address) as channel:
         stub = api_grpc.ControlPlaneStub(channel)
         documents, problems = loader.parse(DEPLOYMENT, source="hello.yaml")
@@ -122,13 +133,29 @@ async def test_replicas_run_as_real_containers_with_logs_through_the_control_pla
 
             await eventually(logged, f"`pilothouse logs {name}` did not show its output")
 
+        # Restarting the agent (same state dir) keeps the same containers: no duplicates, no
+        # restarts, and the node is Ready again once the control plane re-fenced it.
+        before = await containers(stub)
+        assert len(before) == 2 and all(before.values()), before
+        await runc_agent.stop()
+        await runc_agent.start()
+
+        async def same_containers() -> object:
+            now = await containers(stub)
+            [node] = await listed(stub, "nodes")
+            ready = [c.status for c in node.status.conditions if c.type == "Ready"]
+            # The node re-registered with the new agent's port, then was fenced back to Ready.
+            port = node.status.daemon_endpoints.kubelet_endpoint.port
+            registered = runc_agent.address.endswith(f":{port}")
+            return (now == before and ready == ["True"] and registered) or (now, ready, port)
+
+        await eventually(same_containers, "the restarted agent did not keep its containers")
+        runtime = RuncRuntime(runc_agent.state_dir / "runtime", cgroup_parent=runc_agent.flags[-1])
+        assert len(await runtime.list()) == 2, "a replica runs twice after the agent restarted"
+
         await stub.Delete(
             api.DeleteRequest(kind="deployments", namespace=NAMESPACE, name="hello"), timeout=10
         )
-
-        from nodeagent.runtime.runc import RuncRuntime
-
-        runtime = RuncRuntime(runc_agent.state_dir / "runtime", cgroup_parent=runc_agent.flags[-1])
 
         async def gone() -> object:
             left = [c.id for c in await runtime.list()]
