@@ -142,6 +142,8 @@ async def _open(host: str, port: int, target: Target, *, explicit: bool) -> sock
 
 
 def _dial_error(host: str, port: int, exc: OSError) -> str:
+    if isinstance(exc, netns.NamespaceError):
+        return exc.strerror or str(exc)
     why = exc.strerror or str(exc)
     if exc.errno is not None and exc.errno == getattr(os, "ECONNREFUSED", 111):
         why = "connection refused"

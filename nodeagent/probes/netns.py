@@ -31,6 +31,10 @@ def _libc() -> ctypes.CDLL:
     return _LIBC
 
 
+class NamespaceError(OSError):
+    """The container's network namespace cannot be entered (the process is gone, or no root)."""
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -45,13 +49,22 @@ def socket_in(pid: int, family: socket.AddressFamily) -> socket.socket:
     failed: list[BaseException] = []
 
     def enter_and_make() -> None:
+        path = f"/proc/{pid}/ns/net"
         try:
-            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise NamespaceError(
+                    exc.errno,
+                    f"cannot open the container's network namespace {path}: {exc.strerror}",
+                ) from None
             try:
                 if _libc().setns(fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
-                    raise OSError(
-                        err, f"setns into the network namespace of pid {pid}: {os.strerror(err)}"
+                    raise NamespaceError(
+                        err,
+                        f"cannot enter the container's network namespace {path}: "
+                        + os.strerror(err),
                     )
             finally:
                 os.close(fd)
