@@ -17,6 +17,7 @@ import structlog
 
 from controlplane.api.registry import NodeRegistryServicer
 from controlplane.api.servicer import ControlPlaneServicer
+from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
@@ -42,9 +43,15 @@ class ApiServer:
     needs_leadership = False
 
     def __init__(
-        self, *, objects: ObjectStore, listen: str, registry: NodeRegistry | None = None
+        self,
+        *,
+        objects: ObjectStore,
+        listen: str,
+        registry: NodeRegistry | None = None,
+        connect: Connect | None = None,
     ) -> None:
         self._objects = objects
+        self._connect = connect
         # The node-lifecycle controller reads heartbeat times from the same registry.
         self.registry = registry if registry is not None else NodeRegistry(objects)
         self._listen = listen
@@ -59,7 +66,9 @@ class ApiServer:
 
     async def start(self) -> str:
         server = grpc.aio.server(options=_OPTIONS)
-        api_grpc.add_ControlPlaneServicer_to_server(ControlPlaneServicer(self._objects), server)
+        api_grpc.add_ControlPlaneServicer_to_server(
+            ControlPlaneServicer(self._objects, connect=self._connect), server
+        )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
         try:
             port = server.add_insecure_port(self._listen)

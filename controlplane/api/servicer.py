@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from controlplane.api import watch
 from controlplane.api.errors import Failure, translated
 from controlplane.nodes import conditions
-from controlplane.nodes.agent import AgentClient
+from controlplane.nodes.agent import Connect, connector
 from controlplane.objects import ApplyOutcome, ChangeType, Invalid, ObjectStore
 from controlplane.store import Conflict
 from pilothouse import kinds, manifests
@@ -46,8 +46,9 @@ _SCALABLE = (kinds.Kind.DEPLOYMENT, kinds.Kind.REPLICASET)
 
 
 class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
-    def __init__(self, objects: ObjectStore) -> None:
+    def __init__(self, objects: ObjectStore, *, connect: Connect | None = None) -> None:
         self._objects = objects
+        self._connect = connect or connector()  # to node agents (PodLogs)
 
     async def Apply(
         self, request: api.ApplyRequest, context: grpc.aio.ServicerContext
@@ -172,7 +173,7 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                     grpc.StatusCode.UNAVAILABLE,
                     f'node "{node.metadata.name}" has not registered an agent address',
                 )
-            async with AgentClient(address, node=node.metadata.name) as agent:
+            async with self._connect(address, node.metadata.name) as agent:
                 chunks = agent.logs(
                     namespace=meta.namespace,
                     pod=meta.name,

@@ -12,7 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -30,6 +30,20 @@ _OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 )
+
+
+# How the control plane opens a client to an agent: (endpoint "HOST:PORT", node name) -> client.
+# One place to add credentials (mTLS) for every caller: node sync and the logs proxy.
+Connect = Callable[[str, str], "AgentClient"]
+
+
+def connector(
+    *, timeout: float = DEFAULT_TIMEOUT, credentials: grpc.ChannelCredentials | None = None
+) -> Connect:
+    def connect(address: str, node: str) -> AgentClient:
+        return AgentClient(address, node=node, timeout=timeout, credentials=credentials)
+
+    return connect
 
 
 class AgentCallFailed(Exception):
@@ -65,11 +79,21 @@ _CHANGE_TYPES = {
 
 
 class AgentClient:
-    def __init__(self, address: str, *, node: str = "", timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        node: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.address = address
         self.node = node
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+        else:
+            self._channel = grpc.aio.secure_channel(address, credentials, options=_OPTIONS)
         self._stub = agent_pb2_grpc.NodeAgentStub(self._channel)
 
     async def __aenter__(self) -> AgentClient:

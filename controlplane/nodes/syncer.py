@@ -25,7 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 
 import structlog
 
@@ -33,7 +33,14 @@ from controlplane.cache.informer import Informer, Notice
 from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions
-from controlplane.nodes.agent import DEFAULT_TIMEOUT, AgentCallFailed, AgentClient, PodChangeType
+from controlplane.nodes.agent import (
+    DEFAULT_TIMEOUT,
+    AgentCallFailed,
+    AgentClient,
+    Connect,
+    PodChangeType,
+    connector,
+)
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import ChangeType, ObjectStore
 from controlplane.store import Conflict, NotFound, StoreError
@@ -50,8 +57,6 @@ _ATTEMPTS = 5
 # Conditions the control plane owns; the agent's view of them is not written back.
 _CONTROL_PLANE_CONDITIONS = frozenset({"PodScheduled"})
 READY_MESSAGE = "agent is posting ready status; its pods are in sync"
-
-Connect = Callable[[str, str], AgentClient]
 
 
 def desired_pods(pods: Iterable[objects_pb2.Pod], node: str) -> list[objects_pb2.Pod]:
@@ -349,9 +354,7 @@ class NodeSyncManager:
         self._pods = pods
         self._events = events
         self._clock = clock or SystemClock()
-        self._connect = connect or (
-            lambda address, node: AgentClient(address, node=node, timeout=rpc_timeout)
-        )
+        self._connect = connect or connector(timeout=rpc_timeout)
         self._resync_interval = resync_interval
         self._max_backoff = max_backoff
         self._syncers: dict[str, tuple[NodeSyncer, asyncio.Task[None]]] = {}
