@@ -75,7 +75,8 @@ class Registration:
     """A runnable: registers the node with the control plane at `server`, then heartbeats.
 
     `node_status` gives what the agent reports about itself (capacity, allocatable, nodeInfo);
-    `agent_address` is where the control plane reaches this agent's gRPC API ("HOST:PORT").
+    `agent_address` is where the control plane reaches this agent's gRPC API ("HOST:PORT");
+    `credentials` (mTLS) are used for the channel to the control plane when given.
     """
 
     name = "registration"
@@ -89,6 +90,7 @@ class Registration:
         node_status: Callable[[], objects_pb2.NodeStatus],
         agent_address: str,
         labels: Mapping[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.server = server
         self.node_name = node_name
@@ -96,6 +98,7 @@ class Registration:
         self._node_status = node_status
         self._host, self._port = split_address(agent_address)
         self._labels = dict(labels or {})
+        self._credentials = credentials
         self.registered = asyncio.Event()
 
     def node(self) -> objects_pb2.Node:
@@ -111,7 +114,12 @@ class Registration:
         return node
 
     async def run(self) -> None:
-        async with grpc.aio.insecure_channel(self.server) as channel:
+        channel = (
+            grpc.aio.insecure_channel(self.server)
+            if self._credentials is None
+            else grpc.aio.secure_channel(self.server, self._credentials)
+        )
+        async with channel:
             stub = api_grpc.NodeRegistryStub(channel)
             while True:
                 interval = await self._register(stub)
