@@ -287,7 +287,8 @@ async def test_watch_from_a_version_and_with_a_selector(
         replay.cancel()
 
 
-async def test_pod_logs_are_not_there_yet(stub: api_grpc.ControlPlaneStub) -> None:
+async def test_logs_of_a_missing_pod_are_not_found(stub: api_grpc.ControlPlaneStub) -> None:
     stream = stub.PodLogs(api.PodLogsRequest(namespace="default", pod="x"))
     error = await refused(stream.read())
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.code() == grpc.StatusCode.NOT_FOUND, "logs of a pod that does not exist"
+    assert 'pods "x"' in (error.details() or "")
