@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.runtime",
     "tests.fixtures.cluster",
+    "tests.fixtures.agents",
 ]
