@@ -380,14 +380,33 @@ async def diff(client: Client, objects: Sequence[Message]) -> str:
     """Unified diff of each object as stored against what Apply would make of it (server-side
     dry run); empty when applying would change nothing.
 
+    Both sides are one version of the object: the dry run is pinned to the resourceVersion
+    read, and a controller's write in between (status, say) makes it read both again, so such
+    a write never shows as a difference.
+
     Annotations the controllers own (`CONTROLLER_ANNOTATIONS`, e.g. the revision number) are
     carried over from the live object when the manifest does not set them: Apply replaces
     annotations wholesale, but the controller writes them back at once, so they are not a
     change the person makes (kubectl's three-way merge keeps them for the same reason)."""
     chunks = []
     for obj in objects:
-        meta = obj.metadata
         kind = of_message(obj)
+        live, merged = await _live_and_merged(client, obj)
+        label = f"{kind.info.plural}/{obj.metadata.name}"
+        chunks.extend(
+            difflib.unified_diff(
+                _yaml(live), _yaml(merged), fromfile=f"live/{label}", tofile=f"merged/{label}"
+            )
+        )
+    return "".join(chunks)
+
+
+async def _live_and_merged(
+    client: Client, obj: Message, *, attempts: int = 10
+) -> tuple[Message | None, Message]:
+    meta = obj.metadata
+    kind = of_message(obj)
+    for attempt in range(attempts):
         live: Message | None
         try:
             live = await client.get(kind, meta.name, namespace=meta.namespace)
@@ -395,22 +414,24 @@ async def diff(client: Client, objects: Sequence[Message]) -> str:
             if error.code is not ErrorCode.NOT_FOUND:
                 raise
             live = None  # Apply would create it
-        wanted = obj
+        wanted = type(obj)()
+        wanted.CopyFrom(obj)
         if live is not None:
-            owned_by_controllers = {
-                key: value
-                for key, value in live.metadata.annotations.items()  # type: ignore[attr-defined]
-                if key in CONTROLLER_ANNOTATIONS and key not in meta.annotations
-            }
-            if owned_by_controllers:
-                wanted = type(obj)()
-                wanted.CopyFrom(obj)
-                wanted.metadata.annotations.update(owned_by_controllers)  # type: ignore[attr-defined]
-        merged = (await client.apply(wanted, dry_run=True)).object
-        label = f"{kind.info.plural}/{meta.name}"
-        chunks.extend(
-            difflib.unified_diff(
-                _yaml(live), _yaml(merged), fromfile=f"live/{label}", tofile=f"merged/{label}"
+            current = live.metadata  # type: ignore[attr-defined]
+            wanted.metadata.resource_version = current.resource_version  # type: ignore[attr-defined]
+            for key, value in current.annotations.items():
+                if key in CONTROLLER_ANNOTATIONS and key not in meta.annotations:
+                    wanted.metadata.annotations[key] = value  # type: ignore[attr-defined]
+        try:
+            return live, (await client.apply(wanted, dry_run=True)).object
+        except ClientError as error:
+            # Changed (or created, or deleted) since it was read: read it again.
+            retry = error.code in (
+                ErrorCode.CONFLICT,
+                ErrorCode.NOT_FOUND,
+                ErrorCode.ALREADY_EXISTS,
             )
-        )
-    return "".join(chunks)
+            if not retry or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
