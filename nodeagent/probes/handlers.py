@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shlex
 import signal
@@ -27,7 +28,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -177,11 +178,11 @@ class ProbeHandlers:
             out = await self._executor.exec(target.container_id, argv, time_limit=time_limit)
         except TimeoutError:
             return failure(f'command "{shlex.join(argv)}" timed out')
-        # A runtime's own exec may answer a plain (exit_code, output) pair.
-        code, output = (out.exit_code, out.output) if isinstance(out, ExecOutcome) else out
-        if code == 0:
+        if out.exit_code == 0:
             return SUCCESS
-        return failure(output.strip() or f'command "{shlex.join(argv)}" exited with {code}')
+        return failure(
+            out.output.strip() or f'command "{shlex.join(argv)}" exited with {out.exit_code}'
+        )
 
     async def _tcp(
         self, action: objects_pb2.TCPSocketAction, target: Target, *, time_limit: float
@@ -267,10 +268,35 @@ class Unprobed:
         return SUCCESS if has_action(probe) else failure("the probe has no handler")
 
 
+class RuntimeExec:
+    """A runtime's own `exec(container_id, argv, <time limit>)`, whatever its limit is called."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._exec = runtime.exec
+        params = list(inspect.signature(self._exec).parameters)
+        self._limit = params[2] if len(params) > 2 else "timeout"
+
+    async def exec(self, container_id: str, argv: list[str], *, time_limit: float) -> ExecOutcome:
+        out = await self._exec(container_id, argv, **{self._limit: time_limit})
+        if isinstance(out, ExecOutcome):
+            return out
+        code, output = out
+        return ExecOutcome(int(code), output if isinstance(output, str) else output.decode())
+
+
 def for_runtime(runtime: object) -> ProbeHandlers | Unprobed:
-    """The handlers that fit a ContainerRuntime: runc gets real ones, the fake none."""
+    """The handlers that fit a ContainerRuntime: runc gets real ones, the fake none.
+
+    The fake runtime's pids are made up: entering their namespaces would probe some
+    unrelated process of the host, so hollow nodes pass every probe instead.
+    """
+    from nodeagent.runtime.fake import FakeRuntime
+
+    if isinstance(runtime, FakeRuntime):
+        log.debug("probes.unprobed", runtime=type(runtime).__name__)
+        return Unprobed()
     if callable(getattr(runtime, "exec", None)):
-        return ProbeHandlers(runtime)  # type: ignore[arg-type]
+        return ProbeHandlers(RuntimeExec(runtime))
     runc = getattr(runtime, "runc", None)
     state_dir = getattr(runtime, "state_dir", None)
     if isinstance(runc, str) and state_dir is not None:

@@ -11,11 +11,19 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
 from nodeagent.probes import Target
-from nodeagent.probes.handlers import ExecOutcome, ProbeHandlers, Unprobed, resolve_port
+from nodeagent.probes.handlers import (
+    ExecOutcome,
+    ProbeHandlers,
+    Unprobed,
+    for_runtime,
+    resolve_port,
+)
+from nodeagent.runtime.fake import FakeRuntime
 from pilothouse.v1 import objects_pb2
 
 TARGET = Target(container_id="default_web_app_0", ports={"http": 0})
@@ -182,12 +190,30 @@ async def test_exec_timeout_and_missing_executor_are_failures() -> None:
 
 
 async def test_a_runtime_exec_answering_a_pair_is_understood() -> None:
-    class PairExec:
-        async def exec(self, container_id: str, argv: list[str], *, time_limit: float):
-            return (2, "nope")
+    class Runtime:
+        def __init__(self) -> None:
+            self.limits: list[float] = []
 
-    result = await ProbeHandlers(PairExec()).check(exec_probe("x"), TARGET, time_limit=1)  # type: ignore[arg-type]
-    assert result.message == "nope"
+        async def exec(self, container_id: str, argv: list[str], timeout: float):  # noqa: ASYNC109
+            self.limits.append(timeout)
+            return (2, b"nope")
+
+    runtime = Runtime()
+    handlers = for_runtime(runtime)
+    result = await handlers.check(exec_probe("x"), TARGET, time_limit=3)
+    assert result.message == "nope" and runtime.limits == [3]
+
+
+def test_the_fake_runtime_gets_no_real_probes_and_runc_gets_runc_exec(tmp_path: Path) -> None:
+    assert isinstance(for_runtime(FakeRuntime()), Unprobed), (
+        "hollow nodes would probe made-up pids, i.e. unrelated host processes"
+    )
+
+    class RuncLike:
+        runc = "/usr/bin/runc"
+        state_dir = tmp_path
+
+    assert isinstance(for_runtime(RuncLike()), ProbeHandlers)
 
 
 async def test_unprobed_nodes_pass_every_probe_with_an_action() -> None:
