@@ -17,11 +17,11 @@ clusters on one machine never touch each other's cgroups.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pilothouse import hosts
 from pilothouse.cluster import flags
 
 ROOT_DATA_DIR = Path(flags.ROOT_DATA_DIR)
@@ -83,7 +83,9 @@ class Layout:
 
     @property
     def cluster_id(self) -> str:
-        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        """The cluster's name: lowercase letters and digits, derived from the data dir (the
+        same one `pilothouse.hosts` names network namespaces by)."""
+        return hosts.cluster_name(self.data_dir)
 
     @property
     def cgroup_parent(self) -> str:

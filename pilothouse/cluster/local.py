@@ -33,7 +33,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -106,9 +106,14 @@ async def up(
     data_dir: Path | None = None,
     detach: bool = False,
     client_config: Path | None = None,
+    network: hosts.NodeNetwork | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Start a local cluster; in the foreground until signalled, else until it is ready."""
+    """Start a local cluster; in the foreground until signalled, else until it is ready.
+
+    `network` places the nodes (default: all on the machine's network); a detached `up`
+    re-executes itself with the default.
+    """
     if nodes < 1:
         raise ClusterError(f"--nodes must be at least 1, got {nodes}")
     layout = Layout.at(data_dir)
@@ -120,7 +125,13 @@ async def up(
     config_file = clientconfig.path(client_config)
     if detach:
         return await _detach(layout, nodes=nodes, client_config=config_file, out=out)
-    return await _foreground(layout, nodes=nodes, client_config=config_file, out=out)
+    return await _foreground(
+        layout,
+        nodes=nodes,
+        client_config=config_file,
+        network=network or hosts.SharedNetwork(),
+        out=out,
+    )
 
 
 async def _detach(layout: Layout, *, nodes: int, client_config: Path, out: TextIO) -> int:
@@ -184,17 +195,24 @@ def _tail(path: Path, offset: int, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-async def _foreground(layout: Layout, *, nodes: int, client_config: Path, out: TextIO) -> int:
+async def _foreground(
+    layout: Layout,
+    *,
+    nodes: int,
+    client_config: Path,
+    network: hosts.NodeNetwork,
+    out: TextIO,
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # A crashed cluster's leftovers would hold ports, mounts and state: clear them first.
     if any(p.exists() for p in layout.made()):
-        await asyncio.to_thread(_clean_after_crash, layout)
+        await asyncio.to_thread(_clean_after_crash, layout, network)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     processes.write(layout.up_pid, os.getpid())
-    cluster = LocalCluster(layout, hosts=[hosts.SharedHost(n) for n in hosts.node_names(nodes)])
+    cluster = LocalCluster(layout, network=network, nodes=hosts.node_names(nodes))
     try:
         starting = asyncio.create_task(cluster.start(client_config=client_config))
         stopped = asyncio.create_task(stop.wait())
@@ -222,9 +240,11 @@ async def _foreground(layout: Layout, *, nodes: int, client_config: Path, out: T
 class LocalCluster:
     """The parts of one running local cluster, started and stopped in order."""
 
-    def __init__(self, layout: Layout, *, hosts: list[hosts.NodeHost]) -> None:
+    def __init__(self, layout: Layout, *, network: hosts.NodeNetwork, nodes: list[str]) -> None:
         self.layout = layout
-        self.hosts = hosts
+        self.network = network
+        self.node_names = nodes
+        self.hosts: Sequence[hosts.NodeHost] = []
         self.supervisor = Supervisor(layout.pids)
         self.info: ClusterInfo | None = None
         self._agents: dict[str, str] = {}
@@ -240,19 +260,23 @@ class LocalCluster:
         agent_flags = await _agent_flags()
         self._registry = registry
         self._with_server = "--server" in agent_flags
+        self.hosts = await asyncio.to_thread(
+            self.network.create, self.layout.cluster_id, self.node_names
+        )
         for host in self.hosts:
-            host.create()
             await self._start_agent(host)
         for host in self.hosts:
             self._agents[host.name] = await self._agent_ready(host)
-        if "registers" in agent_flags:
+        if self._with_server:
             names = {h.name for h in self.hosts}
 
             async def registered() -> bool:
-                return names <= await probes.registered_nodes(self._controlplane)
+                return names <= await probes.ready_nodes(self._controlplane)
 
             await probes.wait_until(
-                registered, what="node registration", deadline_s=READY_TIMEOUT_S
+                registered,
+                what=f"nodes registered and Ready (logs: {self.layout.log('node-1').parent})",
+                deadline_s=READY_TIMEOUT_S,
             )
         clientconfig.point_at(client_config, self._controlplane)
         self._client_config = client_config
@@ -271,7 +295,9 @@ class LocalCluster:
     async def _start_registry(self) -> str:
         log_path = self.layout.log("registry")
         offset = log_path.stat().st_size if log_path.exists() else 0
-        spec = local_registry.child(self.layout.registry, log_path=log_path)
+        spec = local_registry.child(
+            self.layout.registry, listen=f"{self.network.service_host}:0", log_path=log_path
+        )
         await self.supervisor.start(spec)
         address = ""
 
@@ -300,7 +326,7 @@ class LocalCluster:
         await self.supervisor.start(
             ChildSpec(
                 name="controlplane",
-                argv=(*argv, "--listen", "127.0.0.1:0"),
+                argv=(*argv, "--listen", f"{self.network.service_host}:0"),
                 log_path=log_path,
                 stop_timeout=20.0,
             )
@@ -394,8 +420,7 @@ class LocalCluster:
         if not all(drained):
             log.warning("cluster.drain_incomplete", nodes=len(drains), drained=sum(drained))
         await self.supervisor.stop_all()
-        for host in self.hosts:
-            host.remove()
+        await asyncio.to_thread(self.network.destroy, self.layout.cluster_id)
         left = await asyncio.to_thread(cleanup.sweep, self.layout)
         if self._client_config is not None:
             clientconfig.forget(self._client_config, self._controlplane)
@@ -417,7 +442,8 @@ async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> 
 
 
 async def _agent_flags() -> set[str]:
-    """What this agent build supports: "--server" (the flag), "registers" (it uses it)."""
+    """The agent flags this build has that `up` uses when present ("--server": it registers
+    its node with the control plane and heartbeats)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -427,36 +453,31 @@ async def _agent_flags() -> set[str]:
         stderr=asyncio.subprocess.DEVNULL,
     )
     text, _ = await proc.communicate()
-    help_text = " ".join(text.decode(errors="replace").split())
-    flags: set[str] = set()
-    if "--server" in help_text:
-        flags.add("--server")
-        # Until registration lands, the agent's help says the flag is "not used yet".
-        if "not used yet" not in help_text:
-            flags.add("registers")
-    return flags
+    words = set(text.decode(errors="replace").replace(",", " ").split())
+    return {flag for flag in ("--server",) if flag in words}
 
 
 # --- down ------------------------------------------------------------------------------------
 
 
-def _clean_after_crash(layout: Layout) -> cleanup.Leftovers:
+def _clean_after_crash(layout: Layout, network: hosts.NodeNetwork) -> cleanup.Leftovers:
     """End the children of a dead supervisor by their pid files, then sweep."""
     records = [processes.read(p) for p in sorted(layout.pids.glob("*.pid"))]
     processes.end([r for r in records if r is not None], timeout=10)
     info = ClusterInfo.read(layout)
-    names = list(info.nodes) if info else []
-    if layout.nodes.is_dir():
-        names += [p.name for p in layout.nodes.iterdir() if p.is_dir() and p.name not in names]
-    for name in names:
-        hosts.SharedHost(name).remove()
+    network.destroy(layout.cluster_id)
     left = cleanup.sweep(layout)
     if info is not None and info.client_config:
         clientconfig.forget(Path(info.client_config), info.controlplane)
     return left
 
 
-async def down(*, data_dir: Path | None = None, out: TextIO = sys.stdout) -> int:
+async def down(
+    *,
+    data_dir: Path | None = None,
+    network: hosts.NodeNetwork | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     """Stop the local cluster in `data_dir` and remove what it made; 0 also if none runs."""
     layout = Layout.at(data_dir)
     supervisor = running(layout)
@@ -472,7 +493,7 @@ async def down(*, data_dir: Path | None = None, out: TextIO = sys.stdout) -> int
             log.warning("cluster.supervisor_killed", pid=supervisor.pid)
             processes.kill([supervisor])
     made = [p for p in layout.made() if p.exists()]
-    left = await asyncio.to_thread(_clean_after_crash, layout)
+    left = await asyncio.to_thread(_clean_after_crash, layout, network or hosts.SharedNetwork())
     if left:
         raise ClusterError(f"could not remove everything in {layout.data_dir}: {left.describe()}")
     if supervisor is not None:

@@ -71,14 +71,22 @@ async def controlplane_serves(address: str) -> bool:
         return False
 
 
-async def registered_nodes(address: str) -> set[str]:
-    """Names of the Nodes the control plane knows (empty if it does not answer)."""
+async def ready_nodes(address: str) -> set[str]:
+    """Names of the Nodes the control plane has registered and marked Ready (empty if it
+    does not answer)."""
     try:
         async with Client(address, timeout=CALL_TIMEOUT) as client:
             listed = await client.list(Kind.NODE)
     except ClientError:
         return set()
-    return {node.metadata.name for node in listed.items}  # type: ignore[attr-defined]
+    return {
+        node.metadata.name  # type: ignore[attr-defined]
+        for node in listed.items
+        if any(
+            c.type == "Ready" and c.status == "True"
+            for c in node.status.conditions  # type: ignore[attr-defined]
+        )
+    }
 
 
 async def node_info(address: str) -> agent_pb2.NodeInfoResponse | None:

@@ -61,8 +61,9 @@ def write_config(directory: Path, *, listen: str) -> Path:
     return path
 
 
-def child(directory: Path, *, log_path: Path) -> ChildSpec:
-    config = write_config(directory, listen="127.0.0.1:0")
+def child(directory: Path, *, listen: str, log_path: Path) -> ChildSpec:
+    """The registry as a supervised child; `listen` "HOST:0" the first time."""
+    config = write_config(directory, listen=listen)
     return ChildSpec(
         name="registry",
         argv=(binary(), "serve", str(config)),

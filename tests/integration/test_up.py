@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pilothouse.cluster import probes, processes
-from tests.fixtures.cluster import CLUSTER_COMMAND, LocalClusterRun, run_pod, sleeper_pod
+from tests.fixtures.cluster import CLUSTER_COMMAND, LocalClusterRun, apply_sleepers, wait_running
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -54,10 +54,13 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
         info = await probes.node_info(address)
         assert info is not None and info.name == name, f"agent {name} does not answer NodeInfo"
 
-    # A real container, from busybox:stable through the docker.io mirror to the local registry.
-    phase = await run_pod(nodes["node-1"], sleeper_pod("sleeper"))
-    assert phase == "Running", f"a busybox:stable pod on node-1 is {phase!r}, not Running"
-    assert local_cluster.mounts(), "the running pod has no rootfs mount under the data dir"
+    # The nodes registered, and a Deployment of busybox:stable (pulled through the docker.io
+    # mirror from the local registry) runs as real containers on both.
+    apply_sleepers(local_cluster, replicas=2)
+    pods = wait_running(local_cluster, count=2)
+    assert len(pods) == 2, f"2 replicas applied after up, Running: {pods}"
+    assert sorted(pods.values()) == ["node-1", "node-2"], f"replicas not spread: {pods}"
+    assert local_cluster.mounts(), "the running pods have no rootfs mount under the data dir"
 
     # kill -9 an agent: the supervisor starts it again, on the same address.
     old = local_cluster.child("node-2")
@@ -72,6 +75,7 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
             break
         await asyncio.sleep(0.1)
     assert answered, "the restarted agent node-2 does not answer NodeInfo at its address"
+    assert wait_running(local_cluster, count=2) == pods, "the agent's restart changed the pods"
 
     # kill -9 the control plane: it comes back on the same address, with its data.
     old = local_cluster.child("controlplane")
@@ -106,8 +110,8 @@ async def test_down_cleans_up_after_the_supervisor_was_killed(
 ) -> None:
     started = local_cluster.up(nodes=1)
     assert started.returncode == 0, f"`up -d` failed:\n{started.stderr}"
-    phase = await run_pod(local_cluster.nodes()["node-1"], sleeper_pod("orphan"))
-    assert phase == "Running"
+    apply_sleepers(local_cluster, replicas=1)
+    assert len(wait_running(local_cluster, count=1)) == 1, "the pod never ran"
     supervisor = local_cluster.supervisor()
     assert supervisor is not None
 

@@ -10,7 +10,7 @@ import yaml
 from pilothouse import config
 from pilothouse.cluster import clientconfig
 from pilothouse.cluster import registry as local_registry
-from pilothouse.cluster.hosts import SharedHost, node_names
+from pilothouse.cluster.hosts import SharedNetwork, node_names
 from pilothouse.cluster.layout import Layout
 from pilothouse.cluster.supervisor import RestartPolicy
 
@@ -89,7 +89,10 @@ def test_each_data_dir_has_its_own_cgroup_parent_and_node_dirs(tmp_path: Path) -
 
 
 def test_a_shared_host_runs_the_agent_unchanged_on_loopback() -> None:
-    host = SharedHost("node-1")
+    network = SharedNetwork()
+    [host] = network.create("c0123456789", ["node-1"])
+    assert host.name == "node-1"
+    assert network.service_host == "127.0.0.1"
     assert host.command(["agent", "--x"]) == ["agent", "--x"]
     assert host.address == "127.0.0.1"
     assert host.reach("127.0.0.1:7070") == "127.0.0.1:7070"
