@@ -274,7 +274,10 @@ class PodWorker:
             ran_for = 0.0
             if term.started_at and term.finished_at:
                 ran_for = (term.finished_at - term.started_at).total_seconds()
-            decision = tracker.on_exit(Exit(term.exit_code, ran_for))
+            # A container killed for failing a probe counts as failed even if it exited 0 on
+            # SIGTERM: the kubelet restarts it under OnFailure too.
+            code = term.exit_code if not verdict or term.exit_code else 1
+            decision = tracker.on_exit(Exit(code, ran_for))
             if decision.action is Action.STOP:
                 self._changed()
                 return

@@ -383,3 +383,18 @@ async def test_without_readiness_probe_a_started_container_is_ready(tmp_path: Pa
         await node.manager.sync([make_pod(liveness=probe(LIVE))])
         pod = await node.until("Ready", is_ready)
         assert status(pod).ready and status(pod).started
+
+
+@on_virtual_time
+async def test_on_failure_restarts_a_container_killed_by_its_liveness_probe(
+    tmp_path: Path,
+) -> None:
+    async with Node(tmp_path) as node:
+        node.handler.script[Kind.LIVENESS] = lambda t: (
+            failure("boom") if t.container_id.endswith("_0") else SUCCESS
+        )
+        pod = make_pod(liveness=probe(LIVE, failure_threshold=1))
+        pod.spec.restart_policy = "OnFailure"
+        await node.manager.sync([pod])
+        seen = await node.until("restarted", lambda p: status(p).restart_count == 1)
+        assert seen.status.phase == "Running"
