@@ -7,6 +7,8 @@ Defaults:
 - `--data-dir ~/.local/share/pilothouse/controlplane` (or `$PILOTHOUSE_DATA_DIR`): holds the
   embedded etcd (`etcd/`) and `controlplane.addr`.
 - `--etcd URL,...`: use that etcd cluster instead of starting one.
+- `--registries FILE`: the registries.yaml the agents use (mirrors, credentials); with it, new
+  revisions pin image tags to digests. Without it tags are not resolved (no registry lookups).
 
 Invariant: `controlplane.addr` holds exactly one line, "HOST:PORT", written only once the API
 serves and removed on a clean stop, so a tool that reads it can connect right away.
@@ -36,6 +38,7 @@ class Config:
     listen: str
     etcd_endpoints: tuple[str, ...]  # empty: start an embedded etcd under data_dir/etcd
     debug: bool
+    registries: Path | None = None  # registries.yaml: pin image tags to digests in revisions
 
     @property
     def address_file(self) -> Path:
@@ -75,6 +78,13 @@ def parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated etcd client URLs; default: start an embedded etcd",
     )
+    p.add_argument(
+        "--registries",
+        type=Path,
+        default=None,
+        help="registries.yaml (as the agents'): pin image tags to digests in new revisions; "
+        "default: tags are not resolved",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -88,4 +98,13 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
         raise ConfigError(f"--listen {listen!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
     endpoints = tuple(url.strip() for url in args.etcd.split(",") if url.strip())
     data_dir = (args.data_dir or default_data_dir(env)).expanduser().resolve()
-    return Config(data_dir=data_dir, listen=listen, etcd_endpoints=endpoints, debug=args.debug)
+    registries = args.registries.expanduser().resolve() if args.registries else None
+    if registries is not None and not registries.is_file():
+        raise ConfigError(f"--registries {str(registries)!r}: no such file")
+    return Config(
+        data_dir=data_dir,
+        listen=listen,
+        etcd_endpoints=endpoints,
+        debug=args.debug,
+        registries=registries,
+    )

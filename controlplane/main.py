@@ -31,6 +31,7 @@ from controlplane.cache.informer import Informer
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.digests import DigestResolver, NoDigests, RegistryDigestResolver
 from controlplane.events import EventRecorder
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.registry import NodeRegistry
@@ -43,6 +44,7 @@ from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFai
 from controlplane.store.etcd import EtcdStore
 from pilothouse import logs
 from pilothouse.kinds import Kind
+from pilothouse.oci.registries import RegistriesConfig
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +68,7 @@ def runnables(
     objects: ObjectStore,
     embedded: EmbeddedEtcd | None,
     nodes: NodeSettings | None = None,
+    resolver: DigestResolver | None = None,
 ) -> list[Runnable]:
     """Every long-lived part of the control plane, in start order (see the module docstring)."""
     nodes = nodes or NodeSettings()
@@ -83,6 +86,7 @@ def runnables(
             replicasets=informers[Kind.REPLICASET],
             pods=pods,
             events=EventRecorder(objects, component="deployment-controller"),
+            resolver=resolver,
         )
     )
     parts.append(
@@ -153,7 +157,14 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
             data_dir=str(config.data_dir),
         )
         print(f"pilothouse control plane serving on {address}", flush=True)
-        await run_all(runnables(api=api, objects=objects, embedded=embedded, nodes=nodes))
+        resolver: DigestResolver = (
+            RegistryDigestResolver(RegistriesConfig.load(config.registries))
+            if config.registries
+            else NoDigests()
+        )
+        await run_all(
+            runnables(api=api, objects=objects, embedded=embedded, nodes=nodes, resolver=resolver)
+        )
     except RunnableExited as error:
         log.error("controlplane.failed", error=str(error))
         return 1

@@ -257,7 +257,8 @@ class ObjectStore:
     async def apply(self, message: Message, *, dry_run: bool = False) -> Applied:
         """Create the object if absent; otherwise set its spec, labels and annotations.
 
-        Status, ownerReferences and everything the store sets are kept. An apply that would
+        Status, ownerReferences, controller-owned annotations (`CONTROLLER_ANNOTATION_PREFIXES`)
+        and everything the store sets are kept. An apply that would
         change nothing writes nothing (UNCHANGED, resourceVersion as it was). When the applied
         object carries a resourceVersion it must still be current (`Conflict`); without one,
         a race with another writer (a controller writing status) is retried here.
@@ -299,7 +300,9 @@ class ObjectStore:
         desired.MergeFrom(_spec_only(message))
         for field in ("labels", "annotations"):
             target = getattr(desired.metadata, field)
+            kept = {k: v for k, v in target.items() if field == "annotations" and _owned(k)}
             target.clear()
+            target.update(kept)
             target.update(getattr(message.metadata, field))
         if desired == current:
             return Applied(object=current, outcome=ApplyOutcome.UNCHANGED)
@@ -425,3 +428,13 @@ def _decode(kind: Kind, value: bytes, revision: int) -> Message:
     obj.ParseFromString(value)
     obj.metadata.resource_version = str(revision)
     return obj
+
+
+# Annotations the control plane's controllers write on objects people apply (the revision
+# number, rollback records). A manifest does not carry them, so Apply keeps them unless the
+# manifest sets the same key, as kubectl's apply keeps fields it does not manage.
+CONTROLLER_ANNOTATION_PREFIXES = ("deployment.kubernetes.io/", "pilothouse.io/")
+
+
+def _owned(key: str) -> bool:
+    return key.startswith(CONTROLLER_ANNOTATION_PREFIXES)

@@ -222,9 +222,26 @@ async def test_scale(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def _next(stream) -> api.WatchEvent:
-    """The next watch event; a watch that goes quiet fails the test instead of hanging it."""
-    return await asyncio.wait_for(stream.read(), 20)
+async def _next(stream, seen: dict[str, bytes] | None = None) -> api.WatchEvent:
+    """The next watch event that changes what a person applied (spec, labels).
+
+    The real control plane runs controllers that write status and annotations on the same
+    Deployments; those MODIFIED events are skipped here. A watch that goes quiet fails the
+    test instead of hanging it.
+    """
+    seen = {} if seen is None else seen
+    while True:
+        event = await asyncio.wait_for(stream.read(), 20)
+        d = event.object.deployment
+        applied = (
+            d.spec.SerializeToString(deterministic=True)
+            + repr(sorted(d.metadata.labels.items())).encode()
+        )
+        before = seen.get(d.metadata.name)
+        seen[d.metadata.name] = applied
+        if event.type == api.WatchEvent.MODIFIED and before == applied:
+            continue
+        return event
 
 
 async def test_watch_sends_current_state_then_changes(
@@ -232,22 +249,23 @@ async def test_watch_sends_current_state_then_changes(
 ) -> None:
     await apply(stub, deployment("web", ns))
     stream = stub.Watch(api.WatchRequest(kind="deployments", namespace=ns))
+    seen: dict[str, bytes] = {}
     try:
-        first = await _next(stream)
+        first = await _next(stream, seen)
         assert first.type == api.WatchEvent.ADDED
         assert first.object.deployment.metadata.name == "web"
 
         await apply(stub, deployment("web", ns, image="busybox:1.36"))
-        changed = await _next(stream)
+        changed = await _next(stream, seen)
         assert changed.type == api.WatchEvent.MODIFIED
         assert changed.object.deployment.spec.template.spec.containers[0].image == "busybox:1.36"
 
         await apply(stub, deployment("api", ns))
-        added = await _next(stream)
+        added = await _next(stream, seen)
         assert (added.type, added.object.deployment.metadata.name) == (api.WatchEvent.ADDED, "api")
 
         await stub.Delete(api.DeleteRequest(kind="deployments", namespace=ns, name="web"))
-        deleted = await _next(stream)
+        deleted = await _next(stream, seen)
         assert deleted.type == api.WatchEvent.DELETED
         assert deleted.object.deployment.metadata.name == "web"
     finally:
@@ -265,20 +283,24 @@ async def test_watch_from_a_version_and_with_a_selector(
     stream = stub.Watch(
         api.WatchRequest(kind="deployments", namespace=ns, label_selector="tier=back")
     )
+    seen: dict[str, bytes] = {}
     try:
-        initial = sorted([(await _next(stream)).object.deployment.metadata.name for _ in range(2)])
+        initial = sorted(
+            [(await _next(stream, seen)).object.deployment.metadata.name for _ in range(2)]
+        )
         assert initial == ["db", "web"]
         # web leaves the selection: the client is told it is gone from its view.
         await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
-        left = await _next(stream)
+        left = await _next(stream, seen)
         assert (left.type, left.object.deployment.metadata.name) == (api.WatchEvent.DELETED, "web")
     finally:
         stream.cancel()
 
     replay = stub.Watch(api.WatchRequest(kind="deployments", namespace=ns, resource_version=since))
+    replayed: dict[str, bytes] = {"web": b""}
     try:
-        seen = [await _next(replay) for _ in range(3)]
-        assert [(e.type, e.object.deployment.metadata.name) for e in seen] == [
+        events = [await _next(replay, replayed) for _ in range(3)]
+        assert [(e.type, e.object.deployment.metadata.name) for e in events] == [
             (api.WatchEvent.ADDED, "db"),
             (api.WatchEvent.MODIFIED, "web"),
             (api.WatchEvent.MODIFIED, "web"),

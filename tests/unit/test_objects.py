@@ -146,6 +146,23 @@ async def test_apply_create_configure_unchanged(objects: ObjectStore) -> None:
     assert stored.spec.template.spec.containers[0].image == "busybox:1.36", "dry run wrote"
 
 
+async def test_apply_keeps_annotations_controllers_wrote(objects: ObjectStore) -> None:
+    applied = deployment()
+    applied.metadata.annotations["team"] = "web"
+    created = (await objects.apply(applied)).object
+    created.metadata.annotations["deployment.kubernetes.io/revision"] = "3"
+    created.metadata.annotations["pilothouse.io/rollback-reason"] = "web-abc failed"
+    await objects.update(created)
+
+    again = await objects.apply(applied)
+    assert again.outcome is ApplyOutcome.UNCHANGED, "re-applying dropped controller annotations"
+    applied.metadata.annotations.pop("team")
+    trimmed = (await objects.apply(applied)).object
+    assert "team" not in trimmed.metadata.annotations, "an annotation the user removed stayed"
+    assert trimmed.metadata.annotations["deployment.kubernetes.io/revision"] == "3"
+    assert trimmed.metadata.annotations["pilothouse.io/rollback-reason"] == "web-abc failed"
+
+
 async def test_list_filters_namespace_and_labels(objects: ObjectStore) -> None:
     await objects.create(deployment("a"))
     other = deployment("b")
