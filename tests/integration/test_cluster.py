@@ -1,0 +1,83 @@
+"""A whole cluster of real processes (issue #4): a control plane with embedded etcd and three
+agents on this machine (host network).
+
+What a user relies on:
+- a 6-replica Deployment runs as 6 Running pods, 2 per node, each a real runc container on the
+  node `get pods -o wide` names; deleting the Deployment removes every container everywhere;
+- a pod that asks for more memory than any node has stays Pending with the scheduler's reason,
+  and runs as soon as a node large enough joins, with nothing else done;
+- `pilothouse cordon` keeps new pods off a node, `pilothouse drain` moves its pods elsewhere.
+Real containers where the check is about containers; hollow (`--runtime fake`) agents elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from pilothouse.client import Client
+from pilothouse.kinds import Kind
+from pilothouse.v1 import objects_pb2 as o
+from tests.fixtures.agents import (
+    Cluster,
+    ClusterFactory,
+    deployment,
+    eventually,
+    is_ready,
+    pods,
+    running,
+)
+
+pytestmark = [pytest.mark.slow]
+
+NAMESPACE = "cluster-test"
+
+
+async def _all_ready(client: Client, names: list[str]) -> object:
+    nodes = [n for n in (await client.list(Kind.NODE)).items if isinstance(n, o.Node)]
+    ready = sorted(n.metadata.name for n in nodes if is_ready(n))
+    return ready == sorted(names) or ready
+
+
+async def _wait_ready(cluster: Cluster, client: Client) -> None:
+    names = list(cluster.agents)
+    await eventually(
+        lambda: _all_ready(client, names), f"`get nodes` never showed {names} all Ready"
+    )
+
+
+@pytest.mark.root
+async def test_six_replicas_run_as_real_containers_two_per_node_and_leave_with_the_deployment(
+    cluster: Cluster,
+) -> None:
+    async with cluster.client() as client:
+        await _wait_ready(cluster, client)
+        await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
+
+        async def six_running() -> object:
+            found = running(await pods(client, NAMESPACE))
+            return len(found) == 6 or found
+
+        await eventually(six_running, "the 6 replicas never all showed Running", within=60)
+        placed = running(await pods(client, NAMESPACE))
+        spread = Counter(placed.values())
+        assert spread == {"n1": 2, "n2": 2, "n3": 2}, (
+            f"6 replicas on 3 equal nodes landed as {dict(spread)}, not 2 per node"
+        )
+        for node in cluster.agents:
+            containers = await cluster.containers(node)
+            here = sorted(c.pod for c in containers if c.status == "running")
+            bound = sorted(name for name, on in placed.items() if on == node)
+            assert here == bound, (
+                f"node {node} runs containers for {here}, but `get pods` places {bound} there"
+            )
+
+        await client.delete(Kind.DEPLOYMENT, "web", namespace=NAMESPACE)
+
+        async def no_containers() -> object:
+            left = {n: [c.id for c in await cluster.containers(n)] for n in cluster.agents}
+            return not any(left.values()) or left
+
+        await eventually(no_containers, "containers of the deleted Deployment are left")
+        assert await pods(client, NAMESPACE) == [], "pods of the deleted Deployment are left"
