@@ -175,3 +175,31 @@ async def test_failing_exec_liveness_probe_restarts_the_container(agent: Agent) 
     assert "failed liveness probe, will be restarted" in last.message, last.message
     assert "Liveness probe failed: cat: can't open '/tmp/healthy'" in last.message, last.message
     assert last.container_id == "default_sick_app_0"
+
+
+async def test_exec_probe_that_times_out_fails_and_leaves_no_process_behind(
+    agent: Agent,
+) -> None:
+    pod = make_pod("slow", "exec sleep 3600")
+    probe = pod.spec.containers[0].readiness_probe
+    probe.exec.command.extend(["sleep", "30"])
+    probe.timeout_seconds = 1
+    probe.period_seconds = 1
+    probe.failure_threshold = 1
+    shell = RuncExec(runc="runc", root=agent.state / "runtime" / "runc")
+    async with grpc.aio.insecure_channel(agent.address) as channel:
+        stub = agent_pb2_grpc.NodeAgentStub(channel)
+        await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=[pod]))
+        pods = await wait_for(
+            stub,
+            "not Ready because its probe timed out",
+            lambda s: (
+                s.get("slow") is not None
+                and 'command "sleep 30" timed out' in ready_message(s["slow"])
+            ),
+        )
+        assert ready(pods["slow"]) == "False"
+        await asyncio.sleep(4)  # a few more probe periods: leaked probes would pile up
+        ps = await shell.exec("default_slow_app_0", ["ps", "-o", "args"], time_limit=10)
+    leaked = [line for line in ps.output.splitlines() if line.strip() == "sleep 30"]
+    assert len(leaked) <= 1, f"timed-out exec probes keep running in the container:\n{ps.output}"
