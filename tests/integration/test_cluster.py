@@ -81,3 +81,40 @@ async def test_six_replicas_run_as_real_containers_two_per_node_and_leave_with_t
 
         await eventually(no_containers, "containers of the deleted Deployment are left")
         assert await pods(client, NAMESPACE) == [], "pods of the deleted Deployment are left"
+
+
+async def test_a_cordoned_node_gets_no_new_pods_and_drain_moves_its_pods_elsewhere(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = await cluster_factory(agents=3, runtime="fake")
+    async with cluster.client() as client:
+        await _wait_ready(cluster, client)
+        cordon = await cluster.cli("cordon", "n3")
+        assert cordon.returncode == 0, f"`pilothouse cordon n3` failed: {cordon.stderr}"
+        await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
+
+        async def six_running() -> object:
+            found = running(await pods(client, NAMESPACE))
+            return len(found) == 6 or found
+
+        await eventually(six_running, "the 6 replicas never all showed Running")
+        placed = running(await pods(client, NAMESPACE))
+        assert "n3" not in placed.values(), f"new pods landed on the cordoned node n3: {placed}"
+
+        uncordon = await cluster.cli("uncordon", "n3")
+        assert uncordon.returncode == 0, f"`pilothouse uncordon n3` failed: {uncordon.stderr}"
+        on_n1 = {p.metadata.uid for p in await pods(client, NAMESPACE) if p.spec.node_name == "n1"}
+        assert on_n1, f"no replica landed on n1 to drain: {placed}"
+        drain = await cluster.cli("drain", "n1")
+        assert drain.returncode == 0, f"`pilothouse drain n1` failed: {drain.stderr}"
+
+        async def moved() -> object:
+            found = running(await pods(client, NAMESPACE))
+            return (len(found) == 6 and "n1" not in found.values()) or found
+
+        await eventually(moved, "after `drain n1` the 6 replicas did not all run elsewhere")
+        uids = {p.metadata.uid for p in await pods(client, NAMESPACE)}
+        assert not on_n1 & uids, "drain left the drained pods in place"
+        assert await cluster.agents["n1"].pods() == [], "the drained node still runs pods"
+        node = await client.get(Kind.NODE, "n1")
+        assert isinstance(node, o.Node) and node.spec.unschedulable, "drain did not cordon n1"
