@@ -171,6 +171,22 @@ class Conditions:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, str, datetime]] = {}
+        self.version = 0  # bumps whenever a condition's status or reason changes
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """What `restore` needs (JSON-ready): status, reason, transition time per condition."""
+        return {k: [s, r, t.isoformat()] for k, (s, r, t) in self._seen.items()}
+
+    def restore(self, snapshot: object) -> None:
+        """Continue from a snapshot (a restarted agent keeps the transition times)."""
+        if not isinstance(snapshot, dict):
+            return
+        for kind, value in snapshot.items():
+            try:
+                status, reason, since = value
+                self._seen[str(kind)] = (str(status), str(reason), datetime.fromisoformat(since))
+            except (TypeError, ValueError):
+                continue
 
     def update(
         self, now: datetime, values: dict[str, tuple[bool, str]]
@@ -183,6 +199,7 @@ class Conditions:
             if prev is None or prev[0] != status or prev[1] != reason:
                 since = now if prev is None or prev[0] != status else prev[2]
                 self._seen[kind] = (status, reason, since)
+                self.version += 1
             _, _, since = self._seen[kind]
             cond = objects_pb2.Condition(type=kind, status=status, reason=reason)
             cond.last_transition_time.CopyFrom(_ts(since))

@@ -18,6 +18,10 @@ Invariants:
 - Cancelling the worker (agent shutdown) never touches containers; only `stop()` does.
 - A container is ready only while running, started (its startup probe passed, if any) and,
   with a readiness probe, passing it; every new attempt starts not ready and probes afresh.
+- What the runtime cannot tell a restarted agent lives in the pod's directory: each
+  container's last started/ready (`<container>/probes.json`, for its attempt) and the
+  conditions' transition times (`conditions.json`), so an agent restart neither flaps
+  readiness nor resets the Ready time that minReadySeconds counts from.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import os
 import shutil
 import signal
 from collections.abc import Callable
@@ -133,6 +139,10 @@ class PodWorker:
         self._on_change = on_change
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
         self._conditions = Conditions()
+        self._saved_conditions = 0
+        if adopted:  # a restarted agent: keep the conditions' transition times
+            self._conditions.restore(self._read_json(self._conditions_file()))
+            self._saved_conditions = self._conditions.version
         self._log = log.bind(pod=self.key, uid=self.uid)
         self.records: dict[str, ContainerRecord] = {
             c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
@@ -171,8 +181,34 @@ class PodWorker:
         )
         return out
 
+    def _conditions_file(self) -> Path:
+        return specs.pod_dir(self._config.state_dir, self.pod) / "conditions.json"
+
+    def _save_conditions(self) -> None:
+        if self._conditions.version == self._saved_conditions or self.stopping:
+            return
+        self._saved_conditions = self._conditions.version
+        self._write_json(self._conditions_file(), self._conditions.snapshot())
+
+    def _write_json(self, path: Path, data: object) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)
+        except OSError as exc:
+            self._log.warning("pod.state_not_saved", path=str(path), error=str(exc))
+
+    @staticmethod
+    def _read_json(path: Path) -> object:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
     def _changed(self) -> None:
         self._on_change(self)
+        self._save_conditions()
 
     # -- supervision --------------------------------------------------------------------------
 
@@ -214,7 +250,9 @@ class PodWorker:
             rec.last_terminated = _terminated(previous[0])
         if latest.status is Status.RUNNING:
             rec.state = Running(latest.started_at or datetime.now(UTC))
-            rec.started, rec.ready = initial(self._container(rec.name))
+            rec.started, rec.ready = self._remembered_probes(rec.name, latest.id) or initial(
+                self._container(rec.name)
+            )
         elif latest.status is Status.STOPPED:
             rec.state = _terminated(latest)
 
@@ -313,6 +351,7 @@ class PodWorker:
             handler=self._probes,
             started_at=state.started_at,
             on_change=lambda p: self._probed(rec, p),
+            resume=self._remembered_probes(container.name, state.id),
         )
         if not prober.probing:
             return await self._runtime.wait(state.id), ""
@@ -335,10 +374,30 @@ class PodWorker:
     def _probed(self, rec: ContainerRecord, prober: ContainerProber) -> None:
         if rec.container_id != prober.target.container_id or not isinstance(rec.state, Running):
             return  # a report from an attempt that is over
+        before = (rec.started, rec.ready)
         rec.started = prober.started
         rec.ready = prober.started and prober.ready
         rec.probe_message = prober.unready_message()
+        if (rec.started, rec.ready) != before:
+            self._remember_probes(rec)
         self._changed()
+
+    def _probe_file(self, name: str) -> Path:
+        return specs.pod_dir(self._config.state_dir, self.pod) / name / "probes.json"
+
+    def _remember_probes(self, rec: ContainerRecord) -> None:
+        """Keep started/ready on disk, so a restarted agent resumes them instead of flapping."""
+        if self.stopping:
+            return  # the pod's directory is being removed
+        state = {"container_id": rec.container_id, "started": rec.started, "ready": rec.ready}
+        self._write_json(self._probe_file(rec.name), state)
+
+    def _remembered_probes(self, name: str, container_id: str) -> tuple[bool, bool] | None:
+        """(started, ready) last reported for this attempt by any agent, if any."""
+        state = self._read_json(self._probe_file(name))
+        if not isinstance(state, dict) or state.get("container_id") != container_id:
+            return None
+        return bool(state.get("started")), bool(state.get("ready"))
 
     def _probe_grace(self, container: objects_pb2.Container, kind: Kind) -> float:
         """The probe's terminationGracePeriodSeconds, else the pod's (Kubernetes' rule)."""

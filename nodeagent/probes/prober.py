@@ -13,9 +13,12 @@ Semantics (the kubelet's prober workers):
 - every failed check is recorded (`messages`, with the kubelet's event text, e.g.
   "Readiness probe failed: HTTP probe failed with statuscode: 404") and logged.
 
-Invariants: one prober per attempt, so a restarted container starts over (not started, not
-ready, counts at zero); `run()` returns only with a `Verdict` (the attempt must end), and a
-prober without probes never returns; a handler that raises or hangs counts as a failure.
+Invariants:
+- one prober per attempt, so a restarted container starts over (not started, not ready,
+  counts at zero); only an attempt re-adopted by a restarted agent resumes the started/ready
+  it had (`resume`), so an agent restart does not flap the pod's readiness;
+- `run()` returns only with a `Verdict` (the attempt must end); without probes it never
+  returns; a handler that raises or hangs counts as a failure.
 """
 
 from __future__ import annotations
@@ -69,11 +72,15 @@ class ContainerProber:
         handler: Handler,
         started_at: datetime | None,
         on_change: Callable[[ContainerProber], None],
+        resume: tuple[bool, bool] | None = None,
     ) -> None:
         self.container = container
         self.target = target
         self.probes = probes_of(container)
         self.started, self.ready = initial(container)
+        if resume is not None:  # (started, ready) as last reported for this same attempt
+            self.started = self.started or resume[0]
+            self.ready = resume[1] if Kind.READINESS in self.probes else self.started
         self.messages: dict[Kind, str] = {}  # the last failure of each probe
         self._handler = handler
         self._started_at = started_at

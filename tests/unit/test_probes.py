@@ -165,15 +165,22 @@ class Node:
     def __init__(self, state_dir: Path) -> None:
         self.handler = ScriptedHandler()
         self.runtime = FakeRuntime()
-        images = FakeImageService(
+        self.images = FakeImageService(
             configs={"busybox:stable": ImageConfig(entrypoint=("/bin/sh",), cmd=("-c", "x"))}
         )
-        config = WorkerConfig(
+        self.config = WorkerConfig(
             state_dir=state_dir,
             restart_backoff=BackoffConfig(initial=1, maximum=10, jitter=0),
             probes=self.handler,
         )
-        self.manager = PodManager(runtime=self.runtime, images=images, config=config)
+        self.manager = PodManager(runtime=self.runtime, images=self.images, config=self.config)
+
+    async def restart_agent(self) -> None:
+        """A new agent process over the same containers and state dir (re-adoption)."""
+        await self.manager.close()
+        self.runtime = self.runtime.restarted()
+        self.manager = PodManager(runtime=self.runtime, images=self.images, config=self.config)
+        await self.manager.start()
 
     async def __aenter__(self) -> Node:
         await self.manager.start()
@@ -398,3 +405,40 @@ async def test_on_failure_restarts_a_container_killed_by_its_liveness_probe(
         await node.manager.sync([pod])
         seen = await node.until("restarted", lambda p: status(p).restart_count == 1)
         assert seen.status.phase == "Running"
+
+
+@on_virtual_time
+async def test_agent_restart_keeps_a_ready_pod_ready(tmp_path: Path) -> None:
+    async with Node(tmp_path) as node:
+        await node.manager.sync([make_pod(readiness=probe(READY, period=5))])
+        before = await node.until("Ready", is_ready)
+        await node.restart_agent()
+        adopted = node.pod()
+        assert adopted is not None and is_ready(adopted), (
+            "a restarted agent reported a ready pod as not Ready (readiness would flap)"
+        )
+        checks = node.handler.count(Kind.READINESS)
+        await asyncio.sleep(12)
+        after = node.pod()
+        assert after is not None and is_ready(after)
+        assert node.handler.count(Kind.READINESS) > checks, "the adopted container is not probed"
+        assert status(after).container_id == status(before).container_id
+        assert status(after).restart_count == 0
+        assert (
+            condition(after, "Ready").last_transition_time
+            == condition(before, "Ready").last_transition_time
+        ), "the agent restart reset Ready's lastTransitionTime (minReadySeconds starts over)"
+
+
+@on_virtual_time
+async def test_agent_restart_keeps_an_unready_pod_unready_until_it_passes(tmp_path: Path) -> None:
+    async with Node(tmp_path) as node:
+        healthy = False
+        node.handler.script[Kind.READINESS] = lambda t: SUCCESS if healthy else failure("503")
+        await node.manager.sync([make_pod(readiness=probe(READY, period=5))])
+        await node.until("running", lambda p: status(p).state.HasField("running"))
+        await node.restart_agent()
+        adopted = node.pod()
+        assert adopted is not None and not is_ready(adopted)
+        healthy = True
+        await node.until("Ready", is_ready)
