@@ -71,6 +71,22 @@ def _stat(pid: int) -> tuple[str, int] | None:
         return None
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            members.append(int(entry.name))
+    return members
+
+
 def write(path: Path, pid: int) -> ProcessRecord:
     record = record_of(pid)
     path.parent.mkdir(parents=True, exist_ok=True)

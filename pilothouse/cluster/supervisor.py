@@ -213,4 +213,16 @@ class Supervisor:
                     after_s=child.spec.stop_timeout,
                 )
         self._kill_leftovers(child)
-        return await process.wait()
+        code = await process.wait()
+        await _group_gone(process.pid)
+        return code
+
+
+async def _group_gone(pgid: int, *, within: float = 2.0) -> None:
+    """Wait until no process of group `pgid` is left (SIGKILLed ones take a moment to go)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while processes.group_members(pgid):
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(0.01)
