@@ -16,6 +16,7 @@ from collections import Counter
 
 import pytest
 
+from nodeagent.api.nodeinfo import memory_bytes
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
@@ -118,3 +119,41 @@ async def test_a_cordoned_node_gets_no_new_pods_and_drain_moves_its_pods_elsewhe
         assert await cluster.agents["n1"].pods() == [], "the drained node still runs pods"
         node = await client.get(Kind.NODE, "n1")
         assert isinstance(node, o.Node) and node.spec.unschedulable, "drain did not cordon n1"
+
+
+async def test_a_pod_too_big_for_every_node_waits_with_the_reason_and_runs_on_a_larger_node(
+    cluster_factory: ClusterFactory,
+) -> None:
+    cluster = await cluster_factory(agents=3, runtime="fake")
+    host_memory = memory_bytes()
+    too_big = f"{2 * host_memory // 2**20}Mi"  # twice what any of the 3 nodes has
+    async with cluster.client() as client:
+        await _wait_ready(cluster, client)
+        await client.apply(
+            deployment("big", namespace=NAMESPACE, replicas=1, memory_request=too_big)
+        )
+
+        async def unschedulable() -> object:
+            found = await pods(client, NAMESPACE)
+            reasons = [
+                (p.status.phase, c.reason, c.message)
+                for p in found
+                for c in p.status.conditions
+                if c.type == "PodScheduled"
+            ]
+            return reasons == [
+                ("Pending", "Unschedulable", "0/3 nodes are available: 3 Insufficient memory.")
+            ] or (reasons, [p.spec.node_name for p in found])
+
+        await eventually(
+            unschedulable, "a pod too big for every node did not stay Pending with the reason"
+        )
+        await cluster.add_agent("big1", runtime="fake", memory_bytes=4 * host_memory)
+
+        async def runs_on_the_large_node() -> object:
+            found = running(await pods(client, NAMESPACE))
+            return found == {next(iter(found), ""): "big1"} or found
+
+        await eventually(
+            runs_on_the_large_node, "the waiting pod did not run on the larger node that joined"
+        )
