@@ -14,6 +14,7 @@ Defaults:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 from collections.abc import Sequence
@@ -44,6 +45,9 @@ class Config:
     server: str
     backoff: BackoffConfig
     debug: bool
+    network: str = "none"  # none | host | cni (nodeagent.network.sandbox.Mode)
+    pod_cidr: str = ""
+    cni_plugin_dir: Path = Path("/usr/lib/cni")
 
     @property
     def address_file(self) -> Path:
@@ -80,6 +84,14 @@ def parser() -> argparse.ArgumentParser:
         "--backoff-reset-after", type=float, default=600.0, help="run time that resets backoff, s"
     )
     p.add_argument("--backoff-jitter", type=float, default=0.1, help="jitter fraction")
+    p.add_argument(
+        "--network",
+        choices=("none", "host", "cni"),
+        default="none",
+        help="pod network: none (loopback only), host (the node's), cni (an IP per pod)",
+    )
+    p.add_argument("--pod-cidr", default="", help="this node's pod CIDR, for --network cni")
+    p.add_argument("--cni-plugin-dir", type=Path, default=Path("/usr/lib/cni"))
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -103,6 +115,13 @@ def parse(argv: Sequence[str]) -> Config:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if args.network == "cni":
+        if not args.pod_cidr:
+            raise ConfigError("--network cni needs --pod-cidr (e.g. 10.244.1.0/24)")
+        try:
+            ipaddress.ip_network(args.pod_cidr, strict=True)
+        except ValueError as exc:
+            raise ConfigError(f"--pod-cidr: {exc}") from None
     if args.registries is not None and not args.registries.is_file():
         raise ConfigError(f"--registries {args.registries}: no such file")
     return Config(
@@ -118,4 +137,7 @@ def parse(argv: Sequence[str]) -> Config:
         server=args.server,
         backoff=backoff,
         debug=args.debug,
+        network=args.network,
+        pod_cidr=args.pod_cidr,
+        cni_plugin_dir=args.cni_plugin_dir,
     )

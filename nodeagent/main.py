@@ -29,6 +29,7 @@ from nodeagent.api import nodeinfo
 from nodeagent.api.server import AgentServer, BindError
 from nodeagent.api.servicer import NodeAgentServicer
 from nodeagent.images import ImageService
+from nodeagent.network.sandbox import Mode, PodNetworks
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.worker import WorkerConfig
 from nodeagent.registration import Registration, load_instance_id
@@ -89,6 +90,13 @@ async def serve(config: settings.Config) -> int:
             pids_limit=config.pids_limit,
             host_ip=config.node_ip,
             restart_backoff=config.backoff,
+            networks=PodNetworks(
+                mode=Mode(config.network),
+                state_dir=config.state_dir,
+                node_ip=config.node_ip,
+                pod_cidr=config.pod_cidr or None,
+                plugin_dir=config.cni_plugin_dir,
+            ),
         ),
         max_pods=config.max_pods,
     )

@@ -134,6 +134,8 @@ class PodManager:
             else:
                 log.info("pod.orphaned", pod=key, uid=uid, containers=len(states))
                 self._retire(self._make_worker(self._skeleton(key, uid), adopted=states))
+        # Sandboxes of pods that are gone (removed while no agent ran, or a failed detach).
+        await self._config.networks.detach_others(self._desired.values())
         self._started = True
         self._reconcile()
 

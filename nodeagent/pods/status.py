@@ -216,6 +216,7 @@ def pod_status(
     start_time: datetime,
     host_ip: str,
     generation: int,
+    pod_ip: str = "",
 ) -> objects_pb2.PodStatus:
     current = phase(RestartPolicy.parse(spec.restart_policy), records)
     all_ready = bool(records) and all(r.ready for r in records)
@@ -226,6 +227,7 @@ def pod_status(
     status = objects_pb2.PodStatus(
         phase=current.value,
         host_ip=host_ip,
+        pod_ip=pod_ip,
         observed_generation=generation,
         container_statuses=[container_status(r) for r in records],
         conditions=conditions.update(

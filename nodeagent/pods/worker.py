@@ -41,6 +41,9 @@ from pathlib import Path
 import structlog
 
 from nodeagent.images import ImageError, ImageService, NotPresent, PullPolicy
+from nodeagent.network.cni import CniError
+from nodeagent.network.netns import NetnsError
+from nodeagent.network.sandbox import Mode, PodNetworks, Sandbox
 from nodeagent.pods import specs
 from nodeagent.pods.restart import (
     Action,
@@ -86,6 +89,10 @@ class WorkerConfig:
     image_backoff: BackoffConfig = field(default_factory=BackoffConfig)
     # Who performs probe checks; None: the handlers that fit the runtime (runc: real ones).
     probes: Handler | None = None
+    # The pod's network sandbox: made before its containers, removed after them.
+    networks: PodNetworks = field(
+        default_factory=lambda: PodNetworks(mode=Mode.NONE, state_dir=Path("."))
+    )
 
 
 def default_pull_policy(image: str) -> PullPolicy:
@@ -143,6 +150,7 @@ class PodWorker:
         if adopted:  # a restarted agent: keep the conditions' transition times
             self._conditions.restore(self._read_json(self._conditions_file()))
             self._saved_conditions = self._conditions.version
+        self._sandbox: Sandbox | None = None
         self._log = log.bind(pod=self.key, uid=self.uid)
         self.records: dict[str, ContainerRecord] = {
             c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
@@ -177,6 +185,7 @@ class PodWorker:
                 start_time=self.start_time,
                 host_ip=self._config.host_ip,
                 generation=self.pod.metadata.generation,
+                pod_ip=self._sandbox.pod_ip if self._sandbox else "",
             )
         )
         return out
@@ -214,9 +223,28 @@ class PodWorker:
 
     async def run(self) -> None:
         """Supervise every container until cancelled; containers outlive cancellation."""
+        await self._ensure_sandbox()
         async with asyncio.TaskGroup() as tg:
             for c in self.pod.spec.containers:
                 tg.create_task(self._supervise(c), name=f"container {self.key}/{c.name}")
+
+    async def _ensure_sandbox(self) -> None:
+        """Attach the pod's network (idempotent: a re-adopted pod keeps its sandbox)."""
+        backoff = Backoff(self._config.restart_backoff)
+        while True:
+            try:
+                self._sandbox = await self._config.networks.attach(self.pod)
+                self.pod_ip = self._sandbox.pod_ip
+                self._changed()
+                return
+            except (CniError, NetnsError, OSError) as exc:
+                self._log.warning("pod.sandbox_failed", error=str(exc))
+                for rec in self.records.values():
+                    rec.state = Waiting(
+                        WaitingReason.CONTAINER_CREATING, f"FailedCreatePodSandBox: {exc}"
+                    )
+                self._changed()
+                await asyncio.sleep(backoff.next())
 
     async def _supervise(self, container: objects_pb2.Container) -> None:
         retry = Backoff(self._config.restart_backoff)
@@ -434,6 +462,8 @@ class PodWorker:
                     state_dir=self._config.state_dir,
                     pids_limit=self._config.pids_limit,
                 )
+                if self._sandbox is not None:
+                    spec = dataclasses.replace(spec, netns_path=self._sandbox.netns_path)
                 Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
                 await self._runtime.create(spec)
                 state = await self._runtime.start(cid)
@@ -505,6 +535,11 @@ class PodWorker:
         await asyncio.gather(*(self._stop_one(s.id, grace) for s in running))
         for s in mine:
             await self._remove_container(s.id)
+        try:
+            await self._config.networks.detach(self.pod)
+        except (CniError, NetnsError, OSError) as exc:
+            # The next agent start removes it (PodManager.start: detach_others).
+            self._log.warning("pod.sandbox_remove_failed", error=str(exc))
         shutil.rmtree(specs.pod_dir(self._config.state_dir, self.pod), ignore_errors=True)
         self._log.info("pod.removed")
 
