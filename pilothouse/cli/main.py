@@ -28,6 +28,7 @@ import structlog
 import pilothouse
 from pilothouse import config, logs
 from pilothouse.cli import apply, delete, describe, get, image, nodes, scale
+from pilothouse.cli import cluster as cluster_verb
 from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
 from pilothouse.cli import rollout as rollout_verb
@@ -67,6 +68,7 @@ VERBS: dict[str, Verb] = {
     **rollout_verb.VERBS,
     **set_verb.VERBS,
     **diff_verb.VERBS,
+    **cluster_verb.VERBS,
 }
 
 EXIT_ERROR = 1
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     nodes.add_parsers(subparsers)
     image.add_parsers(subparsers)
     rollout_verb.add_parsers(subparsers)
+    cluster_verb.add_parsers(subparsers)
     set_verb.add_parsers(subparsers)
     diff_verb.add_parser(subparsers)
     return parser
