@@ -6,13 +6,12 @@ Which file: the one named explicitly, else `$PILOTHOUSE_CONFIG`, else
 
 Invariants: other keys in the file (namespace, credentials) are kept; the file is written
 atomically with mode 0600; `forget` removes `server:` only while it still names the address
-`up` wrote, so a person's own setting is never taken away, and removes the file only when
-nothing else is left in it.
+`up` wrote, so a person's own setting is never taken away; the file itself stays (the CLI
+refuses a config file named by `$PILOTHOUSE_CONFIG` that does not exist).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,9 +62,5 @@ def forget(file: Path, server: str) -> bool:
     if data.get("server") != server:
         return False
     del data["server"]
-    if data:
-        _save(file, data)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            file.unlink()
+    _save(file, data)
     return True

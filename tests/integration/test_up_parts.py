@@ -31,7 +31,7 @@ def test_up_points_the_cli_at_its_server_and_keeps_the_persons_other_settings(
     assert yaml.safe_load(file.read_text()) == {"namespace": "team-a"}
 
 
-def test_down_leaves_a_server_the_person_set_since_and_removes_an_emptied_file(
+def test_down_leaves_a_server_the_person_set_since(
     tmp_path: Path,
 ) -> None:
     file = tmp_path / "config.yaml"
@@ -42,7 +42,7 @@ def test_down_leaves_a_server_the_person_set_since_and_removes_an_emptied_file(
 
     clientconfig.point_at(file, "127.0.0.1:4242")
     assert clientconfig.forget(file, "127.0.0.1:4242")
-    assert not file.exists()
+    assert config.resolve(config_path=str(file), environ={}).source is config.Source.DEFAULT
 
 
 def test_the_config_file_is_the_one_the_cli_reads(tmp_path: Path) -> None:
