@@ -42,7 +42,7 @@ class WatchPodsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PodStatusEvent(_message.Message):
-    __slots__ = ("type", "pod")
+    __slots__ = ("type", "pod", "events")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[PodStatusEvent.Type]
@@ -53,9 +53,11 @@ class PodStatusEvent(_message.Message):
     REMOVED: PodStatusEvent.Type
     TYPE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     type: PodStatusEvent.Type
     pod: _objects_pb2.Pod
-    def __init__(self, type: _Optional[_Union[PodStatusEvent.Type, str]] = ..., pod: _Optional[_Union[_objects_pb2.Pod, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Event]
+    def __init__(self, type: _Optional[_Union[PodStatusEvent.Type, str]] = ..., pod: _Optional[_Union[_objects_pb2.Pod, _Mapping]] = ..., events: _Optional[_Iterable[_Union[_objects_pb2.Event, _Mapping]]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("namespace", "pod", "container", "tail_lines", "follow", "previous")
