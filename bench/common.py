@@ -53,8 +53,10 @@ async def running_cluster(
     runtime: str = "runc",
     control_plane_flags: Sequence[str] = (),
     agent_flags: Sequence[str] = (),
+    keep_logs: Path | None = None,
 ) -> AsyncIterator[Cluster]:
-    """A control plane + agents n1..nN, all Ready; everything removed on the way out."""
+    """A control plane + agents n1..nN, all Ready; everything removed on the way out (the
+    processes' logs copied to `keep_logs` first, when given, for profiling)."""
     root = Path(tempfile.mkdtemp(prefix="ph-bn-"))
     cluster = Cluster(root, control_plane_flags=control_plane_flags)
     try:
@@ -72,7 +74,15 @@ async def running_cluster(
         try:
             await cluster.stop()
         finally:
+            if keep_logs is not None:
+                _copy_logs(root, keep_logs)
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _copy_logs(root: Path, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for log in root.glob("*/*.log"):
+        shutil.copy(log, into / f"{log.parent.name}.log")
 
 
 async def wait_nodes_ready(client: Client, names: Sequence[str], *, within: float = 60) -> None:

@@ -62,11 +62,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1,10,50")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the logs here")
     opts = parser.parse_args()
     require_root()
     counts = [int(c) for c in opts.counts.split(",")]
     result: dict[str, object] = {"nodes": 3, "rounds": opts.rounds}
-    async with asyncio.timeout(900), running_cluster(agents=3) as cluster:
+    async with asyncio.timeout(900), running_cluster(agents=3, keep_logs=opts.keep_logs) as cluster:
         await one_round(cluster, "warmup", 3)  # one pod per node: image layers, caches
         for count in counts:
             totals, latencies = [], []
