@@ -6,13 +6,22 @@
 # Python: a virtualenv at $PILOTHOUSE_VENV (default: <repo>/.venv) with the package installed
 # editable, and `pilothouse` linked into /usr/local/bin.
 #
-# Usage: deploy/install.sh [--test]   (--test also installs the test dependencies)
+# Usage: deploy/install.sh [--test] [--systemd]
+#   --test     also install the test dependencies
+#   --systemd  also install the systemd units (deploy/systemd/) for running on VMs
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PILOTHOUSE_VENV:-$REPO/.venv}"
 EXTRAS=""
-[[ "${1:-}" == "--test" ]] && EXTRAS="[test]"
+UNITS=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) EXTRAS="[test]" ;;
+    --systemd) UNITS=1 ;;
+    *) echo "install.sh: unknown option $arg (use --test, --systemd)" >&2; exit 2 ;;
+  esac
+done
 
 if [[ $EUID -ne 0 ]]; then
   echo "install.sh: run as root (it installs system packages and runs containers)" >&2
@@ -42,3 +51,8 @@ fi
 "$VENV/bin/pip" install -q -e "$REPO$EXTRAS"
 ln -sf "$VENV/bin/pilothouse" /usr/local/bin/pilothouse
 echo "installed: $("$VENV/bin/pilothouse" --version 2>/dev/null || echo pilothouse)"
+if ((UNITS)); then
+  install -m 0644 "$REPO"/deploy/systemd/*.service /etc/systemd/system/
+  systemctl daemon-reload
+  echo "systemd units installed: pilothouse-controlplane.service, pilothouse-agent.service"
+fi
