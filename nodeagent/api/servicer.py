@@ -53,7 +53,9 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
         self, request: agent_pb2.WatchPodsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.PodStatusEvent]:
         async for event in self._pods.watch():
-            yield agent_pb2.PodStatusEvent(type=_EVENT_TYPES[event.type], pod=event.pod)
+            yield agent_pb2.PodStatusEvent(
+                type=_EVENT_TYPES[event.type], pod=event.pod, events=event.events
+            )
 
     async def Logs(
         self, request: agent_pb2.LogsRequest, context: grpc.aio.ServicerContext

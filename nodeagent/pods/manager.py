@@ -4,13 +4,17 @@ Role: `sync(desired)` records the node's whole desired set (persisted in `nodeag
 and reconciles: a pod without a worker gets one; a worker whose pod left the set, or whose pod
 changed (new uid or spec hash), is stopped and removed, and a changed pod is started again
 only after its predecessor is gone (one pod name never runs twice at once). `pods()` and
-`watch()` report the observed status; `logs()` reads a container's log files.
+`watch()` report the observed status, and `watch()` also hands over each pod's events (what
+its worker recorded since the last report); `logs()` reads a container's log files.
 
 Invariants:
 - Level-triggered: `sync` is idempotent, and `start()` rebuilds the same workers from the
   persisted desired set and the runtime's containers (re-adoption) without restarting any.
 - Containers that belong to no desired pod (by their labels) are stopped and removed.
 - Shutting the manager down (`close`, or cancelling `run`) leaves every container running.
+- A pod's events go out once, with the first report of the pod after they happened (a report
+  is sent for new events even when the status did not change); while nobody watches they
+  wait in the worker (bounded) for the next watcher. Events never hold up a report.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class EventType(enum.Enum):
 class PodEvent:
     type: EventType
     pod: objects_pb2.Pod
+    # Kubernetes Events about the pod recorded since its previous report (see pods.events).
+    events: tuple[objects_pb2.Event, ...] = ()
 
 
 class PodNotFound(LookupError):
@@ -181,8 +187,9 @@ class PodManager:
         queue: asyncio.Queue[PodEvent] = asyncio.Queue()
         self._watchers.add(queue)
         try:
-            for pod in self.pods():
-                yield PodEvent(EventType.UPDATED, pod)
+            for worker in list(self._workers.values()):
+                if not worker.stopping:
+                    yield PodEvent(EventType.UPDATED, worker.observed(), self._events_of(worker))
             while True:
                 yield await queue.get()
         finally:
@@ -310,7 +317,7 @@ class PodManager:
         last = self._published.get(worker.key)
         if last is not None and last.metadata.uid == worker.uid:
             del self._published[worker.key]
-            self._emit(PodEvent(EventType.REMOVED, last))
+            self._emit(PodEvent(EventType.REMOVED, last, self._events_of(worker)))
         self._reconcile()
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
@@ -325,10 +332,14 @@ class PodManager:
         if worker.stopping or self._workers.get(worker.key) is not worker:
             return
         pod = worker.observed()
-        if self._published.get(worker.key) == pod:
+        if self._published.get(worker.key) == pod and not (worker.events and self._watchers):
             return
         self._published[worker.key] = pod
-        self._emit(PodEvent(EventType.UPDATED, pod))
+        self._emit(PodEvent(EventType.UPDATED, pod, self._events_of(worker)))
+
+    def _events_of(self, worker: PodWorker) -> tuple[objects_pb2.Event, ...]:
+        """The worker's new events, handed over only when someone watches (else they wait)."""
+        return tuple(worker.events.drain()) if self._watchers else ()
 
     def _emit(self, event: PodEvent) -> None:
         for queue in self._watchers:

@@ -8,6 +8,8 @@ While an attempt runs, its probes (`nodeagent.probes.prober`) decide whether it 
 ready, and a failed liveness or startup probe ends it (SIGTERM, SIGKILL after the probe's or
 the pod's grace period); that exit goes through the same restart policy and backoff.
 `stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release.
+Along the way it records the kubelet's events (`self.events`: Pulling, Pulled, Failed,
+BackOff, Created, Started, Killing, Unhealthy); the manager sends them with the next report.
 
 Invariants:
 - The runtime is the source of truth: a loop (re)starts by reading the pod's containers from
@@ -33,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +48,7 @@ from nodeagent.network.cni import CniError
 from nodeagent.network.netns import NetnsError
 from nodeagent.network.sandbox import Mode, PodNetworks, Sandbox
 from nodeagent.pods import specs
+from nodeagent.pods.events import EventType, PodEvents, ProbeEvents, Reason, duration_text
 from nodeagent.pods.restart import (
     Action,
     Backoff,
@@ -152,6 +156,8 @@ class PodWorker:
             self._saved_conditions = self._conditions.version
         self._sandbox: Sandbox | None = None
         self._log = log.bind(pod=self.key, uid=self.uid)
+        # What happened since the last report, in the kubelet's words (see pods.events).
+        self.events = PodEvents(pod)
         self.records: dict[str, ContainerRecord] = {
             c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
         }
@@ -239,6 +245,11 @@ class PodWorker:
                 return
             except (CniError, NetnsError, OSError) as exc:
                 self._log.warning("pod.sandbox_failed", error=str(exc))
+                self.events.record(
+                    type=EventType.WARNING,
+                    reason=Reason.FAILED_CREATE_POD_SANDBOX,
+                    message=f"Failed to create pod sandbox: {exc}",
+                )
                 for rec in self.records.values():
                     rec.state = Waiting(
                         WaitingReason.CONTAINER_CREATING, f"FailedCreatePodSandBox: {exc}"
@@ -348,6 +359,13 @@ class PodWorker:
                 self._changed()
                 return
             rec.last_terminated = term
+            self.events.record(
+                container=name,
+                type=EventType.WARNING,
+                reason=Reason.BACK_OFF,
+                message=f"Back-off restarting failed container {name} in pod "
+                f"{self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})",
+            )
             rec.state = Waiting(
                 WaitingReason.CRASH_LOOP_BACK_OFF,
                 f"back-off {decision.delay:.3g}s restarting failed container={name} "
@@ -368,6 +386,12 @@ class PodWorker:
 
         Returns its final state and, if a probe ended it, why (for lastState's message).
         """
+        handler = ProbeEvents(
+            self._probes,
+            events=self.events,
+            container=container.name,
+            on_event=self._changed,
+        )
         prober = ContainerProber(
             container=container,
             target=Target(
@@ -376,11 +400,12 @@ class PodWorker:
                 pod_ip=self.pod_ip,
                 ports={p.name: p.container_port for p in container.ports if p.name},
             ),
-            handler=self._probes,
+            handler=handler,
             started_at=state.started_at,
             on_change=lambda p: self._probed(rec, p),
             resume=self._remembered_probes(container.name, state.id),
         )
+        handler.probes = prober.probes
         if not prober.probing:
             return await self._runtime.wait(state.id), ""
         probing = asyncio.create_task(prober.run(), name=f"probes {self.key}/{container.name}")
@@ -391,6 +416,13 @@ class PodWorker:
                 return waiting.result(), ""
             verdict = probing.result()
             rec.ready = False
+            self.events.record(
+                container=container.name,
+                type=EventType.NORMAL,
+                reason=Reason.KILLING,
+                message=f"Container {container.name} failed {verdict.kind.value.lower()} probe, "
+                "will be restarted",
+            )
             self._changed()
             await self._stop_one(state.id, self._probe_grace(container, verdict.kind))
             return await waiting, verdict.message
@@ -466,7 +498,9 @@ class PodWorker:
                     spec = dataclasses.replace(spec, netns_path=self._sandbox.netns_path)
                 Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
                 await self._runtime.create(spec)
+                self._event(container.name, Reason.CREATED, f"Created container {container.name}")
                 state = await self._runtime.start(cid)
+                self._event(container.name, Reason.STARTED, f"Started container {container.name}")
             except (RuntimeError_, specs.SpecError, ImageError, OSError) as exc:
                 reason = (
                     WaitingReason.CREATE_CONTAINER_CONFIG_ERROR
@@ -477,6 +511,7 @@ class PodWorker:
                 self._log.warning(
                     "pod.container_create_failed", container=container.name, error=str(exc)
                 )
+                self._event(container.name, Reason.FAILED, f"Error: {exc}", EventType.WARNING)
                 self._changed()
                 await self._remove_container(cid)
                 await asyncio.sleep(backoff.next())
@@ -503,25 +538,72 @@ class PodWorker:
         ):
             rec.state = Waiting(WaitingReason.CONTAINER_CREATING)
             self._changed()
+        name, image = container.name, container.image
         while True:
+            pulls = self._pulls(image, policy)
+            if pulls:
+                self._event(name, Reason.PULLING, f'Pulling image "{image}"')
+            began = time.monotonic()
             try:
-                return await self._images.ensure(container.image, policy)
+                found = await self._images.ensure(image, policy)
             except NotPresent as exc:
                 rec.state = Waiting(WaitingReason.ERR_IMAGE_NEVER_PULL, str(exc))
+                self._event(name, Reason.ERR_IMAGE_NEVER_PULL, str(exc), EventType.WARNING)
                 self._changed()
             except ImageError as exc:
-                self._log.warning("pod.image_pull_failed", image=container.image, error=str(exc))
+                self._log.warning("pod.image_pull_failed", image=image, error=str(exc))
                 rec.state = Waiting(WaitingReason.ERR_IMAGE_PULL, str(exc))
+                failed = f'Failed to pull image "{image}": {exc}'
+                self._event(name, Reason.FAILED, failed, EventType.WARNING)
+                self._event(name, Reason.FAILED, "Error: ErrImagePull", EventType.WARNING)
                 self._changed()
                 delay = backoff.next()
                 rec.state = Waiting(
                     WaitingReason.IMAGE_PULL_BACK_OFF,
-                    f'Back-off pulling image "{container.image}": {exc}',
+                    f'Back-off pulling image "{image}": {exc}',
                 )
+                self._event(name, Reason.BACK_OFF, f'Back-off pulling image "{image}"')
+                self._event(name, Reason.FAILED, "Error: ImagePullBackOff", EventType.WARNING)
                 self._changed()
                 await asyncio.sleep(delay)
                 continue
+            else:
+                if pulls:
+                    took = duration_text(time.monotonic() - began)
+                    message = f'Successfully pulled image "{image}" in {took}'
+                else:
+                    message = f'Container image "{image}" already present on machine'
+                self._event(name, Reason.PULLED, message)
+                return found
             await asyncio.sleep(backoff.next())
+
+    def _pulls(self, image: str, policy: PullPolicy) -> bool:
+        """Whether ensuring `image` under `policy` contacts the registry (for the events).
+
+        IfNotPresent asks the image service's `lookup` when it has one; a service without it
+        is taken to pull.
+        """
+        if policy is PullPolicy.NEVER:
+            return False
+        if policy is PullPolicy.ALWAYS:
+            return True
+        lookup = getattr(self._images, "lookup", None)
+        if lookup is None:
+            return True
+        try:
+            return lookup(image) is None
+        except Exception:  # an unparseable name: ensure() reports it as a pull error
+            return True
+
+    def _event(
+        self,
+        container: str,
+        reason: Reason,
+        message: str,
+        type: EventType = EventType.NORMAL,
+    ) -> None:
+        """Record an event about one container; it goes out with the next status report."""
+        self.events.record(container=container, type=type, reason=reason, message=message)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -532,6 +614,9 @@ class PodWorker:
         mine = [s for s in await self._runtime.list() if s.labels.get(specs.LABEL_UID) == self.uid]
         running = [s for s in mine if s.status is Status.RUNNING]
         self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
+        for state in running:
+            name = state.labels.get(specs.LABEL_CONTAINER, "")
+            self._event(name, Reason.KILLING, f"Stopping container {name}")
         await asyncio.gather(*(self._stop_one(s.id, grace) for s in running))
         for s in mine:
             await self._remove_container(s.id)
