@@ -19,16 +19,24 @@ Invariants:
   (`NotRegistered`): the agent must register again (and may then be refused).
 - Just after this process starts it has seen no beats: a Node already in the store counts as
   seen at start-up, so a restarted control plane gives every agent a full grace period.
+- Every registered Node has a pod CIDR (`spec.podCIDR`, see `controlplane.nodes.podcidr`): the
+  one it already has (it never changes while the Node exists), else the one its agent asked
+  for if no other Node's overlaps it, else the lowest free block of the cluster CIDR. The
+  choice is derived from the stored Nodes and written with the Node (compare-and-swap);
+  registrations are serialized in this process, so two Nodes never get the same block. An
+  agent that asks for a range another Node holds, or for another range than its Node's, is
+  refused (`PodCidrUnavailable`) with the reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
 
 from controlplane.controllers.clock import Clock, SystemClock
-from controlplane.nodes import conditions
+from controlplane.nodes import conditions, podcidr
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import Invalid, ObjectStore
 from controlplane.store import AlreadyExists, Conflict, NotFound
@@ -52,6 +60,12 @@ RETURNED_MESSAGE = (
 
 class NodeTaken(Exception):
     """Another agent instance owns this node name and is still alive."""
+
+
+class PodCidrUnavailable(NodeTaken):
+    """The agent cannot have the pod CIDR it asked for (another Node holds it, or its Node
+    already has another one), or none is free. A refusal like `NodeTaken` (the agent retries
+    and logs the message), with the pod CIDR's reason."""
 
 
 class NotRegistered(Exception):
@@ -81,8 +95,12 @@ class NodeRegistry:
         grace_period: float = DEFAULT_GRACE_PERIOD,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         persist_interval: float = DEFAULT_PERSIST_INTERVAL,
+        pod_cidrs: podcidr.Allocator | None = None,
     ) -> None:
         self._objects = objects
+        self.pod_cidrs = pod_cidrs or podcidr.Allocator.of()
+        # One registration at a time: choosing a pod CIDR and writing it must not interleave.
+        self._registering = asyncio.Lock()
         self._clock = clock or SystemClock()
         self.grace_period = grace_period
         self.heartbeat_interval = heartbeat_interval
@@ -115,7 +133,8 @@ class NodeRegistry:
             raise Invalid(f'node "{name}": RegisterNode needs an instance id')
         for attempt in range(_ATTEMPTS):
             try:
-                registered = await self._register_once(node, instance_id)
+                async with self._registering:
+                    registered = await self._register_once(node, instance_id)
             except (Conflict, AlreadyExists, NotFound):
                 # Someone wrote the node between our read and our write: read it again.
                 if attempt == _ATTEMPTS - 1:
@@ -140,6 +159,7 @@ class NodeRegistry:
             fresh = objects_pb2.Node()
             fresh.metadata.name = name
             fresh.spec.CopyFrom(node.spec)
+            fresh.spec.pod_cidr = await self._pod_cidr(name, requested=node.spec.pod_cidr)
             _set_identity(fresh, node, instance_id)
             _set_reported(fresh, node, now=now)
             return await self._objects.create(fresh)
@@ -155,10 +175,33 @@ class NodeRegistry:
         updated = objects_pb2.Node()
         updated.CopyFrom(current)
         _set_identity(updated, node, instance_id)
-        if updated.metadata != current.metadata:
+        requested = node.spec.pod_cidr
+        if current.spec.pod_cidr:
+            if requested and not _same_network(requested, current.spec.pod_cidr):
+                raise PodCidrUnavailable(
+                    f'node "{name}" has pod CIDR {current.spec.pod_cidr}, its agent asks for '
+                    f"{requested}; a node's pod CIDR never changes: start the agent with "
+                    f"--pod-cidr {current.spec.pod_cidr} (or without it), or delete the node"
+                )
+        else:
+            updated.spec.pod_cidr = await self._pod_cidr(name, requested=requested)
+        if updated.metadata != current.metadata or updated.spec != current.spec:
             updated = await self._objects.update(updated)
         _set_reported(updated, node, now=now)
         return await self._objects.update_status(updated)
+
+    async def _pod_cidr(self, name: str, *, requested: str) -> str:
+        """The pod CIDR for a node that has none yet (see the module docstring)."""
+        listed = await self._objects.list(Kind.NODE)
+        taken = {n.metadata.name: n.spec.pod_cidr for n in listed.items}  # type: ignore[attr-defined]
+        try:
+            chosen = self.pod_cidrs.choose(name, requested=requested, taken=taken)
+        except podcidr.InvalidCidr as error:
+            raise Invalid(f'node "{name}": {error}') from None
+        except podcidr.PodCidrError as error:
+            raise PodCidrUnavailable(str(error)) from None
+        log.info("node.pod_cidr", node=name, pod_cidr=chosen, requested=requested or None)
+        return chosen
 
     # ---------------------------------------------------------------- heartbeats
 
@@ -221,6 +264,13 @@ class NodeRegistry:
             return None
         conditions.touch_heartbeat(updated, now=now)
         return updated
+
+
+def _same_network(a: str, b: str) -> bool:
+    try:
+        return podcidr.parse(a) == podcidr.parse(b)
+    except podcidr.InvalidCidr:
+        return a.strip() == b.strip()
 
 
 def _set_identity(target: objects_pb2.Node, reported: objects_pb2.Node, instance_id: str) -> None:
