@@ -7,6 +7,8 @@
 - `--node-heartbeat-interval 1`: how often agents heartbeat (sent to them at registration).
 - `--node-resync-interval 10`: how often each node's whole pod set is pushed even when
   nothing changed.
+- `--cluster-cidr 10.244.0.0/16`: the range nodes' pod CIDRs (a /24 each) are allocated from
+  at registration (see `controlplane.nodes.podcidr`).
 
 `split(argv)` takes these flags out of a control-plane command line and leaves the rest for
 `controlplane.config`, so both sets parse together (`add_flags` shows them in `--help`).
@@ -17,6 +19,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from controlplane.nodes import podcidr
 
 
 class SettingsError(ValueError):
@@ -29,6 +33,11 @@ class NodeSettings:
     eviction_timeout: float = 2.0
     heartbeat_interval: float = 1.0
     resync_interval: float = 10.0
+    cluster_cidr: str = podcidr.DEFAULT_CLUSTER_CIDR
+
+    def pod_cidrs(self) -> podcidr.Allocator:
+        """The allocator of nodes' pod CIDRs (validated by `split`)."""
+        return podcidr.Allocator.of(self.cluster_cidr)
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +71,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="push each node's pod set at least this often (default %(default)s)",
     )
+    group.add_argument(
+        "--cluster-cidr",
+        default=defaults.cluster_cidr,
+        metavar="CIDR",
+        help="pod addresses: each node gets a /24 of it (default %(default)s)",
+    )
 
 
 def split(argv: Sequence[str]) -> tuple[NodeSettings, list[str]]:
@@ -74,7 +89,12 @@ def split(argv: Sequence[str]) -> tuple[NodeSettings, list[str]]:
         eviction_timeout=args.pod_eviction_timeout,
         heartbeat_interval=args.node_heartbeat_interval,
         resync_interval=args.node_resync_interval,
+        cluster_cidr=args.cluster_cidr,
     )
+    try:
+        settings.pod_cidrs()
+    except podcidr.InvalidCidr as error:
+        raise SettingsError(f"--cluster-cidr: {error}") from None
     for flag, value in (
         ("--node-grace-period", settings.grace_period),
         ("--node-heartbeat-interval", settings.heartbeat_interval),

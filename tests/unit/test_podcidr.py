@@ -176,3 +176,15 @@ async def test_the_registration_answer_over_grpc_carries_the_pod_cidr() -> None:
             assert '"node-1"' in (refused.value.details() or "")
     finally:
         await server.stop()
+
+
+def test_the_cluster_cidr_flag_sets_the_range_and_refuses_a_bad_one() -> None:
+    from controlplane.nodes import settings
+
+    nodes, rest = settings.split(["--cluster-cidr", "10.50.0.0/16", "--listen", "x:1"])
+    assert nodes.pod_cidrs().cluster_cidr == ipaddress.ip_network("10.50.0.0/16")
+    assert rest == ["--listen", "x:1"]
+    assert settings.split([])[0].cluster_cidr == "10.244.0.0/16"
+    with pytest.raises(settings.SettingsError) as bad:
+        settings.split(["--cluster-cidr", "10.50.0.1/16"])
+    assert "--cluster-cidr" in str(bad.value) and "host bits" in str(bad.value)
