@@ -4,7 +4,10 @@ and node sync, and runs them until stopped.
 The wiring is explicit and happens only here (no registration at import time). Order matters:
 1. etcd first (embedded: started and then supervised), because everything reads from it;
 2. the API binds its address before the runnables start, so a taken port fails fast;
-3. `controlplane.addr` is written only once the API serves, and removed on the way out;
+3. security (unless `--insecure`): the PKI files are made or refreshed before the API binds,
+   and `admin.conf` is written once the API's address is known, before `controlplane.addr`;
+   node sync and the logs proxy call agents with the control plane's client certificate;
+   `controlplane.addr` is written only once the API serves, and removed on the way out;
 4. in `runnables`, the informers come before the parts that read them: run_all stops parts in
    reverse order, so controllers stop before the caches they read, and those before etcd.
    Consumers subscribe to informers when they are built (before anything runs), so none
@@ -22,11 +25,15 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
 from controlplane import config as settings
 from controlplane.api.server import ApiServer, BindError
+from controlplane.auth import bootstrap
+from controlplane.auth.serving import Security, join_listen_for
+from controlplane.auth.tokens import TokenStore
 from controlplane.cache.informer import Informer
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
@@ -34,6 +41,7 @@ from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.digests import DigestResolver, NoDigests, RegistryDigestResolver
 from controlplane.events import EventRecorder
 from controlplane.nodes import settings as node_flags
+from controlplane.nodes.agent import Connect, connector
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
@@ -69,6 +77,7 @@ def runnables(
     embedded: EmbeddedEtcd | None,
     nodes: NodeSettings | None = None,
     resolver: DigestResolver | None = None,
+    connect: Connect | None = None,
 ) -> list[Runnable]:
     """Every long-lived part of the control plane, in start order (see the module docstring)."""
     nodes = nodes or NodeSettings()
@@ -113,6 +122,7 @@ def runnables(
             pods=pods,
             events=node_events,
             resync_interval=nodes.resync_interval,
+            connect=connect,
         )
     )
     parts.append(
@@ -146,24 +156,45 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
         registry = NodeRegistry(
             objects, grace_period=nodes.grace_period, heartbeat_interval=nodes.heartbeat_interval
         )
-        api = ApiServer(objects=objects, listen=config.listen, registry=registry)
+        security, connect = _security(config, store)
+        api = ApiServer(
+            objects=objects,
+            listen=config.listen,
+            registry=registry,
+            connect=connect,
+            security=security,
+        )
         address = await api.start()
-        _write_address(config, address)
+        if security is not None:
+            bootstrap.ensure_admin_config(
+                security.pki, path=config.admin_config, server=_local(address)
+            )
+            _write_file(config.join_address_file, api.join_address or "")
+        _write_file(config.address_file, address)
         log.info(
             "controlplane.serving",
             address=address,
+            join_address=api.join_address or "",
+            secure=security is not None,
             etcd=",".join(endpoints),
             embedded_etcd=embedded is not None,
             data_dir=str(config.data_dir),
         )
-        print(f"pilothouse control plane serving on {address}", flush=True)
+        _announce(config, address, security, join_address=api.join_address)
         resolver: DigestResolver = (
             RegistryDigestResolver(RegistriesConfig.load(config.registries))
             if config.registries
             else NoDigests()
         )
         await run_all(
-            runnables(api=api, objects=objects, embedded=embedded, nodes=nodes, resolver=resolver)
+            runnables(
+                api=api,
+                objects=objects,
+                embedded=embedded,
+                nodes=nodes,
+                resolver=resolver,
+                connect=connect,
+            )
         )
     except RunnableExited as error:
         log.error("controlplane.failed", error=str(error))
@@ -173,8 +204,9 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
         return 0
     finally:
         # Stop taking calls first, then drop etcd: the reverse of the start order.
-        with contextlib.suppress(FileNotFoundError):
-            config.address_file.unlink()
+        for written in (config.address_file, config.join_address_file):
+            with contextlib.suppress(FileNotFoundError):
+                written.unlink()
         if api is not None:
             await api.stop()
         if store is not None:
@@ -185,10 +217,53 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
     return 0
 
 
-def _write_address(config: settings.Config, address: str) -> None:
-    temporary = config.address_file.with_suffix(".tmp")
+def _security(config: settings.Config, store: EtcdStore) -> tuple[Security | None, Connect]:
+    """The API's security and how to dial agents: mTLS with the cluster PKI, or nothing at
+    all with --insecure."""
+    if config.insecure:
+        log.warning("controlplane.insecure", note="plaintext, no authentication: dev only")
+        return None, connector()
+    cluster_pki = bootstrap.ensure(
+        config.pki_dir, hosts=bootstrap.serving_hosts(config.listen, config.tls_sans)
+    )
+    security = Security(
+        pki=cluster_pki,
+        tokens=TokenStore(store),
+        join_listen=config.join_listen or join_listen_for(config.listen),
+    )
+    return security, connector(tls=cluster_pki.agent_client())
+
+
+def _local(address: str) -> str:
+    """The address a local CLI dials: a wildcard listen host becomes loopback."""
+    host, _, port = address.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]"
+    return f"{host}:{port}"
+
+
+def _announce(
+    config: settings.Config, address: str, security: Security | None, *, join_address: str | None
+) -> None:
+    """Tell the person who started it where it serves and how to use it (stdout)."""
+    print(f"pilothouse control plane serving on {address}", flush=True)
+    if security is None:
+        print("WARNING: --insecure: no TLS, no authentication (development only)", flush=True)
+        return
+    print(
+        f"nodes join on {join_address} (CA {security.pki.ca_cert_hash})\n"
+        f"admin credentials: {config.admin_config}\n"
+        f"  use them with: export PILOTHOUSE_CONFIG={config.admin_config}\n"
+        "  (or copy the file to ~/.pilothouse/config.yaml; keep it private)\n"
+        "  join a node: pilothouse token create --print-join-command",
+        flush=True,
+    )
+
+
+def _write_file(path: Path, address: str) -> None:
+    temporary = path.with_suffix(".tmp")
     temporary.write_text(address + "\n")
-    temporary.replace(config.address_file)
+    temporary.replace(path)
 
 
 async def _run_until_signalled(config: settings.Config, nodes: NodeSettings) -> int:

@@ -10,9 +10,10 @@ streams (watch, logs) do not.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -122,13 +123,18 @@ class Client:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        options: Sequence[tuple[str, Any]] = (),
     ) -> None:
+        """`credentials`: TLS (the cluster CA, and the client certificate for mutual TLS);
+        `options`: channel options, e.g. `pilothouse.credentials.channel_options()` so the
+        server's certificate is checked for the control plane's name, not the address."""
         self.address = address
         self.timeout = timeout
+        self.secure = credentials is not None
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address)
+            self._channel = grpc.aio.insecure_channel(address, options=options)
         else:
-            self._channel = grpc.aio.secure_channel(address, credentials)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._stub = api_grpc.ControlPlaneStub(self._channel)
 
     async def __aenter__(self) -> Client:
@@ -269,7 +275,18 @@ class Client:
         try:
             yield
         except grpc.aio.AioRpcError as exc:
-            raise translate(exc, kind=kind, name=name, address=self.address) from exc
+            error = translate(exc, kind=kind, name=name, address=self.address)
+            if (
+                not self.secure
+                and error.code is ErrorCode.UNREACHABLE
+                and connection_failure(exc.details() or "") == "the connection was closed"
+            ):
+                error = ClientError(
+                    error.code,
+                    f"cannot reach the control plane at {self.address}: the connection was "
+                    f"closed; {PLAINTEXT_HINT}",
+                )
+            raise error from exc
 
 
 def _namespace(kind: Kind, namespace: str) -> str:
@@ -326,6 +343,13 @@ def translate(exc: grpc.aio.AioRpcError, *, kind: Kind, name: str, address: str)
     return ClientError(
         ErrorCode.INTERNAL, f"{code.name.lower()}: {details}" if details else code.name
     )
+
+
+# A plaintext client meets a TLS server as a connection that closes: say what to do.
+PLAINTEXT_HINT = (
+    "it serves mutual TLS unless started with --insecure, and no credentials were given: "
+    "pass its admin config with --config <data-dir>/admin.conf or PILOTHOUSE_CONFIG"
+)
 
 
 def unreachable_message(address: str, reason: str) -> str:

@@ -1,9 +1,14 @@
 """ApiServer: the grpc.aio server that carries the control plane's services (ControlPlane for
 the CLI and controllers, NodeRegistry for the node agents) on one address.
 
+With a `Security` (the default in `controlplane.main`), the same server also carries the Join
+and Tokens services, every call passes the authorizer, the listen address requires a client
+certificate from the cluster CA, and a second port (`join_address`) serves TLS without client
+certificates, where only Join may be called. Without one (`--insecure`) it is plaintext.
+
 Invariants:
-- `start()` binds the listen address before anything else runs, so a taken port is a clear
-  startup error and `address` is the real one (port 0 resolved).
+- `start()` binds the listen address (and the join port) before anything else runs, so a
+  taken port is a clear startup error and `address` is the real one (port 0 resolved).
 - As a Runnable, `run()` serves until cancelled, then stops with a short grace period so
   in-flight calls finish and open watches end.
 """
@@ -17,6 +22,7 @@ import structlog
 
 from controlplane.api.registry import NodeRegistryServicer
 from controlplane.api.servicer import ControlPlaneServicer
+from controlplane.auth.serving import PortError, Security
 from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
@@ -49,9 +55,12 @@ class ApiServer:
         listen: str,
         registry: NodeRegistry | None = None,
         connect: Connect | None = None,
+        security: Security | None = None,
     ) -> None:
         self._objects = objects
         self._connect = connect
+        self._security = security
+        self.join_address: str | None = None  # set by start() when secure
         # The node-lifecycle controller reads heartbeat times from the same registry.
         self.registry = registry if registry is not None else NodeRegistry(objects)
         self._listen = listen
@@ -65,22 +74,40 @@ class ApiServer:
         return self._address
 
     async def start(self) -> str:
-        server = grpc.aio.server(options=_OPTIONS)
+        security = self._security
+        server = grpc.aio.server(
+            options=_OPTIONS, interceptors=security.interceptors() if security else None
+        )
         api_grpc.add_ControlPlaneServicer_to_server(
             ControlPlaneServicer(self._objects, connect=self._connect), server
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
-        try:
-            port = server.add_insecure_port(self._listen)
-        except RuntimeError as error:
-            raise BindError(f"cannot listen on {self._listen}: {error}") from None
-        if port == 0:
-            raise BindError(f"cannot listen on {self._listen}: the address is in use or invalid")
+        if security is None:
+            try:
+                port = server.add_insecure_port(self._listen)
+            except RuntimeError as error:
+                raise BindError(f"cannot listen on {self._listen}: {error}") from None
+            if port == 0:
+                raise BindError(
+                    f"cannot listen on {self._listen}: the address is in use or invalid"
+                )
+        else:
+            try:
+                ports = security.install(server, listen=self._listen)
+            except PortError as error:
+                raise BindError(str(error)) from None
+            port = ports.api
+            self.join_address = f"{security.join_listen.rpartition(':')[0]}:{ports.join}"
         await server.start()
         host = self._listen.rpartition(":")[0]
         self._server = server
         self._address = f"{host}:{port}"
-        log.info("api.serving", address=self._address)
+        log.info(
+            "api.serving",
+            address=self._address,
+            join_address=self.join_address or "",
+            secure=security is not None,
+        )
         return self._address
 
     async def run(self) -> None:

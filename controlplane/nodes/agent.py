@@ -7,6 +7,9 @@ Invariants:
 - Failures surface as `AgentCallFailed` carrying the gRPC code name and a message that names
   the node and its endpoint; nothing else of gRPC leaks out of this module.
 - One channel per client; `close()` (or leaving `async with`) ends it and every open stream.
+- With `tls` (the control plane's client certificate and the cluster CA), the channel is
+  mutual TLS and the agent must present a certificate for the node's own name, whatever
+  address it registered: a node cannot stand in for another.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from pilothouse import credentials as tls_credentials
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 
 DEFAULT_TIMEOUT = 5.0
@@ -38,10 +42,13 @@ Connect = Callable[[str, str], "AgentClient"]
 
 
 def connector(
-    *, timeout: float = DEFAULT_TIMEOUT, credentials: grpc.ChannelCredentials | None = None
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    credentials: grpc.ChannelCredentials | None = None,
+    tls: tls_credentials.TlsMaterial | None = None,
 ) -> Connect:
     def connect(address: str, node: str) -> AgentClient:
-        return AgentClient(address, node=node, timeout=timeout, credentials=credentials)
+        return AgentClient(address, node=node, timeout=timeout, credentials=credentials, tls=tls)
 
     return connect
 
@@ -86,11 +93,17 @@ class AgentClient:
         node: str = "",
         timeout: float = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
+        tls: tls_credentials.TlsMaterial | None = None,
     ) -> None:
         self.address = address
         self.node = node
         self.timeout = timeout
-        if credentials is None:
+        if tls is not None:
+            # Verify the agent's certificate names this node, not the address dialed.
+            self._channel = tls_credentials.secure_channel(
+                address, tls, server_name=node, options=_OPTIONS
+            )
+        elif credentials is None:
             self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
         else:
             self._channel = grpc.aio.secure_channel(address, credentials, options=_OPTIONS)

@@ -2,7 +2,9 @@
 
 Invariant: verbs write only through `Context.out` / `Context.err` and read the time only through
 `Context.now()`, so tests drive them with in-memory streams; a verb that needs the control plane
-opens its `Client` through `Context.connect()` (one per invocation).
+opens its `Client` through `Context.connect()` (one per invocation), which uses the TLS
+credentials of the config file when it names them (mutual TLS with the admin's certificate) and
+plaintext only when it names none (a control plane run with `--insecure`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from pilothouse import kinds
+from pilothouse import credentials, kinds
 from pilothouse.client import Client
 from pilothouse.config import Config
 
@@ -31,7 +33,14 @@ class Context:
     now: Callable[[], datetime] = _utcnow
 
     def connect(self) -> Client:
-        return Client(self.config.server)
+        material = credentials.from_config(self.config)
+        if material is None:
+            return Client(self.config.server)
+        return Client(
+            self.config.server,
+            credentials=material.channel_credentials(),
+            options=credentials.channel_options(),
+        )
 
     def namespace(self, flag: str | None) -> str:
         """The namespace a verb acts in: `-n`, else the config file's, else "default"."""

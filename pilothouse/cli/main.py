@@ -26,13 +26,14 @@ import grpc
 import structlog
 
 import pilothouse
-from pilothouse import config, logs
+from pilothouse import config, credentials, logs
 from pilothouse.cli import apply, delete, describe, get, image, nodes, scale
 from pilothouse.cli import cluster as cluster_verb
 from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
 from pilothouse.cli import rollout as rollout_verb
 from pilothouse.cli import setimage as set_verb
+from pilothouse.cli import token as token_verb
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
 from pilothouse.client import ClientError, unreachable_message
@@ -64,6 +65,7 @@ VERBS: dict[str, Verb] = {
     "cordon": nodes.run_cordon,
     "uncordon": nodes.run_uncordon,
     "drain": nodes.run_drain,
+    "token": token_verb.run,
     **image.VERBS,
     **rollout_verb.VERBS,
     **set_verb.VERBS,
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_verb.add_parsers(subparsers)
     set_verb.add_parsers(subparsers)
     diff_verb.add_parser(subparsers)
+    token_verb.add_parsers(subparsers)
     return parser
 
 
@@ -222,7 +225,14 @@ def main(
 
 def describe_error(exc: BaseException) -> str:
     """What a person should read about a failure."""
-    if isinstance(exc, ClientError | UsageError | config.ConfigError | ManifestError):
+    if isinstance(
+        exc,
+        ClientError
+        | UsageError
+        | config.ConfigError
+        | ManifestError
+        | credentials.CredentialsError,
+    ):
         return str(exc)
     if isinstance(exc, grpc.aio.AioRpcError):
         return f"{exc.code().name.lower()}: {exc.details()}"
