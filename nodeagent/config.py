@@ -8,7 +8,16 @@ Defaults:
 - `--runtime runc` (`fake`: in-memory containers, for hollow nodes), `--pids-limit 1024`,
   `--max-pods 110` (Kubernetes' default), restart backoff 1 s doubling to 60 s, reset after
   10 min of running, ±10 % jitter.
-- `--server` (the control plane) is accepted and not used yet (node registration comes later).
+- `--server HOST:PORT`: the control plane to register with and heartbeat. Secure by default
+  (issue #7): the first start joins with `--token` and `--ca-cert-hash sha256:…` (both printed
+  by `pilothouse token create --print-join-command`) at `--join-server` (default: the server's
+  port + 1), verifying the control plane's CA by that hash before trusting anything; the node
+  certificate, its key and the CA are kept in `<state-dir>/pki/`, so later starts need no
+  token. Registration and heartbeats then use mutual TLS, and the agent's own gRPC server
+  requires TLS with a client certificate of the control plane's identity.
+- Without `--server` the agent is standalone (issue #3: driven directly over gRPC) and serves
+  plaintext. `--insecure` with `--server` registers and serves in plaintext, for a control
+  plane run with `--insecure`: development only.
 """
 
 from __future__ import annotations
@@ -22,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeagent.pods.restart import BackoffConfig
+from pilothouse import pki
 
 DEFAULT_LISTEN = "127.0.0.1:7071"
 ADDRESS_FILE = "agent.addr"
+PKI_DIR = "pki"
 
 
 class ConfigError(ValueError):
@@ -46,12 +57,25 @@ class Config:
     backoff: BackoffConfig
     debug: bool
     network: str = "none"  # none | host | cni (nodeagent.network.sandbox.Mode)
+    token: str = ""
+    ca_cert_hash: str = ""
+    join_server: str = ""  # where to join; default: the server's port + 1
+    insecure: bool = False
     pod_cidr: str = ""
     cni_plugin_dir: Path = Path("/usr/lib/cni")
 
     @property
     def address_file(self) -> Path:
         return self.state_dir / ADDRESS_FILE
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / PKI_DIR
+
+    @property
+    def secure(self) -> bool:
+        """Whether the agent joins the cluster and speaks mutual TLS."""
+        return bool(self.server) and not self.insecure
 
 
 def default_state_dir() -> Path:
@@ -77,7 +101,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cgroup-parent", default="/pilothouse", help="cgroup under which pods run (absolute)"
     )
-    p.add_argument("--server", default="", help="control plane address (not used yet)")
+    p.add_argument(
+        "--server",
+        default="",
+        metavar="HOST:PORT",
+        help="control plane API address to register with (default: standalone, no control plane)",
+    )
+    p.add_argument(
+        "--token", default="", help="bootstrap token for the first join (pilothouse token create)"
+    )
+    p.add_argument(
+        "--ca-cert-hash",
+        default="",
+        metavar="sha256:HEX",
+        help="the control plane's CA hash; the join is refused if the CA presented differs",
+    )
+    p.add_argument(
+        "--join-server",
+        default="",
+        metavar="HOST:PORT",
+        help="the control plane's join port (default: the --server port + 1)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="DEVELOPMENT ONLY: plaintext and no authentication with --server (for a control "
+        "plane run with --insecure); anyone who can reach the agent controls its containers",
+    )
     p.add_argument("--backoff-initial", type=float, default=1.0, help="first restart delay, s")
     p.add_argument("--backoff-max", type=float, default=60.0, help="longest restart delay, s")
     p.add_argument(
@@ -122,6 +172,27 @@ def parse(argv: Sequence[str]) -> Config:
             ipaddress.ip_network(args.pod_cidr, strict=True)
         except ValueError as exc:
             raise ConfigError(f"--pod-cidr: {exc}") from None
+    if args.server and ":" not in args.server:
+        raise ConfigError(f"--server must be HOST:PORT, got {args.server!r}")
+    if (args.token or args.ca_cert_hash or args.join_server) and not args.server:
+        raise ConfigError("--token, --ca-cert-hash and --join-server need --server")
+    if args.insecure and (args.token or args.ca_cert_hash):
+        raise ConfigError("--insecure joins nothing: drop --token/--ca-cert-hash or --insecure")
+    if args.token and not args.ca_cert_hash:
+        raise ConfigError(
+            "--token needs --ca-cert-hash sha256:… to verify the control plane "
+            "(`pilothouse token create --print-join-command` prints both)"
+        )
+    if args.ca_cert_hash:
+        try:
+            pki.check_hash_format(args.ca_cert_hash)
+        except pki.PkiError as exc:
+            raise ConfigError(str(exc)) from None
+    if args.server and not args.insecure:
+        try:
+            pki.check_node_name(args.name)
+        except pki.PkiError as exc:
+            raise ConfigError(f"--name: {exc}") from None
     if args.registries is not None and not args.registries.is_file():
         raise ConfigError(f"--registries {args.registries}: no such file")
     return Config(
@@ -140,4 +211,14 @@ def parse(argv: Sequence[str]) -> Config:
         network=args.network,
         pod_cidr=args.pod_cidr,
         cni_plugin_dir=args.cni_plugin_dir,
+        token=args.token.strip(),
+        ca_cert_hash=args.ca_cert_hash.strip(),
+        join_server=args.join_server or (join_server_for(args.server) if args.server else ""),
+        insecure=args.insecure,
     )
+
+
+def join_server_for(server: str) -> str:
+    """The control plane's default join port: its API port + 1 on the same host."""
+    host, _, port = server.rpartition(":")
+    return f"{host}:{int(port) + 1}" if port.isdigit() else server

@@ -13,6 +13,10 @@ Invariants:
   on the same state directory is the same instance and takes its node back at once; another
   agent with the same node name has to wait until this one has been silent for the grace
   period.
+- With TLS (`tls`, the node's credentials from `pilothouse.join.NodeCertificates`), every call
+  is mutual TLS with the node certificate, and the control plane's certificate is checked
+  against the cluster CA. A renewed certificate is picked up by opening a new channel at the
+  next heartbeat, without registering again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 import grpc
 import structlog
 
+from pilothouse import credentials as tls_credentials
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
@@ -76,7 +81,8 @@ class Registration:
 
     `node_status` gives what the agent reports about itself (capacity, allocatable, nodeInfo);
     `agent_address` is where the control plane reaches this agent's gRPC API ("HOST:PORT");
-    `credentials` (mTLS) are used for the channel to the control plane when given.
+    `credentials` (plain gRPC channel credentials) or `tls` (called for each new channel, so a
+    renewed node certificate is used once it exists) secure the channel to the control plane.
     """
 
     name = "registration"
@@ -91,6 +97,7 @@ class Registration:
         agent_address: str,
         labels: Mapping[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        tls: Callable[[], tls_credentials.TlsMaterial] | None = None,
     ) -> None:
         self.server = server
         self.node_name = node_name
@@ -99,6 +106,7 @@ class Registration:
         self._host, self._port = split_address(agent_address)
         self._labels = dict(labels or {})
         self._credentials = credentials
+        self._tls = tls
         self.registered = asyncio.Event()
 
     def node(self) -> objects_pb2.Node:
@@ -114,16 +122,25 @@ class Registration:
         return node
 
     async def run(self) -> None:
-        channel = (
-            grpc.aio.insecure_channel(self.server)
-            if self._credentials is None
-            else grpc.aio.secure_channel(self.server, self._credentials)
-        )
-        async with channel:
-            stub = api_grpc.NodeRegistryStub(channel)
-            while True:
-                interval = await self._register(stub)
-                await self._heartbeat(stub, interval)
+        interval: float | None = None  # None: (re)register before heartbeating
+        while True:
+            material = self._tls() if self._tls is not None else None
+            async with self._channel(material) as channel:
+                stub = api_grpc.NodeRegistryStub(channel)
+                while True:
+                    if interval is None:
+                        interval = await self._register(stub)
+                    if await self._heartbeat(stub, interval, material):
+                        interval = None
+                    else:
+                        break  # new credentials: a new channel, same registration
+
+    def _channel(self, material: tls_credentials.TlsMaterial | None) -> grpc.aio.Channel:
+        if material is not None:
+            return tls_credentials.secure_channel(self.server, material)
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(self.server, self._credentials)
+        return grpc.aio.insecure_channel(self.server)
 
     async def _register(self, stub: api_grpc.NodeRegistryStub) -> float:
         backoff = INITIAL_BACKOFF
@@ -172,11 +189,20 @@ class Registration:
             )
         return code.name, backoff, f"{code.name}: {error.details()}"
 
-    async def _heartbeat(self, stub: api_grpc.NodeRegistryStub, interval: float) -> None:
-        """Heartbeat every `interval` until the control plane asks for a new registration."""
+    async def _heartbeat(
+        self,
+        stub: api_grpc.NodeRegistryStub,
+        interval: float,
+        material: tls_credentials.TlsMaterial | None,
+    ) -> bool:
+        """Heartbeat every `interval` until the control plane asks for a new registration
+        (True) or the node's credentials were renewed (False)."""
         failing = False
         next_beat = time.monotonic() + interval
         while True:
+            if self._tls is not None and self._tls() != material:
+                log.info("registration.credentials_renewed", node=self.node_name)
+                return False
             await asyncio.sleep(max(next_beat - time.monotonic(), 0.0))
             next_beat += interval
             if next_beat < time.monotonic():  # fell behind (a stall): do not burst
@@ -196,7 +222,7 @@ class Registration:
                         reason=error.details() or error.code().name,
                     )
                     self.registered.clear()
-                    return
+                    return True
                 if not failing:
                     log.warning(
                         "heartbeat.failed",
