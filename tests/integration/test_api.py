@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
@@ -19,16 +19,18 @@ FIELD_ERRORS_KEY = "pilothouse-field-errors-bin"
 
 
 @pytest.fixture(params=["etcd", "memory"])
-def address(request: pytest.FixtureRequest) -> str:
-    """A real control plane with its embedded etcd, or the in-process one over memory."""
+def connect(request: pytest.FixtureRequest) -> Callable[[], grpc.aio.Channel]:
+    """A real control plane with its embedded etcd (mutual TLS, as the admin), or the
+    in-process one over memory (plaintext)."""
     if request.param == "etcd":
-        return request.getfixturevalue("shared_control_plane").address
-    return request.getfixturevalue("memory_control_plane").address
+        return request.getfixturevalue("shared_control_plane").channel
+    address = request.getfixturevalue("memory_control_plane").address
+    return lambda: grpc.aio.insecure_channel(address)
 
 
 @pytest.fixture
-async def stub(address: str) -> AsyncIterator[api_grpc.ControlPlaneStub]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def stub(connect: Callable[[], grpc.aio.Channel]) -> AsyncIterator[api_grpc.ControlPlaneStub]:
+    async with connect() as channel:
         yield api_grpc.ControlPlaneStub(channel)
 
 

@@ -57,7 +57,7 @@ async def test_apply_is_unavailable_while_etcd_is_down_and_works_once_it_is_back
     plane = control_plane_factory(etcd_endpoints=[etcd_server.endpoint])
     assert plane.process is not None
     pid = plane.process.pid
-    async with grpc.aio.insecure_channel(plane.address) as channel:
+    async with plane.channel() as channel:
         stub = api_grpc.ControlPlaneStub(channel)
         await stub.Apply(apply_request(deployment("before")), timeout=30)
         watch = stub.Watch(api.WatchRequest(kind="deployments", namespace="default"))
@@ -98,7 +98,7 @@ async def test_embedded_etcd_that_dies_is_restarted_under_the_running_control_pl
 ) -> None:
     assert control_plane.process is not None
     pid = control_plane.process.pid
-    async with grpc.aio.insecure_channel(control_plane.address) as channel:
+    async with control_plane.channel() as channel:
         stub = api_grpc.ControlPlaneStub(channel)
         await stub.Apply(apply_request(deployment("before")), timeout=30)
         etcd_pid = control_plane.etcd_pid()
@@ -120,7 +120,7 @@ async def test_embedded_etcd_that_dies_is_restarted_under_the_running_control_pl
 def test_sigterm_stops_cleanly_with_its_etcd_and_keeps_the_data(
     control_plane: ControlPlaneProcess,
 ) -> None:
-    asyncio.run(_call(control_plane.address, "Apply", apply_request(deployment("kept"))))
+    asyncio.run(_call(control_plane, "Apply", apply_request(deployment("kept"))))
     etcd_pid = control_plane.etcd_pid()
     assert etcd_pid is not None and control_plane.process is not None
     control_plane.process.send_signal(signal.SIGTERM)
@@ -137,14 +137,12 @@ def test_sigterm_stops_cleanly_with_its_etcd_and_keeps_the_data(
     control_plane.stop()
 
     control_plane.start()
-    got = asyncio.run(
-        _call(control_plane.address, "Get", api.GetRequest(kind="deployments", name="kept"))
-    )
+    got = asyncio.run(_call(control_plane, "Get", api.GetRequest(kind="deployments", name="kept")))
     assert got.deployment.metadata.name == "kept", "a restarted control plane lost its data"
 
 
-async def _call(address: str, method: str, request):
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _call(plane: ControlPlaneProcess, method: str, request):
+    async with plane.channel() as channel:
         return await getattr(api_grpc.ControlPlaneStub(channel), method)(request, timeout=30)
 
 

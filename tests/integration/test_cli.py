@@ -92,11 +92,12 @@ def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 class Pilothouse:
     """Runs the CLI as a subprocess against one control plane."""
 
-    def __init__(self, address: str, home: Path) -> None:
-        self.address = address
-        self.env = {**os.environ, "HOME": str(home)}
-        self.env.pop("PILOTHOUSE_SERVER", None)
-        self.env.pop("PILOTHOUSE_CONFIG", None)
+    def __init__(self, plane: Any, home: Path) -> None:
+        self.address = plane.address
+        env = {**os.environ, "HOME": str(home)}
+        env.pop("PILOTHOUSE_SERVER", None)
+        env.pop("PILOTHOUSE_CONFIG", None)
+        self.env = plane.cli_env(env)  # the admin config (mutual TLS), --server given too
 
     def command(self, *argv: str) -> list[str]:
         return [sys.executable, "-m", "pilothouse.cli.main", *argv, "--server", self.address]
@@ -153,7 +154,7 @@ def next_line(lines: queue.Queue[str], what: str) -> str:
 
 @pytest.fixture
 def pilothouse(shared_control_plane: Any, tmp_path: Path) -> Iterator[Pilothouse]:
-    cli = Pilothouse(shared_control_plane.address, tmp_path / "home")
+    cli = Pilothouse(shared_control_plane, tmp_path / "home")
     yield cli
     cli("delete", "deploy", "web", "-n", NAMESPACE, "--ignore-not-found")
 

@@ -23,12 +23,13 @@ WAIT_SECONDS = 30.0
 
 
 class Pilothouse:
-    def __init__(self, address: str, home: Path, namespace: str) -> None:
-        self.address = address
+    def __init__(self, plane: Any, home: Path, namespace: str) -> None:
+        self.address = plane.address
         self.namespace = namespace
-        self.env = {**os.environ, "HOME": str(home)}
-        self.env.pop("PILOTHOUSE_SERVER", None)
-        self.env.pop("PILOTHOUSE_CONFIG", None)
+        env = {**os.environ, "HOME": str(home)}
+        env.pop("PILOTHOUSE_SERVER", None)
+        env.pop("PILOTHOUSE_CONFIG", None)
+        self.env = plane.cli_env(env)  # the admin config (mutual TLS)
 
     def __call__(self, *argv: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "pilothouse.cli.main", *argv]
@@ -68,7 +69,7 @@ def make(shared_control_plane: Any, tmp_path: Path) -> Iterator[Callable[[str], 
     made: list[Pilothouse] = []
 
     def cli(namespace: str) -> Pilothouse:
-        made.append(Pilothouse(shared_control_plane.address, tmp_path / "home", namespace))
+        made.append(Pilothouse(shared_control_plane, tmp_path / "home", namespace))
         return made[-1]
 
     yield cli

@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
-import grpc
 import pytest
 
 from pilothouse import kinds
@@ -67,13 +66,13 @@ class Agent:
         self,
         name: str,
         state_dir: Path,
-        server: str,
+        plane: ControlPlaneProcess,
         *,
         flags: Sequence[str] = ("--runtime", "fake"),
     ) -> None:
         self.name = name
         self.state_dir = state_dir
-        self.server = server
+        self.plane = plane  # joined with a token on the first start (mutual TLS after)
         self.flags = tuple(flags)
         self.process: asyncio.subprocess.Process | None = None
         self.address = ""
@@ -94,8 +93,7 @@ class Agent:
                     "127.0.0.1:0",
                     "--state-dir",
                     str(self.state_dir),
-                    "--server",
-                    self.server,
+                    *self.plane.join_flags(),
                     *self.flags,
                 ],
                 cwd=REPO,
@@ -115,7 +113,7 @@ class Agent:
 
     async def pods(self) -> list[str]:
         """The pods this agent runs (not yet stopped), as namespace/name."""
-        async with grpc.aio.insecure_channel(self.address) as channel:
+        async with self.plane.agent_channel(self.address, self.name) as channel:
             listed = await agent_pb2_grpc.NodeAgentStub(channel).ListPods(
                 agent_pb2.ListPodsRequest(), timeout=10
             )
@@ -147,11 +145,11 @@ class Agent:
 async def cluster(
     control_plane: ControlPlaneProcess, tmp_path: Path
 ) -> AsyncIterator[tuple[api_grpc.ControlPlaneStub, dict[str, Agent]]]:
-    agents = {name: Agent(name, tmp_path / name, control_plane.address) for name in ("n1", "n2")}
+    agents = {name: Agent(name, tmp_path / name, control_plane) for name in ("n1", "n2")}
     try:
         for agent in agents.values():
             await agent.start()
-        async with grpc.aio.insecure_channel(control_plane.address) as channel:
+        async with control_plane.channel() as channel:
             yield api_grpc.ControlPlaneStub(channel), agents
     finally:
         for agent in agents.values():

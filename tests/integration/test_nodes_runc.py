@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from pilothouse import kinds
@@ -70,7 +69,7 @@ async def runc_agent(control_plane: ControlPlaneProcess) -> AsyncIterator[Agent]
     agent = Agent(
         "r1",
         state,
-        control_plane.address,
+        control_plane,
         flags=("--runtime", "runc", "--cgroup-parent", parent),
     )
     try:
@@ -110,7 +109,7 @@ async def test_replicas_run_as_real_containers_with_logs_through_the_control_pla
 ) -> None:
     from nodeagent.runtime.runc import RuncRuntime
 
-    async with grpc.aio.insecure_channel(control_plane.address) as channel:
+    async with control_plane.channel() as channel:
         stub = api_grpc.ControlPlaneStub(channel)
         documents, problems = loader.parse(DEPLOYMENT, source="hello.yaml")
         assert not problems, problems
