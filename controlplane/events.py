@@ -6,10 +6,16 @@ Invariants:
   `count` and `lastTimestamp` instead of creating another object (Kubernetes' aggregation).
 - Recording never fails the caller: store errors are logged and dropped (events are advisory).
 - Events of cluster-scoped objects (Nodes) live in the "default" namespace, as in Kubernetes.
+- Events reported by someone else (a node agent's, `EventRecorder.merge`) keep their
+  involvedObject, source, count and timestamps; they are named the same way (plus the
+  involvedObject's fieldPath), so repeats merge into one object. `EventWriter` writes them at
+  most once per name per interval, merging what arrives meanwhile, so a probe failing every
+  second costs one write per second however many agents report it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 
@@ -38,6 +44,16 @@ def event_name(obj: Message, *, type: EventType, reason: str, message: str) -> s
         "\x00".join((meta.uid, meta.name, type.value, reason, message)).encode()
     ).hexdigest()
     return f"{meta.name}.{digest[:16]}"
+
+
+def reported_name(event: objects_pb2.Event) -> str:
+    """The name of a reported event: `event_name`'s, with the involvedObject's fieldPath."""
+    ref = event.involved_object
+    parts = [ref.uid, ref.name, event.type or EventType.NORMAL.value, event.reason, event.message]
+    if ref.field_path:
+        parts.append(ref.field_path)
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return f"{ref.name}.{digest[:16]}"
 
 
 class EventRecorder:
@@ -86,6 +102,61 @@ class EventRecorder:
                 continue
         log.debug("event.contended", event=name)
 
+    async def merge(self, reported: objects_pb2.Event) -> None:
+        """Store an event someone else observed (best effort; see the module docstring).
+
+        A new one is stored as reported (named here); a repeat adds its count to the stored
+        one and moves its lastTimestamp.
+        """
+        try:
+            await self._merge(reported)
+        except StoreError as error:
+            log.warning(
+                "event.dropped",
+                object=reported.involved_object.name,
+                reason=reported.reason,
+                error=str(error),
+            )
+
+    async def _merge(self, reported: objects_pb2.Event) -> None:
+        name = reported_name(reported)
+        namespace = reported.involved_object.namespace or DEFAULT_NAMESPACE
+        now = int(self._clock.now() * 1e9)
+        count = max(reported.count, 1)
+        for _ in range(_ATTEMPTS):
+            try:
+                existing = await self._objects.get(Kind.EVENT, namespace, name)
+            except NotFound:
+                event = objects_pb2.Event()
+                event.CopyFrom(reported)
+                event.ClearField("metadata")
+                event.metadata.name = name
+                event.metadata.namespace = namespace
+                event.api_version, event.kind = "v1", "Event"
+                event.type = event.type or EventType.NORMAL.value
+                event.count = count
+                event.source.component = event.source.component or self._component
+                for stamp in (event.first_timestamp, event.last_timestamp):
+                    if not stamp.seconds and not stamp.nanos:
+                        stamp.FromNanoseconds(now)
+                try:
+                    await self._objects.create(event)
+                    return
+                except AlreadyExists:
+                    continue
+            existing.count += count
+            last = reported.last_timestamp if reported.HasField("last_timestamp") else None
+            if last is None or last.ToNanoseconds() <= 0:
+                existing.last_timestamp.FromNanoseconds(now)
+            elif last.ToNanoseconds() > existing.last_timestamp.ToNanoseconds():
+                existing.last_timestamp.CopyFrom(last)
+            try:
+                await self._objects.update(existing)
+                return
+            except (Conflict, NotFound):
+                continue
+        log.debug("event.contended", event=name)
+
     def _new(
         self, obj: Message, *, name: str, namespace: str, type: EventType, now: float
     ) -> objects_pb2.Event:
@@ -105,3 +176,84 @@ class EventRecorder:
         event.first_timestamp.FromNanoseconds(int(now * 1e9))
         event.last_timestamp.FromNanoseconds(int(now * 1e9))
         return event
+
+
+def _widen(waiting: objects_pb2.Event, more: objects_pb2.Event) -> None:
+    """Fold `more` (the same event, reported again) into `waiting`."""
+    waiting.count = max(waiting.count, 1) + max(more.count, 1)
+    if more.last_timestamp.ToNanoseconds() > waiting.last_timestamp.ToNanoseconds():
+        waiting.last_timestamp.CopyFrom(more.last_timestamp)
+    first, current = more.first_timestamp.ToNanoseconds(), waiting.first_timestamp.ToNanoseconds()
+    if first and (not current or first < current):
+        waiting.first_timestamp.CopyFrom(more.first_timestamp)
+
+
+class EventWriter:
+    """Writes reported events through `EventRecorder.merge`, each name at most once per
+    `interval` seconds. A Runnable-style part: `add()` never blocks; `run()` writes until
+    cancelled.
+
+    Invariants: what arrives for a name while it waits is merged into the waiting event
+    (counts add, timestamps widen), so waiting loses nothing; at most `capacity` names wait
+    at once, beyond that new names are dropped (and logged), since events are advisory.
+    """
+
+    def __init__(
+        self,
+        recorder: EventRecorder,
+        *,
+        clock: Clock | None = None,
+        interval: float = 1.0,
+        capacity: int = 1000,
+    ) -> None:
+        self._recorder = recorder
+        self._clock = clock or SystemClock()
+        self._interval = interval
+        self._capacity = capacity
+        self._waiting: dict[str, objects_pb2.Event] = {}
+        self._written: dict[str, float] = {}  # name -> when it was last written
+        self._added = asyncio.Event()
+        self.dropped = 0
+
+    def add(self, event: objects_pb2.Event) -> None:
+        name = reported_name(event)
+        waiting = self._waiting.get(name)
+        if waiting is not None:
+            _widen(waiting, event)
+            return
+        if len(self._waiting) >= self._capacity:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("event.backlog_full", dropped=self.dropped, waiting=len(self._waiting))
+            return
+        copy = objects_pb2.Event()
+        copy.CopyFrom(event)
+        self._waiting[name] = copy
+        self._added.set()
+
+    async def run(self) -> None:
+        while True:
+            self._added.clear()
+            now = self._clock.now()
+            self._written = {n: t for n, t in self._written.items() if now - t < self._interval}
+            due = [n for n in self._waiting if n not in self._written]
+            for name in due:
+                event = self._waiting.pop(name)
+                self._written[name] = self._clock.now()
+                await self._recorder.merge(event)
+            later = [self._written[n] + self._interval for n in self._waiting]
+            await self._until_added(min(later) - self._clock.now() if later else None)
+
+    async def _until_added(self, seconds: float | None) -> None:
+        """Until something is added, or `seconds` passed (None: no limit)."""
+        if self._added.is_set():
+            return
+        added = asyncio.ensure_future(self._added.wait())
+        tasks = {added}
+        if seconds is not None:
+            tasks.add(asyncio.ensure_future(self._clock.sleep(max(seconds, 0.0))))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()

@@ -8,6 +8,9 @@ and go) holds a session with that node's agent:
   (compare-and-swap; on a conflict the pod is read again; statuses of pods no longer bound to
   the node, or of an older pod with the same name, are dropped). Statuses are coalesced per
   pod, so a burst of changes costs one write per pod;
+- it records the events the agent reports with its statuses (probe failures, restarts,
+  pulls) as Event objects about the pod, through an `EventWriter`: repeats merge into one
+  object (count, lastTimestamp) and each is written at most once a second;
 - any failed call ends the session; a new one starts after a capped exponential backoff, or at
   once when the node's endpoint or agent instance changes (the agent re-registered).
 
@@ -20,6 +23,9 @@ Invariants:
   (reason AgentReady), and only if the node is still Fencing for the same agent instance.
   Until then the scheduler places nothing there.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
+- An agent speaks only for its own pods: a reported event is kept only when it is about the
+  pod it came with, that pod is (or, once removed, was) bound to this node with that uid, and
+  its source host is this node.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import structlog
 
 from controlplane.cache.informer import Informer, Notice
 from controlplane.controllers.clock import Clock, SystemClock
-from controlplane.events import EventRecorder, EventType
+from controlplane.events import EventRecorder, EventType, EventWriter
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import (
     DEFAULT_TIMEOUT,
@@ -123,6 +129,7 @@ class NodeSyncer:
         self._has_pending = asyncio.Event()
         self._pushed = False  # the current session has pushed successfully
         self._failures = 0  # failed sessions in a row
+        self._pod_events = EventWriter(events, clock=self._clock) if events else None
 
     def poke(self) -> None:
         """Something about the node or its pods changed: look again soon."""
@@ -132,6 +139,8 @@ class NodeSyncer:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._write_statuses(), name=f"nodesync.{self.node}.status")
             group.create_task(self._sessions(), name=f"nodesync.{self.node}.push")
+            if self._pod_events is not None:
+                group.create_task(self._pod_events.run(), name=f"nodesync.{self.node}.events")
 
     # ------------------------------------------------------------------ sessions
 
@@ -259,11 +268,43 @@ class NodeSyncer:
 
     async def _consume(self, client: AgentClient) -> None:
         async for change in client.watch_pods():
+            # TODO(agent.py owner): PodChange.events; until it has them, no events arrive here.
+            self._record_events(change.pod, getattr(change, "events", ()), change.type)
             if change.type is not PodChangeType.UPDATED:
                 continue
             meta = change.pod.metadata
             self._pending[(meta.namespace, meta.name)] = change.pod
             self._has_pending.set()
+
+    def _record_events(
+        self,
+        pod: objects_pb2.Pod,
+        events: Iterable[objects_pb2.Event],
+        change: PodChangeType,
+    ) -> None:
+        """Queue the agent's events about `pod` for writing (see the module's invariants)."""
+        if self._pod_events is None or not events:
+            return
+        meta = pod.metadata
+        current = self._pods.get(meta.namespace, meta.name)
+        if current is None:
+            ours = change is PodChangeType.REMOVED  # deleted already: its last words
+        else:
+            ours = current.metadata.uid == meta.uid and current.spec.node_name == self.node
+        if not ours:
+            return
+        for event in events:
+            ref = event.involved_object
+            if (ref.kind, ref.namespace, ref.name, ref.uid) != (
+                "Pod",
+                meta.namespace,
+                meta.name,
+                meta.uid,
+            ) or event.source.host not in ("", self.node):
+                log.debug("node.event_refused", node=self.node, pod=meta.name, reason=event.reason)
+                continue
+            event.source.host = self.node
+            self._pod_events.add(event)
 
     async def _write_statuses(self) -> None:
         limit = asyncio.Semaphore(STATUS_WRITERS)
