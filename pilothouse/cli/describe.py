@@ -2,8 +2,9 @@
 
 Invariants: the sections and their order follow kubectl describe for the kind; the Events
 section lists the events whose involvedObject is this object (by kind and name, and uid when
-both carry one), oldest first. What cannot be read (events, replica sets, pods of a node) is
-left out rather than failing the page.
+both carry one), oldest first by last timestamp; a pod's conditions show why they are not
+True (reason and message, e.g. "containers with unready status: [app]"). What cannot be
+read (events, replica sets, pods of a node) is left out rather than failing the page.
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def _pod(sheet: Sheet, pod: o.Pod) -> None:
     statuses = {s.name: s for s in pod.status.container_statuses}
     for container in pod.spec.containers:
         _container(sheet, container, statuses.get(container.name, o.ContainerStatus()))
-    _conditions(sheet, pod.status.conditions, with_reason=False)
+    _pod_conditions(sheet, pod.status.conditions)
     sheet.field("QoS Class", pod.status.qos_class)
     sheet.field("Node-Selectors", mapping(pod.spec.node_selector))
 
@@ -288,6 +289,18 @@ def _conditions(sheet: Sheet, conditions: Sequence[o.Condition], *, with_reason:
         for c in conditions
     ]
     sheet.table(headers, rows)
+
+
+def _pod_conditions(sheet: Sheet, conditions: Sequence[o.Condition]) -> None:
+    """kubectl's Type/Status table, with Reason and Message when a condition says why."""
+    if not any(c.reason or c.message for c in conditions):
+        _conditions(sheet, conditions, with_reason=False)
+        return
+    sheet.heading("Conditions:")
+    sheet.table(
+        ("Type", "Status", "Reason", "Message"),
+        [(c.type, c.status, c.reason, " ".join(c.message.split("\n"))) for c in conditions],
+    )
 
 
 async def _node(sheet: Sheet, client: Client, node: o.Node, *, now: datetime) -> None:
@@ -478,5 +491,6 @@ def _events(sheet: Sheet, events: list[o.Event], *, now: datetime) -> None:
         when = tables.age(last, now)
         if e.count > 1 and e.HasField("first_timestamp"):
             when = f"{when} (x{e.count} over {tables.age(e.first_timestamp, now)})"
-        rows.append((e.type or "Normal", e.reason, when, e.source.component or NONE, e.message))
+        message = " ".join(e.message.split("\n")).strip()  # exec probe output may be lines
+        rows.append((e.type or "Normal", e.reason, when, e.source.component or NONE, message))
     sheet.table(("Type", "Reason", "Age", "From", "Message"), rows)
