@@ -14,7 +14,8 @@ Invariants:
   lastTimestamp moves); when full, the oldest waiting event is dropped.
 - `drain()` hands the waiting events over and forgets them: each is delivered at most once.
   Events are best effort: recording never blocks, never raises, and never holds up the pod.
-- Events carry no name: the control plane names (and merges) them.
+- Events carry no name: the control plane names (and merges) them. Messages are cut to
+  `MAX_MESSAGE` characters.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pilothouse.v1 import objects_pb2
 
 COMPONENT = "pilothouse-agent"
 DEFAULT_CAPACITY = 20
+MAX_MESSAGE = 1024  # characters; a longer message (an exec probe's output) is cut
 
 
 class EventType(enum.Enum):
@@ -100,6 +102,8 @@ class PodEvents:
 
     def record(self, *, container: str = "", type: EventType, reason: Reason, message: str) -> None:
         """Note that `reason: message` happened (to `container`, or to the whole pod)."""
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 3] + "..."
         key = (container, type.value, reason.value, message)
         now = _timestamp(self._clock())
         waiting = self._waiting.get(key)

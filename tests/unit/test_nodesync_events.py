@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
@@ -30,8 +31,11 @@ from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
+from nodeagent.api.nodeinfo import NodeFacts
+from nodeagent.api.servicer import NodeAgentServicer
 from pilothouse.kinds import Kind
-from pilothouse.v1 import agent_pb2, objects_pb2
+from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from tests.unit import test_pods
 from tests.unit.test_nodesync import FakeAgent, eventually, make_pod, node_report
 
 T0 = 1_700_000_000  # seconds
@@ -298,3 +302,42 @@ async def test_one_event_name_is_written_at_most_once_per_second() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_crash_looping_pod_on_a_fake_node_gets_its_events(tmp_path: Path) -> None:
+    """The whole way: PodManager (fake runtime) -> WatchPods -> node sync -> Event objects."""
+    node = test_pods.Node(tmp_path)
+    server = grpc.aio.server()
+    facts = NodeFacts(capacity={}, allocatable={}, info=objects_pb2.NodeSystemInfo())
+    agent_pb2_grpc.add_NodeAgentServicer_to_server(
+        NodeAgentServicer(name="n1", pods=node.manager, facts=facts), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await node.sync()
+    crashing = make_pod("web-1", "n1")
+    crashing.metadata.annotations.update(
+        {"fake.pilothouse/run-for": "0.01", "fake.pilothouse/exit-code": "1"}
+    )
+    try:
+        async with Plane() as plane:
+            await plane.objects.create(crashing)
+            report = node_report("n1", f"127.0.0.1:{port}")
+            await plane.registry.register(report, instance_id="i-1")
+
+            async def looping() -> object:
+                found = {e.reason: e for e in await plane.events()}
+                backoff = found.get("BackOff")
+                return (backoff is not None and backoff.count >= 3) or sorted(found)
+
+            await eventually(looping, "describe pod would not show the crash loop", within=20)
+            found = {e.reason: e for e in await plane.events()}
+    finally:
+        await server.stop(0)
+        await node.close()
+    assert {"Pulling", "Pulled", "Created", "Started", "BackOff"} <= set(found), sorted(found)
+    backoff = found["BackOff"]
+    assert backoff.message.startswith("Back-off restarting failed container main in pod web-1_")
+    assert backoff.involved_object.field_path == "spec.containers{main}"
+    assert (backoff.source.component, backoff.source.host) == ("pilothouse-agent", "n1")
+    assert found["Started"].count >= 3, "every restart should count in one Started event"
