@@ -9,6 +9,18 @@ Rules, first match wins:
    node name as the request names it; anything else PERMISSION_DENIED.
 5. Every other identity (the control plane's own client identity included): PERMISSION_DENIED.
 
+What a node certificate can and cannot do, by design:
+- It can call no ControlPlane method at all (no Apply, Delete, Get, List, Watch, PodLogs …),
+  no Tokens method, and NodeRegistry only for its own node name (rule 4).
+- Pod status is never written by agents: the control plane's node syncer opens WatchPods to
+  the agent itself, over mutual TLS, requiring the agent's certificate to name the node it
+  syncs (`controlplane.nodes.agent`), and writes a pod's status only while that pod is bound
+  to that node (`controlplane.nodes.syncer`). So "a node can report only the pods bound to
+  it" holds without a status RPC to authorize; a future agent-side status RPC must be added
+  to NODE_SCOPED with the pod's node read from the store, not from the request.
+- Agents in turn admit only the control plane's own client identity (`pki.CONTROLPLANE`) on
+  their NodeAgent server (`pilothouse.credentials.require_identity`).
+
 Invariants: the decision is a pure function (`Authorizer.decide`) over the identity, the method
 and the request, so it is tested without a server; the interceptor only reads the identity,
 asks, and aborts; every refusal is logged as `auth.denied` with identity= and method=.
