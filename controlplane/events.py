@@ -195,7 +195,8 @@ class EventWriter:
 
     Invariants: what arrives for a name while it waits is merged into the waiting event
     (counts add, timestamps widen), so waiting loses nothing; at most `capacity` names wait
-    at once, beyond that new names are dropped (and logged), since events are advisory.
+    at once, beyond that new names are dropped (and logged), since events are advisory; and
+    at most `max_rate` writes happen per second in all (the kubelet's eventRecordQPS).
     """
 
     def __init__(
@@ -205,6 +206,7 @@ class EventWriter:
         clock: Clock | None = None,
         interval: float = 1.0,
         capacity: int = 1000,
+        max_rate: int = 50,
     ) -> None:
         self._recorder = recorder
         self._clock = clock or SystemClock()
@@ -213,6 +215,9 @@ class EventWriter:
         self._waiting: dict[str, objects_pb2.Event] = {}
         self._written: dict[str, float] = {}  # name -> when it was last written
         self._added = asyncio.Event()
+        self._max_rate = max(max_rate, 1)
+        self._window = float("-inf")  # when the current one-second budget began
+        self._spent = 0  # writes made in it
         self.dropped = 0
 
     def add(self, event: objects_pb2.Event) -> None:
@@ -238,11 +243,22 @@ class EventWriter:
             self._written = {n: t for n, t in self._written.items() if now - t < self._interval}
             due = [n for n in self._waiting if n not in self._written]
             for name in due:
-                event = self._waiting.pop(name)
+                await self._budget()
+                event = self._waiting.pop(name)  # with whatever merged into it meanwhile
                 self._written[name] = self._clock.now()
                 await self._recorder.merge(event)
             later = [self._written[n] + self._interval for n in self._waiting]
             await self._until_added(min(later) - self._clock.now() if later else None)
+
+    async def _budget(self) -> None:
+        """Wait, if need be, until one more write fits in `max_rate` per second."""
+        now = self._clock.now()
+        if now - self._window >= 1.0:
+            self._window, self._spent = now, 0
+        elif self._spent >= self._max_rate:
+            await self._clock.sleep(self._window + 1.0 - now)
+            self._window, self._spent = self._clock.now(), 0
+        self._spent += 1
 
     async def _until_added(self, seconds: float | None) -> None:
         """Until something is added, or `seconds` passed (None: no limit)."""

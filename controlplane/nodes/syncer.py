@@ -24,8 +24,8 @@ Invariants:
   Until then the scheduler places nothing there.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
 - An agent speaks only for its own pods: a reported event is kept only when it is about the
-  pod it came with, that pod is (or, once removed, was) bound to this node with that uid, and
-  its source host is this node.
+  pod it came with, that pod is bound to this node with that uid (or, in the report of the
+  pod's removal, is gone from the store), and its source host is this node.
 """
 
 from __future__ import annotations

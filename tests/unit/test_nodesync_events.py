@@ -341,3 +341,29 @@ async def test_a_crash_looping_pod_on_a_fake_node_gets_its_events(tmp_path: Path
     assert backoff.involved_object.field_path == "spec.containers{main}"
     assert (backoff.source.component, backoff.source.host) == ("pilothouse-agent", "n1")
     assert found["Started"].count >= 3, "every restart should count in one Started event"
+
+
+async def test_a_node_writes_at_most_max_rate_events_per_second() -> None:
+    objects = ObjectStore(MemoryStore())
+    clock = ManualClock(start=float(T0))
+    recorder = EventRecorder(objects, component="node-controller", clock=clock)
+    writer = EventWriter(recorder, clock=clock, max_rate=2)
+    pod = make_pod("web-1", "n1")
+    pod.metadata.uid = "uid-1"
+    for i in range(5):
+        writer.add(agent_event(pod, message=f"Readiness probe failed: {i}"))
+    task = asyncio.create_task(writer.run())
+
+    async def written() -> int:
+        return len((await objects.list(Kind.EVENT, "default")).items)
+
+    try:
+        await settle()
+        seen = [await written()]
+        for _ in range(3):
+            await clock.advance(1.0)
+            seen.append(await written())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert seen == [2, 4, 5, 5], f"events written per second with a budget of 2: {seen}"
