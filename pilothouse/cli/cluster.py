@@ -34,11 +34,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def run_up(args: argparse.Namespace, ctx: Context) -> int:
-    from pilothouse.cluster import local
+    from pilothouse.cluster import hosts, local
 
     try:
         return await local.up(
             nodes=args.nodes,
+            placement=hosts.Placement(args.network),
             data_dir=args.data_dir,
             detach=args.detach,
             client_config=args.client_config or ctx.config.path,

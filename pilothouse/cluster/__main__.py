@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from pilothouse import logs
-from pilothouse.cluster import flags, local
+from pilothouse.cluster import flags, hosts, local
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data_dir=args.data_dir,
                     detach=args.detach,
                     client_config=args.client_config,
+                    placement=hosts.Placement(args.network),
                 )
             )
         return asyncio.run(local.down(data_dir=args.data_dir))

@@ -1,13 +1,15 @@
-"""The CLI's config file as `up` and `down` see it: `up` points `server:` at its control plane,
-`down` takes it back out.
+"""The CLI's config file as `up` and `down` see it: `up` points `server:` at its control plane
+(and, when the cluster is secure, `ca-cert:`, `client-cert:`, `client-key:` at the admin's
+credentials), `down` takes them back out.
 
 Which file: the one named explicitly, else `$PILOTHOUSE_CONFIG`, else
 `~/.pilothouse/config.yaml`, the same file `pilothouse.config.resolve` reads.
 
 Invariants: other keys in the file (namespace, credentials) are kept; the file is written
 atomically with mode 0600; `forget` removes `server:` only while it still names the address
-`up` wrote, so a person's own setting is never taken away; the file itself stays (the CLI
-refuses a config file named by `$PILOTHOUSE_CONFIG` that does not exist).
+`up` wrote (and each credential key only while it still names what `up` wrote), so a person's
+own setting is never taken away; the file itself stays (the CLI refuses a config file named by
+`$PILOTHOUSE_CONFIG` that does not exist).
 """
 
 from __future__ import annotations
@@ -49,18 +51,29 @@ def _save(file: Path, data: dict[str, Any]) -> None:
     temporary.replace(file)
 
 
-def point_at(file: Path, server: str) -> None:
-    """Make `server:` in `file` name `server`."""
+CREDENTIAL_KEYS = ("ca-cert", "client-cert", "client-key")
+
+
+def point_at(file: Path, server: str, settings: Mapping[str, str] | None = None) -> None:
+    """Make `server:` in `file` name `server`, and set the credential `settings` (without
+    them: plaintext, so credential keys left from an earlier cluster are dropped)."""
     data = _load(file)
     data["server"] = server
+    for key in CREDENTIAL_KEYS:
+        data.pop(key, None)
+    data.update(settings or {})
     _save(file, data)
 
 
-def forget(file: Path, server: str) -> bool:
-    """Take `server:` out of `file` if it still names `server`; True if it did."""
+def forget(file: Path, server: str, settings: Mapping[str, str] | None = None) -> bool:
+    """Take `server:` out of `file` if it still names `server`, with the credential
+    `settings` that still hold what `up` wrote; True if it did."""
     data = _load(file)
     if data.get("server") != server:
         return False
     del data["server"]
+    for key, value in (settings or {}).items():
+        if data.get(key) == value:
+            del data[key]
     _save(file, data)
     return True

@@ -11,10 +11,18 @@ import argparse
 from pathlib import Path
 
 ROOT_DATA_DIR = "/var/lib/pilothouse/local"
+NETWORKS = ("netns", "host")  # hosts.Placement's values, the default first
 
 
 def add_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=1, help="number of agents (default 1)")
+    parser.add_argument(
+        "--network",
+        choices=NETWORKS,
+        default=NETWORKS[0],
+        help="where nodes run: netns (default: a network namespace each, on a bridge, pods "
+        "with their own IPs routed between nodes) or host (all on this machine's network)",
+    )
     parser.add_argument(
         "-d", "--detach", action="store_true", help="run in the background; stop with `down`"
     )

@@ -1,22 +1,50 @@
 """Node hosts: where a local agent runs, and the address it has there.
 
 A `NodeHost` turns an agent's argv into the command that starts it on that host, says which
-address the agent listens on and reports, and how that host reaches a service that runs on
-the machine (the registry, the control plane). A `NodeNetwork` makes the hosts of a cluster
-and removes them again, by the cluster's name alone (after a crash `down` has nothing else).
+address the agent listens on and reports, which pod CIDR its pods get addresses from (empty:
+the agent's default pod network), and how that host reaches a service that runs on the
+machine (the registry, the control plane). A `NodeNetwork` makes the hosts of a cluster and
+removes them again, by the cluster's name alone (after a crash `down` has nothing else).
 
-Today every node shares the machine's network (`SharedNetwork`): address 127.0.0.1, commands
-unchanged, nothing to make. For the cluster issue (#7), `pilothouse.hosts.HostNetwork` gives
-each node a network namespace on a bridge; its `NodeHost` already has this shape (`command`
-prefixes nsenter, `reach` maps loopback to the bridge address), so a `NodeNetwork` over it
-is the one change `up` and `down` need, plus `service_host` (the address the registry and
-control plane listen on so nodes can reach them: the bridge's, instead of loopback).
+Two placements (`Placement`, `up --network`):
+- `netns` (the default, `NetnsNetwork`): each node is a network namespace of its own on the
+  cluster's bridge (`pilothouse.hosts.HostNetwork`), its pods wired by CNI from the node's
+  pod CIDR, with routes between the nodes' pod CIDRs; services listen on the bridge's address;
+- `host` (`SharedNetwork`): every node shares the machine's network (address 127.0.0.1,
+  commands unchanged, nothing to make); the escape hatch where namespaces cannot be made.
+
+Pod CIDRs: node i (1-based) gets block i-1 of `CLUSTER_CIDR` in /24s, which is what the control
+plane's allocator hands out when the nodes register in order (`up` registers them so) and
+what it keeps when an agent asks for it.
+
+Invariant: `destroy_all(cluster)` removes the cluster's hosts whatever placement made them, so
+`down` needs no record of it.
 """
 
 from __future__ import annotations
 
+import enum
+import ipaddress
+import os
+import shutil
 from collections.abc import Sequence
 from typing import Protocol
+
+import structlog
+
+from pilothouse import hosts as netns_hosts
+
+log = structlog.get_logger(__name__)
+
+# The control plane's default --cluster-cidr and per-node block (controlplane.nodes.podcidr);
+# `pilothouse` may not import the control plane, so the values are repeated here on purpose.
+CLUSTER_CIDR = "10.244.0.0/16"
+NODE_MASK = 24
+
+
+class Placement(enum.Enum):
+    NETNS = "netns"  # a network namespace per node on a bridge
+    HOST = "host"  # every node on the machine's network
 
 
 class NodeHost(Protocol):
@@ -28,6 +56,11 @@ class NodeHost(Protocol):
     @property
     def address(self) -> str:
         """The node's IP: the agent listens on it and reports it as its hostIP."""
+        ...
+
+    @property
+    def pod_cidr(self) -> str:
+        """The node's pod CIDR ("": the agent's default pod network)."""
         ...
 
     def command(self, argv: Sequence[str]) -> list[str]:
@@ -68,6 +101,10 @@ class SharedHost:
     def address(self) -> str:
         return "127.0.0.1"
 
+    @property
+    def pod_cidr(self) -> str:
+        return ""
+
     def command(self, argv: Sequence[str]) -> list[str]:
         return list(argv)
 
@@ -87,6 +124,82 @@ class SharedNetwork:
 
     def destroy(self, cluster: str) -> None:
         return None
+
+
+class NetnsNetwork:
+    """Each node in a network namespace of its own on the cluster's bridge.
+
+    The bridge's subnet is the first free 172.30.X.0/24, picked by `create` (which must come
+    before anything listens on `service_host`); if another cluster takes it meanwhile, the
+    next free one is tried.
+    """
+
+    ATTEMPTS = 5
+
+    def __init__(self, *, subnet: str | None = None) -> None:
+        self._subnet = subnet
+        self._network: netns_hosts.HostNetwork | None = None
+
+    @property
+    def service_host(self) -> str:
+        if self._network is None:
+            raise RuntimeError("the node hosts must be created before services listen")
+        return self._network.gateway
+
+    def create(self, cluster: str, nodes: Sequence[str]) -> list[netns_hosts.NodeHost]:
+        cidrs = pod_cidrs(nodes)
+        for attempt in range(self.ATTEMPTS):
+            network = netns_hosts.HostNetwork(subnet=self._subnet or netns_hosts.free_subnet())
+            try:
+                made = network.create(cluster, cidrs)
+            except netns_hosts.HostNetworkError as error:
+                if self._subnet is not None or "overlaps" not in str(error):
+                    raise
+                if attempt == self.ATTEMPTS - 1:
+                    raise
+                log.info("hosts.subnet_taken", subnet=str(network.subnet), error=str(error))
+                continue
+            self._network = network
+            return made
+        raise AssertionError("unreachable")
+
+    def destroy(self, cluster: str) -> None:
+        destroy_netns(cluster)
+
+
+def destroy_netns(cluster: str) -> None:
+    """Remove the cluster's namespaces (killing what still runs in them), veths, bridge and
+    iptables rules; nothing to do without root or iproute2."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return
+    netns_hosts.HostNetwork().destroy(cluster, kill_processes=True)
+
+
+def destroy_all(cluster: str) -> None:
+    """Remove the hosts of `cluster`, whichever placement made them (idempotent)."""
+    destroy_netns(cluster)
+
+
+def network_for(placement: Placement) -> NodeNetwork:
+    return NetnsNetwork() if placement is Placement.NETNS else SharedNetwork()
+
+
+def missing_for(placement: Placement) -> str | None:
+    """Why this machine cannot place nodes so, or None."""
+    if placement is Placement.HOST:
+        return None
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "nsenter"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install iproute2 util-linux)"
+    return None
+
+
+def pod_cidrs(nodes: Sequence[str]) -> dict[str, str]:
+    """Node name -> pod CIDR, in order: the blocks the control plane allocates in that order."""
+    blocks = ipaddress.ip_network(CLUSTER_CIDR).subnets(new_prefix=NODE_MASK)
+    return {name: str(block) for name, block in zip(nodes, blocks, strict=False)}
 
 
 def node_names(count: int) -> list[str]:

@@ -27,8 +27,12 @@ from typing import TextIO
 import structlog
 
 from pilothouse.cluster import cleanup, clientconfig, hosts, probes, processes
+from pilothouse.cluster.info import ClusterInfo
 from pilothouse.cluster.layout import Layout
-from pilothouse.cluster.parts import READY_TIMEOUT_S, ClusterInfo, LocalCluster
+from pilothouse.cluster.parts import READY_TIMEOUT_S, ClusterStartError, LocalCluster
+from pilothouse.cluster.probes import NotReady
+from pilothouse.cluster.security import SecurityError
+from pilothouse.hosts import HostNetworkError
 
 log = structlog.get_logger(__name__)
 
@@ -54,16 +58,21 @@ async def up(
     data_dir: Path | None = None,
     detach: bool = False,
     client_config: Path | None = None,
+    placement: hosts.Placement = hosts.Placement.NETNS,
     network: hosts.NodeNetwork | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Start a local cluster; in the foreground until signalled, else until it is ready.
 
-    `network` places the nodes (default: all on the machine's network); a detached `up`
-    re-executes itself with the default.
+    `placement` says where nodes run (`--network`); `network` (tests) makes them instead.
     """
     if nodes < 1:
         raise ClusterError(f"--nodes must be at least 1, got {nodes}")
+    if network is None and (reason := hosts.missing_for(placement)) is not None:
+        raise ClusterError(
+            f"cannot put nodes in network namespaces: {reason}; "
+            "run as root, or use `--network host` (every node on this machine's network)"
+        )
     layout = Layout.at(data_dir)
     if (record := running(layout)) is not None:
         raise ClusterError(
@@ -72,17 +81,22 @@ async def up(
         )
     config_file = clientconfig.path(client_config)
     if detach:
-        return await _detach(layout, nodes=nodes, client_config=config_file, out=out)
+        return await _detach(
+            layout, nodes=nodes, client_config=config_file, placement=placement, out=out
+        )
     return await _foreground(
         layout,
         nodes=nodes,
         client_config=config_file,
-        network=network or hosts.SharedNetwork(),
+        placement=placement,
+        network=network or hosts.network_for(placement),
         out=out,
     )
 
 
-async def _detach(layout: Layout, *, nodes: int, client_config: Path, out: TextIO) -> int:
+async def _detach(
+    layout: Layout, *, nodes: int, client_config: Path, placement: hosts.Placement, out: TextIO
+) -> int:
     """Run `up` in a new session of its own and return once the cluster is ready."""
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -94,6 +108,8 @@ async def _detach(layout: Layout, *, nodes: int, client_config: Path, out: TextI
         "up",
         "--nodes",
         str(nodes),
+        "--network",
+        placement.value,
         "--data-dir",
         str(layout.data_dir),
         "--client-config",
@@ -148,6 +164,7 @@ async def _foreground(
     *,
     nodes: int,
     client_config: Path,
+    placement: hosts.Placement,
     network: hosts.NodeNetwork,
     out: TextIO,
 ) -> int:
@@ -160,7 +177,9 @@ async def _foreground(
         await asyncio.to_thread(_clean_after_crash, layout, network)
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     processes.write(layout.up_pid, os.getpid())
-    cluster = LocalCluster(layout, network=network, nodes=hosts.node_names(nodes))
+    cluster = LocalCluster(
+        layout, network=network, nodes=hosts.node_names(nodes), placement=placement
+    )
     try:
         starting = asyncio.create_task(cluster.start(client_config=client_config))
         stopped = asyncio.create_task(stop.wait())
@@ -171,7 +190,10 @@ async def _foreground(
                 await starting
             return 0
         stopped.cancel()
-        info = starting.result()
+        try:
+            info = starting.result()
+        except (ClusterStartError, SecurityError, NotReady, HostNetworkError) as error:
+            raise ClusterError(str(error)) from None
         out.write(info.describe() + "\nCtrl-C stops the cluster and removes what it made.\n")
         out.flush()
         await stop.wait()
@@ -194,9 +216,10 @@ def _clean_after_crash(layout: Layout, network: hosts.NodeNetwork) -> cleanup.Le
     processes.end([r for r in records if r is not None], timeout=10)
     info = ClusterInfo.read(layout)
     network.destroy(layout.cluster_id)
+    hosts.destroy_all(layout.cluster_id)  # whichever placement the crashed `up` used
     left = cleanup.sweep(layout)
     if info is not None and info.client_config:
-        clientconfig.forget(Path(info.client_config), info.controlplane)
+        clientconfig.forget(Path(info.client_config), info.controlplane, info.client_settings)
     return left
 
 

@@ -1,15 +1,20 @@
-"""The parts of one local cluster, started in order and stopped in order (`LocalCluster`),
-and what it serves where (`ClusterInfo`, kept in `cluster.json`).
+"""The parts of one local cluster, started in order and stopped in order (`LocalCluster`).
 
 Start, each part waiting for the one before to serve:
-1. the registry (docker-registry), then the busybox test image pushed to it as
-   `library/busybox:stable`, so `busybox:stable` resolves offline through the nodes' mirror;
-2. the control plane (its embedded etcd under `<data-dir>/controlplane`);
-3. the node hosts (`hosts.NodeNetwork`), then one agent per node, each with its own state
-   dir, listen address, registries.yaml, cgroup parent, and `--server` when the agent has
-   that flag (then `up` waits until every node is registered and Ready);
-4. the CLI's config points at the control plane; `cluster.json` is written last, which is
-   what a detached `up` waits for.
+1. the node hosts (`hosts.NodeNetwork`): with network namespaces, the cluster's bridge gives
+   the machine the address every node reaches (`service_host`), so it comes first;
+2. the registry (docker-registry) on `service_host`, then the busybox test image pushed to it
+   as `library/busybox:stable`, so `busybox:stable` resolves offline through the nodes' mirror;
+3. the control plane on `service_host` (its embedded etcd under `<data-dir>/controlplane`):
+   secure (mutual TLS) when this build's control plane and agents support it, then a join
+   token is made with the admin's credentials; else `--insecure` plaintext;
+4. one agent per node on its host, each with its own state dir, listen address, registries.yaml,
+   cgroup parent, pod network (CNI from the host's pod CIDR), and `--server` (and the join
+   flags when secure). With pod CIDRs, agents start one after the other, each once the one
+   before has registered: the control plane allocates pod CIDRs in registration order, so
+   node i gets the CIDR its host routes (checked once all are Ready);
+5. the CLI's config points at the control plane (with the admin's credentials when secure);
+   `cluster.json` is written last, which is what a detached `up` waits for.
 Every child binds port 0 on its first run; the address it got is then fixed in its argv (or
 config), so a restarted child serves where the others already point.
 
@@ -19,7 +24,7 @@ Stop, in this order, for a reason each:
    containers within their grace period and removes their mounts and cgroups (containers
    outlive agents by design, so stopping an agent alone would leave them running);
    a drain that takes longer than `DRAIN_TIMEOUT_S` is left to step 4;
-3. the agents, then the registry, then the node hosts;
+3. the agents, then the registry, then the node hosts (namespaces, bridge, veths);
 4. `cleanup.sweep` removes whatever is left (containers the drain did not finish, mounts,
    cgroups, the files `up` made), and the CLI's config forgets the server.
 """
@@ -28,103 +33,104 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import structlog
 
 from pilothouse.cluster import cleanup, clientconfig, hosts, probes
 from pilothouse.cluster import registry as local_registry
+from pilothouse.cluster.info import ClusterInfo
 from pilothouse.cluster.layout import Layout
+from pilothouse.cluster.security import ClusterCredentials, create_join_token
 from pilothouse.cluster.supervisor import ChildSpec, Supervisor
+from pilothouse.credentials import TlsMaterial
 
 log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 10.0
 
+__all__ = ["DRAIN_TIMEOUT_S", "READY_TIMEOUT_S", "ClusterInfo", "LocalCluster"]
 
-@dataclass(frozen=True, slots=True)
-class ClusterInfo:
-    """What a running local cluster serves where; `cluster.json` holds it."""
 
-    data_dir: str
-    pid: int
-    controlplane: str
-    registry: str
-    nodes: dict[str, str] = field(default_factory=dict)  # node name -> agent address
-    client_config: str = ""
-
-    @classmethod
-    def read(cls, layout: Layout) -> ClusterInfo | None:
-        try:
-            return cls(**json.loads(layout.cluster_file.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def write(self, layout: Layout) -> None:
-        temporary = layout.cluster_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        temporary.replace(layout.cluster_file)
-
-    def describe(self) -> str:
-        width = max(len("control plane"), *(len(n) for n in self.nodes))
-        lines = [
-            f"{'control plane':<{width}}  {self.controlplane}",
-            f"{'registry':<{width}}  {self.registry} (mirror of docker.io)",
-            *(f"{name:<{width}}  {address}" for name, address in self.nodes.items()),
-        ]
-        if self.client_config:
-            lines.append(f"client config: {self.client_config} (server: {self.controlplane})")
-        return "\n".join(lines)
+class ClusterStartError(RuntimeError):
+    """The cluster came up, but not as it must be (e.g. a node's pod CIDR differs)."""
 
 
 class LocalCluster:
     """The parts of one running local cluster, started and stopped in order."""
 
-    def __init__(self, layout: Layout, *, network: hosts.NodeNetwork, nodes: list[str]) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        network: hosts.NodeNetwork,
+        nodes: list[str],
+        placement: hosts.Placement = hosts.Placement.HOST,
+    ) -> None:
         self.layout = layout
         self.network = network
+        self.placement = placement
         self.node_names = nodes
         self.hosts: Sequence[hosts.NodeHost] = []
         self.supervisor = Supervisor(layout.pids)
         self.info: ClusterInfo | None = None
+        self.credentials: ClusterCredentials | None = None
         self._agents: dict[str, str] = {}
         self._controlplane = ""
+        self._join = ""
+        self._token = ""
         self._registry = ""
-        self._with_server = False
+        self._agent_flags: set[str] = set()
         self._client_config: Path | None = None
+        self._client_settings: dict[str, str] = {}
+
+    @property
+    def admin_tls(self) -> TlsMaterial | None:
+        """How `up` calls the control plane (None: plaintext)."""
+        return self.credentials.admin if self.credentials else None
+
+    @property
+    def agent_tls(self) -> TlsMaterial | None:
+        """How `up` calls agents (None: plaintext)."""
+        return self.credentials.controlplane_client if self.credentials else None
 
     async def start(self, *, client_config: Path) -> ClusterInfo:
-        registry = await self._start_registry()
-        await local_registry.push_test_image(self.layout.test_image, registry_address=registry)
-        self._controlplane = await self._start_controlplane()
-        agent_flags = await _agent_flags()
-        self._registry = registry
-        self._with_server = "--server" in agent_flags
         self.hosts = await asyncio.to_thread(
             self.network.create, self.layout.cluster_id, self.node_names
         )
+        registry = await self._start_registry()
+        await local_registry.push_test_image(self.layout.test_image, registry_address=registry)
+        self._registry = registry
+        self._agent_flags = await _flags("nodeagent", AGENT_FLAGS)
+        controlplane_flags = await _flags("controlplane", ("--insecure",))
+        # Secure by default when both sides can; a control plane that is secure by default
+        # but agents that cannot join yet: plaintext on purpose.
+        secure = "--insecure" in controlplane_flags and self._agent_flags >= JOIN_FLAGS
+        self._controlplane = await self._start_controlplane(
+            secure=secure, insecure_flag="--insecure" in controlplane_flags
+        )
+        if secure:
+            self.credentials = ClusterCredentials.load(self.layout.controlplane)
+            self._client_settings = self.credentials.client_settings()
+            self._token = await create_join_token(self._controlplane, self.credentials.admin)
+        with_server = "--server" in self._agent_flags
+        in_order = with_server and any(h.pod_cidr for h in self.hosts)
         for host in self.hosts:
             await self._start_agent(host)
+            if in_order:
+                self._agents[host.name] = await self._agent_ready(host)
+                await self._wait_nodes({host.name}, ready=False)
         for host in self.hosts:
-            self._agents[host.name] = await self._agent_ready(host)
-        if self._with_server:
-            names = {h.name for h in self.hosts}
-
-            async def registered() -> bool:
-                return names <= await probes.ready_nodes(self._controlplane)
-
-            await probes.wait_until(
-                registered,
-                what=f"nodes registered and Ready (logs: {self.layout.log('node-1').parent})",
-                deadline_s=READY_TIMEOUT_S,
-            )
-        clientconfig.point_at(client_config, self._controlplane)
+            if host.name not in self._agents:
+                self._agents[host.name] = await self._agent_ready(host)
+        if with_server:
+            await self._wait_nodes({h.name for h in self.hosts}, ready=True)
+            await self._check_pod_cidrs()
+        clientconfig.point_at(client_config, self._controlplane, self._client_settings)
         self._client_config = client_config
         self.info = ClusterInfo(
             data_dir=str(self.layout.data_dir),
@@ -133,10 +139,50 @@ class LocalCluster:
             registry=registry,
             nodes=dict(self._agents),
             client_config=str(client_config),
+            network=self.placement.value,
+            pod_cidrs={h.name: h.pod_cidr for h in self.hosts if h.pod_cidr},
+            secure=secure,
+            client_settings=dict(self._client_settings),
         )
         self.info.write(self.layout)
-        log.info("cluster.ready", controlplane=self._controlplane, nodes=len(self._agents))
+        log.info(
+            "cluster.ready",
+            controlplane=self._controlplane,
+            nodes=len(self._agents),
+            network=self.placement.value,
+            secure=secure,
+        )
         return self.info
+
+    async def _wait_nodes(self, names: set[str], *, ready: bool) -> None:
+        """Until every node in `names` is registered (and Ready, with `ready`)."""
+        tls = self.admin_tls
+
+        async def there() -> bool:
+            if ready:
+                return names <= await probes.ready_nodes(self._controlplane, tls=tls)
+            return names <= set(await probes.registered_nodes(self._controlplane, tls=tls))
+
+        which = ", ".join(sorted(names))
+        await probes.wait_until(
+            there,
+            what=f"node {which} {'Ready' if ready else 'registered'} "
+            f"(logs: {self.layout.log('node-1').parent})",
+            deadline_s=READY_TIMEOUT_S,
+        )
+
+    async def _check_pod_cidrs(self) -> None:
+        """Each Node's pod CIDR (the control plane's) is the one its host routes."""
+        wanted = {h.name: h.pod_cidr for h in self.hosts if h.pod_cidr}
+        if not wanted:
+            return
+        stored = await probes.registered_nodes(self._controlplane, tls=self.admin_tls)
+        wrong = {n: (c, stored.get(n, "")) for n, c in wanted.items() if stored.get(n) != c}
+        if wrong:
+            raise ClusterStartError(
+                "the control plane gave nodes other pod CIDRs than their hosts route: "
+                + "; ".join(f"{n}: {got or 'none'}, not {c}" for n, (c, got) in wrong.items())
+            )
 
     async def _start_registry(self) -> str:
         log_path = self.layout.log("registry")
@@ -161,13 +207,17 @@ class LocalCluster:
         local_registry.write_config(self.layout.registry, listen=address)  # keep it on restarts
         return address
 
-    async def _start_controlplane(self) -> str:
+    async def _start_controlplane(self, *, secure: bool, insecure_flag: bool) -> str:
         directory = self.layout.controlplane
         directory.mkdir(parents=True, exist_ok=True)
         address_file = directory / "controlplane.addr"
-        with contextlib.suppress(FileNotFoundError):
-            address_file.unlink()
+        join_file = directory / "join.addr"
+        for stale in (address_file, join_file):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
         argv = [sys.executable, "-m", "controlplane", "--data-dir", str(directory)]
+        if insecure_flag and not secure:
+            argv.append("--insecure")
         log_path = self.layout.log("controlplane")
         await self.supervisor.start(
             ChildSpec(
@@ -177,26 +227,31 @@ class LocalCluster:
                 stop_timeout=20.0,
             )
         )
-        address = await _address_from(
-            address_file,
-            what=f"the control plane (log: {log_path})",
-            alive=lambda: self.supervisor.pid("controlplane") is not None,
-        )
-        self.supervisor.update("controlplane", argv=[*argv, "--listen", address])
+
+        def alive() -> bool:
+            return self.supervisor.pid("controlplane") is not None
+
+        what = f"the control plane (log: {log_path})"
+        address = await _address_from(address_file, what=what, alive=alive)
+        kept = [*argv, "--listen", address]
+        if secure:
+            self._join = await _address_from(join_file, what=what, alive=alive)
+            kept += ["--join-listen", self._join]
+        self.supervisor.update("controlplane", argv=kept)
+        tls = ClusterCredentials.load(directory).admin if secure else None
 
         async def serves() -> bool:
-            return await probes.controlplane_serves(address)
+            return await probes.controlplane_serves(address, tls=tls)
 
         await probes.wait_until(serves, what="the control plane API", deadline_s=READY_TIMEOUT_S)
         return address
 
-    def _agent_argv(
-        self, host: hosts.NodeHost, *, registry: str, listen: str, server: bool
-    ) -> list[str]:
+    def _agent_argv(self, host: hosts.NodeHost, *, listen: str) -> list[str]:
         state = self.layout.node(host.name)
         mirrors = local_registry.write_mirrors(
-            state / "registries.yaml", registry_address=host.reach(registry)
+            state / "registries.yaml", registry_address=host.reach(self._registry)
         )
+        flags = self._agent_flags
         argv = [
             sys.executable,
             "-m",
@@ -214,8 +269,14 @@ class LocalCluster:
             "--node-ip",
             host.address,
         ]
-        if server:
+        if host.pod_cidr and "--network" in flags:
+            argv += ["--network", "cni", "--pod-cidr", host.pod_cidr]
+        if "--server" in flags:
             argv += ["--server", host.reach(self._controlplane)]
+        if self.credentials is not None:
+            if "--join-server" in flags:
+                argv += ["--join-server", host.reach(self._join)]
+            argv += ["--token", self._token, "--ca-cert-hash", self.credentials.ca_cert_hash]
         return host.command(argv)
 
     async def _start_agent(self, host: hosts.NodeHost) -> None:
@@ -223,9 +284,7 @@ class LocalCluster:
         state.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (state / "agent.addr").unlink()
-        argv = self._agent_argv(
-            host, registry=self._registry, listen=f"{host.address}:0", server=self._with_server
-        )
+        argv = self._agent_argv(host, listen=f"{host.address}:0")
         await self.supervisor.start(
             ChildSpec(
                 name=host.name,
@@ -242,13 +301,11 @@ class LocalCluster:
             what=f"agent {host.name} (log: {log_path})",
             alive=lambda: self.supervisor.pid(host.name) is not None,
         )
-        argv = self._agent_argv(
-            host, registry=self._registry, listen=address, server=self._with_server
-        )
-        self.supervisor.update(host.name, argv=argv)
+        self.supervisor.update(host.name, argv=self._agent_argv(host, listen=address))
+        tls = self.agent_tls
 
         async def serves() -> bool:
-            return await probes.agent_serves(address, name=host.name)
+            return await probes.agent_serves(address, name=host.name, tls=tls)
 
         await probes.wait_until(serves, what=f"agent {host.name}", deadline_s=READY_TIMEOUT_S)
         return address
@@ -258,7 +315,13 @@ class LocalCluster:
         log.info("cluster.stopping", data_dir=str(self.layout.data_dir))
         await self.supervisor.stop("controlplane")
         drains = [
-            probes.drain(address, state_dir=self.layout.node(name), deadline_s=DRAIN_TIMEOUT_S)
+            probes.drain(
+                address,
+                name=name,
+                state_dir=self.layout.node(name),
+                deadline_s=DRAIN_TIMEOUT_S,
+                tls=self.agent_tls,
+            )
             for name, address in self._agents.items()
             if self.supervisor.pid(name) is not None
         ]
@@ -269,7 +332,7 @@ class LocalCluster:
         await asyncio.to_thread(self.network.destroy, self.layout.cluster_id)
         left = await asyncio.to_thread(cleanup.sweep, self.layout)
         if self._client_config is not None:
-            clientconfig.forget(self._client_config, self._controlplane)
+            clientconfig.forget(self._client_config, self._controlplane, self._client_settings)
         log.info("cluster.stopped", data_dir=str(self.layout.data_dir), leftovers=bool(left))
 
 
@@ -287,17 +350,23 @@ async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> 
     return address
 
 
-async def _agent_flags() -> set[str]:
-    """The agent flags this build has that `up` uses when present ("--server": it registers
-    its node with the control plane and heartbeats)."""
+# Agent flags `up` uses when this build has them: registration, pod network, secure join.
+AGENT_FLAGS = ("--server", "--network", "--token", "--ca-cert-hash", "--join-server")
+JOIN_FLAGS = frozenset({"--token", "--ca-cert-hash"})
+
+
+async def _flags(module: str, wanted: Sequence[str]) -> set[str]:
+    """Which of `wanted` the `python3 -m <module> --help` of this build shows."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "nodeagent",
+        module,
         "--help",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     text, _ = await proc.communicate()
-    words = set(text.decode(errors="replace").replace(",", " ").split())
-    return {flag for flag in ("--server",) if flag in words}
+    words = set(
+        text.decode(errors="replace").replace(",", " ").replace("[", " ").replace("]", " ").split()
+    )
+    return {flag for flag in wanted if flag in words}

@@ -4,6 +4,10 @@ and draining an agent of its pods.
 Every check is one cheap call that answers True/False and never raises for a peer that is
 not up yet; `wait_until` turns a check into a wait with a deadline and a readable error.
 This is the only module of the cluster package that talks gRPC to an agent.
+
+`tls`: with a secure control plane, the control plane is called with the admin's credentials
+and agents with the control plane's own (the only identity an agent answers), verifying the
+node's name; None is plaintext (`--insecure`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 import grpc
 
 from pilothouse.client import Client, ClientError
+from pilothouse.credentials import TlsMaterial
+from pilothouse.credentials import secure_channel as _secure_channel
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 
@@ -62,20 +68,45 @@ async def registry_serves(address: str) -> bool:
     return await asyncio.to_thread(get)
 
 
-async def controlplane_serves(address: str) -> bool:
+def _client(address: str, tls: TlsMaterial | None) -> Client:
+    creds = tls.channel_credentials() if tls is not None else None
+    return Client(address, timeout=CALL_TIMEOUT, credentials=creds)
+
+
+def _agent_channel(address: str, *, name: str, tls: TlsMaterial | None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    return _secure_channel(address, tls, server_name=name)
+
+
+async def controlplane_serves(address: str, *, tls: TlsMaterial | None = None) -> bool:
     try:
-        async with Client(address, timeout=CALL_TIMEOUT) as client:
+        async with _client(address, tls) as client:
             await client.list(Kind.NODE)
         return True
     except ClientError:
         return False
 
 
-async def ready_nodes(address: str) -> set[str]:
+async def registered_nodes(address: str, *, tls: TlsMaterial | None = None) -> dict[str, str]:
+    """Node name -> its pod CIDR, for every Node the control plane has (empty if it does not
+    answer)."""
+    try:
+        async with _client(address, tls) as client:
+            listed = await client.list(Kind.NODE)
+    except ClientError:
+        return {}
+    return {
+        node.metadata.name: node.spec.pod_cidr  # type: ignore[attr-defined]
+        for node in listed.items
+    }
+
+
+async def ready_nodes(address: str, *, tls: TlsMaterial | None = None) -> set[str]:
     """Names of the Nodes the control plane has registered and marked Ready (empty if it
     does not answer)."""
     try:
-        async with Client(address, timeout=CALL_TIMEOUT) as client:
+        async with _client(address, tls) as client:
             listed = await client.list(Kind.NODE)
     except ClientError:
         return set()
@@ -89,9 +120,11 @@ async def ready_nodes(address: str) -> set[str]:
     }
 
 
-async def node_info(address: str) -> agent_pb2.NodeInfoResponse | None:
-    """The agent's NodeInfo, or None if it does not answer."""
-    async with grpc.aio.insecure_channel(address) as channel:
+async def node_info(
+    address: str, *, name: str = "", tls: TlsMaterial | None = None
+) -> agent_pb2.NodeInfoResponse | None:
+    """The agent's NodeInfo, or None if it does not answer (`name`: the node, for TLS)."""
+    async with _agent_channel(address, name=name, tls=tls) as channel:
         stub = agent_pb2_grpc.NodeAgentStub(channel)
         try:
             return await stub.NodeInfo(agent_pb2.NodeInfoRequest(), timeout=CALL_TIMEOUT)
@@ -99,12 +132,19 @@ async def node_info(address: str) -> agent_pb2.NodeInfoResponse | None:
             return None
 
 
-async def agent_serves(address: str, *, name: str) -> bool:
-    info = await node_info(address)
+async def agent_serves(address: str, *, name: str, tls: TlsMaterial | None = None) -> bool:
+    info = await node_info(address, name=name, tls=tls)
     return info is not None and info.name == name
 
 
-async def drain(address: str, *, state_dir: Path, deadline_s: float) -> bool:
+async def drain(
+    address: str,
+    *,
+    name: str,
+    state_dir: Path,
+    deadline_s: float,
+    tls: TlsMaterial | None = None,
+) -> bool:
     """Ask the agent to run no pods (SyncPods with an empty set) and wait until its runtime
     holds no container. True if it emptied in time.
 
@@ -112,7 +152,7 @@ async def drain(address: str, *, state_dir: Path, deadline_s: float) -> bool:
     cgroups itself: the clean way. Whatever is left after `deadline_s` is for the forced
     clean-up (`cleanup.sweep`).
     """
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with _agent_channel(address, name=name, tls=tls) as channel:
         stub = agent_pb2_grpc.NodeAgentStub(channel)
         try:
             await stub.SyncPods(agent_pb2.SyncPodsRequest(), timeout=CALL_TIMEOUT * 5)

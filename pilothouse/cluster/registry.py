@@ -1,8 +1,11 @@
 """The local cluster's OCI registry: Debian's `docker-registry`, and the test image in it.
 
-The registry serves plain http on loopback. Its first run binds port 0 and its log tells the
-port it got ("listening on 127.0.0.1:PORT"); the config is then rewritten with that port, so
-every later run (after a crash) serves on the same address the nodes' mirrors name.
+The registry serves plain http on the address `up` gives it (loopback, or the node bridge's
+address so nodes in their own network namespaces reach it; that host is marked `insecure` in
+the nodes' registries.yaml and for the push, since only loopback is plain http by default).
+Its first run binds port 0 and its log tells the port it got ("listening on HOST:PORT"); the
+config is then rewritten with that port, so every later run (after a crash) serves on the
+same address the nodes' mirrors name.
 
 Nodes reach it through a registries.yaml that mirrors `docker.io` to it, so manifests say
 `busybox:stable` and pull `library/busybox:stable` from here, offline.
@@ -20,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from pilothouse.cluster.supervisor import ChildSpec
+from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.oci.registry import push_archive
 from pilothouse.oci.testimage import build_test_image
 
@@ -84,21 +88,26 @@ def bound_address(log_path: Path, *, offset: int) -> str | None:
     return found[-1] if found else None
 
 
-def mirrors(registry_url: str) -> dict[str, object]:
-    """The registries.yaml content that mirrors docker.io to the local registry."""
-    return {"mirrors": {"docker.io": {"endpoint": [registry_url]}}}
+def mirrors(registry_address: str) -> dict[str, object]:
+    """The registries.yaml content that mirrors docker.io to the local registry ("HOST:PORT"),
+    which serves plain http."""
+    return {
+        "mirrors": {"docker.io": {"endpoint": [f"http://{registry_address}"]}},
+        "configs": {registry_address: {"insecure": True}},
+    }
 
 
 def write_mirrors(path: Path, *, registry_address: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(mirrors(f"http://{registry_address}"), sort_keys=False))
+    path.write_text(yaml.safe_dump(mirrors(registry_address), sort_keys=False))
     return path
 
 
 async def push_test_image(archive: Path, *, registry_address: str) -> str:
     """Build the busybox test image (once per data dir) and push it; returns its digest."""
     await asyncio.to_thread(_build_once, archive)
-    return await push_archive(archive, f"{registry_address}/{TEST_IMAGE_PATH}")
+    config = RegistriesConfig.from_dict({"configs": {registry_address: {"insecure": True}}})
+    return await push_archive(archive, f"{registry_address}/{TEST_IMAGE_PATH}", config=config)
 
 
 def _build_once(archive: Path) -> None:

@@ -1,0 +1,55 @@
+"""What a running local cluster serves where (`ClusterInfo`), kept in `<data-dir>/cluster.json`.
+
+Invariants: written once the cluster is ready (a detached `up` waits for it), atomically;
+read by `down` after a crash to take back the CLI config exactly as `up` set it; a file from
+an older `up` without the newer fields still reads (they default to the old behaviour).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from pilothouse.cluster.layout import Layout
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    data_dir: str
+    pid: int
+    controlplane: str
+    registry: str
+    nodes: dict[str, str] = field(default_factory=dict)  # node name -> agent address
+    client_config: str = ""
+    network: str = "host"  # hosts.Placement's value
+    pod_cidrs: dict[str, str] = field(default_factory=dict)  # node name -> pod CIDR
+    secure: bool = False
+    client_settings: dict[str, str] = field(default_factory=dict)  # credential keys `up` set
+
+    @classmethod
+    def read(cls, layout: Layout) -> ClusterInfo | None:
+        try:
+            return cls(**json.loads(layout.cluster_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write(self, layout: Layout) -> None:
+        temporary = layout.cluster_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        temporary.replace(layout.cluster_file)
+
+    def describe(self) -> str:
+        width = max(len("control plane"), *(len(n) for n in self.nodes))
+        mode = "mutual TLS" if self.secure else "plaintext, no authentication"
+        lines = [
+            f"{'control plane':<{width}}  {self.controlplane} ({mode})",
+            f"{'registry':<{width}}  {self.registry} (mirror of docker.io)",
+        ]
+        for name, address in self.nodes.items():
+            cidr = self.pod_cidrs.get(name)
+            lines.append(f"{name:<{width}}  {address}" + (f"  pods {cidr}" if cidr else ""))
+        if self.network == "netns":
+            lines.append("nodes: a network namespace each (ph-<cluster>-<node>), on one bridge")
+        if self.client_config:
+            lines.append(f"client config: {self.client_config} (server: {self.controlplane})")
+        return "\n".join(lines)
