@@ -6,6 +6,13 @@ Invariant: one precedence, applied in one place (`resolve`): `--server`, then th
 config file is normal; a config file named explicitly must exist. A malformed file is a
 `ConfigError` naming the file and the problem. The result records where the address came from,
 so error messages can say which setting to fix.
+
+Credentials come only from the config file: `ca-cert`, `client-cert` and `client-key` are paths
+(relative ones are taken from the file's own directory). `pilothouse controlplane` writes such a
+file with the admin's credentials as `<data-dir>/admin.conf` (mode 0600) and prints its path;
+point the CLI at it with `--config` or `PILOTHOUSE_CONFIG`, or copy it (with its `pki/` paths
+made absolute, or the pki directory beside it) to `~/.pilothouse/config.yaml`. A file without
+`ca-cert` means plaintext, for a control plane run with `--insecure`.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ SERVER_ENV = "PILOTHOUSE_SERVER"
 CONFIG_ENV = "PILOTHOUSE_CONFIG"
 DEFAULT_CONFIG_PATH = Path("~/.pilothouse/config.yaml")
 
-# Keys a config file may hold; TLS credentials come with the cluster PKI (issue #7).
+# Keys a config file may hold (the TLS ones are paths; see the module docstring).
 _KNOWN_KEYS = frozenset({"server", "namespace", "ca-cert", "client-cert", "client-key"})
 
 
