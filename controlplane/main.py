@@ -254,7 +254,7 @@ def _announce(
         f"nodes join on {join_address} (CA {security.pki.ca_cert_hash})\n"
         f"admin credentials: {config.admin_config}\n"
         f"  use them with: export PILOTHOUSE_CONFIG={config.admin_config}\n"
-        "  (or copy the file to ~/.pilothouse/config.yaml; keep it private)\n"
+        "  (or --config; keep the file and pki/ private)\n"
         "  join a node: pilothouse token create --print-join-command",
         flush=True,
     )

@@ -10,8 +10,8 @@ so error messages can say which setting to fix.
 Credentials come only from the config file: `ca-cert`, `client-cert` and `client-key` are paths
 (relative ones are taken from the file's own directory). `pilothouse controlplane` writes such a
 file with the admin's credentials as `<data-dir>/admin.conf` (mode 0600) and prints its path;
-point the CLI at it with `--config` or `PILOTHOUSE_CONFIG`, or copy it (with its `pki/` paths
-made absolute, or the pki directory beside it) to `~/.pilothouse/config.yaml`. A file without
+point the CLI at it with `--config` or `PILOTHOUSE_CONFIG` (it names its certificates relative
+to itself, so it is used in place; a copy elsewhere needs absolute paths). A file without
 `ca-cert` means plaintext, for a control plane run with `--insecure`.
 """
 
