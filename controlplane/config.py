@@ -94,8 +94,8 @@ def parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="state directory (embedded etcd, address file); default: %(default)s "
-        "→ $PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse/controlplane",
+        help="state directory (embedded etcd, pki/, admin.conf, address files); default: "
+        "$PILOTHOUSE_DATA_DIR or ~/.local/share/pilothouse/controlplane",
     )
     p.add_argument(
         "--listen",
