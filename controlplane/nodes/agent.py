@@ -73,10 +73,12 @@ class PodChangeType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PodChange:
-    """One observation streamed by WatchPods: the pod's metadata and the agent's status."""
+    """One observation streamed by WatchPods: the pod's metadata and the agent's status, and
+    the events about the pod the agent recorded since its previous report."""
 
     type: PodChangeType
     pod: objects_pb2.Pod
+    events: tuple[objects_pb2.Event, ...] = ()
 
 
 _CHANGE_TYPES = {
@@ -135,7 +137,7 @@ class AgentClient:
             async for event in call:
                 change_type = _CHANGE_TYPES.get(event.type)
                 if change_type is not None:
-                    yield PodChange(type=change_type, pod=event.pod)
+                    yield PodChange(type=change_type, pod=event.pod, events=tuple(event.events))
         except grpc.aio.AioRpcError as error:
             raise self._failed("WatchPods", error) from None
         finally:
