@@ -268,8 +268,7 @@ class NodeSyncer:
 
     async def _consume(self, client: AgentClient) -> None:
         async for change in client.watch_pods():
-            # TODO(agent.py owner): PodChange.events; until it has them, no events arrive here.
-            self._record_events(change.pod, getattr(change, "events", ()), change.type)
+            self._record_events(change.pod, change.events, change.type)
             if change.type is not PodChangeType.UPDATED:
                 continue
             meta = change.pod.metadata
