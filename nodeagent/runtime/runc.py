@@ -312,6 +312,9 @@ class RuncRuntime:
                 pass_fds=(write_fd,),
                 env={"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "")},
                 start_new_session=True,
+                # conmon writes its "oom" marker into its working directory: keep it in the
+                # bundle (where `_final` looks), never in the agent's own cwd.
+                cwd=cdir / "bundle",
             )
         finally:
             os.close(write_fd)
