@@ -1,7 +1,9 @@
 """`pilothouse up` / `down` with real processes: registry, control plane + etcd, runc agents.
 
 Root only. Each test makes its own cluster in its own data dir and client config; the
-`local_cluster` fixture removes everything at the end even when a test fails.
+`local_cluster` fixture removes everything at the end even when a test fails. These run the
+nodes on the machine's network (`--network host`, the escape hatch); tests/e2e/test_cluster.py
+covers the default, a network namespace per node.
 """
 
 from __future__ import annotations
@@ -37,21 +39,28 @@ async def wait_for_new_run(
 async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
     local_cluster: LocalClusterRun,
 ) -> None:
-    started = local_cluster.up(nodes=2)
+    started = local_cluster.up(nodes=2, network="host")
     assert started.returncode == 0, f"`up -d --nodes 2` failed:\n{started.stderr}"
     assert "node-2" in started.stdout, f"`up` did not print the nodes:\n{started.stdout}"
 
-    # The CLI finds the control plane through the config file `up` wrote.
+    # The CLI finds the control plane (and, when secure, the admin's credentials) through the
+    # config file `up` wrote.
     server = local_cluster.info()["controlplane"]
+    admin, agent_tls = local_cluster.admin(), local_cluster.agent_tls()
     config = yaml.safe_load(local_cluster.client_config.read_text())
-    assert config == {"server": server}
+    assert config["server"] == server
+    if local_cluster.secure:
+        keys = ("ca-cert", "client-cert", "client-key")
+        assert all(k in config for k in keys), f"no admin credentials in the CLI config: {config}"
+    else:
+        assert config == {"server": server}
     got = local_cluster.cli("get", "deployments")
     assert got.returncode == 0, f"`pilothouse get deployments` failed after up:\n{got.stderr}"
 
     nodes = local_cluster.nodes()
     assert sorted(nodes) == ["node-1", "node-2"]
     for name, address in nodes.items():
-        info = await probes.node_info(address)
+        info = await probes.node_info(address, name=name, tls=agent_tls)
         assert info is not None and info.name == name, f"agent {name} does not answer NodeInfo"
 
     # The nodes registered, and a Deployment of busybox:stable (pulled through the docker.io
@@ -70,7 +79,7 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
     assert new is not None and new.pid != old.pid, "a killed agent was not started again"
     answered = False
     for _ in range(200):
-        if await probes.agent_serves(nodes["node-2"], name="node-2"):
+        if await probes.agent_serves(nodes["node-2"], name="node-2", tls=agent_tls):
             answered = True
             break
         await asyncio.sleep(0.1)
@@ -84,7 +93,7 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
     new = await wait_for_new_run(local_cluster, "controlplane", old)
     assert new is not None, "a killed control plane was not started again"
     for _ in range(300):
-        if await probes.controlplane_serves(str(server)):
+        if await probes.controlplane_serves(str(server), tls=admin):
             break
         await asyncio.sleep(0.1)
     got = local_cluster.cli("get", "deployments")
@@ -98,7 +107,7 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
     assert local_cluster.mounts() == [], "mounts under the data dir survive `down`"
     assert local_cluster.cgroups() == [], "cgroups of the cluster survive `down`"
     config = yaml.safe_load(local_cluster.client_config.read_text())
-    assert "server" not in config, "the CLI still points at a stopped cluster"
+    assert not config, f"the CLI still points at a stopped cluster: {config}"
     assert sorted(p.name for p in local_cluster.data_dir.iterdir()) == ["up.log"]
 
     again = local_cluster.down()
@@ -109,7 +118,7 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
 async def test_down_cleans_up_after_the_supervisor_was_killed(
     local_cluster: LocalClusterRun,
 ) -> None:
-    started = local_cluster.up(nodes=1)
+    started = local_cluster.up(nodes=1, network="host")
     assert started.returncode == 0, f"`up -d` failed:\n{started.stderr}"
     apply_sleepers(local_cluster, replicas=1)
     assert len(wait_running(local_cluster, count=1)) == 1, "the pod never ran"
@@ -133,7 +142,8 @@ async def test_down_cleans_up_after_the_supervisor_was_killed(
 def test_ctrl_c_stops_a_foreground_cluster_and_removes_it(
     local_cluster: LocalClusterRun,
 ) -> None:
-    command = [*CLUSTER_COMMAND, "up", "--nodes", "1", "--data-dir", str(local_cluster.data_dir)]
+    command = [*CLUSTER_COMMAND, "up", "--nodes", "1", "--network", "host"]
+    command += ["--data-dir", str(local_cluster.data_dir)]
     proc = subprocess.Popen(
         command,
         env=local_cluster.env,
@@ -161,7 +171,7 @@ def test_ctrl_c_stops_a_foreground_cluster_and_removes_it(
 
 
 def test_a_second_up_on_a_running_data_dir_is_refused(local_cluster: LocalClusterRun) -> None:
-    assert local_cluster.up(nodes=1).returncode == 0
-    second = local_cluster.up(nodes=1)
+    assert local_cluster.up(nodes=1, network="host").returncode == 0
+    second = local_cluster.up(nodes=1, network="host")
     assert second.returncode != 0
     assert "already runs" in second.stderr and "pilothouse down" in second.stderr

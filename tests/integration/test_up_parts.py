@@ -96,3 +96,37 @@ def test_a_shared_host_runs_the_agent_unchanged_on_loopback() -> None:
     assert host.command(["agent", "--x"]) == ["agent", "--x"]
     assert host.address == "127.0.0.1"
     assert host.reach("127.0.0.1:7070") == "127.0.0.1:7070"
+
+
+def test_nodes_on_the_bridge_pull_from_the_registry_over_plain_http(tmp_path: Path) -> None:
+    from pilothouse.oci.registries import RegistriesConfig
+
+    path = local_registry.write_mirrors(tmp_path / "r.yaml", registry_address="172.30.0.1:5000")
+    endpoints = RegistriesConfig.load(path).endpoints("docker.io")
+    assert endpoints[0].url == "http://172.30.0.1:5000", (
+        "a node in its own namespace would not pull busybox:stable from the local registry"
+    )
+
+
+def test_node_i_gets_the_ith_block_the_control_plane_allocates() -> None:
+    from pilothouse.cluster.hosts import pod_cidrs
+
+    assert pod_cidrs(node_names(3)) == {
+        "node-1": "10.244.0.0/24",
+        "node-2": "10.244.1.0/24",
+        "node-3": "10.244.2.0/24",
+    }
+
+
+def test_down_takes_back_the_admin_credentials_up_set_and_only_those(tmp_path: Path) -> None:
+    file = tmp_path / "config.yaml"
+    file.write_text("namespace: team-a\nca-cert: /old/ca.crt\n")
+    creds = {"ca-cert": "/d/ca.crt", "client-cert": "/d/admin.crt", "client-key": "/d/admin.key"}
+    clientconfig.point_at(file, "172.30.0.1:4242", creds)
+    resolved = config.resolve(config_path=str(file), environ={})
+    assert resolved.ca_cert == Path("/d/ca.crt") and resolved.client_key == Path("/d/admin.key")
+    assert clientconfig.forget(file, "172.30.0.1:4242", creds)
+    assert yaml.safe_load(file.read_text()) == {"namespace": "team-a"}
+
+    clientconfig.point_at(file, "172.30.0.1:4242")  # plaintext: no stale credentials kept
+    assert yaml.safe_load(file.read_text()) == {"namespace": "team-a", "server": "172.30.0.1:4242"}
