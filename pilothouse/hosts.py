@@ -281,13 +281,22 @@ class HostNetwork:
         # The node routes between its pods' bridge and eth0, inside its own namespace only.
         _run(["ip", "netns", "exec", host.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
+    def overlapping(self, cluster: str) -> dict[str, str]:
+        """Routes in the root namespace, other than this cluster's bridge's, that overlap its
+        subnet (destination -> device). Empty when the subnet is the cluster's alone; checked
+        again after `create`, since two clusters created at once could both pass the check."""
+        return {
+            dst: dev
+            for dst, dev in _routed(ignore_dev=self.bridge(cluster)).items()
+            if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet)
+        }
+
     def _refuse_foreign_subnet(self, cluster: str) -> None:
-        for dst, dev in _routed(ignore_dev=self.bridge(cluster)).items():
-            if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet):
-                raise HostNetworkError(
-                    f"node subnet {self.subnet} overlaps {dst} on {dev}; "
-                    "pick another subnet (is another cluster running?)"
-                )
+        for dst, dev in self.overlapping(cluster).items():
+            raise HostNetworkError(
+                f"node subnet {self.subnet} overlaps {dst} on {dev}; "
+                "pick another subnet (is another cluster running?)"
+            )
 
     def _ensure_forwarding(self, cluster: str) -> None:
         """Let bridged node traffic pass a root FORWARD chain that drops by default.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import os
+import secrets
 import shutil
 from collections.abc import Sequence
 from typing import Protocol
@@ -130,8 +131,8 @@ class NetnsNetwork:
     """Each node in a network namespace of its own on the cluster's bridge.
 
     The bridge's subnet is the first free 172.30.X.0/24, picked by `create` (which must come
-    before anything listens on `service_host`); if another cluster takes it meanwhile, the
-    next free one is tried.
+    before anything listens on `service_host`); if another cluster takes it at the same
+    moment, a random free one is tried.
     """
 
     ATTEMPTS = 5
@@ -149,7 +150,12 @@ class NetnsNetwork:
     def create(self, cluster: str, nodes: Sequence[str]) -> list[netns_hosts.NodeHost]:
         cidrs = pod_cidrs(nodes)
         for attempt in range(self.ATTEMPTS):
-            network = netns_hosts.HostNetwork(subnet=self._subnet or netns_hosts.free_subnet())
+            # The lowest free subnet first; after a collision, a random one, so two clusters
+            # that collided do not collide again.
+            preferred = netns_hosts.DEFAULT_SUBNET if attempt == 0 else _random_subnet()
+            network = netns_hosts.HostNetwork(
+                subnet=self._subnet or netns_hosts.free_subnet(preferred)
+            )
             try:
                 made = network.create(cluster, cidrs)
             except netns_hosts.HostNetworkError as error:
@@ -159,12 +165,24 @@ class NetnsNetwork:
                     raise
                 log.info("hosts.subnet_taken", subnet=str(network.subnet), error=str(error))
                 continue
+            if (taken := network.overlapping(cluster)) and self._subnet is None:
+                # Another cluster took the same subnet at the same moment: move away.
+                log.info("hosts.subnet_collision", subnet=str(network.subnet), taken=taken)
+                network.destroy(cluster, kill_processes=True)
+                continue
             self._network = network
             return made
-        raise AssertionError("unreachable")
+        raise netns_hosts.HostNetworkError(
+            f"no 172.30.X.0/24 subnet stayed free for the nodes of {cluster} "
+            f"after {self.ATTEMPTS} attempts (are many clusters starting at once?)"
+        )
 
     def destroy(self, cluster: str) -> None:
         destroy_netns(cluster)
+
+
+def _random_subnet() -> str:
+    return f"172.30.{secrets.randbelow(63) + 1}.0/24"
 
 
 def destroy_netns(cluster: str) -> None:
