@@ -19,8 +19,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
             "up",
             help="start a local cluster: registry, control plane, N agents",
             description="Start a registry with the busybox test image, a control plane and "
-            "N agents on this machine, and point the CLI at it. Ctrl-C stops it and removes "
-            "what it made; with -d it runs in the background until `pilothouse down`.",
+            "N agents on this machine, each agent in a network namespace of its own with pod "
+            "networking (or all on this machine's network with --network host), and point the "
+            "CLI at it. Ctrl-C stops it and removes what it made; with -d it runs in the "
+            "background until `pilothouse down`.",
         )
     )
     flags.add_down(
