@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -164,6 +165,12 @@ def assert_nothing_left(cluster: LocalClusterRun, after: str) -> None:
     assert cluster.running_processes() == [], f"processes of the cluster survive {after}"
     assert cluster.mounts() == [], f"mounts under the data dir survive {after}"
     assert cluster.cgroups() == [], f"cgroups of the cluster survive {after}"
+    if shutil.which("iptables"):
+        rules = subprocess.run(
+            ["iptables", "-S", "FORWARD"], capture_output=True, text=True, timeout=30
+        ).stdout
+        tag = f"pilothouse-{cluster.layout.cluster_id}"
+        assert tag not in rules, f"the cluster's iptables rules survive {after}: {rules}"
 
 
 def link_of(cluster: LocalClusterRun, node: str) -> str:
@@ -186,6 +193,7 @@ def test_three_nodes_in_namespaces_serve_each_other_fail_over_and_leave_nothing(
     assert started.returncode == 0, f"`up -d --nodes 3` failed:\n{started.stderr}"
     names = ["node-1", "node-2", "node-3"]
     assert len(cluster.namespaces()) == 3, "`up` did not put each node in a namespace"
+    assert cluster.secure, "`up` made a plaintext cluster: its agents did not join with a token"
     cidrs = node_cidrs(cluster)
     assert sorted(cidrs) == names and all(cidrs.values()), f"nodes without pod CIDRs: {cidrs}"
     assert len(set(cidrs.values())) == 3, f"two nodes share a pod CIDR: {cidrs}"
