@@ -247,8 +247,13 @@ class EventWriter:
                 event = self._waiting.pop(name)  # with whatever merged into it meanwhile
                 self._written[name] = self._clock.now()
                 await self._recorder.merge(event)
-            later = [self._written[n] + self._interval for n in self._waiting]
-            await self._until_added(min(later) - self._clock.now() if later else None)
+            # A name added while a write was in flight has never been written: it is due now.
+            now = self._clock.now()
+            later = [
+                self._written[n] + self._interval if n in self._written else now
+                for n in self._waiting
+            ]
+            await self._until_added(min(later) - now if later else None)
 
     async def _budget(self) -> None:
         """Wait, if need be, until one more write fits in `max_rate` per second."""

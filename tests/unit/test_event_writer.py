@@ -1,0 +1,42 @@
+"""EventWriter keeps writing whatever agents report, even when reports arrive mid-write.
+
+What a user would see go wrong otherwise: a node's pod events stop arriving and, since the
+writer runs beside the node's sync, the node's pods start seconds late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from controlplane.controllers.clock import ManualClock, settle
+from controlplane.events import EventWriter
+from pilothouse.v1 import objects_pb2
+from tests.unit.test_nodesync import make_pod
+from tests.unit.test_nodesync_events import T0, agent_event
+
+
+async def test_an_event_reported_while_another_is_being_written_is_written_too() -> None:
+    clock = ManualClock(start=float(T0))
+    gate = asyncio.Event()
+    merged: list[str] = []
+
+    class SlowRecorder:
+        async def merge(self, event: objects_pb2.Event) -> None:
+            await gate.wait()
+            merged.append(event.message)
+
+    writer = EventWriter(SlowRecorder(), clock=clock)  # type: ignore[arg-type]
+    pod = make_pod("web-1", "n1")
+    pod.metadata.uid = "uid-1"
+    writer.add(agent_event(pod, message="first"))
+    task = asyncio.create_task(writer.run())
+    try:
+        await settle()
+        writer.add(agent_event(pod, message="second"))  # while "first" is being written
+        gate.set()
+        await settle()
+        assert not task.done(), f"the event writer died: {task.exception()!r}"
+        assert merged == ["first", "second"], f"events written: {merged}"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
