@@ -3,7 +3,8 @@
 Each container behaves like a process that runs for `run_for` seconds (None: until killed)
 and then exits with `exit_code`; `start_error` makes `start` fail the way runc does for a
 missing executable; `oom` makes it end as if the memory limit was hit (exit 137,
-`oom_killed`); `ignore_sigterm` makes signal 15 do nothing (so graceful stops time out).
+`oom_killed`); `ignore_sigterm` makes signal 15 do nothing (so graceful stops time out);
+`output` lines are written to the spec's `log_path` in the CRI log format when it starts.
 
 Knobs come from the constructor (defaults for every container), from `set_knobs(id, ...)`
 before the container is created, or from the container's labels (`fake.pilothouse/run-for`,
@@ -43,6 +44,7 @@ class Knobs:
     start_error: str | None = None
     oom: bool = False
     ignore_sigterm: bool = False
+    output: tuple[str, ...] = ()
 
     def with_labels(self, labels: dict[str, str]) -> Knobs:
         """These knobs, overridden by any `fake.pilothouse/...` labels."""
@@ -57,6 +59,8 @@ class Knobs:
             changes["oom"] = v.lower() in ("1", "true", "yes")
         if (v := labels.get(LABEL_PREFIX + "ignore-sigterm")) is not None:
             changes["ignore_sigterm"] = v.lower() in ("1", "true", "yes")
+        if (v := labels.get(LABEL_PREFIX + "output")) is not None:
+            changes["output"] = tuple(v.splitlines())
         return dataclasses.replace(self, **changes)
 
 
@@ -67,9 +71,11 @@ def knob_labels(
     start_error: str | None = None,
     oom: bool = False,
     ignore_sigterm: bool = False,
+    output: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Labels that give one container these knobs (for specs built far from the runtime)."""
     return {
+        LABEL_PREFIX + "output": "\n".join(output),
         LABEL_PREFIX + "run-for": "forever" if run_for is None else str(run_for),
         LABEL_PREFIX + "exit-code": str(exit_code),
         LABEL_PREFIX + "start-error": start_error or "",
@@ -109,6 +115,7 @@ class FakeRuntime:
         start_error: str | None = None,
         oom: bool = False,
         ignore_sigterm: bool = False,
+        output: tuple[str, ...] = (),
         node: FakeNode | None = None,
     ) -> None:
         self.defaults = Knobs(
@@ -117,6 +124,7 @@ class FakeRuntime:
             start_error=start_error,
             oom=oom,
             ignore_sigterm=ignore_sigterm,
+            output=output,
         )
         self.node = node if node is not None else FakeNode()
         self._pending_knobs: dict[str, Knobs] = {}
@@ -154,6 +162,8 @@ class FakeRuntime:
         loop = asyncio.get_running_loop()
         c.status = Status.RUNNING
         c.started_at = datetime.now(UTC)
+        if c.knobs.output and c.spec.log_path:
+            _write_log(c.spec.log_path, c.knobs.output, c.started_at)
         if c.knobs.oom:
             c.deadline = loop.time() + (c.knobs.run_for or 0.0)
         elif c.knobs.run_for is not None:
@@ -213,6 +223,10 @@ class FakeRuntime:
     async def version(self) -> str:
         return "fake 0.1"
 
+    async def rotate_logs(self, *, max_bytes: int) -> list[str]:
+        """As RuncRuntime's; the fake's logs never grow, so nothing is rotated."""
+        return []
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _get(self, container_id: str) -> _Container:
@@ -268,3 +282,9 @@ class FakeRuntime:
             finished_at=c.finished_at,
             labels=dict(c.spec.labels),
         )
+
+
+def _write_log(path: str, lines: tuple[str, ...], when: datetime) -> None:
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    with open(path, "a", encoding="utf-8") as f:
+        f.writelines(f"{stamp} stdout F {line}\n" for line in lines)

@@ -253,6 +253,8 @@ class RuncRuntime:
     # -- helpers ----------------------------------------------------------------------------
 
     async def _create(self, spec: ContainerSpec, cdir: Path) -> ContainerState:
+        if not spec.rootfs_mounts and not spec.rootfs:
+            raise RuntimeError_(f'container "{spec.id}" has no rootfs (neither a path nor mounts)')
         # Every file and directory made here costs about a millisecond on a VM's disk: keep
         # the bundle to one directory and two files (three with an assembled rootfs).
         log_path = Path(spec.log_path) if spec.log_path else cdir / "container.log"

@@ -8,9 +8,11 @@ same for both: what a pod worker relying on the runtime would observe.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +22,7 @@ from nodeagent.runtime import (
     ContainerSpec,
     RuntimeError_,
     Status,
+    logs,
 )
 from nodeagent.runtime.fake import FakeRuntime, knob_labels
 
@@ -31,6 +34,9 @@ class Flavor:
     exiter: Callable[[str, int], ContainerSpec]  # exits with the code, quickly
     broken: Callable[[str], ContainerSpec]  # its command does not exist
     reopen: Callable[[], ContainerRuntime]  # a new runtime object over the same node
+    # Until a sleeper has set up its signal handling (a real process needs a moment).
+    settled: Callable[[str], Awaitable[None]]
+    talker: Callable[[str, str], ContainerSpec]  # prints "hello" and "world" to the log path
 
 
 def _fake_flavor() -> Flavor:
@@ -50,7 +56,15 @@ def _fake_flavor() -> Flavor:
         exiter=lambda cid, code: spec(cid, run_for=0.05, exit_code=code),
         broken=lambda cid: spec(cid, start_error='exec: "/no/such/cmd": no such file or directory'),
         reopen=rt.restarted,
+        settled=_nothing_to_wait_for,
+        talker=lambda cid, log: dataclasses.replace(
+            spec(cid, run_for=0.05, output=("hello", "world")), log_path=log
+        ),
     )
+
+
+async def _nothing_to_wait_for(_: str) -> None:
+    return None
 
 
 @pytest.fixture(params=["fake", "runc"])
@@ -112,6 +126,7 @@ async def test_sigterm_exit_code(flavor: Flavor) -> None:
     spec = flavor.sleeper(_cid())
     await rt.create(spec)
     await rt.start(spec.id)
+    await flavor.settled(spec.id)
     await rt.kill(spec.id)
     final = await asyncio.wait_for(rt.wait(spec.id), 20)
     assert final.exit_code == 143, "a container ended by SIGTERM should exit with 128+15"
@@ -182,3 +197,15 @@ async def test_new_runtime_object_readopts_containers(flavor: Flavor) -> None:
 
 async def test_version_names_the_runtime(flavor: Flavor) -> None:
     assert (await flavor.runtime.version()).strip(), "NodeInfo would show an empty runtime"
+
+
+async def test_output_lands_in_the_cri_log(flavor: Flavor, tmp_path: Path) -> None:
+    rt = flavor.runtime
+    log = tmp_path / "c.log"
+    spec = flavor.talker(_cid(), str(log))
+    await rt.create(spec)
+    await rt.start(spec.id)
+    await asyncio.wait_for(rt.wait(spec.id), 20)
+    texts = [line.text for line in logs.tail(log)]
+    assert texts == ["hello", "world"], "`pilothouse logs` would not show the container's output"
+    await rt.delete(spec.id)

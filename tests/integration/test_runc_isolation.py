@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import os
 import re
+import sys
 import uuid
 from pathlib import Path
 
@@ -21,11 +22,12 @@ from nodeagent.runtime import logs as cri_logs
 from nodeagent.runtime.cgroups import Cgroups
 from nodeagent.runtime.ocispec import cgroups_path
 from nodeagent.runtime.runc import RuncRuntime
-from tests.fixtures.runtime import SLEEPER, busybox_spec
+from tests.fixtures.runtime import SLEEPER, busybox_spec, wait_ready
 
 pytestmark = [pytest.mark.root]
 
 MiB = 1024 * 1024
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _read(path: Path) -> str:
@@ -183,6 +185,7 @@ async def test_restarted_agent_readopts_running_and_learns_exit_codes(
     assert states[quick.id].status is Status.STOPPED
     assert states[quick.id].exit_code == 9, "the real exit code of a container is lost"
     assert [line.text for line in cri_logs.tail(log)] == ["before", "after"]
+    await wait_ready(again, steady.id)
     await again.kill(steady.id)
     assert (await asyncio.wait_for(again.wait(steady.id), 30)).exit_code == 143
 
@@ -261,3 +264,57 @@ async def test_agent_rotated_log_keeps_the_previous_file(
     assert "second" in log.read_text(), "the monitor did not reopen the log after rotation"
     assert [line.text for line in cri_logs.tail(log)] == ["first", "second"]
     await runc_runtime.delete(spec.id)
+
+
+AGENT = """
+import asyncio, sys
+from pathlib import Path
+from nodeagent.runtime import ContainerSpec
+from nodeagent.runtime.runc import RuncRuntime
+
+async def main():
+    rt = RuncRuntime(Path(sys.argv[1]), cgroup_parent=sys.argv[2])
+    for cid, script in (("survivor", sys.argv[4]), ("leaver", "sleep 1; exit 42")):
+        args = ("/bin/sh", "-c", script)
+        spec = ContainerSpec(id=cid, hostname=cid, rootfs=sys.argv[3], args=args)
+        await rt.create(spec)
+        await rt.start(cid)
+    print("ready", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_containers_outlive_a_killed_agent(
+    runc_runtime: RuncRuntime, busybox_rootfs: Path
+) -> None:
+    """`kill -9` of the agent process: its containers keep running, exit codes are kept."""
+    rt = runc_runtime
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        AGENT,
+        str(rt.state_dir),
+        rt.settings.cgroup_parent,
+        str(busybox_rootfs),
+        SLEEPER,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        assert agent.stdout is not None
+        ready = b""
+        while ready.strip() != b"ready":  # past the agent's own log lines
+            ready = await asyncio.wait_for(agent.stdout.readline(), 60)
+            assert ready, "the agent process could not start its containers"
+        survivor_pid = (await rt.state("survivor")).pid
+    finally:
+        agent.kill()
+        await agent.wait()
+    leaver = await asyncio.wait_for(rt.wait("leaver"), 30)
+    assert leaver.exit_code == 42, "the exit code of a container that ended after the agent died"
+    survivor = await rt.state("survivor")
+    assert survivor.status is Status.RUNNING, "killing the agent killed its container"
+    assert survivor.pid == survivor_pid
