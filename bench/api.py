@@ -31,7 +31,8 @@ from pathlib import Path
 
 import grpc
 
-from pilothouse import kinds
+from pilothouse import config as cli_config
+from pilothouse import credentials, kinds
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
@@ -60,7 +61,7 @@ def deployment(name: str) -> objects_pb2.Deployment:
 
 
 @contextlib.contextmanager
-def control_plane(data_dir: Path) -> Iterator[str]:
+def control_plane(data_dir: Path) -> Iterator[tuple[str, credentials.TlsMaterial | None]]:
     address_file = data_dir / "controlplane.addr"
     log = (data_dir / "controlplane.log").open("wb")
     process = subprocess.Popen(
@@ -81,7 +82,8 @@ def control_plane(data_dir: Path) -> Iterator[str]:
                     + (data_dir / "controlplane.log").read_text()[-2000:]
                 )
             time.sleep(0.05)
-        yield address_file.read_text().strip()
+        # The control plane is secure by default: talk to it as the admin it wrote on start.
+        yield address_file.read_text().strip(), admin_tls(data_dir / "admin.conf")
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -91,6 +93,11 @@ def control_plane(data_dir: Path) -> Iterator[str]:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         log.close()
+
+
+def admin_tls(path: Path) -> credentials.TlsMaterial | None:
+    """The admin credentials of a CLI config file (None: plaintext)."""
+    return credentials.from_config(cli_config.resolve(config_path=str(path), environ={}))
 
 
 def summary(seconds: list[float]) -> dict[str, float]:
@@ -138,8 +145,13 @@ async def concurrent(
     return result
 
 
-async def run(address: str, *, count: int, concurrency: int) -> dict[str, object]:
-    channels = [grpc.aio.insecure_channel(address) for _ in range(concurrency)]
+async def run(
+    address: str, *, tls: credentials.TlsMaterial | None, count: int, concurrency: int
+) -> dict[str, object]:
+    channels = [
+        credentials.secure_channel(address, tls) if tls else grpc.aio.insecure_channel(address)
+        for _ in range(concurrency)
+    ]
     try:
         stubs = [api_grpc.ControlPlaneStub(channel) for channel in channels]
         stub = stubs[0]
@@ -183,24 +195,28 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--server", help="an existing control plane; default: start one")
+    parser.add_argument(
+        "--config", type=Path, help="with --server: the admin config (default: plaintext)"
+    )
     args = parser.parse_args()
 
-    def bench(address: str) -> dict[str, object]:
-        return asyncio.run(run(address, count=args.count, concurrency=args.concurrency))
+    def bench(address: str, tls: credentials.TlsMaterial | None) -> dict[str, object]:
+        return asyncio.run(run(address, tls=tls, count=args.count, concurrency=args.concurrency))
 
     if args.server:
-        results = bench(args.server)
+        results = bench(args.server, admin_tls(args.config) if args.config else None)
     else:
         with (
             tempfile.TemporaryDirectory(prefix="pilothouse-bench-") as tmp,
-            control_plane(Path(tmp)) as address,
+            control_plane(Path(tmp)) as (address, tls),
         ):
-            results = bench(address)
+            results = bench(address, tls)
     report = {
         "benchmark": "api",
         "deployments": args.count,
         "concurrency": args.concurrency,
         "store": "etcd (embedded)" if not args.server else "given server",
+        "transport": "mTLS" if not args.server or args.config else "plaintext",
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
         **results,
