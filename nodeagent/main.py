@@ -32,6 +32,7 @@ import grpc
 import structlog
 
 from nodeagent import config as settings
+from nodeagent import logrotation
 from nodeagent.api import nodeinfo
 from nodeagent.api.server import AgentServer, BindError
 from nodeagent.api.servicer import NodeAgentServicer
@@ -205,6 +206,8 @@ async def serve(config: settings.Config) -> int:
             parts["registration"] = _registration(config, facts, address, certs).run()
         if certs is not None:
             parts["certs"] = certs.run()  # renewal
+        if hasattr(runtime, "rotate_logs"):
+            parts["logs"] = logrotation.rotate_forever(runtime)
         watch_imports = getattr(images, "watch_imports", None)
         if watch_imports is not None:
             parts["images"] = watch_imports()  # archives that appear later
