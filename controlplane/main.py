@@ -154,7 +154,10 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
         store = EtcdStore(endpoints)
         objects = ObjectStore(store)
         registry = NodeRegistry(
-            objects, grace_period=nodes.grace_period, heartbeat_interval=nodes.heartbeat_interval
+            objects,
+            grace_period=nodes.grace_period,
+            heartbeat_interval=nodes.heartbeat_interval,
+            pod_cidrs=nodes.pod_cidrs(),
         )
         security, connect = _security(config, store)
         api = ApiServer(
