@@ -28,7 +28,6 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-import grpc
 import structlog
 
 from nodeagent import config as settings
@@ -44,7 +43,7 @@ from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime
 from pilothouse import credentials, logs, pki
 from pilothouse.join import JoinError, NodeCertificates
-from pilothouse.v1 import agent_pb2_grpc, objects_pb2
+from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -84,46 +83,6 @@ async def _guarded(name: str, part: Awaitable[None]) -> None:
         log.exception("agent.part_failed", part=name)
         raise RunnableExited(f"{name} failed: {exc}") from exc
     raise RunnableExited(f"{name} stopped on its own")
-
-
-class _SecureAgentServer(AgentServer):
-    """The agent's server over mutual TLS with the node certificate (renewals included),
-    admitting only the control plane's client identity.
-
-    It repeats AgentServer.start() with a secure port; nodeagent/api/server.py is not this
-    module's to change (fold this into AgentServer when its owner can)."""
-
-    def __init__(
-        self, *, servicer: NodeAgentServicer, listen: str, certs: NodeCertificates
-    ) -> None:
-        super().__init__(servicer=servicer, listen=listen)
-        self._certs = certs
-
-    async def start(self) -> str:
-        server = grpc.aio.server(
-            options=_SERVER_OPTIONS,
-            interceptors=[credentials.require_identity(pki.CONTROLPLANE)],
-        )
-        agent_pb2_grpc.add_NodeAgentServicer_to_server(self._servicer, server)
-        try:
-            port = server.add_secure_port(self._listen, self._certs.server_credentials())
-        except RuntimeError as error:
-            raise BindError(f"cannot listen on {self._listen}: {error}") from None
-        if port == 0:
-            raise BindError(f"cannot listen on {self._listen}: the address is in use or invalid")
-        await server.start()
-        self._server = server
-        self.address = f"{self._listen.rpartition(':')[0]}:{port}"
-        log.info("agent.serving", address=self.address, tls=True)
-        return self.address
-
-
-_SERVER_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024**2),
-    ("grpc.max_send_message_length", 64 * 1024**2),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-)
 
 
 class JoinFailed(Exception):
@@ -182,7 +141,12 @@ async def serve(config: settings.Config) -> int:
     server = (
         AgentServer(servicer=servicer, listen=config.listen)
         if certs is None
-        else _SecureAgentServer(servicer=servicer, listen=config.listen, certs=certs)
+        else AgentServer(
+            servicer=servicer,
+            listen=config.listen,
+            credentials=certs.server_credentials(),  # the node certificate, renewals included
+            interceptors=[credentials.require_identity(pki.CONTROLPLANE)],
+        )
     )
     try:
         import_dir = getattr(images, "import_dir", None)

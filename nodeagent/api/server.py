@@ -3,11 +3,16 @@
 Invariants: `start()` binds before anything else serves, so a taken port is a clear startup
 error and `address` is the real one (port 0 resolved). As a runnable, `run()` serves until
 cancelled and then stops with a short grace period (open watches and log follows end).
+With `credentials` the port speaks TLS only (the node's mutual TLS, see `nodeagent.main`),
+and `interceptors` see every call before the servicer does (who may call, see
+`pilothouse.credentials.require_identity`); without them it is plaintext, for standalone and
+`--insecure` agents.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import grpc
 import structlog
@@ -33,17 +38,29 @@ class BindError(RuntimeError):
 class AgentServer:
     name = "api"
 
-    def __init__(self, *, servicer: NodeAgentServicer, listen: str) -> None:
+    def __init__(
+        self,
+        *,
+        servicer: NodeAgentServicer,
+        listen: str,
+        credentials: grpc.ServerCredentials | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
         self._servicer = servicer
         self._listen = listen
+        self._credentials = credentials
+        self._interceptors = tuple(interceptors)
         self._server: grpc.aio.Server | None = None
         self.address = ""
 
     async def start(self) -> str:
-        server = grpc.aio.server(options=_OPTIONS)
+        server = grpc.aio.server(options=_OPTIONS, interceptors=self._interceptors or None)
         agent_pb2_grpc.add_NodeAgentServicer_to_server(self._servicer, server)
         try:
-            port = server.add_insecure_port(self._listen)
+            if self._credentials is None:
+                port = server.add_insecure_port(self._listen)
+            else:
+                port = server.add_secure_port(self._listen, self._credentials)
         except RuntimeError as error:
             raise BindError(f"cannot listen on {self._listen}: {error}") from None
         if port == 0:
@@ -51,7 +68,7 @@ class AgentServer:
         await server.start()
         self._server = server
         self.address = f"{self._listen.rpartition(':')[0]}:{port}"
-        log.info("agent.serving", address=self.address)
+        log.info("agent.serving", address=self.address, tls=self._credentials is not None)
         return self.address
 
     async def run(self) -> None:
