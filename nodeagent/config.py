@@ -8,6 +8,14 @@ Defaults:
 - `--runtime runc` (`fake`: in-memory containers, for hollow nodes), `--pids-limit 1024`,
   `--max-pods 110` (Kubernetes' default), restart backoff 1 s doubling to 60 s, reset after
   10 min of running, ±10 % jitter.
+- Capacity: the machine's cpus and memory, unless `--cpu 2` / `--memory 4Gi` (Kubernetes
+  quantities) say otherwise; the node then reports that as its capacity and allocatable
+  (to reserve part of a machine, or to make a hollow node of any size).
+- Pod network (`--network`): `none` (loopback only, the default), `host`, or `cni` (an address
+  per pod from the node's pod CIDR). The pod CIDR is `--pod-cidr`, which the agent asks the
+  control plane for at registration; with `--server` and no `--pod-cidr` it is the block the
+  control plane allocates (remembered in `<state-dir>/pod-cidr`, so a restarted agent asks for
+  the same one). A standalone `--network cni` agent needs `--pod-cidr`.
 - `--server HOST:PORT`: the control plane to register with and heartbeat. Secure by default
   (issue #7): the first start joins with `--token` and `--ca-cert-hash sha256:…` (both printed
   by `pilothouse token create --print-join-command`) at `--join-server` (default: the server's
@@ -26,12 +34,12 @@ import argparse
 import ipaddress
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nodeagent.pods.restart import BackoffConfig
-from pilothouse import pki
+from pilothouse import pki, quantity
 
 DEFAULT_LISTEN = "127.0.0.1:7071"
 ADDRESS_FILE = "agent.addr"
@@ -63,6 +71,8 @@ class Config:
     insecure: bool = False
     pod_cidr: str = ""
     cni_plugin_dir: Path = Path("/usr/lib/cni")
+    cpu_millis: int | None = None  # --cpu: capacity override, None: the machine's
+    memory_bytes: int | None = None  # --memory: capacity override, None: the machine's
 
     @property
     def address_file(self) -> Path:
@@ -96,6 +106,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime", choices=("runc", "fake"), default="runc")
     p.add_argument("--pids-limit", type=int, default=1024, help="pids limit per container")
     p.add_argument("--max-pods", type=int, default=110, help="pods this node accepts")
+    p.add_argument(
+        "--cpu",
+        default="",
+        metavar="QUANTITY",
+        help="cpu capacity to report, e.g. 2 or 1500m (default: the machine's cpus)",
+    )
+    p.add_argument(
+        "--memory",
+        default="",
+        metavar="QUANTITY",
+        help="memory capacity to report, e.g. 4Gi (default: the machine's memory)",
+    )
     p.add_argument("--registries", type=Path, default=None, help="registries config (YAML)")
     p.add_argument("--node-ip", default="127.0.0.1", help="address reported as the pod hostIP")
     p.add_argument(
@@ -140,7 +162,13 @@ def parser() -> argparse.ArgumentParser:
         default="none",
         help="pod network: none (loopback only), host (the node's), cni (an IP per pod)",
     )
-    p.add_argument("--pod-cidr", default="", help="this node's pod CIDR, for --network cni")
+    p.add_argument(
+        "--pod-cidr",
+        default="",
+        metavar="CIDR",
+        help="this node's pod CIDR, e.g. 10.244.1.0/24, asked of the control plane (default "
+        "with --server: the block it allocates; needed by --network cni without --server)",
+    )
     p.add_argument("--cni-plugin-dir", type=Path, default=Path("/usr/lib/cni"))
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
@@ -165,13 +193,15 @@ def parse(argv: Sequence[str]) -> Config:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if args.network == "cni":
-        if not args.pod_cidr:
-            raise ConfigError("--network cni needs --pod-cidr (e.g. 10.244.1.0/24)")
-        try:
-            ipaddress.ip_network(args.pod_cidr, strict=True)
-        except ValueError as exc:
-            raise ConfigError(f"--pod-cidr: {exc}") from None
+    if args.network == "cni" and not args.pod_cidr and not args.server:
+        raise ConfigError(
+            "--network cni needs --pod-cidr (e.g. 10.244.1.0/24), or --server to get one "
+            "from the control plane"
+        )
+    if args.pod_cidr:
+        args.pod_cidr = _pod_cidr(args.pod_cidr)
+    cpu_millis = _capacity("--cpu", args.cpu, quantity.parse_cpu)
+    memory_bytes = _capacity("--memory", args.memory, quantity.parse_memory)
     if args.server and ":" not in args.server:
         raise ConfigError(f"--server must be HOST:PORT, got {args.server!r}")
     if (args.token or args.ca_cert_hash or args.join_server) and not args.server:
@@ -211,11 +241,38 @@ def parse(argv: Sequence[str]) -> Config:
         network=args.network,
         pod_cidr=args.pod_cidr,
         cni_plugin_dir=args.cni_plugin_dir,
+        cpu_millis=cpu_millis,
+        memory_bytes=memory_bytes,
         token=args.token.strip(),
         ca_cert_hash=args.ca_cert_hash.strip(),
         join_server=args.join_server or (join_server_for(args.server) if args.server else ""),
         insecure=args.insecure,
     )
+
+
+def _pod_cidr(text: str) -> str:
+    try:
+        network = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise ConfigError(
+            f"--pod-cidr {text}: {exc} (expected a network such as 10.244.1.0/24)"
+        ) from None
+    if network.version != 4:
+        raise ConfigError(f"--pod-cidr {text}: pod networks are IPv4 only")
+    return str(network)
+
+
+def _capacity(flag: str, text: str, parse: Callable[[str], int]) -> int | None:
+    """A capacity override in Kubernetes notation, or None when the flag is not given."""
+    if not text:
+        return None
+    try:
+        value = parse(text.strip())
+    except quantity.QuantityError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+    if value <= 0:
+        raise ConfigError(f"{flag} must be more than zero, got {text!r}")
+    return value
 
 
 def join_server_for(server: str) -> str:

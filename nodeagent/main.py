@@ -7,6 +7,9 @@ The wiring is explicit and happens only here. Order matters:
 3. `agent.addr` is written once the API serves, and removed on the way out;
 4. with `--server`, the node registers (and then heartbeats) only once the API serves, since
    the control plane starts pushing pods to it as soon as it is registered;
+   the pod network (`--network cni` without `--pod-cidr`) is bound to the pod CIDR that the
+   registration returns before anything else happens after it, since pods pushed next need
+   addresses from it (a pod that comes earlier waits for it, see `network.sandbox`);
 0. before all of that, with `--server` (unless `--insecure`), the node's credentials: loaded
    from `<state-dir>/pki/`, or obtained by joining with `--token`/`--ca-cert-hash`. A join that
    fails ends the agent at once with one line saying why (wrong or expired token, wrong CA
@@ -118,6 +121,14 @@ async def serve(config: settings.Config) -> int:
     certs = await node_certificates(config)
     runtime = make_runtime(config)
     images = make_images(config)
+    networks = PodNetworks(
+        mode=Mode(config.network),
+        state_dir=config.state_dir,
+        node_ip=config.node_ip,
+        pod_cidr=config.pod_cidr or None,
+        plugin_dir=config.cni_plugin_dir,
+        pod_cidr_from_registration=bool(config.server),
+    )
     pods = PodManager(
         runtime=runtime,
         images=images,
@@ -126,17 +137,16 @@ async def serve(config: settings.Config) -> int:
             pids_limit=config.pids_limit,
             host_ip=config.node_ip,
             restart_backoff=config.backoff,
-            networks=PodNetworks(
-                mode=Mode(config.network),
-                state_dir=config.state_dir,
-                node_ip=config.node_ip,
-                pod_cidr=config.pod_cidr or None,
-                plugin_dir=config.cni_plugin_dir,
-            ),
+            networks=networks,
         ),
         max_pods=config.max_pods,
     )
-    facts = nodeinfo.gather(runtime_version=await runtime.version(), max_pods=config.max_pods)
+    facts = nodeinfo.gather(
+        runtime_version=await runtime.version(),
+        max_pods=config.max_pods,
+        cpu_millis=config.cpu_millis,
+        memory_bytes_override=config.memory_bytes,
+    )
     servicer = NodeAgentServicer(name=config.name, pods=pods, facts=facts)
     server = (
         AgentServer(servicer=servicer, listen=config.listen)
@@ -167,7 +177,9 @@ async def serve(config: settings.Config) -> int:
         parts: dict[str, Awaitable[Any]] = {"pods": pods.run(), "api": server.run()}
         if config.server:
             # Registered only once the API serves: the control plane pushes pods right away.
-            parts["registration"] = _registration(config, facts, address, certs).run()
+            parts["registration"] = _registration(
+                config, facts, address, certs, networks=networks
+            ).run()
         if certs is not None:
             parts["certs"] = certs.run()  # renewal
         if hasattr(runtime, "rotate_logs"):
@@ -199,9 +211,13 @@ def _registration(
     facts: nodeinfo.NodeFacts,
     address: str,
     certs: NodeCertificates | None,
+    *,
+    networks: PodNetworks,
 ) -> Registration:
     """Where the control plane reaches this agent: the bound address, or --node-ip when the
-    agent listens on every interface."""
+    agent listens on every interface. The pod CIDR asked for: the network's (--pod-cidr or
+    the remembered one), else --pod-cidr whatever the network mode."""
+
     host, _, port = address.rpartition(":")
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = config.node_ip
@@ -214,7 +230,30 @@ def _registration(
         ),
         agent_address=f"{host}:{port}",
         tls=certs.material if certs is not None else None,
+        pod_cidr=lambda: networks.pod_cidr or config.pod_cidr,
+        on_registered=lambda node: _bind_pod_cidr(networks, node),
     )
+
+
+def _bind_pod_cidr(networks: PodNetworks, node: objects_pb2.Node) -> None:
+    """Bind the pod network to the pod CIDR the control plane gave the node (cni mode)."""
+    if networks.mode is not Mode.CNI:
+        return
+    given = node.spec.pod_cidr
+    if not given:
+        log.error(
+            "node.pod_cidr_missing",
+            node=node.metadata.name,
+            note="the control plane gave this node no pod CIDR: pods cannot get addresses",
+        )
+    elif not networks.bind(given):
+        log.error(
+            "node.pod_cidr_mismatch",
+            node=node.metadata.name,
+            pod_cidr=networks.pod_cidr,
+            registered=given,
+            note="pods keep getting addresses from the agent's range",
+        )
 
 
 def _write_address(config: settings.Config, address: str) -> None:

@@ -17,6 +17,11 @@ Invariants:
   is mutual TLS with the node certificate, and the control plane's certificate is checked
   against the cluster CA. A renewed certificate is picked up by opening a new channel at the
   next heartbeat, without registering again.
+- The node's pod CIDR: the agent asks for the one it has (`pod_cidr`, "" for none) in every
+  registration, and hands what the control plane answers (the registered Node, whose
+  `spec.podCIDR` is the range it allocated or kept) to `on_registered` before it heartbeats.
+  A refusal of the range it asked for (another node holds it) is logged with the control
+  plane's reason and retried like any refusal: the range may become free.
 """
 
 from __future__ import annotations
@@ -98,6 +103,8 @@ class Registration:
         labels: Mapping[str, str] | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         tls: Callable[[], tls_credentials.TlsMaterial] | None = None,
+        pod_cidr: Callable[[], str] = lambda: "",
+        on_registered: Callable[[objects_pb2.Node], None] | None = None,
     ) -> None:
         self.server = server
         self.node_name = node_name
@@ -107,6 +114,8 @@ class Registration:
         self._labels = dict(labels or {})
         self._credentials = credentials
         self._tls = tls
+        self._pod_cidr = pod_cidr
+        self._on_registered = on_registered
         self.registered = asyncio.Event()
 
     def node(self) -> objects_pb2.Node:
@@ -114,6 +123,7 @@ class Registration:
         node = objects_pb2.Node()
         node.metadata.name = self.node_name
         node.metadata.labels.update(self._labels)
+        node.spec.pod_cidr = self._pod_cidr()
         node.status.CopyFrom(self._node_status())
         del node.status.addresses[:]
         node.status.addresses.add(type="InternalIP", address=self._host)
@@ -166,6 +176,8 @@ class Registration:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             interval = max(response.heartbeat_interval_ms, 100) / 1000
+            if self._on_registered is not None:
+                self._on_registered(response.node)
             self.registered.set()
             log.info(
                 "node.registered",
@@ -173,6 +185,7 @@ class Registration:
                 server=self.server,
                 instance=self.instance_id,
                 heartbeat_interval=interval,
+                pod_cidr=response.node.spec.pod_cidr or None,
             )
             return interval
 

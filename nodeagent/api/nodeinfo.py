@@ -2,7 +2,9 @@
 
 Invariants: quantities are Kubernetes strings (cpu "4", memory "16318464Ki", pods "110");
 facts are read from the host once (/proc/meminfo, /etc/os-release, uname) and never fail:
-an unreadable source gives an empty value, not an error.
+an unreadable source gives an empty value, not an error. An operator's override (`--cpu`,
+`--memory`) replaces the machine's figure in both capacity and allocatable, so the scheduler
+places pods as if the node had exactly that much.
 """
 
 from __future__ import annotations
@@ -54,14 +56,25 @@ def agent_version() -> str:
         return "v0.0.0"
 
 
-def gather(*, runtime_version: str, max_pods: int) -> NodeFacts:
+def gather(
+    *,
+    runtime_version: str,
+    max_pods: int,
+    cpu_millis: int | None = None,
+    memory_bytes_override: int | None = None,
+) -> NodeFacts:
+    """The node's facts; `cpu_millis`/`memory_bytes_override` replace the machine's figures."""
     machine_id = ""
     with contextlib.suppress(OSError):
         machine_id = Path("/etc/machine-id").read_text().strip()
     uname = platform.uname()
     capacity = {
-        "cpu": quantity.format_cpu((os.cpu_count() or 1) * 1000),
-        "memory": quantity.format_memory(memory_bytes()),
+        "cpu": quantity.format_cpu(
+            cpu_millis if cpu_millis is not None else (os.cpu_count() or 1) * 1000
+        ),
+        "memory": quantity.format_memory(
+            memory_bytes_override if memory_bytes_override is not None else memory_bytes()
+        ),
         "pods": str(max_pods),
     }
     info = objects_pb2.NodeSystemInfo(

@@ -182,19 +182,23 @@ def pod_network(result: dict[str, Any], interface: str) -> PodNetwork:
 
 
 class CniNetwork:
-    """Attach pods to one CNI network (a conflist) and detach them; records in `state_dir`."""
+    """Attach pods to one CNI network (a conflist) and detach them; records in `state_dir`.
+
+    `conf` may be None while the network's configuration is not known yet (a node waiting for
+    its pod CIDR): such a network detaches from records but attaches nothing until `conf` is set.
+    """
 
     def __init__(
         self,
         plugin_dir: str | os.PathLike[str],
-        conf: dict[str, Any],
+        conf: dict[str, Any] | None,
         state_dir: str | os.PathLike[str],
         *,
         interface: str = "eth0",
         exec_prefix: Sequence[str] = (),
         loopback: bool = True,
     ) -> None:
-        if not conf.get("name") or not conf.get("plugins"):
+        if conf is not None and (not conf.get("name") or not conf.get("plugins")):
             raise ValueError("a CNI conflist needs a name and at least one plugin")
         self.plugin_dir = Path(plugin_dir)
         self.conf = conf
@@ -218,6 +222,10 @@ class CniNetwork:
         existing = self._read(pod_id)
         if existing and existing.get("result") and existing.get("netns") == netns_path:
             return pod_network(existing["result"], self.interface)
+        if self.conf is None:
+            raise CniError(
+                "the network has no configuration yet", plugin="(chain)", command=Command.ADD
+            )
         if existing:
             await self.teardown(pod_id)
         record: dict[str, Any] = {

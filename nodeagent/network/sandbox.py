@@ -11,13 +11,24 @@ one pod join (`Sandbox.netns_path` -> `ContainerSpec.netns_path`) and the pod's 
   (bridge "ph0" as the pods' gateway, host-local addresses from the node's pod CIDR, portmap
   for hostPorts). Needs one agent per network namespace: the bridge is the namespace's.
 
+The node's *pod CIDR* (cni mode) is given at construction (`--pod-cidr`), or, for an agent
+that gets it from the control plane (`pod_cidr_from_registration`), bound later with `bind`
+once registration returns it. Such an agent remembers the bound range in
+`<state-dir>/pod-cidr` and starts with it bound the next time, since its re-adopted pods
+already have addresses from it (and it asks the control plane for that range again).
+
 Invariants:
 - a sandbox is named by the pod's namespace, name and uid, so a replaced pod (new uid) never
   inherits its predecessor's namespace, address or hostPorts;
 - `attach` is idempotent (a retried pod start gets the same sandbox) and leaves nothing when
   it fails; `detach` is idempotent and works after an agent restart from on-disk records;
 - `detach_others(pods)` removes every sandbox that belongs to none of `pods` (what a crash or
-  a missed removal left), so sandboxes converge level-triggered like containers.
+  a missed removal left), so sandboxes converge level-triggered like containers. Detaching
+  works from the attachments' records, also before the pod CIDR is known;
+- once bound, the pod CIDR never changes for the life of the object, and it is on disk before
+  any pod gets an address from it; `attach` before it is bound waits for it a few seconds
+  (registration is usually a moment away), then fails with `PodCidrUnknown`, which pod
+  workers report and retry like any sandbox failure.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ from pilothouse.v1 import objects_pb2
 log = structlog.get_logger(__name__)
 
 PLUGIN_DIR = Path("/usr/lib/cni")
+POD_CIDR_FILE = "pod-cidr"
+POD_CIDR_WAIT_S = 10.0
 HOST_NETNS = "/proc/self/ns/net"  # as resolved by runc: the namespace it runs in, the node's
 
 
@@ -52,6 +65,32 @@ class Sandbox:
 
     netns_path: str | None  # None: each container gets a namespace of its own
     pod_ip: str  # "" when the pod has no address of its own
+
+
+class PodCidrUnknown(cni.CniError):
+    """A sandbox was asked for before the node knows its pod CIDR (not registered yet)."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self.plugin = "(pod CIDR)"
+        self.command = cni.Command.ADD
+        self.code = 0
+
+
+def remembered_pod_cidr(state_dir: Path) -> str:
+    """The pod CIDR an agent on `state_dir` was bound to ("" if none)."""
+    try:
+        return (Path(state_dir) / POD_CIDR_FILE).read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+
+
+def remember_pod_cidr(state_dir: Path, pod_cidr: str) -> None:
+    path = Path(state_dir) / POD_CIDR_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(pod_cidr + "\n")
+    temporary.replace(path)
 
 
 def sandbox_id(pod: objects_pb2.Pod) -> str:
@@ -88,22 +127,62 @@ class PodNetworks:
         plugin_dir: Path = PLUGIN_DIR,
         bridge: str = "ph0",
         exec_prefix: Sequence[str] = (),
+        pod_cidr_from_registration: bool = False,
+        pod_cidr_wait: float = POD_CIDR_WAIT_S,
     ) -> None:
         """`exec_prefix` runs the plugins in the node's namespace when the caller is not in
-        it (tests); an agent runs in its node's namespace and leaves it empty."""
+        it (tests); an agent runs in its node's namespace and leaves it empty.
+        `pod_cidr_from_registration`: the pod CIDR may be unknown until `bind` (cni mode);
+        the remembered one is bound now unless `pod_cidr` says otherwise."""
         self.mode = mode
         self.node_ip = node_ip
-        self._netns_dir = Path(state_dir) / "netns"
+        self._state_dir = Path(state_dir)
+        self._netns_dir = self._state_dir / "netns"
+        self._bridge = bridge
+        self._remember = pod_cidr_from_registration
+        self._pod_cidr_wait = pod_cidr_wait
+        self._bound = asyncio.Event()
+        self.pod_cidr = ""  # "" until bound (cni mode only)
         self._cni: cni.CniNetwork | None = None
-        if mode is Mode.CNI:
-            if not pod_cidr:
-                raise ValueError("--network cni needs the node's pod CIDR (--pod-cidr)")
-            conf = cni.conflist(
-                pod_cidr, bridge=bridge, ipam_dir=str(Path(state_dir) / "cni" / "ipam")
-            )
-            self._cni = cni.CniNetwork(
-                plugin_dir, conf, Path(state_dir) / "cni" / "pods", exec_prefix=exec_prefix
-            )
+        if mode is not Mode.CNI:
+            return
+        self._cni = cni.CniNetwork(
+            plugin_dir, None, self._state_dir / "cni" / "pods", exec_prefix=exec_prefix
+        )
+        if pod_cidr_from_registration:
+            remembered = remembered_pod_cidr(self._state_dir)
+            if pod_cidr and remembered and remembered != pod_cidr:
+                log.warning(
+                    "node.pod_cidr_changed",
+                    pod_cidr=pod_cidr,
+                    previous=remembered,
+                    note="pods started before keep their addresses from the previous range",
+                )
+            pod_cidr = pod_cidr or remembered
+        elif not pod_cidr:
+            raise ValueError("--network cni needs the node's pod CIDR (--pod-cidr)")
+        if pod_cidr:
+            self.bind(pod_cidr)
+
+    def bind(self, pod_cidr: str) -> bool:
+        """Use `pod_cidr` for the pods' addresses from now on (cni mode; idempotent).
+
+        False when another range is bound already: that one stays (pods have addresses from
+        it), and the caller should say so."""
+        if self._cni is None:
+            return True
+        if self.pod_cidr:
+            return self.pod_cidr == pod_cidr
+        conf = cni.conflist(
+            pod_cidr, bridge=self._bridge, ipam_dir=str(self._state_dir / "cni" / "ipam")
+        )
+        if self._remember:
+            remember_pod_cidr(self._state_dir, pod_cidr)
+        self._cni.conf = conf
+        self.pod_cidr = pod_cidr
+        self._bound.set()
+        log.info("node.pod_cidr_bound", pod_cidr=pod_cidr)
+        return True
 
     async def attach(self, pod: objects_pb2.Pod) -> Sandbox:
         """The pod's sandbox, made now if it does not exist yet."""
@@ -113,6 +192,8 @@ class PodNetworks:
             return Sandbox(netns_path=HOST_NETNS, pod_ip=self.node_ip)
         assert self._cni is not None
         sid = sandbox_id(pod)
+        if not self.pod_cidr and self._cni.attached().get(sid) is None:
+            await self._wait_for_pod_cidr()  # a re-adopted pod keeps its address meanwhile
         path = str(self._netns_dir / sid)
         await netns.create(path)
         try:
@@ -122,6 +203,15 @@ class PodNetworks:
                 await asyncio.to_thread(netns.delete, path)
             raise
         return Sandbox(netns_path=path, pod_ip=network.ip)
+
+    async def _wait_for_pod_cidr(self) -> None:
+        try:
+            await asyncio.wait_for(self._bound.wait(), self._pod_cidr_wait)
+        except TimeoutError:
+            raise PodCidrUnknown(
+                "the node has no pod CIDR yet: it gets one when it registers with the control "
+                "plane (see the agent's log for why it has not), or from --pod-cidr"
+            ) from None
 
     async def detach(self, pod: objects_pb2.Pod) -> None:
         """Remove the pod's sandbox: release its address and hostPorts, drop its namespace."""
