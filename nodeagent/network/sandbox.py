@@ -13,9 +13,10 @@ one pod join (`Sandbox.netns_path` -> `ContainerSpec.netns_path`) and the pod's 
 
 The node's *pod CIDR* (cni mode) is given at construction (`--pod-cidr`), or, for an agent
 that gets it from the control plane (`pod_cidr_from_registration`), bound later with `bind`
-once registration returns it. Such an agent remembers the bound range in
-`<state-dir>/pod-cidr` and starts with it bound the next time, since its re-adopted pods
-already have addresses from it (and it asks the control plane for that range again).
+once registration returns it. Such an agent remembers the range the control plane confirmed
+in `<state-dir>/pod-cidr` (never one it was refused) and starts with it the next time, since
+its re-adopted pods already have addresses from it (and it asks the control plane for that
+range again).
 
 Invariants:
 - a sandbox is named by the pod's namespace, name and uid, so a replaced pod (new uid) never
@@ -25,8 +26,9 @@ Invariants:
 - `detach_others(pods)` removes every sandbox that belongs to none of `pods` (what a crash or
   a missed removal left), so sandboxes converge level-triggered like containers. Detaching
   works from the attachments' records, also before the pod CIDR is known;
-- once bound, the pod CIDR never changes for the life of the object, and it is on disk before
-  any pod gets an address from it; `attach` before it is bound waits for it a few seconds
+- once in use, the pod CIDR never changes for the life of the object; a range learnt at
+  registration is on disk before any pod gets an address from it; `attach` before there is
+  one waits for it a few seconds
   (registration is usually a moment away), then fails with `PodCidrUnknown`, which pod
   workers report and retry like any sandbox failure.
 """
@@ -158,31 +160,39 @@ class PodNetworks:
                     previous=remembered,
                     note="pods started before keep their addresses from the previous range",
                 )
-            pod_cidr = pod_cidr or remembered
+            if pod_cidr:
+                self._use(pod_cidr, source="--pod-cidr")
+            elif remembered:
+                self._use(remembered, source=str(self._state_dir / POD_CIDR_FILE))
         elif not pod_cidr:
             raise ValueError("--network cni needs the node's pod CIDR (--pod-cidr)")
-        if pod_cidr:
-            self.bind(pod_cidr)
+        else:
+            self._use(pod_cidr, source="--pod-cidr")
 
     def bind(self, pod_cidr: str) -> bool:
-        """Use `pod_cidr` for the pods' addresses from now on (cni mode; idempotent).
+        """Use `pod_cidr`, the range the control plane gave the node, for the pods' addresses
+        from now on, and remember it (cni mode; idempotent).
 
-        False when another range is bound already: that one stays (pods have addresses from
+        False when another range is in use already: that one stays (pods have addresses from
         it), and the caller should say so."""
         if self._cni is None:
             return True
-        if self.pod_cidr:
-            return self.pod_cidr == pod_cidr
-        conf = cni.conflist(
+        if self.pod_cidr and self.pod_cidr != pod_cidr:
+            return False
+        if self._remember and remembered_pod_cidr(self._state_dir) != pod_cidr:
+            remember_pod_cidr(self._state_dir, pod_cidr)  # before any pod gets an address
+        if not self.pod_cidr:
+            self._use(pod_cidr, source="registration")
+        return True
+
+    def _use(self, pod_cidr: str, *, source: str) -> None:
+        assert self._cni is not None
+        self._cni.conf = cni.conflist(
             pod_cidr, bridge=self._bridge, ipam_dir=str(self._state_dir / "cni" / "ipam")
         )
-        if self._remember:
-            remember_pod_cidr(self._state_dir, pod_cidr)
-        self._cni.conf = conf
         self.pod_cidr = pod_cidr
         self._bound.set()
-        log.info("node.pod_cidr_bound", pod_cidr=pod_cidr)
-        return True
+        log.info("node.pod_cidr", pod_cidr=pod_cidr, source=source)
 
     async def attach(self, pod: objects_pb2.Pod) -> Sandbox:
         """The pod's sandbox, made now if it does not exist yet."""

@@ -50,6 +50,10 @@ def test_an_explicit_pod_cidr_wins_over_the_remembered_one(tmp_path: Path) -> No
         pod_cidr_from_registration=True,
     )
     assert networks.pod_cidr == "10.250.0.0/24"
+    assert remembered_pod_cidr(tmp_path) == "10.244.0.0/24", (
+        "a range the control plane has not confirmed yet (it may refuse it) was remembered"
+    )
+    assert networks.bind("10.250.0.0/24")
     assert remembered_pod_cidr(tmp_path) == "10.250.0.0/24"
 
 
