@@ -217,7 +217,6 @@ def _registration(
     """Where the control plane reaches this agent: the bound address, or --node-ip when the
     agent listens on every interface. The pod CIDR asked for: the network's (--pod-cidr or
     the remembered one), else --pod-cidr whatever the network mode."""
-
     host, _, port = address.rpartition(":")
     if host in ("", "0.0.0.0", "::", "[::]"):
         host = config.node_ip

@@ -88,6 +88,8 @@ class Registration:
     `agent_address` is where the control plane reaches this agent's gRPC API ("HOST:PORT");
     `credentials` (plain gRPC channel credentials) or `tls` (called for each new channel, so a
     renewed node certificate is used once it exists) secure the channel to the control plane.
+    `pod_cidr` gives the range to ask for ("" to let the control plane choose);
+    `on_registered` receives the Node as registered (with the pod CIDR it was given).
     """
 
     name = "registration"
