@@ -81,18 +81,22 @@ class EventRecorder:
         name = event_name(obj, type=type, reason=reason, message=message)
         namespace = obj.metadata.namespace or DEFAULT_NAMESPACE
         now = self._clock.now()
+        event = self._new(obj, name=name, namespace=namespace, type=type, now=now)
+        event.reason = reason
+        event.message = message
+        create = True  # most events are new: try the create first, one write and no read
         for _ in range(_ATTEMPTS):
-            try:
-                existing = await self._objects.get(Kind.EVENT, namespace, name)
-            except NotFound:
-                event = self._new(obj, name=name, namespace=namespace, type=type, now=now)
-                event.reason = reason
-                event.message = message
+            if create:
                 try:
                     await self._objects.create(event)
                     return
                 except AlreadyExists:
-                    continue
+                    create = False
+            try:
+                existing = await self._objects.get(Kind.EVENT, namespace, name)
+            except NotFound:
+                create = True
+                continue
             existing.count += 1
             existing.last_timestamp.FromNanoseconds(int(now * 1e9))
             try:
@@ -123,27 +127,31 @@ class EventRecorder:
         namespace = reported.involved_object.namespace or DEFAULT_NAMESPACE
         now = int(self._clock.now() * 1e9)
         count = max(reported.count, 1)
+        event = objects_pb2.Event()
+        event.CopyFrom(reported)
+        event.ClearField("metadata")
+        event.metadata.name = name
+        event.metadata.namespace = namespace
+        event.api_version, event.kind = "v1", "Event"
+        event.type = event.type or EventType.NORMAL.value
+        event.count = count
+        event.source.component = event.source.component or self._component
+        for stamp in (event.first_timestamp, event.last_timestamp):
+            if not stamp.seconds and not stamp.nanos:
+                stamp.FromNanoseconds(now)
+        create = True  # most events are new: try the create first, one write and no read
         for _ in range(_ATTEMPTS):
-            try:
-                existing = await self._objects.get(Kind.EVENT, namespace, name)
-            except NotFound:
-                event = objects_pb2.Event()
-                event.CopyFrom(reported)
-                event.ClearField("metadata")
-                event.metadata.name = name
-                event.metadata.namespace = namespace
-                event.api_version, event.kind = "v1", "Event"
-                event.type = event.type or EventType.NORMAL.value
-                event.count = count
-                event.source.component = event.source.component or self._component
-                for stamp in (event.first_timestamp, event.last_timestamp):
-                    if not stamp.seconds and not stamp.nanos:
-                        stamp.FromNanoseconds(now)
+            if create:
                 try:
                     await self._objects.create(event)
                     return
                 except AlreadyExists:
-                    continue
+                    create = False
+            try:
+                existing = await self._objects.get(Kind.EVENT, namespace, name)
+            except NotFound:
+                create = True
+                continue
             existing.count += count
             last = reported.last_timestamp if reported.HasField("last_timestamp") else None
             if last is None or last.ToNanoseconds() <= 0:

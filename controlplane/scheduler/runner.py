@@ -1,12 +1,15 @@
 """The scheduler runnable: binds each unscheduled pod to a node, or says why it cannot.
 
 Invariants:
-- One pod at a time (one worker), each over a fresh snapshot of the informers' nodes and pods
-  plus the pods this scheduler bound whose binding the pod informer has not shown yet
-  ("assumed"), so a burst of pods never overfills a node.
+- Several pods at once (`WORKERS`), each decided over a fresh snapshot of the informers' nodes
+  and pods plus the pods this scheduler is binding or bound whose binding the pod informer has
+  not shown yet ("assumed": counted from the moment of the decision, before the write), so a
+  burst of pods never overfills a node.
 - Binding is a compare-and-swap update of `spec.nodeName` on the pod as the cache saw it; a
   conflict means someone else changed the pod, and the decision is made again on fresh state.
-  The pod then gets condition PodScheduled=True and a Normal "Scheduled" event.
+  The pod then gets condition PodScheduled=True and a Normal "Scheduled" event, written after
+  the bind and off the scheduling path (at most `AFTER_BIND_WRITERS` at once): the next pod
+  is decided without waiting for them.
 - A pod no node can take stays Pending with PodScheduled=False, reason Unschedulable and
   Kubernetes' message ("0/3 nodes are available: …"), and a Warning "FailedScheduling" event.
   It is tried again when a node appears or changes in a way that matters (labels, spec,
@@ -17,6 +20,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 
@@ -28,13 +33,15 @@ from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
 from controlplane.scheduler.schedule import Placement, Unschedulable, schedule
 from controlplane.scheduler.snapshot import Snapshot
-from controlplane.store import Conflict, NotFound
+from controlplane.store import Conflict, NotFound, StoreError
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
 RETRY_INTERVAL = 10.0
+WORKERS = 4
+AFTER_BIND_WRITERS = 4
 
 
 def is_pending(pod: objects_pb2.Pod) -> bool:
@@ -86,9 +93,12 @@ class Scheduler:
         self._retry_interval = retry_interval
         # pod key -> the bound pod as we wrote it, until the pod informer shows the binding.
         self._assumed: dict[str, objects_pb2.Pod] = {}
+        # pod key -> the pod as we are binding it (decided, write in flight).
+        self._binding: dict[str, objects_pb2.Pod] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._after_bind = asyncio.Semaphore(AFTER_BIND_WRITERS)
         self.controller = Controller(
-            "scheduler.queue", self, workers=1, clock=self._clock, wait_for=(pods, nodes)
+            "scheduler.queue", self, workers=WORKERS, clock=self._clock, wait_for=(pods, nodes)
         )
         pods.add_handler(self._on_pod)
         nodes.add_handler(self._on_node)
@@ -135,7 +145,7 @@ class Scheduler:
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
         pod = self._pods.get(namespace, name)
-        if pod is None or not is_pending(pod) or key in self._assumed_now():
+        if pod is None or not is_pending(pod) or key in self._assumed_now() or key in self._binding:
             return Result()
         decision = schedule(self._snapshot(), pod)
         if isinstance(decision, Placement):
@@ -161,7 +171,7 @@ class Scheduler:
         return self._assumed
 
     def _snapshot(self) -> Snapshot:
-        assumed = self._assumed_now()
+        assumed = {**self._assumed_now(), **self._binding}
         pods = [p for p in self._pods.list() if object_key(p) not in assumed]
         return Snapshot.build(self._nodes.list(), [*pods, *assumed.values()])
 
@@ -169,23 +179,34 @@ class Scheduler:
         bound = objects_pb2.Pod()
         bound.CopyFrom(pod)
         bound.spec.node_name = node
+        key = object_key(bound)
+        # Counted as placed from now on: concurrent decisions see it (no await before this).
+        self._binding[key] = bound
         try:
             bound = await self._objects.update(bound)
+            self._assumed[key] = bound
         except (Conflict, NotFound):
             log.debug("pod.bind_conflict", pod=pod.metadata.name, node=node)
             raise  # decided on stale state: the controller retries with the newer pod
-        self._assumed[object_key(bound)] = bound
+        finally:
+            del self._binding[key]
         log.info(
             "pod.scheduled", pod=pod.metadata.name, namespace=pod.metadata.namespace, node=node
         )
-        condition = objects_pb2.Condition(type="PodScheduled", status="True")
-        await self._set_scheduled_condition(bound, condition)
-        self._record(
-            bound,
-            EventType.NORMAL,
-            "Scheduled",
-            f"Successfully assigned {pod.metadata.namespace}/{pod.metadata.name} to {node}",
-        )
+        self._spawn(self._bound(bound, node), name="scheduler.bound")
+
+    async def _bound(self, bound: objects_pb2.Pod, node: str) -> None:
+        """What follows a bind: PodScheduled=True and the Scheduled event (best effort)."""
+        async with self._after_bind:
+            condition = objects_pb2.Condition(type="PodScheduled", status="True")
+            try:
+                await self._set_scheduled_condition(bound, condition)
+            except StoreError as error:
+                log.warning("pod.condition_not_written", pod=bound.metadata.name, error=str(error))
+            if self._events is not None:
+                meta = bound.metadata
+                message = f"Successfully assigned {meta.namespace}/{meta.name} to {node}"
+                await self._events.record(bound, EventType.NORMAL, "Scheduled", message)
 
     async def _mark_unschedulable(self, pod: objects_pb2.Pod, decision: Unschedulable) -> None:
         message = decision.message
@@ -226,8 +247,9 @@ class Scheduler:
     def _record(self, pod: objects_pb2.Pod, type: EventType, reason: str, message: str) -> None:
         if self._events is None:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._events.record(pod, type, reason, message), name="scheduler.event"
-        )
+        self._spawn(self._events.record(pod, type, reason, message), name="scheduler.event")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -1,9 +1,10 @@
 """The pod manager: the node's desired pod set in, one worker per pod, observed pods out.
 
-Role: `sync(desired)` records the node's whole desired set (persisted in `nodeagent.state`)
-and reconciles: a pod without a worker gets one; a worker whose pod left the set, or whose pod
-changed (new uid or spec hash), is stopped and removed, and a changed pod is started again
-only after its predecessor is gone (one pod name never runs twice at once). `pods()` and
+Role: `sync(desired)` records the node's whole desired set and reconciles at once (it answers
+without waiting for the disk; the set is persisted in `nodeagent.state` in the background):
+a pod without a worker gets one; a worker whose pod left the set, or whose pod changed (new
+uid or spec hash), is stopped and removed, and a changed pod is started again only after its
+predecessor is gone (one pod name never runs twice at once). `pods()` and
 `watch()` report the observed status, and `watch()` also hands over each pod's events (what
 its worker recorded since the last report); `logs()` reads a container's log files.
 
@@ -11,6 +12,11 @@ Invariants:
 - Level-triggered: `sync` is idempotent, and `start()` rebuilds the same workers from the
   persisted desired set and the runtime's containers (re-adoption) without restarting any.
 - Containers that belong to no desired pod (by their labels) are stopped and removed.
+- No container is created for a pod before a desired set holding that pod is on disk, so a
+  restarted agent re-adopts every container it made (persisting is coalesced: a burst of
+  syncs costs one or two writes, and `close` finishes the last one).
+- A worker started for a pod that has no container left anywhere (its predecessor and any
+  orphan of its name are gone) is told so, and does not list the runtime to find out.
 - Shutting the manager down (`close`, or cancelling `run`) leaves every container running.
 - A pod's events go out once, with the first report of the pod after they happened (a report
   is sent for new events even when the status did not change); while nobody watches they
@@ -102,6 +108,14 @@ class PodManager:
         self._published: dict[str, objects_pb2.Pod] = {}
         self._watchers: set[asyncio.Queue[PodEvent]] = set()
         self._started = False
+        # Persisting the desired set: `_version` counts accepted changes, `_saved` is the
+        # version on disk; `_saver` is the one save in flight, if any.
+        self._version = 0
+        self._saved = 0
+        self._saved_changed = asyncio.Event()
+        self._saver: asyncio.Task[None] | None = None
+        # pod key -> workers of that key being stopped (orphans included).
+        self._stopping: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -139,14 +153,17 @@ class PodManager:
                 self._start_worker(want, adopted=states)
             else:
                 log.info("pod.orphaned", pod=key, uid=uid, containers=len(states))
-                self._retire(self._make_worker(self._skeleton(key, uid), adopted=states))
+                orphan = self._make_worker(self._skeleton(key, uid), adopted=states, known=True)
+                self._retire(orphan)
         # Sandboxes of pods that are gone (removed while no agent ran, or a failed detach).
         await self._config.networks.detach_others(self._desired.values())
         self._started = True
         self._reconcile()
 
     async def close(self) -> None:
-        """Stop supervising (containers keep running) and end background tasks."""
+        """Stop supervising (containers keep running), finish persisting, end background tasks."""
+        if self._saver is not None:
+            await asyncio.gather(self._saver, return_exceptions=True)
         tasks = [*self._tasks.values(), *self._background]
         for t in tasks:
             t.cancel()
@@ -173,11 +190,35 @@ class PodManager:
             accepted[key] = pod
         if accepted != self._desired:
             self._desired = accepted
-            await asyncio.to_thread(self._state.save, list(accepted.values()))
+            self._version += 1
+            if self._saver is None:
+                self._saver = asyncio.create_task(self._persist(), name="persist desired pods")
             log.info("pods.synced", pods=len(accepted), rejected=len(rejected))
         if self._started:
             self._reconcile()
         return rejected
+
+    async def _persist(self) -> None:
+        """Write the desired set until the newest version is on disk (one write at a time)."""
+        try:
+            while self._saved < self._version:
+                version, pods = self._version, list(self._desired.values())
+                try:
+                    await asyncio.to_thread(self._state.save, pods)
+                except OSError as exc:
+                    log.error("pods.not_persisted", error=str(exc))
+                    await asyncio.sleep(1)
+                    continue
+                self._saved = version
+                self._saved_changed.set()
+                self._saved_changed = asyncio.Event()
+        finally:
+            self._saver = None
+
+    async def _persisted(self, version: int) -> None:
+        """Return once a desired set of `version` or newer is on disk."""
+        while self._saved < version:
+            await self._saved_changed.wait()
 
     def pods(self) -> list[objects_pb2.Pod]:
         return [w.observed() for w in self._workers.values() if not w.stopping]
@@ -273,20 +314,32 @@ class PodManager:
                 self._published_changed(worker)
         for key, pod in self._desired.items():
             if key not in self._workers:
-                self._start_worker(pod, adopted=[])
+                # Nothing of this name is left unless an orphan of it is still being stopped.
+                self._start_worker(pod, adopted=[], known=not self._stopping.get(key))
 
-    def _make_worker(self, pod: objects_pb2.Pod, *, adopted: list[ContainerState]) -> PodWorker:
+    def _make_worker(
+        self, pod: objects_pb2.Pod, *, adopted: list[ContainerState], known: bool
+    ) -> PodWorker:
+        version = self._version
+
+        async def persisted() -> None:
+            await self._persisted(version)
+
         return PodWorker(
             pod=pod,
             runtime=self._runtime,
             images=self._images,
             config=self._config,
             adopted=adopted,
+            adopted_all=known,
+            persisted=persisted,
             on_change=self._published_changed,
         )
 
-    def _start_worker(self, pod: objects_pb2.Pod, *, adopted: list[ContainerState]) -> None:
-        worker = self._make_worker(pod, adopted=adopted)
+    def _start_worker(
+        self, pod: objects_pb2.Pod, *, adopted: list[ContainerState], known: bool = True
+    ) -> None:
+        worker = self._make_worker(pod, adopted=adopted, known=known)
         self._workers[worker.key] = worker
         self._tasks[worker] = asyncio.create_task(worker.run(), name=f"pod {worker.key}")
         self._tasks[worker].add_done_callback(self._task_ended)
@@ -295,6 +348,7 @@ class PodManager:
 
     def _retire(self, worker: PodWorker) -> None:
         worker.stopping = True
+        self._stopping[worker.key] = self._stopping.get(worker.key, 0) + 1
         task = asyncio.create_task(self._stop(worker), name=f"stop pod {worker.key}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -312,6 +366,9 @@ class PodManager:
             except Exception:
                 log.exception("pod.stop_failed", pod=worker.key, uid=worker.uid)
                 await asyncio.sleep(1)
+        left = self._stopping.pop(worker.key, 1) - 1
+        if left:
+            self._stopping[worker.key] = left
         if self._workers.get(worker.key) is worker:
             del self._workers[worker.key]
         last = self._published.get(worker.key)

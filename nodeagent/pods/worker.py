@@ -36,7 +36,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,7 +136,12 @@ class PodWorker:
         config: WorkerConfig,
         adopted: list[ContainerState],
         on_change: Callable[[PodWorker], None],
+        adopted_all: bool = False,
+        persisted: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`adopted`: containers of this pod found in the runtime; `adopted_all`: they are all
+        there are (else the first pass lists the runtime). `persisted`: returns once the pod
+        is recorded on disk as desired; no container is created before."""
         self.pod = pod
         self.key = specs.pod_key(pod)
         self.uid = pod.metadata.uid
@@ -161,14 +166,20 @@ class PodWorker:
         self.records: dict[str, ContainerRecord] = {
             c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
         }
-        self._adopted: dict[str, list[ContainerState]] = {}
+        self._persisted = persisted
+        # Every container of this pod the runtime may hold, while the worker knows them all
+        # (None: it does not, and `stop` lists the runtime).
+        self._known: set[str] | None = {st.id for st in adopted} if adopted_all else None
+        self._adopted: dict[str, list[ContainerState]] = (
+            {c.name: [] for c in pod.spec.containers} if adopted_all else {}
+        )
         for state in adopted:
             name = state.labels.get(specs.LABEL_CONTAINER, "")
             self._adopted.setdefault(name, []).append(state)
         starts = [s.started_at for s in adopted if s.started_at is not None]
         self.start_time = min(starts) if starts else datetime.now(UTC)
         for name, states in self._adopted.items():
-            if name in self.records:
+            if states and name in self.records:
                 self._observe_adopted(self.records[name], states)
 
     def matches(self, pod: objects_pb2.Pod) -> bool:
@@ -269,6 +280,7 @@ class PodWorker:
             except Exception as exc:
                 # Unexpected: log and start over from the runtime's state (level-triggered).
                 self._log.exception("pod.supervise_failed", container=container.name)
+                self._known = None
                 if first:
                     self.records[container.name].state = Waiting(
                         WaitingReason.CREATE_CONTAINER_ERROR, str(exc)
@@ -497,6 +509,10 @@ class PodWorker:
                 if self._sandbox is not None:
                     spec = dataclasses.replace(spec, netns_path=self._sandbox.netns_path)
                 Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+                if self._persisted is not None:
+                    await self._persisted()
+                if self._known is not None:
+                    self._known.add(cid)
                 await self._runtime.create(spec)
                 self._event(container.name, Reason.CREATED, f"Created container {container.name}")
                 state = await self._runtime.start(cid)
@@ -611,7 +627,7 @@ class PodWorker:
         """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
         self.stopping = True
         grace = self._grace()
-        mine = [s for s in await self._runtime.list() if s.labels.get(specs.LABEL_UID) == self.uid]
+        mine = await self._containers()
         running = [s for s in mine if s.status is Status.RUNNING]
         self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
         for state in running:
@@ -643,7 +659,21 @@ class PodWorker:
         except (RuntimeError_, TimeoutError) as exc:
             self._log.warning("pod.container_stop_failed", id=cid, error=str(exc))
 
+    async def _containers(self) -> list[ContainerState]:
+        """Every container of this pod (by uid) the runtime holds."""
+        if self._known is None:
+            return [
+                s for s in await self._runtime.list() if s.labels.get(specs.LABEL_UID) == self.uid
+            ]
+        found = []
+        for cid in sorted(self._known):
+            with contextlib.suppress(ContainerNotFound):
+                found.append(await self._runtime.state(cid))
+        return found
+
     async def _remove_container(self, cid: str) -> None:
         with contextlib.suppress(ContainerNotFound):
             await self._runtime.delete(cid)
+        if self._known is not None:
+            self._known.discard(cid)
         await self._images.release(cid)
