@@ -102,7 +102,7 @@ def node_cidrs(cluster: LocalClusterRun) -> dict[str, str]:
         spec = node.get("spec", {})
         assert isinstance(spec, dict)
         name = node["metadata"]["name"]  # type: ignore[index]
-        cidrs[str(name)] = str(spec.get("podCIDR") or spec.get("podCidr") or "")
+        cidrs[str(name)] = str(spec.get("podCIDR") or "")
     return cidrs
 
 

@@ -201,9 +201,8 @@ async def test_agents_get_pod_cidrs_from_the_control_plane_and_keep_them(
     await remembers(n1, "10.244.0.0/24")
 
     shown = json.loads(await cli(plane, "get", "nodes", "n1", "-o", "json"))
-    # Kubernetes spells it podCIDR; the protobuf JSON mapping of pod_cidr gives podCidr.
     spec = shown["spec"]
-    assert spec.get("podCIDR", spec.get("podCidr")) == "10.244.0.0/24", f"`get nodes` shows {spec}"
+    assert spec.get("podCIDR") == "10.244.0.0/24", f"`get nodes` shows {spec}"
     assert shown["status"]["capacity"]["memory"] == "3Gi", (
         f"`get nodes` shows {shown['status']['capacity']} for an agent run with --memory 3Gi"
     )
