@@ -39,7 +39,7 @@ from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.controllers.loop import Controller, Result
 from controlplane.controllers.replicaset import ReplicaSetPods, Tombstones
 from controlplane.events import EventRecorder, EventType
-from controlplane.objects import ObjectStore
+from controlplane.objects import ChangeType, ObjectStore
 from controlplane.store import AlreadyExists, NotFound, StoreError
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -98,7 +98,7 @@ class DeploymentReconciler:
         if owner is None:
             return None
         if isinstance(obj, objects_pb2.Pod):
-            if owner.kind != "ReplicaSet":
+            if owner.kind != "ReplicaSet" or not _pod_counts_changed(notice):
                 return None
             replicaset = self._replicasets.get(namespace, owner.name)
             owner = revisions.controller_of(replicaset) if replicaset is not None else None
@@ -580,6 +580,21 @@ def _view(rs: objects_pb2.ReplicaSet, counts: status.Counts) -> rollout.Revision
         created=stamp.seconds + stamp.nanos / 1e9,
         desired_annotation=history.int_annotation(rs, history.DESIRED_REPLICAS),
         max_annotation=history.int_annotation(rs, history.MAX_REPLICAS),
+    )
+
+
+def _pod_counts_changed(notice: Notice) -> bool:
+    """Could this pod change make a pass act or write differently? A pass reads a pod's
+    owner, whether it is active and since when it is Ready (`status.count`); a binding, a
+    PodScheduled condition or a container status alone change none of them."""
+    old, pod = notice.old, notice.object
+    if notice.type is not ChangeType.MODIFIED or old is None:
+        return True
+    return (
+        old.metadata.uid != pod.metadata.uid
+        or revisions.controller_of(old) != revisions.controller_of(pod)
+        or status.is_active(old) != status.is_active(pod)
+        or status.ready_since(old) != status.ready_since(pod)
     )
 
 

@@ -83,10 +83,19 @@ def desired_pods(pods: Iterable[objects_pb2.Pod], node: str) -> list[objects_pb2
 def merged_status(
     stored: objects_pb2.PodStatus, observed: objects_pb2.PodStatus
 ) -> objects_pb2.PodStatus:
-    """The agent's observation, keeping the conditions the control plane owns."""
+    """The agent's observation, keeping the conditions the control plane owns.
+
+    PodScheduled: the stored one while it is True (the scheduler's, with its reason and
+    times); otherwise the agent's (True: the pod is bound to the agent's node), so the first
+    status write of a bound pod marks it scheduled and a False from before the binding goes.
+    """
     status = objects_pb2.PodStatus()
     status.CopyFrom(observed)
-    owned = {c.type: c for c in stored.conditions if c.type in _CONTROL_PLANE_CONDITIONS}
+    owned = {
+        c.type: c
+        for c in stored.conditions
+        if c.type in _CONTROL_PLANE_CONDITIONS and c.status == "True"
+    }
     if owned:
         kept = [owned.pop(c.type, c) for c in status.conditions]
         kept[:0] = owned.values()

@@ -7,9 +7,11 @@ Invariants:
   burst of pods never overfills a node.
 - Binding is a compare-and-swap update of `spec.nodeName` on the pod as the cache saw it; a
   conflict means someone else changed the pod, and the decision is made again on fresh state.
-  The pod then gets condition PodScheduled=True and a Normal "Scheduled" event, written after
+  The pod then gets a Normal "Scheduled" event and condition PodScheduled=True, written after
   the bind and off the scheduling path (at most `AFTER_BIND_WRITERS` at once): the next pod
-  is decided without waiting for them.
+  is decided without waiting for them. The node's first status report carries PodScheduled=
+  True (see `nodes.syncer`), so the scheduler writes the condition itself only if, after
+  `condition_delay` seconds, the pod still lacks it (a node slow to report, or none).
 - A pod no node can take stays Pending with PodScheduled=False, reason Unschedulable and
   Kubernetes' message ("0/3 nodes are available: …"), and a Warning "FailedScheduling" event.
   It is tried again when a node appears or changes in a way that matters (labels, spec,
@@ -42,6 +44,7 @@ log = structlog.get_logger(__name__)
 RETRY_INTERVAL = 10.0
 WORKERS = 4
 AFTER_BIND_WRITERS = 4
+CONDITION_DELAY = 1.0
 
 
 def is_pending(pod: objects_pb2.Pod) -> bool:
@@ -69,6 +72,10 @@ def _node_matters(old: objects_pb2.Node | None, new: objects_pb2.Node) -> bool:
     )
 
 
+def _scheduled(pod: objects_pb2.Pod) -> bool:
+    return any(c.type == "PodScheduled" and c.status == "True" for c in pod.status.conditions)
+
+
 class Scheduler:
     """A Runnable. Its informers (pods, nodes) are separate runnables that must also run."""
 
@@ -84,6 +91,7 @@ class Scheduler:
         events: EventRecorder | None = None,
         clock: Clock | None = None,
         retry_interval: float = RETRY_INTERVAL,
+        condition_delay: float = CONDITION_DELAY,
     ) -> None:
         self._objects = objects
         self._pods = pods
@@ -91,6 +99,7 @@ class Scheduler:
         self._events = events
         self._clock = clock or SystemClock()
         self._retry_interval = retry_interval
+        self._condition_delay = condition_delay
         # pod key -> the bound pod as we wrote it, until the pod informer shows the binding.
         self._assumed: dict[str, objects_pb2.Pod] = {}
         # pod key -> the pod as we are binding it (decided, write in flight).
@@ -196,17 +205,25 @@ class Scheduler:
         self._spawn(self._bound(bound, node), name="scheduler.bound")
 
     async def _bound(self, bound: objects_pb2.Pod, node: str) -> None:
-        """What follows a bind: PodScheduled=True and the Scheduled event (best effort)."""
+        """What follows a bind: the Scheduled event, then PodScheduled=True unless the node's
+        status report has brought it meanwhile (best effort)."""
+        meta = bound.metadata
+        if self._events is not None:
+            async with self._after_bind:
+                message = f"Successfully assigned {meta.namespace}/{meta.name} to {node}"
+                await self._events.record(bound, EventType.NORMAL, "Scheduled", message)
+        await self._clock.sleep(self._condition_delay)
+        cached = self._pods.get(meta.namespace, meta.name)
+        if cached is None or cached.metadata.uid != meta.uid or cached.spec.node_name != node:
+            return  # gone, or another pod of that name: nothing of ours to mark
+        if _scheduled(cached):
+            return
         async with self._after_bind:
             condition = objects_pb2.Condition(type="PodScheduled", status="True")
             try:
-                await self._set_scheduled_condition(bound, condition)
+                await self._set_scheduled_condition(cached, condition)
             except StoreError as error:
-                log.warning("pod.condition_not_written", pod=bound.metadata.name, error=str(error))
-            if self._events is not None:
-                meta = bound.metadata
-                message = f"Successfully assigned {meta.namespace}/{meta.name} to {node}"
-                await self._events.record(bound, EventType.NORMAL, "Scheduled", message)
+                log.warning("pod.condition_not_written", pod=meta.name, error=str(error))
 
     async def _mark_unschedulable(self, pod: objects_pb2.Pod, decision: Unschedulable) -> None:
         message = decision.message
