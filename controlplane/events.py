@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+from collections.abc import Awaitable, Callable
 
 import structlog
 from google.protobuf.message import Message
@@ -205,6 +206,9 @@ class EventWriter:
     (counts add, timestamps widen), so waiting loses nothing; at most `capacity` names wait
     at once, beyond that new names are dropped (and logged), since events are advisory; and
     at most `max_rate` writes happen per second in all (the kubelet's eventRecordQPS).
+    Events are advisory and the writes they compete with are not: with `yield_to` (returns
+    once the more urgent writes are done), each write waits for it, but never more than
+    `max_hold` seconds, so events are late under a burst of pod status changes, never lost.
     """
 
     def __init__(
@@ -215,8 +219,12 @@ class EventWriter:
         interval: float = 1.0,
         capacity: int = 1000,
         max_rate: int = 50,
+        yield_to: Callable[[], Awaitable[None]] | None = None,
+        max_hold: float = 2.0,
     ) -> None:
         self._recorder = recorder
+        self._yield_to = yield_to
+        self._max_hold = max_hold
         self._clock = clock or SystemClock()
         self._interval = interval
         self._capacity = capacity
@@ -252,6 +260,7 @@ class EventWriter:
             due = [n for n in self._waiting if n not in self._written]
             for name in due:
                 await self._budget()
+                await self._yield()
                 event = self._waiting.pop(name)  # with whatever merged into it meanwhile
                 self._written[name] = self._clock.now()
                 await self._recorder.merge(event)
@@ -262,6 +271,20 @@ class EventWriter:
                 for n in self._waiting
             ]
             await self._until_added(min(later) - now if later else None)
+
+    async def _yield(self) -> None:
+        """Let the more urgent writes go first (at most `max_hold` seconds)."""
+        if self._yield_to is None:
+            return
+        urgent = asyncio.ensure_future(self._yield_to())
+        if urgent.done():
+            return
+        hold = asyncio.ensure_future(self._clock.sleep(self._max_hold))
+        try:
+            await asyncio.wait({urgent, hold}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            urgent.cancel()
+            hold.cancel()
 
     async def _budget(self) -> None:
         """Wait, if need be, until one more write fits in `max_rate` per second."""

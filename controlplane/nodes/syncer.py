@@ -10,7 +10,8 @@ and go) holds a session with that node's agent:
   pod, so a burst of changes costs one write per pod;
 - it records the events the agent reports with its statuses (probe failures, restarts,
   pulls) as Event objects about the pod, through an `EventWriter`: repeats merge into one
-  object (count, lastTimestamp) and each is written at most once a second;
+  object (count, lastTimestamp) and each is written at most once a second; status writes go
+  first (an event waits while statuses wait or are being written, at most 2 s);
 - any failed call ends the session; a new one starts after a capped exponential backoff, or at
   once when the node's endpoint or agent instance changes (the agent re-registered).
 
@@ -138,7 +139,14 @@ class NodeSyncer:
         self._has_pending = asyncio.Event()
         self._pushed = False  # the current session has pushed successfully
         self._failures = 0  # failed sessions in a row
-        self._pod_events = EventWriter(events, clock=self._clock) if events else None
+        self._writing: set[tuple[str, str]] = set()  # pods whose status is being written
+        self._statuses_done = asyncio.Event()  # set while no status write waits or runs
+        self._statuses_done.set()
+        self._pod_events = (
+            EventWriter(events, clock=self._clock, yield_to=self._statuses_done.wait)
+            if events
+            else None
+        )
 
     def poke(self) -> None:
         """Something about the node or its pods changed: look again soon."""
@@ -283,6 +291,7 @@ class NodeSyncer:
             meta = change.pod.metadata
             self._pending[(meta.namespace, meta.name)] = change.pod
             self._has_pending.set()
+            self._statuses_done.clear()
 
     def _record_events(
         self,
@@ -315,30 +324,40 @@ class NodeSyncer:
             self._pod_events.add(event)
 
     async def _write_statuses(self) -> None:
-        limit = asyncio.Semaphore(STATUS_WRITERS)
+        """`STATUS_WRITERS` writers, each taking the next pod with a status to write as soon
+        as it is free; one pod is written by one writer at a time (newest status wins)."""
+        async with asyncio.TaskGroup() as group:
+            for index in range(STATUS_WRITERS):
+                group.create_task(self._status_writer(), name=f"nodesync.{self.node}.w{index}")
 
-        async def write(pod: objects_pb2.Pod) -> None:
-            async with limit:
-                try:
-                    await self._write_status(pod)
-                except StoreError as error:
-                    log.warning(
-                        "pod.status_write_failed",
-                        node=self.node,
-                        pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
-                        error=str(error),
-                    )
-                    key = (pod.metadata.namespace, pod.metadata.name)
-                    self._pending.setdefault(key, pod)  # unless a newer one arrived
-                    self._has_pending.set()
-
+    async def _status_writer(self) -> None:
         while True:
-            await self._has_pending.wait()
-            self._has_pending.clear()
-            batch, self._pending = self._pending, {}
-            await asyncio.gather(*(write(pod) for pod in batch.values()))
-            if self._pending:
-                await self._clock.sleep(INITIAL_BACKOFF)  # failed writes: do not spin
+            key = next((k for k in self._pending if k not in self._writing), None)
+            if key is None:
+                if not self._pending and not self._writing:
+                    self._statuses_done.set()
+                self._has_pending.clear()
+                await self._has_pending.wait()
+                continue
+            pod = self._pending.pop(key)
+            self._writing.add(key)
+            failed = False
+            try:
+                await self._write_status(pod)
+            except StoreError as error:
+                log.warning(
+                    "pod.status_write_failed",
+                    node=self.node,
+                    pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
+                    error=str(error),
+                )
+                self._pending.setdefault(key, pod)  # unless a newer one arrived
+                failed = True
+            finally:
+                self._writing.discard(key)
+                self._has_pending.set()  # the pod may have a newer status waiting
+            if failed:
+                await self._clock.sleep(INITIAL_BACKOFF)  # do not spin on a failing store
 
     async def _write_status(self, observed: objects_pb2.Pod) -> None:
         meta = observed.metadata
