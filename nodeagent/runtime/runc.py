@@ -153,6 +153,13 @@ class RuncRuntime:
         log.debug("container.deleted", container=container_id)
 
     async def state(self, container_id: str) -> ContainerState:
+        try:
+            return await self._state(container_id)
+        except FileNotFoundError:
+            # Its files went while we read them: a concurrent delete.
+            raise ContainerNotFound(f'container "{container_id}" not found') from None
+
+    async def _state(self, container_id: str) -> ContainerState:
         cdir = self._dir(container_id)
         final = cdir / "final.json"
         if final.exists():
@@ -189,7 +196,7 @@ class RuncRuntime:
             try:
                 out.append(await self.state(cdir.name))
             except ContainerNotFound:
-                continue
+                continue  # deleted while we looked
         return out
 
     async def version(self) -> str:
@@ -346,9 +353,9 @@ class RuncRuntime:
         exit_file = self._exits / container_id
         exit_code: int | None = None
         finished_at: datetime | None = None
-        if exit_file.exists():
-            exit_code = _read_int(exit_file, default=None)
+        with contextlib.suppress(FileNotFoundError):  # a concurrent delete removed it
             finished_at = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
+            exit_code = _read_int(exit_file, default=None)
         oom = (cdir / "oom").exists()
         if not oom and meta.get("cgroups_path"):
             oom = self.cgroups.oom_killed(meta["cgroups_path"])
@@ -362,7 +369,9 @@ class RuncRuntime:
             labels=meta.get("labels", {}),
         )
         if exit_code is not None:
-            _write_json(cdir / "final.json", _state_to_json(state))
+            # A cache only: a concurrent delete may have removed the directory meanwhile.
+            with contextlib.suppress(FileNotFoundError):
+                _write_json(cdir / "final.json", _state_to_json(state))
         return state
 
     def _dir(self, container_id: str) -> Path:
