@@ -136,7 +136,7 @@ def test_web_example_is_what_the_readme_promises() -> None:
     [container] = deployment.spec.template.spec.containers
     assert deployment.metadata.name == "web" and deployment.spec.replicas == 3
     assert container.image == "busybox:stable"
-    assert "httpd -f -p 8080 -h /www" in " ".join(container.command)
+    assert "httpd -f -v -p 8080 -h /www" in " ".join(container.command)
     assert container.ports[0].container_port == 8080
     assert dict(container.resources.requests) == {"cpu": "50m", "memory": "16Mi"}
     assert dict(container.resources.limits) == {"cpu": "200m", "memory": "64Mi"}
