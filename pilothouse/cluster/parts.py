@@ -215,7 +215,12 @@ class LocalCluster:
         for stale in (address_file, join_file):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
+        # The same mirrors as the nodes', so new revisions pin `busybox:stable` to its digest.
+        mirrors = local_registry.write_mirrors(
+            directory / "registries.yaml", registry_address=self._registry
+        )
         argv = [sys.executable, "-m", "controlplane", "--data-dir", str(directory)]
+        argv += ["--registries", str(mirrors)]
         if insecure_flag and not secure:
             argv.append("--insecure")
         log_path = self.layout.log("controlplane")
