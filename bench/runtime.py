@@ -4,11 +4,13 @@ Measures, through the real agent process (`python3 -m nodeagent`, runc runtime, 
 test image imported from <state-dir>/images/import/):
 - SyncPods -> Running (as WatchPods reports it) for 1 pod (several rounds) and for 20 pods;
 - the agent's RSS with 20 containers running, and each monitor's (conmon) RSS;
-and, in the same run, `runc create` + `runc start` of a copy of the agent's own bundle (same
-config.json and overlay rootfs, its own id and cgroup): one at a time, and 20 at once.
-The last line is JSON.
+and, in the same run, `runc create` + `runc start` of copies of the agent's own bundle (same
+config.json and overlay rootfs, each with its own id and cgroup): one at a time, and 20 at
+once. Each agent sample is followed at once by its bare-runc counterpart, so both see the
+same load on a shared machine; medians are compared. A warm-up pod (image import, caches)
+runs throughout; its bundle is the one copied. The last line is JSON.
 
-Usage: python3 bench/runtime.py [--count 20] [--rounds 5]
+Usage: python3 bench/runtime.py [--count 20] [--rounds 9] [--many-rounds 3]
 """
 
 from __future__ import annotations
@@ -68,13 +70,21 @@ async def _start_agent(state: Path, parent: str) -> tuple[subprocess.Popen[bytes
 
 
 async def _time_to_running(
-    stub: agent_pb2_grpc.NodeAgentStub, pods: list[objects_pb2.Pod]
+    stub: agent_pb2_grpc.NodeAgentStub,
+    pods: list[objects_pb2.Pod],
+    *,
+    running: objects_pb2.Pod | None = None,
 ) -> float:
-    """Seconds from SyncPods until WatchPods shows every pod Running and ready."""
-    t0 = time.perf_counter()
+    """Seconds from SyncPods until WatchPods shows every pod Running and ready. With
+    `running` (a pod already running), the watch is open (its first report seen) first."""
     watch = stub.WatchPods(agent_pb2.WatchPodsRequest())
+    if running is not None:
+        async for ev in watch:
+            if ev.pod.metadata.name == running.metadata.name:
+                break
+    t0 = time.perf_counter()
     await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=pods))
-    want = {p.metadata.name for p in pods}
+    want = {p.metadata.name for p in pods} - {running.metadata.name if running else ""}
     up: set[str] = set()
     async for ev in watch:
         if ev.pod.status.phase == "Running" and ev.pod.status.container_statuses[0].ready:
@@ -85,10 +95,17 @@ async def _time_to_running(
     raise SystemExit("WatchPods ended")
 
 
-async def _remove_all(stub: agent_pb2_grpc.NodeAgentStub, rt: RuncRuntime) -> None:
-    await stub.SyncPods(agent_pb2.SyncPodsRequest())
+async def _remove_all(
+    stub: agent_pb2_grpc.NodeAgentStub,
+    rt: RuncRuntime,
+    *,
+    keep: objects_pb2.Pod | None = None,
+    keep_id: str = "",
+) -> None:
+    """Every pod removed (but `keep`, whose container is `keep_id`)."""
+    await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=[keep] if keep else []))
     for _ in range(600):
-        if not await rt.list():
+        if [c.id for c in await rt.list()] == ([keep_id] if keep_id else []):
             return
         await asyncio.sleep(0.05)
 
@@ -104,48 +121,54 @@ async def _runc(*args: str, errors: Path) -> None:
         raise SystemExit(f"{' '.join(args)}: {errors.read_text().strip()}")  # noqa: ASYNC240
 
 
-async def _bare_floor(work: Path, bundle: Path, parent: str, count: int) -> dict[str, float]:
-    """runc create + start of copies of the agent's bundle: one by one, then `count` at once."""
-    runc = shutil.which("runc") or "runc"
-    root = work / "floor-runc"
-    config = json.loads((bundle / "config.json").read_text())
-    config["root"]["path"] = str((bundle / config["root"]["path"]).resolve())
+class Floor:
+    """`runc create` + `runc start` of copies of the agent's own bundle (same config.json and
+    overlay rootfs, each with its own id and cgroup), under a runc root of its own."""
 
-    def prepare(cid: str) -> Path:
-        b = work / "floor" / cid
+    def __init__(self, work: Path, parent: str) -> None:
+        self.runc = shutil.which("runc") or "runc"
+        self.root = work / "floor-runc"
+        self.work = work / "floor"
+        self.parent = parent
+        self.made: list[str] = []
+
+    def _prepare(self, bundle: Path, cid: str) -> Path:
+        config = json.loads((bundle / "config.json").read_text())
+        config["root"]["path"] = str((bundle / config["root"]["path"]).resolve())
+        b = self.work / cid
         b.mkdir(parents=True)
-        c = json.loads(json.dumps(config))
-        c["linux"]["cgroupsPath"] = f"{parent}/floor/{cid}"
-        c["hostname"] = cid
-        (b / "config.json").write_text(json.dumps(c))
+        config["linux"]["cgroupsPath"] = f"{self.parent}/floor/{cid}"
+        config["hostname"] = cid
+        (b / "config.json").write_text(json.dumps(config))
         return b
 
-    async def one(cid: str, b: Path) -> float:
-        t0 = time.perf_counter()
+    async def _one(self, cid: str, b: Path) -> None:
         err = b / "runc.err"
-        await _runc(runc, "--root", str(root), "create", "--bundle", str(b), cid, errors=err)
-        await _runc(runc, "--root", str(root), "start", cid, errors=err)
+        self.made.append(cid)
+        await _runc(
+            self.runc, "--root", str(self.root), "create", "--bundle", str(b), cid, errors=err
+        )
+        await _runc(self.runc, "--root", str(self.root), "start", cid, errors=err)
+
+    async def start(self, bundle: Path, ids: list[str]) -> float:
+        """Seconds to create and start `ids` (all at once), bundles prepared beforehand."""
+        bundles = [self._prepare(bundle, cid) for cid in ids]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(self._one(cid, b) for cid, b in zip(ids, bundles, strict=True)))
         return time.perf_counter() - t0
 
-    singles = []
-    for i in range(5):
-        cid = f"floor-1-{i}"
-        singles.append(await one(cid, prepare(cid)))
-    ids = [f"floor-n-{i}" for i in range(count)]
-    bundles = [prepare(cid) for cid in ids]
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(cid, b) for cid, b in zip(ids, bundles, strict=True)))
-    parallel = time.perf_counter() - t0
-    for cid in [f"floor-1-{i}" for i in range(5)] + ids:
-        err = work / "floor" / cid / "runc.err"
-        await _runc(runc, "--root", str(root), "delete", "--force", cid, errors=err)
-    return {"single_ms": statistics.median(singles) * 1000, "parallel_ms": parallel * 1000}
+    async def remove(self) -> None:
+        for cid in self.made:
+            err = self.work / cid / "runc.err"
+            await _runc(self.runc, "--root", str(self.root), "delete", "--force", cid, errors=err)
+        self.made.clear()
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--many-rounds", type=int, default=3)
     opts = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: containers need namespaces and cgroups")
@@ -158,35 +181,48 @@ async def main() -> None:
     try:
         async with asyncio.timeout(300), grpc.aio.insecure_channel(address) as channel:
             stub = agent_pb2_grpc.NodeAgentStub(channel)
-            await _time_to_running(stub, [_pod("warmup")])  # image import, caches
-            await _remove_all(stub, rt)
-            singles = []
-            for i in range(opts.rounds):
-                singles.append(await _time_to_running(stub, [_pod(f"one-{i}")]))
-                if i < opts.rounds - 1:
-                    await _remove_all(stub, rt)
-            # The floor runs beside the agent's last single pod, on a copy of its bundle.
+            # The warm-up pod (image import, caches) stays: the floor runs copies of its bundle.
+            warm = _pod("warmup")
+            await _time_to_running(stub, [warm])
             [c] = await rt.list()
-            floor = await _bare_floor(state, rt.bundle_dir(c.id), parent, opts.count)
-            await _remove_all(stub, rt)
-            many = await _time_to_running(stub, [_pod(f"many-{i}") for i in range(opts.count)])
-            containers = await rt.list()
-            monitors = [rt.monitor_pid(c.id) for c in containers]
-            monitor_rss = [_rss_kib(p) for p in monitors if p]
-            agent_rss = _rss_kib(proc.pid)
+            bundle = rt.bundle_dir(c.id)
+            # Each agent sample is followed at once by a bare-runc one: both see the same
+            # machine (a shared, noisy one).
+            floor = Floor(state, parent)
+            singles, bare_singles, many, bare_many = [], [], [], []
+            for i in range(opts.rounds):
+                pods = [warm, _pod(f"one-{i}")]
+                singles.append(await _time_to_running(stub, pods, running=warm))
+                bare_singles.append(await floor.start(bundle, [f"floor-1-{i}"]))
+                await floor.remove()
+                await _remove_all(stub, rt, keep=warm, keep_id=c.id)
+            for i in range(opts.many_rounds):
+                pods = [_pod(f"many-{i}-{j}") for j in range(opts.count)]
+                many.append(await _time_to_running(stub, [warm, *pods], running=warm))
+                containers = [s for s in await rt.list() if s.id != c.id]
+                monitors = [rt.monitor_pid(s.id) for s in containers]
+                monitor_rss = [_rss_kib(p) for p in monitors if p]
+                agent_rss = _rss_kib(proc.pid)
+                bare_many.append(
+                    await floor.start(bundle, [f"floor-n-{i}-{j}" for j in range(opts.count)])
+                )
+                await floor.remove()
+                await _remove_all(stub, rt, keep=warm, keep_id=c.id)
             await _remove_all(stub, rt)
         single_ms = statistics.median(singles) * 1000
+        bare_ms = statistics.median(bare_singles) * 1000
+        many_ms = statistics.median(many) * 1000
+        bare_many_ms = statistics.median(bare_many) * 1000
         result.update(
             {
                 "sync_to_running_1_pod_ms": round(single_ms, 1),
                 "sync_to_running_1_pod_samples_ms": [round(s * 1000, 1) for s in singles],
-                f"sync_to_running_{opts.count}_pods_ms": round(many * 1000, 1),
-                "bare_runc_create_start_1_ms": round(floor["single_ms"], 1),
-                f"bare_runc_create_start_{opts.count}_parallel_ms": round(floor["parallel_ms"], 1),
-                "ratio_1_pod_vs_bare_runc": round(single_ms / floor["single_ms"], 2),
-                f"ratio_{opts.count}_pods_vs_bare_runc": round(
-                    many * 1000 / floor["parallel_ms"], 2
-                ),
+                f"sync_to_running_{opts.count}_pods_ms": round(many_ms, 1),
+                "bare_runc_create_start_1_ms": round(bare_ms, 1),
+                "bare_runc_create_start_1_samples_ms": [round(s * 1000, 1) for s in bare_singles],
+                f"bare_runc_create_start_{opts.count}_parallel_ms": round(bare_many_ms, 1),
+                "ratio_1_pod_vs_bare_runc": round(single_ms / bare_ms, 2),
+                f"ratio_{opts.count}_pods_vs_bare_runc": round(many_ms / bare_many_ms, 2),
                 f"agent_rss_mib_with_{opts.count}_containers": round(agent_rss / 1024, 1),
                 "monitor_rss_mib_per_container": round(statistics.fmean(monitor_rss) / 1024, 2)
                 if monitor_rss
