@@ -344,7 +344,7 @@ class PodManager:
         self._tasks[worker] = asyncio.create_task(worker.run(), name=f"pod {worker.key}")
         self._tasks[worker].add_done_callback(self._task_ended)
         log.info("pod.accepted", pod=worker.key, uid=worker.uid, adopted=len(adopted))
-        self._published_changed(worker)
+        worker.changed()  # reported with what its first steps change (same turn of the loop)
 
     def _retire(self, worker: PodWorker) -> None:
         worker.stopping = True

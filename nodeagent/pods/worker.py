@@ -153,6 +153,7 @@ class PodWorker:
         self._probes = config.probes or probe_handlers.for_runtime(runtime)
         self.pod_ip = ""  # the pod's address once it has one (probes prefer it to loopback)
         self._on_change = on_change
+        self._report_due = False
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
         self._conditions = Conditions()
         self._saved_conditions = 0
@@ -232,7 +233,16 @@ class PodWorker:
         except (OSError, ValueError):
             return None
 
-    def _changed(self) -> None:
+    def changed(self) -> None:
+        """Something a report shows changed: report it, and keep the conditions, once at the
+        end of this turn of the event loop (a burst of changes makes one report)."""
+        if self._report_due:
+            return
+        self._report_due = True
+        asyncio.get_running_loop().call_soon(self._report)
+
+    def _report(self) -> None:
+        self._report_due = False
         self._on_change(self)
         self._save_conditions()
 
@@ -252,7 +262,7 @@ class PodWorker:
             try:
                 self._sandbox = await self._config.networks.attach(self.pod)
                 self.pod_ip = self._sandbox.pod_ip
-                self._changed()
+                self.changed()
                 return
             except (CniError, NetnsError, OSError) as exc:
                 self._log.warning("pod.sandbox_failed", error=str(exc))
@@ -265,7 +275,7 @@ class PodWorker:
                     rec.state = Waiting(
                         WaitingReason.CONTAINER_CREATING, f"FailedCreatePodSandBox: {exc}"
                     )
-                self._changed()
+                self.changed()
                 await asyncio.sleep(backoff.next())
 
     async def _supervise(self, container: objects_pb2.Container) -> None:
@@ -285,7 +295,7 @@ class PodWorker:
                     self.records[container.name].state = Waiting(
                         WaitingReason.CREATE_CONTAINER_ERROR, str(exc)
                     )
-                    self._changed()
+                    self.changed()
                 first = False
                 await asyncio.sleep(retry.next())
 
@@ -368,7 +378,7 @@ class PodWorker:
             code = term.exit_code if not verdict or term.exit_code else 1
             decision = tracker.on_exit(Exit(code, ran_for))
             if decision.action is Action.STOP:
-                self._changed()
+                self.changed()
                 return
             rec.last_terminated = term
             self.events.record(
@@ -383,7 +393,7 @@ class PodWorker:
                 f"back-off {decision.delay:.3g}s restarting failed container={name} "
                 f"pod={self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})",
             )
-            self._changed()
+            self.changed()
             await asyncio.sleep(decision.delay)
             attempt += 1
             current = None
@@ -402,7 +412,7 @@ class PodWorker:
             self._probes,
             events=self.events,
             container=container.name,
-            on_event=self._changed,
+            on_event=self.changed,
         )
         prober = ContainerProber(
             container=container,
@@ -435,7 +445,7 @@ class PodWorker:
                 message=f"Container {container.name} failed {verdict.kind.value.lower()} probe, "
                 "will be restarted",
             )
-            self._changed()
+            self.changed()
             await self._stop_one(state.id, self._probe_grace(container, verdict.kind))
             return await waiting, verdict.message
         finally:
@@ -452,7 +462,7 @@ class PodWorker:
         rec.probe_message = prober.unready_message()
         if (rec.started, rec.ready) != before:
             self._remember_probes(rec)
-        self._changed()
+        self.changed()
 
     def _probe_file(self, name: str) -> Path:
         return specs.pod_dir(self._config.state_dir, self.pod) / name / "probes.json"
@@ -528,7 +538,7 @@ class PodWorker:
                     "pod.container_create_failed", container=container.name, error=str(exc)
                 )
                 self._event(container.name, Reason.FAILED, f"Error: {exc}", EventType.WARNING)
-                self._changed()
+                self.changed()
                 await self._remove_container(cid)
                 await asyncio.sleep(backoff.next())
                 continue
@@ -539,7 +549,7 @@ class PodWorker:
             rec.started, rec.ready = initial(container)
             rec.probe_message = ""
             self._log.info("pod.container_started", container=container.name, id=cid)
-            self._changed()
+            self.changed()
             return state
 
     async def _pull(self, container: objects_pb2.Container, rec: ContainerRecord):
@@ -553,7 +563,7 @@ class PodWorker:
             WaitingReason.CRASH_LOOP_BACK_OFF,
         ):
             rec.state = Waiting(WaitingReason.CONTAINER_CREATING)
-            self._changed()
+            self.changed()
         name, image = container.name, container.image
         while True:
             pulls = self._pulls(image, policy)
@@ -565,14 +575,14 @@ class PodWorker:
             except NotPresent as exc:
                 rec.state = Waiting(WaitingReason.ERR_IMAGE_NEVER_PULL, str(exc))
                 self._event(name, Reason.ERR_IMAGE_NEVER_PULL, str(exc), EventType.WARNING)
-                self._changed()
+                self.changed()
             except ImageError as exc:
                 self._log.warning("pod.image_pull_failed", image=image, error=str(exc))
                 rec.state = Waiting(WaitingReason.ERR_IMAGE_PULL, str(exc))
                 failed = f'Failed to pull image "{image}": {exc}'
                 self._event(name, Reason.FAILED, failed, EventType.WARNING)
                 self._event(name, Reason.FAILED, "Error: ErrImagePull", EventType.WARNING)
-                self._changed()
+                self.changed()
                 delay = backoff.next()
                 rec.state = Waiting(
                     WaitingReason.IMAGE_PULL_BACK_OFF,
@@ -580,7 +590,7 @@ class PodWorker:
                 )
                 self._event(name, Reason.BACK_OFF, f'Back-off pulling image "{image}"')
                 self._event(name, Reason.FAILED, "Error: ImagePullBackOff", EventType.WARNING)
-                self._changed()
+                self.changed()
                 await asyncio.sleep(delay)
                 continue
             else:
