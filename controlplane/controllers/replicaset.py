@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any
 
 import structlog
 
@@ -33,7 +34,7 @@ from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
-BATCH = 20  # pod writes in flight at once per pass
+IN_FLIGHT = 32  # pod writes in flight at once per pass
 _PHASE_RANK = {"Pending": 0, "": 0, "Unknown": 1, "Running": 2}
 
 
@@ -51,6 +52,18 @@ def deletion_rank(pod: objects_pb2.Pod) -> tuple[int, int, int, float, int, int,
         -(created.seconds * 10**9 + created.nanos),
         pod.metadata.name,
     )
+
+
+async def _bounded(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run `writes`, at most IN_FLIGHT at once, each starting as soon as one ends (no waves:
+    the first pods reach the scheduler while the last are being written)."""
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(write: Coroutine[Any, Any, None]) -> None:
+        async with limit:
+            await write
+
+    await asyncio.gather(*(one(w) for w in writes))
 
 
 class Tombstones:
@@ -119,8 +132,7 @@ class ReplicaSetPods:
                 await self._objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
             self._tombstones.bury(pod)
 
-        for start in range(0, len(pods), BATCH):
-            await asyncio.gather(*(delete(p) for p in pods[start : start + BATCH]))
+        await _bounded(delete(p) for p in pods)
 
     async def write_status(self, rs: objects_pb2.ReplicaSet, counts: status.Counts) -> None:
         wanted = status.replicaset_status(rs, counts)
@@ -144,8 +156,7 @@ class ReplicaSetPods:
                 break
             if name not in taken:
                 names.append(name)
-        for start in range(0, len(names), BATCH):
-            await asyncio.gather(*(self._create_pod(rs, n) for n in names[start : start + BATCH]))
+        await _bounded(self._create_pod(rs, n) for n in names)
         log.info("pods.created", replicaset=rs.metadata.name, count=len(names))
 
     async def _create_pod(self, rs: objects_pb2.ReplicaSet, name: str) -> None:
