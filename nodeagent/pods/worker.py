@@ -504,7 +504,6 @@ class PodWorker:
         cid = specs.container_id(self.pod, container.name, attempt)
         while True:
             image = await self._pull(container, rec)
-            rec.image_id = image.digest
             try:
                 mounts = await self._images.prepare(cid, image)
                 spec = specs.build(
@@ -545,6 +544,8 @@ class PodWorker:
             backoff.reset()
             rec.restart_count = attempt
             rec.container_id = cid
+            # As in Kubernetes, the image id is the running container's (not the pulled one's).
+            rec.image_id = image.digest
             rec.state = Running(state.started_at or datetime.now(UTC))
             rec.started, rec.ready = initial(container)
             rec.probe_message = ""
