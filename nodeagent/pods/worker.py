@@ -12,9 +12,14 @@ Along the way it records the kubelet's events (`self.events`: Pulling, Pulled, F
 BackOff, Created, Started, Killing, Unhealthy); the manager sends them with the next report.
 
 Invariants:
-- The runtime is the source of truth: a loop (re)starts by reading the pod's containers from
-  the runtime, so a worker built by a restarted agent re-adopts running containers without
-  restarting them and learns the real exit code of those that ended meanwhile.
+- The runtime is the source of truth: a loop (re)starts from the pod's containers in the
+  runtime (as the manager found them, when it knows them all: a new pod has none; else read
+  again), so a worker built by a restarted agent re-adopts running containers without
+  restarting them and learns the real exit code of those that ended meanwhile. While the
+  worker knows every container of its pod (it made or adopted them all), `stop()` asks the
+  runtime about those alone instead of listing every container on the node.
+- No container is created before the manager has the pod's desired set on disk.
+- Changes are reported once per turn of the event loop, however many happen in it.
 - Attempt n of a container is `<ns>_<pod>_<container>_<n>`; n is the restart count. The
   previous attempt is kept (its exit is `lastState`) until the next one starts.
 - Cancelling the worker (agent shutdown) never touches containers; only `stop()` does.
