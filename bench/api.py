@@ -41,12 +41,12 @@ REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 
 
-def deployment(name: str) -> objects_pb2.Deployment:
+def deployment(name: str, *, replicas: int = 0) -> objects_pb2.Deployment:
     d = objects_pb2.Deployment(api_version="apps/v1", kind="Deployment")
     d.metadata.name = name
     d.metadata.namespace = NAMESPACE
     d.metadata.labels["app"] = name
-    d.spec.replicas = 3
+    d.spec.replicas = replicas
     d.spec.selector.match_labels["app"] = name
     d.spec.template.metadata.labels["app"] = name
     container = d.spec.template.spec.containers.add()
@@ -146,7 +146,12 @@ async def concurrent(
 
 
 async def run(
-    address: str, *, tls: credentials.TlsMaterial | None, count: int, concurrency: int
+    address: str,
+    *,
+    tls: credentials.TlsMaterial | None,
+    count: int,
+    concurrency: int,
+    replicas: int = 0,
 ) -> dict[str, object]:
     channels = [
         credentials.secure_channel(address, tls) if tls else grpc.aio.insecure_channel(address)
@@ -159,7 +164,8 @@ async def run(
 
         def apply(s: api_grpc.ControlPlaneStub, prefix: str) -> Callable[[int], Awaitable[object]]:
             async def call(i: int) -> object:
-                request = api.ApplyRequest(object=kinds.wrap(deployment(f"{prefix}-{i}")))
+                obj = deployment(f"{prefix}-{i}", replicas=replicas)
+                request = api.ApplyRequest(object=kinds.wrap(obj))
                 return await s.Apply(request, timeout=30)
 
             return call
@@ -194,6 +200,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="replicas per Deployment (default 0: the API alone; with N the controllers also "
+        "create N pending pods per Deployment while the API is measured)",
+    )
     parser.add_argument("--server", help="an existing control plane; default: start one")
     parser.add_argument(
         "--config", type=Path, help="with --server: the admin config (default: plaintext)"
@@ -215,6 +228,7 @@ def main() -> int:
         "benchmark": "api",
         "deployments": args.count,
         "concurrency": args.concurrency,
+        "replicas_per_deployment": args.replicas,
         "store": "etcd (embedded)" if not args.server else "given server",
         "transport": "mTLS" if not args.server or args.config else "plaintext",
         "cpus": os.cpu_count(),
