@@ -10,6 +10,9 @@ the pod's grace period); that exit goes through the same restart policy and back
 `stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release.
 Along the way it records the kubelet's events (`self.events`: Pulling, Pulled, Failed,
 BackOff, Created, Started, Killing, Unhealthy); the manager sends them with the next report.
+The worker wires its parts: `pull` (images, their events and backoff), `containers` (the
+pod's containers in the runtime: adoption, lookup, removal), `stop` (grace periods, SIGTERM
+then SIGKILL) and `memory` (what it keeps on disk for a restarted agent).
 
 Invariants:
 - The runtime is the source of truth: a loop (re)starts from the pod's containers in the
@@ -34,13 +37,8 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import json
-import os
 import shutil
-import signal
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,12 +46,15 @@ from pathlib import Path
 
 import structlog
 
-from nodeagent.images import ImageError, ImageService, NotPresent, PullPolicy
+from nodeagent.images import ImageError, ImageService
 from nodeagent.network.cni import CniError
 from nodeagent.network.netns import NetnsError
 from nodeagent.network.sandbox import Mode, PodNetworks, Sandbox
 from nodeagent.pods import specs
-from nodeagent.pods.events import EventType, PodEvents, ProbeEvents, Reason, duration_text
+from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted, terminated
+from nodeagent.pods.events import EventType, PodEvents, ProbeEvents, Reason
+from nodeagent.pods.memory import PodMemory
+from nodeagent.pods.pull import ImagePuller, default_pull_policy
 from nodeagent.pods.restart import (
     Action,
     Backoff,
@@ -66,27 +67,25 @@ from nodeagent.pods.status import (
     Conditions,
     ContainerRecord,
     Running,
-    Terminated,
-    TerminatedReason,
     Waiting,
     WaitingReason,
     pod_status,
 )
-from nodeagent.probes import Handler, Kind, Target
+from nodeagent.pods.stop import (
+    DEFAULT_GRACE_SECONDS,
+    grace_seconds,
+    probe_grace_seconds,
+    stop_container,
+)
+from nodeagent.probes import Handler, Target
 from nodeagent.probes import handlers as probe_handlers
 from nodeagent.probes.prober import ContainerProber, initial
-from nodeagent.runtime import (
-    ContainerNotFound,
-    ContainerRuntime,
-    ContainerState,
-    RuntimeError_,
-    Status,
-)
+from nodeagent.runtime import ContainerRuntime, ContainerState, RuntimeError_, Status
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_GRACE_SECONDS = 30
+__all__ = ["DEFAULT_GRACE_SECONDS", "PodWorker", "WorkerConfig", "default_pull_policy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,33 +100,6 @@ class WorkerConfig:
     # The pod's network sandbox: made before its containers, removed after them.
     networks: PodNetworks = field(
         default_factory=lambda: PodNetworks(mode=Mode.NONE, state_dir=Path("."))
-    )
-
-
-def default_pull_policy(image: str) -> PullPolicy:
-    """Kubernetes' default: Always for `:latest` or no tag, IfNotPresent otherwise."""
-    if "@" in image:
-        return PullPolicy.IF_NOT_PRESENT
-    tag = image.rsplit("/", 1)[-1].partition(":")[2]
-    return PullPolicy.ALWAYS if tag in ("", "latest") else PullPolicy.IF_NOT_PRESENT
-
-
-def _attempt(state: ContainerState) -> int:
-    try:
-        return int(state.labels.get(specs.LABEL_ATTEMPT, "0"))
-    except ValueError:
-        return 0
-
-
-def _terminated(state: ContainerState) -> Terminated:
-    code = state.exit_code if state.exit_code is not None else 0
-    return Terminated(
-        exit_code=code,
-        reason=TerminatedReason.of(code, oom_killed=state.oom_killed),
-        started_at=state.started_at,
-        finished_at=state.finished_at,
-        container_id=state.id,
-        signal=code - 128 if code > 128 and not state.oom_killed else 0,
     )
 
 
@@ -160,22 +132,35 @@ class PodWorker:
         self._on_change = on_change
         self._report_due = False
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
+        self._log = log.bind(pod=self.key, uid=self.uid)
+        self._memory = PodMemory(state_dir=config.state_dir, pod=pod, log=self._log)
         self._conditions = Conditions()
         self._saved_conditions = 0
         if adopted:  # a restarted agent: keep the conditions' transition times
-            self._conditions.restore(self._read_json(self._conditions_file()))
+            self._conditions.restore(self._memory.conditions())
             self._saved_conditions = self._conditions.version
         self._sandbox: Sandbox | None = None
-        self._log = log.bind(pod=self.key, uid=self.uid)
         # What happened since the last report, in the kubelet's words (see pods.events).
         self.events = PodEvents(pod)
+        self._puller = ImagePuller(
+            images=images,
+            backoff=config.image_backoff,
+            events=self.events,
+            on_change=self.changed,
+            log=self._log,
+        )
         self.records: dict[str, ContainerRecord] = {
             c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
         }
         self._persisted = persisted
         # Every container of this pod the runtime may hold, while the worker knows them all
-        # (None: it does not, and `stop` lists the runtime).
-        self._known: set[str] | None = {st.id for st in adopted} if adopted_all else None
+        # (known=None: it does not, and `stop` lists the runtime).
+        self._containers = PodContainers(
+            runtime=runtime,
+            images=images,
+            uid=self.uid,
+            known={st.id for st in adopted} if adopted_all else None,
+        )
         self._adopted: dict[str, list[ContainerState]] = (
             {c.name: [] for c in pod.spec.containers} if adopted_all else {}
         )
@@ -213,30 +198,11 @@ class PodWorker:
         )
         return out
 
-    def _conditions_file(self) -> Path:
-        return specs.pod_dir(self._config.state_dir, self.pod) / "conditions.json"
-
     def _save_conditions(self) -> None:
         if self._conditions.version == self._saved_conditions or self.stopping:
             return
         self._saved_conditions = self._conditions.version
-        self._write_json(self._conditions_file(), self._conditions.snapshot())
-
-    def _write_json(self, path: Path, data: object) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, path)
-        except OSError as exc:
-            self._log.warning("pod.state_not_saved", path=str(path), error=str(exc))
-
-    @staticmethod
-    def _read_json(path: Path) -> object:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
+        self._memory.save_conditions(self._conditions.snapshot())
 
     def changed(self) -> None:
         """Something a report shows changed: report it, and keep the conditions, once at the
@@ -295,7 +261,7 @@ class PodWorker:
             except Exception as exc:
                 # Unexpected: log and start over from the runtime's state (level-triggered).
                 self._log.exception("pod.supervise_failed", container=container.name)
-                self._known = None
+                self._containers.forget()
                 if first:
                     self.records[container.name].state = Waiting(
                         WaitingReason.CREATE_CONTAINER_ERROR, str(exc)
@@ -306,21 +272,12 @@ class PodWorker:
 
     def _observe_adopted(self, rec: ContainerRecord, states: list[ContainerState]) -> None:
         """Fill a record from the containers found in the runtime (re-adoption)."""
-        states = sorted(states, key=_attempt)
-        latest = states[-1]
-        rec.restart_count = _attempt(latest)
-        rec.container_id = latest.id
-        rec.image_id = latest.labels.get(specs.LABEL_IMAGE_ID, "")
-        previous = [s for s in states if _attempt(s) == rec.restart_count - 1]
-        if previous and previous[0].status is Status.STOPPED:
-            rec.last_terminated = _terminated(previous[0])
-        if latest.status is Status.RUNNING:
-            rec.state = Running(latest.started_at or datetime.now(UTC))
-            rec.started, rec.ready = self._remembered_probes(rec.name, latest.id) or initial(
-                self._container(rec.name)
-            )
-        elif latest.status is Status.STOPPED:
-            rec.state = _terminated(latest)
+        observe_adopted(
+            rec,
+            states,
+            container=lambda: self._container(rec.name),
+            remembered=lambda cid: self._memory.probes(rec.name, cid),
+        )
 
     async def _converge(
         self, container: objects_pb2.Container, *, adopted: list[ContainerState] | None
@@ -340,12 +297,12 @@ class PodWorker:
         if adopted:
             self._observe_adopted(rec, adopted)
             attempt = rec.restart_count
-            latest = max(adopted, key=_attempt)
+            latest = max(adopted, key=attempt_of)
             for s in adopted:
-                if _attempt(s) < attempt - 1:
-                    await self._remove_container(s.id)
+                if attempt_of(s) < attempt - 1:
+                    await self._containers.remove(s.id)
             if latest.status is Status.CREATED or latest.status is Status.UNKNOWN:
-                await self._remove_container(latest.id)  # never started: create it afresh
+                await self._containers.remove(latest.id)  # never started: create it afresh
             else:
                 current = latest
                 self._log.info(
@@ -358,11 +315,11 @@ class PodWorker:
                 current = await self._create(container, rec, attempt, create_backoff)
                 if attempt >= 2:
                     old = specs.container_id(self.pod, name, attempt - 2)
-                    await self._remove_container(old)
+                    await self._containers.remove(old)
             verdict = ""
             if current.status is not Status.STOPPED:
                 current, verdict = await self._run_attempt(container, rec, current)
-            term = _terminated(current)
+            term = terminated(current)
             if verdict:
                 term = dataclasses.replace(term, message=verdict)
             rec.state = term
@@ -430,7 +387,7 @@ class PodWorker:
             handler=handler,
             started_at=state.started_at,
             on_change=lambda p: self._probed(rec, p),
-            resume=self._remembered_probes(container.name, state.id),
+            resume=self._memory.probes(container.name, state.id),
         )
         handler.probes = prober.probes
         if not prober.probing:
@@ -451,7 +408,8 @@ class PodWorker:
                 "will be restarted",
             )
             self.changed()
-            await self._stop_one(state.id, self._probe_grace(container, verdict.kind))
+            grace = probe_grace_seconds(self.pod, container, verdict.kind)
+            await stop_container(self._runtime, state.id, grace=grace, log=self._log)
             return await waiting, verdict.message
         finally:
             for task in (probing, waiting):
@@ -469,34 +427,16 @@ class PodWorker:
             self._remember_probes(rec)
         self.changed()
 
-    def _probe_file(self, name: str) -> Path:
-        return specs.pod_dir(self._config.state_dir, self.pod) / name / "probes.json"
-
     def _remember_probes(self, rec: ContainerRecord) -> None:
         """Keep started/ready on disk, so a restarted agent resumes them instead of flapping."""
         if self.stopping:
             return  # the pod's directory is being removed
-        state = {"container_id": rec.container_id, "started": rec.started, "ready": rec.ready}
-        self._write_json(self._probe_file(rec.name), state)
-
-    def _remembered_probes(self, name: str, container_id: str) -> tuple[bool, bool] | None:
-        """(started, ready) last reported for this attempt by any agent, if any."""
-        state = self._read_json(self._probe_file(name))
-        if not isinstance(state, dict) or state.get("container_id") != container_id:
-            return None
-        return bool(state.get("started")), bool(state.get("ready"))
-
-    def _probe_grace(self, container: objects_pb2.Container, kind: Kind) -> float:
-        """The probe's terminationGracePeriodSeconds, else the pod's (Kubernetes' rule)."""
-        probe = container.liveness_probe if kind is Kind.LIVENESS else container.startup_probe
-        if probe.HasField("termination_grace_period_seconds"):
-            return float(probe.termination_grace_period_seconds)
-        return float(self._grace())
+        self._memory.save_probes(
+            rec.name, container_id=rec.container_id, started=rec.started, ready=rec.ready
+        )
 
     def _grace(self) -> int:
-        if self.pod.spec.HasField("termination_grace_period_seconds"):
-            return self.pod.spec.termination_grace_period_seconds
-        return DEFAULT_GRACE_SECONDS
+        return grace_seconds(self.pod)
 
     async def _create(
         self,
@@ -508,7 +448,7 @@ class PodWorker:
         """Create and start one attempt, retrying (with backoff) until it runs."""
         cid = specs.container_id(self.pod, container.name, attempt)
         while True:
-            image = await self._pull(container, rec)
+            image = await self._puller.pull(container, rec)
             try:
                 mounts = await self._images.prepare(cid, image)
                 spec = specs.build(
@@ -525,8 +465,7 @@ class PodWorker:
                 Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
                 if self._persisted is not None:
                     await self._persisted()
-                if self._known is not None:
-                    self._known.add(cid)
+                self._containers.track(cid)
                 await self._runtime.create(spec)
                 self._event(container.name, Reason.CREATED, f"Created container {container.name}")
                 state = await self._runtime.start(cid)
@@ -543,7 +482,7 @@ class PodWorker:
                 )
                 self._event(container.name, Reason.FAILED, f"Error: {exc}", EventType.WARNING)
                 self.changed()
-                await self._remove_container(cid)
+                await self._containers.remove(cid)
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
@@ -557,75 +496,6 @@ class PodWorker:
             self._log.info("pod.container_started", container=container.name, id=cid)
             self.changed()
             return state
-
-    async def _pull(self, container: objects_pb2.Container, rec: ContainerRecord):
-        backoff = Backoff(self._config.image_backoff)
-        policy = (
-            PullPolicy(container.image_pull_policy)
-            if container.image_pull_policy
-            else default_pull_policy(container.image)
-        )
-        if not isinstance(rec.state, Waiting) or rec.state.reason not in (
-            WaitingReason.CRASH_LOOP_BACK_OFF,
-        ):
-            rec.state = Waiting(WaitingReason.CONTAINER_CREATING)
-            self.changed()
-        name, image = container.name, container.image
-        while True:
-            pulls = self._pulls(image, policy)
-            if pulls:
-                self._event(name, Reason.PULLING, f'Pulling image "{image}"')
-            began = time.monotonic()
-            try:
-                found = await self._images.ensure(image, policy)
-            except NotPresent as exc:
-                rec.state = Waiting(WaitingReason.ERR_IMAGE_NEVER_PULL, str(exc))
-                self._event(name, Reason.ERR_IMAGE_NEVER_PULL, str(exc), EventType.WARNING)
-                self.changed()
-            except ImageError as exc:
-                self._log.warning("pod.image_pull_failed", image=image, error=str(exc))
-                rec.state = Waiting(WaitingReason.ERR_IMAGE_PULL, str(exc))
-                failed = f'Failed to pull image "{image}": {exc}'
-                self._event(name, Reason.FAILED, failed, EventType.WARNING)
-                self._event(name, Reason.FAILED, "Error: ErrImagePull", EventType.WARNING)
-                self.changed()
-                delay = backoff.next()
-                rec.state = Waiting(
-                    WaitingReason.IMAGE_PULL_BACK_OFF,
-                    f'Back-off pulling image "{image}": {exc}',
-                )
-                self._event(name, Reason.BACK_OFF, f'Back-off pulling image "{image}"')
-                self._event(name, Reason.FAILED, "Error: ImagePullBackOff", EventType.WARNING)
-                self.changed()
-                await asyncio.sleep(delay)
-                continue
-            else:
-                if pulls:
-                    took = duration_text(time.monotonic() - began)
-                    message = f'Successfully pulled image "{image}" in {took}'
-                else:
-                    message = f'Container image "{image}" already present on machine'
-                self._event(name, Reason.PULLED, message)
-                return found
-            await asyncio.sleep(backoff.next())
-
-    def _pulls(self, image: str, policy: PullPolicy) -> bool:
-        """Whether ensuring `image` under `policy` contacts the registry (for the events).
-
-        IfNotPresent asks the image service's `lookup` when it has one; a service without it
-        is taken to pull.
-        """
-        if policy is PullPolicy.NEVER:
-            return False
-        if policy is PullPolicy.ALWAYS:
-            return True
-        lookup = getattr(self._images, "lookup", None)
-        if lookup is None:
-            return True
-        try:
-            return lookup(image) is None
-        except Exception:  # an unparseable name: ensure() reports it as a pull error
-            return True
 
     def _event(
         self,
@@ -643,15 +513,17 @@ class PodWorker:
         """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
         self.stopping = True
         grace = self._grace()
-        mine = await self._containers()
+        mine = await self._containers.all()
         running = [s for s in mine if s.status is Status.RUNNING]
         self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
         for state in running:
             name = state.labels.get(specs.LABEL_CONTAINER, "")
             self._event(name, Reason.KILLING, f"Stopping container {name}")
-        await asyncio.gather(*(self._stop_one(s.id, grace) for s in running))
+        await asyncio.gather(
+            *(stop_container(self._runtime, s.id, grace=grace, log=self._log) for s in running)
+        )
         for s in mine:
-            await self._remove_container(s.id)
+            await self._containers.remove(s.id)
         try:
             await self._config.networks.detach(self.pod)
         except (CniError, NetnsError, OSError) as exc:
@@ -659,37 +531,3 @@ class PodWorker:
             self._log.warning("pod.sandbox_remove_failed", error=str(exc))
         shutil.rmtree(specs.pod_dir(self._config.state_dir, self.pod), ignore_errors=True)
         self._log.info("pod.removed")
-
-    async def _stop_one(self, cid: str, grace: float) -> None:
-        try:
-            await self._runtime.kill(cid, signal=signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self._runtime.wait(cid), timeout=max(grace, 0))
-                return
-            except TimeoutError:
-                self._log.info("pod.grace_period_expired", id=cid, grace_seconds=grace)
-            await self._runtime.kill(cid, signal=signal.SIGKILL)
-            await asyncio.wait_for(self._runtime.wait(cid), timeout=10)
-        except ContainerNotFound:
-            return
-        except (RuntimeError_, TimeoutError) as exc:
-            self._log.warning("pod.container_stop_failed", id=cid, error=str(exc))
-
-    async def _containers(self) -> list[ContainerState]:
-        """Every container of this pod (by uid) the runtime holds."""
-        if self._known is None:
-            return [
-                s for s in await self._runtime.list() if s.labels.get(specs.LABEL_UID) == self.uid
-            ]
-        found = []
-        for cid in sorted(self._known):
-            with contextlib.suppress(ContainerNotFound):
-                found.append(await self._runtime.state(cid))
-        return found
-
-    async def _remove_container(self, cid: str) -> None:
-        with contextlib.suppress(ContainerNotFound):
-            await self._runtime.delete(cid)
-        if self._known is not None:
-            self._known.discard(cid)
-        await self._images.release(cid)

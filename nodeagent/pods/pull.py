@@ -1,0 +1,133 @@
+"""Image pulling for one pod's containers, in the kubelet's words.
+
+Role: ensure a container's image under its pull policy before an attempt is created, and say
+what happened: Pulling/Pulled events, ErrImageNeverPull, ErrImagePull then ImagePullBackOff
+(with their own backoff, apart from the restart backoff), until the image is there.
+
+Invariants:
+- An image is ensured until it is there: every failure (ErrImageNeverPull included) shows in
+  the container's waiting state, then waits the image backoff before the next try.
+- A container in CrashLoopBackOff keeps that reason while its image is ensured again; any
+  other container shows ContainerCreating.
+- Pulling/"Successfully pulled" are recorded only when the registry is contacted; an image
+  already present gives "already present on machine".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nodeagent.images import Image, ImageError, ImageService, NotPresent, PullPolicy
+from nodeagent.pods.events import EventType, PodEvents, Reason, duration_text
+from nodeagent.pods.restart import Backoff, BackoffConfig
+from nodeagent.pods.status import ContainerRecord, Waiting, WaitingReason
+from pilothouse.v1 import objects_pb2
+
+
+def default_pull_policy(image: str) -> PullPolicy:
+    """Kubernetes' default: Always for `:latest` or no tag, IfNotPresent otherwise."""
+    if "@" in image:
+        return PullPolicy.IF_NOT_PRESENT
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return PullPolicy.ALWAYS if tag in ("", "latest") else PullPolicy.IF_NOT_PRESENT
+
+
+class ImagePuller:
+    """Ensures the images of one pod's containers, recording events and waiting states."""
+
+    def __init__(
+        self,
+        *,
+        images: ImageService,
+        backoff: BackoffConfig,
+        events: PodEvents,
+        on_change: Callable[[], None],
+        log: Any,
+    ) -> None:
+        self._images = images
+        self._backoff = backoff
+        self._events = events
+        self._on_change = on_change
+        self._log = log
+
+    async def pull(self, container: objects_pb2.Container, rec: ContainerRecord) -> Image:
+        """The container's image, once present (retrying with backoff until it is)."""
+        backoff = Backoff(self._backoff)
+        policy = (
+            PullPolicy(container.image_pull_policy)
+            if container.image_pull_policy
+            else default_pull_policy(container.image)
+        )
+        if not isinstance(rec.state, Waiting) or rec.state.reason not in (
+            WaitingReason.CRASH_LOOP_BACK_OFF,
+        ):
+            rec.state = Waiting(WaitingReason.CONTAINER_CREATING)
+            self._on_change()
+        name, image = container.name, container.image
+        while True:
+            pulls = self.pulls(image, policy)
+            if pulls:
+                self._event(name, Reason.PULLING, f'Pulling image "{image}"')
+            began = time.monotonic()
+            try:
+                found = await self._images.ensure(image, policy)
+            except NotPresent as exc:
+                rec.state = Waiting(WaitingReason.ERR_IMAGE_NEVER_PULL, str(exc))
+                self._event(name, Reason.ERR_IMAGE_NEVER_PULL, str(exc), EventType.WARNING)
+                self._on_change()
+            except ImageError as exc:
+                self._log.warning("pod.image_pull_failed", image=image, error=str(exc))
+                rec.state = Waiting(WaitingReason.ERR_IMAGE_PULL, str(exc))
+                failed = f'Failed to pull image "{image}": {exc}'
+                self._event(name, Reason.FAILED, failed, EventType.WARNING)
+                self._event(name, Reason.FAILED, "Error: ErrImagePull", EventType.WARNING)
+                self._on_change()
+                delay = backoff.next()
+                rec.state = Waiting(
+                    WaitingReason.IMAGE_PULL_BACK_OFF,
+                    f'Back-off pulling image "{image}": {exc}',
+                )
+                self._event(name, Reason.BACK_OFF, f'Back-off pulling image "{image}"')
+                self._event(name, Reason.FAILED, "Error: ImagePullBackOff", EventType.WARNING)
+                self._on_change()
+                await asyncio.sleep(delay)
+                continue
+            else:
+                if pulls:
+                    took = duration_text(time.monotonic() - began)
+                    message = f'Successfully pulled image "{image}" in {took}'
+                else:
+                    message = f'Container image "{image}" already present on machine'
+                self._event(name, Reason.PULLED, message)
+                return found
+            await asyncio.sleep(backoff.next())
+
+    def pulls(self, image: str, policy: PullPolicy) -> bool:
+        """Whether ensuring `image` under `policy` contacts the registry (for the events).
+
+        IfNotPresent asks the image service's `lookup` when it has one; a service without it
+        is taken to pull.
+        """
+        if policy is PullPolicy.NEVER:
+            return False
+        if policy is PullPolicy.ALWAYS:
+            return True
+        lookup = getattr(self._images, "lookup", None)
+        if lookup is None:
+            return True
+        try:
+            return lookup(image) is None
+        except Exception:  # an unparseable name: ensure() reports it as a pull error
+            return True
+
+    def _event(
+        self,
+        container: str,
+        reason: Reason,
+        message: str,
+        type: EventType = EventType.NORMAL,
+    ) -> None:
+        self._events.record(container=container, type=type, reason=reason, message=message)
