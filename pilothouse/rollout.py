@@ -37,8 +37,6 @@ ROLLBACK_REASON = "pilothouse.io/rollback-reason"
 ORIGINAL_IMAGE = "pilothouse.io/image."
 HASH_LABEL = "pod-template-hash"
 TIMED_OUT = "ProgressDeadlineExceeded"
-# Annotations the controllers write on the objects people apply: not the manifest's to change.
-CONTROLLER_ANNOTATIONS = (REVISION,)
 
 
 class RolloutError(Exception):
@@ -382,12 +380,8 @@ async def diff(client: Client, objects: Sequence[Message]) -> str:
 
     Both sides are one version of the object: the dry run is pinned to the resourceVersion
     read, and a controller's write in between (status, say) makes it read both again, so such
-    a write never shows as a difference.
-
-    Annotations the controllers own (`CONTROLLER_ANNOTATIONS`, e.g. the revision number) are
-    carried over from the live object when the manifest does not set them: Apply replaces
-    annotations wholesale, but the controller writes them back at once, so they are not a
-    change the person makes (kubectl's three-way merge keeps them for the same reason)."""
+    a write never shows as a difference. Annotations the controllers own (the revision
+    number) are kept by Apply itself, so a manifest without them shows no difference."""
     chunks = []
     for obj in objects:
         kind = of_message(obj)
@@ -417,11 +411,7 @@ async def _live_and_merged(
         wanted = type(obj)()
         wanted.CopyFrom(obj)
         if live is not None:
-            current = live.metadata  # type: ignore[attr-defined]
-            wanted.metadata.resource_version = current.resource_version  # type: ignore[attr-defined]
-            for key, value in current.annotations.items():
-                if key in CONTROLLER_ANNOTATIONS and key not in meta.annotations:
-                    wanted.metadata.annotations[key] = value  # type: ignore[attr-defined]
+            wanted.metadata.resource_version = live.metadata.resource_version  # type: ignore[attr-defined]
         try:
             return live, (await client.apply(wanted, dry_run=True)).object
         except ClientError as error:
