@@ -22,32 +22,38 @@ _label_value = re.compile(f"^{_LABEL_VALUE}$")
 _env_var_name = re.compile(f"^{_ENV_VAR_NAME}$")
 
 
+def _shaped(value: str, *, limit: int, pattern: re.Pattern[str], shape: str) -> list[str]:
+    """The length check and the regex check every name syntax shares; `shape` is the message."""
+    errors = []
+    if len(value) > limit:
+        errors.append(f"must be no more than {limit} characters")
+    if not pattern.match(value):
+        errors.append(shape)
+    return errors
+
+
 def dns1123_label(value: str) -> list[str]:
     """A DNS-1123 label: container names, namespaces, port names' shape."""
-    errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not _dns1123_label.match(value):
-        errors.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-            "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
-            f"'123-abc', regex used for validation is '{_DNS1123_LABEL}')"
-        )
-    return errors
+    return _shaped(
+        value,
+        limit=63,
+        pattern=_dns1123_label,
+        shape="a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+        "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+        f"'123-abc', regex used for validation is '{_DNS1123_LABEL}')",
+    )
 
 
 def dns1123_subdomain(value: str) -> list[str]:
     """A DNS-1123 subdomain: the names of Deployments, Pods, Nodes."""
-    errors = []
-    if len(value) > 253:
-        errors.append("must be no more than 253 characters")
-    if not _dns1123_subdomain.match(value):
-        errors.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-            "'-' or '.', and must start and end with an alphanumeric character (e.g. "
-            f"'example.com', regex used for validation is '{_DNS1123_SUBDOMAIN}')"
-        )
-    return errors
+    return _shaped(
+        value,
+        limit=253,
+        pattern=_dns1123_subdomain,
+        shape="a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+        "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+        f"'example.com', regex used for validation is '{_DNS1123_SUBDOMAIN}')",
+    )
 
 
 def qualified_name(value: str) -> list[str]:
@@ -71,29 +77,28 @@ def qualified_name(value: str) -> list[str]:
         ]
     if not name:
         return ["name part must be non-empty"]
-    errors = []
-    if len(name) > 63:
-        errors.append("name part must be no more than 63 characters")
-    if not _qualified_name.match(name):
-        errors.append(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
-            "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
-            f"'123-abc', regex used for validation is '{_QUALIFIED_NAME}')"
-        )
-    return errors
+    errors = _shaped(
+        name,
+        limit=63,
+        pattern=_qualified_name,
+        shape="must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+        "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex "
+        f"used for validation is '{_QUALIFIED_NAME}')",
+    )
+    return [f"name part {e}" for e in errors]
 
 
 def label_value(value: str) -> list[str]:
-    errors = []
-    if len(value) > 63:
-        errors.append("must be no more than 63 characters")
-    if not _label_value.match(value):
-        errors.append(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', "
-            "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  "
-            f"or 'my_value',  or '12345', regex used for validation is '{_LABEL_VALUE}')"
-        )
-    return errors
+    """A label's value: empty, or a qualified name's name part."""
+    return _shaped(
+        value,
+        limit=63,
+        pattern=_label_value,
+        shape="a valid label must be an empty string or consist of alphanumeric characters, "
+        "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+        f"'{_LABEL_VALUE}')",
+    )
 
 
 def port_name(value: str) -> list[str]:
