@@ -40,43 +40,58 @@ class NodeSettings:
         return podcidr.Allocator.of(self.cluster_cidr)
 
 
+# The node flags: (flag, NodeSettings field, value type, metavar, help).
+_FLAGS: tuple[tuple[str, str, type, str, str], ...] = (
+    (
+        "--node-grace-period",
+        "grace_period",
+        float,
+        "SECONDS",
+        "no heartbeat for this long: the node is NotReady (default %(default)s)",
+    ),
+    (
+        "--pod-eviction-timeout",
+        "eviction_timeout",
+        float,
+        "SECONDS",
+        "NotReady for this long: its pods are deleted and replaced (default %(default)s)",
+    ),
+    (
+        "--node-heartbeat-interval",
+        "heartbeat_interval",
+        float,
+        "SECONDS",
+        "how often agents heartbeat (default %(default)s)",
+    ),
+    (
+        "--node-resync-interval",
+        "resync_interval",
+        float,
+        "SECONDS",
+        "push each node's pod set at least this often (default %(default)s)",
+    ),
+    (
+        "--cluster-cidr",
+        "cluster_cidr",
+        str,
+        "CIDR",
+        "pod addresses: each node gets a /24 of it (default %(default)s)",
+    ),
+)
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     defaults = NodeSettings()
     group = parser.add_argument_group("nodes")
-    group.add_argument(
-        "--node-grace-period",
-        type=float,
-        default=defaults.grace_period,
-        metavar="SECONDS",
-        help="no heartbeat for this long: the node is NotReady (default %(default)s)",
-    )
-    group.add_argument(
-        "--pod-eviction-timeout",
-        type=float,
-        default=defaults.eviction_timeout,
-        metavar="SECONDS",
-        help="NotReady for this long: its pods are deleted and replaced (default %(default)s)",
-    )
-    group.add_argument(
-        "--node-heartbeat-interval",
-        type=float,
-        default=defaults.heartbeat_interval,
-        metavar="SECONDS",
-        help="how often agents heartbeat (default %(default)s)",
-    )
-    group.add_argument(
-        "--node-resync-interval",
-        type=float,
-        default=defaults.resync_interval,
-        metavar="SECONDS",
-        help="push each node's pod set at least this often (default %(default)s)",
-    )
-    group.add_argument(
-        "--cluster-cidr",
-        default=defaults.cluster_cidr,
-        metavar="CIDR",
-        help="pod addresses: each node gets a /24 of it (default %(default)s)",
-    )
+    for flag, field, kind, metavar, help in _FLAGS:
+        group.add_argument(
+            flag,
+            dest=field,
+            type=kind,
+            default=getattr(defaults, field),
+            metavar=metavar,
+            help=help,
+        )
 
 
 def split(argv: Sequence[str]) -> tuple[NodeSettings, list[str]]:
@@ -84,13 +99,7 @@ def split(argv: Sequence[str]) -> tuple[NodeSettings, list[str]]:
     parser = argparse.ArgumentParser(add_help=False)
     add_flags(parser)
     args, rest = parser.parse_known_args(list(argv))
-    settings = NodeSettings(
-        grace_period=args.node_grace_period,
-        eviction_timeout=args.pod_eviction_timeout,
-        heartbeat_interval=args.node_heartbeat_interval,
-        resync_interval=args.node_resync_interval,
-        cluster_cidr=args.cluster_cidr,
-    )
+    settings = NodeSettings(**{field: getattr(args, field) for _, field, *_ in _FLAGS})
     try:
         settings.pod_cidrs()
     except podcidr.InvalidCidr as error:
