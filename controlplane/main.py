@@ -30,7 +30,7 @@ from pathlib import Path
 import structlog
 
 from controlplane import config as settings
-from controlplane.api.server import ApiServer, BindError
+from controlplane.api.server import ApiServer
 from controlplane.auth import bootstrap
 from controlplane.auth.serving import Security, join_listen_for
 from controlplane.auth.tokens import TokenStore
@@ -51,6 +51,7 @@ from controlplane.scheduler.runner import Scheduler
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
 from pilothouse import logs
+from pilothouse.grpcserver import BindError
 from pilothouse.kinds import Kind
 from pilothouse.oci.registries import RegistriesConfig
 

@@ -36,7 +36,7 @@ import structlog
 from nodeagent import config as settings
 from nodeagent import logrotation
 from nodeagent.api import nodeinfo
-from nodeagent.api.server import AgentServer, BindError
+from nodeagent.api.server import AgentServer
 from nodeagent.api.servicer import NodeAgentServicer
 from nodeagent.images import ImageService
 from nodeagent.network.sandbox import Mode, PodNetworks
@@ -45,6 +45,7 @@ from nodeagent.pods.worker import WorkerConfig
 from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime
 from pilothouse import credentials, logs, pki
+from pilothouse.grpcserver import BindError
 from pilothouse.join import JoinError, NodeCertificates
 from pilothouse.v1 import objects_pb2
 

@@ -22,26 +22,16 @@ import structlog
 
 from controlplane.api.registry import NodeRegistryServicer
 from controlplane.api.servicer import ControlPlaneServicer
-from controlplane.auth.serving import PortError, Security
+from controlplane.auth.serving import Security
 from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
+from pilothouse.grpcserver import SERVER_OPTIONS, bind, bound_address
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 log = structlog.get_logger(__name__)
 
 _STOP_GRACE_SECONDS = 2.0
-_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024**2),
-    ("grpc.max_send_message_length", 64 * 1024**2),
-    # Clients may keep idle watches open for hours; let them ping.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-)
-
-
-class BindError(RuntimeError):
-    """The listen address cannot be bound."""
 
 
 class ApiServer:
@@ -76,32 +66,21 @@ class ApiServer:
     async def start(self) -> str:
         security = self._security
         server = grpc.aio.server(
-            options=_OPTIONS, interceptors=security.interceptors() if security else None
+            options=SERVER_OPTIONS, interceptors=security.interceptors() if security else None
         )
         api_grpc.add_ControlPlaneServicer_to_server(
             ControlPlaneServicer(self._objects, connect=self._connect), server
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
         if security is None:
-            try:
-                port = server.add_insecure_port(self._listen)
-            except RuntimeError as error:
-                raise BindError(f"cannot listen on {self._listen}: {error}") from None
-            if port == 0:
-                raise BindError(
-                    f"cannot listen on {self._listen}: the address is in use or invalid"
-                )
+            port = bind(server, self._listen)
         else:
-            try:
-                ports = security.install(server, listen=self._listen)
-            except PortError as error:
-                raise BindError(str(error)) from None
+            ports = security.install(server, listen=self._listen)
             port = ports.api
-            self.join_address = f"{security.join_listen.rpartition(':')[0]}:{ports.join}"
+            self.join_address = bound_address(security.join_listen, ports.join)
         await server.start()
-        host = self._listen.rpartition(":")[0]
         self._server = server
-        self._address = f"{host}:{port}"
+        self._address = bound_address(self._listen, port)
         log.info(
             "api.serving",
             address=self._address,

@@ -22,13 +22,10 @@ from controlplane.auth.authorizer import Authorizer
 from controlplane.auth.bootstrap import ClusterPki
 from controlplane.auth.servicer import JoinServicer, TokensServicer
 from controlplane.auth.tokens import TokenStore
+from pilothouse.grpcserver import bind, bound_address
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 log = structlog.get_logger(__name__)
-
-
-class PortError(RuntimeError):
-    """A port cannot be bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +60,10 @@ class Security:
             tokens=self.tokens, ca_cert_hash=self.pki.ca_cert_hash
         )
         api_grpc.add_TokensServicer_to_server(self._tokens_servicer, server)
-        api_port = _bind(server, listen, self.pki.server_credentials(require_client_cert=True))
-        join_port = _bind(
+        api_port = bind(server, listen, self.pki.server_credentials(require_client_cert=True))
+        join_port = bind(
             server, self.join_listen, self.pki.server_credentials(require_client_cert=False)
         )
-        host = self.join_listen.rpartition(":")[0]
-        self._tokens_servicer.set_join_address(f"{host}:{join_port}")
+        self._tokens_servicer.set_join_address(bound_address(self.join_listen, join_port))
         log.info("auth.ports", api_port=api_port, join_port=join_port)
         return Ports(api=api_port, join=join_port)
-
-
-def _bind(server: grpc.aio.Server, listen: str, credentials: object) -> int:
-    try:
-        port = server.add_secure_port(listen, credentials)  # type: ignore[arg-type]
-    except RuntimeError as error:
-        raise PortError(f"cannot listen on {listen}: {error}") from None
-    if port == 0:
-        raise PortError(f"cannot listen on {listen}: the address is in use or invalid")
-    return port

@@ -18,21 +18,12 @@ import grpc
 import structlog
 
 from nodeagent.api.servicer import NodeAgentServicer
+from pilothouse.grpcserver import SERVER_OPTIONS, bind, bound_address
 from pilothouse.v1 import agent_pb2_grpc
 
 log = structlog.get_logger(__name__)
 
 _STOP_GRACE_SECONDS = 1.0
-_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024**2),
-    ("grpc.max_send_message_length", 64 * 1024**2),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-)
-
-
-class BindError(RuntimeError):
-    """The listen address cannot be bound."""
 
 
 class AgentServer:
@@ -54,20 +45,12 @@ class AgentServer:
         self.address = ""
 
     async def start(self) -> str:
-        server = grpc.aio.server(options=_OPTIONS, interceptors=self._interceptors or None)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors or None)
         agent_pb2_grpc.add_NodeAgentServicer_to_server(self._servicer, server)
-        try:
-            if self._credentials is None:
-                port = server.add_insecure_port(self._listen)
-            else:
-                port = server.add_secure_port(self._listen, self._credentials)
-        except RuntimeError as error:
-            raise BindError(f"cannot listen on {self._listen}: {error}") from None
-        if port == 0:
-            raise BindError(f"cannot listen on {self._listen}: the address is in use or invalid")
+        port = bind(server, self._listen, self._credentials)
         await server.start()
         self._server = server
-        self.address = f"{self._listen.rpartition(':')[0]}:{port}"
+        self.address = bound_address(self._listen, port)
         log.info("agent.serving", address=self.address, tls=self._credentials is not None)
         return self.address
 
