@@ -13,6 +13,8 @@ Invariants:
 - An image record exists only once its manifest, config and every layer blob are verified in
   the content store and every layer is unpacked: `ensure` returning means `prepare` can run.
 - Concurrent pulls of one reference share one pull (one task per reference).
+- Image records and tags are read from disk once and kept in memory: this service is their
+  only writer, and every write (`_commit`, `gc`) updates or drops the copy it changes.
 - Reference counts live on disk (containers/*/image.json), so `gc` after an agent restart
   still knows which images are in use. `gc` never runs while a pull or import is writing.
 - Pull policy as the kubelet applies it: Never never contacts a registry; IfNotPresent only
@@ -123,28 +125,48 @@ class LocalImageService:
         self._gc_grace = gc_grace_seconds
         self._recent: dict[str, float] = {}  # digest -> when last ensured (protects from gc)
         self._imported: dict[Path, tuple[int, int]] = {}  # archive -> (size, mtime_ns) seen
+        # digest -> its parsed meta record, layers verified present (see `_record`).
+        self._records: dict[str, dict[str, Any]] = {}
+        self._tag_cache: dict[str, str] | None = None
 
     # -- records --------------------------------------------------------------------------------
     def _tags(self) -> dict[str, str]:
-        path = self.images_dir / "tags.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if self._tag_cache is None:
+            path = self.images_dir / "tags.json"
+            self._tag_cache = json.loads(path.read_text()) if path.exists() else {}
+        return self._tag_cache
+
+    def _write_tags(self, tags: dict[str, str]) -> None:
+        self._tag_cache = None  # re-read if the write fails half-way
+        _write_json(self.images_dir / "tags.json", tags)
+        self._tag_cache = tags
 
     async def _set_tags(self, names: tuple[str, ...], digest: str) -> None:
         async with self._tags_lock:
-            tags = self._tags()
+            tags = dict(self._tags())
             tags.update(dict.fromkeys(names, digest))
-            _write_json(self.images_dir / "tags.json", tags)
+            self._write_tags(tags)
 
     def _meta_path(self, digest: str) -> Path:
         return self.meta_dir / f"{digest_hex(digest)}.json"
 
+    def _record(self, digest: str) -> dict[str, Any] | None:
+        """The image's meta record if the image is complete on the node (read from disk once)."""
+        meta = self._records.get(digest)
+        if meta is None:
+            path = self._meta_path(digest)
+            if not path.exists():
+                return None
+            meta = json.loads(path.read_text())
+            if not all(self.layers.has(d) for d in meta["diff_ids"]):
+                return None  # layers gone (interrupted gc): pull or import again
+            self._records[digest] = meta
+        return meta
+
     def _load(self, digest: str, reference: str) -> Image | None:
-        path = self._meta_path(digest)
-        if not path.exists():
+        meta = self._record(digest)
+        if meta is None:
             return None
-        meta = json.loads(path.read_text())
-        if not all(self.layers.has(d) for d in meta["diff_ids"]):
-            return None  # layers gone (interrupted gc): pull or import again
         return Image(
             reference=reference,
             digest=digest,
@@ -253,7 +275,9 @@ class LocalImageService:
             "config": asdict(image_config),
             "labels": config.labels,
         }
+        self._records.pop(digest, None)
         _write_json(self._meta_path(digest), meta)
+        self._records[digest] = meta
         if names:
             await self._set_tags(names, digest)
         return Image(
@@ -275,8 +299,8 @@ class LocalImageService:
         if not image.diff_ids:
             raise ImageError(f'image "{image.reference}" has no layers: nothing to run')
         async with self._gate.shared():
-            missing = [d for d in image.diff_ids if not self.layers.has(d)]
-            if missing or not self._meta_path(image.digest).exists():
+            # Only gc removes records and layers, and it drops the cached records it removes.
+            if self._record(image.digest) is None:
                 raise ImageError(
                     f'image "{image.reference}" is no longer on the node '
                     "(garbage-collected); pull it again"
@@ -319,6 +343,7 @@ class LocalImageService:
     async def gc(self) -> list[str]:
         removed: list[str] = []
         async with self._gate.exclusive():
+            self._records.clear()  # re-read below; removed records must not stay cached
             used = set(self.in_use())
             now = time.monotonic()
             used |= {d for d, t in self._recent.items() if now - t < self._gc_grace}
@@ -334,7 +359,7 @@ class LocalImageService:
                     removed.append(meta["digest"])
             async with self._tags_lock:
                 tags = {n: d for n, d in self._tags().items() if d not in removed}
-                _write_json(self.images_dir / "tags.json", tags)
+                self._write_tags(tags)
             for diff_id in self.layers.diff_ids() - keep_layers:
                 await asyncio.to_thread(self.layers.remove, diff_id)
             for digest in self.content.digests() - keep_blobs:
