@@ -2,7 +2,8 @@
 
 Invariants: `load()` returns exactly the pods of the last completed `save()`; an unreadable file
 is reported and treated as an empty set (the control plane will push the set again), never as a
-crash loop of the agent.
+crash loop of the agent. Each pod is converted to JSON once while it stays in the set: a save
+reuses the text of every pod whose content (its wire bytes) is unchanged since the last save.
 """
 
 from __future__ import annotations
@@ -43,10 +44,20 @@ def write_atomically(path: Path, data: bytes) -> None:
 class DesiredPods:
     def __init__(self, state_dir: Path) -> None:
         self.path = Path(state_dir) / "desired.json"
+        self._texts: dict[bytes, str] = {}  # a pod's wire bytes -> its JSON text (last save)
 
     def save(self, pods: list[objects_pb2.Pod]) -> None:
-        doc = {"pods": [json_format.MessageToDict(p) for p in pods]}
-        write_atomically(self.path, json.dumps(doc, indent=1, sort_keys=True).encode())
+        texts: dict[bytes, str] = {}
+        parts = []
+        for pod in pods:
+            wire = pod.SerializeToString(deterministic=True)
+            text = texts.get(wire) or self._texts.get(wire)
+            if text is None:
+                text = json.dumps(json_format.MessageToDict(pod), indent=1, sort_keys=True)
+            texts[wire] = text
+            parts.append(text)
+        write_atomically(self.path, ('{"pods": [\n' + ",\n".join(parts) + "\n]}\n").encode())
+        self._texts = texts  # only the pods of the current set stay
 
     def load(self) -> list[objects_pb2.Pod]:
         try:
