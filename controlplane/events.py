@@ -85,27 +85,12 @@ class EventRecorder:
         event = self._new(obj, name=name, namespace=namespace, type=type, now=now)
         event.reason = reason
         event.message = message
-        create = True  # most events are new: try the create first, one write and no read
-        for _ in range(_ATTEMPTS):
-            if create:
-                try:
-                    await self._objects.create(event)
-                    return
-                except AlreadyExists:
-                    create = False
-            try:
-                existing = await self._objects.get(Kind.EVENT, namespace, name)
-            except NotFound:
-                create = True
-                continue
+
+        def repeat(existing: objects_pb2.Event) -> None:
             existing.count += 1
             existing.last_timestamp.FromNanoseconds(int(now * 1e9))
-            try:
-                await self._objects.update(existing)
-                return
-            except (Conflict, NotFound):
-                continue
-        log.debug("event.contended", event=name)
+
+        await self._store(event, repeat=repeat)
 
     async def merge(self, reported: objects_pb2.Event) -> None:
         """Store an event someone else observed (best effort; see the module docstring).
@@ -140,6 +125,22 @@ class EventRecorder:
         for stamp in (event.first_timestamp, event.last_timestamp):
             if not stamp.seconds and not stamp.nanos:
                 stamp.FromNanoseconds(now)
+
+        def repeat(existing: objects_pb2.Event) -> None:
+            existing.count += count
+            last = reported.last_timestamp if reported.HasField("last_timestamp") else None
+            if last is None or last.ToNanoseconds() <= 0:
+                existing.last_timestamp.FromNanoseconds(now)
+            elif last.ToNanoseconds() > existing.last_timestamp.ToNanoseconds():
+                existing.last_timestamp.CopyFrom(last)
+
+        await self._store(event, repeat=repeat)
+
+    async def _store(
+        self, event: objects_pb2.Event, *, repeat: Callable[[objects_pb2.Event], None]
+    ) -> None:
+        """Create `event`, or, when one of its name exists, apply `repeat` to the stored one."""
+        namespace, name = event.metadata.namespace, event.metadata.name
         create = True  # most events are new: try the create first, one write and no read
         for _ in range(_ATTEMPTS):
             if create:
@@ -153,12 +154,7 @@ class EventRecorder:
             except NotFound:
                 create = True
                 continue
-            existing.count += count
-            last = reported.last_timestamp if reported.HasField("last_timestamp") else None
-            if last is None or last.ToNanoseconds() <= 0:
-                existing.last_timestamp.FromNanoseconds(now)
-            elif last.ToNanoseconds() > existing.last_timestamp.ToNanoseconds():
-                existing.last_timestamp.CopyFrom(last)
+            repeat(existing)
             try:
                 await self._objects.update(existing)
                 return
