@@ -178,59 +178,51 @@ def peer_identity(context: grpc.aio.ServicerContext) -> pki.Identity | None:
 Check = Callable[[grpc.aio.ServicerContext, str, Any], Awaitable[None]]
 
 
+# The four call shapes: (handler attribute, handler factory, streams requests, streams replies).
+_SHAPES = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, False, False),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, False, True),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, True, False),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, True, True),
+)
+
+
 def guard_handler(handler: grpc.RpcMethodHandler, method: str, check: Check) -> Any:
     """`handler` with `check` run first, for each of the four call shapes."""
     if handler is None:
         return None
-    if handler.unary_unary:
-        inner_uu = handler.unary_unary
+    for attribute, make, streams_in, streams_out in _SHAPES:
+        inner = getattr(handler, attribute)
+        if inner:
+            guarded = _guarded(
+                inner, method=method, check=check, streams_in=streams_in, streams_out=streams_out
+            )
+            return make(
+                guarded,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return None
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await check(context, method, request)
-            return await inner_uu(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.unary_stream:
-        inner_us = handler.unary_stream
+def _guarded(
+    inner: Any, *, method: str, check: Check, streams_in: bool, streams_out: bool
+) -> Callable[..., Any]:
+    # A client stream has no single request to show the check.
+    if streams_out:
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            await check(context, method, request)
-            async for item in _as_stream(inner_us(request, context)):
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await check(context, method, None if streams_in else request)
+            async for item in _as_stream(inner(request, context)):
                 yield item
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    if handler.stream_unary:
-        inner_su = handler.stream_unary
+        return streaming
 
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await check(context, method, None)
-            return await inner_su(requests, context)
+    async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await check(context, method, None if streams_in else request)
+        return await inner(request, context)
 
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    inner_ss = handler.stream_stream
-
-    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        await check(context, method, None)
-        async for item in _as_stream(inner_ss(requests, context)):
-            yield item
-
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return single
 
 
 async def _as_stream(result: Any) -> AsyncIterator[Any]:
