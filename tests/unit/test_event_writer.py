@@ -11,7 +11,7 @@ import asyncio
 from controlplane.controllers.clock import ManualClock, settle
 from controlplane.events import EventWriter
 from pilothouse.v1 import objects_pb2
-from tests.unit.test_nodesync import make_pod
+from tests.unit.nodesync_support import make_pod
 from tests.unit.test_nodesync_events import T0, agent_event
 
 

@@ -6,175 +6,18 @@ no other node, and `pilothouse logs` is proxied to the pod's agent."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
 
 from controlplane.api.server import ApiServer
-from controlplane.cache.informer import Informer
 from controlplane.nodes import conditions
-from controlplane.nodes.registry import NodeRegistry
-from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
-from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
-
-
-class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
-    """Records every SyncPods; streams whatever statuses the test reports; serves Logs."""
-
-    def __init__(self) -> None:
-        self.pushes: list[list[str]] = []
-        self.hang = False
-        self._watchers: set[asyncio.Queue[agent_pb2.PodStatusEvent]] = set()
-        self.server: grpc.aio.Server | None = None
-        self.address = ""
-
-    async def start(self) -> FakeAgent:
-        self.server = grpc.aio.server()
-        agent_pb2_grpc.add_NodeAgentServicer_to_server(self, self.server)
-        port = self.server.add_insecure_port("127.0.0.1:0")
-        await self.server.start()
-        self.address = f"127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(0)
-            self.server = None
-
-    @property
-    def last(self) -> list[str] | None:
-        return self.pushes[-1] if self.pushes else None
-
-    def report(self, pod: objects_pb2.Pod, phase: str) -> None:
-        observed = objects_pb2.Pod()
-        observed.metadata.CopyFrom(pod.metadata)
-        observed.status.phase = phase
-        observed.status.conditions.add(type="PodScheduled", status="True")
-        observed.status.conditions.add(
-            type="Ready", status="True" if phase == "Running" else "False"
-        )
-        event = agent_pb2.PodStatusEvent(type=agent_pb2.PodStatusEvent.UPDATED, pod=observed)
-        for queue in self._watchers:
-            queue.put_nowait(event)
-
-    async def SyncPods(
-        self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
-    ) -> agent_pb2.SyncPodsResponse:
-        if self.hang:
-            await asyncio.Event().wait()
-        self.pushes.append(
-            sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in request.pods)
-        )
-        return agent_pb2.SyncPodsResponse()
-
-    async def WatchPods(
-        self, request: agent_pb2.WatchPodsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[agent_pb2.PodStatusEvent]:
-        queue: asyncio.Queue[agent_pb2.PodStatusEvent] = asyncio.Queue()
-        self._watchers.add(queue)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._watchers.discard(queue)
-
-    async def Logs(
-        self, request: agent_pb2.LogsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[agent_pb2.LogsChunk]:
-        if request.pod != "web-1":
-            await context.abort(grpc.StatusCode.NOT_FOUND, f'pod "{request.pod}" is not here')
-        yield agent_pb2.LogsChunk(data=b"hello from web-1\n")
-
-
-def node_report(name: str, address: str) -> objects_pb2.Node:
-    node = objects_pb2.Node()
-    node.metadata.name = name
-    host, _, port = address.rpartition(":")
-    node.status.addresses.add(type="InternalIP", address=host)
-    node.status.daemon_endpoints.kubelet_endpoint.port = int(port)
-    node.status.capacity.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-    node.status.allocatable.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-    return node
-
-
-def make_pod(name: str, node: str = "") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = "default"
-    pod.spec.containers.add(name="main", image="busybox")
-    pod.spec.node_name = node
-    pod.status.phase = "Pending"
-    pod.status.conditions.add(type="PodScheduled", status="True", reason="Bound")
-    return pod
-
-
-class Plane:
-    """MemoryStore + informers + NodeRegistry + NodeSyncManager, running in this loop."""
-
-    def __init__(self, *, resync_interval: float = 30.0) -> None:
-        self.objects = ObjectStore(MemoryStore())
-        self.pods = Informer(self.objects, Kind.POD)
-        self.nodes = Informer(self.objects, Kind.NODE)
-        self.registry = NodeRegistry(self.objects)
-        self.sync = NodeSyncManager(
-            self.objects,
-            nodes=self.nodes,
-            pods=self.pods,
-            resync_interval=resync_interval,
-            rpc_timeout=1.0,
-            max_backoff=0.5,
-        )
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def __aenter__(self) -> Plane:
-        for part in (self.pods, self.nodes, self.sync):
-            self.tasks.append(asyncio.create_task(part.run(), name=part.name))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    async def register(self, name: str, agent: FakeAgent, instance: str = "i-1") -> None:
-        await self.registry.register(node_report(name, agent.address), instance_id=instance)
-
-    async def node(self, name: str) -> objects_pb2.Node:
-        return await self.objects.get(Kind.NODE, "", name)
-
-    async def pod(self, name: str) -> objects_pb2.Pod:
-        return await self.objects.get(Kind.POD, "default", name)
-
-
-@contextlib.asynccontextmanager
-async def agents(count: int) -> AsyncIterator[list[FakeAgent]]:
-    started = [await FakeAgent().start() for _ in range(count)]
-    try:
-        yield started
-    finally:
-        for agent in started:
-            await agent.stop()
-
-
-async def eventually(check: Callable[[], object], what: str, within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result is True:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: got {result!r}")
-        await asyncio.sleep(0.01)
+from tests.unit.nodesync_support import Plane, agents, eventually, make_pod, node_report
 
 
 async def ready(plane: Plane, name: str) -> object:

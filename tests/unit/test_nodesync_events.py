@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 
-from controlplane.cache.informer import Informer
 from controlplane.controllers.clock import ManualClock, settle
 from controlplane.events import EventRecorder, EventWriter, reported_name
 from controlplane.nodes.agent import (
@@ -27,16 +26,14 @@ from controlplane.nodes.agent import (
     PodChangeType,
     connector,
 )
-from controlplane.nodes.registry import NodeRegistry
-from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from nodeagent.api.nodeinfo import NodeFacts
 from nodeagent.api.servicer import NodeAgentServicer
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
-from tests.unit import test_pods
-from tests.unit.test_nodesync import FakeAgent, eventually, make_pod, node_report
+from tests.unit import nodesync_support, test_pods
+from tests.unit.nodesync_support import FakeAgent, eventually, make_pod, node_report
 
 T0 = 1_700_000_000  # seconds
 
@@ -128,34 +125,11 @@ def connect_with_events() -> Connect:
     return connect
 
 
-class Plane:
-    """MemoryStore + informers + NodeRegistry + NodeSyncManager with an event recorder."""
+class Plane(nodesync_support.Plane):
+    """The node-sync Plane with an event recorder, its agents' events decoded."""
 
     def __init__(self) -> None:
-        self.objects = ObjectStore(MemoryStore())
-        self.pods = Informer(self.objects, Kind.POD)
-        self.nodes = Informer(self.objects, Kind.NODE)
-        self.registry = NodeRegistry(self.objects)
-        self.sync = NodeSyncManager(
-            self.objects,
-            nodes=self.nodes,
-            pods=self.pods,
-            events=EventRecorder(self.objects, component="node-controller"),
-            connect=connect_with_events(),
-            resync_interval=30.0,
-            max_backoff=0.5,
-        )
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def __aenter__(self) -> Plane:
-        for part in (self.pods, self.nodes, self.sync):
-            self.tasks.append(asyncio.create_task(part.run(), name=part.name))
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        super().__init__(events_component="node-controller", connect=connect_with_events())
 
     async def events(self) -> list[objects_pb2.Event]:
         """The events about pods (the node's own NodeReady aside)."""

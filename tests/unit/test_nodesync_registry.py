@@ -6,7 +6,6 @@ heartbeats write to the store, and the agent-side Registration runnable over rea
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import grpc
 import pytest
@@ -22,6 +21,7 @@ from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
+from tests.unit.waiting import eventually
 
 
 def report(name: str = "n1", *, port: int = 7071, memory: str = "4Gi") -> objects_pb2.Node:
@@ -166,20 +166,6 @@ def agent_status() -> objects_pb2.NodeStatus:
     return status
 
 
-async def eventually(check: Callable[[], object], what: str, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result is True:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: got {result!r}")
-        await asyncio.sleep(0.02)
-
-
 async def test_agent_registers_when_the_control_plane_appears_and_again_after_losing_it() -> None:
     objects = ObjectStore(MemoryStore())
     first = ApiServer(objects=objects, listen="127.0.0.1:0")
@@ -207,13 +193,17 @@ async def test_agent_registers_when_the_control_plane_appears_and_again_after_lo
             found = (await objects.list(Kind.NODE)).items
             return [n.metadata.name for n in found] == ["n1"] or found
 
-        await eventually(registered, "the agent never registered once the control plane was up")
         await eventually(
-            lambda: server.registry.last_seen("n1") is not None, "no heartbeat arrived"
+            registered, "the agent never registered once the control plane was up", within=10.0
+        )
+        await eventually(
+            lambda: server.registry.last_seen("n1") is not None, "no heartbeat arrived", within=10.0
         )
         # Someone deletes the Node: the next heartbeat is refused and the agent registers again.
         await objects.delete(Kind.NODE, "", "n1")
-        await eventually(registered, "the agent did not register again after losing its node")
+        await eventually(
+            registered, "the agent did not register again after losing its node", within=10.0
+        )
 
         # A second agent with the same name is refused (FAILED_PRECONDITION) with the reason.
         async with grpc.aio.insecure_channel(address) as channel:

@@ -7,8 +7,6 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
-import pytest
-
 from controlplane.cache.informer import Informer
 from controlplane.controllers.clock import settle
 from controlplane.events import EventRecorder
@@ -17,6 +15,7 @@ from controlplane.scheduler.runner import Scheduler
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests.unit.waiting import eventually
 
 
 def make_node(name: str, *, memory: str = "4Gi", pods: str = "110") -> objects_pb2.Node:
@@ -71,20 +70,6 @@ class Plane:
             p.metadata.name: p.spec.node_name
             for p in (await self.objects.list(Kind.POD, "default")).items
         }
-
-
-async def eventually(check: Callable[[], object], what: str, within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result is True:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: got {result!r}")
-        await asyncio.sleep(0.01)
 
 
 def condition(pod: objects_pb2.Pod, type_: str) -> objects_pb2.Condition | None:
