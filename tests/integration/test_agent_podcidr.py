@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,6 +26,7 @@ import pytest
 from pilothouse.client import ClientError, ErrorCode
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests.fixtures.agents import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,40 +51,28 @@ class Agent:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        address_file = self.state_dir / "agent.addr"
-        address_file.unlink(missing_ok=True)
-        with self.log_path.open("ab") as output:
-            self.process = await asyncio.create_subprocess_exec(
-                *[
-                    sys.executable,
-                    "-m",
-                    "nodeagent",
-                    "--name",
-                    self.name,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--state-dir",
-                    str(self.state_dir),
-                    "--runtime",
-                    "fake",
-                    "--network",
-                    "cni",
-                    *self.plane.join_flags(),
-                    *self.flags,
-                ],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + WAIT
-        while not (address_file.exists() and address_file.read_text().endswith("\n")):
-            if self.process.returncode is not None:
-                raise AssertionError(f"agent {self.name} exited:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"agent {self.name} never served:\n{self.log_tail()}")
-            await asyncio.sleep(0.05)
+        (self.state_dir / "agent.addr").unlink(missing_ok=True)
+        self.process = await launch_agent(
+            [
+                sys.executable,
+                "-m",
+                "nodeagent",
+                "--name",
+                self.name,
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                str(self.state_dir),
+                "--runtime",
+                "fake",
+                "--network",
+                "cni",
+                *self.plane.join_flags(),
+                *self.flags,
+            ],
+            state_dir=self.state_dir,
+        )
+        await agent_address(self.process, name=self.name, state_dir=self.state_dir)
 
     async def stop(self) -> None:
         """SIGTERM as a service manager would; SIGKILL the group if it hangs."""
@@ -100,10 +88,7 @@ class Agent:
         await process.wait()
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return agent_log_tail(self.state_dir, lines)
 
     def remembered_pod_cidr(self) -> str:
         path = self.state_dir / "pod-cidr"

@@ -17,7 +17,6 @@ from collections import Counter
 import pytest
 
 from nodeagent.api.nodeinfo import memory_bytes
-from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
 from tests.fixtures.agents import (
@@ -25,9 +24,10 @@ from tests.fixtures.agents import (
     ClusterFactory,
     deployment,
     eventually,
-    is_ready,
     pods,
     running,
+    wait_all_ready,
+    wait_running,
 )
 
 pytestmark = [pytest.mark.slow]
@@ -35,32 +35,14 @@ pytestmark = [pytest.mark.slow]
 NAMESPACE = "cluster-test"
 
 
-async def _all_ready(client: Client, names: list[str]) -> object:
-    nodes = [n for n in (await client.list(Kind.NODE)).items if isinstance(n, o.Node)]
-    ready = sorted(n.metadata.name for n in nodes if is_ready(n))
-    return ready == sorted(names) or ready
-
-
-async def _wait_ready(cluster: Cluster, client: Client) -> None:
-    names = list(cluster.agents)
-    await eventually(
-        lambda: _all_ready(client, names), f"`get nodes` never showed {names} all Ready"
-    )
-
-
 @pytest.mark.root
 async def test_six_replicas_run_as_real_containers_two_per_node_and_leave_with_the_deployment(
     cluster: Cluster,
 ) -> None:
     async with cluster.client() as client:
-        await _wait_ready(cluster, client)
+        await wait_all_ready(cluster, client)
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
-
-        async def six_running() -> object:
-            found = running(await pods(client, NAMESPACE))
-            return len(found) == 6 or found
-
-        await eventually(six_running, "the 6 replicas never all showed Running", within=60)
+        await wait_running(client, NAMESPACE, 6, within=60)
         placed = running(await pods(client, NAMESPACE))
         spread = Counter(placed.values())
         assert spread == {"n1": 2, "n2": 2, "n3": 2}, (
@@ -89,16 +71,11 @@ async def test_a_cordoned_node_gets_no_new_pods_and_drain_moves_its_pods_elsewhe
 ) -> None:
     cluster = await cluster_factory(agents=3, runtime="fake")
     async with cluster.client() as client:
-        await _wait_ready(cluster, client)
+        await wait_all_ready(cluster, client)
         cordon = await cluster.cli("cordon", "n3")
         assert cordon.returncode == 0, f"`pilothouse cordon n3` failed: {cordon.stderr}"
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
-
-        async def six_running() -> object:
-            found = running(await pods(client, NAMESPACE))
-            return len(found) == 6 or found
-
-        await eventually(six_running, "the 6 replicas never all showed Running")
+        await wait_running(client, NAMESPACE, 6)
         placed = running(await pods(client, NAMESPACE))
         assert "n3" not in placed.values(), f"new pods landed on the cordoned node n3: {placed}"
 
@@ -128,7 +105,7 @@ async def test_a_pod_too_big_for_every_node_waits_with_the_reason_and_runs_on_a_
     host_memory = memory_bytes()
     too_big = f"{2 * host_memory // 2**20}Mi"  # twice what any of the 3 nodes has
     async with cluster.client() as client:
-        await _wait_ready(cluster, client)
+        await wait_all_ready(cluster, client)
         await client.apply(
             deployment("big", namespace=NAMESPACE, replicas=1, memory_request=too_big)
         )

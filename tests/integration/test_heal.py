@@ -16,7 +16,6 @@ from collections import Counter
 
 import pytest
 
-from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
 from tests.fixtures.agents import (
@@ -24,29 +23,15 @@ from tests.fixtures.agents import (
     ClusterFactory,
     deployment,
     eventually,
-    is_ready,
     pods,
     running,
+    wait_all_ready,
+    wait_running,
 )
 
 pytestmark = [pytest.mark.slow]
 
 NAMESPACE = "heal-test"
-
-
-async def _ready(client: Client) -> list[str]:
-    nodes = [n for n in (await client.list(Kind.NODE)).items if isinstance(n, o.Node)]
-    return sorted(n.metadata.name for n in nodes if is_ready(n))
-
-
-async def _wait_ready(cluster: Cluster, client: Client) -> None:
-    names = sorted(cluster.agents)
-
-    async def all_ready() -> object:
-        found = await _ready(client)
-        return found == names or found
-
-    await eventually(all_ready, f"`get nodes` never showed {names} all Ready")
 
 
 async def _running_containers(cluster: Cluster) -> dict[str, list[str]]:
@@ -62,14 +47,9 @@ async def test_a_lost_nodes_replicas_run_elsewhere_and_never_twice_when_it_retur
     cluster: Cluster,
 ) -> None:
     async with cluster.client() as client:
-        await _wait_ready(cluster, client)
+        await wait_all_ready(cluster, client)
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
-
-        async def six_running() -> object:
-            found = running(await pods(client, NAMESPACE))
-            return len(found) == 6 or found
-
-        await eventually(six_running, "the 6 replicas never all showed Running", within=60)
+        await wait_running(client, NAMESPACE, 6, within=60)
         lost = {p.metadata.uid for p in await pods(client, NAMESPACE) if p.spec.node_name == "n1"}
         assert lost, "no replica landed on n1"
 
@@ -90,7 +70,7 @@ async def test_a_lost_nodes_replicas_run_elsewhere_and_never_twice_when_it_retur
         )
 
         await cluster.start_agent("n1")  # same state dir: it remembers what it ran
-        await _wait_ready(cluster, client)
+        await wait_all_ready(cluster, client)
         await asyncio.sleep(1.0)  # a heartbeat or two: anything stale would show by now
         assert await cluster.containers("n1") == [], (
             "the returning node still has containers of pods that moved away"
@@ -108,7 +88,7 @@ async def test_a_control_plane_killed_mid_creation_resumes_with_exactly_the_repl
 ) -> None:
     cluster = await cluster_factory(agents=3, runtime="fake")
     async with cluster.client() as client:
-        await _wait_ready(cluster, client)
+        await wait_all_ready(cluster, client)
         # Killed as soon as the API has written the Deployment: the controller is then in
         # the middle of creating (and the scheduler of binding) its pods.
         await client.apply(deployment("many", namespace=NAMESPACE, replicas=20))

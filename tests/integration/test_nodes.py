@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,9 +31,9 @@ from pilothouse.manifests import loader
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from tests.fixtures.agents import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
 
-REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "nodes-test"
 WAIT = 30.0
 
@@ -79,37 +78,24 @@ class Agent:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        address_file = self.state_dir / "agent.addr"
-        address_file.unlink(missing_ok=True)
-        with (self.state_dir / "agent.log").open("ab") as output:
-            self.process = await asyncio.create_subprocess_exec(
-                *[
-                    sys.executable,
-                    "-m",
-                    "nodeagent",
-                    "--name",
-                    self.name,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--state-dir",
-                    str(self.state_dir),
-                    *self.plane.join_flags(),
-                    *self.flags,
-                ],
-                cwd=REPO,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=output,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + WAIT
-        while not (address_file.exists() and address_file.read_text().endswith("\n")):
-            if self.process.returncode is not None:
-                raise AssertionError(f"agent {self.name} exited:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"agent {self.name} never served:\n{self.log_tail()}")
-            await asyncio.sleep(0.05)
-        self.address = address_file.read_text().strip()
+        (self.state_dir / "agent.addr").unlink(missing_ok=True)
+        self.process = await launch_agent(
+            [
+                sys.executable,
+                "-m",
+                "nodeagent",
+                "--name",
+                self.name,
+                "--listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                str(self.state_dir),
+                *self.plane.join_flags(),
+                *self.flags,
+            ],
+            state_dir=self.state_dir,
+        )
+        self.address = await agent_address(self.process, name=self.name, state_dir=self.state_dir)
 
     async def pods(self) -> list[str]:
         """The pods this agent runs (not yet stopped), as namespace/name."""
@@ -136,9 +122,7 @@ class Agent:
             await process.wait()
 
     def log_tail(self, lines: int = 30) -> str:
-        path = self.state_dir / "agent.log"
-        text = path.read_text(errors="replace") if path.exists() else "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return agent_log_tail(self.state_dir, lines)
 
 
 @pytest.fixture
