@@ -166,7 +166,5 @@ async def test_pause_resume_restart_and_diff(cluster: tuple[Plane, Client]) -> N
     same = make_deployment(2)
     same.spec.template.CopyFrom(d.spec.template)
     same.spec.template.spec.containers[0].image = "web:v2"
-    # Apply replaces annotations wholesale, so the controller's revision annotation is kept
-    # only by a manifest that carries it.
-    same.metadata.annotations.update(d.metadata.annotations)
+    # The manifest does not carry the controller's revision annotation; Apply keeps it anyway.
     assert await rollout.diff(client, [same]) == "", "an unchanged manifest showed a diff"
