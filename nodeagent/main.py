@@ -39,6 +39,7 @@ from nodeagent.api import nodeinfo
 from nodeagent.api.server import AgentServer
 from nodeagent.api.servicer import NodeAgentServicer
 from nodeagent.images import ImageService
+from nodeagent.join import JoinError, NodeCertificates
 from nodeagent.network.sandbox import Mode, PodNetworks
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.worker import WorkerConfig
@@ -46,7 +47,6 @@ from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime
 from pilothouse import credentials, logs, pki
 from pilothouse.grpcserver import BindError
-from pilothouse.join import JoinError, NodeCertificates
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)

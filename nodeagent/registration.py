@@ -13,7 +13,7 @@ Invariants:
   on the same state directory is the same instance and takes its node back at once; another
   agent with the same node name has to wait until this one has been silent for the grace
   period.
-- With TLS (`tls`, the node's credentials from `pilothouse.join.NodeCertificates`), every call
+- With TLS (`tls`, the node's credentials from `nodeagent.join.NodeCertificates`), every call
   is mutual TLS with the node certificate, and the control plane's certificate is checked
   against the cluster CA. A renewed certificate is picked up by opening a new channel at the
   next heartbeat, without registering again.

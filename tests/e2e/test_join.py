@@ -20,7 +20,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pilothouse import credentials, join, kinds, pki
+from nodeagent import join
+from pilothouse import credentials, kinds, pki
 from pilothouse.hosts import NodeHost
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, controlplane_pb2, objects_pb2

@@ -15,8 +15,9 @@ from controlplane.auth import bootstrap
 from controlplane.auth.serving import Security
 from controlplane.auth.tokens import TokenStore
 from controlplane.store.memory import MemoryStore
+from nodeagent import join
 from nodeagent.registration import Registration
-from pilothouse import credentials, join, pki
+from pilothouse import credentials, pki
 from pilothouse.v1 import controlplane_pb2, objects_pb2
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 

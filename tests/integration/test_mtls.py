@@ -20,8 +20,9 @@ from controlplane.auth.serving import Security
 from controlplane.auth.tokens import TokenStore
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
+from nodeagent import join
 from pilothouse import config as cli_config
-from pilothouse import credentials, join, pki
+from pilothouse import credentials, pki
 from pilothouse.cli import token as token_verb
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
