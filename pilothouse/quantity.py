@@ -92,6 +92,20 @@ def format_memory(count: int) -> str:
     return str(count)
 
 
+def human_memory(count: int) -> str:
+    """A byte count as a person reads it in a table, in the largest binary unit that keeps it at
+    or above 1, rounded to a whole number (one decimal below 10): 25275662336 (23.5 GiB) ->
+    "24Gi", 268435456 -> "256Mi", 1536 -> "1.5Ki". Exact forms stay `format_memory`'s."""
+    if count < 1024:
+        return str(count)
+    for suffix, power in sorted(_BINARY.items(), key=lambda item: -item[1]):
+        scaled = count / 1024**power
+        if scaled >= 1:
+            text = f"{scaled:.0f}" if scaled >= 9.95 else f"{scaled:.1f}".removesuffix(".0")
+            return f"{text}{suffix}"
+    return str(count)
+
+
 def canonical(value: int | float) -> str:
     """The Kubernetes string form of a bare YAML number: 2 -> "2", 0.5 -> "500m", 1e-9 -> "1n"."""
     exact = parse(value)

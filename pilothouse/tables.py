@@ -319,7 +319,7 @@ def _node_columns(*, wide: bool, pods: Sequence[o.Pod] | None) -> tuple[tuple[st
             used = allocation(node, pods)
             cells += (
                 _share(used.cpu_requested, used.cpu_allocatable, quantity.format_cpu),
-                _share(used.memory_requested, used.memory_allocatable, quantity.format_memory),
+                _share(used.memory_requested, used.memory_allocatable, quantity.human_memory),
             )
         if wide:
             internal = next(

@@ -400,8 +400,8 @@ def _node_pods(sheet: Sheet, node: o.Node, pods: list[o.Pod], *, now: datetime) 
                 pod.metadata.name,
                 share(cr, cpu_total, quantity.format_cpu),
                 share(cl, cpu_total, quantity.format_cpu),
-                share(mr, mem_total, quantity.format_memory),
-                share(ml, mem_total, quantity.format_memory),
+                share(mr, mem_total, quantity.human_memory),
+                share(ml, mem_total, quantity.human_memory),
                 tables.age(pod.metadata.creation_timestamp, now),
             )
         )
@@ -430,8 +430,8 @@ def _node_pods(sheet: Sheet, node: o.Node, pods: list[o.Pod], *, now: datetime) 
             ),
             (
                 "memory",
-                share(totals["mr"], mem_total, quantity.format_memory),
-                share(totals["ml"], mem_total, quantity.format_memory),
+                share(totals["mr"], mem_total, quantity.human_memory),
+                share(totals["ml"], mem_total, quantity.human_memory),
             ),
         ],
     )

@@ -100,3 +100,20 @@ def test_format_memory(count: int, text: str) -> None:
 )
 def test_bare_yaml_numbers_take_the_kubernetes_string_form(number: float, text: str) -> None:
     assert quantity.canonical(number) == text
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (24683772 * 1024, "24Gi"),
+        (268435456, "256Mi"),
+        (16 * 1024**2, "16Mi"),
+        (1536, "1.5Ki"),
+        (1000, "1000"),
+        (5 * 1024**3 + 1, "5Gi"),
+        (int(9.96 * 1024**3), "10Gi"),
+        (int(9.94 * 1024**3), "9.9Gi"),
+    ],
+)
+def test_human_memory_is_what_a_table_shows(count: int, text: str) -> None:
+    assert quantity.human_memory(count) == text
