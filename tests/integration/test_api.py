@@ -4,12 +4,14 @@ on the in-process one over the memory store: the same answers from both."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
 
+from controlplane.objects import CONTROLLER_ANNOTATION_PREFIXES as CONTROLLER_ANNOTATIONS
 from pilothouse import kinds
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
@@ -64,6 +66,48 @@ async def get(stub: api_grpc.ControlPlaneStub, ns: str, name: str) -> objects_pb
     return found.deployment
 
 
+async def versions_after(
+    stub: api_grpc.ControlPlaneStub,
+    ns: str,
+    *,
+    since: objects_pb2.Deployment,
+    until: objects_pb2.Deployment,
+) -> list[objects_pb2.Deployment]:
+    """Each version of the only Deployment in `ns` stored after `since` up to `until`, in
+    order, as a watch from `since`'s resourceVersion replays them."""
+    found: list[objects_pb2.Deployment] = []
+    last = until.metadata.resource_version
+    if since.metadata.resource_version == last:
+        return found
+    stream = stub.Watch(
+        api.WatchRequest(
+            kind="deployments", namespace=ns, resource_version=since.metadata.resource_version
+        )
+    )
+    try:
+        while not found or found[-1].metadata.resource_version != last:
+            event = await asyncio.wait_for(stream.read(), 20)
+            found.append(event.object.deployment)
+            assert int(found[-1].metadata.resource_version) <= int(last), (
+                f"the watch skipped resourceVersion {last}"
+            )
+    finally:
+        stream.cancel()
+    return found
+
+
+def without_controller_writes(d: objects_pb2.Deployment) -> objects_pb2.Deployment:
+    """The Deployment without what controllers write (status, controller-owned annotations)
+    and without its resourceVersion: what an apply would have to change to write."""
+    left = objects_pb2.Deployment()
+    left.CopyFrom(d)
+    left.ClearField("status")
+    left.metadata.resource_version = ""
+    for key in [k for k in left.metadata.annotations if k.startswith(CONTROLLER_ANNOTATIONS)]:
+        del left.metadata.annotations[key]
+    return left
+
+
 async def refused(call) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
@@ -83,11 +127,17 @@ async def test_apply_creates_then_changes_nothing_then_configures(
 
     again = await apply(stub, deployment("web", ns))
     assert again.result == api.ApplyResponse.UNCHANGED, "re-applying the same manifest changed it"
-    assert again.object.deployment.metadata.resource_version == first.metadata.resource_version
     stored = await get(stub, ns, "web")
-    assert stored.metadata.resource_version == first.metadata.resource_version, (
-        "an unchanged apply still wrote to the store"
+    # The deployment controller writes this Deployment's status and revision annotations all
+    # along, moving its resourceVersion: the store's own history tells its writes from ours.
+    history = [first, *await versions_after(stub, ns, since=first, until=stored)]
+    assert again.object.deployment in history, (
+        "an unchanged apply answered with a version the store never held"
     )
+    for before, after in itertools.pairwise(history):
+        assert without_controller_writes(after) == without_controller_writes(before), (
+            "an unchanged apply still wrote to the store"
+        )
 
     relabelled = await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
     assert relabelled.result == api.ApplyResponse.CONFIGURED
