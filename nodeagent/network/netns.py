@@ -17,18 +17,16 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import re
 from pathlib import Path
 
 import structlog
 
+from pilothouse import libc
+
 log = structlog.get_logger(__name__)
 
-_MNT_DETACH = 2
-_NSFS_MAGIC = 0x6E736673
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -73,9 +71,10 @@ def delete(path: str | os.PathLike[str]) -> None:
     """
     target = Path(path)
     while _is_mount_point(target):
-        if _libc().umount2(os.fsencode(target), _MNT_DETACH) != 0:
-            errno = ctypes.get_errno()
-            raise NetnsError(f"cannot unmount network namespace {target}: {os.strerror(errno)}")
+        try:
+            libc.umount2(target, libc.MNT_DETACH)
+        except OSError as exc:
+            raise NetnsError(f"cannot unmount network namespace {target}: {exc.strerror}") from None
     try:
         target.unlink()
     except FileNotFoundError:
@@ -90,10 +89,10 @@ def _make_mount_point(target: Path) -> None:
 
 def is_namespace(path: str | os.PathLike[str]) -> bool:
     """True when `path` is a pinned network namespace (an nsfs file)."""
-    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on x86-64
-    if _libc().statfs(os.fsencode(Path(path)), buf) != 0:
+    try:
+        return libc.filesystem_type(path) == libc.NSFS_MAGIC
+    except OSError:
         return False
-    return int.from_bytes(buf.raw[:8], "little") == _NSFS_MAGIC
 
 
 def _is_mount_point(path: Path) -> bool:
@@ -108,13 +107,3 @@ def _is_mount_point(path: Path) -> bool:
 
 def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _LIBC

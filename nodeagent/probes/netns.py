@@ -13,22 +13,11 @@ namespace" (no setns at all).
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import socket
 import threading
 
-CLONE_NEWNET = 0x40000000
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    return _LIBC
+from pilothouse import libc
 
 
 class NamespaceError(OSError):
@@ -59,13 +48,12 @@ def socket_in(pid: int, family: socket.AddressFamily) -> socket.socket:
                     f"cannot open the container's network namespace {path}: {exc.strerror}",
                 ) from None
             try:
-                if _libc().setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise NamespaceError(
-                        err,
-                        f"cannot enter the container's network namespace {path}: "
-                        + os.strerror(err),
-                    )
+                libc.setns(fd, libc.CLONE_NEWNET)
+            except OSError as exc:
+                raise NamespaceError(
+                    exc.errno,
+                    f"cannot enter the container's network namespace {path}: " + exc.strerror,
+                ) from None
             finally:
                 os.close(fd)
             sock = socket.socket(family, socket.SOCK_STREAM)

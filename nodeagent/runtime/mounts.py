@@ -1,7 +1,8 @@
 """Performing and undoing the mounts that `Mount` descriptions describe (the side-effect edge).
 
 The layer store only describes a container's rootfs (an overlay of read-only layers with a
-private upper dir); this module is the one place that calls mount(2) and umount2(2).
+private upper dir); this module is the one place in the runtime that mounts and unmounts (the
+calls themselves are `pilothouse.libc`'s).
 
 Invariants:
 - a Mount's target is taken relative to the root directory given by the caller ("/" means
@@ -11,8 +12,6 @@ Invariants:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 from collections.abc import Sequence
@@ -21,27 +20,19 @@ from pathlib import Path
 import structlog
 
 from nodeagent.runtime import Mount, RuntimeError_
+from pilothouse import libc
+from pilothouse.libc import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+)
 
 log = structlog.get_logger(__name__)
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 16384
-MNT_DETACH = 2
 
 _FLAGS = {
     "ro": MS_RDONLY,
@@ -93,15 +84,19 @@ def perform(mounts: Sequence[Mount], *, root: Path) -> None:
 
 def unmount(target: Path) -> None:
     """Unmount `target` (lazily if busy); nothing to do if it is not a mount point."""
-    path = os.fsencode(str(target))
-    if _libc.umount2(path, 0) == 0:
+    try:
+        libc.umount2(target)
         return
-    err = ctypes.get_errno()
+    except OSError as exc:
+        err = exc.errno
     if err in (errno.EINVAL, errno.ENOENT):
         return  # not mounted (or gone): already done
-    if err == errno.EBUSY and _libc.umount2(path, MNT_DETACH) == 0:
-        return
-    err = ctypes.get_errno()
+    if err == errno.EBUSY:
+        try:
+            libc.umount2(target, MNT_DETACH)
+            return
+        except OSError as exc:
+            err = exc.errno
     raise RuntimeError_(f"unmounting {target}: {os.strerror(err)}")
 
 
@@ -120,23 +115,23 @@ def is_mounted(target: Path) -> bool:
 
 
 def _mount(source: str, target: Path, fstype: str, flags: int, data: str) -> None:
-    rc = _libc.mount(
-        os.fsencode(source),
-        os.fsencode(str(target)),
-        os.fsencode(fstype) if fstype and not flags & MS_BIND else None,
-        flags,
-        os.fsencode(data) if data else None,
-    )
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise RuntimeError_(f"mounting {fstype} {source} at {target}: {os.strerror(err)}")
+    try:
+        libc.mount(
+            source,
+            target,
+            fstype if fstype and not flags & MS_BIND else None,
+            flags,
+            data or None,
+        )
+    except OSError as exc:
+        raise RuntimeError_(f"mounting {fstype} {source} at {target}: {exc.strerror}") from None
     if flags & MS_BIND and flags & MS_RDONLY:
         # A bind mount ignores MS_RDONLY until it is remounted.
-        rc = _libc.mount(None, os.fsencode(str(target)), None, flags | MS_REMOUNT, None)
-        if rc != 0:
-            err = ctypes.get_errno()
+        try:
+            libc.mount(None, target, None, flags | MS_REMOUNT, None)
+        except OSError as exc:
             unmount(target)
-            raise RuntimeError_(f"making {target} read-only: {os.strerror(err)}")
+            raise RuntimeError_(f"making {target} read-only: {exc.strerror}") from None
 
 
 def _unescape(field: str) -> str:

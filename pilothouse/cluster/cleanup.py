@@ -22,8 +22,6 @@ not remove is returned, so `down` can say so.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import re
 import shutil
@@ -35,13 +33,13 @@ from pathlib import Path
 
 import structlog
 
+from pilothouse import libc
 from pilothouse.cluster import processes
 from pilothouse.cluster.layout import Layout
 
 log = structlog.get_logger(__name__)
 
 CGROUP_FS = Path("/sys/fs/cgroup")
-MNT_DETACH = 2
 # What a local cluster runs: argv[0] base names, and the modules of its Python children.
 PROGRAMS = frozenset(
     {"etcd", "docker-registry", "conmon", "runc", "controlplane", "nodeagent", "pilothouse.cluster"}
@@ -167,24 +165,18 @@ def mounts_below(directory: Path) -> list[Path]:
 
 def unmount_below(directory: Path) -> list[Path]:
     """Detach every mount inside `directory`, deepest first; the mount points left."""
-    umount2 = _umount2()
     for _round in range(3):
         points = sorted(mounts_below(directory), key=lambda p: len(p.parts), reverse=True)
         if not points:
             return []
         for point in points:
-            if umount2(os.fsencode(str(point)), MNT_DETACH) != 0:
-                errno = ctypes.get_errno()
-                log.warning("cluster.unmount_failed", mount=str(point), error=os.strerror(errno))
+            try:
+                libc.umount2(point, libc.MNT_DETACH)
+            except OSError as exc:
+                log.warning("cluster.unmount_failed", mount=str(point), error=exc.strerror)
             else:
                 log.info("cluster.unmounted", mount=str(point))
     return mounts_below(directory)
-
-
-def _umount2():  # type: ignore[no-untyped-def]
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-    return libc.umount2
 
 
 def _mounts() -> list[tuple[Path, str]]:
