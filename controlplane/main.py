@@ -15,17 +15,14 @@ The wiring is explicit and happens only here (no registration at import time). O
    asks for heartbeat times.
 
 SIGTERM and SIGINT stop everything cleanly, the embedded etcd child last. A part that stops
-on its own makes the process exit non-zero (see `controlplane.runnable`).
+on its own makes the process exit non-zero (see `pilothouse.process.runnable`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import structlog
 
@@ -46,29 +43,17 @@ from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
-from controlplane.runnable import Runnable, RunnableExited, run_all
 from controlplane.scheduler.runner import Scheduler
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
 from pilothouse import logs
-from pilothouse.grpcserver import BindError
 from pilothouse.kinds import Kind
 from pilothouse.oci.registries import RegistriesConfig
+from pilothouse.process import addressfile, signals
+from pilothouse.process.grpcserver import BindError
+from pilothouse.process.runnable import Runnable, RunnableExited, Task, run_all
 
 log = structlog.get_logger(__name__)
-
-
-class _Etcd:
-    """The embedded etcd as a runnable: keeps it alive, restarts it when it dies."""
-
-    name = "etcd"
-    needs_leadership = False
-
-    def __init__(self, etcd: EmbeddedEtcd) -> None:
-        self._etcd = etcd
-
-    async def run(self) -> None:
-        await self._etcd.run()
 
 
 def runnables(
@@ -84,7 +69,7 @@ def runnables(
     nodes = nodes or NodeSettings()
     parts: list[Runnable] = []
     if embedded is not None:
-        parts.append(_Etcd(embedded))
+        parts.append(Task("etcd", embedded.run))  # keeps it alive, restarts it when it dies
     parts.append(api)
     informers = {kind: Informer(objects, kind) for kind in _CACHED_KINDS}
     parts.extend(informers.values())
@@ -173,8 +158,8 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
             bootstrap.ensure_admin_config(
                 security.pki, path=config.admin_config, server=_local(address)
             )
-            _write_file(config.join_address_file, api.join_address or "")
-        _write_file(config.address_file, address)
+            addressfile.write(config.join_address_file, api.join_address or "")
+        addressfile.write(config.address_file, address)
         log.info(
             "controlplane.serving",
             address=address,
@@ -208,9 +193,7 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
         return 0
     finally:
         # Stop taking calls first, then drop etcd: the reverse of the start order.
-        for written in (config.address_file, config.join_address_file):
-            with contextlib.suppress(FileNotFoundError):
-                written.unlink()
+        addressfile.remove(config.address_file, config.join_address_file)
         if api is not None:
             await api.stop()
         if store is not None:
@@ -264,32 +247,6 @@ def _announce(
     )
 
 
-def _write_file(path: Path, address: str) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(address + "\n")
-    temporary.replace(path)
-
-
-async def _run_until_signalled(config: settings.Config, nodes: NodeSettings) -> int:
-    loop = asyncio.get_running_loop()
-    running = asyncio.ensure_future(serve(config, nodes))
-    stopping = False
-
-    def stop() -> None:
-        # Only the first signal cancels; later ones must not interrupt the clean-up.
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            running.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    try:
-        return await running
-    except asyncio.CancelledError:  # signalled before `serve` even began
-        return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for `pilothouse controlplane` and `python3 -m controlplane`."""
     argv = sys.argv[1:] if argv is None else argv
@@ -306,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.setup(debug=config.debug)
     try:
-        return asyncio.run(_run_until_signalled(config, nodes))
+        return asyncio.run(signals.run_until_signalled(serve(config, nodes)))
     except (EtcdNotFound, EtcdStartFailed, BindError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -25,18 +25,16 @@ the process then exits non-zero.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
+import functools
 import sys
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import structlog
 
 from nodeagent import config as settings
 from nodeagent import logrotation
 from nodeagent.api import nodeinfo
-from nodeagent.api.server import AgentServer
+from nodeagent.api.server import agent_server
 from nodeagent.api.servicer import NodeAgentServicer
 from nodeagent.images import ImageService
 from nodeagent.join import JoinError, NodeCertificates
@@ -46,14 +44,12 @@ from nodeagent.pods.worker import WorkerConfig
 from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime
 from pilothouse import credentials, logs, pki
-from pilothouse.grpcserver import BindError
+from pilothouse.process import addressfile, signals
+from pilothouse.process.grpcserver import BindError
+from pilothouse.process.runnable import Runnable, RunnableExited, Task, run_all
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
-
-
-class RunnableExited(RuntimeError):
-    """A part that should run until cancelled returned or failed."""
 
 
 def make_runtime(config: settings.Config) -> ContainerRuntime:
@@ -76,17 +72,6 @@ def make_images(config: settings.Config) -> ImageService:
 
     registries = RegistriesConfig.load(config.registries) if config.registries else None
     return LocalImageService(config.state_dir, registries=registries)
-
-
-async def _guarded(name: str, part: Awaitable[None]) -> None:
-    try:
-        await part
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("agent.part_failed", part=name)
-        raise RunnableExited(f"{name} failed: {exc}") from exc
-    raise RunnableExited(f"{name} stopped on its own")
 
 
 class JoinFailed(Exception):
@@ -150,9 +135,9 @@ async def serve(config: settings.Config) -> int:
     )
     servicer = NodeAgentServicer(name=config.name, pods=pods, facts=facts)
     server = (
-        AgentServer(servicer=servicer, listen=config.listen)
+        agent_server(servicer=servicer, listen=config.listen)
         if certs is None
-        else AgentServer(
+        else agent_server(
             servicer=servicer,
             listen=config.listen,
             credentials=certs.server_credentials(),  # the node certificate, renewals included
@@ -165,42 +150,36 @@ async def serve(config: settings.Config) -> int:
             await import_dir()  # archives dropped in <state-dir>/images/import/ before start
         await pods.start()
         address = await server.start()
-        _write_address(config, address)
+        addressfile.write(config.address_file, address)
         log.info(
             "agent.started",
             node=config.name,
             address=address,
+            tls=certs is not None,
             state_dir=str(config.state_dir),
             runtime=config.runtime,
             pods=len(pods.pods()),
         )
         print(f"pilothouse agent {config.name} serving on {address}", flush=True)
-        parts: dict[str, Awaitable[Any]] = {"pods": pods.run(), "api": server.run()}
+        parts: list[Runnable] = [Task("pods", pods.run), server]
         if config.server:
             # Registered only once the API serves: the control plane pushes pods right away.
-            parts["registration"] = _registration(
-                config, facts, address, certs, networks=networks
-            ).run()
+            registration = _registration(config, facts, address, certs, networks=networks)
+            parts.append(Task("registration", registration.run))
         if certs is not None:
-            parts["certs"] = certs.run()  # renewal
+            parts.append(Task("certs", certs.run))  # renewal
         if hasattr(runtime, "rotate_logs"):
-            parts["logs"] = logrotation.rotate_forever(runtime)
+            parts.append(Task("logs", functools.partial(logrotation.rotate_forever, runtime)))
         watch_imports = getattr(images, "watch_imports", None)
         if watch_imports is not None:
-            parts["images"] = watch_imports()  # archives that appear later
+            parts.append(Task("images", watch_imports))  # archives that appear later
         try:
-            async with asyncio.TaskGroup() as tg:
-                for name, part in parts.items():
-                    tg.create_task(_guarded(name, part), name=name)
-        except BaseExceptionGroup as group:
-            failed = [e for e in group.exceptions if isinstance(e, RunnableExited)]
-            if not failed:
-                raise
-            log.error("agent.failed", error="; ".join(str(e) for e in failed))
+            await run_all(parts)
+        except RunnableExited as error:
+            log.error("agent.failed", error=str(error))
             return 1
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            config.address_file.unlink()
+        addressfile.remove(config.address_file)
         await server.stop()
         await pods.close()  # stops supervising; containers keep running
         log.info("agent.stopped", node=config.name)
@@ -256,31 +235,6 @@ def _bind_pod_cidr(networks: PodNetworks, node: objects_pb2.Node) -> None:
         )
 
 
-def _write_address(config: settings.Config, address: str) -> None:
-    temporary = config.address_file.with_suffix(".tmp")
-    temporary.write_text(address + "\n")
-    temporary.replace(config.address_file)
-
-
-async def _run_until_signalled(config: settings.Config) -> int:
-    loop = asyncio.get_running_loop()
-    running = asyncio.ensure_future(serve(config))
-    stopping = False
-
-    def stop() -> None:
-        nonlocal stopping
-        if not stopping:
-            stopping = True
-            running.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    try:
-        return await running
-    except asyncio.CancelledError:
-        return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point for `pilothouse agent` and `python3 -m nodeagent`."""
     argv = sys.argv[1:] if argv is None else argv
@@ -291,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.setup(debug=config.debug)
     try:
-        return asyncio.run(_run_until_signalled(config))
+        return asyncio.run(signals.run_until_signalled(serve(config)))
     except (BindError, JoinFailed) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

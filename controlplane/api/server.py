@@ -6,7 +6,7 @@ and Tokens services, every call passes the authorizer, the listen address requir
 certificate from the cluster CA, and a second port (`join_address`) serves TLS without client
 certificates, where only Join may be called. Without one (`--insecure`) it is plaintext.
 
-Invariants:
+Invariants (the shared `pilothouse.process.grpcserver.Server` keeps them):
 - `start()` binds the listen address (and the join port) before anything else runs, so a
   taken port is a clear startup error and `address` is the real one (port 0 resolved).
 - As a Runnable, `run()` serves until cancelled, then stops with a short grace period so
@@ -14,8 +14,6 @@ Invariants:
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import grpc
 import structlog
@@ -26,7 +24,7 @@ from controlplane.auth.serving import Security
 from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
-from pilothouse.grpcserver import SERVER_OPTIONS, bind, bound_address
+from pilothouse.process import grpcserver
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 log = structlog.get_logger(__name__)
@@ -36,7 +34,6 @@ _STOP_GRACE_SECONDS = 2.0
 
 class ApiServer:
     name = "api"
-    needs_leadership = False
 
     def __init__(
         self,
@@ -54,52 +51,45 @@ class ApiServer:
         # The node-lifecycle controller reads heartbeat times from the same registry.
         self.registry = registry if registry is not None else NodeRegistry(objects)
         self._listen = listen
-        self._server: grpc.aio.Server | None = None
-        self._address: str | None = None
+        self._server = grpcserver.Server(
+            name=self.name,
+            listen=listen,
+            setup=self._setup,
+            interceptors=security.interceptors() if security else (),
+            grace=_STOP_GRACE_SECONDS,
+        )
 
     @property
     def address(self) -> str:
-        if self._address is None:
-            raise RuntimeError("the API server has not been started")
-        return self._address
+        return self._server.address
 
-    async def start(self) -> str:
-        security = self._security
-        server = grpc.aio.server(
-            options=SERVER_OPTIONS, interceptors=security.interceptors() if security else None
-        )
+    def _setup(self, server: grpc.aio.Server) -> int:
+        """Add the services and bind the ports; the API port is returned."""
         api_grpc.add_ControlPlaneServicer_to_server(
             ControlPlaneServicer(self._objects, connect=self._connect), server
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
+        security = self._security
         if security is None:
-            port = bind(server, self._listen)
-        else:
-            ports = security.install(server, listen=self._listen)
-            port = ports.api
-            self.join_address = bound_address(security.join_listen, ports.join)
-        await server.start()
-        self._server = server
-        self._address = bound_address(self._listen, port)
+            return grpcserver.bind(server, self._listen)
+        ports = security.install(server, listen=self._listen)
+        self.join_address = grpcserver.bound_address(security.join_listen, ports.join)
+        return ports.api
+
+    async def start(self) -> str:
+        address = await self._server.start()
         log.info(
             "api.serving",
-            address=self._address,
+            address=address,
             join_address=self.join_address or "",
-            secure=security is not None,
+            secure=self._security is not None,
         )
-        return self._address
+        return address
 
     async def run(self) -> None:
-        if self._server is None:
+        if not self._server.serving:
             await self.start()
-        assert self._server is not None
-        try:
-            await self._server.wait_for_termination()
-        finally:
-            await asyncio.shield(self.stop())
+        await self._server.run()
 
     async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            await server.stop(_STOP_GRACE_SECONDS)
-            log.info("api.stopped")
+        await self._server.stop()

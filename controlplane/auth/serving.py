@@ -22,7 +22,7 @@ from controlplane.auth.authorizer import Authorizer
 from controlplane.auth.bootstrap import ClusterPki
 from controlplane.auth.servicer import JoinServicer, TokensServicer
 from controlplane.auth.tokens import TokenStore
-from pilothouse.grpcserver import bind, bound_address
+from pilothouse.process.grpcserver import bind, bound_address
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ import socket
 import grpc
 import pytest
 
-from pilothouse.grpcserver import SERVER_OPTIONS, BindError, bind, bound_address
+from pilothouse.process.grpcserver import SERVER_OPTIONS, BindError, bind, bound_address
 
 
 async def test_a_taken_port_is_an_error_naming_the_address() -> None:

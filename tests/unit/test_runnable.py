@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from controlplane.runnable import RunnableExited, Task, run_all
+from pilothouse.process.runnable import RunnableExited, Task, run_all
 
 
 async def forever() -> None:

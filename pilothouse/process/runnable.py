@@ -1,7 +1,8 @@
-"""Runnables: the long-lived parts of the control plane, run together under one TaskGroup.
+"""Runnables: the long-lived parts of a process, run together under one TaskGroup.
 
-Vocabulary: a *runnable* is anything with a `name`, a `needs_leadership` flag and an
-`async run()` (the API server, the embedded etcd, each controller, the scheduler …).
+Vocabulary: a *runnable* is anything with a `name` and an `async run()` (in the control plane
+the API server, the embedded etcd, each controller, the scheduler …; in the agent the pod
+manager, its API server, registration …).
 
 Invariants:
 - `run()` returns only when cancelled. A runnable that returns or raises on its own is a bug
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -28,7 +29,6 @@ log = structlog.get_logger(__name__)
 @runtime_checkable
 class Runnable(Protocol):
     name: str
-    needs_leadership: bool
 
     async def run(self) -> None: ...
 
@@ -49,7 +49,6 @@ class Task:
 
     name: str
     target: Callable[[], Awaitable[None]]
-    needs_leadership: bool = field(default=False)
 
     async def run(self) -> None:
         await self.target()
