@@ -32,7 +32,6 @@ from collections.abc import Sequence
 import structlog
 
 from nodeagent import config as settings
-from nodeagent import logrotation
 from nodeagent.api import nodeinfo
 from nodeagent.api.server import agent_server
 from nodeagent.api.servicer import NodeAgentServicer
@@ -42,7 +41,7 @@ from nodeagent.network.sandbox import Mode, PodNetworks
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.worker import WorkerConfig
 from nodeagent.registration import Registration, load_instance_id
-from nodeagent.runtime import ContainerRuntime
+from nodeagent.runtime import ContainerRuntime, logrotation
 from pilothouse import credentials, logs, pki
 from pilothouse.process import addressfile, signals
 from pilothouse.process.grpcserver import BindError

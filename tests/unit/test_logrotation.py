@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from nodeagent import logrotation
+from nodeagent.runtime import logrotation
 
 
 class Runtime:
