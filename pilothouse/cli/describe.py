@@ -16,8 +16,8 @@ from datetime import datetime
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
-from pilothouse import kinds, quantity, tables
-from pilothouse.cli import resources
+from pilothouse import kinds, quantity
+from pilothouse.cli import resources, tables
 from pilothouse.cli.context import Context
 from pilothouse.cli.sheet import NONE, Sheet, mapping, timestamp
 from pilothouse.client import Client, ClientError

@@ -1,6 +1,6 @@
 """`pilothouse get`: list or read objects as a table or in the Kubernetes shape, and watch them.
 
-Invariants: a table has kubectl's columns for the kind (`pilothouse.tables`); `-o json|yaml`
+Invariants: a table has kubectl's columns for the kind (`pilothouse.cli.tables`); `-o json|yaml`
 prints the Kubernetes shape; `-w` prints the current state first, then one row (or object) per
 change, starting exactly after the listed state so no change is missed or shown twice. A name
 that does not exist is reported on stderr and makes the exit code 1, while the others print.
@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
-from pilothouse import tables
-from pilothouse.cli import output, resources
+from pilothouse.cli import output, resources, tables
 from pilothouse.cli.context import Context
 from pilothouse.cli.output import Format
 from pilothouse.client import ChangeType, Client, ClientError, ErrorCode

@@ -22,22 +22,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, TextIO
 
-import grpc
 import structlog
 
 import pilothouse
-from pilothouse import config, credentials, logs
+from pilothouse import config, logs
 from pilothouse.cli import apply, delete, describe, get, image, nodes, scale
 from pilothouse.cli import cluster as cluster_verb
 from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
-from pilothouse.cli import rollout as rollout_verb
 from pilothouse.cli import setimage as set_verb
 from pilothouse.cli import token as token_verb
 from pilothouse.cli.context import Context
+from pilothouse.cli.errors import describe_error
 from pilothouse.cli.resources import UsageError
-from pilothouse.client import ClientError, unreachable_message
-from pilothouse.manifests import ManifestError
+from pilothouse.cli.rollout import verbs as rollout_verb
+from pilothouse.client import unreachable_message
 
 # The control-plane and node-agent processes live in their own top-level packages, which this
 # shared package must never import (import-linter forbids it, so the layering stays one-way);
@@ -221,26 +220,6 @@ def main(
             err.write(f"error: {line}\n")
         err.flush()
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
-
-
-def describe_error(exc: BaseException) -> str:
-    """What a person should read about a failure."""
-    if isinstance(
-        exc,
-        ClientError
-        | UsageError
-        | config.ConfigError
-        | ManifestError
-        | credentials.CredentialsError,
-    ):
-        return str(exc)
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name.lower()}: {exc.details()}"
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if str(exc) else text
 
 
 __all__ = ["main", "split_globals", "unreachable_message"]

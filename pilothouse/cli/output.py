@@ -1,6 +1,6 @@
 """Printing objects as kubectl does: `kind.group/name` references and `-o json|yaml|name`.
 
-Invariants: JSON and YAML are the Kubernetes object shape (`pilothouse.shape.to_k8s`) with keys
+Invariants: JSON and YAML are the Kubernetes object shape (`pilothouse.cli.shape.to_k8s`) with keys
 sorted, as kubectl prints them; several objects print as one `kind: List`. Names of resources
 read `deployment.apps/web` (kind lower-case, API group when it has one), as in kubectl output.
 """
@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 from google.protobuf.message import Message
 
-from pilothouse import kinds, shape
+from pilothouse import kinds
+from pilothouse.cli import shape
 from pilothouse.kinds import Kind
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 
-from pilothouse import rollout
+from pilothouse.cli import rollout
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
-from pilothouse.cli.rollout import deployment_name
+from pilothouse.cli.rollout.verbs import deployment_name
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:

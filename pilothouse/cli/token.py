@@ -14,7 +14,8 @@ from datetime import UTC
 
 import grpc
 
-from pilothouse import credentials, tables
+from pilothouse import credentials
+from pilothouse.cli import tables
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
 from pilothouse.client import ClientError, ErrorCode, unreachable_message

@@ -20,10 +20,10 @@ from controlplane.api.server import ApiServer
 from controlplane.controllers.clock import ManualClock
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
-from pilothouse import rollout
 from pilothouse.cli import main as cli
+from pilothouse.cli import rollout
 from pilothouse.cli.resources import UsageError
-from pilothouse.cli.rollout import bar, parse_duration
+from pilothouse.cli.rollout.verbs import bar, parse_duration
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pilothouse import tables
+from pilothouse.cli import tables
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pilothouse import kinds, manifests, shape
+from pilothouse import kinds, manifests
+from pilothouse.cli import shape
 from pilothouse.v1 import objects_pb2
 
 ROOT = Path(__file__).resolve().parents[2]

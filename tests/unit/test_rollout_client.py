@@ -1,4 +1,4 @@
-"""The client-side rollout verbs (pilothouse.rollout) against the real API servicers and the
+"""The client-side rollout verbs (pilothouse.cli.rollout) against the real API servicers and the
 deployment controller over one in-memory store, with a hollow agent making pods Ready."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from controlplane.api.server import ApiServer
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
-from pilothouse import rollout
+from pilothouse.cli import diff, rollout
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -159,7 +159,7 @@ async def test_pause_resume_restart_and_diff(cluster: tuple[Plane, Client]) -> N
     wanted = make_deployment(5)
     wanted.spec.template.CopyFrom(d.spec.template)
     wanted.spec.template.spec.containers[0].image = "web:v2"
-    text = await rollout.diff(client, [wanted])
+    text = await diff.diff(client, [wanted])
     changed = [line for line in text.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
     assert "-  replicas: 2" in changed and "+  replicas: 5" in changed, text
     assert (await client.get(Kind.DEPLOYMENT, "web")).spec.replicas == 2, "diff wrote"
@@ -167,4 +167,4 @@ async def test_pause_resume_restart_and_diff(cluster: tuple[Plane, Client]) -> N
     same.spec.template.CopyFrom(d.spec.template)
     same.spec.template.spec.containers[0].image = "web:v2"
     # The manifest does not carry the controller's revision annotation; Apply keeps it anyway.
-    assert await rollout.diff(client, [same]) == "", "an unchanged manifest showed a diff"
+    assert await diff.diff(client, [same]) == "", "an unchanged manifest showed a diff"

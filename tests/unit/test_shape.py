@@ -7,7 +7,8 @@ import json
 import pytest
 from google.protobuf.struct_pb2 import Value
 
-from pilothouse import kinds, manifests, shape
+from pilothouse import kinds, manifests
+from pilothouse.cli import shape
 from pilothouse.v1 import objects_pb2
 
 

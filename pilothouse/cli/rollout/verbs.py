@@ -1,7 +1,7 @@
 """`pilothouse rollout status|history|undo|pause|resume|restart deployment/NAME`, as kubectl's.
 
-Thin wrappers over `pilothouse.rollout`, which holds the logic and kubectl's messages; this
-module only reads the command line and prints.
+Thin wrappers over the rest of `pilothouse.cli.rollout`, which holds the logic and kubectl's
+messages; this module only reads the command line and prints.
 
 Invariants:
 - The Deployment is named as `deployment/NAME` or `deployment NAME`, with any of the kind's
@@ -21,8 +21,7 @@ import re
 import shutil
 from collections.abc import Sequence
 
-from pilothouse import rollout
-from pilothouse.cli import resources
+from pilothouse.cli import resources, rollout
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
 from pilothouse.kinds import Kind
