@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import AlreadyExists, Conflict, NotFound, StoreError
 from pilothouse.kinds import DEFAULT_NAMESPACE, Kind, of_message
 from pilothouse.v1 import objects_pb2

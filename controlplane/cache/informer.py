@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.objects import ChangeType, LabelMatcher, ObjectStore
+from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Compacted, StoreError
 from pilothouse.kinds import Kind
 

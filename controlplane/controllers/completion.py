@@ -16,9 +16,9 @@ import contextlib
 import structlog
 
 from controlplane.controllers import history, progress, revisions, rollback, rollout, status
-from controlplane.controllers.loop import Result
 from controlplane.controllers.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
+from controlplane.reconcile import Result
 from controlplane.store import NotFound
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2

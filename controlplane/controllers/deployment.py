@@ -38,13 +38,14 @@ from controlplane.controllers import (
     rollout,
     status,
 )
-from controlplane.controllers.clock import Clock, SystemClock
-from controlplane.controllers.loop import Controller, Result
 from controlplane.controllers.replicaset import ReplicaSetPods, Tombstones
 from controlplane.controllers.revision_writes import ForeignReplicaSet
 from controlplane.controllers.writes import DeploymentWrites, Reason
 from controlplane.events import EventRecorder
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.reconcile import Result
+from controlplane.reconcile.clock import Clock, SystemClock
+from controlplane.reconcile.controller import Controller
 from pilothouse.v1 import objects_pb2
 
 __all__ = ["DeploymentReconciler", "ForeignReplicaSet", "Reason", "deployment_controller"]

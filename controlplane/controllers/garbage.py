@@ -20,9 +20,10 @@ from collections.abc import Mapping
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.loop import Controller, Result
 from controlplane.controllers.revisions import controller_of
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.reconcile import Result
+from controlplane.reconcile.controller import Controller
 from controlplane.store import NotFound
 from pilothouse.kinds import Kind, of_message
 

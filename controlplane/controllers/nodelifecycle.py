@@ -29,12 +29,12 @@ from typing import Protocol
 import structlog
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.controllers.status import FINISHED_PHASES
 from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2

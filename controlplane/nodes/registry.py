@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.nodes import conditions, podcidr
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import Invalid, ObjectStore
+from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import AlreadyExists, Conflict, NotFound
 from pilothouse.kinds import Kind
 from pilothouse.manifests import names

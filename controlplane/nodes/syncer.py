@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Iterable
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.clock import Clock, SystemClock
 from controlplane.events import EventRecorder, EventType, EventWriter
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import (
@@ -50,6 +49,7 @@ from controlplane.nodes.agent import (
 )
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2

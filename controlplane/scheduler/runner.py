@@ -28,11 +28,12 @@ from typing import Any
 import structlog
 
 from controlplane.cache.informer import Informer, Notice, object_key
-from controlplane.controllers.clock import Clock, SystemClock
-from controlplane.controllers.loop import Controller, Result
 from controlplane.controllers.status import FINISHED_PHASES, set_condition
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.reconcile import Result
+from controlplane.reconcile.clock import Clock, SystemClock
+from controlplane.reconcile.controller import Controller
 from controlplane.scheduler.schedule import Placement, Unschedulable, schedule
 from controlplane.scheduler.snapshot import Snapshot
 from controlplane.store import Conflict, NotFound, StoreError

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from controlplane.api.server import ApiServer
-from controlplane.controllers.clock import ManualClock
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import ManualClock
 from controlplane.store.memory import MemoryStore
 from pilothouse.cli import main as cli
 from pilothouse.cli import rollout

@@ -11,10 +11,10 @@ import pytest
 
 from controlplane.cache.informer import Informer
 from controlplane.controllers import revisions
-from controlplane.controllers.clock import Clock, ManualClock, settle
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import Clock, ManualClock, settle
 from controlplane.store import Unavailable
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

@@ -13,12 +13,12 @@ from google.protobuf.struct_pb2 import Value
 
 from controlplane.cache.informer import Informer
 from controlplane.controllers import history, revisions
-from controlplane.controllers.clock import Clock, ManualClock, settle
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.digests import StaticDigests, original_annotation
 from controlplane.events import EventRecorder
 from controlplane.objects import ObjectStore, key_prefix
+from controlplane.reconcile.clock import Clock, ManualClock, settle
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.controllers.clock import ManualClock, settle
 from controlplane.events import EventWriter
+from controlplane.reconcile.clock import ManualClock, settle
 from pilothouse.v1 import objects_pb2
 from tests.unit.nodesync_support import make_pod
 from tests.unit.test_nodesync_events import T0, agent_event

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.clock import ManualClock, settle
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.reconcile.clock import ManualClock, settle
 from controlplane.store import Change, Unavailable
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 import pytest
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.clock import ManualClock, settle
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.events import EventRecorder
 from controlplane.nodes import conditions
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import ManualClock, settle
 from controlplane.store import NotFound
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

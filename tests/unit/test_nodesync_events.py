@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 
-from controlplane.controllers.clock import ManualClock, settle
 from controlplane.events import EventRecorder, EventWriter, reported_name
 from controlplane.nodes.agent import (
     AgentCallFailed,
@@ -27,6 +26,7 @@ from controlplane.nodes.agent import (
     connector,
 )
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import ManualClock, settle
 from controlplane.store.memory import MemoryStore
 from nodeagent.api.nodeinfo import NodeFacts
 from nodeagent.api.servicer import NodeAgentServicer

@@ -11,10 +11,10 @@ import grpc
 import pytest
 
 from controlplane.api.server import ApiServer
-from controlplane.controllers.clock import ManualClock
 from controlplane.nodes import conditions
 from controlplane.nodes.registry import NodeRegistry, NodeTaken, NotRegistered
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import ManualClock
 from controlplane.store.memory import MemoryStore
 from nodeagent.registration import Registration, load_instance_id
 from pilothouse.kinds import Kind

@@ -10,10 +10,10 @@ import grpc
 import pytest
 
 from controlplane.api.server import ApiServer
-from controlplane.controllers.clock import ManualClock
 from controlplane.nodes import podcidr
 from controlplane.nodes.registry import NodeRegistry, PodCidrUnavailable
 from controlplane.objects import Invalid, ObjectStore
+from controlplane.reconcile.clock import ManualClock
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api

@@ -9,9 +9,10 @@ from collections import Counter
 
 import pytest
 
-from controlplane.controllers.clock import ManualClock, settle
-from controlplane.controllers.loop import Controller, Result, Terminal
-from controlplane.controllers.queue import Backoff, ShutDown, WorkQueue
+from controlplane.reconcile import Result, Terminal
+from controlplane.reconcile.clock import ManualClock, settle
+from controlplane.reconcile.controller import Controller
+from controlplane.reconcile.queue import Backoff, ShutDown, WorkQueue
 
 
 async def test_adding_a_key_twice_hands_it_out_once() -> None:

@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.clock import settle
 from controlplane.events import EventRecorder
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import settle
 from controlplane.scheduler.runner import Scheduler
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

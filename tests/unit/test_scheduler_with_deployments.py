@@ -7,11 +7,11 @@ import asyncio
 from collections import Counter
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.clock import settle
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.events import EventRecorder
 from controlplane.objects import ObjectStore
+from controlplane.reconcile.clock import settle
 from controlplane.scheduler.runner import Scheduler
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

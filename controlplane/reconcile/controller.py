@@ -1,4 +1,4 @@
-"""The generic controller: a work queue, N workers, and one reconciler.
+"""The controller: a work queue, N workers, and one reconciler (the engine's loop).
 
 Invariants (the only place that decides retries, as in controller-runtime):
 - reconcile returns `Result()` -> the key's backoff is forgotten;
@@ -13,29 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
-from controlplane.controllers.clock import Clock, SystemClock
-from controlplane.controllers.queue import Backoff, ShutDown, WorkQueue
+from controlplane.reconcile import Reconciler, Terminal
+from controlplane.reconcile.clock import Clock, SystemClock
+from controlplane.reconcile.queue import Backoff, ShutDown, WorkQueue
 from controlplane.store import Conflict, StoreError
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    requeue_after: float | None = None
-
-
-class Terminal(Exception):
-    """An error retrying cannot fix (an invalid object): log it and wait for a change."""
-
-
-class Reconciler(Protocol):
-    async def reconcile(self, key: str) -> Result: ...
 
 
 class Synced(Protocol):
@@ -44,8 +31,6 @@ class Synced(Protocol):
 
 class Controller:
     """Runs `reconciler.reconcile(key)` for every key added to `queue`. A Runnable."""
-
-    needs_leadership = True
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
-from controlplane.controllers.clock import Clock, SystemClock
+from controlplane.reconcile.clock import Clock, SystemClock
 
 
 class ShutDown(Exception):
