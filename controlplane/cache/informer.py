@@ -62,8 +62,6 @@ def object_key(obj: Message) -> str:
 class Informer:
     """List + watch of one kind (optionally one namespace) into a local cache. A Runnable."""
 
-    needs_leadership = False
-
     def __init__(
         self,
         objects: ObjectStore,

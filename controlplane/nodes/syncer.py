@@ -402,7 +402,6 @@ class NodeSyncManager:
     """A Runnable: one NodeSyncer per Node, started and stopped as Nodes come and go."""
 
     name = "nodesync"
-    needs_leadership = True
 
     def __init__(
         self,

@@ -81,7 +81,6 @@ class Scheduler:
     """A Runnable. Its informers (pods, nodes) are separate runnables that must also run."""
 
     name = "scheduler"
-    needs_leadership = True
 
     def __init__(
         self,
