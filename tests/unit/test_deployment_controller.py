@@ -19,7 +19,9 @@ from controlplane.store import Unavailable
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests.unit.waiting import edited, idle
 
+WEB = (Kind.DEPLOYMENT, "default", "web")
 NAME = re.compile(r"^web-[bcdfghjklmnpqrstvwxz2456789]{10}-[bcdfghjklmnpqrstvwxz2456789]{5}$")
 
 
@@ -166,16 +168,12 @@ async def test_scale_up_and_down_removes_unscheduled_and_unready_pods_first() ->
         keep = pods[:2]
         for pod in keep:
             await set_ready(plane.objects, pod, at=0)
-        d = await plane.objects.get(Kind.DEPLOYMENT, "default", "web")
-        d.spec.replicas = 2
-        await plane.objects.update(d)
+        await edited(plane.objects, *WEB, lambda d: setattr(d.spec, "replicas", 2))
         left = await wait_for_pods(plane.objects, 2)
         assert {p.metadata.name for p in left} == {p.metadata.name for p in keep}, (
             "scale-down removed running Ready pods instead of the Pending ones"
         )
-        d = await plane.objects.get(Kind.DEPLOYMENT, "default", "web")
-        d.spec.replicas = 6
-        await plane.objects.update(d)
+        await edited(plane.objects, *WEB, lambda d: setattr(d.spec, "replicas", 6))
         grown = await wait_for_pods(plane.objects, 6)
         assert len({p.metadata.name for p in grown}) == 6
 
@@ -216,7 +214,7 @@ async def test_crash_mid_creation_then_restart_creates_no_duplicates() -> None:
         await wait_for_pods(plane.objects, 3)
     async with Plane(store) as restarted:
         pods = await wait_for_pods(restarted.objects, 8)
-        await asyncio.sleep(0.05)
+        await idle(*restarted.controllers)
         assert len(await pods_of(restarted.objects)) == 8, "restart created duplicates"
         rs_uids = {p.metadata.owner_references[0].uid for p in pods}
         assert len(rs_uids) == 1, "pods of one template ended up in several ReplicaSets"
@@ -229,9 +227,11 @@ async def test_template_change_with_recreate_replaces_pods_with_a_new_revision()
         recreate.spec.strategy.type = "Recreate"
         await plane.objects.create(recreate)
         old = await wait_for_pods(plane.objects, 3)
-        d = await plane.objects.get(Kind.DEPLOYMENT, "default", "web")
-        d.spec.template.spec.containers[0].image = "busybox:2"
-        d = await plane.objects.update(d)
+        d = await edited(
+            plane.objects,
+            *WEB,
+            lambda d: setattr(d.spec.template.spec.containers[0], "image", "busybox:2"),
+        )
         new_hash = revisions.template_hash(d.spec.template)
 
         async def replaced() -> object:
@@ -262,11 +262,13 @@ async def test_paused_deployment_keeps_its_template_but_still_scales() -> None:
     async with Plane(store) as plane:
         await plane.objects.create(make_deployment(2))
         before = await wait_for_pods(plane.objects, 2)
-        d = await plane.objects.get(Kind.DEPLOYMENT, "default", "web")
-        d.spec.paused = True
-        d.spec.replicas = 3
-        d.spec.template.spec.containers[0].image = "busybox:2"
-        await plane.objects.update(d)
+
+        def pause(d: objects_pb2.Deployment) -> None:
+            d.spec.paused = True
+            d.spec.replicas = 3
+            d.spec.template.spec.containers[0].image = "busybox:2"
+
+        await edited(plane.objects, *WEB, pause)
         pods = await wait_for_pods(plane.objects, 3)
         hashes = {p.metadata.labels["pod-template-hash"] for p in pods}
         assert hashes == {before[0].metadata.labels["pod-template-hash"]}, (
@@ -304,11 +306,11 @@ async def test_status_is_not_rewritten_when_nothing_changed() -> None:
     async with Plane(store) as plane:
         await plane.objects.create(make_deployment(2))
         await wait_for_pods(plane.objects, 2)
-        await asyncio.sleep(0.05)
+        await idle(*plane.controllers)
         version = (await plane.objects.get(Kind.DEPLOYMENT, "default", "web")).metadata
         plane.controllers[0].enqueue("default/web")
         plane.controllers[0].enqueue("default/web")
-        await asyncio.sleep(0.05)
+        await idle(*plane.controllers)
         again = (await plane.objects.get(Kind.DEPLOYMENT, "default", "web")).metadata
         assert again.resource_version == version.resource_version, "an idle resync wrote status"
 

@@ -22,6 +22,7 @@ from controlplane.reconcile.clock import Clock, ManualClock, settle
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests.unit.waiting import edited, idle
 
 CRASHING = "web:crash"
 D = {n: "sha256:" + str(n) * 64 for n in range(1, 10)}
@@ -165,11 +166,8 @@ class Plane:
             resolver=self.resolver,
         )
         self.agent = HollowAgent(self.objects, clock or _Wall())
-        self.runnables = [
-            *self.informers.values(),
-            self.controller,
-            garbage_collector(self.objects, informers=self.informers),
-        ]
+        self.collector = garbage_collector(self.objects, informers=self.informers)
+        self.runnables = [*self.informers.values(), self.controller, self.collector]
         self.tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Plane:
@@ -188,9 +186,17 @@ class Plane:
         return await self.objects.get(Kind.DEPLOYMENT, "default", "web")
 
     async def change(self, edit: Callable[[objects_pb2.Deployment], None]) -> None:
-        d = await self.deployment()
-        edit(d)
-        await self.objects.update(d)
+        await edited(self.objects, Kind.DEPLOYMENT, "default", "web", edit)
+
+    async def quiet(self) -> None:
+        """Wait until the hollow agent has run every pod and the controllers have acted on
+        every change: with a ManualClock, nothing moves any more until the clock does."""
+
+        async def all_bound() -> object:
+            unbound = [p.metadata.name for p in await self.pods() if not p.spec.node_name]
+            return not unbound or f"pods the hollow agent has yet to run: {unbound}"
+
+        await idle(self.controller, self.collector, besides=all_bound)
 
     async def pods(self) -> list[objects_pb2.Pod]:
         return list((await self.objects.list(Kind.POD, "default")).items)
@@ -288,7 +294,7 @@ async def test_quarter_surge_and_unavailable_stall_at_8_available_and_13_pods() 
             return counts == (8, 5, 13) or counts
 
         await eventually(stalled, "a crashing rollout of 10 at 25%/25% should stall at 8 + 5")
-        await asyncio.sleep(0.1)
+        await plane.quiet()
         assert (await plane.replicasets())[2].spec.replicas == 5, "the rollout went on"
         store.sampling = False
     assert min(s.available for s in store.samples) >= 8, "fewer than 10 - 2 available"
@@ -369,6 +375,7 @@ async def test_scale_down_removes_unscheduled_then_not_ready_then_newest_ready_p
         plane.agent.crashing.add("web:v1")  # nothing becomes Ready on its own
         await plane.objects.create(make_deployment(5, image="web:v1"))
         await eventually(lambda: _pod_count(plane, 5), "5 pods never appeared")
+        await plane.quiet()  # bound and Running: the hollow agent writes them no more
         pods = sorted(await plane.pods(), key=lambda p: p.metadata.name)
         # Ready at different times: pods[0] longest, pods[1] later; pods[2..4] never.
         for index, at in ((0, 100.0), (1, 200.0)):
@@ -445,7 +452,7 @@ async def test_crashing_image_hits_the_deadline_and_rolls_back_to_the_available_
         await plane.rolled_out(3, "web:v1", "the first rollout never completed")
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", CRASHING))
         await eventually(lambda: _has_revision(plane, 2), "the crashing revision never started")
-        await asyncio.sleep(0.05)
+        await plane.quiet()
         await clock.advance(20)
         await settle()
         assert (await plane.deployment()).spec.template.spec.containers[0].image == CRASHING, (
@@ -486,7 +493,7 @@ async def test_deadline_without_rollback_on_failure_only_reports() -> None:
         await plane.rolled_out(2, "web:v1", "the first rollout never completed")
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", CRASHING))
         await eventually(lambda: _has_revision(plane, 2), "the crashing revision never started")
-        await asyncio.sleep(0.05)
+        await plane.quiet()
         await clock.advance(11)
 
         async def timed_out() -> object:
