@@ -27,11 +27,11 @@ import structlog
 import pilothouse
 from pilothouse import config, logs
 from pilothouse.cli import apply, delete, describe, get, image, nodes, scale
-from pilothouse.cli import cluster as cluster_verb
 from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
 from pilothouse.cli import setimage as set_verb
 from pilothouse.cli import token as token_verb
+from pilothouse.cli.cluster import verbs as cluster_verb
 from pilothouse.cli.context import Context
 from pilothouse.cli.errors import describe_error
 from pilothouse.cli.resources import UsageError

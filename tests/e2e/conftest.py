@@ -1,7 +1,7 @@
 """E2E fixtures: a cluster whose nodes are network namespaces on a bridge of their own.
 
-`cluster_hosts` gives three node hosts (`pilothouse.hosts.NodeHost`: name, netns, address,
-pod_cidr, gateway, link) on a fresh bridge and 172.30.X.0/24 subnet, and removes every
+`cluster_hosts` gives three node hosts (`pilothouse.cli.cluster.netns.NodeHost`: name, netns,
+address, pod_cidr, gateway, link) on a fresh bridge and 172.30.X.0/24 subnet, and removes every
 namespace, veth, bridge and process in them afterwards. Start agents with
 `host.command(argv)` and reach services of the machine with `host.reach("127.0.0.1:PORT")`
 (they must listen on `host.gateway` or on all addresses).
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pilothouse.hosts import NodeHost
+from pilothouse.cli.cluster.netns import NodeHost
 from tests.e2e.network import missing_support, node_hosts
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nodeagent.network import cni, netns
-from pilothouse.hosts import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
+from pilothouse.cli.cluster.netns import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
 
 PLUGIN_DIR = Path("/usr/lib/cni")
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

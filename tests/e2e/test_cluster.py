@@ -24,8 +24,8 @@ from typing import TypeVar
 
 import pytest
 
-from pilothouse import hosts as netns_hosts
-from pilothouse.cluster import cleanup, processes
+from pilothouse.cli.cluster import cleanup, processes
+from pilothouse.cli.cluster import netns as netns_hosts
 from tests.e2e.network import missing_support
 from tests.fixtures.cluster import LocalClusterRun
 

@@ -22,7 +22,7 @@ import pytest
 
 from nodeagent import join
 from pilothouse import credentials, kinds, pki
-from pilothouse.hosts import NodeHost
+from pilothouse.cli.cluster.netns import NodeHost
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, controlplane_pb2, objects_pb2
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc

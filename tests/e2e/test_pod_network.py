@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from nodeagent import config as agent_config
-from pilothouse.hosts import NodeHost
+from pilothouse.cli.cluster.netns import NodeHost
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 from tests.e2e.network import fetch, missing_iptables, missing_support
 

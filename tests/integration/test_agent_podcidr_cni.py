@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pilothouse.hosts import NodeHost
+from pilothouse.cli.cluster.netns import NodeHost
 from pilothouse.kinds import Kind
 from pilothouse.manifests import loader
 from pilothouse.v1 import objects_pb2

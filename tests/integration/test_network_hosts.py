@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent.network import cni
-from pilothouse.hosts import HostNetwork, HostNetworkError, NodeHost
+from pilothouse.cli.cluster.netns import HostNetwork, HostNetworkError, NodeHost
 from tests.e2e.network import (
     PLUGIN_DIR,
     Sandboxes,

@@ -16,7 +16,7 @@ import pytest
 from nodeagent.network import netns
 from nodeagent.network.sandbox import Mode, PodNetworks, sandbox_id
 from nodeagent.runtime import Status
-from pilothouse.hosts import NodeHost
+from pilothouse.cli.cluster.netns import NodeHost
 from pilothouse.v1 import objects_pb2
 from tests.e2e.network import fetch, missing_iptables, missing_support, node_hosts
 from tests.fixtures.runtime import busybox_spec

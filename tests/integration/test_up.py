@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from pilothouse.cluster import probes, processes
+from pilothouse.cli.cluster import probes, processes
 from tests.fixtures.cluster import CLUSTER_COMMAND, LocalClusterRun, apply_sleepers, wait_running
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

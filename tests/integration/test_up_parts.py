@@ -8,11 +8,11 @@ from pathlib import Path
 import yaml
 
 from pilothouse import config
-from pilothouse.cluster import clientconfig
-from pilothouse.cluster import registry as local_registry
-from pilothouse.cluster.hosts import SharedNetwork, node_names
-from pilothouse.cluster.layout import Layout
-from pilothouse.cluster.supervisor import RestartPolicy
+from pilothouse.cli.cluster import clientconfig
+from pilothouse.cli.cluster import registry as local_registry
+from pilothouse.cli.cluster.hosts import SharedNetwork, node_names
+from pilothouse.cli.cluster.layout import Layout
+from pilothouse.cli.cluster.supervisor import RestartPolicy
 
 
 def test_up_points_the_cli_at_its_server_and_keeps_the_persons_other_settings(
@@ -109,7 +109,7 @@ def test_nodes_on_the_bridge_pull_from_the_registry_over_plain_http(tmp_path: Pa
 
 
 def test_node_i_gets_the_ith_block_the_control_plane_allocates() -> None:
-    from pilothouse.cluster.hosts import pod_cidrs
+    from pilothouse.cli.cluster.hosts import pod_cidrs
 
     assert pod_cidrs(node_names(3)) == {
         "node-1": "10.244.0.0/24",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pilothouse.cluster import processes
-from pilothouse.cluster.supervisor import ChildSpec, RestartPolicy, SpawnError, Supervisor
+from pilothouse.cli.cluster import processes
+from pilothouse.cli.cluster.supervisor import ChildSpec, RestartPolicy, SpawnError, Supervisor
 
 FAST = RestartPolicy(initial=0.05, maximum=0.2, reset_after=30.0)
 
@@ -147,7 +147,7 @@ async def test_after_a_supervisor_crash_the_pid_files_end_the_children(tmp_path:
     state = tmp_path / "pids"
     script = (
         "import asyncio, pathlib, sys\n"
-        "from pilothouse.cluster.supervisor import ChildSpec, Supervisor\n"
+        "from pilothouse.cli.cluster.supervisor import ChildSpec, Supervisor\n"
         "async def main():\n"
         f"    sup = Supervisor(pathlib.Path({str(state)!r}))\n"
         "    for n in ('a', 'b'):\n"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pilothouse import hosts
-from pilothouse.hosts import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
+from pilothouse.cli.cluster import iproute
+from pilothouse.cli.cluster import netns as hosts
+from pilothouse.cli.cluster.netns import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
 
 
 def test_names_fit_linux_limits_and_derive_from_the_cluster() -> None:
@@ -74,8 +75,8 @@ def test_a_cluster_name_is_stable_for_its_data_dir(tmp_path: Path) -> None:
 
 
 def test_a_free_subnet_avoids_routed_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hosts, "_routed", lambda ignore_dev="": {})
+    monkeypatch.setattr(iproute, "routed", lambda ignore_dev="": {})
     assert hosts.free_subnet() == "172.30.0.0/24"
     taken = {"172.30.0.0/24": "phbaaaaaa", "172.30.1.0/24": "phbbbbbbb"}
-    monkeypatch.setattr(hosts, "_routed", lambda ignore_dev="": taken)
+    monkeypatch.setattr(iproute, "routed", lambda ignore_dev="": taken)
     assert hosts.free_subnet() == "172.30.2.0/24"

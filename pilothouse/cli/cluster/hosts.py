@@ -8,7 +8,7 @@ removes them again, by the cluster's name alone (after a crash `down` has nothin
 
 Two placements (`Placement`, `up --network`):
 - `netns` (the default, `NetnsNetwork`): each node is a network namespace of its own on the
-  cluster's bridge (`pilothouse.hosts.HostNetwork`), its pods wired by CNI from the node's
+  cluster's bridge (`netns.HostNetwork`), its pods wired by CNI from the node's
   pod CIDR, with routes between the nodes' pod CIDRs; services listen on the bridge's address;
 - `host` (`SharedNetwork`): every node shares the machine's network (address 127.0.0.1,
   commands unchanged, nothing to make); the escape hatch where namespaces cannot be made.
@@ -33,7 +33,7 @@ from typing import Protocol
 
 import structlog
 
-from pilothouse import hosts as netns_hosts
+from pilothouse.cli.cluster import netns
 
 log = structlog.get_logger(__name__)
 
@@ -139,7 +139,7 @@ class NetnsNetwork:
 
     def __init__(self, *, subnet: str | None = None) -> None:
         self._subnet = subnet
-        self._network: netns_hosts.HostNetwork | None = None
+        self._network: netns.HostNetwork | None = None
 
     @property
     def service_host(self) -> str:
@@ -147,18 +147,16 @@ class NetnsNetwork:
             raise RuntimeError("the node hosts must be created before services listen")
         return self._network.gateway
 
-    def create(self, cluster: str, nodes: Sequence[str]) -> list[netns_hosts.NodeHost]:
+    def create(self, cluster: str, nodes: Sequence[str]) -> list[netns.NodeHost]:
         cidrs = pod_cidrs(nodes)
         for attempt in range(self.ATTEMPTS):
             # The lowest free subnet first; after a collision, a random one, so two clusters
             # that collided do not collide again.
-            preferred = netns_hosts.DEFAULT_SUBNET if attempt == 0 else _random_subnet()
-            network = netns_hosts.HostNetwork(
-                subnet=self._subnet or netns_hosts.free_subnet(preferred)
-            )
+            preferred = netns.DEFAULT_SUBNET if attempt == 0 else _random_subnet()
+            network = netns.HostNetwork(subnet=self._subnet or netns.free_subnet(preferred))
             try:
                 made = network.create(cluster, cidrs)
-            except netns_hosts.HostNetworkError as error:
+            except netns.HostNetworkError as error:
                 if self._subnet is not None or "overlaps" not in str(error):
                     raise
                 if attempt == self.ATTEMPTS - 1:
@@ -172,7 +170,7 @@ class NetnsNetwork:
                 continue
             self._network = network
             return made
-        raise netns_hosts.HostNetworkError(
+        raise netns.HostNetworkError(
             f"no 172.30.X.0/24 subnet stayed free for the nodes of {cluster} "
             f"after {self.ATTEMPTS} attempts (are many clusters starting at once?)"
         )
@@ -190,7 +188,7 @@ def destroy_netns(cluster: str) -> None:
     iptables rules; nothing to do without root or iproute2."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return
-    netns_hosts.HostNetwork().destroy(cluster, kill_processes=True)
+    netns.HostNetwork().destroy(cluster, kill_processes=True)
 
 
 def destroy_all(cluster: str) -> None:

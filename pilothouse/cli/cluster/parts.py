@@ -32,7 +32,6 @@ Stop, in this order, for a reason each:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -40,13 +39,14 @@ from pathlib import Path
 
 import structlog
 
-from pilothouse.cluster import cleanup, clientconfig, hosts, probes
-from pilothouse.cluster import registry as local_registry
-from pilothouse.cluster.info import ClusterInfo
-from pilothouse.cluster.layout import Layout
-from pilothouse.cluster.security import ClusterCredentials, create_join_token
-from pilothouse.cluster.supervisor import ChildSpec, Supervisor
+from pilothouse.cli.cluster import cleanup, clientconfig, hosts, probes
+from pilothouse.cli.cluster import registry as local_registry
+from pilothouse.cli.cluster.info import ClusterInfo
+from pilothouse.cli.cluster.layout import Layout
+from pilothouse.cli.cluster.security import ClusterCredentials, create_join_token
+from pilothouse.cli.cluster.supervisor import ChildSpec, Supervisor
 from pilothouse.credentials import TlsMaterial
+from pilothouse.process import addressfile
 
 log = structlog.get_logger(__name__)
 
@@ -212,9 +212,7 @@ class LocalCluster:
         directory.mkdir(parents=True, exist_ok=True)
         address_file = directory / "controlplane.addr"
         join_file = directory / "join.addr"
-        for stale in (address_file, join_file):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        addressfile.remove(address_file, join_file)  # stale ones from an earlier run
         # The same mirrors as the nodes', so new revisions pin `busybox:stable` to its digest.
         mirrors = local_registry.write_mirrors(
             directory / "registries.yaml", registry_address=self._registry
@@ -287,8 +285,7 @@ class LocalCluster:
     async def _start_agent(self, host: hosts.NodeHost) -> None:
         state = self.layout.node(host.name)
         state.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            (state / "agent.addr").unlink()
+        addressfile.remove(state / "agent.addr")
         argv = self._agent_argv(host, listen=f"{host.address}:0")
         await self.supervisor.start(
             ChildSpec(
@@ -347,8 +344,7 @@ async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> 
 
     async def written() -> bool:
         nonlocal address
-        with contextlib.suppress(OSError):
-            address = (await asyncio.to_thread(file.read_text)).strip()
+        address = await asyncio.to_thread(addressfile.read, file)
         return bool(address)
 
     await probes.wait_until(written, what=what, deadline_s=READY_TIMEOUT_S, alive=alive)

@@ -1,16 +1,16 @@
 """`pilothouse up [--nodes N] [-d]` and `pilothouse down`: the one-command local cluster.
 
-Invariant: the cluster machinery (`pilothouse.cluster.local`, which pulls in the image code)
+Invariant: the cluster machinery (`pilothouse.cli.cluster.local`, which pulls in the image code)
 is imported only when one of these verbs runs, so the rest of the CLI starts fast. The work
-itself lives in `pilothouse.cluster`; this module only maps flags and errors.
+itself lives in `pilothouse.cli.cluster`; this module only maps flags and errors.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from pilothouse.cli.cluster import flags
 from pilothouse.cli.context import Context
-from pilothouse.cluster import flags
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def run_up(args: argparse.Namespace, ctx: Context) -> int:
-    from pilothouse.cluster import hosts, local
+    from pilothouse.cli.cluster import hosts, local
 
     try:
         return await local.up(
@@ -53,7 +53,7 @@ async def run_up(args: argparse.Namespace, ctx: Context) -> int:
 
 
 async def run_down(args: argparse.Namespace, ctx: Context) -> int:
-    from pilothouse.cluster import local
+    from pilothouse.cli.cluster import local
 
     try:
         return await local.down(data_dir=args.data_dir, out=ctx.out)

@@ -21,8 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pilothouse import hosts
-from pilothouse.cluster import flags
+from pilothouse.cli.cluster import flags, netns
 
 ROOT_DATA_DIR = Path(flags.ROOT_DATA_DIR)
 CGROUP_ROOT = "/pilothouse-local"
@@ -84,8 +83,8 @@ class Layout:
     @property
     def cluster_id(self) -> str:
         """The cluster's name: lowercase letters and digits, derived from the data dir (the
-        same one `pilothouse.hosts` names network namespaces by)."""
-        return hosts.cluster_name(self.data_dir)
+        same one `netns` names network namespaces by)."""
+        return netns.cluster_name(self.data_dir)
 
     @property
     def cgroup_parent(self) -> str:

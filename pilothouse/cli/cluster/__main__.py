@@ -1,7 +1,7 @@
-"""`python3 -m pilothouse.cluster up|down`: the local cluster without the rest of the CLI.
+"""`python3 -m pilothouse.cli.cluster up|down`: the local cluster without the rest of the CLI.
 
 A detached `up` re-executes itself this way; `pilothouse up` and `pilothouse down` call the
-same functions (`pilothouse.cluster.local.up` / `down`).
+same functions (`pilothouse.cli.cluster.local.up` / `down`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from pilothouse import logs
-from pilothouse.cluster import flags, hosts, local
+from pilothouse.cli.cluster import flags, hosts, local
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python3 -m pilothouse.cluster")
+    p = argparse.ArgumentParser(prog="python3 -m pilothouse.cli.cluster")
     p.add_argument("--debug", action="store_true")
     verbs = p.add_subparsers(dest="verb", required=True)
     flags.add_up(verbs.add_parser("up", help="start a local cluster"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from pilothouse.cluster.layout import Layout
+from pilothouse.cli.cluster.layout import Layout
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import structlog
 
-from pilothouse.cluster import processes
+from pilothouse.cli.cluster import processes
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from pilothouse.cluster.supervisor import ChildSpec
+from pilothouse.cli.cluster.supervisor import ChildSpec
 from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.oci.registry import push_archive
 from pilothouse.oci.testimage import build_test_image

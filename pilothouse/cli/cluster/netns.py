@@ -34,17 +34,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
-import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
+
+from pilothouse.cli.cluster import iproute
+from pilothouse.cli.cluster.iproute import HostNetworkError
 
 log = structlog.get_logger(__name__)
 
@@ -53,10 +54,6 @@ DEFAULT_SUBNET = "172.30.0.0/24"
 FIRST_NODE_OFFSET = 10  # node i (1-based) gets the subnet's host number 10 + i
 _CLUSTER_NAME = re.compile(r"^[a-z0-9]{1,32}$")
 _NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
-
-
-class HostNetworkError(Exception):
-    """A node host could not be made or removed; the message says what and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +128,7 @@ def free_subnet(preferred: str = DEFAULT_SUBNET) -> str:
     """`preferred` if nothing in the root namespace routes it, else the first free
     172.30.X.0/24 (two local clusters then run side by side)."""
     candidates = [preferred] + [f"172.30.{x}.0/24" for x in range(1, 256)]
-    taken = [ipaddress.ip_network(r, strict=False) for r in _routed()]
+    taken = [ipaddress.ip_network(r, strict=False) for r in iproute.routed()]
     for candidate in candidates:
         subnet = ipaddress.ip_network(candidate, strict=True)
         if not any(subnet.overlaps(t) for t in taken):
@@ -199,7 +196,7 @@ class HostNetwork:
             for host in hosts:
                 for other in hosts:
                     if other is not host:
-                        _ip("-n", host.netns, "route", "replace", other.pod_cidr,
+                        iproute.ip("-n", host.netns, "route", "replace", other.pod_cidr,
                             "via", other.address, "dev", "eth0")  # fmt: skip
             self._ensure_forwarding(cluster)
         except BaseException:
@@ -221,27 +218,27 @@ class HostNetwork:
         removed = Removed()
         for ns in self.namespaces(cluster):
             if kill_processes:
-                for pid in _netns_pids(ns):
+                for pid in iproute.netns_pids(ns):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                         removed.killed_pids.append(pid)
-            _ip("netns", "delete", ns, check=False)
+            iproute.ip("netns", "delete", ns, check=False)
             removed.namespaces.append(ns)
         tag = f"phv{short_hash(cluster)}"
         alias = _alias(cluster)
-        for link in _links():
+        for link in iproute.links():
             name = link.get("ifname", "")
             if name.startswith(tag) or name == self.bridge(cluster) or link.get("ifalias") == alias:
-                _ip("link", "delete", name, check=False)
+                iproute.ip("link", "delete", name, check=False)
                 removed.links.append(name)
-        removed.iptables_rules.extend(_delete_forward_rules(cluster))
+        removed.iptables_rules.extend(iproute.delete_forward_rules(_rule_tag(cluster)))
         log.info("hosts.destroyed", cluster=cluster, namespaces=removed.namespaces,
                  links=removed.links, killed=removed.killed_pids)  # fmt: skip
         return removed
 
     def set_link(self, node: NodeHost, up: bool) -> None:
         """Connect (`up`) or cut a node's link to the bridge, as pulling its cable would."""
-        _ip("link", "set", node.link, "up" if up else "down")
+        iproute.ip("link", "set", node.link, "up" if up else "down")
         log.info("hosts.link", node=node.name, up=up)
 
     @staticmethod
@@ -254,32 +251,32 @@ class HostNetwork:
 
     def processes(self, cluster: str) -> dict[str, list[int]]:
         """The pids inside each of the cluster's namespaces."""
-        return {ns: _netns_pids(ns) for ns in self.namespaces(cluster)}
+        return {ns: iproute.netns_pids(ns) for ns in self.namespaces(cluster)}
 
     # -- pieces ----------------------------------------------------------------------------------
 
     def _ensure_bridge(self, cluster: str) -> None:
         bridge = self.bridge(cluster)
-        if not _link_exists(bridge):
-            _ip("link", "add", bridge, "type", "bridge")
-        _ip("link", "set", bridge, "alias", _alias(cluster))
-        _ip("addr", "replace", f"{self.gateway}/{self.subnet.prefixlen}", "dev", bridge)
-        _ip("link", "set", bridge, "up")
+        if not iproute.link_exists(bridge):
+            iproute.ip("link", "add", bridge, "type", "bridge")
+        iproute.ip("link", "set", bridge, "alias", _alias(cluster))
+        iproute.ip("addr", "replace", f"{self.gateway}/{self.subnet.prefixlen}", "dev", bridge)
+        iproute.ip("link", "set", bridge, "up")
 
     def _ensure_node(self, cluster: str, host: NodeHost) -> None:
         if not (NETNS_DIR / host.netns).exists():
-            _ip("netns", "add", host.netns)
-        if not _link_exists(host.link):
-            _ip("link", "add", host.link, "type", "veth", "peer", "name", "eth0",
+            iproute.ip("netns", "add", host.netns)
+        if not iproute.link_exists(host.link):
+            iproute.ip("link", "add", host.link, "type", "veth", "peer", "name", "eth0",
                 "netns", host.netns)  # fmt: skip
-        _ip("link", "set", host.link, "alias", _alias(cluster))
-        _ip("link", "set", host.link, "master", self.bridge(cluster), "up")
-        _ip("-n", host.netns, "link", "set", "lo", "up")
-        _ip("-n", host.netns, "addr", "replace", f"{host.address}/{self.subnet.prefixlen}",
+        iproute.ip("link", "set", host.link, "alias", _alias(cluster))
+        iproute.ip("link", "set", host.link, "master", self.bridge(cluster), "up")
+        iproute.ip("-n", host.netns, "link", "set", "lo", "up")
+        iproute.ip("-n", host.netns, "addr", "replace", f"{host.address}/{self.subnet.prefixlen}",
             "dev", "eth0")  # fmt: skip
-        _ip("-n", host.netns, "link", "set", "eth0", "up")
+        iproute.ip("-n", host.netns, "link", "set", "eth0", "up")
         # The node routes between its pods' bridge and eth0, inside its own namespace only.
-        _run(["ip", "netns", "exec", host.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        iproute.run(["ip", "netns", "exec", host.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
     def overlapping(self, cluster: str) -> dict[str, str]:
         """Routes in the root namespace, other than this cluster's bridge's, that overlap its
@@ -287,7 +284,7 @@ class HostNetwork:
         again after `create`, since two clusters created at once could both pass the check."""
         return {
             dst: dev
-            for dst, dev in _routed(ignore_dev=self.bridge(cluster)).items()
+            for dst, dev in iproute.routed(ignore_dev=self.bridge(cluster)).items()
             if ipaddress.ip_network(dst, strict=False).overlaps(self.subnet)
         }
 
@@ -307,16 +304,16 @@ class HostNetwork:
         call = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
         if not call.exists() or call.read_text().strip() != "1" or not shutil.which("iptables"):
             return
-        if "-P FORWARD ACCEPT" in _run(["iptables", "-S", "FORWARD"]):
+        if "-P FORWARD ACCEPT" in iproute.run(["iptables", "-S", "FORWARD"]):
             return
-        if _forward_rules(cluster):
+        if iproute.forward_rules(_rule_tag(cluster)):
             return
         bridge = self.bridge(cluster)
-        _run(["iptables", "-I", "FORWARD", "-i", bridge, "-o", bridge, "-m", "comment",
-              "--comment", _rule_tag(cluster), "-j", "ACCEPT"])  # fmt: skip
+        iproute.run(["iptables", "-I", "FORWARD", "-i", bridge, "-o", bridge, "-m", "comment",
+                     "--comment", _rule_tag(cluster), "-j", "ACCEPT"])  # fmt: skip
 
 
-# -- helpers -------------------------------------------------------------------------------------
+# -- names ---------------------------------------------------------------------------------------
 
 
 def _check_cluster(cluster: str) -> None:
@@ -344,58 +341,3 @@ def _alias(cluster: str) -> str:
 
 def _rule_tag(cluster: str) -> str:
     return f"pilothouse-{cluster}"
-
-
-def _run(argv: list[str], *, check: bool = True) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    if check and proc.returncode != 0:
-        raise HostNetworkError(f"{' '.join(argv)}: {proc.stderr.strip() or 'failed'}")
-    return proc.stdout
-
-
-def _ip(*args: str, check: bool = True) -> str:
-    return _run(["ip", *args], check=check)
-
-
-def _routed(ignore_dev: str = "") -> dict[str, str]:
-    """IPv4 destinations routed in the root namespace (all tables), and their devices."""
-    out: dict[str, str] = {}
-    for route in json.loads(_ip("-j", "-4", "route", "show", "table", "all") or "[]"):
-        dst, dev = route.get("dst", ""), route.get("dev", "")
-        if dst in ("", "default") or dev == ignore_dev:
-            continue
-        with contextlib.suppress(ValueError):
-            ipaddress.ip_network(dst, strict=False)
-            out[dst] = dev
-    return out
-
-
-def _links() -> list[dict[str, str]]:
-    return json.loads(_ip("-j", "link", "show") or "[]")
-
-
-def _link_exists(name: str) -> bool:
-    return Path("/sys/class/net", name).exists()
-
-
-def _netns_pids(ns: str) -> list[int]:
-    return [int(p) for p in _ip("netns", "pids", ns, check=False).split()]
-
-
-def _forward_rules(cluster: str) -> list[str]:
-    if not shutil.which("iptables"):
-        return []
-    tag = _rule_tag(cluster)
-    lines = _run(["iptables", "-S", "FORWARD"], check=False).splitlines()
-    return [line for line in lines if f'"{tag}"' in line or f" {tag} " in f"{line} "]
-
-
-def _delete_forward_rules(cluster: str) -> list[str]:
-    removed = []
-    for rule in _forward_rules(cluster):
-        spec = rule.split()
-        if spec[:2] == ["-A", "FORWARD"]:
-            args = [a.strip('"') for a in spec[2:]]
-            _run(["iptables", "-D", "FORWARD", *args], check=False)
-            removed.append(rule)
-    return removed

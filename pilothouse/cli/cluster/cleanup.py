@@ -34,15 +34,25 @@ from pathlib import Path
 import structlog
 
 from pilothouse import libc
-from pilothouse.cluster import processes
-from pilothouse.cluster.layout import Layout
+from pilothouse.cli.cluster import processes
+from pilothouse.cli.cluster.layout import Layout
 
 log = structlog.get_logger(__name__)
 
 CGROUP_FS = Path("/sys/fs/cgroup")
-# What a local cluster runs: argv[0] base names, and the modules of its Python children.
+# What a local cluster runs: argv[0] base names, and the modules of its Python children
+# ("pilothouse.cluster" is where a detached `up` ran before it moved under the CLI).
 PROGRAMS = frozenset(
-    {"etcd", "docker-registry", "conmon", "runc", "controlplane", "nodeagent", "pilothouse.cluster"}
+    {
+        "etcd",
+        "docker-registry",
+        "conmon",
+        "runc",
+        "controlplane",
+        "nodeagent",
+        "pilothouse.cli.cluster",
+        "pilothouse.cluster",
+    }
 )
 _OCTAL = re.compile(r"\\([0-7]{3})")
 

@@ -26,13 +26,13 @@ from typing import TextIO
 
 import structlog
 
-from pilothouse.cluster import cleanup, clientconfig, hosts, probes, processes
-from pilothouse.cluster.info import ClusterInfo
-from pilothouse.cluster.layout import Layout
-from pilothouse.cluster.parts import READY_TIMEOUT_S, ClusterStartError, LocalCluster
-from pilothouse.cluster.probes import NotReady
-from pilothouse.cluster.security import SecurityError
-from pilothouse.hosts import HostNetworkError
+from pilothouse.cli.cluster import cleanup, clientconfig, hosts, probes, processes
+from pilothouse.cli.cluster.info import ClusterInfo
+from pilothouse.cli.cluster.layout import Layout
+from pilothouse.cli.cluster.netns import HostNetworkError
+from pilothouse.cli.cluster.parts import READY_TIMEOUT_S, ClusterStartError, LocalCluster
+from pilothouse.cli.cluster.probes import NotReady
+from pilothouse.cli.cluster.security import SecurityError
 
 log = structlog.get_logger(__name__)
 
@@ -104,7 +104,7 @@ async def _detach(
     argv = [
         sys.executable,
         "-m",
-        "pilothouse.cluster",
+        "pilothouse.cli.cluster",
         "up",
         "--nodes",
         str(nodes),

@@ -1,5 +1,5 @@
 """The flags of `up` and `down`, defined once for `pilothouse up|down` and for
-`python3 -m pilothouse.cluster up|down` (which a detached `up` re-executes).
+`python3 -m pilothouse.cli.cluster up|down` (which a detached `up` re-executes).
 
 Invariant: only argparse here, no cluster code, so the CLI can build its parsers without
 importing the cluster machinery.
