@@ -15,7 +15,7 @@ from controlplane.scheduler.runner import Scheduler
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-from tests.unit.waiting import eventually
+from tests.unit.waiting import eventually, idle
 
 
 def make_node(name: str, *, memory: str = "4Gi", pods: str = "110") -> objects_pb2.Node:
@@ -119,7 +119,17 @@ async def test_burst_never_overfills_a_node() -> None:
             return len(pending) == 2 or len(pending)
 
         await eventually(settled, "2 pods should be left Pending on a 3-pod node")
-        await asyncio.sleep(0.05)
+
+        async def decided() -> object:
+            pods = (await plane.objects.list(Kind.POD, "default")).items
+            undecided = [
+                p.metadata.name
+                for p in pods
+                if not p.spec.node_name and condition(p, "PodScheduled") is None
+            ]
+            return not undecided or f"neither bound nor Pending with a reason: {undecided}"
+
+        await idle(plane.scheduler.controller, besides=decided)
         bound = [n for n in (await plane.placements()).values() if n]
         assert len(bound) == 3, f"a node with room for 3 pods got {len(bound)}"
         pending = [p for p, n in (await plane.placements()).items() if not n]
@@ -186,8 +196,14 @@ async def test_heartbeats_do_not_retrigger_but_uncordon_does() -> None:
         for _ in range(3):  # heartbeats: only the Ready condition's timestamp moves
             fresh = await plane.objects.get(Kind.NODE, "", "n1")
             fresh.status.conditions[0].last_heartbeat_time.GetCurrentTime()
-            await plane.objects.update_status(fresh)
-        await asyncio.sleep(0.05)
+            beat = await plane.objects.update_status(fresh)
+
+        def seen_and_done() -> object:
+            """The scheduler's node cache has the last heartbeat; no event write is pending."""
+            behind = plane.nodes.revision < int(beat.metadata.resource_version)
+            return (not behind and not plane.scheduler._background) or "heartbeat in flight"
+
+        await idle(plane.scheduler.controller, besides=seen_and_done)
         assert await failed_events() == 1, "node heartbeats re-ran scheduling of pending pods"
         fresh = await plane.objects.get(Kind.NODE, "", "n1")
         fresh.spec.unschedulable = False
