@@ -1,25 +1,9 @@
-"""ObjectStore: typed objects (Deployment, Pod, Node …) over the byte-level Store.
+"""ObjectStore: typed CRUD, apply and watch of objects over the byte-level `Store`.
 
-Every controller and the API read and write objects through this layer and nothing else.
-
-Vocabulary:
-- key: /pilothouse/<plural>/<namespace>/<name>; cluster-scoped kinds: /pilothouse/<plural>/<name>.
-- value: the object's binary protobuf, stored with `metadata.resourceVersion` cleared (it is
-  derived from the entry on every read).
-- spec: every top-level field of an object except apiVersion, kind, metadata and status
-  (for an Event: involvedObject, reason, message …).
-
-Invariants:
-- `metadata.resourceVersion` of an object read here is `str(entry.revision)` of its entry.
-- Every write is a compare-and-swap on that resourceVersion; a lost race raises `Conflict`.
-- The store sets uid, creationTimestamp, generation, apiVersion and kind; callers cannot change
-  uid or creationTimestamp afterwards.
-- `generation` starts at 1 and increases exactly when the spec changes.
-- `update` never writes status; `update_status` writes only status. A write that would change
-  nothing is skipped: the object and its resourceVersion stay as they were.
-- Errors are the store's own types (`NotFound`, `AlreadyExists`, `Conflict`, `Compacted`,
-  `Unavailable`) with messages in the object's terms (`deployments "web" not found`), plus
-  `Invalid` for an object that cannot be stored at all (no name …).
+The package docstring (`controlplane.objects`) has the vocabulary and the invariants every
+method here keeps: resourceVersion is the entry's revision, every write is a compare-and-swap,
+the store sets identity fields, `update` never writes status and `update_status` only status,
+and a write that would change nothing is skipped.
 """
 
 from __future__ import annotations
@@ -36,6 +20,14 @@ from typing import Any, Protocol
 import structlog
 from google.protobuf.message import Message
 
+from controlplane.objects.apply import Applied, ApplyOutcome, applied, spec_equal
+from controlplane.objects.keys import (
+    conflict_message,
+    describe,
+    key_prefix,
+    namespace_for,
+    object_key,
+)
 from controlplane.store import (
     AlreadyExists,
     Conflict,
@@ -45,12 +37,10 @@ from controlplane.store import (
     Store,
     StoreError,
 )
-from pilothouse.kinds import DEFAULT_NAMESPACE, Kind, of_message
+from pilothouse.kinds import Kind, of_message
 
 log = structlog.get_logger(__name__)
 
-ROOT = "/pilothouse"
-_NOT_SPEC = frozenset({"api_version", "kind", "metadata", "status"})
 _APPLY_RETRIES = 5
 
 
@@ -86,49 +76,6 @@ class ObjectList:
     revision: int
 
 
-class ApplyOutcome(enum.Enum):
-    CREATED = "created"
-    CONFIGURED = "configured"
-    UNCHANGED = "unchanged"
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    object: Message
-    outcome: ApplyOutcome
-
-
-def key_prefix(kind: Kind, namespace: str | None = None) -> str:
-    """The prefix of every key of `kind` (in `namespace` when given); ends with "/"."""
-    base = f"{ROOT}/{kind.info.plural}/"
-    if namespace and kind.info.namespaced:
-        return f"{base}{namespace}/"
-    return base
-
-
-def object_key(kind: Kind, namespace: str, name: str) -> str:
-    if kind.info.namespaced:
-        return f"{ROOT}/{kind.info.plural}/{namespace or DEFAULT_NAMESPACE}/{name}"
-    return f"{ROOT}/{kind.info.plural}/{name}"
-
-
-def describe(kind: Kind, namespace: str, name: str) -> str:
-    """How an object is named in messages: `deployments "web"` (kubectl's wording)."""
-    where = f' in namespace "{namespace}"' if kind.info.namespaced and namespace else ""
-    return f'{kind.info.plural} "{name}"{where}'
-
-
-def spec_of(message: Message) -> dict[str, Any]:
-    """The spec fields of an object (see module docstring), for comparison."""
-    return {
-        field.name: value for field, value in message.ListFields() if field.name not in _NOT_SPEC
-    }
-
-
-def spec_equal(a: Message, b: Message) -> bool:
-    return spec_of(a) == spec_of(b)
-
-
 class ObjectStore:
     """Typed CRUD, apply and watch of objects over a `Store`."""
 
@@ -143,7 +90,7 @@ class ObjectStore:
     # ------------------------------------------------------------------ reads
 
     async def get(self, kind: Kind, namespace: str, name: str) -> Message:
-        namespace = _namespace_for(kind, namespace)
+        namespace = namespace_for(kind, namespace)
         try:
             entry = await self._store.get(object_key(kind, namespace, name))
         except NotFound:
@@ -242,7 +189,7 @@ class ObjectStore:
         resource_version: str | None = None,
     ) -> Message:
         """Delete and return the object's last state. `resource_version`: only if unchanged."""
-        namespace = _namespace_for(kind, namespace)
+        namespace = namespace_for(kind, namespace)
         expected = _revision(resource_version, kind, namespace, name) if resource_version else None
         key = object_key(kind, namespace, name)
         try:
@@ -250,15 +197,15 @@ class ObjectStore:
         except NotFound:
             raise NotFound(f"{describe(kind, namespace, name)} not found") from None
         except Conflict:
-            raise Conflict(_conflict_message(kind, namespace, name)) from None
+            raise Conflict(conflict_message(kind, namespace, name)) from None
         log.debug("object.deleted", kind=kind.info.kind, namespace=namespace, name=name)
         return _decode(kind, entry.value, entry.revision)
 
     async def apply(self, message: Message, *, dry_run: bool = False) -> Applied:
         """Create the object if absent; otherwise set its spec, labels and annotations.
 
-        Status, ownerReferences, controller-owned annotations (`CONTROLLER_ANNOTATION_PREFIXES`)
-        and everything the store sets are kept. An apply that would
+        What it keeps is `apply.applied`'s rule (status, ownerReferences, controller-owned
+        annotations, everything the store sets). An apply that would
         change nothing writes nothing (UNCHANGED, resourceVersion as it was). When the applied
         object carries a resourceVersion it must still be current (`Conflict`); without one,
         a race with another writer (a controller writing status) is retried here.
@@ -278,7 +225,7 @@ class ObjectStore:
     # -------------------------------------------------------------- internals
 
     async def _apply_once(self, kind: Kind, message: Message, *, dry_run: bool) -> Applied:
-        namespace = _namespace_for(kind, message.metadata.namespace)
+        namespace = namespace_for(kind, message.metadata.namespace)
         name = message.metadata.name
         try:
             current = await self.get(kind, namespace, name)
@@ -292,18 +239,8 @@ class ObjectStore:
         if message.metadata.resource_version and (
             message.metadata.resource_version != current.metadata.resource_version
         ):
-            raise Conflict(_conflict_message(kind, namespace, name))
-        desired = type(current)()
-        desired.CopyFrom(current)
-        for field in spec_of(desired):
-            desired.ClearField(field)
-        desired.MergeFrom(_spec_only(message))
-        for field in ("labels", "annotations"):
-            target = getattr(desired.metadata, field)
-            kept = {k: v for k, v in target.items() if field == "annotations" and _owned(k)}
-            target.clear()
-            target.update(kept)
-            target.update(getattr(message.metadata, field))
+            raise Conflict(conflict_message(kind, namespace, name))
+        desired = applied(current, message)
         if desired == current:
             return Applied(object=current, outcome=ApplyOutcome.UNCHANGED)
         if dry_run:
@@ -321,7 +258,7 @@ class ObjectStore:
             meta.name = meta.generate_name + secrets.token_hex(3)[:5]
         if not meta.name:
             raise Invalid(f"a {kind.info.kind} needs metadata.name")
-        meta.namespace = _namespace_for(kind, meta.namespace)
+        meta.namespace = namespace_for(kind, meta.namespace)
         meta.uid = str(uuid.uuid4())
         meta.creation_timestamp.FromSeconds(int(self._clock()))
         meta.generation = 1
@@ -333,7 +270,7 @@ class ObjectStore:
     async def _current(self, kind: Kind, message: Message) -> tuple[Message, Entry]:
         """The stored object `message` refers to, checked against its resourceVersion."""
         meta = message.metadata
-        namespace = _namespace_for(kind, meta.namespace)
+        namespace = namespace_for(kind, meta.namespace)
         key = object_key(kind, namespace, meta.name)
         try:
             entry = await self._store.get(key)
@@ -342,7 +279,7 @@ class ObjectStore:
         if meta.resource_version and (
             _revision(meta.resource_version, kind, namespace, meta.name) != entry.revision
         ):
-            raise Conflict(_conflict_message(kind, namespace, meta.name))
+            raise Conflict(conflict_message(kind, namespace, meta.name))
         return _decode(kind, entry.value, entry.revision), entry
 
     async def _write(self, kind: Kind, current: Message, updated: Message, entry: Entry) -> Message:
@@ -356,18 +293,9 @@ class ObjectStore:
         except NotFound:
             raise NotFound(f"{describe(kind, meta.namespace, meta.name)} not found") from None
         except Conflict:
-            raise Conflict(_conflict_message(kind, meta.namespace, meta.name)) from None
+            raise Conflict(conflict_message(kind, meta.namespace, meta.name)) from None
         meta.resource_version = str(new_entry.revision)
         return updated
-
-
-def _spec_only(message: Message) -> Message:
-    spec = type(message)()
-    spec.CopyFrom(message)
-    for field in _NOT_SPEC:
-        if field in spec.DESCRIPTOR.fields_by_name:
-            spec.ClearField(field)
-    return spec
 
 
 def _has_status(message: Message) -> bool:
@@ -379,12 +307,6 @@ def _kind_of(message: Message) -> Kind:
         return of_message(message)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
-
-
-def _namespace_for(kind: Kind, namespace: str | None) -> str:
-    if not kind.info.namespaced:
-        return ""
-    return namespace or DEFAULT_NAMESPACE
 
 
 def _keep_identity(updated: Message, current: Message, kind: Kind) -> None:
@@ -409,13 +331,6 @@ def _revision(resource_version: str, kind: Kind, namespace: str, name: str) -> i
         ) from None
 
 
-def _conflict_message(kind: Kind, namespace: str, name: str) -> str:
-    return (
-        f"Operation cannot be fulfilled on {describe(kind, namespace, name)}: the object has "
-        "been modified; please apply your changes to the latest version and try again"
-    )
-
-
 def _encode(message: Message) -> bytes:
     stored = type(message)()
     stored.CopyFrom(message)
@@ -428,13 +343,3 @@ def _decode(kind: Kind, value: bytes, revision: int) -> Message:
     obj.ParseFromString(value)
     obj.metadata.resource_version = str(revision)
     return obj
-
-
-# Annotations the control plane's controllers write on objects people apply (the revision
-# number, rollback records). A manifest does not carry them, so Apply keeps them unless the
-# manifest sets the same key, as kubectl's apply keeps fields it does not manage.
-CONTROLLER_ANNOTATION_PREFIXES = ("deployment.kubernetes.io/", "pilothouse.io/")
-
-
-def _owned(key: str) -> bool:
-    return key.startswith(CONTROLLER_ANNOTATION_PREFIXES)
