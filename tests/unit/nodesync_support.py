@@ -34,6 +34,7 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
 
     def __init__(self) -> None:
         self.pushes: list[list[str]] = []
+        self.received = 0  # SyncPods calls that arrived, answered or (hang) not
         self.hang = False
         self._watchers: set[asyncio.Queue[agent_pb2.PodStatusEvent]] = set()
         self.server: grpc.aio.Server | None = None
@@ -71,6 +72,7 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
     async def SyncPods(
         self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SyncPodsResponse:
+        self.received += 1
         if self.hang:
             await asyncio.Event().wait()
         self.pushes.append(

@@ -5,8 +5,6 @@ no other node, and `pilothouse logs` is proxied to the pod's agent."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 
@@ -134,7 +132,9 @@ async def test_node_is_ready_only_after_its_first_push_succeeded() -> None:
         agent.hang = True
         await plane.objects.create(make_pod("web-1", "n1"))
         await plane.register("n1", agent)
-        await asyncio.sleep(0.3)
+        await eventually(
+            lambda: agent.received >= 1 or "no push yet", "the pod set was never pushed"
+        )
         assert conditions.is_fencing(await plane.node("n1")), (
             "the node became Ready before the agent accepted its pod set"
         )
