@@ -26,13 +26,14 @@ import structlog
 
 import pilothouse
 from pilothouse import config, logs
-from pilothouse.cli import apply, delete, describe, get, image, nodes, scale
+from pilothouse.cli import apply, delete, get, image, nodes, scale
 from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
 from pilothouse.cli import setimage as set_verb
 from pilothouse.cli import token as token_verb
 from pilothouse.cli.cluster import verbs as cluster_verb
 from pilothouse.cli.context import Context
+from pilothouse.cli.describe import verbs as describe
 from pilothouse.cli.errors import describe_error
 from pilothouse.cli.resources import UsageError
 from pilothouse.cli.rollout import verbs as rollout_verb
