@@ -1,12 +1,20 @@
-"""Images on a node: a content store of blobs by digest, and a layer store of unpacked layers.
+"""Images on a node: the `ImageService` contract, its vocabulary, and the values it returns.
+
+Two implementations: `store.LocalImageService` (a content store of blobs by digest and a layer
+store of unpacked layers, on disk) and `fake.FakeImageService` (in memory, for unit tests and
+hollow nodes). Both pass one suite, tests/contract/test_images.py.
 
 Vocabulary:
 - reference: what a pod spec says ("busybox:stable", "registry:5000/web@sha256:…"), normalized
-  to "docker.io/library/busybox:stable".
+  to "docker.io/library/busybox:stable"; a name that does not parse is a `PullError`.
 - digest: "sha256:<hex>" of a blob (manifest, config or compressed layer).
 - diff id: the digest of an uncompressed layer tar; a layer's directory is named by it.
-- image: a resolved manifest: its digest, its config (entrypoint, cmd, env, workdir, user) and
-  its layers' diff ids, bottom first.
+- image: a resolved manifest: its digest (the image id a pod status shows), its config
+  (entrypoint, cmd, env, workdir, user) and its layers' diff ids, bottom first.
+- present: on the node, complete (every layer unpacked), found by a tag or by its digest.
+- pull: contacting the registry to resolve a reference (and fetching what is new).
+- container key: one container's name for its private rootfs dirs (no "/", not "." or "..").
+- in use: an image that some container key has prepared and not yet released.
 
 Invariants:
 - Every blob is verified against its digest before it is used; a mismatch is refused.
@@ -73,18 +81,29 @@ class Image:
 
 
 class ImageService(Protocol):
+    def lookup(self, reference: str) -> Image | None:
+        """The image present for `reference`, or None; never contacts a registry."""
+        ...
+
     async def ensure(self, reference: str, policy: PullPolicy) -> Image:
-        """Make the image present per policy (pulling if needed) and return it."""
+        """Make the image present per policy and return it, as the kubelet does: Never never
+        pulls (`NotPresent` when absent); IfNotPresent pulls only an absent image; Always pulls
+        every time. Concurrent ensures of one reference share one pull; a failed pull is a
+        `PullError` naming the normalized reference and saying why."""
         ...
 
     async def prepare(self, container_key: str, image: Image) -> list[Mount]:
-        """Create the container's private upper/work dirs; describe its overlay rootfs."""
+        """Create the container's private upper/work dirs; describe its rootfs: one overlay
+        mount at "/", top layer first. `ImageError` for a bad key, an image without layers
+        or one no longer present (collected since it was ensured)."""
         ...
 
     async def release(self, container_key: str) -> None:
-        """Remove the container's upper/work dirs (idempotent)."""
+        """Remove the container's upper/work dirs: the image is no longer in use by it
+        (idempotent)."""
         ...
 
     async def gc(self) -> list[str]:
-        """Remove images and layers no container uses; return the removed digests."""
+        """Remove images (and their layers) no container key uses and none ensured within the
+        grace period, across restarts; return the removed image digests."""
         ...

@@ -20,19 +20,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from nodeagent.images import Image, ImageError, ImageService, NotPresent, PullPolicy
+from nodeagent.images import (
+    Image,
+    ImageError,
+    ImageService,
+    NotPresent,
+    PullPolicy,
+    default_pull_policy,
+)
 from nodeagent.pods.events import EventType, PodEvents, Reason, duration_text
 from nodeagent.pods.restart import Backoff, BackoffConfig
 from nodeagent.pods.status import ContainerRecord, Waiting, WaitingReason
 from pilothouse.v1 import objects_pb2
 
-
-def default_pull_policy(image: str) -> PullPolicy:
-    """Kubernetes' default: Always for `:latest` or no tag, IfNotPresent otherwise."""
-    if "@" in image:
-        return PullPolicy.IF_NOT_PRESENT
-    tag = image.rsplit("/", 1)[-1].partition(":")[2]
-    return PullPolicy.ALWAYS if tag in ("", "latest") else PullPolicy.IF_NOT_PRESENT
+__all__ = ["ImagePuller", "default_pull_policy"]
 
 
 class ImagePuller:
@@ -108,18 +109,14 @@ class ImagePuller:
     def pulls(self, image: str, policy: PullPolicy) -> bool:
         """Whether ensuring `image` under `policy` contacts the registry (for the events).
 
-        IfNotPresent asks the image service's `lookup` when it has one; a service without it
-        is taken to pull.
+        IfNotPresent asks the image service's `lookup`.
         """
         if policy is PullPolicy.NEVER:
             return False
         if policy is PullPolicy.ALWAYS:
             return True
-        lookup = getattr(self._images, "lookup", None)
-        if lookup is None:
-            return True
         try:
-            return lookup(image) is None
+            return self._images.lookup(image) is None
         except Exception:  # an unparseable name: ensure() reports it as a pull error
             return True
 

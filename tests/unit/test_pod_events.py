@@ -20,8 +20,7 @@ import grpc
 
 from nodeagent.api.nodeinfo import NodeFacts
 from nodeagent.api.servicer import NodeAgentServicer
-from nodeagent.images import Image
-from nodeagent.images.fake import FakeImageService, normalize
+from nodeagent.images.fake import FakeImageService
 from nodeagent.pods.events import EventType, PodEvents, Reason, duration_text
 from nodeagent.pods.manager import EventType as ChangeType
 from nodeagent.pods.manager import PodEvent, PodManager
@@ -182,17 +181,9 @@ async def test_crash_loop_gives_backoff(tmp_path: Path) -> None:
     assert sum(e.count for e in watch.find("Created", "Created container app")) >= 3
 
 
-class ImagesOnNode(FakeImageService):
-    """The fake image service, answering `lookup` as the real store does."""
-
-    def lookup(self, reference: str) -> Image | None:
-        ref = normalize(reference)
-        return self._image(reference) if ref in self.present else None
-
-
 async def test_pulls_give_pulling_and_pulled(tmp_path: Path) -> None:
     node = test_pods.Node(tmp_path)
-    node.images = ImagesOnNode(present=("cached:1",))
+    node.images = FakeImageService(present=("cached:1",))
     node.manager = node._manager()
     try:
         await node.sync()
@@ -235,8 +226,8 @@ async def test_pull_error_gives_failed_and_backoff(tmp_path: Path) -> None:
     assert (
         "Warning",
         "Failed",
-        'Failed to pull image "busybox:nope": failed to pull image "busybox:nope": '
-        "manifest unknown",
+        'Failed to pull image "busybox:nope": failed to pull image '
+        '"docker.io/library/busybox:nope": manifest unknown',
     ) in messages, messages
     assert ("Warning", "Failed", "Error: ErrImagePull") in messages, messages
     assert ("Warning", "Failed", "Error: ImagePullBackOff") in messages, messages
