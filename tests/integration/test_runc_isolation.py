@@ -38,6 +38,18 @@ def _cid(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
+async def _pids_limit_hit(pids_dir: Path, within: float = 30.0) -> None:
+    """Wait until the pids controller has refused a fork (`pids.events`: max above 0), for at
+    most `within` s; the assertions after the wait say what was seen if it never happened."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        events = (pids_dir / "pids.events").read_text().split()
+        if events and events[-1] != "0":
+            return
+        await asyncio.sleep(0.1)
+
+
 async def _run_to_end(rt: RuncRuntime, spec) -> object:  # type: ignore[no-untyped-def]
     await rt.create(spec)
     await rt.start(spec.id)
@@ -135,9 +147,9 @@ async def test_fork_bomb_stops_at_the_pids_limit(
     await runc_runtime.create(spec)
     await runc_runtime.start(spec.id)
     try:
-        await asyncio.sleep(2)
         cg = Cgroups()
         pids_dir = cg.dir("pids", cgroups_path(spec.id, runc_runtime.settings))
+        await _pids_limit_hit(pids_dir)
         current = int((pids_dir / "pids.current").read_text())
         assert current <= 32, f"the fork bomb grew to {current} processes past its limit of 32"
         events = (pids_dir / "pids.events").read_text()
