@@ -104,7 +104,15 @@ async def test_a_control_plane_killed_mid_creation_resumes_with_exactly_the_repl
             )
 
         await eventually(twenty_running, "the Deployment never settled at 20 Running pods")
-        await asyncio.sleep(1.0)  # settled: a duplicate or orphan would show by now
+
+        async def counted() -> object:
+            """The controllers have caught up: the Deployment's status counts the 20."""
+            d = await client.get(Kind.DEPLOYMENT, "many", namespace=NAMESPACE)
+            s = d.status  # type: ignore[attr-defined]
+            seen = (s.observed_generation == d.metadata.generation, s.replicas, s.ready_replicas)
+            return seen == (True, 20, 20) or seen
+
+        await eventually(counted, "the Deployment's status never counted its 20 pods")
         found = await pods(client, NAMESPACE)
         assert len(found) == 20, f"{len(found)} pods after the restart, not 20"
         replicasets = {
