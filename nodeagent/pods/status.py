@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from nodeagent.pods.restart import RestartPolicy
+from pilothouse.conditions import find_condition, set_condition
 from pilothouse.v1 import objects_pb2
 
 
@@ -165,17 +166,20 @@ def phase(policy: RestartPolicy, records: list[ContainerRecord]) -> Phase:
 
 
 class Conditions:
-    """The pod's conditions, keeping each one's last transition time."""
+    """The pod's conditions, keeping each one's last transition time (`set_condition`)."""
 
     TYPES = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[str, str, datetime]] = {}
+        self._current: list[objects_pb2.Condition] = []
         self.version = 0  # bumps whenever a condition's status or reason changes
 
     def snapshot(self) -> dict[str, list[str]]:
         """What `restore` needs (JSON-ready): status, reason, transition time per condition."""
-        return {k: [s, r, t.isoformat()] for k, (s, r, t) in self._seen.items()}
+        return {
+            c.type: [c.status, c.reason, c.last_transition_time.ToDatetime(UTC).isoformat()]
+            for c in self._current
+        }
 
     def restore(self, snapshot: object) -> None:
         """Continue from a snapshot (a restarted agent keeps the transition times)."""
@@ -184,9 +188,13 @@ class Conditions:
         for kind, value in snapshot.items():
             try:
                 status, reason, since = value
-                self._seen[str(kind)] = (str(status), str(reason), datetime.fromisoformat(since))
+                restored = objects_pb2.Condition(
+                    type=str(kind), status=str(status), reason=str(reason)
+                )
+                restored.last_transition_time.FromDatetime(datetime.fromisoformat(since))
             except (TypeError, ValueError):
                 continue
+            self._current = [c for c in self._current if c.type != restored.type] + [restored]
 
     def update(
         self, now: datetime, values: dict[str, tuple[bool, str]]
@@ -195,15 +203,15 @@ class Conditions:
         for kind in self.TYPES:
             ok, reason = values[kind]
             status = "True" if ok else "False"
-            prev = self._seen.get(kind)
-            if prev is None or prev[0] != status or prev[1] != reason:
-                since = now if prev is None or prev[0] != status else prev[2]
-                self._seen[kind] = (status, reason, since)
+            wanted = objects_pb2.Condition(type=kind, status=status, reason=reason)
+            before = find_condition(self._current, kind)
+            self._current = set_condition(self._current, wanted, now=now, update_time=False)
+            condition = find_condition(self._current, kind)
+            if condition is not before:
                 self.version += 1
-            _, _, since = self._seen[kind]
-            cond = objects_pb2.Condition(type=kind, status=status, reason=reason)
-            cond.last_transition_time.CopyFrom(_ts(since))
-            out.append(cond)
+            copy = objects_pb2.Condition()
+            copy.CopyFrom(condition)
+            out.append(copy)
         return out
 
 
