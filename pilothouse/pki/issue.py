@@ -1,47 +1,25 @@
-"""The cluster PKI: one CA, the certificates it issues, and who a certificate says you are.
+"""The cluster CA and the certificates it issues: the control plane's serving certificate,
+client certificates, and node certificates signed from a node's CSR.
 
-Vocabulary:
-- CA: the cluster's self-signed ECDSA P-256 certificate authority (`ca.crt`, `ca.key`).
-- serving certificate: the control plane's TLS server certificate. Besides the hosts given, its
-  SANs always hold `localhost`, `127.0.0.1` and `SERVER_NAME`, the name clients verify (they set
-  it as the TLS target name), so one certificate works whatever address a node dials.
-- client certificate: an identity. Its subject CN is the user, its O values are the groups:
-  admin `CN=admin, O=system:masters`; node `CN=system:node:<name>, O=system:nodes`; the control
-  plane calling agents `CN=pilothouse-controlplane, O=system:controlplane`.
-- node certificate: a client certificate that also serves the node's agent (serverAuth with a
-  DNS SAN equal to the node name, which the control plane verifies as the target name).
-- CA hash: `sha256:<hex>` of the DER SubjectPublicKeyInfo of the CA, exactly kubeadm's
-  `--discovery-token-ca-cert-hash`.
-
-Invariants: everything here is pure data work (no sockets, no grpc); times come from the caller
-(`now`) so tests can move the clock; private keys are only ever written with mode 0600.
+Invariants: times come from the caller (`now`) so tests can move the clock; no certificate
+outlives the CA; a node's certificate names exactly the node it was asked for, whatever its
+request says, and only for a key the requester proved it holds.
 """
 
 from __future__ import annotations
 
 import datetime
-import enum
-import hashlib
 import ipaddress
-import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SERVER_NAME = "pilothouse-controlplane"
-ADMIN_USER = "admin"
-MASTERS_GROUP = "system:masters"
-NODES_GROUP = "system:nodes"
-NODE_USER_PREFIX = "system:node:"
-CONTROLPLANE_USER = "pilothouse-controlplane"
-CONTROLPLANE_GROUP = "system:controlplane"
+from pilothouse.pki.identity import CONTROLPLANE, SERVER_NAME, Identity, node_identity
+from pilothouse.pki.pem import Issued, PkiError, new_key
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVING_VALIDITY = datetime.timedelta(days=365)
@@ -50,118 +28,10 @@ NODE_VALIDITY = datetime.timedelta(days=30)
 # Tolerate clocks a little behind the CA's when a certificate is issued.
 _BACKDATE = datetime.timedelta(minutes=5)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-
-class PkiError(ValueError):
-    """A certificate, key or request that cannot be used as asked; the message says why."""
-
-
-class Role(enum.Enum):
-    ADMIN = "admin"
-    NODE = "node"
-    CONTROLPLANE = "controlplane"
-    OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a verified client certificate names."""
-
-    user: str
-    groups: tuple[str, ...] = ()
-
-    @property
-    def role(self) -> Role:
-        if MASTERS_GROUP in self.groups:
-            return Role.ADMIN
-        if NODES_GROUP in self.groups and self.user.startswith(NODE_USER_PREFIX):
-            return Role.NODE
-        if CONTROLPLANE_GROUP in self.groups and self.user == CONTROLPLANE_USER:
-            return Role.CONTROLPLANE
-        return Role.OTHER
-
-    @property
-    def node_name(self) -> str | None:
-        """The node this identity is, for a node certificate; otherwise None."""
-        if self.role is Role.NODE:
-            return self.user.removeprefix(NODE_USER_PREFIX)
-        return None
-
-    def __str__(self) -> str:
-        groups = ",".join(self.groups)
-        return f"{self.user} ({groups})" if groups else self.user
-
-    @classmethod
-    def of(cls, cert: x509.Certificate | x509.CertificateSigningRequest) -> Identity:
-        subject = cert.subject
-        names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        groups = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-        return cls(
-            user=str(names[0].value) if names else "",
-            groups=tuple(str(g.value) for g in groups),
-        )
-
-
-def node_identity(node_name: str) -> Identity:
-    return Identity(user=NODE_USER_PREFIX + node_name, groups=(NODES_GROUP,))
-
-
-ADMIN = Identity(user=ADMIN_USER, groups=(MASTERS_GROUP,))
-CONTROLPLANE = Identity(user=CONTROLPLANE_USER, groups=(CONTROLPLANE_GROUP,))
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """A certificate with its private key (the CA itself is one too)."""
-
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def cert_pem(self) -> bytes:
-        return cert_pem(self.cert)
-
-    @property
-    def key_pem(self) -> bytes:
-        return key_pem(self.key)
 
 
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def cert_pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def load_cert(pem: bytes) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError as error:
-        raise PkiError(f"not a PEM certificate: {error}") from None
-
-
-def load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as error:
-        raise PkiError(f"not an unencrypted PEM private key: {error}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise PkiError("the private key is not an EC key")
-    return key
 
 
 def create_ca(
@@ -308,74 +178,6 @@ def check_node_name(node_name: str) -> None:
         raise PkiError(f"node name {node_name!r} is reserved for the control plane")
 
 
-def verify_issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
-    """Whether `ca_cert` signed `cert` (signature only; no validity or name checks)."""
-    public = ca_cert.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey):
-        return False
-    if cert.issuer != ca_cert.subject:
-        return False
-    algorithm = cert.signature_hash_algorithm
-    if algorithm is None:
-        return False
-    try:
-        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
-    except InvalidSignature:
-        return False
-    return True
-
-
-def ca_cert_hash(pem: bytes) -> str:
-    """`sha256:<hex>` of the certificate's DER SubjectPublicKeyInfo (kubeadm's CA hash)."""
-    spki = (
-        load_cert(pem)
-        .public_key()
-        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return "sha256:" + hashlib.sha256(spki).hexdigest()
-
-
-def check_hash_format(value: str) -> str:
-    """Normalise a `--ca-cert-hash` value (lower case) or raise PkiError saying the format."""
-    normal = value.strip().lower()
-    if not _HASH.match(normal):
-        raise PkiError(
-            f"CA hash {value!r} is not of the form sha256:<64 hex digits> "
-            "(`pilothouse token create` prints it)"
-        )
-    return normal
-
-
-def not_after(cert: x509.Certificate) -> datetime.datetime:
-    return cert.not_valid_after_utc
-
-
-def needs_renewal(cert: x509.Certificate, now: datetime.datetime, fraction: float = 2 / 3) -> bool:
-    """Whether `fraction` of the certificate's lifetime has passed (or it expired)."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return now >= start + (end - start) * fraction
-
-
-def renewal_time(cert: x509.Certificate, fraction: float = 2 / 3) -> datetime.datetime:
-    """When `needs_renewal` starts to say yes."""
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * fraction
-
-
-def write_key(path: Path, pem: bytes) -> None:
-    """Write a private key atomically, readable by its owner only (0600) from the start."""
-    _write(path, pem, mode=0o600)
-
-
-def write_cert(path: Path, pem: bytes) -> None:
-    _write(path, pem, mode=0o644)
-
-
-def write_secret(path: Path, data: bytes) -> None:
-    """Any file holding credentials (an admin config): mode 0600, written atomically."""
-    _write(path, data, mode=0o600)
-
-
 def subject_alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
     seen: list[x509.GeneralName] = []
     for host in hosts:
@@ -445,18 +247,3 @@ def _issue(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(ca.key, hashes.SHA256())
-
-
-def _write(path: Path, data: bytes, *, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    # A stale temporary file from a crash is removed so O_CREAT applies the mode afresh.
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
