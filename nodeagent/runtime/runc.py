@@ -14,6 +14,9 @@ Layout under the state dir (everything a restarted agent needs to re-adopt its c
         conmon.pid, container.pid      the monitor's and the container's pids
         exit, oom, ctl, winsz, attach  conmon's markers, control fifos and attach socket
 
+Beside it: `conmon` (starting and finding a container's monitor), `records` (the bundle's
+small files) and `processes` (spawning and awaiting processes through pidfds).
+
 Invariants:
 - conmon, not the agent, is the parent of `runc create`: it holds the container's stdio,
   writes the CRI-format log and records the exit code in <state>/exits/<id>, so a container
@@ -30,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal as signals
 import subprocess
@@ -47,17 +49,18 @@ from nodeagent.runtime import (
     ContainerState,
     RuntimeError_,
     Status,
+    conmon,
     mounts,
     ocispec,
+    processes,
+    records,
 )
 from nodeagent.runtime import logs as cri_logs
 from nodeagent.runtime.cgroups import Cgroups
 
 log = structlog.get_logger(__name__)
 
-CREATE_TIMEOUT_S = 60.0
 LOG_SIZE_MAX_DEFAULT = 10 * 1024 * 1024
-_RUNC_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
 class RuncRuntime:
@@ -126,7 +129,7 @@ class RuncRuntime:
             if watched is None:
                 await asyncio.sleep(0.5)
                 continue
-            await _process_exit(watched)
+            await processes.exited(watched)
 
     async def delete(self, container_id: str) -> None:
         cdir = self._containers / container_id
@@ -141,9 +144,9 @@ class RuncRuntime:
         monitor = self._monitor_pid(container_id, meta)
         if monitor is not None:
             try:
-                await asyncio.wait_for(_process_exit(monitor), 5.0)
+                await asyncio.wait_for(processes.exited(monitor), 5.0)
             except TimeoutError:
-                _signal(monitor, signals.SIGKILL)
+                processes.signal_quietly(monitor, signals.SIGKILL)
         if meta.get("rootfs_mounted"):
             mounts.unmount(cdir / "rootfs")
         if cgroup_path := meta.get("cgroups_path"):
@@ -163,15 +166,15 @@ class RuncRuntime:
         cdir = self._dir(container_id)
         final = cdir / "final.json"
         if final.exists():
-            return _state_from_json(json.loads(final.read_text()))
+            return records.final_from_json(json.loads(final.read_text()))
         meta = self._meta(container_id)
         labels = meta.get("labels", {})
-        started_at = _read_time(cdir / "started")
+        started_at = records.read_time(cdir / "started")
         exit_file = self._exits / container_id
         if exit_file.exists():
             return self._finish(container_id, meta, started_at=started_at)
         monitor = self._monitor_pid(container_id, meta)
-        pid = _read_int(cdir / "container.pid")
+        pid = records.read_int(cdir / "container.pid")
         if monitor is not None:
             status = Status.RUNNING if started_at is not None else Status.CREATED
             return ContainerState(
@@ -179,7 +182,7 @@ class RuncRuntime:
             )
         if exit_file.exists():  # the monitor wrote it and exited since we looked
             return self._finish(container_id, meta, started_at=started_at)
-        if pid and _alive(pid) and await self._runc_status(container_id) == "running":
+        if pid and processes.alive(pid) and await self._runc_status(container_id) == "running":
             # The monitor is gone but the container runs on: its exit code will be lost.
             return ContainerState(
                 id=container_id,
@@ -223,14 +226,7 @@ class RuncRuntime:
             os.replace(log_path, cri_logs.rotated_path(log_path))
         if self._monitor_pid(container_id, meta) is None:
             return
-        try:
-            fd = os.open(self.bundle_dir(container_id) / "ctl", os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            return  # the monitor is exiting: there is nothing left to log
-        try:
-            os.write(fd, b"2 0 0\n")  # conmon's REOPEN_LOGS_EVENT
-        finally:
-            os.close(fd)
+        conmon.reopen_log(self.bundle_dir(container_id))
 
     async def rotate_logs(self, *, max_bytes: int) -> list[str]:
         """Rotate every running container's log that grew past `max_bytes` (run periodically).
@@ -276,7 +272,7 @@ class RuncRuntime:
             "rootfs_mounted": bool(spec.rootfs_mounts),
             "uuid": str(uuid.uuid4()),
         }
-        _write_json(cdir / "meta.json", meta)
+        records.write_json(cdir / "meta.json", meta)
         if spec.rootfs_mounts:
             root = cdir / "rootfs"
             root.mkdir()
@@ -288,62 +284,20 @@ class RuncRuntime:
         except ValueError as err:
             raise RuntimeError_(str(err)) from None
         (cdir / "config.json").write_text(json.dumps(config))
-        pid = await self._spawn_monitor(spec.id, cdir=cdir, log_path=log_path, cuuid=meta["uuid"])
+        pid = await conmon.spawn(
+            conmon=self.conmon,
+            runc=self.runc,
+            runc_root=self._runc_root,
+            container_id=spec.id,
+            container_uuid=meta["uuid"],
+            bundle=cdir,
+            log_path=log_path,
+            log_size_max=self.log_size_max,
+            exit_dir=self._exits,
+            socket_dir=self._sockets,
+        )
         log.debug("container.created", container=spec.id, pid=pid)
         return ContainerState(id=spec.id, status=Status.CREATED, pid=pid, labels=dict(spec.labels))
-
-    async def _spawn_monitor(self, cid: str, *, cdir: Path, log_path: Path, cuuid: str) -> int:
-        """Start conmon, which runs `runc create`; return the container's pid or raise."""
-        args = [
-            self.conmon,
-            "--api-version=1",
-            f"--cid={cid}",
-            f"--cuuid={cuuid}",
-            f"--name={cid}",
-            f"--runtime={self.runc}",
-            f"--runtime-arg=--root={self._runc_root}",
-            f"--bundle={cdir}",
-            f"--container-pidfile={cdir / 'container.pid'}",
-            f"--conmon-pidfile={cdir / 'conmon.pid'}",
-            f"--log-path=k8s-file:{log_path}",
-            f"--log-size-max={self.log_size_max}",
-            f"--exit-dir={self._exits}",
-            f"--persist-dir={cdir}",
-            f"--socket-dir-path={self._sockets}",
-            "--log-level=error",
-        ]
-        read_fd, write_fd = os.pipe()
-        try:
-            proc = _popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                pass_fds=(write_fd,),
-                env={"_OCI_SYNCPIPE": str(write_fd), "PATH": os.environ.get("PATH", "")},
-                start_new_session=True,
-                # conmon writes its "oom" marker into its working directory: keep it in the
-                # bundle (where `_finish` looks), never in the agent's own cwd.
-                cwd=cdir,
-            )
-        finally:
-            os.close(write_fd)
-        try:
-            await _process_exit(proc.pid)  # conmon forks its monitor and returns at once
-            proc.wait()
-            line = await asyncio.wait_for(_read_line(read_fd), CREATE_TIMEOUT_S)
-        finally:
-            os.close(read_fd)
-        if not line:
-            raise RuntimeError_(
-                f"the container monitor (conmon) exited with {proc.returncode} before runc "
-                "created the container; run it by hand with --log-level=debug to see why"
-            )
-        msg = json.loads(line)
-        pid = int(msg.get("data", -1))
-        if pid <= 0:
-            raise RuntimeError_(_runc_message(str(msg.get("message", ""))))
-        return pid
 
     def _finish(
         self, container_id: str, meta: dict[str, Any], *, started_at: datetime | None
@@ -355,7 +309,7 @@ class RuncRuntime:
         finished_at: datetime | None = None
         with contextlib.suppress(FileNotFoundError):  # a concurrent delete removed it
             finished_at = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
-            exit_code = _read_int(exit_file, default=None)
+            exit_code = records.read_int(exit_file, default=None)
         oom = (cdir / "oom").exists()
         if not oom and meta.get("cgroups_path"):
             oom = self.cgroups.oom_killed(meta["cgroups_path"])
@@ -371,7 +325,7 @@ class RuncRuntime:
         if exit_code is not None:
             # A cache only: a concurrent delete may have removed the directory meanwhile.
             with contextlib.suppress(FileNotFoundError):
-                _write_json(cdir / "final.json", _state_to_json(state))
+                records.write_json(cdir / "final.json", records.final_to_json(state))
         return state
 
     def _dir(self, container_id: str) -> Path:
@@ -394,19 +348,7 @@ class RuncRuntime:
 
     def _monitor_pid(self, container_id: str, meta: dict[str, Any]) -> int | None:
         """conmon's pid if it is alive and really the monitor of this container."""
-        pid = _read_int(self._containers / container_id / "conmon.pid")
-        if not pid:
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return None
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return None
-        if f"--cuuid={meta.get('uuid', '')}".encode() not in cmdline:
-            return None  # the pid was reused by another process
-        return pid
+        return conmon.live_pid(self._containers / container_id, meta.get("uuid", ""))
 
     async def _runc_status(self, container_id: str) -> str:
         try:
@@ -420,7 +362,7 @@ class RuncRuntime:
 
     async def _runc(self, *args: str) -> str:
         """Run a runc command that spawns nothing long-lived (start, kill, delete, state)."""
-        proc = _popen(
+        proc = processes.popen(
             [self.runc, "--root", str(self._runc_root), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -429,128 +371,16 @@ class RuncRuntime:
         assert proc.stdout is not None and proc.stderr is not None
         with proc.stdout, proc.stderr:
             # runc's output is a few lines, far below a pipe's buffer: read it once it exited.
-            await _process_exit(proc.pid)
+            await processes.exited(proc.pid)
             proc.wait()
             out, err = proc.stdout.read(), proc.stderr.read()
         if proc.returncode != 0:
-            raise RuntimeError_(_runc_message(err.decode(errors="replace")))
+            raise RuntimeError_(conmon.runc_message(err.decode(errors="replace")))
         return out.decode(errors="replace")
 
 
 # -- small pure helpers ---------------------------------------------------------------------
 
 
-def _popen(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Spawn without asyncio's subprocess machinery: Popen returns once the child exec'd
-    (about a millisecond, vfork), and `_process_exit` waits on a pidfd, with no watcher
-    thread per child. On a start path of a few tens of milliseconds this is measurable."""
-    return subprocess.Popen(args, **kwargs)
-
-
-def _runc_message(text: str) -> str:
-    """runc's own words from its logrus output (`level=error msg="..."`), else the text."""
-    msgs = [m.encode().decode("unicode_escape") for m in _RUNC_MSG.findall(text)]
-    return "; ".join(msgs) if msgs else text.strip()
-
-
-def _read_int(path: Path, default: int | None = 0) -> Any:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return default
-
-
 def _real_path(path: str) -> Path:
     return Path(os.path.realpath(path))
-
-
-def _read_time(path: Path) -> datetime | None:
-    try:
-        return datetime.fromisoformat(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def _state_to_json(s: ContainerState) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "exit_code": s.exit_code,
-        "oom_killed": s.oom_killed,
-        "started_at": s.started_at.isoformat() if s.started_at else None,
-        "finished_at": s.finished_at.isoformat() if s.finished_at else None,
-        "labels": s.labels,
-    }
-
-
-def _state_from_json(d: dict[str, Any]) -> ContainerState:
-    def when(key: str) -> datetime | None:
-        return datetime.fromisoformat(d[key]) if d.get(key) else None
-
-    return ContainerState(
-        id=d["id"],
-        status=Status.STOPPED,
-        exit_code=d.get("exit_code"),
-        oom_killed=bool(d.get("oom_killed")),
-        started_at=when("started_at"),
-        finished_at=when("finished_at"),
-        labels=d.get("labels", {}),
-    )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-
-
-async def _process_exit(pid: int) -> None:
-    """Return when process `pid` (not necessarily our child) has ended: a pidfd, no polling."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
-    try:
-        if not _alive(pid):
-            return
-        await done
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
-
-
-async def _read_line(fd: int) -> bytes:
-    """One line from a pipe, without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    os.set_blocking(fd, False)
-    buf = bytearray()
-    ready: asyncio.Queue[None] = asyncio.Queue()
-    loop.add_reader(fd, ready.put_nowait, None)
-    try:
-        while b"\n" not in buf:
-            await ready.get()
-            try:
-                chunk = os.read(fd, 4096)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        loop.remove_reader(fd)
-    return bytes(buf.split(b"\n", 1)[0])
