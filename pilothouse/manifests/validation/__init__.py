@@ -1,0 +1,54 @@
+"""Semantic checks of objects, with Kubernetes' field paths and wording.
+
+- `findings`: `Findings`, the problems of one object in apimachinery's message forms;
+- `meta`: object metadata and label maps, for every kind;
+- `workloads`: Deployments and ReplicaSets: selector and template, strategy, replica counts;
+- `pods`: pod specs and their containers: ports, resources, probes.
+
+Invariants: `check(message)` returns every problem it finds as (field path, message) pairs and
+never stops at the first; it expects defaults to have been applied (as the Kubernetes API server
+validates after defaulting) but does not crash without them. Messages follow apimachinery's
+forms: `Required value`, `Invalid value: <v>: <why>`, `Unsupported value: "<v>": supported
+values: …`, `Duplicate value: "<v>"`, `Forbidden: <why>`.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.message import Message
+
+from pilothouse.manifests.validation import meta, pods, workloads
+from pilothouse.manifests.validation.findings import Findings
+from pilothouse.v1 import objects_pb2
+
+
+def check(message: Message) -> list[tuple[str, str]]:
+    """Every problem in `message`, as (field path, message) pairs, in the order found."""
+    found = Findings()
+    if isinstance(message, objects_pb2.Deployment):
+        meta.metadata(found, message.metadata, namespaced=True)
+        workloads.deployment_spec(found, message.spec)
+    elif isinstance(message, objects_pb2.Pod):
+        meta.metadata(found, message.metadata, namespaced=True)
+        pods.pod_spec(
+            found, message.spec, "spec", restart_policies=("Always", "OnFailure", "Never")
+        )
+    elif isinstance(message, objects_pb2.Node):
+        meta.metadata(found, message.metadata, namespaced=False)
+        capacity = message.status.capacity
+        for key, amount in capacity.items():
+            pods.quantity(found, f"status.capacity[{key}]", amount)
+        for key, amount in message.status.allocatable.items():
+            if capacity.get(key) != amount:  # a copy of capacity (the default) is reported once
+                pods.quantity(found, f"status.allocatable[{key}]", amount)
+    elif isinstance(message, objects_pb2.ReplicaSet):
+        meta.metadata(found, message.metadata, namespaced=True)
+        spec = message.spec
+        if spec.HasField("replicas"):
+            found.nonnegative("spec.replicas", spec.replicas)
+        workloads.template(
+            found, spec.selector, spec.template, restart_policies=("Always",), holder=spec
+        )
+        found.nonnegative("spec.minReadySeconds", spec.min_ready_seconds)
+    elif hasattr(message, "metadata"):
+        meta.metadata(found, message.metadata, namespaced=True)
+    return found.items
