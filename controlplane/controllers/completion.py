@@ -20,6 +20,7 @@ from controlplane.controllers.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
 from controlplane.reconcile import Result
 from controlplane.store import NotFound
+from pilothouse.conditions import find_condition
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
 
@@ -142,5 +143,5 @@ async def _collect(
 
 
 def _timed_out(deployment_status: objects_pb2.DeploymentStatus) -> bool:
-    condition = status.find_condition(deployment_status.conditions, progress.PROGRESSING)
+    condition = find_condition(deployment_status.conditions, progress.PROGRESSING)
     return condition is not None and condition.reason == progress.Reason.TIMED_OUT.value

@@ -42,7 +42,8 @@ from controlplane.controllers.replicaset import ReplicaSetPods, Tombstones
 from controlplane.controllers.revision_writes import ForeignReplicaSet
 from controlplane.controllers.writes import DeploymentWrites, Reason
 from controlplane.events import EventRecorder
-from controlplane.objects import ChangeType, ObjectStore
+from controlplane.objects import ChangeType, ObjectStore, owners
+from controlplane.objects.pods import is_active, ready_since
 from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
@@ -80,14 +81,14 @@ class DeploymentReconciler:
         namespace = obj.metadata.namespace
         if isinstance(obj, objects_pb2.Deployment):
             return f"{namespace}/{obj.metadata.name}"
-        owner = revisions.controller_of(obj)
+        owner = owners.controller_of(obj)
         if owner is None:
             return None
         if isinstance(obj, objects_pb2.Pod):
             if owner.kind != "ReplicaSet" or not _pod_counts_changed(notice):
                 return None
             replicaset = self._replicasets.get(namespace, owner.name)
-            owner = revisions.controller_of(replicaset) if replicaset is not None else None
+            owner = owners.controller_of(replicaset) if replicaset is not None else None
             if owner is None:
                 return None
         return f"{namespace}/{owner.name}" if owner.kind == "Deployment" else None
@@ -107,7 +108,7 @@ class DeploymentReconciler:
         owned = [
             self._writes.fresh(rs)
             for rs in self._replicasets.list(namespace)
-            if revisions.owned_by(rs, uid)
+            if owners.owned_by(rs, uid)
         ]
         pods = self._pods_by_replicaset(namespace, owned)
         desired = progress.desired_of(deployment)
@@ -220,7 +221,7 @@ class DeploymentReconciler:
         by_uid = {rs.metadata.uid: rs.metadata.name for rs in owned}
         result: dict[str, list[objects_pb2.Pod]] = {rs.metadata.name: [] for rs in owned}
         for pod in self._tombstones.alive(self._pods.list(namespace)):
-            ref = revisions.controller_of(pod)
+            ref = owners.controller_of(pod)
             if ref is not None and ref.uid in by_uid:
                 result[by_uid[ref.uid]].append(pod)
         return result
@@ -248,9 +249,9 @@ def _pod_counts_changed(notice: Notice) -> bool:
         return True
     return (
         old.metadata.uid != pod.metadata.uid
-        or revisions.controller_of(old) != revisions.controller_of(pod)
-        or status.is_active(old) != status.is_active(pod)
-        or status.ready_since(old) != status.ready_since(pod)
+        or owners.controller_of(old) != owners.controller_of(pod)
+        or is_active(old) != is_active(pod)
+        or ready_since(old) != ready_since(pod)
     )
 
 

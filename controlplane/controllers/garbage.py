@@ -20,8 +20,8 @@ from collections.abc import Mapping
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.revisions import controller_of
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.objects.owners import controller_of
 from controlplane.reconcile import Result
 from controlplane.reconcile.controller import Controller
 from controlplane.store import NotFound

@@ -29,11 +29,11 @@ from typing import Protocol
 import structlog
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.status import FINISHED_PHASES
 from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import ObjectStore
+from controlplane.objects.pods import is_active
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
 from pilothouse.kinds import Kind
@@ -205,13 +205,7 @@ class NodeLifecycleController:
         return None
 
     def _bound_pods(self, node: str) -> list[objects_pb2.Pod]:
-        return [
-            pod
-            for pod in self._pods.list()
-            if pod.spec.node_name == node
-            and pod.status.phase not in FINISHED_PHASES
-            and not pod.metadata.HasField("deletion_timestamp")
-        ]
+        return [pod for pod in self._pods.list() if pod.spec.node_name == node and is_active(pod)]
 
     async def _evict(self, node: objects_pb2.Node, *, silent: float) -> None:
         pods = self._bound_pods(node.metadata.name)

@@ -21,7 +21,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from controlplane.controllers.status import find_condition, set_condition
+from pilothouse.conditions import find_condition, set_condition
 from pilothouse.v1 import objects_pb2
 
 PROGRESSING = "Progressing"

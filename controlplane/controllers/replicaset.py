@@ -28,6 +28,7 @@ import structlog
 
 from controlplane.controllers import revisions, status
 from controlplane.objects import ObjectStore
+from controlplane.objects.pods import is_active, ready_since
 from controlplane.store import AlreadyExists, NotFound
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -40,7 +41,7 @@ _PHASE_RANK = {"Pending": 0, "": 0, "Unknown": 1, "Running": 2}
 
 def deletion_rank(pod: objects_pb2.Pod) -> tuple[int, int, int, float, int, int, str]:
     """Lower goes first when scaling down (Kubernetes' ActivePods ordering)."""
-    since = status.ready_since(pod)
+    since = ready_since(pod)
     created = pod.metadata.creation_timestamp
     restarts = sum(c.restart_count for c in pod.status.container_statuses)
     return (
@@ -108,8 +109,8 @@ class ReplicaSetPods:
         target: int,
     ) -> list[objects_pb2.Pod]:
         """Create or delete pods so `rs` has `target` active ones; returns those kept."""
-        active = [p for p in pods if status.is_active(p)]
-        finished = [p for p in pods if not status.is_active(p)]
+        active = [p for p in pods if is_active(p)]
+        finished = [p for p in pods if not is_active(p)]
         await self.delete(finished)
         missing = target - len(active)
         if missing > 0:

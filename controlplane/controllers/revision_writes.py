@@ -18,6 +18,7 @@ from controlplane import digests
 from controlplane.controllers import history, progress, revisions, rollout
 from controlplane.controllers.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
+from controlplane.objects import owners
 from controlplane.store import AlreadyExists, StoreError
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -81,7 +82,7 @@ async def create(
         created = await writes.objects.create(rs)
     except AlreadyExists:
         created = await writes.objects.get(Kind.REPLICASET, rs.metadata.namespace, name)
-        if not revisions.owned_by(created, deployment.metadata.uid):
+        if not owners.owned_by(created, deployment.metadata.uid):
             raise ForeignReplicaSet(
                 f'replicasets "{name}" belongs to an earlier deployment of the same name; '
                 "waiting for it to be garbage-collected"

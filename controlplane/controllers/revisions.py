@@ -76,15 +76,3 @@ def revision_of(obj: Message) -> int:
         return int(obj.metadata.annotations.get(REVISION_ANNOTATION, "0"))
     except ValueError:
         return 0
-
-
-def controller_of(obj: Message) -> objects_pb2.OwnerReference | None:
-    for ref in obj.metadata.owner_references:
-        if ref.controller:
-            return ref
-    return None
-
-
-def owned_by(obj: Message, uid: str) -> bool:
-    ref = controller_of(obj)
-    return ref is not None and ref.uid == uid

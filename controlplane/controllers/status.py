@@ -1,44 +1,24 @@
 """Status of ReplicaSets and Deployments from their pods: counts and the Available condition.
 
 Invariants (Kubernetes' definitions):
-- active pod: not finished (phase Succeeded or Failed) and not being deleted;
-- ready: the pod's Ready condition is True; available: ready for at least minReadySeconds,
-  measured from the Ready condition's lastTransitionTime;
+- active and ready pods as `controlplane.objects.pods` says; available: ready for at least
+  minReadySeconds, measured from the Ready condition's lastTransitionTime;
 - a Deployment's replicas/ready/available sum its ReplicaSets'; updatedReplicas are those of
   the ReplicaSet of the current template; unavailableReplicas = sum of the ReplicaSets'
   targets - available (never negative);
 - Available is True when availableReplicas >= replicas - maxUnavailable.
-- Conditions keep their timestamps unless their status, reason or message change, so an
-  unchanged world computes an identical status and the controller writes nothing.
+- Conditions are set by `pilothouse.conditions` (timestamps kept unless something changed), so
+  an unchanged world computes an identical status and the controller writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from controlplane.objects.pods import is_active, ready_since
+from pilothouse.conditions import set_condition
 from pilothouse.v1 import objects_pb2
-
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
-
-
-def is_active(pod: objects_pb2.Pod) -> bool:
-    return pod.status.phase not in FINISHED_PHASES and not pod.metadata.HasField(
-        "deletion_timestamp"
-    )
-
-
-def ready_since(pod: objects_pb2.Pod) -> float | None:
-    """When the pod became Ready (seconds since the epoch), or None if it is not Ready."""
-    for condition in pod.status.conditions:
-        if condition.type == "Ready" and condition.status == "True":
-            stamp = condition.last_transition_time
-            return stamp.seconds + stamp.nanos / 1e9
-    return None
-
-
-def is_ready(pod: objects_pb2.Pod) -> bool:
-    return ready_since(pod) is not None
 
 
 def available_after(pod: objects_pb2.Pod, *, min_ready_seconds: int, now: float) -> float | None:
@@ -98,53 +78,6 @@ def replicaset_status(rs: objects_pb2.ReplicaSet, counts: Counts) -> objects_pb2
     )
     status.conditions.extend(rs.status.conditions)
     return status
-
-
-def set_condition(
-    conditions: Sequence[objects_pb2.Condition],
-    wanted: objects_pb2.Condition,
-    *,
-    now: float,
-) -> list[objects_pb2.Condition]:
-    """`conditions` with `wanted` in place of its type, timestamps kept unless it changed."""
-    result: list[objects_pb2.Condition] = []
-    placed = False
-    for condition in conditions:
-        if condition.type != wanted.type:
-            result.append(condition)
-            continue
-        placed = True
-        if (condition.status, condition.reason, condition.message) == (
-            wanted.status,
-            wanted.reason,
-            wanted.message,
-        ):
-            result.append(condition)
-            continue
-        updated = objects_pb2.Condition()
-        updated.CopyFrom(wanted)
-        updated.last_update_time.FromNanoseconds(int(now * 1e9))
-        if condition.status == wanted.status:
-            updated.last_transition_time.CopyFrom(condition.last_transition_time)
-        else:
-            updated.last_transition_time.FromNanoseconds(int(now * 1e9))
-        result.append(updated)
-    if not placed:
-        added = objects_pb2.Condition()
-        added.CopyFrom(wanted)
-        added.last_update_time.FromNanoseconds(int(now * 1e9))
-        added.last_transition_time.FromNanoseconds(int(now * 1e9))
-        result.append(added)
-    return result
-
-
-def find_condition(
-    conditions: Sequence[objects_pb2.Condition], type_: str
-) -> objects_pb2.Condition | None:
-    for condition in conditions:
-        if condition.type == type_:
-            return condition
-    return None
 
 
 def deployment_counts(

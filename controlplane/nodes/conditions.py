@@ -2,7 +2,8 @@
 
 Invariants:
 - A Node has at most one condition of each type. `lastTransitionTime` moves only when the
-  condition's status changes; `lastHeartbeatTime` only when a heartbeat is recorded.
+  condition's status changes (`pilothouse.conditions`, the rule every object's conditions
+  follow); `lastHeartbeatTime` only when a heartbeat is recorded.
 - Ready is "True" (reason AgentReady), "False" (reason Fencing: the agent is back but its first
   push has not succeeded yet) or "Unknown" (reason NodeStatusUnknown: heartbeats stopped).
   Only the node syncer sets True, only the registry sets Fencing, only the node-lifecycle
@@ -13,8 +14,7 @@ from __future__ import annotations
 
 import enum
 
-from google.protobuf import timestamp_pb2
-
+from pilothouse.conditions import find_condition, seconds, set_condition, stamp
 from pilothouse.v1 import objects_pb2
 
 READY = "Ready"
@@ -37,10 +37,7 @@ class ReadyStatus(enum.Enum):
 
 
 def ready_condition(node: objects_pb2.Node) -> objects_pb2.Condition | None:
-    for condition in node.status.conditions:
-        if condition.type == READY:
-            return condition
-    return None
+    return find_condition(node.status.conditions, READY)
 
 
 def ready_status(node: objects_pb2.Node) -> ReadyStatus | None:
@@ -81,23 +78,21 @@ def set_ready(
     heartbeat: bool = False,
 ) -> None:
     """Set the Ready condition in place (see the module's timestamp rules)."""
-    condition = ready_condition(node)
-    if condition is None:
-        condition = node.status.conditions.add(type=READY)
-    if condition.status != status.value or not condition.HasField("last_transition_time"):
-        _stamp(condition.last_transition_time, now)
-    condition.status = status.value
-    condition.reason = reason.value
-    condition.message = message
+    wanted = objects_pb2.Condition(
+        type=READY, status=status.value, reason=reason.value, message=message
+    )
+    conditions = set_condition(node.status.conditions, wanted, now=now, update_time=False)
+    del node.status.conditions[:]
+    node.status.conditions.extend(conditions)
     if heartbeat:
-        _stamp(condition.last_heartbeat_time, now)
+        touch_heartbeat(node, now=now)
 
 
 def touch_heartbeat(node: objects_pb2.Node, *, now: float) -> None:
     """Record a heartbeat on the Ready condition, changing nothing else."""
     condition = ready_condition(node)
     if condition is not None:
-        _stamp(condition.last_heartbeat_time, now)
+        stamp(condition.last_heartbeat_time, now)
 
 
 def heartbeat_time(node: objects_pb2.Node) -> float | None:
@@ -105,14 +100,14 @@ def heartbeat_time(node: objects_pb2.Node) -> float | None:
     condition = ready_condition(node)
     if condition is None or not condition.HasField("last_heartbeat_time"):
         return None
-    return _seconds(condition.last_heartbeat_time)
+    return seconds(condition.last_heartbeat_time)
 
 
 def transition_time(node: objects_pb2.Node) -> float | None:
     condition = ready_condition(node)
     if condition is None or not condition.HasField("last_transition_time"):
         return None
-    return _seconds(condition.last_transition_time)
+    return seconds(condition.last_transition_time)
 
 
 def instance_of(node: objects_pb2.Node) -> str:
@@ -130,11 +125,3 @@ def endpoint(node: objects_pb2.Node) -> str | None:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # IPv6
     return f"{host}:{port}"
-
-
-def _stamp(stamp: timestamp_pb2.Timestamp, now: float) -> None:
-    stamp.FromNanoseconds(int(now * 1e9))
-
-
-def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
-    return stamp.seconds + stamp.nanos / 1e9

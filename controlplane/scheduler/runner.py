@@ -28,15 +28,16 @@ from typing import Any
 import structlog
 
 from controlplane.cache.informer import Informer, Notice, object_key
-from controlplane.controllers.status import FINISHED_PHASES, set_condition
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
+from controlplane.objects.pods import FINISHED_PHASES, is_active
 from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
 from controlplane.scheduler.schedule import Placement, Unschedulable, schedule
 from controlplane.scheduler.snapshot import Snapshot
 from controlplane.store import Conflict, NotFound, StoreError
+from pilothouse.conditions import set_condition
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
 
@@ -50,11 +51,7 @@ CONDITION_DELAY = 1.0
 
 def is_pending(pod: objects_pb2.Pod) -> bool:
     """Waiting for a node: unbound, not finished, not being deleted."""
-    return (
-        not pod.spec.node_name
-        and pod.status.phase not in FINISHED_PHASES
-        and not pod.metadata.HasField("deletion_timestamp")
-    )
+    return not pod.spec.node_name and is_active(pod)
 
 
 def _node_matters(old: objects_pb2.Node | None, new: objects_pb2.Node) -> bool:

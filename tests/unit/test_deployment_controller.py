@@ -13,7 +13,7 @@ from controlplane.cache.informer import Informer
 from controlplane.controllers import revisions
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
-from controlplane.objects import ObjectStore
+from controlplane.objects import ObjectStore, owners
 from controlplane.reconcile.clock import Clock, ManualClock, settle
 from controlplane.store import Unavailable
 from controlplane.store.memory import MemoryStore
@@ -130,7 +130,7 @@ async def test_creates_exactly_replicas_pods_with_deterministic_owned_names() ->
         hash_ = revisions.template_hash(deployment.spec.template)
         assert rs.metadata.name == f"web-{hash_}"
         assert rs.metadata.annotations[revisions.REVISION_ANNOTATION] == "1"
-        assert revisions.owned_by(rs, deployment.metadata.uid)
+        assert owners.owned_by(rs, deployment.metadata.uid)
         expected = set()
         names = revisions.pod_names(
             replicaset=rs.metadata.name, deployment_uid=deployment.metadata.uid, hash_=hash_
@@ -141,7 +141,7 @@ async def test_creates_exactly_replicas_pods_with_deterministic_owned_names() ->
         for pod in pods:
             assert NAME.match(pod.metadata.name), f"pod name {pod.metadata.name} is malformed"
             assert pod.metadata.labels == {"app": "web", "pod-template-hash": hash_}
-            assert revisions.owned_by(pod, rs.metadata.uid), "pod is not owned by its ReplicaSet"
+            assert owners.owned_by(pod, rs.metadata.uid), "pod is not owned by its ReplicaSet"
             assert pod.metadata.owner_references[0].kind == "ReplicaSet"
             assert pod.spec.node_name == "", "a new pod must wait for the scheduler"
             assert pod.status.phase == "Pending"
