@@ -1,8 +1,15 @@
 """Pilothouse: the package shared by the control plane, the node agent and the CLI.
 
-Holds what both processes agree on: the generated schema (`pilothouse.v1`), manifests and their
-validation, quantities, the client, the CLI, configuration, TLS and logging setup. It never
-imports `controlplane` or `nodeagent` (checked by import-linter).
+Outside `cli/`, it holds only what they share: the generated schema (`v1`), kinds, manifests
+and their validation, quantities and selectors, conditions, the client, configuration and
+credentials, the PKI, OCI images and registries, logging, libc calls, and the plumbing of a
+long-lived process (`process`: runnables, signals, address files, gRPC servers).
+
+`cli/` is the `pilothouse` command: its verbs, tables and views, and the local cluster of
+`up`/`down` (`cli.cluster`). Nothing else here imports it.
+
+It never imports `controlplane` or `nodeagent`, and no module in it imports one that imports it
+back (both checked by import-linter).
 """
 
 __version__ = "0.1.0"
