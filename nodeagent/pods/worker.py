@@ -10,9 +10,10 @@ the pod's grace period); that exit goes through the same restart policy and back
 `stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release.
 Along the way it records the kubelet's events (`self.events`: Pulling, Pulled, Failed,
 BackOff, Created, Started, Killing, Unhealthy); the manager sends them with the next report.
-The worker wires its parts: `pull` (images, their events and backoff), `containers` (the
-pod's containers in the runtime: adoption, lookup, removal), `stop` (grace periods, SIGTERM
-then SIGKILL) and `memory` (what it keeps on disk for a restarted agent).
+The worker wires its parts: `attempts` (making one attempt of a container and running it
+under its probes), `pull` (images, their events and backoff), `containers` (the pod's
+containers in the runtime: adoption, lookup, removal), `stop` (grace periods, SIGTERM then
+SIGKILL) and `memory` (what it keeps on disk for a restarted agent).
 
 Invariants:
 - The runtime is the source of truth: a loop (re)starts from the pod's containers in the
@@ -37,7 +38,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,41 +46,33 @@ from pathlib import Path
 
 import structlog
 
-from nodeagent.images import ImageError, ImageService
+from nodeagent.images import ImageService
 from nodeagent.network.cni import CniError
 from nodeagent.network.netns import NetnsError
-from nodeagent.network.sandbox import Mode, PodNetworks, Sandbox
-from nodeagent.pods import specs
-from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted, terminated
-from nodeagent.pods.events import EventType, PodEvents, ProbeEvents, Reason
+from nodeagent.network.sandbox import Mode, PodNetworks
+from nodeagent.pods import attempts, specs
+from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted
+from nodeagent.pods.events import EventType, PodEvents, Reason
 from nodeagent.pods.memory import PodMemory
 from nodeagent.pods.pull import ImagePuller, default_pull_policy
 from nodeagent.pods.restart import (
     Action,
     Backoff,
     BackoffConfig,
-    Exit,
     RestartPolicy,
     RestartTracker,
 )
 from nodeagent.pods.status import (
     Conditions,
     ContainerRecord,
-    Running,
     Waiting,
     WaitingReason,
     pod_status,
 )
-from nodeagent.pods.stop import (
-    DEFAULT_GRACE_SECONDS,
-    grace_seconds,
-    probe_grace_seconds,
-    stop_container,
-)
-from nodeagent.probes import Handler, Target
+from nodeagent.pods.stop import DEFAULT_GRACE_SECONDS, grace_seconds, stop_container
+from nodeagent.probes import Handler
 from nodeagent.probes import handlers as probe_handlers
-from nodeagent.probes.prober import ContainerProber, initial
-from nodeagent.runtime import ContainerRuntime, ContainerState, RuntimeError_, Status
+from nodeagent.runtime import ContainerRuntime, ContainerState, Status
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
@@ -123,12 +115,8 @@ class PodWorker:
         self.key = specs.pod_key(pod)
         self.uid = pod.metadata.uid
         self.spec_hash = specs.spec_hash(pod)
-        self.stopping = False
         self._runtime = runtime
-        self._images = images
         self._config = config
-        self._probes = config.probes or probe_handlers.for_runtime(runtime)
-        self.pod_ip = ""  # the pod's address once it has one (probes prefer it to loopback)
         self._on_change = on_change
         self._report_due = False
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
@@ -139,20 +127,11 @@ class PodWorker:
         if adopted:  # a restarted agent: keep the conditions' transition times
             self._conditions.restore(self._memory.conditions())
             self._saved_conditions = self._conditions.version
-        self._sandbox: Sandbox | None = None
         # What happened since the last report, in the kubelet's words (see pods.events).
         self.events = PodEvents(pod)
-        self._puller = ImagePuller(
-            images=images,
-            backoff=config.image_backoff,
-            events=self.events,
-            on_change=self.changed,
-            log=self._log,
-        )
         self.records: dict[str, ContainerRecord] = {
             c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
         }
-        self._persisted = persisted
         # Every container of this pod the runtime may hold, while the worker knows them all
         # (known=None: it does not, and `stop` lists the runtime).
         self._containers = PodContainers(
@@ -160,6 +139,27 @@ class PodWorker:
             images=images,
             uid=self.uid,
             known={st.id for st in adopted} if adopted_all else None,
+        )
+        self._scope = attempts.PodScope(
+            pod=pod,
+            runtime=runtime,
+            images=images,
+            puller=ImagePuller(
+                images=images,
+                backoff=config.image_backoff,
+                events=self.events,
+                on_change=self.changed,
+                log=self._log,
+            ),
+            containers=self._containers,
+            events=self.events,
+            memory=self._memory,
+            probes=config.probes or probe_handlers.for_runtime(runtime),
+            changed=self.changed,
+            log=self._log,
+            state_dir=config.state_dir,
+            pids_limit=config.pids_limit,
+            persisted=persisted,
         )
         self._adopted: dict[str, list[ContainerState]] = (
             {c.name: [] for c in pod.spec.containers} if adopted_all else {}
@@ -175,6 +175,15 @@ class PodWorker:
 
     def matches(self, pod: objects_pb2.Pod) -> bool:
         return pod.metadata.uid == self.uid and specs.spec_hash(pod) == self.spec_hash
+
+    @property
+    def stopping(self) -> bool:
+        """The pod is being removed: it reports and keeps nothing more."""
+        return self._scope.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self._scope.stopping = value
 
     # -- status -------------------------------------------------------------------------------
 
@@ -193,7 +202,7 @@ class PodWorker:
                 start_time=self.start_time,
                 host_ip=self._config.host_ip,
                 generation=self.pod.metadata.generation,
-                pod_ip=self._sandbox.pod_ip if self._sandbox else "",
+                pod_ip=self._scope.sandbox.pod_ip if self._scope.sandbox else "",
             )
         )
         return out
@@ -231,8 +240,7 @@ class PodWorker:
         backoff = Backoff(self._config.restart_backoff)
         while True:
             try:
-                self._sandbox = await self._config.networks.attach(self.pod)
-                self.pod_ip = self._sandbox.pod_ip
+                self._scope.sandbox = await self._config.networks.attach(self.pod)
                 self.changed()
                 return
             except (CniError, NetnsError, OSError) as exc:
@@ -312,50 +320,23 @@ class PodWorker:
         create_backoff = Backoff(self._config.restart_backoff)
         while True:
             if current is None:
-                current = await self._create(container, rec, attempt, create_backoff)
+                current = await attempts.make(
+                    self._scope, container, rec, attempt=attempt, backoff=create_backoff
+                )
                 if attempt >= 2:
                     old = specs.container_id(self.pod, name, attempt - 2)
                     await self._containers.remove(old)
             verdict = ""
             if current.status is not Status.STOPPED:
-                current, verdict = await self._run_attempt(container, rec, current)
-            term = terminated(current)
-            if verdict:
-                term = dataclasses.replace(term, message=verdict)
-            rec.state = term
-            rec.ready = False
-            rec.started = False
-            self._log.info(
-                "pod.container_exited",
-                container=name,
-                exit_code=term.exit_code,
-                reason=term.reason.value,
-                attempt=attempt,
+                current, verdict = await attempts.run(self._scope, container, rec, current)
+            term, exit_ = attempts.ended(
+                self._scope, rec, current, verdict=verdict, attempt=attempt
             )
-            ran_for = 0.0
-            if term.started_at and term.finished_at:
-                ran_for = (term.finished_at - term.started_at).total_seconds()
-            # A container killed for failing a probe counts as failed even if it exited 0 on
-            # SIGTERM: the kubelet restarts it under OnFailure too.
-            code = term.exit_code if not verdict or term.exit_code else 1
-            decision = tracker.on_exit(Exit(code, ran_for))
+            decision = tracker.on_exit(exit_)
             if decision.action is Action.STOP:
                 self.changed()
                 return
-            rec.last_terminated = term
-            self.events.record(
-                container=name,
-                type=EventType.WARNING,
-                reason=Reason.BACK_OFF,
-                message=f"Back-off restarting failed container {name} in pod "
-                f"{self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})",
-            )
-            rec.state = Waiting(
-                WaitingReason.CRASH_LOOP_BACK_OFF,
-                f"back-off {decision.delay:.3g}s restarting failed container={name} "
-                f"pod={self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})",
-            )
-            self.changed()
+            attempts.back_off(self._scope, rec, term, delay=decision.delay)
             await asyncio.sleep(decision.delay)
             attempt += 1
             current = None
@@ -363,162 +344,18 @@ class PodWorker:
     def _container(self, name: str) -> objects_pb2.Container:
         return next(c for c in self.pod.spec.containers if c.name == name)
 
-    async def _run_attempt(
-        self, container: objects_pb2.Container, rec: ContainerRecord, state: ContainerState
-    ) -> tuple[ContainerState, str]:
-        """Wait for the attempt's exit while probing it; kill it when a probe says so.
-
-        Returns its final state and, if a probe ended it, why (for lastState's message).
-        """
-        handler = ProbeEvents(
-            self._probes,
-            events=self.events,
-            container=container.name,
-            on_event=self.changed,
-        )
-        prober = ContainerProber(
-            container=container,
-            target=Target(
-                container_id=state.id,
-                pid=state.pid,
-                pod_ip=self.pod_ip,
-                ports={p.name: p.container_port for p in container.ports if p.name},
-            ),
-            handler=handler,
-            started_at=state.started_at,
-            on_change=lambda p: self._probed(rec, p),
-            resume=self._memory.probes(container.name, state.id),
-        )
-        handler.probes = prober.probes
-        if not prober.probing:
-            return await self._runtime.wait(state.id), ""
-        probing = asyncio.create_task(prober.run(), name=f"probes {self.key}/{container.name}")
-        waiting = asyncio.create_task(self._runtime.wait(state.id), name=f"wait {state.id}")
-        try:
-            await asyncio.wait({probing, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            if waiting.done():
-                return waiting.result(), ""
-            verdict = probing.result()
-            rec.ready = False
-            self.events.record(
-                container=container.name,
-                type=EventType.NORMAL,
-                reason=Reason.KILLING,
-                message=f"Container {container.name} failed {verdict.kind.value.lower()} probe, "
-                "will be restarted",
-            )
-            self.changed()
-            grace = probe_grace_seconds(self.pod, container, verdict.kind)
-            await stop_container(self._runtime, state.id, grace=grace, log=self._log)
-            return await waiting, verdict.message
-        finally:
-            for task in (probing, waiting):
-                task.cancel()
-            await asyncio.gather(probing, waiting, return_exceptions=True)
-
-    def _probed(self, rec: ContainerRecord, prober: ContainerProber) -> None:
-        if rec.container_id != prober.target.container_id or not isinstance(rec.state, Running):
-            return  # a report from an attempt that is over
-        before = (rec.started, rec.ready)
-        rec.started = prober.started
-        rec.ready = prober.started and prober.ready
-        rec.probe_message = prober.unready_message()
-        if (rec.started, rec.ready) != before:
-            self._remember_probes(rec)
-        self.changed()
-
-    def _remember_probes(self, rec: ContainerRecord) -> None:
-        """Keep started/ready on disk, so a restarted agent resumes them instead of flapping."""
-        if self.stopping:
-            return  # the pod's directory is being removed
-        self._memory.save_probes(
-            rec.name, container_id=rec.container_id, started=rec.started, ready=rec.ready
-        )
-
-    def _grace(self) -> int:
-        return grace_seconds(self.pod)
-
-    async def _create(
-        self,
-        container: objects_pb2.Container,
-        rec: ContainerRecord,
-        attempt: int,
-        backoff: Backoff,
-    ) -> ContainerState:
-        """Create and start one attempt, retrying (with backoff) until it runs."""
-        cid = specs.container_id(self.pod, container.name, attempt)
-        while True:
-            image = await self._puller.pull(container, rec)
-            try:
-                mounts = await self._images.prepare(cid, image)
-                spec = specs.build(
-                    pod=self.pod,
-                    container=container,
-                    image=image,
-                    attempt=attempt,
-                    mounts=mounts,
-                    state_dir=self._config.state_dir,
-                    pids_limit=self._config.pids_limit,
-                )
-                if self._sandbox is not None:
-                    spec = dataclasses.replace(spec, netns_path=self._sandbox.netns_path)
-                Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
-                if self._persisted is not None:
-                    await self._persisted()
-                self._containers.track(cid)
-                await self._runtime.create(spec)
-                self._event(container.name, Reason.CREATED, f"Created container {container.name}")
-                state = await self._runtime.start(cid)
-                self._event(container.name, Reason.STARTED, f"Started container {container.name}")
-            except (RuntimeError_, specs.SpecError, ImageError, OSError) as exc:
-                reason = (
-                    WaitingReason.CREATE_CONTAINER_CONFIG_ERROR
-                    if isinstance(exc, specs.SpecError)
-                    else WaitingReason.CREATE_CONTAINER_ERROR
-                )
-                rec.state = Waiting(reason, str(exc))
-                self._log.warning(
-                    "pod.container_create_failed", container=container.name, error=str(exc)
-                )
-                self._event(container.name, Reason.FAILED, f"Error: {exc}", EventType.WARNING)
-                self.changed()
-                await self._containers.remove(cid)
-                await asyncio.sleep(backoff.next())
-                continue
-            backoff.reset()
-            rec.restart_count = attempt
-            rec.container_id = cid
-            # As in Kubernetes, the image id is the running container's (not the pulled one's).
-            rec.image_id = image.digest
-            rec.state = Running(state.started_at or datetime.now(UTC))
-            rec.started, rec.ready = initial(container)
-            rec.probe_message = ""
-            self._log.info("pod.container_started", container=container.name, id=cid)
-            self.changed()
-            return state
-
-    def _event(
-        self,
-        container: str,
-        reason: Reason,
-        message: str,
-        type: EventType = EventType.NORMAL,
-    ) -> None:
-        """Record an event about one container; it goes out with the next status report."""
-        self.events.record(container=container, type=type, reason=reason, message=message)
-
     # -- stopping -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
         """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
         self.stopping = True
-        grace = self._grace()
+        grace = grace_seconds(self.pod)
         mine = await self._containers.all()
         running = [s for s in mine if s.status is Status.RUNNING]
         self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
         for state in running:
             name = state.labels.get(specs.LABEL_CONTAINER, "")
-            self._event(name, Reason.KILLING, f"Stopping container {name}")
+            self._scope.event(name, Reason.KILLING, f"Stopping container {name}")
         await asyncio.gather(
             *(stop_container(self._runtime, s.id, grace=grace, log=self._log) for s in running)
         )
