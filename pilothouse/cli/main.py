@@ -31,6 +31,7 @@ from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
 from pilothouse.cli import setimage as set_verb
 from pilothouse.cli import token as token_verb
+from pilothouse.cli.build import verb as build_verb
 from pilothouse.cli.cluster import verbs as cluster_verb
 from pilothouse.cli.context import Context
 from pilothouse.cli.describe import verbs as describe
@@ -67,6 +68,7 @@ VERBS: dict[str, Verb] = {
     "drain": nodes.run_drain,
     "token": token_verb.run,
     **image.VERBS,
+    **build_verb.VERBS,
     **rollout_verb.VERBS,
     **set_verb.VERBS,
     **diff_verb.VERBS,
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     logs_verb.add_parser(subparsers)
     nodes.add_parsers(subparsers)
     image.add_parsers(subparsers)
+    build_verb.add_parser(subparsers)
     rollout_verb.add_parsers(subparsers)
     cluster_verb.add_parsers(subparsers)
     set_verb.add_parsers(subparsers)
