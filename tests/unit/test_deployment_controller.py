@@ -10,8 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers import revisions
-from controlplane.controllers.deployment import deployment_controller
+from controlplane.controllers.deployment import deployment_controller, revisions
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.objects import ObjectStore, owners
 from controlplane.reconcile.clock import Clock, ManualClock, settle

@@ -12,8 +12,7 @@ import pytest
 from google.protobuf.struct_pb2 import Value
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers import history, revisions
-from controlplane.controllers.deployment import deployment_controller
+from controlplane.controllers.deployment import deployment_controller, history, revisions
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.digests import StaticDigests, original_annotation
 from controlplane.events import EventRecorder

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf.struct_pb2 import Value
 
-from controlplane.controllers import rollout
-from controlplane.controllers.rollout import Revision, Strategy
+from controlplane.controllers.deployment import rollout
+from controlplane.controllers.deployment.rollout import Revision, Strategy
 from pilothouse.v1 import objects_pb2
 
 

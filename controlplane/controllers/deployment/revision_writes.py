@@ -15,8 +15,8 @@ from __future__ import annotations
 import structlog
 
 from controlplane import digests
-from controlplane.controllers import history, progress, revisions, rollout
-from controlplane.controllers.writes import DeploymentWrites, Reason
+from controlplane.controllers.deployment import history, progress, revisions, rollout
+from controlplane.controllers.deployment.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
 from controlplane.objects import owners
 from controlplane.store import AlreadyExists, StoreError

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from controlplane import digests
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers import (
+from controlplane.controllers.deployment import (
     completion,
     history,
     progress,
@@ -38,9 +38,8 @@ from controlplane.controllers import (
     rollout,
     status,
 )
-from controlplane.controllers.replicaset import ReplicaSetPods, Tombstones
-from controlplane.controllers.revision_writes import ForeignReplicaSet
-from controlplane.controllers.writes import DeploymentWrites, Reason
+from controlplane.controllers.deployment.replicaset import ReplicaSetPods, Tombstones
+from controlplane.controllers.deployment.writes import DeploymentWrites
 from controlplane.events import EventRecorder
 from controlplane.objects import ChangeType, ObjectStore, owners
 from controlplane.objects.pods import is_active, ready_since
@@ -48,8 +47,6 @@ from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
 from pilothouse.v1 import objects_pb2
-
-__all__ = ["DeploymentReconciler", "ForeignReplicaSet", "Reason", "deployment_controller"]
 
 
 class DeploymentReconciler:

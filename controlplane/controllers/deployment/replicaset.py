@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from controlplane.controllers import revisions, status
+from controlplane.controllers.deployment import revisions, status
 from controlplane.objects import ObjectStore
 from controlplane.objects.pods import is_active, ready_since
 from controlplane.store import AlreadyExists, NotFound

@@ -14,8 +14,8 @@ import time
 
 import structlog
 
-from controlplane.controllers import history, revisions
-from controlplane.controllers.writes import DeploymentWrites, Reason
+from controlplane.controllers.deployment import history, revisions
+from controlplane.controllers.deployment.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
 from pilothouse.v1 import objects_pb2
 

@@ -15,8 +15,15 @@ import contextlib
 
 import structlog
 
-from controlplane.controllers import history, progress, revisions, rollback, rollout, status
-from controlplane.controllers.writes import DeploymentWrites, Reason
+from controlplane.controllers.deployment import (
+    history,
+    progress,
+    revisions,
+    rollback,
+    rollout,
+    status,
+)
+from controlplane.controllers.deployment.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
 from controlplane.reconcile import Result
 from controlplane.store import NotFound

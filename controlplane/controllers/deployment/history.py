@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.controllers import revisions
+from controlplane.controllers.deployment import revisions
 from pilothouse.v1 import objects_pb2
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
