@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from controlplane.cache.informer import Informer
 from controlplane.events import EventRecorder
@@ -15,27 +16,11 @@ from controlplane.scheduler.runner import Scheduler
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.unit.waiting import eventually, idle
 
-
-def make_node(name: str, *, memory: str = "4Gi", pods: str = "110") -> objects_pb2.Node:
-    n = objects_pb2.Node()
-    n.metadata.name = name
-    n.status.allocatable.update({"cpu": "2", "memory": memory, "pods": pods})
-    n.status.conditions.add(type="Ready", status="True", reason="AgentReady")
-    return n
-
-
-def make_pod(name: str, *, memory: str | None = None, owner: str = "rs-uid") -> objects_pb2.Pod:
-    p = objects_pb2.Pod()
-    p.metadata.name = name
-    p.metadata.namespace = "default"
-    p.metadata.owner_references.add(kind="ReplicaSet", name="web-x", uid=owner, controller=True)
-    c = p.spec.containers.add(name="main", image="busybox")
-    if memory:
-        c.resources.requests["memory"] = memory
-    p.status.phase = "Pending"
-    return p
+# A pod as the ReplicaSet controller writes it: owned by ReplicaSet web-x, Pending.
+REPLICA: dict[str, Any] = {"owner": "rs-uid", "owner_name": "web-x", "phase": "Pending"}
 
 
 class Plane:
@@ -79,9 +64,9 @@ def condition(pod: objects_pb2.Pod, type_: str) -> objects_pb2.Condition | None:
 async def test_binds_six_replicas_two_per_node_with_scheduled_condition() -> None:
     async with Plane() as plane:
         for name in ("n1", "n2", "n3"):
-            await plane.objects.create(make_node(name))
+            await plane.objects.create(factories.node(name=name, reason="AgentReady"))
         for i in range(6):
-            await plane.objects.create(make_pod(f"web-{i}"))
+            await plane.objects.create(factories.pod(name=f"web-{i}", **REPLICA))
 
         async def all_bound() -> object:
             where = await plane.placements()
@@ -104,9 +89,11 @@ async def _scheduled_true(plane: Plane, name: str) -> object:
 
 async def test_burst_never_overfills_a_node() -> None:
     async with Plane() as plane:
-        await plane.objects.create(make_node("small", pods="3"))
+        await plane.objects.create(factories.node(name="small", pods="3", reason="AgentReady"))
         await settle()
-        await asyncio.gather(*(plane.objects.create(make_pod(f"p{i}")) for i in range(5)))
+        await asyncio.gather(
+            *(plane.objects.create(factories.pod(name=f"p{i}", **REPLICA)) for i in range(5))
+        )
 
         async def settled() -> object:
             pending = [
@@ -141,8 +128,14 @@ async def test_burst_never_overfills_a_node() -> None:
 async def test_unschedulable_pod_waits_with_reason_and_event_until_a_bigger_node_joins() -> None:
     async with Plane() as plane:
         for name in ("n1", "n2", "n3"):
-            await plane.objects.create(make_node(name, memory="1Gi"))
-        await plane.objects.create(make_pod("big", memory="8Gi"))
+            await plane.objects.create(factories.node(name=name, memory="1Gi", reason="AgentReady"))
+        await plane.objects.create(
+            factories.pod(
+                name="big",
+                **REPLICA,
+                containers=[factories.container(memory="8Gi")],
+            )
+        )
         message = "0/3 nodes are available: 3 Insufficient memory."
 
         async def pending_with_reason() -> object:
@@ -170,7 +163,7 @@ async def test_unschedulable_pod_waits_with_reason_and_event_until_a_bigger_node
         await eventually(event_recorded, "no FailedScheduling event")
         assert (await plane.pod("big")).spec.node_name == ""
 
-        await plane.objects.create(make_node("large", memory="16Gi"))
+        await plane.objects.create(factories.node(name="large", memory="16Gi", reason="AgentReady"))
 
         async def bound_to_large() -> object:
             return (await plane.pod("big")).spec.node_name == "large" or "still pending"
@@ -183,10 +176,10 @@ async def test_unschedulable_pod_waits_with_reason_and_event_until_a_bigger_node
 
 async def test_heartbeats_do_not_retrigger_but_uncordon_does() -> None:
     async with Plane() as plane:
-        node = make_node("n1")
+        node = factories.node(name="n1", reason="AgentReady")
         node.spec.unschedulable = True
         await plane.objects.create(node)
-        await plane.objects.create(make_pod("p"))
+        await plane.objects.create(factories.pod(name="p", **REPLICA))
 
         async def failed_events() -> int:
             events = (await plane.objects.list(Kind.EVENT, "default")).items
