@@ -1,7 +1,7 @@
 """What the node-sync unit tests share: `FakeAgent`, an in-process gRPC NodeAgent servicer
 that records every push and streams the statuses a test reports; `Plane`, the control plane's
-node-sync side over an in-memory store, run in the test's loop; object builders (and
-`eventually`, from tests.unit.waiting).
+node-sync side over an in-memory store, run in the test's loop; `make_pod`, a pod as the
+scheduler leaves it (built by tests.factories); `eventually`, from tests.unit.waiting.
 
 Invariants: every FakeAgent serves on a free loopback port and `agents()` stops all it started;
 a Plane's tasks are all cancelled and awaited when its `async with` ends.
@@ -24,9 +24,10 @@ from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from tests import factories
 from tests.unit.waiting import eventually
 
-__all__ = ["FakeAgent", "Plane", "agents", "eventually", "make_pod", "node_report"]
+__all__ = ["FakeAgent", "Plane", "agents", "eventually", "make_pod"]
 
 
 class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
@@ -99,24 +100,11 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
         yield agent_pb2.LogsChunk(data=b"hello from web-1\n")
 
 
-def node_report(name: str, address: str) -> objects_pb2.Node:
-    node = objects_pb2.Node()
-    node.metadata.name = name
-    host, _, port = address.rpartition(":")
-    node.status.addresses.add(type="InternalIP", address=host)
-    node.status.daemon_endpoints.kubelet_endpoint.port = int(port)
-    node.status.capacity.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-    node.status.allocatable.update({"cpu": "2", "memory": "4Gi", "pods": "110"})
-    return node
-
-
 def make_pod(name: str, node: str = "") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = "default"
-    pod.spec.containers.add(name="main", image="busybox")
-    pod.spec.node_name = node
-    pod.status.phase = "Pending"
+    """A pod as the scheduler leaves it: bound to `node` (PodScheduled) and still Pending."""
+    pod = factories.pod(
+        name=name, node=node, phase="Pending", containers=[factories.container(image="busybox")]
+    )
     pod.status.conditions.add(type="PodScheduled", status="True", reason="Bound")
     return pod
 
@@ -162,7 +150,9 @@ class Plane:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     async def register(self, name: str, agent: FakeAgent, instance: str = "i-1") -> None:
-        await self.registry.register(node_report(name, agent.address), instance_id=instance)
+        await self.registry.register(
+            factories.node_report(name=name, address=agent.address), instance_id=instance
+        )
 
     async def node(self, name: str) -> objects_pb2.Node:
         return await self.objects.get(Kind.NODE, "", name)

@@ -15,7 +15,8 @@ from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
-from tests.unit.nodesync_support import Plane, agents, eventually, make_pod, node_report
+from tests import factories
+from tests.unit.nodesync_support import Plane, agents, eventually, make_pod
 
 
 async def ready(plane: Plane, name: str) -> object:
@@ -173,7 +174,9 @@ async def test_pod_logs_are_streamed_from_the_pods_agent() -> None:
         server = ApiServer(objects=objects, listen="127.0.0.1:0")
         address = await server.start()
         try:
-            await server.registry.register(node_report("n1", agent.address), instance_id="i")
+            await server.registry.register(
+                factories.node_report(name="n1", address=agent.address), instance_id="i"
+            )
             await objects.create(make_pod("web-1", "n1"))
             await objects.create(make_pod("web-2", "n1"))
             await objects.create(make_pod("pending"))

@@ -32,8 +32,9 @@ from nodeagent.api.nodeinfo import NodeFacts
 from nodeagent.api.servicer import NodeAgentServicer
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from tests import factories
 from tests.unit import nodesync_support, test_pods
-from tests.unit.nodesync_support import FakeAgent, eventually, make_pod, node_report
+from tests.unit.nodesync_support import FakeAgent, eventually, make_pod
 
 T0 = 1_700_000_000  # seconds
 
@@ -139,7 +140,9 @@ class Plane(nodesync_support.Plane):
 
     async def start(self, agent: ReportingAgent, *pods: objects_pb2.Pod) -> list[objects_pb2.Pod]:
         created = [await self.objects.create(p) for p in pods]
-        await self.registry.register(node_report("n1", agent.address), instance_id="i-1")
+        await self.registry.register(
+            factories.node_report(name="n1", address=agent.address), instance_id="i-1"
+        )
         await eventually(lambda: agent.watching and bool(agent.pushes), "n1 was never synced")
         return created
 
@@ -296,7 +299,7 @@ async def test_a_crash_looping_pod_on_a_fake_node_gets_its_events(tmp_path: Path
     try:
         async with Plane() as plane:
             await plane.objects.create(crashing)
-            report = node_report("n1", f"127.0.0.1:{port}")
+            report = factories.node_report(name="n1", address=f"127.0.0.1:{port}")
             await plane.registry.register(report, instance_id="i-1")
 
             async def looping() -> object:
