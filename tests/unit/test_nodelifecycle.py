@@ -22,24 +22,7 @@ from controlplane.store import NotFound
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-
-
-def report(name: str) -> objects_pb2.Node:
-    node = objects_pb2.Node()
-    node.metadata.name = name
-    node.status.addresses.add(type="InternalIP", address="127.0.0.1")
-    node.status.daemon_endpoints.kubelet_endpoint.port = 1
-    return node
-
-
-def make_pod(name: str, node: str, phase: str = "Running") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = "default"
-    pod.spec.containers.add(name="main", image="busybox")
-    pod.spec.node_name = node
-    pod.status.phase = phase
-    return pod
+from tests import factories
 
 
 class Cluster:
@@ -76,7 +59,9 @@ class Cluster:
     async def join(self, *names: str) -> None:
         """Register nodes and make them Ready, as registration plus a first push would."""
         for name in names:
-            await self.registry.register(report(name), instance_id=f"agent-{name}")
+            await self.registry.register(
+                factories.node_report(name=name, address="127.0.0.1:1"), instance_id=f"agent-{name}"
+            )
             node = await self.objects.get(Kind.NODE, "", name)
             conditions.set_ready(
                 node,
@@ -114,8 +99,8 @@ async def test_silent_node_is_not_ready_after_the_grace_period_then_loses_its_po
     async with Cluster() as cluster:
         await cluster.join("n1", "n2")
         for name, node in (("a", "n1"), ("b", "n1"), ("c", "n2")):
-            await cluster.objects.create(make_pod(name, node))
-        await cluster.objects.create(make_pod("done", "n1", phase="Succeeded"))
+            await cluster.objects.create(factories.pod(name=name, node=node, phase="Running"))
+        await cluster.objects.create(factories.pod(name="done", node="n1", phase="Succeeded"))
         await cluster.controller.check()
 
         await cluster.tick(2.8, alive=["n2"])
@@ -148,7 +133,7 @@ async def test_silent_node_is_not_ready_after_the_grace_period_then_loses_its_po
 async def test_node_that_heartbeats_again_before_the_eviction_keeps_its_pods() -> None:
     async with Cluster() as cluster:
         await cluster.join("n1")
-        await cluster.objects.create(make_pod("a", "n1"))
+        await cluster.objects.create(factories.pod(name="a", node="n1", phase="Running"))
         await cluster.controller.check()
         await cluster.tick(3.2)
         assert conditions.is_lost(await cluster.node("n1"))
@@ -165,7 +150,7 @@ async def test_most_nodes_silent_at_once_evicts_nothing_until_they_return() -> N
     async with Cluster() as cluster:
         await cluster.join("n1", "n2", "n3")
         for name, node in (("a", "n1"), ("b", "n2"), ("c", "n3")):
-            await cluster.objects.create(make_pod(name, node))
+            await cluster.objects.create(factories.pod(name=name, node=node, phase="Running"))
         await cluster.controller.check()
         await cluster.tick(10.0, alive=["n3"])
         assert conditions.is_lost(await cluster.node("n1"))
@@ -185,7 +170,7 @@ async def test_most_nodes_silent_at_once_evicts_nothing_until_they_return() -> N
 async def test_a_restarted_control_plane_gives_every_node_a_full_grace_period() -> None:
     async with Cluster() as cluster:
         await cluster.join("n1")
-        await cluster.objects.create(make_pod("a", "n1"))
+        await cluster.objects.create(factories.pod(name="a", node="n1", phase="Running"))
         await cluster.clock.advance(60.0)  # the control plane was down for a minute
         cluster.registry = NodeRegistry(cluster.objects, clock=cluster.clock)
         cluster.controller = cluster.make_controller()
@@ -209,8 +194,10 @@ async def test_runs_on_its_own_with_short_durations() -> None:
         grace_period=0.3,
         eviction_timeout=0.2,
     )
-    await registry.register(report("n1"), instance_id="x")
-    await objects.create(make_pod("a", "n1"))
+    await registry.register(
+        factories.node_report(name="n1", address="127.0.0.1:1"), instance_id="x"
+    )
+    await objects.create(factories.pod(name="a", node="n1", phase="Running"))
     tasks = [asyncio.create_task(part.run()) for part in (nodes, pods, controller)]
     try:
         loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ heartbeats write to the store, and the agent-side Registration runnable over rea
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import grpc
 import pytest
@@ -21,21 +22,11 @@ from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.unit.waiting import eventually
 
-
-def report(name: str = "n1", *, port: int = 7071, memory: str = "4Gi") -> objects_pb2.Node:
-    node = objects_pb2.Node()
-    node.metadata.name = name
-    node.metadata.labels["disk"] = "ssd"
-    node.status.addresses.add(type="InternalIP", address="10.0.0.7")
-    node.status.daemon_endpoints.kubelet_endpoint.port = port
-    node.status.capacity.update({"cpu": "2", "memory": memory, "pods": "110"})
-    node.status.allocatable.update({"cpu": "2", "memory": memory, "pods": "110"})
-    node.status.node_info.operating_system = "linux"
-    node.status.node_info.architecture = "amd64"
-    node.status.node_info.kubelet_version = "v0.1.0"
-    return node
+# What these tests' agent registers: the factory's report (10.0.0.7:7071) labelled disk=ssd.
+report = functools.partial(factories.node_report, labels={"disk": "ssd"})
 
 
 def make_registry() -> tuple[NodeRegistry, ObjectStore, ManualClock]:
@@ -76,7 +67,7 @@ async def test_reregistration_keeps_cordon_and_labels_people_set() -> None:
     node.spec.unschedulable = True
     node.metadata.labels["zone"] = "b"
     await objects.update(node)
-    await registry.register(report(port=7080, memory="8Gi"), instance_id="agent-a")
+    await registry.register(report(address="10.0.0.7:7080", memory="8Gi"), instance_id="agent-a")
     node = await objects.get(Kind.NODE, "", "n1")
     assert node.spec.unschedulable, "re-registering uncordoned the node"
     assert node.metadata.labels["zone"] == "b"
@@ -92,14 +83,14 @@ async def test_second_agent_is_refused_while_the_first_heartbeats_then_allowed()
         await registry.heartbeat("n1", instance_id="agent-a")
     await clock.advance(1.2)
     with pytest.raises(NodeTaken) as refused:
-        await registry.register(report(port=9999), instance_id="agent-b")
+        await registry.register(report(address="10.0.0.7:9999"), instance_id="agent-b")
     assert str(refused.value) == (
         'node "n1" is already registered by another agent (last heartbeat 1.2 s ago); '
         "stop it or wait 1.8 s"
     )
     assert conditions.endpoint(await objects.get(Kind.NODE, "", "n1")) == "10.0.0.7:7071"
     await clock.advance(2.0)  # the first agent has now been silent for 3.2 s > 3 s
-    await registry.register(report(port=9999), instance_id="agent-b")
+    await registry.register(report(address="10.0.0.7:9999"), instance_id="agent-b")
     node = await objects.get(Kind.NODE, "", "n1")
     assert conditions.instance_of(node) == "agent-b"
     assert conditions.endpoint(node) == "10.0.0.7:9999"

@@ -18,16 +18,7 @@ from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
-from pilothouse.v1 import objects_pb2
-
-
-def report(name: str, *, pod_cidr: str = "") -> objects_pb2.Node:
-    node = objects_pb2.Node()
-    node.metadata.name = name
-    node.spec.pod_cidr = pod_cidr
-    node.status.addresses.add(type="InternalIP", address="10.0.0.7")
-    node.status.daemon_endpoints.kubelet_endpoint.port = 7071
-    return node
+from tests import factories
 
 
 def make_registry(
@@ -48,7 +39,9 @@ async def test_nodes_get_consecutive_blocks_of_the_cluster_cidr_in_registration_
     registry, objects = make_registry()
     given = {}
     for name in ("node-1", "node-2", "node-3"):
-        registered = await registry.register(report(name), instance_id=f"agent-{name}")
+        registered = await registry.register(
+            factories.node_report(name=name), instance_id=f"agent-{name}"
+        )
         given[name] = registered.node.spec.pod_cidr
     assert given == {
         "node-1": "10.244.0.0/24",
@@ -60,16 +53,16 @@ async def test_nodes_get_consecutive_blocks_of_the_cluster_cidr_in_registration_
 
 async def test_a_node_keeps_its_pod_cidr_when_it_registers_again_and_after_a_restart() -> None:
     registry, objects = make_registry()
-    await registry.register(report("node-1"), instance_id="a1")
-    await registry.register(report("node-2"), instance_id="a2")
-    again = await registry.register(report("node-2"), instance_id="a2")
+    await registry.register(factories.node_report(name="node-1"), instance_id="a1")
+    await registry.register(factories.node_report(name="node-2"), instance_id="a2")
+    again = await registry.register(factories.node_report(name="node-2"), instance_id="a2")
     assert again.node.spec.pod_cidr == "10.244.1.0/24"
 
     # A restarted control plane (a new registry over the same store) derives from the Nodes.
     restarted, _ = make_registry(objects)
-    back = await restarted.register(report("node-1"), instance_id="a1")
+    back = await restarted.register(factories.node_report(name="node-1"), instance_id="a1")
     assert back.node.spec.pod_cidr == "10.244.0.0/24", "a node's pod CIDR changed on restart"
-    new = await restarted.register(report("node-3"), instance_id="a3")
+    new = await restarted.register(factories.node_report(name="node-3"), instance_id="a3")
     assert new.node.spec.pod_cidr == "10.244.2.0/24", (
         "a restarted control plane handed out a pod CIDR a node already had"
     )
@@ -78,17 +71,19 @@ async def test_a_node_keeps_its_pod_cidr_when_it_registers_again_and_after_a_res
 async def test_a_deleted_nodes_block_is_given_to_the_next_node() -> None:
     registry, objects = make_registry()
     for name in ("node-1", "node-2", "node-3"):
-        await registry.register(report(name), instance_id=name)
+        await registry.register(factories.node_report(name=name), instance_id=name)
     gone = await objects.get(Kind.NODE, "", "node-2")
     await objects.delete(Kind.NODE, "", "node-2", resource_version=gone.metadata.resource_version)
-    new = await registry.register(report("node-4"), instance_id="node-4")
+    new = await registry.register(factories.node_report(name="node-4"), instance_id="node-4")
     assert new.node.spec.pod_cidr == "10.244.1.0/24"
 
 
 async def test_concurrent_registrations_never_share_a_block() -> None:
     registry, objects = make_registry()
     names = [f"node-{i}" for i in range(1, 21)]
-    await asyncio.gather(*(registry.register(report(n), instance_id=n) for n in names))
+    await asyncio.gather(
+        *(registry.register(factories.node_report(name=n), instance_id=n) for n in names)
+    )
     cidrs = list((await stored_cidrs(objects)).values())
     assert len(cidrs) == 20 and all(cidrs), f"nodes without a pod CIDR: {cidrs}"
     assert len(set(cidrs)) == 20, f"two nodes got the same pod CIDR: {sorted(cidrs)}"
@@ -96,11 +91,15 @@ async def test_concurrent_registrations_never_share_a_block() -> None:
 
 async def test_an_agent_keeps_its_own_pod_cidr_when_it_is_free() -> None:
     registry, _ = make_registry()
-    own = await registry.register(report("edge", pod_cidr="192.168.50.0/24"), instance_id="e")
+    own = await registry.register(
+        factories.node_report(name="edge", pod_cidr="192.168.50.0/24"), instance_id="e"
+    )
     assert own.node.spec.pod_cidr == "192.168.50.0/24"
-    inside = await registry.register(report("n2", pod_cidr="10.244.0.0/24"), instance_id="n2")
+    inside = await registry.register(
+        factories.node_report(name="n2", pod_cidr="10.244.0.0/24"), instance_id="n2"
+    )
     assert inside.node.spec.pod_cidr == "10.244.0.0/24"
-    allocated = await registry.register(report("n3"), instance_id="n3")
+    allocated = await registry.register(factories.node_report(name="n3"), instance_id="n3")
     assert allocated.node.spec.pod_cidr == "10.244.1.0/24", (
         "the allocator gave out a block an agent had asked for"
     )
@@ -108,9 +107,11 @@ async def test_an_agent_keeps_its_own_pod_cidr_when_it_is_free() -> None:
 
 async def test_an_agent_asking_for_a_taken_range_is_refused_with_the_owner_named() -> None:
     registry, objects = make_registry()
-    await registry.register(report("node-1"), instance_id="a1")
+    await registry.register(factories.node_report(name="node-1"), instance_id="a1")
     with pytest.raises(PodCidrUnavailable) as refused:
-        await registry.register(report("node-2", pod_cidr="10.244.0.128/25"), instance_id="a2")
+        await registry.register(
+            factories.node_report(name="node-2", pod_cidr="10.244.0.128/25"), instance_id="a2"
+        )
     message = str(refused.value)
     assert "10.244.0.128/25" in message and '"node-1"' in message and "--pod-cidr" in message
     assert "node-2" not in await stored_cidrs(objects), "a refused agent's node was created"
@@ -118,23 +119,29 @@ async def test_an_agent_asking_for_a_taken_range_is_refused_with_the_owner_named
 
 async def test_an_agent_asking_for_another_range_than_its_nodes_is_refused() -> None:
     registry, _ = make_registry()
-    await registry.register(report("node-1"), instance_id="a1")
-    same = await registry.register(report("node-1", pod_cidr="10.244.0.0/24"), instance_id="a1")
+    await registry.register(factories.node_report(name="node-1"), instance_id="a1")
+    same = await registry.register(
+        factories.node_report(name="node-1", pod_cidr="10.244.0.0/24"), instance_id="a1"
+    )
     assert same.node.spec.pod_cidr == "10.244.0.0/24"
     with pytest.raises(PodCidrUnavailable) as refused:
-        await registry.register(report("node-1", pod_cidr="10.244.9.0/24"), instance_id="a1")
+        await registry.register(
+            factories.node_report(name="node-1", pod_cidr="10.244.9.0/24"), instance_id="a1"
+        )
     assert "has pod CIDR 10.244.0.0/24" in str(refused.value)
 
 
 async def test_a_full_cluster_cidr_and_a_malformed_range_are_refused_clearly() -> None:
     registry, _ = make_registry(cluster_cidr="10.9.0.0/23")
-    await registry.register(report("a"), instance_id="a")
-    await registry.register(report("b"), instance_id="b")
+    await registry.register(factories.node_report(name="a"), instance_id="a")
+    await registry.register(factories.node_report(name="b"), instance_id="b")
     with pytest.raises(PodCidrUnavailable) as full:
-        await registry.register(report("c"), instance_id="c")
+        await registry.register(factories.node_report(name="c"), instance_id="c")
     assert "no free /24 left in the cluster CIDR 10.9.0.0/23" in str(full.value)
     with pytest.raises(Invalid) as bad:
-        await registry.register(report("d", pod_cidr="10.9.0.1/24"), instance_id="d")
+        await registry.register(
+            factories.node_report(name="d", pod_cidr="10.9.0.1/24"), instance_id="d"
+        )
     assert "10.9.0.1/24" in str(bad.value)
 
 
@@ -162,13 +169,17 @@ async def test_the_registration_answer_over_grpc_carries_the_pod_cidr() -> None:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = api_grpc.NodeRegistryStub(channel)
             first = await stub.RegisterNode(
-                api.RegisterNodeRequest(node=report("node-1"), instance_id="a1"), timeout=5
+                api.RegisterNodeRequest(
+                    node=factories.node_report(name="node-1"), instance_id="a1"
+                ),
+                timeout=5,
             )
             assert first.node.spec.pod_cidr == "10.244.0.0/24"
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await stub.RegisterNode(
                     api.RegisterNodeRequest(
-                        node=report("node-2", pod_cidr="10.244.0.0/24"), instance_id="a2"
+                        node=factories.node_report(name="node-2", pod_cidr="10.244.0.0/24"),
+                        instance_id="a2",
                     ),
                     timeout=5,
                 )
