@@ -147,13 +147,16 @@ class DataPlane:
     async def _run(
         self, step: Step, argv: Sequence[str], *, stdin: str | None = None, check: bool = True
     ) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *self.prefix,
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        command = [*self.prefix, *argv]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise DataPlaneError(step, f"{command[0]} is not installed") from None
         try:
             out, err = await asyncio.wait_for(
                 proc.communicate(stdin.encode() if stdin is not None else None), NFT_TIMEOUT_S

@@ -24,7 +24,8 @@ from nodeagent.services.model import (
     Service,
     ServicePort,
 )
-from nodeagent.services.proxy import DataPlane
+from nodeagent.services.proxy import DataPlane, DataPlaneError, Step
+from nodeagent.services.render import render
 from tests.integration import servicesnet as net
 from tests.integration.servicesnet import ask, ask_udp, refused_within
 
@@ -198,3 +199,17 @@ async def test_reprogramming_replaces_the_table_and_remove_leaves_nothing(
     routes = net.sh("ip", "-n", topo.node, "route", "show", net.SERVICE_CIDR)
     assert routes.strip() == "", f"the service route is still there: {routes}"
     await plane.remove()  # idempotent
+
+
+async def test_a_failed_apply_leaves_the_previous_table_whole(
+    topo: net.Topology, plane: DataPlane
+) -> None:
+    good = state(topo)
+    await plane.program(good)
+    before = await plane.listing()
+    broken = render(good).replace_text().replace("jump services", "jump no-such-chain", 1)
+    with pytest.raises(DataPlaneError, match="apply failed"):
+        await plane._run(Step.APPLY, ["nft", "-f", "-"], stdin=broken)
+    assert await plane.listing() == before, "a failed transaction changed the table"
+    seen = await servers_seen(topo.pods["b"].netns, WEB_IP, 80)
+    assert set(seen) == {"a", "b"}, f"after a failed apply, {WEB_IP}:80 reached only {seen}"
