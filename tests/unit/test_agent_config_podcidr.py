@@ -15,14 +15,7 @@ from nodeagent.network.sandbox import (
     remember_pod_cidr,
     remembered_pod_cidr,
 )
-from pilothouse.v1 import objects_pb2
-
-
-def make_pod() -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name, pod.metadata.namespace, pod.metadata.uid = "web", "default", "uid-1"
-    pod.spec.containers.add(name="web", image="busybox:stable")
-    return pod
+from tests import factories
 
 
 def test_a_fresh_agent_binds_the_registered_range_and_remembers_it(tmp_path: Path) -> None:
@@ -73,7 +66,9 @@ async def test_a_sandbox_before_registration_waits_then_fails_clearly(tmp_path: 
         pod_cidr_wait=0.05,
     )
     with pytest.raises(PodCidrUnknown, match=r"no pod CIDR yet.*registers with the control plane"):
-        await networks.attach(make_pod())
+        await networks.attach(
+            factories.pod(uid="uid-1", containers=[factories.container(name="web")])
+        )
     assert not (tmp_path / "netns").exists(), "a failed sandbox left a namespace behind"
     assert await networks.detach_others([]) == [], "nothing was attached, nothing to remove"
 
@@ -86,7 +81,9 @@ async def test_a_sandbox_waiting_for_the_range_goes_on_once_it_is_bound(tmp_path
         pod_cidr_wait=30,
         plugin_dir=tmp_path / "no-plugins",
     )
-    attaching = asyncio.create_task(networks.attach(make_pod()))
+    attaching = asyncio.create_task(
+        networks.attach(factories.pod(uid="uid-1", containers=[factories.container(name="web")]))
+    )
     await asyncio.sleep(0.05)
     assert not attaching.done(), "the sandbox did not wait for the pod CIDR"
     networks.bind("10.244.0.0/24")

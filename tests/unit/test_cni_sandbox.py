@@ -10,18 +10,15 @@ import pytest
 from nodeagent.network.cni import PortMapping
 from nodeagent.network.sandbox import Mode, PodNetworks, Sandbox, port_mappings, sandbox_id
 from pilothouse.v1 import objects_pb2
+from tests import factories
 
 
 def make_pod(uid: str = "u1") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name = "web-7d9f-abcde"
-    pod.metadata.uid = uid
-    web = pod.spec.containers.add(name="web", image="busybox:stable")
-    web.ports.add(container_port=80, host_port=8080)
+    web = factories.container(name="web", host_port=8080, container_port=80)
     web.ports.add(container_port=9090)  # no hostPort: nothing to map
-    dns = pod.spec.containers.add(name="dns", image="busybox:stable")
+    dns = factories.container(name="dns")
     dns.ports.add(container_port=53, host_port=5353, protocol="UDP", host_ip="172.30.0.11")
-    return pod
+    return factories.pod(name="web-7d9f-abcde", namespace="", uid=uid, containers=[web, dns])
 
 
 def test_a_replaced_pod_gets_another_sandbox() -> None:

@@ -14,16 +14,7 @@ from controlplane.reconcile.clock import ManualClock, settle
 from controlplane.store import Change, Unavailable
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
-from pilothouse.v1 import objects_pb2
-
-
-def make_pod(name: str, namespace: str = "default") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = namespace
-    pod.metadata.labels["app"] = "web"
-    pod.spec.containers.add(name="main", image="busybox")
-    return pod
+from tests import factories
 
 
 async def start(informer: Informer) -> asyncio.Task[None]:
@@ -41,7 +32,7 @@ async def stop(task: asyncio.Task[None]) -> None:
 
 async def test_cache_follows_creates_updates_and_deletes() -> None:
     objects = ObjectStore(MemoryStore())
-    await objects.create(make_pod("before"))
+    await objects.create(factories.pod(name="before"))
     informer = Informer(objects, Kind.POD)
     seen: list[tuple[ChangeType, str]] = []
     informer.add_handler(lambda n: seen.append((n.type, n.key)))
@@ -49,7 +40,7 @@ async def test_cache_follows_creates_updates_and_deletes() -> None:
     try:
         assert informer.has_synced
         assert informer.get("default", "before") is not None, "a pod listed at start is missing"
-        created = await objects.create(make_pod("after", "other"))
+        created = await objects.create(factories.pod(name="after", namespace="other"))
         created.metadata.labels["tier"] = "front"
         await objects.update(created)
         await objects.delete(Kind.POD, "default", "before")
@@ -70,7 +61,7 @@ async def test_cache_follows_creates_updates_and_deletes() -> None:
 
 async def test_late_handler_gets_the_cached_objects_first() -> None:
     objects = ObjectStore(MemoryStore())
-    await objects.create(make_pod("a"))
+    await objects.create(factories.pod(name="a"))
     informer = Informer(objects, Kind.POD)
     task = await start(informer)
     try:
@@ -84,15 +75,15 @@ async def test_late_handler_gets_the_cached_objects_first() -> None:
 async def test_compaction_while_away_is_answered_by_a_relist_that_reports_the_difference() -> None:
     store = MemoryStore()
     objects = ObjectStore(store)
-    await objects.create(make_pod("stays"))
-    await objects.create(make_pod("goes"))
+    await objects.create(factories.pod(name="stays"))
+    await objects.create(factories.pod(name="goes"))
     informer = Informer(objects, Kind.POD)
     seen: list[tuple[ChangeType, str]] = []
     informer.add_handler(lambda n: seen.append((n.type, n.key)))
     await stop(await start(informer))  # the informer falls behind ...
     seen.clear()
     await objects.delete(Kind.POD, "default", "goes")
-    await objects.create(make_pod("new"))
+    await objects.create(factories.pod(name="new"))
     await store.compact(store.revision)  # ... and its revision is compacted away
     task = asyncio.create_task(informer.run())
     try:
@@ -102,7 +93,7 @@ async def test_compaction_while_away_is_answered_by_a_relist_that_reports_the_di
             (ChangeType.ADDED, "default/new"),
             (ChangeType.DELETED, "default/goes"),
         }, f"handlers missed changes made while the watch was down: {seen}"
-        await objects.create(make_pod("after-relist"))
+        await objects.create(factories.pod(name="after-relist"))
         await settle()
         assert informer.get("default", "after-relist") is not None, "watch did not resume"
     finally:
@@ -140,7 +131,7 @@ async def test_outage_is_retried_with_backoff_and_nothing_is_lost() -> None:
     try:
         await settle()
         assert not informer.has_synced, "synced although the store was down"
-        await objects.create(make_pod("during-outage"))
+        await objects.create(factories.pod(name="during-outage"))
         await clock.advance(10)
         assert informer.has_synced, "informer did not recover after the store came back"
         assert informer.get("default", "during-outage") is not None
