@@ -4,7 +4,7 @@ Layout under <state-dir>:
 - images/blobs/sha256/<hex>       content store (`content`)
 - images/layers/<diff-id hex>/    unpacked layers, shared lower dirs (`layers`)
 - images/meta/<manifest hex>.json one record per image: config, layer digests, diff ids
-- images/tags.json                reference -> manifest digest
+- images/tags.json                reference -> manifest digest (both: `records`)
 - images/import/                  drop OCI-layout or docker-save archives here (air-gapped nodes)
 - containers/<key>/{upper,work}   a container's private overlay dirs; containers/<key>/image.json
                                   names the image it uses: the on-disk reference count
@@ -27,13 +27,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -47,9 +45,10 @@ from nodeagent.images import (
 )
 from nodeagent.images.content import ContentStore
 from nodeagent.images.layers import LayerStore
+from nodeagent.images.records import ImageRecords, write_json
 from nodeagent.images.unpack import LayerError
 from nodeagent.runtime import Mount
-from pilothouse.oci import OCIError, digest_hex
+from pilothouse.oci import OCIError
 from pilothouse.oci import manifest as m
 from pilothouse.oci.archive import ImageArchive
 from pilothouse.oci.reference import InvalidReference, Reference, parse
@@ -92,12 +91,6 @@ class _Gate:
                 self._cond.notify_all()
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
 class LocalImageService:
     def __init__(
         self,
@@ -110,82 +103,31 @@ class LocalImageService:
     ) -> None:
         self.state_dir = Path(state_dir)
         self.images_dir = self.state_dir / "images"
-        self.meta_dir = self.images_dir / "meta"
         self.import_path = self.images_dir / "import"
         self.containers_dir = self.state_dir / "containers"
-        for d in (self.meta_dir, self.import_path, self.containers_dir):
+        for d in (self.import_path, self.containers_dir):
             d.mkdir(parents=True, exist_ok=True)
         self.content = ContentStore(self.images_dir)
         self.layers = LayerStore(self.images_dir)
+        self.records = ImageRecords(self.images_dir, layers=self.layers)
         self.client = client or RegistryClient(registries)
         self._downloads = asyncio.Semaphore(max_concurrent_downloads)
         self._pulls: dict[str, asyncio.Task[Image]] = {}
         self._gate = _Gate()
-        self._tags_lock = asyncio.Lock()
         self._gc_grace = gc_grace_seconds
         self._recent: dict[str, float] = {}  # digest -> when last ensured (protects from gc)
         self._imported: dict[Path, tuple[int, int]] = {}  # archive -> (size, mtime_ns) seen
-        # digest -> its parsed meta record, layers verified present (see `_record`).
-        self._records: dict[str, dict[str, Any]] = {}
-        self._tag_cache: dict[str, str] | None = None
 
     # -- records --------------------------------------------------------------------------------
-    def _tags(self) -> dict[str, str]:
-        if self._tag_cache is None:
-            path = self.images_dir / "tags.json"
-            self._tag_cache = json.loads(path.read_text()) if path.exists() else {}
-        return self._tag_cache
-
-    def _write_tags(self, tags: dict[str, str]) -> None:
-        self._tag_cache = None  # re-read if the write fails half-way
-        _write_json(self.images_dir / "tags.json", tags)
-        self._tag_cache = tags
-
-    async def _set_tags(self, names: tuple[str, ...], digest: str) -> None:
-        async with self._tags_lock:
-            tags = dict(self._tags())
-            tags.update(dict.fromkeys(names, digest))
-            self._write_tags(tags)
-
-    def _meta_path(self, digest: str) -> Path:
-        return self.meta_dir / f"{digest_hex(digest)}.json"
-
-    def _record(self, digest: str) -> dict[str, Any] | None:
-        """The image's meta record if the image is complete on the node (read from disk once)."""
-        meta = self._records.get(digest)
-        if meta is None:
-            path = self._meta_path(digest)
-            if not path.exists():
-                return None
-            meta = json.loads(path.read_text())
-            if not all(self.layers.has(d) for d in meta["diff_ids"]):
-                return None  # layers gone (interrupted gc): pull or import again
-            self._records[digest] = meta
-        return meta
-
-    def _load(self, digest: str, reference: str) -> Image | None:
-        meta = self._record(digest)
-        if meta is None:
-            return None
-        return Image(
-            reference=reference,
-            digest=digest,
-            config=ImageConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
-            ),
-            diff_ids=tuple(meta["diff_ids"]),
-            labels=dict(meta.get("labels", {})),
-        )
-
     def lookup(self, reference: str) -> Image | None:
         """The image on this node for `reference`, if any (no registry contact)."""
         ref = parse(reference)
-        digest = self._tags().get(str(ref)) or ref.digest  # a digest may name an index
-        return self._load(digest, str(ref)) if digest else None
+        digest = self.records.tags().get(str(ref)) or ref.digest  # a digest may name an index
+        return self.records.image(digest, str(ref)) if digest else None
 
     def list(self) -> list[Image]:
         """Every tagged image on the node."""
-        found = [self._load(d, name) for name, d in sorted(self._tags().items())]
+        found = [self.records.image(d, name) for name, d in sorted(self.records.tags().items())]
         return [i for i in found if i]
 
     # -- ensure ---------------------------------------------------------------------------------
@@ -275,11 +217,9 @@ class LocalImageService:
             "config": asdict(image_config),
             "labels": config.labels,
         }
-        self._records.pop(digest, None)
-        _write_json(self._meta_path(digest), meta)
-        self._records[digest] = meta
+        self.records.save(digest, meta)
         if names:
-            await self._set_tags(names, digest)
+            await self.records.set_tags(names, digest)
         return Image(
             reference=reference,
             digest=digest,
@@ -300,7 +240,7 @@ class LocalImageService:
             raise ImageError(f'image "{image.reference}" has no layers: nothing to run')
         async with self._gate.shared():
             # Only gc removes records and layers, and it drops the cached records it removes.
-            if self._record(image.digest) is None:
+            if self.records.record(image.digest) is None:
                 raise ImageError(
                     f'image "{image.reference}" is no longer on the node '
                     "(garbage-collected); pull it again"
@@ -308,7 +248,7 @@ class LocalImageService:
             upper, work = cdir / "upper", cdir / "work"
             upper.mkdir(parents=True, exist_ok=True, mode=0o755)
             work.mkdir(exist_ok=True, mode=0o700)
-            _write_json(cdir / "image.json", {"digest": image.digest, "reference": image.reference})
+            write_json(cdir / "image.json", {"digest": image.digest, "reference": image.reference})
         # Top layer first. A layer repeated in one image appears once, at its top-most place:
         # the files above its lower copy are exactly those above its upper copy.
         top_first = list(dict.fromkeys(reversed(image.diff_ids)))
@@ -343,13 +283,13 @@ class LocalImageService:
     async def gc(self) -> list[str]:
         removed: list[str] = []
         async with self._gate.exclusive():
-            self._records.clear()  # re-read below; removed records must not stay cached
+            self.records.forget()  # re-read below; removed records must not stay cached
             used = set(self.in_use())
             now = time.monotonic()
             used |= {d for d, t in self._recent.items() if now - t < self._gc_grace}
             keep_layers: set[str] = set()
             keep_blobs: set[str] = set()
-            for path in self.meta_dir.glob("*.json"):
+            for path in self.records.meta_dir.glob("*.json"):
                 meta = json.loads(path.read_text())
                 if meta["digest"] in used:
                     keep_layers.update(meta["diff_ids"])
@@ -357,9 +297,9 @@ class LocalImageService:
                 else:
                     path.unlink()
                     removed.append(meta["digest"])
-            async with self._tags_lock:
-                tags = {n: d for n, d in self._tags().items() if d not in removed}
-                self._write_tags(tags)
+            async with self.records.tags_lock:
+                tags = {n: d for n, d in self.records.tags().items() if d not in removed}
+                self.records.write_tags(tags)
             for diff_id in self.layers.diff_ids() - keep_layers:
                 await asyncio.to_thread(self.layers.remove, diff_id)
             for digest in self.content.digests() - keep_blobs:

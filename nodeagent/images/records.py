@@ -1,0 +1,104 @@
+"""Image records: one meta record per image on the node and the tags naming them.
+
+Layout under <state-dir>/images:
+- meta/<manifest hex>.json  one record per image: digest, config digest, layer digests,
+                            diff ids, the runnable config and labels
+- tags.json                 normalized reference -> manifest digest
+
+Invariants:
+- A record counts only while every layer it lists is unpacked (`record` answers None
+  otherwise: an interrupted gc means pull or import again).
+- Records and tags are read from disk once and kept in memory: the image store is their only
+  writer, and every write (`save`, `write_tags`, `forget`) updates or drops the copy it
+  changes. Files are replaced atomically (a temporary file, then a rename).
+- Tag updates are serialized by `tags_lock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from nodeagent.images import Image, ImageConfig
+from nodeagent.images.layers import LayerStore
+from pilothouse.oci import digest_hex
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class ImageRecords:
+    def __init__(self, images_dir: Path, *, layers: LayerStore) -> None:
+        self.images_dir = images_dir
+        self.meta_dir = images_dir / "meta"
+        self.meta_dir.mkdir(parents=True, exist_ok=True)
+        self.tags_lock = asyncio.Lock()
+        self._layers = layers
+        # digest -> its parsed meta record, layers verified present (see `record`).
+        self._records: dict[str, dict[str, Any]] = {}
+        self._tag_cache: dict[str, str] | None = None
+
+    # -- tags -----------------------------------------------------------------------------------
+    def tags(self) -> dict[str, str]:
+        if self._tag_cache is None:
+            path = self.images_dir / "tags.json"
+            self._tag_cache = json.loads(path.read_text()) if path.exists() else {}
+        return self._tag_cache
+
+    def write_tags(self, tags: dict[str, str]) -> None:
+        self._tag_cache = None  # re-read if the write fails half-way
+        write_json(self.images_dir / "tags.json", tags)
+        self._tag_cache = tags
+
+    async def set_tags(self, names: tuple[str, ...], digest: str) -> None:
+        async with self.tags_lock:
+            tags = dict(self.tags())
+            tags.update(dict.fromkeys(names, digest))
+            self.write_tags(tags)
+
+    # -- records --------------------------------------------------------------------------------
+    def meta_path(self, digest: str) -> Path:
+        return self.meta_dir / f"{digest_hex(digest)}.json"
+
+    def record(self, digest: str) -> dict[str, Any] | None:
+        """The image's meta record if the image is complete on the node (read from disk once)."""
+        meta = self._records.get(digest)
+        if meta is None:
+            path = self.meta_path(digest)
+            if not path.exists():
+                return None
+            meta = json.loads(path.read_text())
+            if not all(self._layers.has(d) for d in meta["diff_ids"]):
+                return None  # layers gone (interrupted gc): pull or import again
+            self._records[digest] = meta
+        return meta
+
+    def save(self, digest: str, meta: dict[str, Any]) -> None:
+        self._records.pop(digest, None)
+        write_json(self.meta_path(digest), meta)
+        self._records[digest] = meta
+
+    def forget(self) -> None:
+        """Drop every cached record (gc re-reads them: removed ones must not stay cached)."""
+        self._records.clear()
+
+    def image(self, digest: str, reference: str) -> Image | None:
+        """The image recorded under `digest`, named `reference`, if it is complete."""
+        meta = self.record(digest)
+        if meta is None:
+            return None
+        return Image(
+            reference=reference,
+            digest=digest,
+            config=ImageConfig(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+            ),
+            diff_ids=tuple(meta["diff_ids"]),
+            labels=dict(meta.get("labels", {})),
+        )
