@@ -223,6 +223,8 @@ def _remove_cgroup(path: str) -> None:
     for top in tops:
         with contextlib.suppress(OSError):
             (top / rel).rmdir()
+        with contextlib.suppress(OSError):  # the shared parent, once no build step uses it
+            (top / rel).parent.rmdir()
 
 
 def _runc_error(log_file: Path) -> str:
