@@ -4,6 +4,7 @@ their names, their status counts, and what happens on scale, template change, cr
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Callable
 
@@ -18,24 +19,16 @@ from controlplane.store import Unavailable
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.unit.waiting import edited, idle
 
+# The Deployment these tests run: web, 3 replicas of busybox:1, with the manifest's defaults
+# for the progress deadline (600 s) and the revision history (10).
+make_deployment = functools.partial(
+    factories.deployment, replicas=3, image="busybox:1", deadline=600, history_limit=10
+)
 WEB = (Kind.DEPLOYMENT, "default", "web")
 NAME = re.compile(r"^web-[bcdfghjklmnpqrstvwxz2456789]{10}-[bcdfghjklmnpqrstvwxz2456789]{5}$")
-
-
-def make_deployment(replicas: int = 3, *, image: str = "busybox:1", min_ready: int = 0):
-    d = objects_pb2.Deployment()
-    d.metadata.name = "web"
-    d.metadata.namespace = "default"
-    d.spec.replicas = replicas
-    d.spec.min_ready_seconds = min_ready
-    d.spec.progress_deadline_seconds = 600  # the manifest defaults
-    d.spec.revision_history_limit = 10
-    d.spec.selector.match_labels["app"] = "web"
-    d.spec.template.metadata.labels["app"] = "web"
-    d.spec.template.spec.containers.add(name="main", image=image)
-    return d
 
 
 class Plane:
@@ -121,7 +114,7 @@ async def set_ready(objects: ObjectStore, pod: objects_pb2.Pod, *, at: float, no
 async def test_creates_exactly_replicas_pods_with_deterministic_owned_names() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        deployment = await plane.objects.create(make_deployment(3))
+        deployment = await plane.objects.create(make_deployment(replicas=3))
         pods = await wait_for_pods(plane.objects, 3)
         replicasets = (await plane.objects.list(Kind.REPLICASET, "default")).items
         assert len(replicasets) == 1, "one template should make one ReplicaSet"
@@ -162,7 +155,7 @@ async def test_creates_exactly_replicas_pods_with_deterministic_owned_names() ->
 async def test_scale_up_and_down_removes_unscheduled_and_unready_pods_first() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(4))
+        await plane.objects.create(make_deployment(replicas=4))
         pods = sorted(await wait_for_pods(plane.objects, 4), key=lambda p: p.metadata.name)
         keep = pods[:2]
         for pod in keep:
@@ -209,7 +202,7 @@ class CrashingObjects(ObjectStore):
 async def test_crash_mid_creation_then_restart_creates_no_duplicates() -> None:
     store = MemoryStore()
     async with Plane(store, objects=CrashingObjects(store, pods_before_crash=3)) as plane:
-        await plane.objects.create(make_deployment(8))
+        await plane.objects.create(make_deployment(replicas=8))
         await wait_for_pods(plane.objects, 3)
     async with Plane(store) as restarted:
         pods = await wait_for_pods(restarted.objects, 8)
@@ -222,7 +215,7 @@ async def test_crash_mid_creation_then_restart_creates_no_duplicates() -> None:
 async def test_template_change_with_recreate_replaces_pods_with_a_new_revision() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        recreate = make_deployment(3)
+        recreate = make_deployment(replicas=3)
         recreate.spec.strategy.type = "Recreate"
         await plane.objects.create(recreate)
         old = await wait_for_pods(plane.objects, 3)
@@ -259,7 +252,7 @@ async def test_template_change_with_recreate_replaces_pods_with_a_new_revision()
 async def test_paused_deployment_keeps_its_template_but_still_scales() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(2))
+        await plane.objects.create(make_deployment(replicas=2))
         before = await wait_for_pods(plane.objects, 2)
 
         def pause(d: objects_pb2.Deployment) -> None:
@@ -280,7 +273,7 @@ async def test_available_replicas_honour_min_ready_seconds_on_virtual_time() -> 
     clock = ManualClock()
     store = MemoryStore()
     async with Plane(store, objects=ObjectStore(store, clock=clock.now), clock=clock) as plane:
-        await plane.objects.create(make_deployment(2, min_ready=10))
+        await plane.objects.create(make_deployment(replicas=2, min_ready=10))
         pods = await wait_for_pods(plane.objects, 2)
         for pod in pods:
             await set_ready(plane.objects, pod, at=clock.now())
@@ -303,7 +296,7 @@ async def test_available_replicas_honour_min_ready_seconds_on_virtual_time() -> 
 async def test_status_is_not_rewritten_when_nothing_changed() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(2))
+        await plane.objects.create(make_deployment(replicas=2))
         await wait_for_pods(plane.objects, 2)
         await idle(*plane.controllers)
         version = (await plane.objects.get(Kind.DEPLOYMENT, "default", "web")).metadata
@@ -317,7 +310,7 @@ async def test_status_is_not_rewritten_when_nothing_changed() -> None:
 async def test_deleting_the_deployment_deletes_its_replicasets_and_pods() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(5))
+        await plane.objects.create(make_deployment(replicas=5))
         await wait_for_pods(plane.objects, 5)
         await plane.objects.delete(Kind.DEPLOYMENT, "default", "web")
         await wait_for_pods(plane.objects, 0)
@@ -327,14 +320,14 @@ async def test_deleting_the_deployment_deletes_its_replicasets_and_pods() -> Non
 
         await eventually(no_replicasets, "ReplicaSets outlived their Deployment")
         # A new Deployment of the same name starts afresh and is not confused by the old one.
-        await plane.objects.create(make_deployment(2))
+        await plane.objects.create(make_deployment(replicas=2))
         await wait_for_pods(plane.objects, 2)
 
 
 async def test_leftovers_of_a_deleted_deployment_are_collected_after_a_restart() -> None:
     store = MemoryStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(3))
+        await plane.objects.create(make_deployment(replicas=3))
         await wait_for_pods(plane.objects, 3)
     # The control plane was down when the Deployment was deleted.
     await ObjectStore(store).delete(Kind.DEPLOYMENT, "default", "web")

@@ -15,8 +15,8 @@ from controlplane.reconcile.clock import settle
 from controlplane.scheduler.runner import Scheduler
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
+from tests import factories
 from tests.unit.test_deployment_controller import eventually, make_deployment
-from tests.unit.test_scheduler_runner import make_node
 
 
 class ControlPlane:
@@ -67,8 +67,8 @@ class ControlPlane:
 async def test_six_replica_deployment_runs_two_per_node_and_delete_removes_all() -> None:
     async with ControlPlane() as plane:
         for name in ("n1", "n2", "n3"):
-            await plane.objects.create(make_node(name))
-        await plane.objects.create(make_deployment(6))
+            await plane.objects.create(factories.node(name=name, reason="AgentReady"))
+        await plane.objects.create(make_deployment(replicas=6))
 
         async def spread() -> object:
             where = await plane.placements()
@@ -87,8 +87,8 @@ async def test_six_replica_deployment_runs_two_per_node_and_delete_removes_all()
 async def test_fifty_replicas_are_created_and_bound_evenly() -> None:
     async with ControlPlane() as plane:
         for name in ("n1", "n2", "n3"):
-            await plane.objects.create(make_node(name))
-        await plane.objects.create(make_deployment(50))
+            await plane.objects.create(factories.node(name=name, reason="AgentReady"))
+        await plane.objects.create(make_deployment(replicas=50))
 
         async def all_bound() -> object:
             where = await plane.placements()
