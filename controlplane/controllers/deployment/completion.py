@@ -20,9 +20,9 @@ from controlplane.controllers.deployment import (
     progress,
     revisions,
     rollback,
-    rollout,
     status,
 )
+from controlplane.controllers.deployment.context import Context, Totals
 from controlplane.controllers.deployment.writes import DeploymentWrites, Reason
 from controlplane.events import EventType
 from controlplane.reconcile import Result
@@ -34,28 +34,15 @@ from pilothouse.v1 import objects_pb2
 log = structlog.get_logger(__name__)
 
 
-async def finish(
-    writes: DeploymentWrites,
-    deployment: objects_pb2.Deployment,
-    *,
-    current: objects_pb2.ReplicaSet | None,
-    owned: list[objects_pb2.ReplicaSet],
-    pods: dict[str, list[objects_pb2.Pod]],
-    total: status.Counts,
-    targets: int,
-    updated: int,
-    strategy: rollout.Strategy,
-    started: progress.Reason | None,
-    now: float,
-) -> Result:
+async def finish(writes: DeploymentWrites, ctx: Context, totals: Totals) -> Result:
     """Writes the Deployment's status and settles its revisions; when to look again."""
-    desired = progress.desired_of(deployment)
+    deployment, current, now = ctx.deployment, ctx.current, ctx.now
     new_status = status.deployment_counts(
         deployment,
-        total=total,
-        updated=updated,
-        targets=targets,
-        max_unavailable=strategy.max_unavailable(desired),
+        total=totals.counts,
+        updated=totals.updated,
+        targets=totals.targets,
+        max_unavailable=ctx.strategy.max_unavailable(ctx.desired),
         now=now,
     )
     was_timed_out = _timed_out(deployment.status)
@@ -63,7 +50,7 @@ async def finish(
         deployment,
         new_status,
         replicaset=current.metadata.name if current is not None else None,
-        started=started,
+        started=ctx.started,
         now=now,
     )
     del new_status.conditions[:]
@@ -85,7 +72,7 @@ async def finish(
             written = writes.remember(await writes.objects.update(annotated))
     if current is not None and moved.complete and not deployment.spec.paused:
         await _mark_available(writes, current, now=now)
-    await _collect(writes, deployment, current=current, owned=owned, pods=pods)
+    await _collect(writes, ctx)
     if moved.timed_out and not was_timed_out and current is not None:
         await writes.record(
             deployment,
@@ -101,8 +88,8 @@ async def finish(
         and deployment.spec.rollback_on_failure
         and not deployment.spec.paused
     ):
-        await rollback.roll_back(writes, written, current=current, owned=owned, now=now)
-    waits = [w for w in (total.recheck_in, moved.requeue_after) if w is not None]
+        await rollback.roll_back(writes, written, current=current, owned=ctx.replicasets, now=now)
+    waits = [w for w in (totals.counts.recheck_in, moved.requeue_after) if w is not None]
     return Result(requeue_after=min(waits) if waits else None)
 
 
@@ -119,19 +106,13 @@ async def _mark_available(
     writes.remember(await writes.objects.update(marked))
 
 
-async def _collect(
-    writes: DeploymentWrites,
-    deployment: objects_pb2.Deployment,
-    *,
-    current: objects_pb2.ReplicaSet | None,
-    owned: list[objects_pb2.ReplicaSet],
-    pods: dict[str, list[objects_pb2.Pod]],
-) -> None:
-    olds = [rs for rs in owned if current is None or rs.metadata.name != current.metadata.name]
+async def _collect(writes: DeploymentWrites, ctx: Context) -> None:
+    """Old revisions beyond revisionHistoryLimit with no replicas and no pods left go."""
+    deployment = ctx.deployment
     for rs in history.collectable(
-        olds,
+        ctx.olds,
         limit=history.history_limit(deployment),
-        pods={n: len(p) for n, p in pods.items()},
+        pods={n: len(p) for n, p in ctx.pods.items()},
     ):
         with contextlib.suppress(NotFound):
             await writes.objects.delete(

@@ -1,19 +1,21 @@
 """The deployment controller: each Deployment runs `spec.replicas` pods of its current template,
 reached by its strategy, with its revisions kept as ReplicaSets.
 
-One `reconcile("namespace/name")` pass, as Kubernetes' syncDeployment does it:
-1. read the Deployment, its ReplicaSets (revisions) and their pods from the informers;
-2. find the current revision (`history.find_current`); when rolling out, create it (image
-   tags pinned to digests, `digests.pin`) or move an old one to the newest revision number
-   (`revision_writes`);
-3. decide each revision's target (`rollout`): a scaling event or a paused Deployment scales in
-   proportion; otherwise one step of RollingUpdate or Recreate;
-4. write the targets (`revision_writes`), make every ReplicaSet's pods match its target
-   (`replicaset`), write the ReplicaSets' status;
-5. write the Deployment's status (`completion`, with `status` and `progress`); on a complete
-   rollout, mark the revision last-available and collect revisions beyond
-   revisionHistoryLimit; on a progress deadline with `rollbackOnFailure`, roll back to the last
-   fully available revision (`rollback`).
+One `reconcile("namespace/name")` pass, as Kubernetes' syncDeployment does it, in named steps
+over one `context.Context`:
+1. `_observe`: the Deployment, its ReplicaSets (revisions) and their pods from the informers,
+   and the current revision (`history.find_current`);
+2. paused, or `spec.replicas` changed (`_is_scaling`): `_scale` shares the replicas among the
+   revisions in proportion (`rollout.scale`); otherwise a rollout: `_sync_replicasets` creates
+   the current revision (image tags pinned to digests, `digests.pin`) or moves an old one to
+   the newest revision number (`revision_writes`), then `_roll` takes one step of RollingUpdate
+   or Recreate (`rollout`);
+3. `_converge`: the targets written (`revision_writes`), every ReplicaSet's pods made to match
+   its target and its status written (`replicaset`);
+4. `completion.finish`: the Deployment's status (with `status` and `progress`); on a complete
+   rollout, the revision marked last-available and revisions beyond revisionHistoryLimit
+   collected; on a progress deadline with `rollbackOnFailure`, a rollback to the last fully
+   available revision (`rollback`).
 
 Invariants: level-triggered (a crash half-way is healed by the next pass: names are
 deterministic, every write is create-if-absent or compare-and-swap). Reads come from informers
@@ -38,6 +40,7 @@ from controlplane.controllers.deployment import (
     rollout,
     status,
 )
+from controlplane.controllers.deployment.context import Context, Totals
 from controlplane.controllers.deployment.replicaset import ReplicaSetPods, Tombstones
 from controlplane.controllers.deployment.writes import DeploymentWrites
 from controlplane.events import EventRecorder
@@ -93,124 +96,136 @@ class DeploymentReconciler:
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, key: str) -> Result:
+        ctx = self._observe(key)
+        if ctx is None:
+            return Result()  # gone: its ReplicaSets and pods are garbage now
+        if ctx.deployment.spec.paused or self._is_scaling(ctx):
+            plan = self._scale(ctx)
+        else:
+            await self._sync_replicasets(ctx)
+            plan = self._roll(ctx)
+        totals = await self._converge(ctx, plan)
+        return await completion.finish(self._writes, ctx, totals)
+
+    def _observe(self, key: str) -> Context | None:
+        """Step 1: the Deployment, its revisions and their pods, freshest copies first."""
         namespace, name = key.split("/", 1)
         cached = self._deployments.get(namespace, name)
         if cached is None:
             self._writes.forget_deployment(namespace, name)
-            return Result()  # its ReplicaSets and pods are garbage now
+            return None
         deployment: objects_pb2.Deployment = self._writes.fresh(cached)
-        uid = deployment.metadata.uid
         self._tombstones.prune(self._pods.get)
         self._writes.forget_replicasets(namespace, cached=self._replicasets.get)
         owned = [
             self._writes.fresh(rs)
             for rs in self._replicasets.list(namespace)
-            if owners.owned_by(rs, uid)
+            if owners.owned_by(rs, deployment.metadata.uid)
         ]
-        pods = self._pods_by_replicaset(namespace, owned)
         desired = progress.desired_of(deployment)
-        strategy = rollout.strategy_of(deployment.spec, desired)
-        now = self._clock.now()
-        min_ready = deployment.spec.min_ready_seconds
+        return Context(
+            deployment=deployment,
+            replicasets=owned,
+            pods=self._pods_by_replicaset(namespace, owned),
+            current=history.find_current(deployment.spec.template, owned),
+            desired=desired,
+            strategy=rollout.strategy_of(deployment.spec, desired),
+            now=self._clock.now(),
+        )
 
-        def counts_of(rs: objects_pb2.ReplicaSet) -> status.Counts:
-            return status.count(pods[rs.metadata.name], min_ready_seconds=min_ready, now=now)
+    def _is_scaling(self, ctx: Context) -> bool:
+        """Has spec.replicas changed since an active revision was last sized?"""
+        return rollout.is_scaling_event(ctx.desired, [ctx.view(rs) for rs in ctx.replicasets])
 
-        current = history.find_current(deployment.spec.template, owned)
-        views = {rs.metadata.name: _view(rs, counts_of(rs)) for rs in owned}
-        started: progress.Reason | None = None
-        if deployment.spec.paused or rollout.is_scaling_event(desired, list(views.values())):
-            plan = rollout.scale(
-                replicas=desired,
-                strategy=strategy,
-                new=views[current.metadata.name] if current is not None else None,
-                olds=[v for n, v in views.items() if current is None or n != current.metadata.name],
-                status_replicas=deployment.status.replicas,
+    def _scale(self, ctx: Context) -> rollout.Plan:
+        """Step 2 when paused or scaling: every revision's share of replicas, in proportion."""
+        current = ctx.current
+        return rollout.scale(
+            replicas=ctx.desired,
+            strategy=ctx.strategy,
+            new=ctx.view(current) if current is not None else None,
+            olds=[ctx.view(rs) for rs in ctx.olds],
+            status_replicas=ctx.deployment.status.replicas,
+        )
+
+    async def _sync_replicasets(self, ctx: Context) -> None:
+        """Step 2 of a rollout: the current revision exists and is the newest. It is created
+        (Recreate: only once the old revisions have no pod left), or an old template that came
+        back gets the newest revision number."""
+        olds = ctx.olds
+        newest_old = max((revisions.revision_of(rs) for rs in olds), default=0)
+        if ctx.current is None and self._may_create(ctx):
+            initial = rollout.new_replicas(
+                replicas=ctx.desired,
+                strategy=ctx.strategy,
+                new=rollout.Revision("", newest_old + 1, 0, 0, ctx.now),
+                revisions=[*(ctx.view(rs) for rs in olds), rollout.Revision("", 0, 0, 0, ctx.now)],
             )
-        else:
-            olds = [rs for rs in owned if current is None or rs is not current]
-            newest_old = max((revisions.revision_of(rs) for rs in olds), default=0)
-            old_views = [views[rs.metadata.name] for rs in olds]
-            old_pods_gone = all(not pods[rs.metadata.name] for rs in olds)
-            may_create = not strategy.recreate or (
-                old_pods_gone and all(v.replicas == 0 for v in old_views)
+            created = await revision_writes.create(
+                self._writes,
+                ctx.deployment,
+                revision=newest_old + 1,
+                replicas=initial,
+                strategy=ctx.strategy,
+                resolver=self._resolver,
             )
-            if current is None and may_create:
-                initial = rollout.new_replicas(
-                    replicas=desired,
-                    strategy=strategy,
-                    new=rollout.Revision("", newest_old + 1, 0, 0, now),
-                    revisions=[*old_views, rollout.Revision("", 0, 0, 0, now)],
-                )
-                current = await revision_writes.create(
-                    self._writes,
-                    deployment,
-                    revision=newest_old + 1,
-                    replicas=initial,
-                    strategy=strategy,
-                    resolver=self._resolver,
-                )
-                started = progress.Reason.NEW_RS_CREATED
-                owned.append(current)
-                pods[current.metadata.name] = []
-            elif current is not None and revisions.revision_of(current) <= newest_old:
-                current = await revision_writes.set_revision(
-                    self._writes, deployment, current, newest_old + 1
-                )
-                started = progress.Reason.FOUND_NEW_RS
-                owned = [
-                    current if rs.metadata.name == current.metadata.name else rs for rs in owned
-                ]
-            new_view = _view(current, counts_of(current)) if current is not None else None
-            if strategy.recreate:
-                plan = rollout.recreate(
-                    replicas=desired, new=new_view, olds=old_views, old_pods_gone=old_pods_gone
-                )
-            elif new_view is not None:
-                plan = rollout.rolling(
-                    replicas=desired, strategy=strategy, new=new_view, olds=old_views
-                )
-            else:
-                plan = {}
-        if current is not None:
-            current = await revision_writes.sync_annotations(self._writes, deployment, current)
-            owned = [current if rs.metadata.name == current.metadata.name else rs for rs in owned]
-        total = status.Counts()
-        targets = 0
-        updated = 0
-        for index, rs in enumerate(owned):
+            ctx.add(created)
+            ctx.started = progress.Reason.NEW_RS_CREATED
+        elif ctx.current is not None and revisions.revision_of(ctx.current) <= newest_old:
+            renumbered = await revision_writes.set_revision(
+                self._writes, ctx.deployment, ctx.current, newest_old + 1
+            )
+            ctx.replace(renumbered)
+            ctx.started = progress.Reason.FOUND_NEW_RS
+
+    def _roll(self, ctx: Context) -> rollout.Plan:
+        """Step 3 of a rollout: one step of the Deployment's strategy."""
+        new = ctx.view(ctx.current) if ctx.current is not None else None
+        olds = [ctx.view(rs) for rs in ctx.olds]
+        if ctx.strategy.recreate:
+            return rollout.recreate(
+                replicas=ctx.desired, new=new, olds=olds, old_pods_gone=_old_pods_gone(ctx)
+            )
+        if new is None:
+            return {}
+        return rollout.rolling(replicas=ctx.desired, strategy=ctx.strategy, new=new, olds=olds)
+
+    async def _converge(self, ctx: Context, plan: rollout.Plan) -> Totals:
+        """Last step before the status: the current revision follows the Deployment's
+        change-cause and minReadySeconds, the plan's targets are written, every ReplicaSet's
+        pods are made to match its target and its status is written."""
+        if ctx.current is not None:
+            ctx.replace(
+                await revision_writes.sync_annotations(self._writes, ctx.deployment, ctx.current)
+            )
+        counts, targets, updated = status.Counts(), 0, 0
+        for rs in list(ctx.replicasets):
             if rs.metadata.name in plan:
                 rs = await revision_writes.resize(
                     self._writes,
-                    deployment,
+                    ctx.deployment,
                     rs,
                     plan[rs.metadata.name],
-                    desired=desired,
-                    strategy=strategy,
+                    desired=ctx.desired,
+                    strategy=ctx.strategy,
                 )
-                owned[index] = rs
+                ctx.replace(rs)
             kept = await self._replicaset_pods.converge(
-                rs, pods[rs.metadata.name], deployment_uid=uid, target=rs.spec.replicas
+                rs, ctx.pods[rs.metadata.name], deployment_uid=ctx.uid, target=rs.spec.replicas
             )
-            counts = status.count(kept, min_ready_seconds=min_ready, now=now)
-            await self._replicaset_pods.write_status(rs, counts)
-            total += counts
+            rs_counts = ctx.count(kept)
+            await self._replicaset_pods.write_status(rs, rs_counts)
+            counts += rs_counts
             targets += rs.spec.replicas
-            if current is not None and rs.metadata.name == current.metadata.name:
-                updated = counts.replicas
-        return await completion.finish(
-            self._writes,
-            deployment,
-            current=current,
-            owned=owned,
-            pods=pods,
-            total=total,
-            targets=targets,
-            updated=updated,
-            strategy=strategy,
-            started=started,
-            now=now,
-        )
+            if ctx.is_current(rs):
+                updated = rs_counts.replicas
+        return Totals(counts=counts, targets=targets, updated=updated)
+
+    @staticmethod
+    def _may_create(ctx: Context) -> bool:
+        if not ctx.strategy.recreate:
+            return True
+        return _old_pods_gone(ctx) and all(rs.spec.replicas == 0 for rs in ctx.olds)
 
     def _pods_by_replicaset(
         self, namespace: str, owned: list[objects_pb2.ReplicaSet]
@@ -224,17 +239,8 @@ class DeploymentReconciler:
         return result
 
 
-def _view(rs: objects_pb2.ReplicaSet, counts: status.Counts) -> rollout.Revision:
-    stamp = rs.metadata.creation_timestamp
-    return rollout.Revision(
-        name=rs.metadata.name,
-        number=revisions.revision_of(rs),
-        replicas=rs.spec.replicas,
-        available=min(counts.available, rs.spec.replicas),
-        created=stamp.seconds + stamp.nanos / 1e9,
-        desired_annotation=history.int_annotation(rs, history.DESIRED_REPLICAS),
-        max_annotation=history.int_annotation(rs, history.MAX_REPLICAS),
-    )
+def _old_pods_gone(ctx: Context) -> bool:
+    return all(not ctx.pods[rs.metadata.name] for rs in ctx.olds)
 
 
 def _pod_counts_changed(notice: Notice) -> bool:
