@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -12,19 +13,10 @@ from controlplane.store import AlreadyExists, Compacted, Conflict, NotFound
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests import factories
 
-
-def deployment(name: str = "web", *, image: str = "busybox:stable", replicas: int = 2):
-    d = objects_pb2.Deployment()
-    d.metadata.name = name
-    d.metadata.labels["app"] = name
-    d.spec.replicas = replicas
-    d.spec.selector.match_labels["app"] = name
-    d.spec.template.metadata.labels["app"] = name
-    c = d.spec.template.spec.containers.add()
-    c.name = "main"
-    c.image = image
-    return d
+# A Deployment as a person writes it: no namespace (the store defaults it), 2 replicas.
+deployment = functools.partial(factories.deployment, namespace="", replicas=2)
 
 
 @pytest.fixture
@@ -164,11 +156,11 @@ async def test_apply_keeps_annotations_controllers_wrote(objects: ObjectStore) -
 
 
 async def test_list_filters_namespace_and_labels(objects: ObjectStore) -> None:
-    await objects.create(deployment("a"))
-    other = deployment("b")
+    await objects.create(deployment(name="a"))
+    other = deployment(name="b")
     other.metadata.namespace = "prod"
     await objects.create(other)
-    await objects.create(deployment("default2"))
+    await objects.create(deployment(name="default2"))
 
     class AppIsA:
         def matches(self, labels) -> bool:
@@ -243,7 +235,7 @@ class CompactingObjectStore(ObjectStore):
 async def test_watch_view_relists_after_compaction_and_sends_only_the_difference() -> None:
     objects = CompactingObjectStore(MemoryStore())
     for name, tier in (("a", "front"), ("b", "front"), ("c", "back")):
-        d = deployment(name)
+        d = deployment(name=name)
         d.metadata.labels["tier"] = tier
         await objects.create(d)
     selection = watch.Filter.parse(label_selector="tier=front", field_selector="")
@@ -264,7 +256,7 @@ async def test_watch_view_relists_after_compaction_and_sends_only_the_difference
     b = await objects.get(Kind.DEPLOYMENT, "default", "b")
     b.spec.replicas = 7
     await objects.update(b)
-    d = deployment("d")
+    d = deployment(name="d")
     d.metadata.labels["tier"] = "front"
     await objects.create(d)
     c = await objects.get(Kind.DEPLOYMENT, "default", "c")
@@ -289,7 +281,7 @@ async def test_watch_view_from_a_compacted_version_is_compacted() -> None:
     store = MemoryStore()
     objects = ObjectStore(store)
     for name in ("a", "b", "c"):
-        await objects.create(deployment(name))
+        await objects.create(deployment(name=name))
     await store.compact(store.revision)
     stream = watch.view(
         objects,
