@@ -27,7 +27,7 @@ from pilothouse.cli.rollout.verbs import bar, parse_duration
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-from tests.unit.test_deployment_rollout import (
+from tests.unit.rollout_support import (
     CRASHING,
     D,
     Plane,
@@ -109,7 +109,7 @@ async def create(pilothouse: Cli, deployment: objects_pb2.Deployment) -> None:
 
 
 async def rolled_out_web(plane: Plane, pilothouse: Cli, replicas: int = 3) -> None:
-    await create(pilothouse, make_deployment(replicas))
+    await create(pilothouse, make_deployment(replicas=replicas))
     await plane.rolled_out(replicas, "web:v1", "the first rollout never completed")
 
 
@@ -227,7 +227,7 @@ async def test_status_on_a_terminal_redraws_one_bar(
 async def test_status_fails_when_the_progress_deadline_passes() -> None:
     clock = ManualClock()
     async with running(clock) as (plane, pilothouse):
-        await create(pilothouse, make_deployment(2, deadline=10))
+        await create(pilothouse, make_deployment(replicas=2, deadline=10))
         await plane.rolled_out(2, "web:v1", "the first rollout never completed")
         await pilothouse("set", "image", "deploy/web", f"main={CRASHING}")
         task, out = pilothouse.start("rollout", "status", "deploy/web", "--timeout", "20s")
@@ -292,7 +292,7 @@ async def test_set_image_history_and_undo(cluster: tuple[Plane, Cli]) -> None:
 
 async def test_history_of_a_deployment_without_revisions(cluster: tuple[Plane, Cli]) -> None:
     _plane, pilothouse = cluster
-    paused = make_deployment(1)
+    paused = make_deployment(replicas=1)
     paused.spec.paused = True  # a paused Deployment makes no revision
     await create(pilothouse, paused)
     assert await pilothouse("rollout", "history", "deploy/web") == (

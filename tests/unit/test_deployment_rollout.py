@@ -1,262 +1,25 @@
 """Rollouts as a user sees them, over the in-memory store with a simulated agent: rolling
 updates within maxSurge/maxUnavailable, Recreate, scaling (also mid-rollout), the progress
-deadline and automatic rollback, revisions pinned to image digests, history limits."""
+deadline and automatic rollback, revisions pinned to image digests, history limits.
+The simulated plane is tests.unit.rollout_support."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import pytest
-from google.protobuf.struct_pb2 import Value
-
-from controlplane.cache.informer import Informer
-from controlplane.controllers.deployment import deployment_controller, history, revisions
-from controlplane.controllers.garbage import garbage_collector
+from controlplane.controllers.deployment import history, revisions
 from controlplane.digests import StaticDigests, original_annotation
-from controlplane.events import EventRecorder
-from controlplane.objects import ObjectStore, key_prefix
-from controlplane.reconcile.clock import Clock, ManualClock, settle
+from controlplane.reconcile.clock import ManualClock, settle
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-from tests.unit.waiting import edited, idle
-
-CRASHING = "web:crash"
-D = {n: "sha256:" + str(n) * 64 for n in range(1, 10)}
-DIGESTS = {"web:v1": D[1], "web:v2": D[2], "web:v3": D[3], "web:v4": D[4], "web:v5": D[5]}
-
-
-def make_deployment(
-    replicas: int = 3,
-    *,
-    image: str = "web:v1",
-    surge: object = "25%",
-    unavailable: object = "25%",
-    recreate: bool = False,
-    deadline: int = 600,
-    history_limit: int = 10,
-) -> objects_pb2.Deployment:
-    d = objects_pb2.Deployment()
-    d.metadata.name = "web"
-    d.metadata.namespace = "default"
-    d.spec.replicas = replicas
-    d.spec.selector.match_labels["app"] = "web"
-    d.spec.template.metadata.labels["app"] = "web"
-    d.spec.template.spec.containers.add(name="main", image=image)
-    d.spec.progress_deadline_seconds = deadline
-    d.spec.revision_history_limit = history_limit
-    if recreate:
-        d.spec.strategy.type = "Recreate"
-    else:
-        d.spec.strategy.type = "RollingUpdate"
-        rolling = d.spec.strategy.rolling_update
-        for field, value in (("max_surge", surge), ("max_unavailable", unavailable)):
-            wrapped = (
-                Value(string_value=value) if isinstance(value, str) else Value(number_value=value)
-            )  # type: ignore[arg-type]
-            getattr(rolling, field).CopyFrom(wrapped)
-    return d
-
-
-@dataclass(frozen=True)
-class Sample:
-    pods: int
-    available: int
-    hashes: frozenset[str]
-
-
-class SamplingStore(MemoryStore):
-    """A MemoryStore that records the pods as they are right after every pod write."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.samples: list[Sample] = []
-        self.sampling = False
-        self._prefix = key_prefix(Kind.POD)
-
-    def _sample(self, key: str) -> None:
-        if not self.sampling or not key.startswith(self._prefix):
-            return
-        pods = []
-        for entry_key, entry in self._entries.items():
-            if entry_key.startswith(self._prefix):
-                pod = objects_pb2.Pod()
-                pod.ParseFromString(entry.value)
-                if pod.status.phase not in ("Succeeded", "Failed"):
-                    pods.append(pod)
-        available = sum(
-            1
-            for p in pods
-            if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions)
-        )
-        hashes = frozenset(p.metadata.labels.get("pod-template-hash", "") for p in pods)
-        self.samples.append(Sample(len(pods), available, hashes))
-
-    async def create(self, key, value):  # type: ignore[override]
-        entry = await super().create(key, value)
-        self._sample(key)
-        return entry
-
-    async def update(self, key, value, *, expected_revision):  # type: ignore[override]
-        entry = await super().update(key, value, expected_revision=expected_revision)
-        self._sample(key)
-        return entry
-
-    async def delete(self, key, *, expected_revision=None):  # type: ignore[override]
-        entry = await super().delete(key, expected_revision=expected_revision)
-        self._sample(key)
-        return entry
-
-
-class HollowAgent:
-    """What scheduler + node + syncer do, in a loop: bind new pods and report them Running
-    and Ready, except pods whose image crashes (Running, never Ready)."""
-
-    def __init__(self, objects: ObjectStore, clock: Clock) -> None:
-        self._objects = objects
-        self._clock = clock
-        self.crashing = {CRASHING}
-
-    async def run(self) -> None:
-        while True:
-            for pod in (await self._objects.list(Kind.POD, "default")).items:
-                if pod.spec.node_name:
-                    continue
-                try:
-                    pod.spec.node_name = "n1"
-                    pod = await self._objects.update(pod)
-                    pod.status.phase = "Running"
-                    image = pod.spec.containers[0].image
-                    original = pod.metadata.annotations.get(original_annotation("main"), image)
-                    if original not in self.crashing and image not in self.crashing:
-                        ready = pod.status.conditions.add(type="Ready", status="True")
-                        ready.last_transition_time.FromNanoseconds(int(self._clock.now() * 1e9))
-                    await self._objects.update_status(pod)
-                except Exception:  # deleted or changed meanwhile: next round
-                    continue
-            await asyncio.sleep(0.002)
-
-
-class Plane:
-    def __init__(
-        self,
-        store: MemoryStore,
-        *,
-        clock: ManualClock | None = None,
-        resolver: StaticDigests | None = None,
-    ) -> None:
-        self.clock = clock
-        self.objects = ObjectStore(store, clock=clock.now) if clock else ObjectStore(store)
-        self.resolver = resolver or StaticDigests(DIGESTS)
-        self.informers = {
-            kind: Informer(self.objects, kind, clock=clock)
-            for kind in (Kind.DEPLOYMENT, Kind.REPLICASET, Kind.POD)
-        }
-        events = EventRecorder(self.objects, component="deployment-controller", clock=clock)
-        self.controller = deployment_controller(
-            self.objects,
-            deployments=self.informers[Kind.DEPLOYMENT],
-            replicasets=self.informers[Kind.REPLICASET],
-            pods=self.informers[Kind.POD],
-            events=events,
-            clock=clock,
-            resolver=self.resolver,
-        )
-        self.agent = HollowAgent(self.objects, clock or _Wall())
-        self.collector = garbage_collector(self.objects, informers=self.informers)
-        self.runnables = [*self.informers.values(), self.controller, self.collector]
-        self.tasks: list[asyncio.Task[None]] = []
-
-    async def __aenter__(self) -> Plane:
-        for runnable in self.runnables:
-            self.tasks.append(asyncio.create_task(runnable.run(), name=runnable.name))
-        self.tasks.append(asyncio.create_task(self.agent.run(), name="hollow-agent"))
-        await settle()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    async def deployment(self) -> objects_pb2.Deployment:
-        return await self.objects.get(Kind.DEPLOYMENT, "default", "web")
-
-    async def change(self, edit: Callable[[objects_pb2.Deployment], None]) -> None:
-        await edited(self.objects, Kind.DEPLOYMENT, "default", "web", edit)
-
-    async def quiet(self) -> None:
-        """Wait until the hollow agent has run every pod and the controllers have acted on
-        every change: with a ManualClock, nothing moves any more until the clock does."""
-
-        async def all_bound() -> object:
-            unbound = [p.metadata.name for p in await self.pods() if not p.spec.node_name]
-            return not unbound or f"pods the hollow agent has yet to run: {unbound}"
-
-        await idle(self.controller, self.collector, besides=all_bound)
-
-    async def pods(self) -> list[objects_pb2.Pod]:
-        return list((await self.objects.list(Kind.POD, "default")).items)
-
-    async def replicasets(self) -> dict[int, objects_pb2.ReplicaSet]:
-        items = (await self.objects.list(Kind.REPLICASET, "default")).items
-        return {revisions.revision_of(rs): rs for rs in items}
-
-    async def events(self) -> list[objects_pb2.Event]:
-        return list((await self.objects.list(Kind.EVENT, "default")).items)
-
-    async def rolled_out(self, replicas: int, image: str, what: str) -> None:
-        """Wait until `replicas` pods, all of `image` (as tagged or pinned) and Ready, and the
-        Deployment says the rollout is complete."""
-
-        async def check() -> object:
-            d = await self.deployment()
-            pods = await self.pods()
-            images = {p.metadata.annotations.get(original_annotation("main"), "") for p in pods}
-            ready = sum(1 for p in pods if any(c.type == "Ready" for c in p.status.conditions))
-            progressing = {c.type: c.reason for c in d.status.conditions}.get("Progressing")
-            s = d.status
-            state = (
-                len(pods),
-                ready,
-                images,
-                s.replicas,
-                s.updated_replicas,
-                s.available_replicas,
-                progressing,
-            )
-            want_images = {image} if replicas else set()
-            want = (replicas, replicas, want_images, replicas, replicas, replicas)
-            return (state[:6] == want and progressing == "NewReplicaSetAvailable") or str(state)
-
-        await eventually(check, what)
-
-
-class _Wall:
-    def now(self) -> float:
-        import time
-
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-async def eventually(check: Callable[[], object], what: str, within: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result is None or result is True:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: still {result!r}")
-        await asyncio.sleep(0.005)
-
+from tests.unit.rollout_support import (
+    CRASHING,
+    DIGESTS,
+    D,
+    Plane,
+    SamplingStore,
+    eventually,
+    make_deployment,
+)
 
 # --------------------------------------------------------------------------------- rollouts
 
@@ -264,7 +27,7 @@ async def eventually(check: Callable[[], object], what: str, within: float = 10.
 async def test_surge_one_unavailable_zero_keeps_ten_available_and_at_most_eleven_pods() -> None:
     store = SamplingStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(10, surge=1, unavailable=0))
+        await plane.objects.create(make_deployment(replicas=10, surge=1, unavailable=0))
         await plane.rolled_out(10, "web:v1", "the first rollout never completed")
         store.sampling = True
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", "web:v2"))
@@ -281,7 +44,8 @@ async def test_surge_one_unavailable_zero_keeps_ten_available_and_at_most_eleven
 async def test_quarter_surge_and_unavailable_stall_at_8_available_and_13_pods() -> None:
     store = SamplingStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(10))  # 25% / 25%: surge 3, unavailable 2
+        # 25% / 25%: surge 3, unavailable 2
+        await plane.objects.create(make_deployment(replicas=10))
         await plane.rolled_out(10, "web:v1", "the first rollout never completed")
         store.sampling = True
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", CRASHING))
@@ -303,7 +67,9 @@ async def test_quarter_surge_and_unavailable_stall_at_8_available_and_13_pods() 
 async def test_recreate_never_runs_old_and_new_pods_together() -> None:
     store = SamplingStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(5, recreate=True))
+        await plane.objects.create(
+            make_deployment(replicas=5, strategy="Recreate", surge=None, unavailable=None)
+        )
         await plane.rolled_out(5, "web:v1", "the first rollout never completed")
         store.sampling = True
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", "web:v2"))
@@ -317,7 +83,7 @@ async def test_recreate_never_runs_old_and_new_pods_together() -> None:
 
 async def test_a_new_template_mid_rollout_rolls_over_to_it() -> None:
     async with Plane(MemoryStore()) as plane:
-        await plane.objects.create(make_deployment(4))
+        await plane.objects.create(make_deployment(replicas=4))
         await plane.rolled_out(4, "web:v1", "the first rollout never completed")
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", CRASHING))
         await eventually(
@@ -339,7 +105,7 @@ async def _has_revision(plane: Plane, number: int) -> bool:
 async def test_scale_3_to_30_to_0_to_5_with_every_state_correct() -> None:
     store = SamplingStore()
     async with Plane(store) as plane:
-        await plane.objects.create(make_deployment(3))
+        await plane.objects.create(make_deployment(replicas=3))
         await plane.rolled_out(3, "web:v1", "3 replicas never ran")
         previous = 3
         for replicas in (30, 0, 5):
@@ -372,7 +138,7 @@ async def test_scale_3_to_30_to_0_to_5_with_every_state_correct() -> None:
 async def test_scale_down_removes_unscheduled_then_not_ready_then_newest_ready_pods() -> None:
     async with Plane(MemoryStore()) as plane:
         plane.agent.crashing.add("web:v1")  # nothing becomes Ready on its own
-        await plane.objects.create(make_deployment(5, image="web:v1"))
+        await plane.objects.create(make_deployment(replicas=5, image="web:v1"))
         await eventually(lambda: _pod_count(plane, 5), "5 pods never appeared")
         await plane.quiet()  # bound and Running: the hollow agent writes them no more
         pods = sorted(await plane.pods(), key=lambda p: p.metadata.name)
@@ -397,7 +163,7 @@ async def _pod_count(plane: Plane, n: int) -> object:
 
 async def test_scaling_mid_rollout_is_proportional() -> None:
     async with Plane(MemoryStore()) as plane:
-        await plane.objects.create(make_deployment(10, surge=3, unavailable=2))
+        await plane.objects.create(make_deployment(replicas=10, surge=3, unavailable=2))
         await plane.rolled_out(10, "web:v1", "the first rollout never completed")
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", CRASHING))
 
@@ -415,7 +181,7 @@ async def test_scaling_mid_rollout_is_proportional() -> None:
 
 async def test_paused_deployment_scales_but_does_not_roll_out_until_resumed() -> None:
     async with Plane(MemoryStore()) as plane:
-        await plane.objects.create(make_deployment(2))
+        await plane.objects.create(make_deployment(replicas=2))
         await plane.rolled_out(2, "web:v1", "the first rollout never completed")
 
         def pause(d: objects_pb2.Deployment) -> None:
@@ -445,7 +211,7 @@ async def test_paused_deployment_scales_but_does_not_roll_out_until_resumed() ->
 async def test_crashing_image_hits_the_deadline_and_rolls_back_to_the_available_revision() -> None:
     clock = ManualClock()
     async with Plane(MemoryStore(), clock=clock) as plane:
-        d = make_deployment(3, deadline=30)
+        d = make_deployment(replicas=3, deadline=30)
         d.spec.rollback_on_failure = True
         await plane.objects.create(d)
         await plane.rolled_out(3, "web:v1", "the first rollout never completed")
@@ -488,7 +254,7 @@ async def test_crashing_image_hits_the_deadline_and_rolls_back_to_the_available_
 async def test_deadline_without_rollback_on_failure_only_reports() -> None:
     clock = ManualClock()
     async with Plane(MemoryStore(), clock=clock) as plane:
-        await plane.objects.create(make_deployment(2, deadline=10))
+        await plane.objects.create(make_deployment(replicas=2, deadline=10))
         await plane.rolled_out(2, "web:v1", "the first rollout never completed")
         await plane.change(lambda d: setattr(d.spec.template.spec.containers[0], "image", CRASHING))
         await eventually(lambda: _has_revision(plane, 2), "the crashing revision never started")
@@ -513,7 +279,7 @@ async def test_deadline_without_rollback_on_failure_only_reports() -> None:
 async def test_rollback_to_revision_1_runs_its_digests_after_the_tag_moved() -> None:
     resolver = StaticDigests(DIGESTS)
     async with Plane(MemoryStore(), resolver=resolver) as plane:
-        d = make_deployment(2)
+        d = make_deployment(replicas=2)
         d.metadata.annotations[history.CHANGE_CAUSE] = "first release"
         await plane.objects.create(d)
         await plane.rolled_out(2, "web:v1", "revision 1 never rolled out")
@@ -543,7 +309,7 @@ async def test_rollback_to_revision_1_runs_its_digests_after_the_tag_moved() -> 
 
 async def test_unresolvable_tag_keeps_the_tag_with_a_warning() -> None:
     async with Plane(MemoryStore(), resolver=StaticDigests({})) as plane:
-        await plane.objects.create(make_deployment(1, image="web:v1"))
+        await plane.objects.create(make_deployment(replicas=1, image="web:v1"))
         await eventually(lambda: _pod_count(plane, 1), "the pod was never created")
         pod = (await plane.pods())[0]
         assert pod.spec.containers[0].image == "web:v1"
@@ -555,7 +321,7 @@ async def test_unresolvable_tag_keeps_the_tag_with_a_warning() -> None:
 
 async def test_history_limit_keeps_only_the_newest_old_revisions() -> None:
     async with Plane(MemoryStore()) as plane:
-        await plane.objects.create(make_deployment(1, history_limit=2))
+        await plane.objects.create(make_deployment(replicas=1, history_limit=2))
         await plane.rolled_out(1, "web:v1", "revision 1 never rolled out")
         for image in ("web:v2", "web:v3", "web:v4", "web:v5"):
             await plane.change(

@@ -14,7 +14,7 @@ from pilothouse.cli import diff, rollout
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-from tests.unit.test_deployment_rollout import D, Plane, eventually, make_deployment
+from tests.unit.rollout_support import D, Plane, eventually, make_deployment
 
 
 def deployment_with(
@@ -78,7 +78,7 @@ def test_status_past_the_deadline_is_a_failure() -> None:
 
 
 def test_set_image_of_an_unknown_container_is_refused() -> None:
-    d = make_deployment(1)
+    d = make_deployment(replicas=1)
     with pytest.raises(rollout.RolloutError, match='unable to find container named "nope"'):
         rollout.with_images(d, {"nope": "web:v2"})
     assert rollout.parse_images(["main=web:v2"]) == {"main": "web:v2"}
@@ -102,7 +102,7 @@ async def test_set_image_history_undo_to_revision_1_and_status(
     cluster: tuple[Plane, Client],
 ) -> None:
     plane, client = cluster
-    await client.apply(make_deployment(2))
+    await client.apply(make_deployment(replicas=2))
     seen: list[str] = []
     done = await rollout.watch_status(client, "web", give_up_after=10, progress=seen.append)  # type: ignore[arg-type]
     assert done.message == 'deployment "web" successfully rolled out'
@@ -134,7 +134,7 @@ async def test_set_image_history_undo_to_revision_1_and_status(
 
 async def test_pause_resume_restart_and_diff(cluster: tuple[Plane, Client]) -> None:
     plane, client = cluster
-    await client.apply(make_deployment(2))
+    await client.apply(make_deployment(replicas=2))
     await plane.rolled_out(2, "web:v1", "the first rollout never completed")
     assert await rollout.set_paused(client, "web", True) == "deployment.apps/web paused"
     with pytest.raises(rollout.RolloutError, match="already paused"):
@@ -156,14 +156,14 @@ async def test_pause_resume_restart_and_diff(cluster: tuple[Plane, Client]) -> N
     d = await client.get(Kind.DEPLOYMENT, "web")
     assert d.spec.template.metadata.annotations[rollout.RESTARTED_AT] == "1970-01-01T00:00:00Z"
 
-    wanted = make_deployment(5)
+    wanted = make_deployment(replicas=5)
     wanted.spec.template.CopyFrom(d.spec.template)
     wanted.spec.template.spec.containers[0].image = "web:v2"
     text = await diff.diff(client, [wanted])
     changed = [line for line in text.splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
     assert "-  replicas: 2" in changed and "+  replicas: 5" in changed, text
     assert (await client.get(Kind.DEPLOYMENT, "web")).spec.replicas == 2, "diff wrote"
-    same = make_deployment(2)
+    same = make_deployment(replicas=2)
     same.spec.template.CopyFrom(d.spec.template)
     same.spec.template.spec.containers[0].image = "web:v2"
     # The manifest does not carry the controller's revision annotation; Apply keeps it anyway.
