@@ -15,6 +15,8 @@ Vocabulary:
 
 Modules: `conditions` (pure Node condition helpers), `registry` (RegisterNode / Heartbeat
 semantics, heartbeat times kept in memory), `agent` (the gRPC client of one agent), `syncer`
-(one NodeSyncer per node and the NodeSyncManager runnable), `settings` (the flags).
+(one NodeSyncer per node, pushing, and the NodeSyncManager runnable), `reports` (what an agent
+reports back, pod statuses and events, written to the store), `podcidr` (pod address ranges),
+`settings` (the flags).
 `conditions` and `registry` import no gRPC, so controllers may use them.
 """

@@ -4,14 +4,8 @@ One `NodeSyncer` per Node (started and stopped by the `NodeSyncManager` runnable
 and go) holds a session with that node's agent:
 - it pushes the node's whole desired pod set with `SyncPods` when the set changes (pod
   informer), and every `resync_interval` seconds anyway (heals an agent that lost its state);
-- it consumes `WatchPods` and writes each pod's observed status with `update_status`
-  (compare-and-swap; on a conflict the pod is read again; statuses of pods no longer bound to
-  the node, or of an older pod with the same name, are dropped). Statuses are coalesced per
-  pod, so a burst of changes costs one write per pod;
-- it records the events the agent reports with its statuses (probe failures, restarts,
-  pulls) as Event objects about the pod, through an `EventWriter`: repeats merge into one
-  object (count, lastTimestamp) and each is written at most once a second; status writes go
-  first (an event waits while statuses wait or are being written, at most 2 s);
+- it consumes `WatchPods` and hands every change to `reports.AgentReports`, which writes the
+  pods' observed statuses and the events the agent reports with them;
 - any failed call ends the session; a new one starts after a capped exponential backoff, or at
   once when the node's endpoint or agent instance changes (the agent re-registered).
 
@@ -24,9 +18,6 @@ Invariants:
   (reason AgentReady), and only if the node is still Fencing for the same agent instance.
   Until then the scheduler places nothing there.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
-- An agent speaks only for its own pods: a reported event is kept only when it is about the
-  pod it came with, that pod is bound to this node with that uid (or, in the report of the
-  pod's removal, is gone from the store), and its source host is this node.
 """
 
 from __future__ import annotations
@@ -37,17 +28,17 @@ from collections.abc import Awaitable, Iterable
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.events import EventRecorder, EventType, EventWriter
+from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import (
     DEFAULT_TIMEOUT,
     AgentCallFailed,
     AgentClient,
     Connect,
-    PodChangeType,
     connector,
 )
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.nodes.reports import AgentReports
 from controlplane.objects import ChangeType, ObjectStore
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
@@ -59,10 +50,7 @@ log = structlog.get_logger(__name__)
 RESYNC_INTERVAL = 10.0
 INITIAL_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
-STATUS_WRITERS = 8
 _ATTEMPTS = 5
-# Conditions the control plane owns; the agent's view of them is not written back.
-_CONTROL_PLANE_CONDITIONS = frozenset({"PodScheduled"})
 READY_MESSAGE = "agent is posting ready status; its pods are in sync"
 
 
@@ -79,30 +67,6 @@ def desired_pods(pods: Iterable[objects_pb2.Pod], node: str) -> list[objects_pb2
         out.append(copy)
     out.sort(key=lambda p: (p.metadata.namespace, p.metadata.name))
     return out
-
-
-def merged_status(
-    stored: objects_pb2.PodStatus, observed: objects_pb2.PodStatus
-) -> objects_pb2.PodStatus:
-    """The agent's observation, keeping the conditions the control plane owns.
-
-    PodScheduled: the stored one while it is True (the scheduler's, with its reason and
-    times); otherwise the agent's (True: the pod is bound to the agent's node), so the first
-    status write of a bound pod marks it scheduled and a False from before the binding goes.
-    """
-    status = objects_pb2.PodStatus()
-    status.CopyFrom(observed)
-    owned = {
-        c.type: c
-        for c in stored.conditions
-        if c.type in _CONTROL_PLANE_CONDITIONS and c.status == "True"
-    }
-    if owned:
-        kept = [owned.pop(c.type, c) for c in status.conditions]
-        kept[:0] = owned.values()
-        del status.conditions[:]
-        status.conditions.extend(kept)
-    return status
 
 
 class _EndpointChanged(Exception):
@@ -135,17 +99,10 @@ class NodeSyncer:
         self._resync_interval = resync_interval
         self._max_backoff = max_backoff
         self._poked = asyncio.Event()
-        self._pending: dict[tuple[str, str], objects_pb2.Pod] = {}
-        self._has_pending = asyncio.Event()
         self._pushed = False  # the current session has pushed successfully
         self._failures = 0  # failed sessions in a row
-        self._writing: set[tuple[str, str]] = set()  # pods whose status is being written
-        self._statuses_done = asyncio.Event()  # set while no status write waits or runs
-        self._statuses_done.set()
-        self._pod_events = (
-            EventWriter(events, clock=self._clock, yield_to=self._statuses_done.wait)
-            if events
-            else None
+        self._reports = AgentReports(
+            node, objects=objects, pods=pods, events=events, clock=self._clock
         )
 
     def poke(self) -> None:
@@ -154,10 +111,8 @@ class NodeSyncer:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._write_statuses(), name=f"nodesync.{self.node}.status")
+            group.create_task(self._reports.run(), name=f"nodesync.{self.node}.reports")
             group.create_task(self._sessions(), name=f"nodesync.{self.node}.push")
-            if self._pod_events is not None:
-                group.create_task(self._pod_events.run(), name=f"nodesync.{self.node}.events")
 
     # ------------------------------------------------------------------ sessions
 
@@ -281,108 +236,9 @@ class NodeSyncer:
                 slept.cancel()
         self._poked.clear()
 
-    # ------------------------------------------------------------------- statuses
-
     async def _consume(self, client: AgentClient) -> None:
         async for change in client.watch_pods():
-            self._record_events(change.pod, change.events, change.type)
-            if change.type is not PodChangeType.UPDATED:
-                continue
-            meta = change.pod.metadata
-            self._pending[(meta.namespace, meta.name)] = change.pod
-            self._has_pending.set()
-            self._statuses_done.clear()
-
-    def _record_events(
-        self,
-        pod: objects_pb2.Pod,
-        events: Iterable[objects_pb2.Event],
-        change: PodChangeType,
-    ) -> None:
-        """Queue the agent's events about `pod` for writing (see the module's invariants)."""
-        if self._pod_events is None or not events:
-            return
-        meta = pod.metadata
-        current = self._pods.get(meta.namespace, meta.name)
-        if current is None:
-            ours = change is PodChangeType.REMOVED  # deleted already: its last words
-        else:
-            ours = current.metadata.uid == meta.uid and current.spec.node_name == self.node
-        if not ours:
-            return
-        for event in events:
-            ref = event.involved_object
-            if (ref.kind, ref.namespace, ref.name, ref.uid) != (
-                "Pod",
-                meta.namespace,
-                meta.name,
-                meta.uid,
-            ) or event.source.host not in ("", self.node):
-                log.debug("node.event_refused", node=self.node, pod=meta.name, reason=event.reason)
-                continue
-            event.source.host = self.node
-            self._pod_events.add(event)
-
-    async def _write_statuses(self) -> None:
-        """`STATUS_WRITERS` writers, each taking the next pod with a status to write as soon
-        as it is free; one pod is written by one writer at a time (newest status wins)."""
-        async with asyncio.TaskGroup() as group:
-            for index in range(STATUS_WRITERS):
-                group.create_task(self._status_writer(), name=f"nodesync.{self.node}.w{index}")
-
-    async def _status_writer(self) -> None:
-        while True:
-            key = next((k for k in self._pending if k not in self._writing), None)
-            if key is None:
-                if not self._pending and not self._writing:
-                    self._statuses_done.set()
-                self._has_pending.clear()
-                await self._has_pending.wait()
-                continue
-            pod = self._pending.pop(key)
-            self._writing.add(key)
-            failed = False
-            try:
-                await self._write_status(pod)
-            except StoreError as error:
-                log.warning(
-                    "pod.status_write_failed",
-                    node=self.node,
-                    pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
-                    error=str(error),
-                )
-                self._pending.setdefault(key, pod)  # unless a newer one arrived
-                failed = True
-            finally:
-                self._writing.discard(key)
-                self._has_pending.set()  # the pod may have a newer status waiting
-            if failed:
-                await self._clock.sleep(INITIAL_BACKOFF)  # do not spin on a failing store
-
-    async def _write_status(self, observed: objects_pb2.Pod) -> None:
-        meta = observed.metadata
-        current = self._pods.get(meta.namespace, meta.name)
-        for _ in range(_ATTEMPTS):
-            if current is None:
-                try:
-                    current = await self._objects.get(Kind.POD, meta.namespace, meta.name)
-                except NotFound:
-                    return
-            if current.metadata.uid != meta.uid or current.spec.node_name != self.node:
-                return  # another incarnation, or bound elsewhere now: not ours to report
-            status = merged_status(current.status, observed.status)
-            if status == current.status:
-                return
-            updated = objects_pb2.Pod()
-            updated.CopyFrom(current)
-            updated.status.CopyFrom(status)
-            try:
-                await self._objects.update_status(updated)
-                return
-            except Conflict:
-                current = None
-            except NotFound:
-                return
+            self._reports.add(change)
 
 
 async def _first_of(*coroutines: Awaitable[None]) -> None:
