@@ -165,9 +165,7 @@ class LocalImageService:
             async with self._gate.shared():
                 resolved = await self.client.resolve(ref)
                 repo, manifest = resolved.repository, resolved.manifest
-                await asyncio.gather(
-                    *(self._fetch(repo, desc) for desc in (manifest.config, *manifest.layers))
-                )
+                await self._fetch_all(repo, (manifest.config, *manifest.layers))
                 self.content.put(resolved.digest, resolved.raw)
                 image = await self._commit(
                     resolved.digest, manifest, (str(ref),), reference=str(ref)
@@ -182,6 +180,18 @@ class LocalImageService:
             seconds=round(time.monotonic() - started, 3),
         )
         return image
+
+    async def _fetch_all(self, repo: Repository, descs: tuple[m.Descriptor, ...]) -> None:
+        """Download the blobs in parallel; when one fails, the others are cancelled (and their
+        ingest files removed) before the error goes up, so nothing writes after the gate."""
+        fetches = [asyncio.ensure_future(self._fetch(repo, desc)) for desc in descs]
+        try:
+            await asyncio.gather(*fetches)
+        except BaseException:
+            for fetch in fetches:
+                fetch.cancel()
+            await asyncio.gather(*fetches, return_exceptions=True)
+            raise
 
     async def _fetch(self, repo: Repository, desc: m.Descriptor) -> None:
         if self.content.has(desc.digest):
