@@ -1,7 +1,9 @@
 """`pilothouse logs POD`: a container's output, streamed from its node through the control plane.
 
-Invariant: bytes are written as they arrive, unchanged, and flushed per chunk, so `-f` shows
-lines as the container writes them.
+Invariants: bytes are written as they arrive, unchanged, and flushed per chunk, so `-f` shows
+lines as the container writes them. `deployment/NAME` or `replicaset/NAME` reads one of its
+pods, as kubectl does: a running one, the oldest first, and says on stderr which one it chose
+when there were several.
 """
 
 from __future__ import annotations
@@ -9,9 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pilothouse import selectors
 from pilothouse.cli import resources
 from pilothouse.cli.context import Context
+from pilothouse.client import Client
 from pilothouse.kinds import Kind
+
+_OWNERS = (Kind.DEPLOYMENT, Kind.REPLICASET)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="print the logs of a pod's container",
         description="Print a container's logs: `logs POD [-c CONTAINER] [-f] [--tail N]`.",
     )
-    parser.add_argument("pod", metavar="POD | pod/NAME")
+    parser.add_argument("pod", metavar="POD | pod/NAME | deployment/NAME | replicaset/NAME")
     parser.add_argument("-c", "--container", default="")
     parser.add_argument("-f", "--follow", action="store_true")
     parser.add_argument("--tail", type=int, default=-1, help="last N lines (-1: all)")
@@ -29,16 +35,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
-    name = args.pod
+    name, kind = args.pod, Kind.POD
     if "/" in name:
         kind, name = resources.single([name], verb="logs")
-        if kind is not Kind.POD:
-            raise resources.UsageError("logs reads pods: give POD or pod/NAME")
+        if kind is not Kind.POD and kind not in _OWNERS:
+            raise resources.UsageError(
+                "logs reads pods: give POD, pod/NAME, deployment/NAME or replicaset/NAME"
+            )
+    namespace = ctx.namespace(args.namespace)
     sink = getattr(ctx.out, "buffer", None) if ctx.out is sys.stdout else None
     async with ctx.connect() as client:
+        if kind in _OWNERS:
+            name = await _pod_of(client, kind, name, namespace=namespace, ctx=ctx)
         async for data in client.logs(
             name,
-            namespace=ctx.namespace(args.namespace),
+            namespace=namespace,
             container=args.container,
             tail_lines=args.tail,
             follow=args.follow,
@@ -51,3 +62,23 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 ctx.out.write(data.decode("utf-8", errors="replace"))
                 ctx.out.flush()
     return 0
+
+
+async def _pod_of(client: Client, kind: Kind, name: str, *, namespace: str, ctx: Context) -> str:
+    """The pod whose logs `logs KIND/NAME` shows: a running one, the oldest first."""
+    owner = await client.get(kind, name, namespace=namespace)
+    wanted = selectors.from_match_labels(owner.spec.selector.match_labels)
+    listed = await client.list(Kind.POD, namespace=namespace, label_selector=str(wanted))
+    pods = [p for p in listed.items if not p.metadata.HasField("deletion_timestamp")]
+    if not pods:
+        raise resources.UsageError(f"{kind.info.plural}/{name} has no pods")
+    pods.sort(
+        key=lambda p: (
+            p.status.phase != "Running",
+            p.metadata.creation_timestamp.ToDatetime(),
+            p.metadata.name,
+        )
+    )
+    if len(pods) > 1:
+        print(f"Found {len(pods)} pods, using pod/{pods[0].metadata.name}", file=ctx.err)
+    return str(pods[0].metadata.name)

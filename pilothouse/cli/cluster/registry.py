@@ -8,7 +8,9 @@ config is then rewritten with that port, so every later run (after a crash) serv
 same address the nodes' mirrors name.
 
 Nodes reach it through a registries.yaml that mirrors `docker.io` to it, so manifests say
-`busybox:stable` and pull `library/busybox:stable` from here, offline.
+`busybox:stable` and pull `library/busybox:stable` from here, offline. The same image is also
+tagged `busybox:latest` (as on Docker Hub, where both name the current stable busybox), so a
+walkthrough can `set image` to another tag and roll out without the internet.
 
 Invariant: storage lives under `<data-dir>/registry/storage`, nowhere else.
 """
@@ -30,6 +32,7 @@ from pilothouse.oci.testimage import build_test_image
 REGISTRY_BIN = "docker-registry"
 TEST_IMAGE = "busybox:stable"
 TEST_IMAGE_PATH = "library/busybox:stable"  # where docker.io's `busybox:stable` lives
+EXTRA_TAGS = ("latest",)  # further tags of the same image in library/busybox
 _LISTENING = re.compile(r"listening on (\d+\.\d+\.\d+\.\d+:\d+)")
 
 
@@ -104,10 +107,15 @@ def write_mirrors(path: Path, *, registry_address: str) -> Path:
 
 
 async def push_test_image(archive: Path, *, registry_address: str) -> str:
-    """Build the busybox test image (once per data dir) and push it; returns its digest."""
+    """Build the busybox test image (once per data dir) and push it under `TEST_IMAGE_PATH` and
+    each of `EXTRA_TAGS`; returns its digest."""
     await asyncio.to_thread(_build_once, archive)
     config = RegistriesConfig.from_dict({"configs": {registry_address: {"insecure": True}}})
-    return await push_archive(archive, f"{registry_address}/{TEST_IMAGE_PATH}", config=config)
+    digest = await push_archive(archive, f"{registry_address}/{TEST_IMAGE_PATH}", config=config)
+    repository = TEST_IMAGE_PATH.rsplit(":", 1)[0]
+    for tag in EXTRA_TAGS:
+        await push_archive(archive, f"{registry_address}/{repository}:{tag}", config=config)
+    return digest
 
 
 def _build_once(archive: Path) -> None:
