@@ -6,7 +6,8 @@ a pod without a worker gets one; a worker whose pod left the set, or whose pod c
 uid or spec hash), is stopped and removed, and a changed pod is started again only after its
 predecessor is gone (one pod name never runs twice at once). `pods()` and
 `watch()` report the observed status, and `watch()` also hands over each pod's events (what
-its worker recorded since the last report); `logs()` reads a container's log files.
+its worker recorded since the last report); `logs()` reads a container's log files
+(`pods.logs`).
 
 Invariants:
 - Level-triggered: `sync` is idempotent, and `start()` rebuilds the same workers from the
@@ -34,14 +35,24 @@ from pathlib import Path
 import structlog
 
 from nodeagent.images import ImageService, PullPolicy
-from nodeagent.pods import specs
+from nodeagent.pods import logs, specs
+from nodeagent.pods.logs import BadRequest, PodNotFound
 from nodeagent.pods.restart import RestartPolicy
 from nodeagent.pods.worker import PodWorker, WorkerConfig
-from nodeagent.runtime import ContainerRuntime, ContainerState, logs
+from nodeagent.runtime import ContainerRuntime, ContainerState
 from nodeagent.state import DesiredPods
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
+
+__all__ = [
+    "BadRequest",
+    "EventType",
+    "PodEvent",
+    "PodManager",
+    "PodNotFound",
+    "validate",
+]
 
 
 class EventType(enum.Enum):
@@ -55,14 +66,6 @@ class PodEvent:
     pod: objects_pb2.Pod
     # Kubernetes Events about the pod recorded since its previous report (see pods.events).
     events: tuple[objects_pb2.Event, ...] = ()
-
-
-class PodNotFound(LookupError):
-    """No such pod (or container) on this node."""
-
-
-class BadRequest(ValueError):
-    """The request cannot be answered as asked (e.g. a container name is needed)."""
 
 
 def validate(pod: objects_pb2.Pod) -> str | None:
@@ -244,24 +247,9 @@ class PodManager:
         worker = self._workers.get(key)
         if worker is None:
             raise PodNotFound(f'pod "{pod}" not found in namespace "{namespace or "default"}"')
-        names = [c.name for c in worker.pod.spec.containers]
-        if not container:
-            if len(names) != 1:
-                raise BadRequest(
-                    f"a container name must be specified for pod {pod}, "
-                    f"choose one of: [{' '.join(names)}]"
-                )
-            container = names[0]
-        if container not in worker.records:
-            raise PodNotFound(f'container "{container}" is not valid for pod "{pod}"')
-        attempt = worker.records[container].restart_count
-        if previous:
-            if attempt == 0:
-                raise BadRequest(
-                    f'previous terminated container "{container}" in pod "{pod}" not found'
-                )
-            attempt -= 1
-        return specs.log_path(self._config.state_dir, worker.pod, container, attempt)
+        return logs.log_path(
+            worker, state_dir=self._config.state_dir, container=container, previous=previous
+        )
 
     async def logs(
         self,
@@ -286,19 +274,10 @@ class PodManager:
             rec = w.records.get(name)
             return rec is None or not rec.started or path.name != f"{rec.restart_count}.log"
 
-        lines = None if tail_lines < 0 else tail_lines
-        if not follow:
-            batch: list[bytes] = []
-            for line in await asyncio.to_thread(logs.tail, path, lines):
-                batch.append(line.text.encode() + b"\n")
-                if len(batch) >= 512:
-                    yield b"".join(batch)
-                    batch.clear()
-            if batch:
-                yield b"".join(batch)
-            return
-        async for line in logs.follow(path, lines=lines, done=finished):
-            yield line.text.encode() + b"\n"
+        async for chunk in logs.lines(
+            path, tail_lines=tail_lines, follow=follow, finished=finished
+        ):
+            yield chunk
 
     # -- reconciling --------------------------------------------------------------------------
 
