@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from pilothouse.cli.build import BuildError, containerfile, imageconfig, located, pull, steps
+from pilothouse.cli.build import BuildError, containerfile, imageconfig, located, steps
 from pilothouse.cli.build.context import BuildContext, Source
 from pilothouse.cli.build.imageconfig import State
 from pilothouse.cli.build.plan import SCRATCH, Plan, Stage, plan
@@ -35,7 +36,9 @@ from pilothouse.cli.build.rootfs import RootView
 from pilothouse.cli.build.runstep import RuncDriver
 from pilothouse.cli.build.store import BuildStore
 from pilothouse.oci import reference
-from pilothouse.oci.registries import RegistriesConfig
+
+if TYPE_CHECKING:
+    from pilothouse.oci.registries import RegistriesConfig
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +176,8 @@ class _Run:
         self.b.progress(f"[{stage.label}] STEP {len(self.reports) + 1}/{self.total}: {text}")
 
     async def _image_state(self, name: str, *, where: containerfile.Instruction) -> State:
+        from pilothouse.cli.build import pull  # the registry client only when a base is needed
+
         try:
             digest = await pull.resolve(
                 self.store, name, registries=self.options.registries, pull=self.options.pull

@@ -97,7 +97,7 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
     from pilothouse.cli.build.executor import Builder, BuildOptions
     from pilothouse.cli.build.runstep import RuncDriver
     from pilothouse.cli.build.store import BuildStore, default_root
-    from pilothouse.oci import OCIError, reference, registries
+    from pilothouse.oci import OCIError, reference
 
     try:
         limit = quantity.parse_memory(args.cache_limit)
@@ -127,7 +127,11 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
             )
         if args.context is None:
             return 0
-        config = registries.RegistriesConfig.load(args.registries) if args.registries else None
+        config = None
+        if args.registries or args.insecure:
+            from pilothouse.oci import registries
+        if args.registries:
+            config = registries.RegistriesConfig.load(args.registries)
         if args.insecure:
             hosts = {reference.parse(t).registry: {"insecure": True} for t in args.tag}
             data = {"configs": hosts}
