@@ -6,21 +6,17 @@ loop) and checks what a person would read on stdout and stderr.
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-import sys
 from pathlib import Path
 
 import grpc
-import pytest
 import yaml
 
-from pilothouse.cli import main as cli
 from pilothouse.client import FIELD_ERRORS_METADATA, ErrorCode, field_problems, translate
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import objects_pb2 as o
+from tests.unit.cli_support import Cli
 
 REPO = Path(__file__).resolve().parents[2]
 WEB = REPO / "deploy" / "examples" / "web.yaml"
@@ -32,31 +28,6 @@ metadata:
   name: n1
   labels: {kubernetes.io/hostname: n1}
 """
-
-
-class Cli:
-    def __init__(self, address: str) -> None:
-        self.address = address
-
-    async def __call__(self, *argv: str, stdin: str | None = None) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-
-        def call() -> int:
-            saved = sys.stdin
-            if stdin is not None:
-                sys.stdin = io.StringIO(stdin)
-            try:
-                return cli.main([*argv, "--server", self.address], out=out, err=err)
-            finally:
-                sys.stdin = saved
-
-        code = await asyncio.to_thread(call)
-        return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def pilothouse(memory_control_plane: object) -> Cli:
-    return Cli(memory_control_plane.address)  # type: ignore[attr-defined]
 
 
 async def test_apply_reports_created_unchanged_configured(pilothouse: Cli) -> None:

@@ -13,7 +13,7 @@ import time
 
 from controlplane.events import EventRecorder
 from pilothouse.v1 import objects_pb2 as o
-from tests.unit.test_cli_verbs import Cli, pilothouse  # noqa: F401  (the fixture)
+from tests.unit.cli_support import Cli
 
 UNREADY = (
     "containers with unready status: [app] "
@@ -52,7 +52,7 @@ async def a_pod(objects: object, name: str) -> o.Pod:
 
 
 async def test_describe_pod_shows_states_condition_messages_and_its_events(
-    pilothouse: Cli,  # noqa: F811
+    pilothouse: Cli,
     memory_control_plane: object,
 ) -> None:
     objects = memory_control_plane.objects  # type: ignore[attr-defined]
