@@ -20,15 +20,15 @@ Invariants:
 The loopback interface of the pod is brought up by the `loopback` plugin as its own
 attachment, as container runtimes do; it owns no address and needs no DEL.
 
-Plugins run as `exec_prefix + [plugin]`: empty when the agent already lives in the node's
-network namespace; `["ip", "netns", "exec", NS]` when the caller is elsewhere (tests).
+Plugins run as `exec_prefix + [plugin]` (`network.plugins` runs one): empty when the agent
+already lives in the node's network namespace; `["ip", "netns", "exec", NS]` when the caller
+is elsewhere (tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import ipaddress
 import json
 import os
@@ -39,18 +39,24 @@ from typing import Any
 
 import structlog
 
-from nodeagent.network import netns
+from nodeagent.network import netns, plugins
+from nodeagent.network.plugins import CniError, Command
 
 log = structlog.get_logger(__name__)
 
+__all__ = [
+    "CNI_VERSION",
+    "CniError",
+    "CniNetwork",
+    "Command",
+    "PodNetwork",
+    "PortMapping",
+    "conflist",
+    "plugin_config",
+    "pod_network",
+]
+
 CNI_VERSION = "1.0.0"
-PLUGIN_TIMEOUT_S = 30.0
-
-
-class Command(enum.Enum):
-    ADD = "ADD"
-    DEL = "DEL"
-    CHECK = "CHECK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,16 +87,6 @@ class PodNetwork:
     gateway: str
     interface: str
     prefix_length: int = 0
-
-
-class CniError(Exception):
-    """A CNI plugin failed; the message is the plugin's, prefixed with what was asked."""
-
-    def __init__(self, message: str, *, plugin: str, command: Command, code: int = 0) -> None:
-        super().__init__(f"CNI {command.value} of {plugin!r} failed: {message}")
-        self.plugin = plugin
-        self.command = command
-        self.code = code
 
 
 def conflist(
@@ -326,52 +322,15 @@ class CniNetwork:
     async def _invoke(
         self, command: Command, config: dict[str, Any], record: dict[str, Any], *, ifname: str
     ) -> dict[str, Any]:
-        plugin = str(config["type"])
-        binary = self.plugin_dir / plugin
-        if not binary.exists():
-            raise CniError(
-                f"plugin not found in {self.plugin_dir} (install containernetworking-plugins)",
-                plugin=plugin,
-                command=command,
-            )
-        env = {
-            "CNI_COMMAND": command.value,
-            "CNI_CONTAINERID": record["containerId"],
-            "CNI_NETNS": record["netns"],
-            "CNI_IFNAME": ifname,
-            "CNI_PATH": str(self.plugin_dir),
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        }
-        proc = await asyncio.create_subprocess_exec(
-            *self.exec_prefix,
-            str(binary),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
+        return await plugins.invoke(
+            command,
+            config,
+            plugin_dir=self.plugin_dir,
+            exec_prefix=self.exec_prefix,
+            container_id=record["containerId"],
+            netns=record["netns"],
+            ifname=ifname,
         )
-        try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(json.dumps(config).encode()), PLUGIN_TIMEOUT_S
-            )
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise CniError(
-                f"no answer within {PLUGIN_TIMEOUT_S:.0f} s", plugin=plugin, command=command
-            ) from None
-        if proc.returncode != 0:
-            raise _plugin_error(out, err, plugin=plugin, command=command)
-        if command is not Command.ADD:
-            return {}
-        try:
-            return json.loads(out)
-        except ValueError:
-            raise CniError(
-                f"unreadable result: {out.decode(errors='replace')[:200]}",
-                plugin=plugin,
-                command=command,
-            ) from None
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -390,15 +349,3 @@ class CniNetwork:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, path)
-
-
-def _plugin_error(out: bytes, err: bytes, *, plugin: str, command: Command) -> CniError:
-    try:
-        body = json.loads(out)
-        message = body.get("msg") or "unknown error"
-        if body.get("details"):
-            message += f" ({body['details']})"
-        return CniError(message, plugin=plugin, command=command, code=int(body.get("code", 0)))
-    except (ValueError, AttributeError):
-        text = (err or out).decode(errors="replace").strip() or "exited with an error"
-        return CniError(text[-500:], plugin=plugin, command=command)
