@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pilothouse.cli import tables
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -65,14 +66,17 @@ def test_layout_matches_kubectl_spacing() -> None:
 
 
 def deployment() -> o.Deployment:
-    d = o.Deployment()
-    d.metadata.name = "web"
-    d.metadata.namespace = "prod"
+    """web in prod, 4 days old: 3 wanted of two containers, 2 ready and available."""
+    d = factories.deployment(
+        namespace="prod",
+        replicas=3,
+        containers=[
+            factories.container(name="httpd"),
+            factories.container(name="side", image="busybox:1.36"),
+        ],
+    )
     d.metadata.creation_timestamp.CopyFrom(ago(4 * 86400))
-    d.spec.replicas = 3
-    d.spec.selector.match_labels.update({"app": "web", "tier": "front"})
-    d.spec.template.spec.containers.add(name="httpd", image="busybox:stable")
-    d.spec.template.spec.containers.add(name="side", image="busybox:1.36")
+    d.spec.selector.match_labels["tier"] = "front"
     d.status.ready_replicas = 2
     d.status.updated_replicas = 3
     d.status.available_replicas = 2
@@ -100,10 +104,8 @@ def test_deployment_columns_and_wide_columns() -> None:
 
 
 def test_replicaset_columns() -> None:
-    rs = o.ReplicaSet()
-    rs.metadata.name = "web-5d8c"
+    rs = factories.replica_set(name="web-5d8c", replicas=3)
     rs.metadata.creation_timestamp.CopyFrom(ago(30))
-    rs.spec.replicas = 3
     rs.status.replicas = 3
     rs.status.ready_replicas = 1
     table = tables.table(Kind.REPLICASET, [rs], now=NOW)
@@ -112,11 +114,10 @@ def test_replicaset_columns() -> None:
 
 
 def pod(*statuses: o.ContainerStatus, phase: str = "Running") -> o.Pod:
-    p = o.Pod()
-    p.metadata.name = "web-5d8c-abcde"
+    """A pod 90 s old whose containers have these statuses."""
+    containers = [factories.container(name=s.name, image="busybox") for s in statuses]
+    p = factories.pod(name="web-5d8c-abcde", namespace="", uid="", containers=containers)
     p.metadata.creation_timestamp.CopyFrom(ago(90))
-    for status in statuses:
-        p.spec.containers.add(name=status.name, image="busybox")
     p.status.phase = phase
     p.status.container_statuses.extend(statuses)
     return p
@@ -192,12 +193,10 @@ def test_pod_row_with_restarts_and_wide_columns() -> None:
 
 
 def node(name: str = "n1", *, ready: str = "True") -> o.Node:
-    n = o.Node()
-    n.metadata.name = name
+    """A worker node 2 h old, as `get nodes -o wide` shows it: 2 cpu, 1Gi, its versions."""
+    worker = {"node-role.kubernetes.io/worker": ""}
+    n = factories.node(name=name, labels=worker, memory="1Gi", ready=ready)
     n.metadata.creation_timestamp.CopyFrom(ago(7200))
-    n.metadata.labels["node-role.kubernetes.io/worker"] = ""
-    n.status.conditions.add(type="Ready", status=ready)
-    n.status.allocatable.update({"cpu": "2", "memory": "1Gi", "pods": "110"})
     n.status.addresses.add(type="InternalIP", address="10.0.0.5")
     info = n.status.node_info
     info.kubelet_version = "v0.1.0"

@@ -14,16 +14,15 @@ from pilothouse.cli import diff, rollout
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.unit.rollout_support import D, Plane, eventually, make_deployment
 
 
 def deployment_with(
     *, generation: int = 2, observed: int = 2, desired: int = 3, **status: int
 ) -> objects_pb2.Deployment:
-    d = objects_pb2.Deployment()
-    d.metadata.name = "web"
+    d = factories.deployment(replicas=desired)
     d.metadata.generation = generation
-    d.spec.replicas = desired
     d.status.observed_generation = observed
     for field, value in status.items():
         setattr(d.status, field, value)

@@ -10,21 +10,19 @@ from google.protobuf.struct_pb2 import Value
 from pilothouse import kinds, manifests
 from pilothouse.cli import shape
 from pilothouse.v1 import objects_pb2
+from tests import factories
 
 
 def _deployment() -> objects_pb2.Deployment:
-    deployment = objects_pb2.Deployment()
-    deployment.metadata.name = "web"
+    container = factories.container(name="web")
+    container.liveness_probe.tcp_socket.port.CopyFrom(Value(number_value=8080))
+    container.readiness_probe.http_get.port.CopyFrom(Value(string_value="http"))
+    deployment = factories.deployment(
+        namespace="", labels={}, containers=[container], surge=1, unavailable=0
+    )
     deployment.metadata.generation = 7
     deployment.metadata.resource_version = "1234"
     deployment.metadata.creation_timestamp.FromJsonString("2024-05-01T10:00:00Z")
-    deployment.spec.selector.match_labels["app"] = "web"
-    deployment.spec.template.metadata.labels["app"] = "web"
-    container = deployment.spec.template.spec.containers.add(name="web", image="busybox:stable")
-    container.liveness_probe.tcp_socket.port.CopyFrom(Value(number_value=8080))
-    container.readiness_probe.http_get.port.CopyFrom(Value(string_value="http"))
-    deployment.spec.strategy.rolling_update.max_surge.CopyFrom(Value(number_value=1))
-    deployment.spec.strategy.rolling_update.max_unavailable.CopyFrom(Value(number_value=0))
     manifests.set_defaults(deployment)
     return deployment
 
