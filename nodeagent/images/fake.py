@@ -10,9 +10,9 @@ until the entry is removed; `present` lists images already on the node (policy N
 only for those, or for anything pulled before); `pull_seconds` is how long a pull takes.
 `pulls` records every pull asked of the registry (failed ones too), in order.
 
-Invariants (those of the real service, checked by tests/contract/test_images.py): names are
-parsed and normalized as the real store parses them (a bad name is a `PullError`); concurrent
-pulls of one reference share one pull; `prepare` describes an overlay rootfs (top layer first)
+Invariants (those of the real service, checked by tests/contract/test_images.py): `ensure`
+goes through the same `pulls.Pulls` as the real store (policies, bad names, one pull per
+reference at once); `prepare` describes an overlay rootfs (top layer first)
 for one valid container key of an image still on the node and remembers the key until
 `release`; `release` is idempotent; `gc` removes every image no container key uses and none
 ensured within the grace period; `restarted()` is a new service over the same node (what the
@@ -31,10 +31,10 @@ from nodeagent.images import (
     Image,
     ImageConfig,
     ImageError,
-    NotPresent,
     PullError,
     PullPolicy,
 )
+from nodeagent.images.pulls import Pulls
 from nodeagent.runtime import Mount
 from pilothouse.oci.reference import InvalidReference, Reference, parse
 
@@ -68,7 +68,7 @@ class FakeImageService:
         self.prepared: dict[str, Image] = {}  # container key -> image
         self.stored: dict[str, Image] = {}  # digest -> image on the node
         self.tags: dict[str, str] = {}  # normalized reference -> digest
-        self._pulling: dict[str, asyncio.Task[Image]] = {}
+        self._pulls = Pulls(lookup=self.lookup, pull=self._pull)
         self._recent: dict[str, float] = {}  # digest -> when last ensured (spared by gc)
         for reference in present:
             self._store(parse(reference))
@@ -77,7 +77,7 @@ class FakeImageService:
         """A new service over this one's node (the agent restarted): images, tags and
         prepared keys are shared; recent pulls are forgotten."""
         again = copy.copy(self)
-        again._pulling = {}
+        again._pulls = Pulls(lookup=again.lookup, pull=again._pull)
         again._recent = {}
         return again
 
@@ -113,32 +113,9 @@ class FakeImageService:
         return dataclasses.replace(image, reference=str(ref)) if image else None
 
     async def ensure(self, reference: str, policy: PullPolicy) -> Image:
-        try:
-            ref = parse(reference)
-        except InvalidReference as exc:
-            raise PullError(f"invalid image name {reference!r}: {exc}") from exc
-        local = self.lookup(str(ref))
-        if policy is PullPolicy.NEVER or (policy is PullPolicy.IF_NOT_PRESENT and local):
-            if local is None:
-                raise NotPresent(
-                    f'Container image "{reference}" is not present with pull policy of Never'
-                )
-            image = local
-        else:
-            image = await self._pull_once(ref)
+        image = await self._pulls.ensure(reference, policy)
         self._recent[image.digest] = time.monotonic()
         return image
-
-    async def _pull_once(self, ref: Reference) -> Image:
-        key = str(ref)
-        task = self._pulling.get(key)
-        if task is None:
-            task = asyncio.create_task(self._pull(ref), name=f"pull {key}")
-            self._pulling[key] = task
-            task.add_done_callback(
-                lambda done: self._pulling.pop(key) if self._pulling.get(key) is done else None
-            )
-        return await asyncio.shield(task)
 
     async def _pull(self, ref: Reference) -> Image:
         self.pulls.append(str(ref))

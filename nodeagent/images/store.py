@@ -39,19 +39,19 @@ from nodeagent.images import (
     Image,
     ImageConfig,
     ImageError,
-    NotPresent,
     PullError,
     PullPolicy,
 )
 from nodeagent.images.content import ContentStore
 from nodeagent.images.layers import LayerStore
+from nodeagent.images.pulls import Pulls
 from nodeagent.images.records import ImageRecords, write_json
 from nodeagent.images.unpack import LayerError
 from nodeagent.runtime import Mount
 from pilothouse.oci import OCIError
 from pilothouse.oci import manifest as m
 from pilothouse.oci.archive import ImageArchive
-from pilothouse.oci.reference import InvalidReference, Reference, parse
+from pilothouse.oci.reference import Reference, parse
 from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.oci.registry import RegistryClient, Repository
 
@@ -112,7 +112,7 @@ class LocalImageService:
         self.records = ImageRecords(self.images_dir, layers=self.layers)
         self.client = client or RegistryClient(registries)
         self._downloads = asyncio.Semaphore(max_concurrent_downloads)
-        self._pulls: dict[str, asyncio.Task[Image]] = {}
+        self._pulls = Pulls(lookup=self.lookup, pull=self._pull)
         self._gate = _Gate()
         self._gc_grace = gc_grace_seconds
         self._recent: dict[str, float] = {}  # digest -> when last ensured (protects from gc)
@@ -132,32 +132,9 @@ class LocalImageService:
 
     # -- ensure ---------------------------------------------------------------------------------
     async def ensure(self, reference: str, policy: PullPolicy) -> Image:
-        try:
-            ref = parse(reference)
-        except InvalidReference as exc:
-            raise PullError(f"invalid image name {reference!r}: {exc}") from exc
-        local = self.lookup(str(ref))
-        if policy is PullPolicy.NEVER or (policy is PullPolicy.IF_NOT_PRESENT and local):
-            if local is None:
-                raise NotPresent(
-                    f'Container image "{reference}" is not present with pull policy of Never'
-                )
-            image = local
-        else:
-            image = await self._pull_once(ref)
+        image = await self._pulls.ensure(reference, policy)
         self._recent[image.digest] = time.monotonic()
         return image
-
-    async def _pull_once(self, ref: Reference) -> Image:
-        key = str(ref)
-        task = self._pulls.get(key)
-        if task is None:
-            task = asyncio.create_task(self._pull(ref), name=f"pull {key}")
-            self._pulls[key] = task
-            task.add_done_callback(
-                lambda done: self._pulls.pop(key) if self._pulls.get(key) is done else None
-            )
-        return await asyncio.shield(task)
 
     async def _pull(self, ref: Reference) -> Image:
         started = time.monotonic()

@@ -1,0 +1,57 @@
+"""The pulls of one image service: the kubelet's pull policy, and one pull per reference at once.
+
+Both ImageService implementations answer `ensure` through `Pulls`, so the policy is written
+once: a name that does not parse is a `PullError` before anything else; Never never pulls
+(`NotPresent`, in the kubelet's words, when the image is absent); IfNotPresent pulls only an
+absent image; Always pulls every time.
+
+Invariant: concurrent pulls of one normalized reference share one pull (one task per
+reference, shielded: a caller cancelled while it waits does not cancel the pull for others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from nodeagent.images import Image, NotPresent, PullError, PullPolicy
+from pilothouse.oci.reference import InvalidReference, Reference, parse
+
+
+class Pulls:
+    def __init__(
+        self,
+        *,
+        lookup: Callable[[str], Image | None],
+        pull: Callable[[Reference], Awaitable[Image]],
+    ) -> None:
+        """`lookup`: the image present for a normalized reference; `pull`: fetch it."""
+        self._lookup = lookup
+        self._pull = pull
+        self._running: dict[str, asyncio.Task[Image]] = {}
+
+    async def ensure(self, reference: str, policy: PullPolicy) -> Image:
+        """The image for `reference`, present per `policy` (see the module docstring)."""
+        try:
+            ref = parse(reference)
+        except InvalidReference as exc:
+            raise PullError(f"invalid image name {reference!r}: {exc}") from exc
+        local = self._lookup(str(ref))
+        if policy is PullPolicy.NEVER or (policy is PullPolicy.IF_NOT_PRESENT and local):
+            if local is None:
+                raise NotPresent(
+                    f'Container image "{reference}" is not present with pull policy of Never'
+                )
+            return local
+        return await self._once(ref)
+
+    async def _once(self, ref: Reference) -> Image:
+        key = str(ref)
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.create_task(self._pull(ref), name=f"pull {key}")
+            self._running[key] = task
+            task.add_done_callback(
+                lambda done: self._running.pop(key) if self._running.get(key) is done else None
+            )
+        return await asyncio.shield(task)
