@@ -33,7 +33,7 @@ from nodeagent.api.servicer import NodeAgentServicer
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 from tests import factories
-from tests.unit import nodesync_support, test_pods
+from tests.unit import nodesync_support, pods_support
 from tests.unit.nodesync_support import FakeAgent, eventually, make_pod
 
 T0 = 1_700_000_000  # seconds
@@ -283,7 +283,7 @@ async def test_one_event_name_is_written_at_most_once_per_second() -> None:
 
 async def test_a_crash_looping_pod_on_a_fake_node_gets_its_events(tmp_path: Path) -> None:
     """The whole way: PodManager (fake runtime) -> WatchPods -> node sync -> Event objects."""
-    node = test_pods.Node(tmp_path)
+    node = pods_support.Node(tmp_path)
     server = grpc.aio.server()
     facts = NodeFacts(capacity={}, allocatable={}, info=objects_pb2.NodeSystemInfo())
     agent_pb2_grpc.add_NodeAgentServicer_to_server(

@@ -26,8 +26,9 @@ from nodeagent.pods.manager import EventType as ChangeType
 from nodeagent.pods.manager import PodEvent, PodManager
 from nodeagent.probes import SUCCESS, Kind, failure
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
-from tests.unit import test_pods, test_probes
-from tests.unit.test_probes import LIVE, on_virtual_time, probe, status
+from tests.unit import pods_support, probes_support
+from tests.unit.probes_support import LIVE, probe, status
+from tests.unit.virtual_time import on_virtual_time
 
 
 class Watch:
@@ -83,7 +84,7 @@ def about_container(event: objects_pb2.Event, container: str = "app") -> None:
 
 
 def test_repeats_merge_the_list_is_bounded_and_drained_once() -> None:
-    pod = test_pods.make_pod()
+    pod = pods_support.make_pod()
     now = [datetime(2024, 1, 1, tzinfo=UTC)]
     events = PodEvents(pod, capacity=3, clock=lambda: now[0])
     for _ in range(4):
@@ -118,14 +119,14 @@ def test_durations_read_like_the_kubelets() -> None:
 
 @on_virtual_time
 async def test_failing_liveness_probe_gives_unhealthy_and_killing(tmp_path: Path) -> None:
-    async with test_probes.Node(tmp_path) as node:
+    async with probes_support.Node(tmp_path) as node:
         watch = Watch(node.manager)
         node.handler.script[Kind.LIVENESS] = lambda t: (
             failure("HTTP probe failed with statuscode: 500")
             if t.container_id.endswith("_0")
             else SUCCESS
         )
-        pod = test_probes.make_pod(liveness=probe(LIVE, period=2, failure_threshold=3, grace=1))
+        pod = probes_support.make_pod(liveness=probe(LIVE, period=2, failure_threshold=3, grace=1))
         await node.manager.sync([pod])
         await node.until("restarted", lambda p: status(p).restart_count == 1)
         await watch.until("Started", "Started container app", count=2)
@@ -146,10 +147,10 @@ async def test_failing_liveness_probe_gives_unhealthy_and_killing(tmp_path: Path
 
 @on_virtual_time
 async def test_failing_readiness_probe_gives_unhealthy_without_killing(tmp_path: Path) -> None:
-    async with test_probes.Node(tmp_path) as node:
+    async with probes_support.Node(tmp_path) as node:
         watch = Watch(node.manager)
         node.handler.script[Kind.READINESS] = lambda t: failure("HTTP probe failed: 503")
-        await node.manager.sync([test_probes.make_pod(readiness=probe("ready", period=1))])
+        await node.manager.sync([probes_support.make_pod(readiness=probe("ready", period=1))])
         await watch.until("Unhealthy", "Readiness probe failed: HTTP probe failed: 503", count=5)
         await watch.stop()
     assert not watch.find("Killing"), "a readiness failure must not restart the container"
@@ -162,11 +163,11 @@ async def test_failing_readiness_probe_gives_unhealthy_without_killing(tmp_path:
 
 
 async def test_crash_loop_gives_backoff(tmp_path: Path) -> None:
-    node = test_pods.Node(tmp_path)
+    node = pods_support.Node(tmp_path)
     try:
         await node.sync()
         watch = Watch(node.manager)
-        await node.sync(test_pods.make_pod(knobs={"run-for": "0.01", "exit-code": "3"}))
+        await node.sync(pods_support.make_pod(knobs={"run-for": "0.01", "exit-code": "3"}))
         await watch.until("BackOff", "Back-off restarting failed container", count=3)
         await watch.stop()
     finally:
@@ -182,15 +183,15 @@ async def test_crash_loop_gives_backoff(tmp_path: Path) -> None:
 
 
 async def test_pulls_give_pulling_and_pulled(tmp_path: Path) -> None:
-    node = test_pods.Node(tmp_path)
+    node = pods_support.Node(tmp_path)
     node.images = FakeImageService(present=("cached:1",))
     node.manager = node._manager()
     try:
         await node.sync()
         watch = Watch(node.manager)
         await node.sync(
-            test_pods.make_pod(image="busybox:stable"),
-            test_pods.make_pod("db", uid="uid-2", image="cached:1"),
+            pods_support.make_pod(image="busybox:stable"),
+            pods_support.make_pod("db", uid="uid-2", image="cached:1"),
         )
         await watch.until("Started", "Started container app")
         await watch.until("Pulled", '"cached:1" already present')
@@ -212,12 +213,12 @@ async def test_pulls_give_pulling_and_pulled(tmp_path: Path) -> None:
 
 
 async def test_pull_error_gives_failed_and_backoff(tmp_path: Path) -> None:
-    node = test_pods.Node(tmp_path)
+    node = pods_support.Node(tmp_path)
     node.images.pull_errors["busybox:nope"] = "manifest unknown"
     try:
         await node.sync()
         watch = Watch(node.manager)
-        await node.sync(test_pods.make_pod(image="busybox:nope"))
+        await node.sync(pods_support.make_pod(image="busybox:nope"))
         await watch.until("BackOff", 'Back-off pulling image "busybox:nope"', count=2)
         await watch.stop()
     finally:
@@ -239,10 +240,10 @@ async def test_pull_error_gives_failed_and_backoff(tmp_path: Path) -> None:
 
 
 async def test_events_wait_for_a_watcher_and_go_out_once(tmp_path: Path) -> None:
-    node = test_pods.Node(tmp_path)
+    node = pods_support.Node(tmp_path)
     try:
-        await node.sync(test_pods.make_pod())
-        await node.until("Running", test_pods.running)
+        await node.sync(pods_support.make_pod())
+        await node.until("Running", pods_support.running)
         first = Watch(node.manager)
         await first.until("Started")
         second = Watch(node.manager)
@@ -263,7 +264,7 @@ async def test_events_wait_for_a_watcher_and_go_out_once(tmp_path: Path) -> None
 
 
 async def test_watch_pods_carries_the_events(tmp_path: Path) -> None:
-    node = test_pods.Node(tmp_path)
+    node = pods_support.Node(tmp_path)
     server = grpc.aio.server()
     facts = NodeFacts(capacity={}, allocatable={}, info=objects_pb2.NodeSystemInfo())
     agent_pb2_grpc.add_NodeAgentServicer_to_server(
@@ -272,7 +273,7 @@ async def test_watch_pods_carries_the_events(tmp_path: Path) -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        await node.sync(test_pods.make_pod())
+        await node.sync(pods_support.make_pod())
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = agent_pb2_grpc.NodeAgentStub(channel)
             call = stub.WatchPods(agent_pb2.WatchPodsRequest())

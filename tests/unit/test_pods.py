@@ -1,51 +1,18 @@
-"""PodManager over FakeRuntime + FakeImageService: what `get pods` would show for each case."""
+"""PodManager over FakeRuntime + FakeImageService: what `get pods` would show for each case
+(the agent under test and its pod are tests.unit.pods_support)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from nodeagent.images import ImageConfig
-from nodeagent.images.fake import FakeImageService
 from nodeagent.pods import specs
-from nodeagent.pods.manager import EventType, PodEvent, PodManager
-from nodeagent.pods.restart import BackoffConfig
-from nodeagent.pods.worker import WorkerConfig
+from nodeagent.pods.manager import EventType, PodEvent
 from nodeagent.runtime import Status
-from nodeagent.runtime.fake import FakeRuntime
-from pilothouse.v1 import objects_pb2
-
-FAST = BackoffConfig(initial=0.05, maximum=0.2, multiplier=2, reset_after=600, jitter=0)
-
-
-def make_pod(
-    name: str = "web",
-    *,
-    uid: str = "uid-1",
-    image: str = "busybox:stable",
-    restart_policy: str = "",
-    knobs: dict[str, str] | None = None,
-    grace: int = 1,
-    containers: tuple[str, ...] = ("app",),
-    command: tuple[str, ...] = (),
-    args: tuple[str, ...] = (),
-) -> objects_pb2.Pod:
-    pod = objects_pb2.Pod(
-        metadata=objects_pb2.ObjectMeta(
-            name=name,
-            namespace="default",
-            uid=uid,
-            annotations={f"fake.pilothouse/{k}": v for k, v in (knobs or {}).items()},
-        ),
-        spec=objects_pb2.PodSpec(restart_policy=restart_policy, node_name="n1"),
-    )
-    pod.spec.termination_grace_period_seconds = grace
-    for c in containers:
-        pod.spec.containers.add(name=c, image=image, command=command, args=args)
-    return pod
+from tests.unit.pods_support import Node, make_pod, running, state_of
 
 
 @pytest.fixture
@@ -53,76 +20,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
     n = Node(tmp_path)
     yield n
     await n.close()
-
-
-class Node:
-    """One agent's view: a fake runtime (that survives `restart_agent`) and a PodManager."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.runtime = FakeRuntime()
-        self.images = FakeImageService(
-            configs={
-                "busybox:stable": ImageConfig(
-                    entrypoint=("/bin/sh",), cmd=("-c", "sleep 1d"), env=("A=image",)
-                )
-            }
-        )
-        self.manager = self._manager()
-        self._started = False
-
-    def _manager(self) -> PodManager:
-        config = WorkerConfig(
-            state_dir=self.state_dir,
-            host_ip="10.0.0.7",
-            restart_backoff=FAST,
-            image_backoff=FAST,
-        )
-        return PodManager(runtime=self.runtime, images=self.images, config=config)
-
-    async def sync(self, *pods: objects_pb2.Pod) -> dict[str, str]:
-        if not self._started:
-            await self.manager.start()
-            self._started = True
-        return await self.manager.sync(list(pods))
-
-    async def restart_agent(self) -> None:
-        await self.manager.close()
-        self.runtime = self.runtime.restarted()
-        self.manager = self._manager()
-        await self.manager.start()
-
-    async def close(self) -> None:
-        await self.manager.close()
-
-    def pod(self, name: str = "web") -> objects_pb2.Pod | None:
-        found = [p for p in self.manager.pods() if p.metadata.name == name]
-        return found[0] if found else None
-
-    async def until(
-        self, what: str, check: Callable[[objects_pb2.Pod | None], bool], name: str = "web"
-    ) -> objects_pb2.Pod | None:
-        for _ in range(500):
-            pod = self.pod(name)
-            if check(pod):
-                return pod
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"pod {name} never became {what}; last seen:\n{self.pod(name)}")
-
-
-def state_of(pod: objects_pb2.Pod | None, index: int = 0) -> str:
-    if pod is None or not pod.status.container_statuses:
-        return ""
-    s = pod.status.container_statuses[index].state
-    if s.HasField("running"):
-        return "running"
-    if s.HasField("terminated"):
-        return "terminated"
-    return f"waiting:{s.waiting.reason}" if s.HasField("waiting") else ""
-
-
-def running(pod: objects_pb2.Pod | None) -> bool:
-    return pod is not None and pod.status.phase == "Running" and state_of(pod) == "running"
 
 
 async def test_sync_runs_the_pod_with_kubernetes_status(node: Node) -> None:
