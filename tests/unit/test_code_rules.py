@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -32,3 +33,16 @@ def test_layering_contracts_hold() -> None:
         pytest.fail("lint-imports (import-linter) is not installed; pip install -e '.[test]'")
     result = _run(exe)
     assert result.returncode == 0, f"layering contract broken:\n{result.stdout}{result.stderr}"
+
+
+def test_documents_point_only_inside_the_repository() -> None:
+    """A newcomer who clones the repository has no `../shared/`: links stay inside it."""
+    for document in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))):
+        text = document.read_text()
+        assert "../shared/" not in text, f"{document.name} links outside the repository"
+        for target in re.findall(r"\]\(([^)#]+)\)", text):
+            if "://" in target:
+                continue
+            path = (document.parent / target).resolve()
+            assert path.exists(), f"{document.name} links to {target}, which does not exist"
+            assert REPO in path.parents or path == REPO, f"{document.name}: {target} is outside"
