@@ -24,6 +24,7 @@ import pytest
 from nodeagent import config as agent_config
 from pilothouse.cli.cluster.netns import NodeHost
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from tests import factories
 from tests.e2e.network import fetch, missing_iptables, missing_support
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -123,15 +124,11 @@ async def agents(cluster_hosts: list[NodeHost]) -> AsyncIterator[list[NodeAgent]
 
 
 def make_pod(name: str, script: str, *, host_port: int = 0, never: bool = False) -> objects_pb2.Pod:
-    pod = objects_pb2.Pod(
-        metadata=objects_pb2.ObjectMeta(name=name, namespace="default", uid=f"uid-{name}"),
-        spec=objects_pb2.PodSpec(restart_policy="Never" if never else ""),
-    )
-    pod.spec.termination_grace_period_seconds = 1
-    c = pod.spec.containers.add(name="app", image="busybox:stable", command=["sh", "-c", script])
-    if host_port:
-        c.ports.add(container_port=8080, host_port=host_port)
-    return pod
+    """A pod (tests.factories) whose container "app" runs `script` with sh, publishing its
+    port 8080 on `host_port` if given; 1 s grace; restartPolicy Never if `never`."""
+    app = factories.container(name="app", script=script, host_port=host_port)
+    policy = "Never" if never else ""
+    return factories.pod(name=name, restart_policy=policy, grace=1, containers=[app])
 
 
 async def pod_status(address: str, name: str, check: object) -> objects_pb2.Pod:

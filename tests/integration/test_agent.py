@@ -20,6 +20,7 @@ import grpc
 import pytest
 
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from tests import factories
 from tests.integration.test_agent_fake import start_agent, stop_agent
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -103,13 +104,9 @@ async def _clean_up(a: Agent) -> None:
 
 
 def make_pod(name: str, script: str, *, restart_policy: str = "") -> objects_pb2.Pod:
-    pod = objects_pb2.Pod(
-        metadata=objects_pb2.ObjectMeta(name=name, namespace="default", uid=f"uid-{name}"),
-        spec=objects_pb2.PodSpec(restart_policy=restart_policy),
-    )
-    pod.spec.termination_grace_period_seconds = 2
-    pod.spec.containers.add(name="app", image="busybox:stable", command=["sh", "-c", script])
-    return pod
+    """A pod (tests.factories) whose container "app" runs `script` with sh; 2 s grace."""
+    app = factories.container(name="app", script=script)
+    return factories.pod(name=name, restart_policy=restart_policy, grace=2, containers=[app])
 
 
 async def wait_for(

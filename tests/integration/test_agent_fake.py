@@ -16,7 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
+from pilothouse.v1 import agent_pb2, agent_pb2_grpc
+from tests import factories
 
 
 def start_agent(state_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -82,16 +83,14 @@ async def stub(
         yield agent_pb2_grpc.NodeAgentStub(channel)
 
 
-def pod(name: str, uid: str) -> objects_pb2.Pod:
-    p = objects_pb2.Pod(metadata=objects_pb2.ObjectMeta(name=name, namespace="default", uid=uid))
-    p.spec.termination_grace_period_seconds = 1
-    p.spec.containers.add(name="app", image="busybox:stable")
-    return p
+WEB_AND_NAMELESS = (("web", "u1"), ("", "u2"))  # (name, uid): the second is invalid
 
 
 async def test_sync_list_watch_and_node_info(stub: agent_pb2_grpc.NodeAgentStub) -> None:
     watch = stub.WatchPods(agent_pb2.WatchPodsRequest())
-    resp = await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=[pod("web", "u1"), pod("", "u2")]))
+    app = factories.container(name="app")
+    pods = [factories.pod(name=n, uid=u, grace=1, containers=[app]) for n, u in WEB_AND_NAMELESS]
+    resp = await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=pods))
     assert dict(resp.rejected) == {"default/": "metadata.name is required"}
     phase = ""
     async with asyncio.timeout(20):

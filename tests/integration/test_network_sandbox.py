@@ -17,7 +17,7 @@ from nodeagent.network import netns
 from nodeagent.network.sandbox import Mode, PodNetworks, sandbox_id
 from nodeagent.runtime import Status
 from pilothouse.cli.cluster.netns import NodeHost
-from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.e2e.network import fetch, missing_iptables, missing_support, node_hosts
 from tests.fixtures.runtime import busybox_spec
 
@@ -25,17 +25,6 @@ pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(missing_support() is not None, reason=str(missing_support())),
 ]
-
-
-def make_pod(name: str, uid: str, *, host_port: int = 0) -> objects_pb2.Pod:
-    pod = objects_pb2.Pod()
-    pod.metadata.name = name
-    pod.metadata.namespace = "default"
-    pod.metadata.uid = uid
-    container = pod.spec.containers.add(name="web", image="busybox:stable")
-    if host_port:
-        container.ports.add(container_port=8080, host_port=host_port)
-    return pod
 
 
 @pytest.fixture
@@ -64,7 +53,9 @@ async def test_containers_of_a_pod_share_its_sandbox_and_answer_on_the_pod_ip(
 ) -> None:
     rt = runc_runtime
     port = 0 if missing_iptables() else 30080
-    web = make_pod("web", "uid-1", host_port=port)
+    web = factories.pod(
+        name="web", uid="uid-1", containers=[factories.container(name="web", host_port=port)]
+    )
     sandbox = await networks.attach(web)
     assert sandbox.pod_ip.startswith("10.244.1."), f"pod IP {sandbox.pod_ip} is off the CIDR"
     server = replace(
@@ -105,7 +96,10 @@ async def test_containers_of_a_pod_share_its_sandbox_and_answer_on_the_pod_ip(
 async def test_a_replaced_pod_gets_a_fresh_sandbox_and_orphans_are_removed(
     host: NodeHost, networks: PodNetworks, tmp_path: Path
 ) -> None:
-    old, new = make_pod("web", "uid-1"), make_pod("web", "uid-2")
+    old, new = (
+        factories.pod(name="web", uid="uid-1", containers=[factories.container(name="web")]),
+        factories.pod(name="web", uid="uid-2", containers=[factories.container(name="web")]),
+    )
     first = await networks.attach(old)
     second = await networks.attach(new)
     assert first.netns_path != second.netns_path and first.pod_ip != second.pod_ip
@@ -128,7 +122,9 @@ async def test_a_replaced_pod_gets_a_fresh_sandbox_and_orphans_are_removed(
 async def test_host_mode_shares_the_node_network(runc_runtime, busybox_rootfs: Path) -> None:
     rt = runc_runtime
     host_mode = PodNetworks(mode=Mode.HOST, state_dir=Path("/nonexistent"), node_ip="1.2.3.4")
-    sandbox = await host_mode.attach(make_pod("h", "uid-h"))
+    sandbox = await host_mode.attach(
+        factories.pod(name="h", uid="uid-h", containers=[factories.container(name="web")])
+    )
     assert sandbox.pod_ip == "1.2.3.4"
     spec = replace(
         busybox_spec(busybox_rootfs, "sbx-host", "sh", "-c", "exit 0"),
@@ -143,6 +139,6 @@ async def test_host_mode_shares_the_node_network(runc_runtime, busybox_rootfs: P
     assert (await rt.wait(spec.id)).status is Status.STOPPED
     await rt.delete(spec.id)
     none = await PodNetworks(mode=Mode.NONE, state_dir=Path("/nonexistent")).attach(
-        make_pod("n", "uid-n")
+        factories.pod(name="n", uid="uid-n", containers=[factories.container(name="web")])
     )
     assert none.netns_path is None and none.pod_ip == ""
