@@ -4,6 +4,7 @@ on the in-process one over the memory store: the same answers from both."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,8 +17,12 @@ from pilothouse import kinds
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
+from tests import factories
 
 FIELD_ERRORS_KEY = "pilothouse-field-errors-bin"
+
+# A Deployment as read from a manifest (apiVersion and kind set), labelled app=<name>.
+deployment = functools.partial(factories.deployment, typed=True)
 
 
 @pytest.fixture(params=["etcd", "memory"])
@@ -40,21 +45,6 @@ async def stub(connect: Callable[[], grpc.aio.Channel]) -> AsyncIterator[api_grp
 def ns() -> str:
     """A namespace of this test's own, so tests sharing a control plane stay apart."""
     return f"t-{uuid.uuid4().hex[:10]}"
-
-
-def deployment(
-    name: str, ns: str, *, image: str = "busybox:stable", labels: dict[str, str] | None = None
-) -> objects_pb2.Deployment:
-    d = objects_pb2.Deployment(api_version="apps/v1", kind="Deployment")
-    d.metadata.name = name
-    d.metadata.namespace = ns
-    d.metadata.labels.update(labels or {"app": name})
-    d.spec.selector.match_labels["app"] = name
-    d.spec.template.metadata.labels["app"] = name
-    container = d.spec.template.spec.containers.add()
-    container.name = "main"
-    container.image = image
-    return d
 
 
 async def apply(stub: api_grpc.ControlPlaneStub, obj) -> api.ApplyResponse:
@@ -117,7 +107,7 @@ async def refused(call) -> grpc.aio.AioRpcError:
 async def test_apply_creates_then_changes_nothing_then_configures(
     stub: api_grpc.ControlPlaneStub, ns: str
 ) -> None:
-    created = await apply(stub, deployment("web", ns))
+    created = await apply(stub, deployment(name="web", namespace=ns))
     assert created.result == api.ApplyResponse.CREATED
     first = created.object.deployment
     assert first.metadata.generation == 1
@@ -125,7 +115,7 @@ async def test_apply_creates_then_changes_nothing_then_configures(
     assert first.spec.replicas == 1, "Kubernetes' default of 1 replica was not applied"
     assert first.spec.strategy.type == "RollingUpdate"
 
-    again = await apply(stub, deployment("web", ns))
+    again = await apply(stub, deployment(name="web", namespace=ns))
     assert again.result == api.ApplyResponse.UNCHANGED, "re-applying the same manifest changed it"
     stored = await get(stub, ns, "web")
     # The deployment controller writes this Deployment's status and revision annotations all
@@ -139,13 +129,15 @@ async def test_apply_creates_then_changes_nothing_then_configures(
             "an unchanged apply still wrote to the store"
         )
 
-    relabelled = await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
+    relabelled = await apply(
+        stub, deployment(name="web", namespace=ns, labels={"app": "web", "tier": "front"})
+    )
     assert relabelled.result == api.ApplyResponse.CONFIGURED
     assert relabelled.object.deployment.metadata.generation == 1, (
         "a label change bumped the generation although the spec did not change"
     )
 
-    new_image = await apply(stub, deployment("web", ns, image="busybox:1.36"))
+    new_image = await apply(stub, deployment(name="web", namespace=ns, image="busybox:1.36"))
     assert new_image.result == api.ApplyResponse.CONFIGURED
     after = await get(stub, ns, "web")
     assert after.metadata.generation == 2, "a spec change did not bump the generation"
@@ -156,7 +148,8 @@ async def test_apply_creates_then_changes_nothing_then_configures(
 
 async def test_dry_run_writes_nothing(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
     response = await stub.Apply(
-        api.ApplyRequest(object=kinds.wrap(deployment("web", ns)), dry_run=True), timeout=30
+        api.ApplyRequest(object=kinds.wrap(deployment(name="web", namespace=ns)), dry_run=True),
+        timeout=30,
     )
     assert response.result == api.ApplyResponse.CREATED
     error = await refused(get(stub, ns, "web"))
@@ -164,10 +157,12 @@ async def test_dry_run_writes_nothing(stub: api_grpc.ControlPlaneStub, ns: str) 
 
 
 async def test_get_and_list_with_selectors(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
-    await apply(stub, deployment("a", ns, labels={"app": "a", "tier": "front"}))
-    await apply(stub, deployment("b", ns, labels={"app": "b", "tier": "back"}))
+    await apply(stub, deployment(name="a", namespace=ns, labels={"app": "a", "tier": "front"}))
+    await apply(stub, deployment(name="b", namespace=ns, labels={"app": "b", "tier": "back"}))
     other_ns = f"{ns}-other"
-    await apply(stub, deployment("c", other_ns, labels={"app": "c", "tier": "front"}))
+    await apply(
+        stub, deployment(name="c", namespace=other_ns, labels={"app": "c", "tier": "front"})
+    )
 
     async def names(**request: str) -> list[str]:
         listing = await stub.List(api.ListRequest(kind="deploy", **request), timeout=30)
@@ -197,8 +192,8 @@ async def test_get_and_list_with_selectors(stub: api_grpc.ControlPlaneStub, ns: 
 
 
 async def test_delete(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
-    created = (await apply(stub, deployment("web", ns))).object.deployment
-    await apply(stub, deployment("web", ns, image="busybox:1.36"))
+    created = (await apply(stub, deployment(name="web", namespace=ns))).object.deployment
+    await apply(stub, deployment(name="web", namespace=ns, image="busybox:1.36"))
 
     stale = await refused(
         stub.Delete(
@@ -228,9 +223,9 @@ async def test_delete(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
 async def test_apply_at_a_stale_version_is_aborted(
     stub: api_grpc.ControlPlaneStub, ns: str
 ) -> None:
-    first = (await apply(stub, deployment("web", ns))).object.deployment
-    await apply(stub, deployment("web", ns, image="busybox:1.36"))
-    stale = deployment("web", ns, image="busybox:1.37")
+    first = (await apply(stub, deployment(name="web", namespace=ns))).object.deployment
+    await apply(stub, deployment(name="web", namespace=ns, image="busybox:1.36"))
+    stale = deployment(name="web", namespace=ns, image="busybox:1.37")
     stale.metadata.resource_version = first.metadata.resource_version
     error = await refused(apply(stub, stale))
     assert error.code() == grpc.StatusCode.ABORTED
@@ -241,7 +236,7 @@ async def test_apply_at_a_stale_version_is_aborted(
 async def test_invalid_manifest_names_every_field_and_writes_nothing(
     stub: api_grpc.ControlPlaneStub, ns: str
 ) -> None:
-    bad = deployment("Bad_Name", ns)
+    bad = deployment(name="Bad_Name", namespace=ns)
     bad.spec.replicas = -1
     bad.spec.template.spec.containers[0].image = ""
     error = await refused(apply(stub, bad))
@@ -256,7 +251,7 @@ async def test_invalid_manifest_names_every_field_and_writes_nothing(
 
 
 async def test_scale(stub: api_grpc.ControlPlaneStub, ns: str) -> None:
-    await apply(stub, deployment("web", ns))
+    await apply(stub, deployment(name="web", namespace=ns))
     scaled = await stub.Scale(
         api.ScaleRequest(kind="deployment", namespace=ns, name="web", replicas=5), timeout=30
     )
@@ -304,7 +299,7 @@ def _applied(d: objects_pb2.Deployment) -> bytes:
 async def test_watch_sends_current_state_then_changes(
     stub: api_grpc.ControlPlaneStub, ns: str
 ) -> None:
-    await apply(stub, deployment("web", ns))
+    await apply(stub, deployment(name="web", namespace=ns))
     stream = stub.Watch(api.WatchRequest(kind="deployments", namespace=ns))
     seen: dict[str, bytes] = {}
     try:
@@ -312,12 +307,12 @@ async def test_watch_sends_current_state_then_changes(
         assert first.type == api.WatchEvent.ADDED
         assert first.object.deployment.metadata.name == "web"
 
-        await apply(stub, deployment("web", ns, image="busybox:1.36"))
+        await apply(stub, deployment(name="web", namespace=ns, image="busybox:1.36"))
         changed = await _next(stream, seen)
         assert changed.type == api.WatchEvent.MODIFIED
         assert changed.object.deployment.spec.template.spec.containers[0].image == "busybox:1.36"
 
-        await apply(stub, deployment("api", ns))
+        await apply(stub, deployment(name="api", namespace=ns))
         added = await _next(stream, seen)
         assert (added.type, added.object.deployment.metadata.name) == (api.WatchEvent.ADDED, "api")
 
@@ -332,10 +327,12 @@ async def test_watch_sends_current_state_then_changes(
 async def test_watch_from_a_version_and_with_a_selector(
     stub: api_grpc.ControlPlaneStub, ns: str
 ) -> None:
-    web = await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
+    web = await apply(
+        stub, deployment(name="web", namespace=ns, labels={"app": "web", "tier": "front"})
+    )
     since = web.object.deployment.metadata.resource_version
-    await apply(stub, deployment("db", ns, labels={"app": "db", "tier": "back"}))
-    await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "back"}))
+    await apply(stub, deployment(name="db", namespace=ns, labels={"app": "db", "tier": "back"}))
+    await apply(stub, deployment(name="web", namespace=ns, labels={"app": "web", "tier": "back"}))
 
     stream = stub.Watch(
         api.WatchRequest(kind="deployments", namespace=ns, label_selector="tier=back")
@@ -347,7 +344,9 @@ async def test_watch_from_a_version_and_with_a_selector(
         )
         assert initial == ["db", "web"]
         # web leaves the selection: the client is told it is gone from its view.
-        await apply(stub, deployment("web", ns, labels={"app": "web", "tier": "front"}))
+        await apply(
+            stub, deployment(name="web", namespace=ns, labels={"app": "web", "tier": "front"})
+        )
         left = await _next(stream, seen)
         assert (left.type, left.object.deployment.metadata.name) == (api.WatchEvent.DELETED, "web")
     finally:

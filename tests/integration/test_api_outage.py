@@ -7,6 +7,7 @@ again, and an open watch carries on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import time
@@ -19,20 +20,12 @@ from pilothouse import kinds
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.fixtures.controlplane import ControlPlaneProcess
 from tests.fixtures.etcd import EtcdServer
 
-
-def deployment(name: str, image: str = "busybox:stable") -> objects_pb2.Deployment:
-    d = objects_pb2.Deployment()
-    d.metadata.name = name
-    d.spec.selector.match_labels["app"] = name
-    d.spec.template.metadata.labels["app"] = name
-    container = d.spec.template.spec.containers.add()
-    container.name = "main"
-    container.image = image
-    return d
-
+# A bare Deployment: no namespace (the API defaults it), no labels of its own.
+deployment = functools.partial(factories.deployment, namespace="", labels={})
 
 def apply_request(obj: objects_pb2.Deployment) -> api.ApplyRequest:
     return api.ApplyRequest(object=kinds.wrap(obj))
@@ -54,12 +47,14 @@ async def test_apply_is_unavailable_while_etcd_is_down_and_works_once_it_is_back
     etcd_server: EtcdServer,
     control_plane_factory: Callable[..., ControlPlaneProcess],
 ) -> None:
-    plane = control_plane_factory(etcd_endpoints=[etcd_server.endpoint])
+    plane = control_plane_factory(
+        etcd_endpoints=[etcd_server.endpoint], flags=etcd_server.client_flags()
+    )
     assert plane.process is not None
     pid = plane.process.pid
     async with plane.channel() as channel:
         stub = api_grpc.ControlPlaneStub(channel)
-        await stub.Apply(apply_request(deployment("before")), timeout=30)
+        await stub.Apply(apply_request(deployment(name="before")), timeout=30)
         watch = stub.Watch(api.WatchRequest(kind="deployments", namespace="default"))
         try:
             first = await asyncio.wait_for(watch.read(), 20)
@@ -67,7 +62,7 @@ async def test_apply_is_unavailable_while_etcd_is_down_and_works_once_it_is_back
 
             etcd_server.stop()
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Apply(apply_request(deployment("during")), timeout=30)
+                await stub.Apply(apply_request(deployment(name="during")), timeout=30)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, (
                 f"Apply with etcd down gave {caught.value.code()}, not UNAVAILABLE"
             )
@@ -76,7 +71,7 @@ async def test_apply_is_unavailable_while_etcd_is_down_and_works_once_it_is_back
 
             etcd_server.start()
             created = await eventually(
-                lambda: stub.Apply(apply_request(deployment("after")), timeout=30), within=30
+                lambda: stub.Apply(apply_request(deployment(name="after")), timeout=30), within=30
             )
             assert created.result == api.ApplyResponse.CREATED
             assert plane.running and plane.process.pid == pid, "the control plane was restarted"
@@ -100,13 +95,13 @@ async def test_embedded_etcd_that_dies_is_restarted_under_the_running_control_pl
     pid = control_plane.process.pid
     async with control_plane.channel() as channel:
         stub = api_grpc.ControlPlaneStub(channel)
-        await stub.Apply(apply_request(deployment("before")), timeout=30)
+        await stub.Apply(apply_request(deployment(name="before")), timeout=30)
         etcd_pid = control_plane.etcd_pid()
         assert etcd_pid is not None, "no etcd child found under the control plane"
         os.kill(etcd_pid, signal.SIGKILL)
 
         created = await eventually(
-            lambda: stub.Apply(apply_request(deployment("after")), timeout=30), within=60
+            lambda: stub.Apply(apply_request(deployment(name="after")), timeout=30), within=60
         )
         assert created.result == api.ApplyResponse.CREATED
         assert control_plane.running and control_plane.process.pid == pid
@@ -120,7 +115,7 @@ async def test_embedded_etcd_that_dies_is_restarted_under_the_running_control_pl
 def test_sigterm_stops_cleanly_with_its_etcd_and_keeps_the_data(
     control_plane: ControlPlaneProcess,
 ) -> None:
-    asyncio.run(_call(control_plane, "Apply", apply_request(deployment("kept"))))
+    asyncio.run(_call(control_plane, "Apply", apply_request(deployment(name="kept"))))
     etcd_pid = control_plane.etcd_pid()
     assert etcd_pid is not None and control_plane.process is not None
     control_plane.process.send_signal(signal.SIGTERM)
