@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pilothouse.cli.build import BuildError, imageconfig, steps
+from pilothouse.cli.build import BuildError, copystep, imageconfig, steps
 from pilothouse.cli.build.containerfile import parse
 from pilothouse.cli.build.context import BuildContext
 from pilothouse.cli.build.imageconfig import State
@@ -25,10 +25,10 @@ def _ins(text: str):  # type: ignore[no-untyped-def]
 
 def _copy_key(ctx: BuildContext, text: str, state: State) -> str:
     ins = _ins(text)
-    return steps.copy_plan(
+    return copystep.copy_plan(
         ins,
         state,
-        select=steps.context_sources(ctx, ins),
+        select=copystep.context_sources(ctx, ins),
         content=ctx.digest,
         from_key="context",
     ).key

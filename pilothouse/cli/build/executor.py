@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from pilothouse.cli.build import BuildError, containerfile, imageconfig, located, steps
+from pilothouse.cli.build import (
+    BuildError,
+    containerfile,
+    copystep,
+    imageconfig,
+    located,
+    steps,
+)
 from pilothouse.cli.build.context import BuildContext, Source
 from pilothouse.cli.build.imageconfig import State
 from pilothouse.cli.build.plan import SCRATCH, Plan, Stage, plan
@@ -140,7 +147,7 @@ class Builder:
 
 @dataclass(frozen=True, slots=True)
 class _Sources:
-    plan: steps.CopyPlan
+    plan: copystep.CopyPlan
     open_source: Callable[[Source], Path]
     lazy: bool  # planned for the key only; plan again before copying
 
@@ -273,10 +280,10 @@ class _Run:
                     if copy_plan.chown
                     else (0, 0)
                 )
-                entries = steps.copy_entries(
+                entries = copystep.copy_entries(
                     ins, copy_plan, view=view, open_source=sources.open_source, uid=uid, gid=gid
                 )
-                entry = steps.write_copy_layer(entries, store=self.store)
+                entry = copystep.write_copy_layer(entries, store=self.store)
             if not self.options.no_cache or self.store.cache_get(key) is None:
                 self.store.cache_put(key, entry)
         seconds = time.monotonic() - started
@@ -306,8 +313,8 @@ class _Run:
         wanted, nothing is unpacked: the source's fs_key already names its contents."""
         ref = ins.flags.get("from")
         if ref is None:
-            select = steps.context_sources(self.ctx, ins)
-            plan_ = steps.copy_plan(
+            select = copystep.context_sources(self.ctx, ins)
+            plan_ = copystep.copy_plan(
                 ins,
                 state,
                 select=select,
@@ -321,7 +328,7 @@ class _Run:
             self.results[index] if index is not None else await self._image_state(ref, where=ins)
         )
         if keying:
-            plan_ = steps.copy_plan(
+            plan_ = copystep.copy_plan(
                 ins,
                 state,
                 select=lambda pattern: [],
@@ -329,17 +336,17 @@ class _Run:
                 from_key=source.fs_key,
                 escape=self.cf.escape,
             )
-            return _Sources(plan_, steps.view_path(RootView([])), lazy=True)
+            return _Sources(plan_, copystep.view_path(RootView([])), lazy=True)
         view = RootView(self.lowers(source))
-        plan_ = steps.copy_plan(
+        plan_ = copystep.copy_plan(
             ins,
             state,
-            select=steps.view_sources(view, ins, ref),
+            select=copystep.view_sources(view, ins, ref),
             content=lambda found: "",
             from_key=source.fs_key,
             escape=self.cf.escape,
         )
-        return _Sources(plan_, steps.view_path(view), lazy=False)
+        return _Sources(plan_, copystep.view_path(view), lazy=False)
 
     def _stage_index(self, ref: str) -> int | None:
         for stage in self.plan.stages:
