@@ -29,7 +29,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "(CONTAINER `*` means every container).",
     )
     image.add_argument(
-        "words", nargs="+", metavar="deployment/NAME | deployment NAME  CONTAINER=IMAGE"
+        "words",
+        nargs="+",
+        metavar="WORD",
+        help="deployment/NAME (or deployment NAME), then CONTAINER=IMAGE pairs",
     )
     image.add_argument("-n", "--namespace", default=None)
 

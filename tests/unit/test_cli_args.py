@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import socket
 from pathlib import Path
@@ -150,6 +151,27 @@ def test_help_of_a_verb_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run("get", "--help")
     assert code == 0
     assert "--selector" in capsys.readouterr().out
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str = "pilothouse"):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _parsers(child, f"{path} {name}")
+
+
+@pytest.mark.parametrize("columns", ["200", "80", "40"])
+def test_help_of_every_verb_renders_at_any_terminal_width(
+    monkeypatch: pytest.MonkeyPatch, columns: str
+) -> None:
+    monkeypatch.setenv("COLUMNS", columns)
+    for path, parser in _parsers(cli.build_parser()):
+        try:
+            text = parser.format_help()
+        except Exception as error:  # argparse asserts on some metavars when it wraps usage
+            pytest.fail(f"`{path} --help` at {columns} columns fails: {error!r}")
+        assert text.startswith("usage:"), f"`{path} --help` printed {text[:80]!r}"
 
 
 # --- resource names ------------------------------------------------------------------------------
