@@ -26,7 +26,7 @@ import pytest
 from pilothouse.client import ClientError, ErrorCode
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-from tests.fixtures.agents import agent_address, agent_log_tail, launch_agent
+from tests.fixtures.agent_process import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ from pilothouse.manifests import loader
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
-from tests.fixtures.agents import agent_address, agent_log_tail, launch_agent
+from tests.fixtures.agent_process import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
 
 NAMESPACE = "nodes-test"
