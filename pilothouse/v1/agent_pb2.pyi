@@ -8,14 +8,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClusterNetwork(_message.Message):
+    __slots__ = ("service_cidr", "cluster_cidr", "cluster_domain")
+    SERVICE_CIDR_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_CIDR_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    service_cidr: str
+    cluster_cidr: str
+    cluster_domain: str
+    def __init__(self, service_cidr: _Optional[str] = ..., cluster_cidr: _Optional[str] = ..., cluster_domain: _Optional[str] = ...) -> None: ...
+
 class SyncPodsRequest(_message.Message):
-    __slots__ = ("pods",)
+    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network")
     PODS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_INCLUDED_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_SLICES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     pods: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Pod]
-    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ...) -> None: ...
+    services_included: bool
+    services: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Service]
+    endpoint_slices: _containers.RepeatedCompositeFieldContainer[_objects_pb2.EndpointSlice]
+    network: ClusterNetwork
+    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ...) -> None: ...
 
 class SyncPodsResponse(_message.Message):
-    __slots__ = ("rejected",)
+    __slots__ = ("rejected", "services_programmed", "services_error")
     class RejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,8 +42,12 @@ class SyncPodsResponse(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_PROGRAMMED_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_ERROR_FIELD_NUMBER: _ClassVar[int]
     rejected: _containers.ScalarMap[str, str]
-    def __init__(self, rejected: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    services_programmed: bool
+    services_error: str
+    def __init__(self, rejected: _Optional[_Mapping[str, str]] = ..., services_programmed: _Optional[bool] = ..., services_error: _Optional[str] = ...) -> None: ...
 
 class ListPodsRequest(_message.Message):
     __slots__ = ()
