@@ -6,7 +6,14 @@ Defaults:
   the address actually bound is written to `<data-dir>/controlplane.addr`.
 - `--data-dir ~/.local/share/pilothouse/controlplane` (or `$PILOTHOUSE_DATA_DIR`): holds the
   embedded etcd (`etcd/`) and `controlplane.addr`.
-- `--etcd URL,...`: use that etcd cluster instead of starting one.
+- `--etcd URL,...`: use that etcd cluster instead of starting one. `https://` URLs take
+  `--etcd-cafile` (the CA that signed etcd's serving certificate) and, for an etcd run with
+  `--client-cert-auth` (as it should be), `--etcd-certfile`/`--etcd-keyfile` (the control
+  plane's client certificate); kube-apiserver's flag names. `http://` URLs are plaintext and
+  take none of them (a warning is logged: whoever reaches that etcd controls the cluster).
+- The embedded etcd (no `--etcd`) speaks only mutual TLS on loopback, with a CA of its own
+  under `<data-dir>/pki/etcd/` (see `controlplane.store.tls`), no HTTP gateway. With
+  `--insecure` it is plaintext on loopback, like the API.
 - `--registries FILE`: the registries.yaml the agents use (mirrors, credentials); with it, new
   revisions pin image tags to digests. Without it tags are not resolved (no registry lookups).
 - Security is on by default (issue #7): the API port requires a client certificate signed by
@@ -47,6 +54,15 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class EtcdClientFiles:
+    """How the control plane dials an external etcd over TLS (PEM files)."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path
     listen: str
@@ -56,6 +72,7 @@ class Config:
     insecure: bool = False  # plaintext, no authentication (development only)
     join_listen: str = ""  # empty: the API port + 1 (see controlplane.auth.serving)
     tls_sans: tuple[str, ...] = ()
+    etcd_tls: EtcdClientFiles | None = None  # --etcd-cafile/--etcd-certfile/--etcd-keyfile
 
     @property
     def address_file(self) -> Path:
@@ -76,6 +93,10 @@ class Config:
     @property
     def etcd_dir(self) -> Path:
         return self.data_dir / ETCD_DIR
+
+    @property
+    def etcd_pki_dir(self) -> Path:
+        return self.pki_dir / "etcd"
 
 
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -105,7 +126,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--etcd",
         default="",
-        help="comma-separated etcd client URLs; default: start an embedded etcd",
+        help="comma-separated etcd client URLs (https://HOST:2379,…); default: start an "
+        "embedded etcd (mutual TLS on loopback; plaintext with --insecure)",
+    )
+    p.add_argument(
+        "--etcd-cafile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with https:// --etcd URLs: the CA certificate that signed etcd's certificate",
+    )
+    p.add_argument(
+        "--etcd-certfile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with https:// --etcd URLs: the control plane's client certificate for etcd",
+    )
+    p.add_argument(
+        "--etcd-keyfile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the key of --etcd-certfile",
     )
     p.add_argument(
         "--registries",
@@ -133,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
         "--insecure",
         action="store_true",
         help="DEVELOPMENT ONLY: serve plaintext gRPC with no authentication (anyone who can "
-        "reach the port controls the cluster); agents then need --insecure too",
+        "reach the port controls the cluster), and run the embedded etcd in plaintext on "
+        "loopback (any local user can read and write it); agents then need --insecure too",
     )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
@@ -157,6 +201,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
         if join_listen == listen and not listen.endswith(":0"):
             raise ConfigError("--join-listen must differ from --listen")
     sans = tuple(name.strip() for flag in args.tls_san for name in flag.split(",") if name.strip())
+    etcd_tls = _etcd_tls(args, endpoints)
     return Config(
         data_dir=data_dir,
         listen=listen,
@@ -166,7 +211,47 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
         insecure=args.insecure,
         join_listen=join_listen,
         tls_sans=sans,
+        etcd_tls=etcd_tls,
     )
+
+
+def _etcd_tls(args: argparse.Namespace, endpoints: tuple[str, ...]) -> EtcdClientFiles | None:
+    """The external etcd's TLS files, checked against the URLs' schemes."""
+    given = [
+        flag
+        for flag, value in (
+            ("--etcd-cafile", args.etcd_cafile),
+            ("--etcd-certfile", args.etcd_certfile),
+            ("--etcd-keyfile", args.etcd_keyfile),
+        )
+        if value is not None
+    ]
+    if not endpoints:
+        if given:
+            raise ConfigError(f"{given[0]} needs --etcd (the embedded etcd has its own PKI)")
+        return None
+    plain = any(not url.startswith("https://") for url in endpoints)
+    if plain and any(url.startswith("https://") for url in endpoints):
+        raise ConfigError("--etcd mixes https:// and http:// URLs; use one scheme for all")
+    if not plain:
+        if args.etcd_cafile is None:
+            raise ConfigError(
+                "https:// --etcd URLs need --etcd-cafile (the CA that signed etcd's certificate)"
+            )
+        if (args.etcd_certfile is None) != (args.etcd_keyfile is None):
+            raise ConfigError("--etcd-certfile and --etcd-keyfile go together")
+        files = EtcdClientFiles(
+            ca_file=args.etcd_cafile.expanduser().resolve(),
+            cert_file=args.etcd_certfile.expanduser().resolve() if args.etcd_certfile else None,
+            key_file=args.etcd_keyfile.expanduser().resolve() if args.etcd_keyfile else None,
+        )
+        for path in (files.ca_file, files.cert_file, files.key_file):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"etcd TLS file {str(path)!r}: no such file")
+        return files
+    if given:
+        raise ConfigError(f"{given[0]} needs https:// --etcd URLs, not http://")
+    return None
 
 
 def _check_address(flag: str, value: str) -> None:

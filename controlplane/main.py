@@ -24,6 +24,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+import grpc
 import structlog
 
 from controlplane import config as settings
@@ -44,6 +45,7 @@ from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.scheduler.runner import Scheduler
+from controlplane.store import tls as etcd_tls
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
 from pilothouse import logs
@@ -132,12 +134,12 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
     """Run the control plane until cancelled (0) or until a part fails (1)."""
     nodes = nodes or NodeSettings()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    embedded = None if config.etcd_endpoints else EmbeddedEtcd(data_dir=config.etcd_dir)
+    embedded = _embedded_etcd(config)
     store: EtcdStore | None = None
     api: ApiServer | None = None
     try:
         endpoints = [await embedded.start()] if embedded else list(config.etcd_endpoints)
-        store = EtcdStore(endpoints)
+        store = EtcdStore(endpoints, credentials=_etcd_credentials(config, embedded))
         objects = ObjectStore(store)
         registry = NodeRegistry(
             objects,
@@ -204,6 +206,44 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
     return 0
 
 
+def _embedded_etcd(config: settings.Config) -> EmbeddedEtcd | None:
+    """The etcd this process runs (None with --etcd): mutual TLS with its own CA, or
+    plaintext on loopback with --insecure."""
+    if config.etcd_endpoints:
+        if not config.etcd_tls:
+            log.warning(
+                "controlplane.etcd_plaintext",
+                etcd=",".join(config.etcd_endpoints),
+                note="whoever reaches this etcd can read and change the whole cluster",
+            )
+        return None
+    tls = None if config.insecure else etcd_tls.ensure(config.etcd_pki_dir)
+    return EmbeddedEtcd(data_dir=config.etcd_dir, tls=tls)
+
+
+def _etcd_credentials(
+    config: settings.Config, embedded: EmbeddedEtcd | None
+) -> grpc.ChannelCredentials | None:
+    """How the store dials etcd: the embedded etcd's client certificate, the --etcd-* files,
+    or nothing (plaintext)."""
+    if embedded is not None:
+        if embedded.tls is None:
+            return None
+        ca, cert, key = embedded.tls.client_pems()
+        return grpc.ssl_channel_credentials(ca, key, cert)
+    files = config.etcd_tls
+    if files is None:
+        return None
+    try:
+        return grpc.ssl_channel_credentials(
+            files.ca_file.read_bytes(),
+            files.key_file.read_bytes() if files.key_file else None,
+            files.cert_file.read_bytes() if files.cert_file else None,
+        )
+    except OSError as error:
+        raise settings.ConfigError(f"cannot read the etcd TLS files: {error}") from None
+
+
 def _security(config: settings.Config, store: EtcdStore) -> tuple[Security | None, Connect]:
     """The API's security and how to dial agents: mTLS with the cluster PKI, or nothing at
     all with --insecure."""
@@ -264,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(debug=config.debug)
     try:
         return asyncio.run(signals.run_until_signalled(serve(config, nodes)))
-    except (EtcdNotFound, EtcdStartFailed, BindError) as error:
+    except (EtcdNotFound, EtcdStartFailed, BindError, settings.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

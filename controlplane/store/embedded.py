@@ -8,6 +8,12 @@ Invariants:
 - etcd listens on 127.0.0.1 only; its client and peer ports are chosen once (free ports at
   first start) and kept in `<data_dir>/etcd.json`, so a restarted etcd, or a restarted control
   plane, comes back at the same endpoint and existing clients reconnect to it.
+- With `tls` (an `EtcdPki`, the default in `pilothouse controlplane`), both ports speak only
+  TLS and require a client certificate from the etcd CA (`--client-cert-auth`,
+  `--peer-client-cert-auth`), and the HTTP/JSON gateway is off: nothing on either port
+  answers a process without the control plane's etcd client key, whether it speaks plain
+  HTTP, TLS without a certificate, or gRPC. Without `tls` (`--insecure`, development only)
+  both ports are plaintext on loopback, and any local user can read and write the store.
 - The data dir is owned wholly by this class: etcd's data in `data/`, its output in `etcd.log`.
 - The child dies with its parent (PR_SET_PDEATHSIG via `setpriv`, when present), so a killed
   control plane leaves no etcd behind holding the ports.
@@ -24,11 +30,14 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from controlplane.store.tls import EtcdPki
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +78,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def etcd_command(*, binary: str, member: Member, data_dir: Path) -> list[str]:
-    """The etcd command line for a single-member cluster on loopback."""
-    client = f"http://127.0.0.1:{member.client_port}"
-    peer = f"http://127.0.0.1:{member.peer_port}"
+def etcd_command(
+    *, binary: str, member: Member, data_dir: Path, tls: EtcdPki | None = None
+) -> list[str]:
+    """The etcd command line for a single-member cluster on loopback (TLS only with `tls`)."""
+    scheme = "https" if tls is not None else "http"
+    client = f"{scheme}://127.0.0.1:{member.client_port}"
+    peer = f"{scheme}://127.0.0.1:{member.peer_port}"
     command = [
         binary,
         f"--name={member.name}",
@@ -90,18 +102,44 @@ def etcd_command(*, binary: str, member: Member, data_dir: Path) -> list[str]:
         "--snapshot-count=10000",
         "--logger=zap",
         "--log-outputs=stderr",
+        # No HTTP/JSON gateway on the client port (/v3/kv/range …): gRPC only.
+        "--enable-grpc-gateway=false",
     ]
+    if tls is not None:
+        command += [
+            f"--cert-file={tls.server_cert}",
+            f"--key-file={tls.server_key}",
+            f"--trusted-ca-file={tls.ca_cert}",
+            "--client-cert-auth",
+            f"--peer-cert-file={tls.peer_cert}",
+            f"--peer-key-file={tls.peer_key}",
+            f"--peer-trusted-ca-file={tls.ca_cert}",
+            "--peer-client-cert-auth",
+        ]
     setpriv = shutil.which("setpriv")
     if setpriv:
         command = [setpriv, "--pdeathsig", "TERM", "--", *command]
     return command
 
 
-async def is_healthy(port: int) -> bool:
+def client_ssl_context(tls: EtcdPki) -> ssl.SSLContext:
+    """TLS as the control plane's etcd client: the etcd CA, the client certificate."""
+    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    context.load_cert_chain(str(tls.client_cert), str(tls.client_key))
+    return context
+
+
+async def is_healthy(port: int, tls: EtcdPki | None = None) -> bool:
     """Whether etcd on this loopback port answers /health with a leader."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
-    except (OSError, TimeoutError):
+        context = client_ssl_context(tls) if tls is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1" if context else None
+            ),
+            1.0,
+        )
+    except (OSError, TimeoutError, ssl.SSLError):
         return False
     try:
         writer.write(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
@@ -130,8 +168,10 @@ class EmbeddedEtcd:
         client_port: int | None = None,
         peer_port: int | None = None,
         startup_timeout: float = 30.0,
+        tls: EtcdPki | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.tls = tls
         self._client_port = client_port
         self._peer_port = peer_port
         self._startup_timeout = startup_timeout
@@ -147,11 +187,12 @@ class EmbeddedEtcd:
 
     @property
     def endpoint(self) -> str:
-        """The client URL, e.g. "http://127.0.0.1:40123"; stable across restarts."""
+        """The client URL, e.g. "https://127.0.0.1:40123"; stable across restarts."""
         member = self._member or self._load_member()
         if member is None:
             raise RuntimeError("embedded etcd has not been started yet: no port is chosen")
-        return f"http://127.0.0.1:{member.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{member.client_port}"
 
     @property
     def pid(self) -> int | None:
@@ -236,7 +277,9 @@ class EmbeddedEtcd:
 
     async def _spawn(self, binary: str, member: Member) -> None:
         self._rotate_log()
-        command = etcd_command(binary=binary, member=member, data_dir=self.data_dir / "data")
+        command = etcd_command(
+            binary=binary, member=member, data_dir=self.data_dir / "data", tls=self.tls
+        )
         with self.log_path.open("ab") as output:
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -254,7 +297,7 @@ class EmbeddedEtcd:
                     f"127.0.0.1:{member.client_port}; its log is {self.log_path}:\n"
                     f"{self._log_tail()}"
                 )
-            if await is_healthy(member.client_port):
+            if await is_healthy(member.client_port, self.tls):
                 return
             if asyncio.get_running_loop().time() > deadline:
                 await self._terminate()

@@ -1,4 +1,4 @@
-"""EtcdStore: the Store over an etcd v3 cluster, through aetcd's channel and generated stubs.
+"""EtcdStore: the Store over an etcd v3 cluster, through aetcd's generated stubs.
 
 Invariants:
 - Every write is one etcd transaction guarded by a compare: `create` on create_revision == 0,
@@ -9,6 +9,10 @@ Invariants:
   again once etcd is back (gRPC channels reconnect within a second; the next call just works).
 - With several endpoints, a call that could not reach one endpoint tries the next; the store
   sticks to the last endpoint that answered.
+- TLS: `https://` endpoints need `credentials` (channel credentials made by the caller: the
+  CA to verify etcd with and, for an etcd with `--client-cert-auth`, the control plane's
+  client certificate); the server's certificate must name the endpoint's host. `http://`
+  endpoints are plaintext and take no credentials; one store never mixes the two.
 - A watch survives outages: it re-establishes itself with backoff from the revision after the
   last change it delivered, so nothing is lost or duplicated; if that revision was compacted
   meanwhile it raises `Compacted` and the caller lists again.
@@ -23,7 +27,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import aetcd
 import structlog
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
@@ -65,6 +68,16 @@ _CONNECTION_CODES = {
     rpc.StatusCode.DEADLINE_EXCEEDED,
     rpc.StatusCode.CANCELLED,
 }
+# etcd stopping under a TLS connection ends open streams with RST_STREAM(NO_ERROR), which
+# gRPC reports as INTERNAL "Stream removed": a lost connection like any other.
+_STREAM_REMOVED = ("Stream removed", "RST_STREAM")
+
+
+def _lost_connection(error: rpc.AioRpcError) -> bool:
+    if error.code() in _CONNECTION_CODES:
+        return True
+    details = error.details() or ""
+    return error.code() == rpc.StatusCode.INTERNAL and any(s in details for s in _STREAM_REMOVED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,27 +85,63 @@ class Endpoint:
     url: str
     host: str
     port: int
+    secure: bool
 
     @classmethod
     def parse(cls, url: str) -> Endpoint:
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http":
-            raise ValueError(f"etcd endpoint {url!r}: only http:// endpoints are supported")
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(
+                f"etcd endpoint {url!r}: expected https://HOST:PORT (or http:// for a "
+                "plaintext etcd)"
+            )
         if not parts.hostname:
-            raise ValueError(f"etcd endpoint {url!r} has no host; expected http://HOST:PORT")
-        return cls(url=url, host=parts.hostname, port=parts.port or 2379)
+            raise ValueError(f"etcd endpoint {url!r} has no host; expected https://HOST:PORT")
+        return cls(
+            url=url, host=parts.hostname, port=parts.port or 2379, secure=parts.scheme == "https"
+        )
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(slots=True)
+class _Connection:
+    channel: rpc.Channel
+    kvstub: rpc.KVStub
 
 
 class EtcdStore:
-    """A Store over etcd. `endpoints` are client URLs such as "http://127.0.0.1:2379"."""
+    """A Store over etcd. `endpoints` are client URLs such as "https://127.0.0.1:2379";
+    `credentials` (grpc.ChannelCredentials, opaque here) secure the https ones."""
 
-    def __init__(self, endpoints: Sequence[str], *, root: str = "", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        root: str = "",
+        timeout: float = 5.0,
+        credentials: object | None = None,
+    ) -> None:
         if not endpoints:
             raise ValueError("EtcdStore needs at least one etcd endpoint")
         self._endpoints = [Endpoint.parse(url) for url in endpoints]
+        secure = {endpoint.secure for endpoint in self._endpoints}
+        if len(secure) > 1:
+            raise ValueError("etcd endpoints mix https:// and http://; use one scheme for all")
+        if secure == {True} and credentials is None:
+            raise ValueError(
+                "https:// etcd endpoints need TLS credentials (the CA that signed etcd's "
+                "certificate, and a client certificate when etcd asks for one)"
+            )
+        if secure == {False} and credentials is not None:
+            raise ValueError("TLS credentials given for plaintext http:// etcd endpoints")
+        self._credentials = credentials
         self._root = root.rstrip("/")
         self._timeout = timeout
-        self._clients: dict[int, aetcd.Client] = {}
+        self._clients: dict[int, _Connection] = {}
         self._current = 0
         self._closed = False
 
@@ -241,7 +290,7 @@ class EtcdStore:
                     return  # close() cancelled the stream, not the caller its task
                 raise
             except rpc.AioRpcError as error:
-                if error.code() not in _CONNECTION_CODES:
+                if not _lost_connection(error):
                     raise self._translate(error) from error
                 if self._closed:
                     return
@@ -264,23 +313,22 @@ class EtcdStore:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             with contextlib.suppress(Exception):
-                await client.close()
+                await client.channel.close()
 
     # -- plumbing ------------------------------------------------------------------------
 
-    async def _client(self, index: int) -> tuple[int, aetcd.Client]:
+    async def _client(self, index: int) -> tuple[int, _Connection]:
         if self._closed:
             raise Unavailable("the etcd store was closed")
         client = self._clients.get(index)
         if client is None:
             endpoint = self._endpoints[index]
-            client = aetcd.Client(
-                host=endpoint.host,
-                port=endpoint.port,
-                timeout=int(self._timeout),
-                options=_CHANNEL_OPTIONS,
-            )
-            await client.connect()
+            options = list(_CHANNEL_OPTIONS.items())
+            if endpoint.secure:
+                channel = rpc.secure_channel(endpoint.target, self._credentials, options=options)
+            else:
+                channel = rpc.insecure_channel(endpoint.target, options=options)
+            client = _Connection(channel=channel, kvstub=rpc.KVStub(channel))
             self._clients[index] = client
         return index, client
 
@@ -294,7 +342,7 @@ class EtcdStore:
             try:
                 result = await operation(client.kvstub)
             except rpc.AioRpcError as error:
-                if error.code() not in _CONNECTION_CODES:
+                if not _lost_connection(error):
                     raise self._translate(error) from error
                 failures.append(f"{self._endpoints[index].url}: {error.details()}")
                 self._current = (index + 1) % count

@@ -117,6 +117,33 @@ def issue_client(
     return Issued(cert=cert, key=key)
 
 
+def issue_for(
+    ca: Issued,
+    identity: Identity,
+    *,
+    hosts: Iterable[str] = (),
+    server: bool,
+    client: bool,
+    now: datetime.datetime | None = None,
+    valid_for: datetime.timedelta = SERVING_VALIDITY,
+) -> Issued:
+    """A certificate naming `identity`, valid as a TLS server for exactly `hosts` (names or
+    IPs) when `server`, and as a client when `client` (etcd's server and peer certificates
+    are both: members dial each other with them)."""
+    key = new_key()
+    cert = _issue(
+        ca,
+        public_key=key.public_key(),
+        subject=_subject(identity),
+        sans=subject_alt_names(list(hosts)),
+        server=server,
+        client=client,
+        now=now or utcnow(),
+        valid_for=valid_for,
+    )
+    return Issued(cert=cert, key=key)
+
+
 def create_csr(key: ec.EllipticCurvePrivateKey, identity: Identity) -> bytes:
     """A PEM certificate signing request for `identity`, signed by `key`."""
     csr = (

@@ -266,7 +266,7 @@ async def test_compacting_twice_is_harmless(store: Store) -> None:
 async def test_etcd_outage_is_unavailable_and_the_same_store_works_after(
     etcd_server: EtcdServer,
 ) -> None:
-    store = EtcdStore([etcd_server.endpoint], root="/outage")
+    store = etcd_server.store(root="/outage")
     try:
         created = await store.create("/pods/default/a", b"v1")
         etcd_server.stop()
@@ -294,8 +294,8 @@ async def test_etcd_outage_is_unavailable_and_the_same_store_works_after(
 
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 async def test_etcd_watch_resumes_across_an_outage(etcd_server: EtcdServer, outage: str) -> None:
-    store = EtcdStore([etcd_server.endpoint], root="/resume")
-    writer = EtcdStore([etcd_server.endpoint], root="/resume")
+    store = etcd_server.store(root="/resume")
+    writer = etcd_server.store(root="/resume")
     watch = store.watch("/pods/", since=0)
     try:
         before = [await writer.create(f"/pods/default/before{i}", b"x") for i in range(3)]
@@ -323,7 +323,7 @@ async def test_etcd_watch_resumes_across_an_outage(etcd_server: EtcdServer, outa
 async def test_etcd_watch_whose_resume_point_was_compacted_raises_compacted(
     etcd_server: EtcdServer,
 ) -> None:
-    store = EtcdStore([etcd_server.endpoint], root="/compacted")
+    store = etcd_server.store(root="/compacted")
     watch = store.watch("/pods/", since=0)
     try:
         first = await store.create("/pods/default/a", b"v1")
@@ -351,8 +351,10 @@ async def test_etcd_watch_whose_resume_point_was_compacted_raises_compacted(
 async def test_etcd_store_tries_the_next_endpoint(etcd_server: EtcdServer) -> None:
     from controlplane.store.embedded import free_port
 
-    dead = f"http://127.0.0.1:{free_port()}"
-    store = EtcdStore([dead, etcd_server.endpoint], root="/endpoints")
+    dead = f"https://127.0.0.1:{free_port()}"
+    store = EtcdStore(
+        [dead, etcd_server.endpoint], root="/endpoints", credentials=etcd_server.credentials()
+    )
     try:
         created = await store.create("/pods/default/a", b"v1")
         assert (await store.get("/pods/default/a")) == created

@@ -1,4 +1,5 @@
-"""EmbeddedEtcd as the control plane uses it: start, survive a crash, keep its endpoint, stop."""
+"""EmbeddedEtcd as the control plane uses it (mutual TLS with its own CA): start, survive a crash,
+keep its endpoint, stop."""
 
 from __future__ import annotations
 
@@ -8,16 +9,25 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from controlplane.store import Unavailable
+from controlplane.store import tls as etcd_tls
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound
 from controlplane.store.etcd import EtcdStore
 
 
+def store_of(embedded: EmbeddedEtcd) -> EtcdStore:
+    """A store dialing `embedded` as the control plane does: its etcd client certificate."""
+    assert embedded.tls is not None
+    ca, cert, key = embedded.tls.client_pems()
+    return EtcdStore([embedded.endpoint], credentials=grpc.ssl_channel_credentials(ca, key, cert))
+
+
 @pytest.fixture
 async def etcd(tmp_path: Path) -> AsyncIterator[EmbeddedEtcd]:
-    embedded = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+    embedded = EmbeddedEtcd(data_dir=tmp_path / "etcd", tls=etcd_tls.ensure(tmp_path / "pki"))
     try:
         yield embedded
     finally:
@@ -47,15 +57,15 @@ async def test_start_serves_a_store_and_restart_keeps_endpoint_and_data(
     etcd: EmbeddedEtcd, tmp_path: Path
 ) -> None:
     endpoint = await etcd.start()
-    assert endpoint.startswith("http://127.0.0.1:")
-    store = EtcdStore([endpoint])
+    assert endpoint.startswith("https://127.0.0.1:")
+    store = store_of(etcd)
     try:
         await store.create("/pilothouse/x", b"kept")
         await etcd.stop()
         with pytest.raises(Unavailable):
             await store.get("/pilothouse/x")
         # A new supervisor over the same data dir (a restarted control plane) finds it again.
-        again = EmbeddedEtcd(data_dir=tmp_path / "etcd")
+        again = EmbeddedEtcd(data_dir=tmp_path / "etcd", tls=etcd_tls.ensure(tmp_path / "pki"))
         try:
             assert await again.start() == endpoint, "etcd came back at a different address"
             assert await until_available(store, "/pilothouse/x") == b"kept"
@@ -70,7 +80,7 @@ async def test_run_restarts_a_crashed_etcd_and_stops_it_when_cancelled(etcd: Emb
     await etcd.start()  # as main.py does: learn the endpoint, then supervise
     runner = asyncio.create_task(etcd.run(), name="etcd")
     first_pid = etcd.pid
-    store = EtcdStore([etcd.endpoint])
+    store = store_of(etcd)
     try:
         await store.create("/pilothouse/x", b"before the crash")
         await etcd.kill()
