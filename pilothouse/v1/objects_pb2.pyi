@@ -246,7 +246,7 @@ class Lifecycle(_message.Message):
     def __init__(self, pre_stop: _Optional[_Union[LifecycleHandler, _Mapping]] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("name", "image", "image_pull_policy", "command", "args", "env", "working_dir", "ports", "resources", "liveness_probe", "readiness_probe", "startup_probe", "termination_message_path", "termination_message_policy", "lifecycle")
+    __slots__ = ("name", "image", "image_pull_policy", "command", "args", "env", "working_dir", "ports", "resources", "liveness_probe", "readiness_probe", "startup_probe", "termination_message_path", "termination_message_policy", "lifecycle", "security_context")
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_PULL_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +262,7 @@ class Container(_message.Message):
     TERMINATION_MESSAGE_PATH_FIELD_NUMBER: _ClassVar[int]
     TERMINATION_MESSAGE_POLICY_FIELD_NUMBER: _ClassVar[int]
     LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     image_pull_policy: str
@@ -277,7 +278,28 @@ class Container(_message.Message):
     termination_message_path: str
     termination_message_policy: str
     lifecycle: Lifecycle
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., image_pull_policy: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., working_dir: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., liveness_probe: _Optional[_Union[Probe, _Mapping]] = ..., readiness_probe: _Optional[_Union[Probe, _Mapping]] = ..., startup_probe: _Optional[_Union[Probe, _Mapping]] = ..., termination_message_path: _Optional[str] = ..., termination_message_policy: _Optional[str] = ..., lifecycle: _Optional[_Union[Lifecycle, _Mapping]] = ...) -> None: ...
+    security_context: SecurityContext
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., image_pull_policy: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[_Union[EnvVar, _Mapping]]] = ..., working_dir: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[ContainerPort, _Mapping]]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., liveness_probe: _Optional[_Union[Probe, _Mapping]] = ..., readiness_probe: _Optional[_Union[Probe, _Mapping]] = ..., startup_probe: _Optional[_Union[Probe, _Mapping]] = ..., termination_message_path: _Optional[str] = ..., termination_message_policy: _Optional[str] = ..., lifecycle: _Optional[_Union[Lifecycle, _Mapping]] = ..., security_context: _Optional[_Union[SecurityContext, _Mapping]] = ...) -> None: ...
+
+class SeccompProfile(_message.Message):
+    __slots__ = ("type", "localhost_profile")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    LOCALHOST_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    localhost_profile: str
+    def __init__(self, type: _Optional[str] = ..., localhost_profile: _Optional[str] = ...) -> None: ...
+
+class SecurityContext(_message.Message):
+    __slots__ = ("seccomp_profile",)
+    SECCOMP_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    seccomp_profile: SeccompProfile
+    def __init__(self, seccomp_profile: _Optional[_Union[SeccompProfile, _Mapping]] = ...) -> None: ...
+
+class PodSecurityContext(_message.Message):
+    __slots__ = ("seccomp_profile",)
+    SECCOMP_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    seccomp_profile: SeccompProfile
+    def __init__(self, seccomp_profile: _Optional[_Union[SeccompProfile, _Mapping]] = ...) -> None: ...
 
 class PodDNSConfigOption(_message.Message):
     __slots__ = ("name", "value")
@@ -306,7 +328,7 @@ class HostAlias(_message.Message):
     def __init__(self, ip: _Optional[str] = ..., hostnames: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PodSpec(_message.Message):
-    __slots__ = ("containers", "restart_policy", "node_selector", "termination_grace_period_seconds", "node_name", "dns_policy", "scheduler_name", "dns_config", "host_aliases", "hostname", "subdomain")
+    __slots__ = ("containers", "restart_policy", "node_selector", "termination_grace_period_seconds", "node_name", "dns_policy", "scheduler_name", "dns_config", "host_aliases", "hostname", "subdomain", "security_context", "host_users")
     class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -325,6 +347,8 @@ class PodSpec(_message.Message):
     HOST_ALIASES_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     SUBDOMAIN_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    HOST_USERS_FIELD_NUMBER: _ClassVar[int]
     containers: _containers.RepeatedCompositeFieldContainer[Container]
     restart_policy: str
     node_selector: _containers.ScalarMap[str, str]
@@ -336,7 +360,9 @@ class PodSpec(_message.Message):
     host_aliases: _containers.RepeatedCompositeFieldContainer[HostAlias]
     hostname: str
     subdomain: str
-    def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., termination_grace_period_seconds: _Optional[int] = ..., node_name: _Optional[str] = ..., dns_policy: _Optional[str] = ..., scheduler_name: _Optional[str] = ..., dns_config: _Optional[_Union[PodDNSConfig, _Mapping]] = ..., host_aliases: _Optional[_Iterable[_Union[HostAlias, _Mapping]]] = ..., hostname: _Optional[str] = ..., subdomain: _Optional[str] = ...) -> None: ...
+    security_context: PodSecurityContext
+    host_users: bool
+    def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., termination_grace_period_seconds: _Optional[int] = ..., node_name: _Optional[str] = ..., dns_policy: _Optional[str] = ..., scheduler_name: _Optional[str] = ..., dns_config: _Optional[_Union[PodDNSConfig, _Mapping]] = ..., host_aliases: _Optional[_Iterable[_Union[HostAlias, _Mapping]]] = ..., hostname: _Optional[str] = ..., subdomain: _Optional[str] = ..., security_context: _Optional[_Union[PodSecurityContext, _Mapping]] = ..., host_users: _Optional[bool] = ...) -> None: ...
 
 class PodTemplateSpec(_message.Message):
     __slots__ = ("metadata", "spec")
