@@ -16,6 +16,7 @@ from pilothouse.client import FIELD_ERRORS_METADATA, ErrorCode, field_problems, 
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 from tests.unit.cli_support import Cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,15 +164,11 @@ async def test_drain_deletes_managed_pods_and_refuses_unmanaged_ones(
 ) -> None:
     await pilothouse("apply", "-f", "-", stdin=NODE_YAML)
     objects = memory_control_plane.objects  # type: ignore[attr-defined]
-    for name, owned in (("web-a", True), ("loner", False)):
-        pod = o.Pod()
-        pod.metadata.name = name
-        pod.metadata.namespace = "default"
-        if owned:
-            pod.metadata.owner_references.add(kind="ReplicaSet", name="web-1", controller=True)
-        pod.spec.node_name = "n1"
-        pod.spec.containers.add(name="c", image="busybox")
-        await objects.create(pod)
+    for name, owner in (("web-a", "web-1"), ("loner", "")):
+        containers = [factories.container(name="c", image="busybox")]
+        await objects.create(
+            factories.pod(name=name, node="n1", owner=owner, containers=containers)
+        )
     code, _, err = await pilothouse("drain", "n1")
     assert code == 2 and "default/loner" in err and "--force" in err, err
     code, out, err = await pilothouse("drain", "n1", "--force")
@@ -221,13 +218,8 @@ async def test_describe_pod_and_node_show_state_and_allocation(
     node.status.allocatable.update({"cpu": "2", "memory": "1Gi", "pods": "110"})
     node.status.conditions.add(type="Ready", status="True", reason="AgentReady")
     await objects.update_status(node)
-    pod = o.Pod()
-    pod.metadata.name = "web-a"
-    pod.metadata.namespace = "default"
-    pod.spec.node_name = "n1"
-    container = pod.spec.containers.add(name="httpd", image="busybox:stable")
-    container.resources.requests.update({"cpu": "500m", "memory": "256Mi"})
-    pod = await objects.create(pod)
+    httpd = factories.container(name="httpd", cpu="500m", memory="256Mi")
+    pod = await objects.create(factories.pod(name="web-a", node="n1", containers=[httpd]))
     pod.status.phase = "Running"
     status = pod.status.container_statuses.add(name="httpd", restart_count=4)
     status.state.waiting.reason = "CrashLoopBackOff"

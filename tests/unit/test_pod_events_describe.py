@@ -13,6 +13,7 @@ import time
 
 from controlplane.events import EventRecorder
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 from tests.unit.cli_support import Cli
 
 UNREADY = (
@@ -44,11 +45,8 @@ def reported(
 
 
 async def a_pod(objects: object, name: str) -> o.Pod:
-    pod = o.Pod()
-    pod.metadata.name, pod.metadata.namespace = name, "default"
-    pod.spec.node_name = "n1"
-    pod.spec.containers.add(name="app", image="busybox:stable")
-    return await objects.create(pod)  # type: ignore[attr-defined]
+    app = factories.container(name="app")
+    return await objects.create(factories.pod(name=name, node="n1", containers=[app]))  # type: ignore[attr-defined]
 
 
 async def test_describe_pod_shows_states_condition_messages_and_its_events(
