@@ -14,6 +14,15 @@ Invariants:
 - A watch from a compacted revision raises `Compacted`; callers answer by listing again.
 - Connection loss raises `Unavailable`; the store itself reconnects on the next call, and a
   watch resumes from the last revision it delivered.
+- Leases: `grant_lease(ttl)` gives a lease that lives `ttl` seconds after its grant or last
+  `keep_alive`; a key created with `lease=` is deleted (a DELETE change) when its lease ends,
+  by expiry or `revoke_lease`. A lease that ended is `NotFound` to `keep_alive`.
+- Fencing: `fenced(fence)` is a view of the same store whose create, update and delete also
+  compare, in the same transaction, that `fence.key` exists with create revision
+  `fence.revision`; otherwise the write changes nothing (no revision is used) and raises
+  `Fenced`. Reads, watches and leases through the view are the store's own. A leader's
+  writes go through such a view, with its campaign key as the fence
+  (see `controlplane.leader`), so a deposed leader writes nothing.
 
 Implementations: `controlplane.store.memory.MemoryStore`, `controlplane.store.etcd.EtcdStore`.
 Both pass tests/contract/test_store.py.
@@ -55,6 +64,25 @@ class Unavailable(StoreError):
     """The backing store cannot be reached right now; retry later."""
 
 
+class Fenced(StoreError):
+    """A fenced write was refused: its fence key is gone or was created again (another term
+    began). Nothing was written; the writer has lost the leadership it wrote for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A term of leadership: `key` must exist with create revision `revision`."""
+
+    key: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: int
+    ttl: int  # seconds, as granted (etcd may raise a short TTL to its minimum)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     key: str
@@ -90,7 +118,9 @@ class Store(Protocol):
 
     async def list(self, prefix: str) -> Listing: ...
 
-    async def create(self, key: str, value: bytes) -> Entry: ...
+    async def create(self, key: str, value: bytes, *, lease: int = 0) -> Entry:
+        """Create `key`; with `lease`, the key ends with that lease."""
+        ...
 
     async def update(self, key: str, value: bytes, *, expected_revision: int) -> Entry: ...
 
@@ -101,5 +131,19 @@ class Store(Protocol):
     def watch(self, prefix: str, *, since: int) -> AsyncIterator[Change]: ...
 
     async def compact(self, revision: int) -> None: ...
+
+    async def grant_lease(self, ttl: int) -> Lease: ...
+
+    async def keep_alive(self, lease: int) -> int:
+        """Renew `lease`; returns the TTL it now has; `NotFound` when it has ended."""
+        ...
+
+    async def revoke_lease(self, lease: int) -> None:
+        """End `lease` now, deleting its keys (nothing if it has already ended)."""
+        ...
+
+    def fenced(self, fence: Fence) -> Store:
+        """This store, with every write also conditional on `fence` (see the module)."""
+        ...
 
     async def close(self) -> None: ...

@@ -13,6 +13,10 @@ Invariants:
   CA to verify etcd with and, for an etcd with `--client-cert-auth`, the control plane's
   client certificate); the server's certificate must name the endpoint's host. `http://`
   endpoints are plaintext and take no credentials; one store never mixes the two.
+- Fenced writes (`fenced(fence)`) add a compare on the fence key's create revision to the same
+  transaction; when the write fails, the failure branch reads both keys, so a refusal is
+  `Fenced` when the fence no longer holds and the usual `Conflict`/`NotFound` otherwise.
+- Leases are etcd's own; `keep_alive` is one round on a LeaseKeepAlive stream.
 - A watch survives outages: it re-establishes itself with backoff from the revision after the
   last change it delivered, so nothing is lost or duplicated; if that revision was compacted
   meanwhile it raises `Compacted` and the caller lists again.
@@ -38,15 +42,20 @@ from controlplane.store import (
     Conflict,
     Entry,
     EventType,
+    Fence,
+    Fenced,
+    Lease,
     Listing,
     NotFound,
     StoreError,
     Unavailable,
 )
+from controlplane.store.fenced import FencedView
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+T_stub = TypeVar("T_stub")
 
 _PAGE_SIZE = 1000
 _CHANNEL_OPTIONS = {
@@ -182,7 +191,9 @@ class EtcdStore:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def create(self, key: str, value: bytes) -> Entry:
+    async def create(
+        self, key: str, value: bytes, *, lease: int = 0, fence: Fence | None = None
+    ) -> Entry:
         full = self._full(key)
         request = rpc.TxnRequest(
             compare=[
@@ -191,27 +202,36 @@ class EtcdStore:
                     target=rpc.Compare.CREATE,
                     result=rpc.Compare.EQUAL,
                     create_revision=0,
-                )
+                ),
+                *self._fence_compares(fence),
             ],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value))],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, lease=lease))],
+            failure=self._fence_reads(fence),
         )
         response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
         if not response.succeeded:
+            self._check_fence(response, fence, first=0)
             raise AlreadyExists(f"{key} already exists")
         revision = response.header.revision
         return Entry(key=key, value=value, revision=revision, create_revision=revision)
 
-    async def update(self, key: str, value: bytes, *, expected_revision: int) -> Entry:
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, fence: Fence | None = None
+    ) -> Entry:
         full = self._full(key)
         request = rpc.TxnRequest(
-            compare=self._expect(full, expected_revision),
+            compare=[*self._expect(full, expected_revision), *self._fence_compares(fence)],
             success=[
                 rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, prev_kv=True))
             ],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=full))],
+            failure=[
+                rpc.RequestOp(request_range=rpc.RangeRequest(key=full)),
+                *self._fence_reads(fence),
+            ],
         )
         response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
         if not response.succeeded:
+            self._check_fence(response, fence, first=1)
             self._raise_mismatch(key, response, expected_revision)
         previous = response.responses[0].response_put.prev_kv
         return Entry(
@@ -221,17 +241,23 @@ class EtcdStore:
             create_revision=previous.create_revision,
         )
 
-    async def delete(self, key: str, *, expected_revision: int | None = None) -> Entry:
+    async def delete(
+        self, key: str, *, expected_revision: int | None = None, fence: Fence | None = None
+    ) -> Entry:
         full = self._full(key)
         request = rpc.TxnRequest(
-            compare=self._expect(full, expected_revision),
+            compare=[*self._expect(full, expected_revision), *self._fence_compares(fence)],
             success=[
                 rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=full, prev_kv=True))
             ],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=full))],
+            failure=[
+                rpc.RequestOp(request_range=rpc.RangeRequest(key=full)),
+                *self._fence_reads(fence),
+            ],
         )
         response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
         if not response.succeeded:
+            self._check_fence(response, fence, first=1)
             self._raise_mismatch(key, response, expected_revision)
         return self._entry(response.responses[0].response_delete_range.prev_kvs[0])
 
@@ -242,6 +268,41 @@ class EtcdStore:
         except Compacted:
             return  # already compacted at or past this revision
         log.debug("store.compacted", revision=revision)
+
+    def fenced(self, fence: Fence) -> FencedView:
+        return FencedView(self, fence)
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> Lease:
+        request = rpc.LeaseGrantRequest(TTL=ttl)
+        response = await self._call(
+            lambda stub: stub.LeaseGrant(request, timeout=self._timeout), lease=True
+        )
+        if response.error:
+            raise StoreError(f"etcd refused a lease of {ttl} s: {response.error}")
+        return Lease(id=response.ID, ttl=response.TTL)
+
+    async def keep_alive(self, lease: int) -> int:
+        async def once(stub: rpc.LeaseStub) -> rpc.LeaseKeepAliveResponse:
+            call = stub.LeaseKeepAlive(timeout=self._timeout)
+            try:
+                await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
+                return await call.read()
+            finally:
+                call.cancel()
+
+        response = await self._call(once, lease=True)
+        if not isinstance(response, rpc.LeaseKeepAliveResponse) or response.TTL <= 0:
+            raise NotFound(f"lease {lease:x} not found: it expired or was revoked")
+        return response.TTL
+
+    async def revoke_lease(self, lease: int) -> None:
+        request = rpc.LeaseRevokeRequest(ID=lease)
+        with contextlib.suppress(NotFound):  # it has ended already
+            await self._call(
+                lambda stub: stub.LeaseRevoke(request, timeout=self._timeout), lease=True
+            )
 
     # -- watch ---------------------------------------------------------------------------
 
@@ -332,15 +393,17 @@ class EtcdStore:
             self._clients[index] = client
         return index, client
 
-    async def _call(self, operation: Callable[[rpc.KVStub], Awaitable[T]]) -> T:
-        """Run one KV call, trying the other endpoints when one cannot be reached at all."""
+    async def _call(self, operation: Callable[[T_stub], Awaitable[T]], *, lease: bool = False) -> T:
+        """Run one KV (or, with `lease`, Lease) call, trying the other endpoints when one
+        cannot be reached at all."""
         failures: list[str] = []
         count = len(self._endpoints)
         first = self._current
         for attempt in range(count):
             index, client = await self._client((first + attempt) % count)
             try:
-                result = await operation(client.kvstub)
+                stub = rpc.LeaseStub(client.channel) if lease else client.kvstub
+                result = await operation(stub)
             except rpc.AioRpcError as error:
                 if not _lost_connection(error):
                     raise self._translate(error) from error
@@ -360,6 +423,8 @@ class EtcdStore:
         details = error.details() or ""
         if error.code() == rpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
             return Compacted(f"etcd: {details}")
+        if error.code() == rpc.StatusCode.NOT_FOUND and "lease not found" in details:
+            return NotFound(f"etcd: {details}: the lease expired or was revoked")
         if error.code() == rpc.StatusCode.OUT_OF_RANGE and "future revision" in details:
             return StoreError(f"etcd: {details}: the store has not reached that revision yet")
         return StoreError(f"etcd answered {error.code().name}: {details}")
@@ -378,6 +443,36 @@ class EtcdStore:
                 )
             )
         return compares
+
+    def _fence_compares(self, fence: Fence | None) -> list[rpc.Compare]:
+        if fence is None:
+            return []
+        return [
+            rpc.Compare(
+                key=self._full(fence.key),
+                target=rpc.Compare.CREATE,
+                result=rpc.Compare.EQUAL,
+                create_revision=fence.revision,
+            )
+        ]
+
+    def _fence_reads(self, fence: Fence | None) -> list[rpc.RequestOp]:
+        if fence is None:
+            return []
+        read = rpc.RangeRequest(key=self._full(fence.key), keys_only=True)
+        return [rpc.RequestOp(request_range=read)]
+
+    def _check_fence(self, response: rpc.TxnResponse, fence: Fence | None, *, first: int) -> None:
+        """Raise `Fenced` when a failed transaction failed because the fence no longer holds
+        (its read is the failure branch's response at index `first`)."""
+        if fence is None:
+            return
+        found = response.responses[first].response_range.kvs
+        if not found or found[0].create_revision != fence.revision:
+            raise Fenced(
+                f"write refused: the term of {fence.key} at revision {fence.revision} has "
+                "ended (its key is gone or was created again)"
+            )
 
     def _raise_mismatch(self, key: str, response: rpc.TxnResponse, expected: int | None) -> None:
         found = response.responses[0].response_range.kvs

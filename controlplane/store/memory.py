@@ -6,6 +6,11 @@ It keeps the same revision model as etcd, so code tested against it behaves the 
 - the change history is kept from the last compaction on, so a watch from any retained
   revision replays what it missed; a watch from before it raises `Compacted`.
 
+Leases expire on the event loop's clock (`loop.call_later`); an expired lease deletes its keys
+as etcd's does, each deletion a change of its own. A fenced view checks its fence and makes
+its write with no await in between, so the check and the write are one step, as in etcd's
+transaction.
+
 Invariants: writers never wait for watchers (each watch has its own unbounded queue), and every
 watch sees every change with revision > `since`, in revision order, exactly once.
 """
@@ -13,7 +18,9 @@ watch sees every change with revision > `since`, in revision order, exactly once
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -24,15 +31,27 @@ from controlplane.store import (
     Conflict,
     Entry,
     EventType,
+    Fence,
+    Fenced,
+    Lease,
     Listing,
     NotFound,
     StoreError,
     Unavailable,
 )
+from controlplane.store.fenced import FencedView
 
 log = structlog.get_logger(__name__)
 
 _CLOSED = None  # queued to a watch when the store closes
+_lease_ids = itertools.count(0x1000)
+
+
+@dataclass(slots=True)
+class _Lease:
+    ttl: int
+    keys: set[str] = field(default_factory=set)
+    timer: asyncio.TimerHandle | None = None
 
 
 class MemoryStore:
@@ -46,6 +65,7 @@ class MemoryStore:
         self._compact_revision = 0
         self._history: list[Change] = []
         self._watches: set[asyncio.Queue[Change | None]] = set()
+        self._leases: dict[int, _Lease] = {}
         self._closed = False
 
     async def get(self, key: str) -> Entry:
@@ -60,18 +80,31 @@ class MemoryStore:
         entries = [self._entries[k] for k in sorted(self._entries) if k.startswith(prefix)]
         return Listing(entries=entries, revision=self._revision)
 
-    async def create(self, key: str, value: bytes) -> Entry:
+    async def create(
+        self, key: str, value: bytes, *, lease: int = 0, fence: Fence | None = None
+    ) -> Entry:
         self._check_open()
+        self._check_fence(fence)
         if key in self._entries:
             raise AlreadyExists(f"{key} already exists")
+        held = None
+        if lease:
+            held = self._leases.get(lease)
+            if held is None:
+                raise NotFound(f"lease {lease:x} not found: it expired or was revoked")
         revision = self._next_revision()
         entry = Entry(key=key, value=value, revision=revision, create_revision=revision)
         self._entries[key] = entry
+        if held is not None:
+            held.keys.add(key)
         self._publish(Change(EventType.PUT, key, value, revision, created=True))
         return entry
 
-    async def update(self, key: str, value: bytes, *, expected_revision: int) -> Entry:
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, fence: Fence | None = None
+    ) -> Entry:
         self._check_open()
+        self._check_fence(fence)
         current = self._entries.get(key)
         if current is None:
             raise NotFound(f"{key} not found")
@@ -88,8 +121,11 @@ class MemoryStore:
         self._publish(Change(EventType.PUT, key, value, revision))
         return entry
 
-    async def delete(self, key: str, *, expected_revision: int | None = None) -> Entry:
+    async def delete(
+        self, key: str, *, expected_revision: int | None = None, fence: Fence | None = None
+    ) -> Entry:
         self._check_open()
+        self._check_fence(fence)
         current = self._entries.get(key)
         if current is None:
             raise NotFound(f"{key} not found")
@@ -98,10 +134,65 @@ class MemoryStore:
                 f"{key} is at revision {current.revision}, not {expected_revision}: "
                 "it was changed by someone else; read it again and retry"
             )
-        del self._entries[key]
+        self._remove(key)
+        return current
+
+    def _remove(self, key: str) -> None:
+        current = self._entries.pop(key)
+        for lease in self._leases.values():
+            lease.keys.discard(key)
         revision = self._next_revision()
         self._publish(Change(EventType.DELETE, key, current.value, revision))
-        return current
+
+    def fenced(self, fence: Fence) -> FencedView:
+        return FencedView(self, fence)
+
+    def _check_fence(self, fence: Fence | None) -> None:
+        if fence is None:
+            return
+        holder = self._entries.get(fence.key)
+        if holder is None or holder.create_revision != fence.revision:
+            raise Fenced(
+                f"write refused: the term of {fence.key} at revision {fence.revision} has "
+                "ended (its key is gone or was created again)"
+            )
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def grant_lease(self, ttl: int) -> Lease:
+        self._check_open()
+        lease_id = next(_lease_ids)
+        self._leases[lease_id] = _Lease(ttl=ttl)
+        self._arm(lease_id)
+        return Lease(id=lease_id, ttl=ttl)
+
+    async def keep_alive(self, lease: int) -> int:
+        self._check_open()
+        held = self._leases.get(lease)
+        if held is None:
+            raise NotFound(f"lease {lease:x} not found: it expired or was revoked")
+        self._arm(lease)
+        return held.ttl
+
+    async def revoke_lease(self, lease: int) -> None:
+        self._check_open()
+        self._end_lease(lease)
+
+    def _arm(self, lease: int) -> None:
+        held = self._leases[lease]
+        if held.timer is not None:
+            held.timer.cancel()
+        held.timer = asyncio.get_running_loop().call_later(held.ttl, self._end_lease, lease)
+
+    def _end_lease(self, lease: int) -> None:
+        held = self._leases.pop(lease, None)
+        if held is None:
+            return
+        if held.timer is not None:
+            held.timer.cancel()
+        for key in sorted(held.keys):
+            if key in self._entries:
+                self._remove(key)
 
     async def watch(self, prefix: str, *, since: int) -> AsyncIterator[Change]:
         self._check_open()
@@ -143,6 +234,9 @@ class MemoryStore:
     async def close(self) -> None:
         """End every open watch; later calls raise `Unavailable`."""
         self._closed = True
+        for held in self._leases.values():
+            if held.timer is not None:
+                held.timer.cancel()
         for queue in self._watches:
             queue.put_nowait(_CLOSED)
 
