@@ -61,6 +61,80 @@ class UnknownKind(ValueError):
 def parse(name: str) -> Kind:
     """Resolve "deploy", "Deployment", "deployments", "deployments.apps" … to a Kind."""
     wanted = name.strip().lower().split(".", 1)[0]
+    NAMESPACE = KindInfo(
+        "Namespace", "namespaces", "v1", False, objects_pb2.Namespace, "namespace", ("ns",)
+    )
+    SERVICEACCOUNT = KindInfo(
+        "ServiceAccount",
+        "serviceaccounts",
+        "v1",
+        True,
+        objects_pb2.ServiceAccount,
+        "service_account",
+        ("serviceaccount", "sa"),
+    )
+    REPLICATIONCONTROLLER = KindInfo(
+        "ReplicationController",
+        "replicationcontrollers",
+        "v1",
+        True,
+        objects_pb2.ReplicationController,
+        "replication_controller",
+        ("replicationcontroller", "rc"),
+    )
+    JOB = KindInfo("Job", "jobs", "batch/v1", True, objects_pb2.Job, "job", ("job",))
+    CRONJOB = KindInfo(
+        "CronJob", "cronjobs", "batch/v1", True, objects_pb2.CronJob, "cron_job", ("cj",)
+    )
+    DAEMONSET = KindInfo(
+        "DaemonSet", "daemonsets", "apps/v1", True, objects_pb2.DaemonSet, "daemon_set", ("ds",)
+    )
+    STATEFULSET = KindInfo(
+        "StatefulSet",
+        "statefulsets",
+        "apps/v1",
+        True,
+        objects_pb2.StatefulSet,
+        "stateful_set",
+        ("sts",),
+    )
+    CONTROLLERREVISION = KindInfo(
+        "ControllerRevision",
+        "controllerrevisions",
+        "apps/v1",
+        True,
+        objects_pb2.ControllerRevision,
+        "controller_revision",
+        ("controllerrevision",),
+    )
+    PERSISTENTVOLUMECLAIM = KindInfo(
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "v1",
+        True,
+        objects_pb2.PersistentVolumeClaim,
+        "persistent_volume_claim",
+        ("persistentvolumeclaim", "pvc"),
+    )
+    PERSISTENTVOLUME = KindInfo(
+        "PersistentVolume",
+        "persistentvolumes",
+        "v1",
+        False,
+        objects_pb2.PersistentVolume,
+        "persistent_volume",
+        ("persistentvolume", "pv"),
+    )
+    STORAGECLASS = KindInfo(
+        "StorageClass",
+        "storageclasses",
+        "storage.k8s.io/v1",
+        False,
+        objects_pb2.StorageClass,
+        "storage_class",
+        ("storageclass", "sc"),
+    )
+
     for kind in Kind:
         info = kind.info
         if wanted in (info.plural, info.kind.lower(), *info.aliases):
