@@ -19,7 +19,7 @@ Vocabulary:
 Invariants:
 - Every blob is verified against its digest before it is used; a mismatch is refused.
 - Each layer is unpacked once, read-only, and shared by every container using it; unpacking
-  never writes outside the layer's own directory (see `nodeagent.images.unpack`'s policy).
+  never writes outside the layer's own directory (see `pilothouse.oci.unpack`'s policy).
 - `prepare(container_key, image)` only *describes* the overlay mounts; performing them is the
   runtime's job. Preparing the 10th container from an image copies no image file.
 """

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import structlog
 
-from nodeagent.images.unpack import LayerError, unpack_layer
 from pilothouse.oci import digest_hex
+from pilothouse.oci.unpack import LayerError, unpack_layer
 
 log = structlog.get_logger(__name__)
 

@@ -46,7 +46,6 @@ from nodeagent.images.content import ContentStore
 from nodeagent.images.layers import LayerStore
 from nodeagent.images.pulls import Pulls
 from nodeagent.images.records import ImageRecords, write_json
-from nodeagent.images.unpack import LayerError
 from nodeagent.runtime import Mount
 from pilothouse.oci import OCIError
 from pilothouse.oci import manifest as m
@@ -54,6 +53,7 @@ from pilothouse.oci.archive import ImageArchive
 from pilothouse.oci.reference import Reference, parse
 from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.oci.registry import RegistryClient, Repository
+from pilothouse.oci.unpack import LayerError
 
 log = structlog.get_logger(__name__)
 

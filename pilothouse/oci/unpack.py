@@ -1,7 +1,9 @@
 """Unpack one image layer tar into an empty directory, safely; return its diff id.
 
-The layer directory becomes an overlayfs lower dir, so whiteouts are written in overlayfs's own
-format. A layer comes from a registry or an archive, so every member is treated as hostile.
+The one layer unpack of the repository: the node agent's layer store (`nodeagent.images`) and
+the image builder (`pilothouse.cli.build`) both unpack through `unpack_layer`. The layer
+directory becomes an overlayfs lower dir, so whiteouts are written in overlayfs's own format.
+A layer comes from a registry or an archive, so every member is treated as hostile.
 
 POLICY (what happens to each kind of member):
 - Names. A leading "/" or "./" is removed (absolute names become relative, as GNU tar and
@@ -23,7 +25,9 @@ POLICY (what happens to each kind of member):
 - FIFOs are created. Unknown member types abort the layer.
 - Permissions: mode bits are kept, except setuid and setgid, which are stripped from every
   non-directory (containers run with noNewPrivileges, so they could only matter on the host);
-  setgid on directories (group inheritance) is kept. Owners are the tar's numeric uid/gid
+  setgid on directories (group inheritance) is kept. The builder asks to keep them
+  (`keep_setid=True`): a RUN step that touches such a file copies it up, and the image it
+  writes must keep the base image's modes. Owners are the tar's numeric uid/gid
   (names are ignored: host /etc/passwd must not remap them). Mtimes are set (directories last).
 - Extended attributes from PAX headers: only `user.*` are applied; `trusted.*` and
   `security.*` (fake overlay whiteouts, file capabilities) are dropped.
@@ -119,8 +123,9 @@ def clean_name(name: str, *, member: str) -> str:
 
 
 class _Unpacker:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, keep_setid: bool) -> None:
         self.root_fd = os.open(root, _DIR_FLAGS)
+        self.mode_mask = 0o7777 if keep_setid else 0o1777
         self.files: set[str] = set()  # regular files extracted by this layer (hard-link sources)
         self.dir_times: list[tuple[str, int]] = []
         self.skipped: list[str] = []
@@ -204,7 +209,7 @@ class _Unpacker:
                 self._clear(pfd, base, path, keep_dir=False)
                 os.mkfifo(base, 0o600, dir_fd=pfd)
                 self._owner_times(pfd, base, member)
-                os.chmod(base, _file_mode(member), dir_fd=pfd)  # a fifo we just made
+                os.chmod(base, member.mode & self.mode_mask, dir_fd=pfd)  # a fifo we just made
         finally:
             os.close(pfd)
 
@@ -232,7 +237,7 @@ class _Unpacker:
                 with src, os.fdopen(os.dup(fd), "wb", closefd=True) as dst:
                     shutil.copyfileobj(src, dst, _CHUNK)
             os.fchown(fd, member.uid, member.gid)
-            os.fchmod(fd, _file_mode(member))
+            os.fchmod(fd, member.mode & self.mode_mask)
             _user_xattrs(fd, member)
             ns = int(member.mtime * 1e9)
             os.utime(fd, ns=(ns, ns))
@@ -311,24 +316,20 @@ class _Unpacker:
                 os.close(pfd)
 
 
-def _file_mode(member: tarfile.TarInfo) -> int:
-    return member.mode & 0o1777  # setuid and setgid stripped
-
-
 def _user_xattrs(fd: int, member: tarfile.TarInfo) -> None:
     for key, value in member.pax_headers.items():
         if key.startswith("SCHILY.xattr.user."):
             os.setxattr(fd, key[len("SCHILY.xattr.") :], value.encode("utf-8", "surrogateescape"))
 
 
-def unpack_layer(blob: IO[bytes], dest: Path) -> Unpacked:
+def unpack_layer(blob: IO[bytes], dest: Path, *, keep_setid: bool = False) -> Unpacked:
     """Unpack the layer tar read from `blob` (gzip, zstd or plain) into the empty dir `dest`.
 
     Raises `UnsafeLayer` for a policy violation and `LayerError` for a corrupt archive; either
     way `dest` is left partial and the caller removes it.
     """
     reader = _HashingReader(_decompressed(blob))
-    unpacker = _Unpacker(dest)
+    unpacker = _Unpacker(dest, keep_setid=keep_setid)
     try:
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.images.unpack import OPAQUE_XATTR, UnsafeLayer, unpack_layer
+from pilothouse.oci.unpack import OPAQUE_XATTR, UnsafeLayer, unpack_layer
 
 
 def entry(

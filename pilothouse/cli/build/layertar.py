@@ -111,7 +111,8 @@ def write_layer(entries: Iterable[Entry], blob: Path, *, level: int = 6) -> Writ
     )
 
 
-def _opaque(path: Path) -> bool:
+def is_opaque(path: Path) -> bool:
+    """Whether an unpacked or upper directory is marked opaque (overlayfs's xattr)."""
     for name in OPAQUE_XATTRS:
         try:
             if os.getxattr(path, name, follow_symlinks=False) == b"y":
@@ -149,7 +150,7 @@ def diff_upper(upper: Path, *, drop: frozenset[str] = frozenset()) -> list[Entry
         own = {"mode": mode, "uid": st.st_uid, "gid": st.st_gid}
         if stat.S_ISDIR(mode):
             out.append(Entry(header(rel, tarfile.DIRTYPE, **own)))
-            if _opaque(path):
+            if is_opaque(path):
                 out.append(Entry(header(f"{rel}/{OPAQUE}", tarfile.REGTYPE, mode=0o644), data=b""))
         elif stat.S_ISLNK(mode):
             info = header(rel, tarfile.SYMTYPE, **own)

@@ -1,17 +1,11 @@
-"""Layer directories: unpacking a layer blob for overlayfs, and reading a stack of them.
+"""Reading a stack of unpacked layer directories (top first) as one file tree, unmounted.
 
-`unpack(blob, dest)` writes a layer tar (gzip or plain) into an empty directory in overlayfs's
-own format, so the directory serves as a lower dir: OCI `.wh.<name>` become char devices 0:0,
-`.wh..wh..opq` the `trusted.overlay.opaque` xattr. Base layers come from registries, so members
-are treated as hostile: names are cleaned and may not climb out; a member whose parent resolves
-(through symlinks) outside `dest` is refused; whatever the layer put at a name before is removed
-before a file is written there (never written through); device nodes are skipped; hard links
-must stay inside `dest`.
-
-`RootView(dirs)` reads the merged file tree of a stack of layer dirs (top first) without
-mounting anything: `lstat`, `listdir`, `resolve` (symlinks followed inside the root, never on
-the host) and `real_path`. COPY uses it to find existing directories and `--from` sources, and
-USER to read /etc/passwd.
+Layers are unpacked by `pilothouse.oci.unpack` (the node agent's unpack, hostile-archive safe,
+in overlayfs's lower-dir format: whiteouts are char devices 0:0, opaque directories carry
+`trusted.overlay.opaque`); `RootView(dirs)` reads their merged tree without mounting anything:
+`lstat`, `listdir`, `resolve` (symlinks followed inside the root, never on the host) and
+`real_path`. COPY uses it to find existing directories and `--from` sources, and USER to read
+/etc/passwd.
 
 Invariant: `RootView` never follows a symlink through the host file system: absolute link
 targets are taken relative to the view's root.
@@ -19,83 +13,15 @@ targets are taken relative to the view's root.
 
 from __future__ import annotations
 
-import gzip
 import os
-import posixpath
-import shutil
 import stat
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pilothouse.cli.build import BuildError
-from pilothouse.cli.build.layertar import OPAQUE, OPAQUE_XATTRS, WHITEOUT
+from pilothouse.cli.build.layertar import is_opaque
 
 _MAX_LINKS = 40
-
-
-def _clean(name: str) -> str:
-    path = posixpath.normpath(name.lstrip("/")) if name.strip("/") else "."
-    if path == ".." or path.startswith("../"):
-        raise BuildError(f"layer member {name!r} climbs out of the layer; refusing the layer")
-    return path
-
-
-def unpack(blob: Path, dest: Path) -> None:
-    """Unpack the layer at `blob` into the empty directory `dest` (overlay lower-dir format)."""
-    root = os.path.realpath(dest)
-    with blob.open("rb") as raw:
-        head = raw.read(2)
-        raw.seek(0)
-        stream = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-            for member in tar:
-                _member(tar, member, root)
-
-
-def _inside(root: str, path: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root + "/")
-
-
-def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> None:
-    name = _clean(member.name)
-    if name == ".":
-        return
-    parent, _, base = name.rpartition("/")
-    parent_path = os.path.join(root, parent) if parent else root
-    if parent and not _inside(root, parent_path):
-        raise BuildError(f"layer member {member.name!r} is under a symlink leading out; refusing")
-    os.makedirs(parent_path, mode=0o755, exist_ok=True)
-    if base == OPAQUE:
-        os.setxattr(parent_path, OPAQUE_XATTRS[0], b"y")
-        return
-    if base.startswith(WHITEOUT):
-        hidden = base[len(WHITEOUT) :]
-        if hidden.startswith(WHITEOUT[1:]) or hidden in ("", ".", ".."):
-            return  # aufs metadata, or nonsense
-        target = os.path.join(parent_path, hidden)
-        if not os.path.lexists(target):
-            os.mknod(target, stat.S_IFCHR | 0o000, os.makedev(0, 0))
-        return
-    if member.ischr() or member.isblk():
-        return  # a container gets /dev from the runtime
-    target = os.path.join(parent_path, base)
-    if os.path.lexists(target) and not (member.isdir() and os.path.isdir(target)):
-        if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
-        else:
-            os.unlink(target)
-    if member.islnk():
-        link = os.path.join(root, _clean(member.linkname))
-        if not _inside(root, link) or not os.path.isfile(link) or os.path.islink(link):
-            raise BuildError(f"layer member {member.name!r}: hard link leaves the layer; refusing")
-        os.link(link, target, follow_symlinks=False)
-        return
-    if not (member.isdir() or member.isreg() or member.issym() or member.isfifo()):
-        raise BuildError(f"layer member {member.name!r} has unsupported type {member.type!r}")
-    member = member.replace(name=os.path.relpath(target, root), deep=False)
-    tar.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
 
 
 class RootView:
@@ -120,7 +46,7 @@ class RootView:
                     return None
                 if not stat.S_ISDIR(st.st_mode):
                     return None  # a file, link or whiteout hides what lower layers had below
-                if _is_opaque(layer.joinpath(*parts[:i])):
+                if is_opaque(layer.joinpath(*parts[:i])):
                     stop = True
             else:
                 path = layer.joinpath(*parts)
@@ -189,7 +115,7 @@ class RootView:
                     hidden.add(entry.name)
                 else:
                     names.add(entry.name)
-            if _is_opaque(path):
+            if is_opaque(path):
                 break
         return sorted(names)
 
@@ -203,13 +129,3 @@ class RootView:
         if not found or not stat.S_ISREG(found[1].st_mode):
             return None
         return found[0].read_bytes()
-
-
-def _is_opaque(path: Path) -> bool:
-    for name in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False

@@ -32,9 +32,10 @@ from typing import Any
 
 import structlog
 
-from pilothouse.cli.build import BuildError, rootfs
+from pilothouse.cli.build import BuildError
 from pilothouse.oci import digest_hex, reference, sha256_digest
 from pilothouse.oci import manifest as m
+from pilothouse.oci.unpack import LayerError, unpack_layer
 
 log = structlog.get_logger(__name__)
 
@@ -202,9 +203,19 @@ class BuildStore:
         tmp = self.layers / f".tmp-{uuid.uuid4().hex[:12]}"
         tmp.mkdir(mode=0o755)
         try:
-            rootfs.unpack(self.blob_path(blob_digest), tmp)
+            # The base image's modes are kept (setuid too): a RUN step may copy a file up.
+            with self.blob_path(blob_digest).open("rb") as blob:
+                unpacked = unpack_layer(blob, tmp, keep_setid=True)
+            if unpacked.diff_id != diff_id:
+                raise BuildError(
+                    f"layer blob {blob_digest} unpacks to diff id {unpacked.diff_id}, but the "
+                    f"image config says {diff_id}: refusing the base image"
+                )
             os.chmod(tmp, 0o755)
-            self.adopt_layer(tmp, diff_id, size=self.blob_path(blob_digest).stat().st_size * 3)
+            self.adopt_layer(tmp, diff_id, size=unpacked.size)
+        except LayerError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BuildError(f"base layer {blob_digest}: {exc}") from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
