@@ -48,19 +48,19 @@ class Kind(enum.Enum):
     POD = KindInfo("Pod", "pods", "v1", True, objects_pb2.Pod, "pod", ("pod", "po"))
     NODE = KindInfo("Node", "nodes", "v1", False, objects_pb2.Node, "node", ("node", "no"))
     EVENT = KindInfo("Event", "events", "v1", True, objects_pb2.Event, "event", ("event", "ev"))
+    SERVICE = KindInfo(
+        "Service", "services", "v1", True, objects_pb2.Service, "service", ("service", "svc")
+    )
+    ENDPOINTSLICE = KindInfo(
+        "EndpointSlice",
+        "endpointslices",
+        "discovery.k8s.io/v1",
+        True,
+        objects_pb2.EndpointSlice,
+        "endpoint_slice",
+        ("endpointslice",),
+    )
 
-    @property
-    def info(self) -> KindInfo:
-        return self.value
-
-
-class UnknownKind(ValueError):
-    pass
-
-
-def parse(name: str) -> Kind:
-    """Resolve "deploy", "Deployment", "deployments", "deployments.apps" … to a Kind."""
-    wanted = name.strip().lower().split(".", 1)[0]
     NAMESPACE = KindInfo(
         "Namespace", "namespaces", "v1", False, objects_pb2.Namespace, "namespace", ("ns",)
     )
@@ -135,6 +135,18 @@ def parse(name: str) -> Kind:
         ("storageclass", "sc"),
     )
 
+    @property
+    def info(self) -> KindInfo:
+        return self.value
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+def parse(name: str) -> Kind:
+    """Resolve "deploy", "Deployment", "deployments", "deployments.apps" … to a Kind."""
+    wanted = name.strip().lower().split(".", 1)[0]
     for kind in Kind:
         info = kind.info
         if wanted in (info.plural, info.kind.lower(), *info.aliases):

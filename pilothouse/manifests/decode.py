@@ -50,15 +50,27 @@ _INT_RANGES = {
 KUBERNETES_ONLY = frozenset(
     {
         "affinity",
+        "allocateLoadBalancerNodePorts",
         "automountServiceAccountToken",
         "envFrom",
+        "externalIPs",
+        "externalName",
+        "externalTrafficPolicy",
         "finalizers",
+        "healthCheckNodePort",
+        "hints",
         "hostNetwork",
         "imagePullSecrets",
         "initContainers",
-        "lifecycle",
+        "internalTrafficPolicy",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "loadBalancerClass",
+        "loadBalancerIP",
+        "loadBalancerSourceRanges",
         "managedFields",
         "matchExpressions",
+        "postStart",
         "priorityClassName",
         "securityContext",
         "serviceAccountName",
@@ -69,6 +81,7 @@ KUBERNETES_ONLY = frozenset(
         "valueFrom",
         "volumeMounts",
         "volumes",
+        "zone",
     }
 )
 UNKNOWN = "unknown field"

@@ -22,10 +22,11 @@ DEFAULT_REVISION_HISTORY_LIMIT = 10
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS = 30
 DEFAULT_TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+DEFAULT_SESSION_AFFINITY_TIMEOUT_SECONDS = 10800  # 3 hours
 
 
 def set_defaults(message: Message) -> None:
-    """Fill in Kubernetes' defaults on a Deployment, Pod or Node, in place (idempotent)."""
+    """Fill in Kubernetes' defaults on any stored kind, in place (idempotent)."""
     kind = kinds.of_message(message)
     message.api_version = kind.info.api_version
     message.kind = kind.info.kind
@@ -46,6 +47,38 @@ def set_defaults(message: Message) -> None:
     elif isinstance(message, objects_pb2.Node) and not message.status.allocatable:
         for name, amount in message.status.capacity.items():
             message.status.allocatable[name] = amount
+    elif isinstance(message, objects_pb2.Service):
+        _service_spec(message.spec)
+    elif isinstance(message, objects_pb2.EndpointSlice):
+        for port in message.ports:
+            if not port.HasField("protocol"):
+                port.protocol = "TCP"
+            if not port.HasField("name"):
+                port.name = ""
+
+
+def _service_spec(spec: objects_pb2.ServiceSpec) -> None:
+    if not spec.type:
+        spec.type = "ClusterIP"
+    if not spec.session_affinity:
+        spec.session_affinity = "None"
+    if spec.session_affinity == "ClientIP":
+        client_ip = spec.session_affinity_config.client_ip
+        if not client_ip.HasField("timeout_seconds"):
+            client_ip.timeout_seconds = DEFAULT_SESSION_AFFINITY_TIMEOUT_SECONDS
+    if spec.cluster_ip and not spec.cluster_ips:
+        spec.cluster_ips.append(spec.cluster_ip)
+    elif spec.cluster_ips and not spec.cluster_ip:
+        spec.cluster_ip = spec.cluster_ips[0]
+    for port in spec.ports:
+        if not port.protocol:
+            port.protocol = "TCP"
+        target = port.target_port
+        unset = not port.HasField("target_port") or (
+            target.HasField("number_value") and target.number_value == 0
+        )
+        if unset:
+            port.target_port.CopyFrom(Value(number_value=port.port))
 
 
 def _deployment_spec(spec: objects_pb2.DeploymentSpec) -> None:
@@ -103,6 +136,9 @@ def _container(container: objects_pb2.Container) -> None:
     for field in ("liveness_probe", "readiness_probe", "startup_probe"):
         if container.HasField(field):
             _probe(getattr(container, field))
+    pre_stop = container.lifecycle.pre_stop
+    if container.lifecycle.HasField("pre_stop") and pre_stop.HasField("http_get"):
+        _http_get(pre_stop.http_get)
 
 
 def _probe(probe: objects_pb2.Probe) -> None:
@@ -115,10 +151,14 @@ def _probe(probe: objects_pb2.Probe) -> None:
     if probe.failure_threshold == 0:
         probe.failure_threshold = 3
     if probe.HasField("http_get"):
-        if not probe.http_get.path:
-            probe.http_get.path = "/"
-        if not probe.http_get.scheme:
-            probe.http_get.scheme = "HTTP"
+        _http_get(probe.http_get)
+
+
+def _http_get(action: objects_pb2.HTTPGetAction) -> None:
+    if not action.path:
+        action.path = "/"
+    if not action.scheme:
+        action.scheme = "HTTP"
 
 
 def _requests_from_limits(container: objects_pb2.Container) -> None:

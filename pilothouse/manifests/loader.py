@@ -33,6 +33,8 @@ SUPPORTED: dict[tuple[str, str], kinds.Kind] = {
     ("apps/v1", "Deployment"): kinds.Kind.DEPLOYMENT,
     ("v1", "Pod"): kinds.Kind.POD,
     ("v1", "Node"): kinds.Kind.NODE,
+    ("v1", "Service"): kinds.Kind.SERVICE,
+    ("discovery.k8s.io/v1", "EndpointSlice"): kinds.Kind.ENDPOINTSLICE,
 }
 _SUPPORTED_TEXT = ", ".join(f"{v} {k}" for v, k in SUPPORTED)
 
@@ -185,7 +187,7 @@ def _document(data: Any, *, source: str, index: int) -> tuple[Document | None, l
     message, errors = to_message(data, kind.info.message)
     if errors:
         return None, problems(errors)
-    if kind in (kinds.Kind.DEPLOYMENT, kinds.Kind.POD):
+    if kind in (kinds.Kind.DEPLOYMENT, kinds.Kind.POD, kinds.Kind.SERVICE):
         message.ClearField("status")  # the control plane owns status, as Kubernetes' API does
     defaults.set_defaults(message)
     errors = validation.check(message)

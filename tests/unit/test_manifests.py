@@ -240,7 +240,7 @@ def test_one_bad_file_among_good_ones_loads_nothing_and_reports_all(tmp_path: Pa
         f"{tmp_path}/b-bad.yaml: document 1: spec.replicas: Invalid value: -3: must be greater "
         "than or equal to 0",
         f'{tmp_path}/c-bad.json: document 1: kind: no matches for kind "Secret" in version "v1" '
-        "(supported: apps/v1 Deployment, v1 Pod, v1 Node)",
+        "(supported: apps/v1 Deployment, v1 Pod, v1 Node, v1 Service, discovery.k8s.io/v1 EndpointSlice)",
         f'{tmp_path}/missing.yaml: the path "{tmp_path}/missing.yaml" does not exist',
     ]
 

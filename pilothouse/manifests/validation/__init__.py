@@ -3,7 +3,9 @@
 - `findings`: `Findings`, the problems of one object in apimachinery's message forms;
 - `meta`: object metadata and label maps, for every kind;
 - `workloads`: Deployments and ReplicaSets: selector and template, strategy, replica counts;
-- `pods`: pod specs and their containers: ports, resources, probes.
+- `pods`: pod specs and their containers: ports, resources, probes;
+- `dns`, `lifecycle`: a pod's names and resolver settings, its containers' preStop hooks;
+- `services`: Services and EndpointSlices.
 
 Invariants: `check(message)` returns every problem it finds as (field path, message) pairs and
 never stops at the first; it expects defaults to have been applied (as the Kubernetes API server
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from pilothouse.manifests.validation import meta, pods, workloads
+from pilothouse.manifests.validation import dns, lifecycle, meta, pods, services, workloads
 from pilothouse.manifests.validation.findings import Findings
 from pilothouse.v1 import objects_pb2
 
@@ -49,6 +51,32 @@ def check(message: Message) -> list[tuple[str, str]]:
             found, spec.selector, spec.template, restart_policies=("Always",), holder=spec
         )
         found.nonnegative("spec.minReadySeconds", spec.min_ready_seconds)
+    elif isinstance(message, objects_pb2.Service):
+        meta.metadata(found, message.metadata, namespaced=True)
+        services.service(found, message)
+    elif isinstance(message, objects_pb2.EndpointSlice):
+        meta.metadata(found, message.metadata, namespaced=True)
+        services.endpoint_slice(found, message)
     elif hasattr(message, "metadata"):
         meta.metadata(found, message.metadata, namespaced=True)
+    for spec, path in _pod_specs(message):
+        dns.pod_dns(found, spec, path)
+        grace = (
+            spec.termination_grace_period_seconds
+            if spec.HasField("termination_grace_period_seconds")
+            else None
+        )
+        for i, container in enumerate(spec.containers):
+            lifecycle.lifecycle(found, container, f"{path}.containers[{i}]", grace_seconds=grace)
     return found.items
+
+
+def _pod_specs(message: Message) -> list[tuple[objects_pb2.PodSpec, str]]:
+    """The pod spec an object holds (a Pod's own, a workload's template), with its path."""
+    if isinstance(message, objects_pb2.Pod):
+        return [(message.spec, "spec")]
+    if isinstance(
+        message, objects_pb2.Deployment | objects_pb2.ReplicaSet
+    ) and message.spec.HasField("template"):
+        return [(message.spec.template.spec, "spec.template.spec")]
+    return []
