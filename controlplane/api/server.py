@@ -24,6 +24,7 @@ from controlplane.auth.serving import Security
 from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
+from controlplane.services.addresses import ServiceAddresses
 from pilothouse.process import grpcserver
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -43,8 +44,10 @@ class ApiServer:
         registry: NodeRegistry | None = None,
         connect: Connect | None = None,
         security: Security | None = None,
+        services: ServiceAddresses | None = None,
     ) -> None:
         self._objects = objects
+        self.services = services or ServiceAddresses(objects)
         self._connect = connect
         self._security = security
         self.join_address: str | None = None  # set by start() when secure
@@ -66,7 +69,8 @@ class ApiServer:
     def _setup(self, server: grpc.aio.Server) -> int:
         """Add the services and bind the ports; the API port is returned."""
         api_grpc.add_ControlPlaneServicer_to_server(
-            ControlPlaneServicer(self._objects, connect=self._connect), server
+            ControlPlaneServicer(self._objects, connect=self._connect, services=self.services),
+            server,
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
         security = self._security

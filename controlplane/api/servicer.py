@@ -7,6 +7,8 @@ Invariants:
   (Kubernetes' order: defaults, then validation) before anything is written, and an invalid
   object writes nothing.
 - An empty namespace means "default" for one object and "every namespace" for List and Watch.
+- A Service's Apply and Delete go through `controlplane.services` (its clusterIP and
+  nodePorts are reserved before it is written and released after it is deleted).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from controlplane.api.errors import Failure, translated
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import Connect, connector
 from controlplane.objects import ApplyOutcome, ChangeType, Invalid, ObjectStore
+from controlplane.services.addresses import ServiceAddresses
 from controlplane.store import Conflict
 from pilothouse import kinds, manifests
 from pilothouse.manifests.problems import ManifestError, Problem
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +50,16 @@ _SCALABLE = (kinds.Kind.DEPLOYMENT, kinds.Kind.REPLICASET)
 
 
 class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
-    def __init__(self, objects: ObjectStore, *, connect: Connect | None = None) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        connect: Connect | None = None,
+        services: ServiceAddresses | None = None,
+    ) -> None:
         self._objects = objects
         self._connect = connect or connector()  # to node agents (PodLogs)
+        self._services = services or ServiceAddresses(objects)
 
     async def Apply(
         self, request: api.ApplyRequest, context: grpc.aio.ServicerContext
@@ -61,7 +72,10 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
             problems = manifests.validate(message)
             if problems:
                 raise ManifestError(problems)
-            applied = await self._objects.apply(message, dry_run=request.dry_run)
+            if isinstance(message, objects_pb2.Service):
+                applied = await self._services.apply(message, dry_run=request.dry_run)
+            else:
+                applied = await self._objects.apply(message, dry_run=request.dry_run)
             meta = applied.object.metadata
             log.info(
                 "object.applied",
@@ -113,6 +127,8 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                 _name(request.name),
                 resource_version=request.resource_version or None,
             )
+            if isinstance(deleted, objects_pb2.Service):
+                await self._services.released(deleted)
             log.info(
                 "object.deleted",
                 kind=kind.info.plural,
