@@ -175,6 +175,20 @@ class LogChunk(_message.Message):
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
+class RotateSecretsKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateSecretsKeyResponse(_message.Message):
+    __slots__ = ("key_id", "secrets_rewritten", "retired_key_ids")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_REWRITTEN_FIELD_NUMBER: _ClassVar[int]
+    RETIRED_KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    secrets_rewritten: int
+    retired_key_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key_id: _Optional[str] = ..., secrets_rewritten: _Optional[int] = ..., retired_key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node", "instance_id")
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -224,26 +238,38 @@ class SignNodeCertificateResponse(_message.Message):
     def __init__(self, cert_pem: _Optional[str] = ..., ca_cert_pem: _Optional[str] = ...) -> None: ...
 
 class BootstrapToken(_message.Message):
-    __slots__ = ("id", "description", "created", "expires", "state")
+    __slots__ = ("id", "description", "created", "expires", "state", "usages", "node_name", "single_use")
     ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    USAGES_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SINGLE_USE_FIELD_NUMBER: _ClassVar[int]
     id: str
     description: str
     created: _timestamp_pb2.Timestamp
     expires: _timestamp_pb2.Timestamp
     state: str
-    def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+    usages: _containers.RepeatedScalarFieldContainer[str]
+    node_name: str
+    single_use: bool
+    def __init__(self, id: _Optional[str] = ..., description: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., usages: _Optional[_Iterable[str]] = ..., node_name: _Optional[str] = ..., single_use: _Optional[bool] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
-    __slots__ = ("ttl_seconds", "description")
+    __slots__ = ("ttl_seconds", "description", "usages", "node_name", "single_use")
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    USAGES_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SINGLE_USE_FIELD_NUMBER: _ClassVar[int]
     ttl_seconds: int
     description: str
-    def __init__(self, ttl_seconds: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    usages: _containers.RepeatedScalarFieldContainer[str]
+    node_name: str
+    single_use: bool
+    def __init__(self, ttl_seconds: _Optional[int] = ..., description: _Optional[str] = ..., usages: _Optional[_Iterable[str]] = ..., node_name: _Optional[str] = ..., single_use: _Optional[bool] = ...) -> None: ...
 
 class CreateTokenResponse(_message.Message):
     __slots__ = ("token", "info", "ca_cert_hash", "join_address")
@@ -278,3 +304,33 @@ class DeleteTokenResponse(_message.Message):
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: BootstrapToken
     def __init__(self, token: _Optional[_Union[BootstrapToken, _Mapping]] = ...) -> None: ...
+
+class ApproveNodeRequest(_message.Message):
+    __slots__ = ("node_name", "ttl_seconds")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    ttl_seconds: int
+    def __init__(self, node_name: _Optional[str] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class ApproveNodeResponse(_message.Message):
+    __slots__ = ("node_name", "expires")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    expires: _timestamp_pb2.Timestamp
+    def __init__(self, node_name: _Optional[str] = ..., expires: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RevokeNodeRequest(_message.Message):
+    __slots__ = ("node_name",)
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    def __init__(self, node_name: _Optional[str] = ...) -> None: ...
+
+class RevokeNodeResponse(_message.Message):
+    __slots__ = ("node_name", "revoked_at")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, node_name: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

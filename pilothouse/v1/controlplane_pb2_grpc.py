@@ -35,6 +35,11 @@ class ControlPlaneStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.RotateSecretsKey = channel.unary_unary(
+                '/pilothouse.v1.ControlPlane/RotateSecretsKey',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.RotateSecretsKeyRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.RotateSecretsKeyResponse.FromString,
+                _registered_method=True)
         self.Apply = channel.unary_unary(
                 '/pilothouse.v1.ControlPlane/Apply',
                 request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ApplyRequest.SerializeToString,
@@ -74,6 +79,12 @@ class ControlPlaneStub:
 
 class ControlPlaneServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def RotateSecretsKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Apply(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -120,6 +131,11 @@ class ControlPlaneServicer:
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'RotateSecretsKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSecretsKey,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.RotateSecretsKeyRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.RotateSecretsKeyResponse.SerializeToString,
+            ),
             'Apply': grpc.unary_unary_rpc_method_handler(
                     servicer.Apply,
                     request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ApplyRequest.FromString,
@@ -165,6 +181,33 @@ def add_ControlPlaneServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ControlPlane:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def RotateSecretsKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.ControlPlane/RotateSecretsKey',
+            pilothouse_dot_v1_dot_controlplane__pb2.RotateSecretsKeyRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.RotateSecretsKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Apply(request,
@@ -690,6 +733,121 @@ class Tokens:
             '/pilothouse.v1.Tokens/DeleteToken',
             pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenRequest.SerializeToString,
             pilothouse_dot_v1_dot_controlplane__pb2.DeleteTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodeAccessStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ApproveNode = channel.unary_unary(
+                '/pilothouse.v1.NodeAccess/ApproveNode',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ApproveNodeRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ApproveNodeResponse.FromString,
+                _registered_method=True)
+        self.RevokeNode = channel.unary_unary(
+                '/pilothouse.v1.NodeAccess/RevokeNode',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeResponse.FromString,
+                _registered_method=True)
+
+
+class NodeAccessServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ApproveNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeNode(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeAccessServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ApproveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveNode,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ApproveNodeRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ApproveNodeResponse.SerializeToString,
+            ),
+            'RevokeNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeNode,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.NodeAccess', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.NodeAccess', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeAccess:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ApproveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.NodeAccess/ApproveNode',
+            pilothouse_dot_v1_dot_controlplane__pb2.ApproveNodeRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.ApproveNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.NodeAccess/RevokeNode',
+            pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
