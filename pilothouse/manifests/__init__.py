@@ -4,7 +4,8 @@ Public API (the rest of the package is private):
 - `load(sources)`: read files, directories and stdin ("-") into `Document`s, or raise a
   `ManifestError` carrying every `Problem` of every source.
 - `parse(text, source=...)`: the same for text already in hand, returning (documents, problems).
-- `validate(message)`: the problems of an object that arrived without a file (over the API).
+- `validate(message, policy=…)`: the problems of an object that arrived without a file (over
+  the API); with a `ClusterPolicy`, also what the cluster's administrator does not allow.
 - `set_defaults(message)`: Kubernetes' defaults, in place, idempotent.
 
 Invariants: an object is valid only after `set_defaults` then `validate` report nothing, which
@@ -20,15 +21,22 @@ from pilothouse.manifests.defaults import set_defaults
 from pilothouse.manifests.loader import SUPPORTED, Document, load, parse, resolve_kind
 from pilothouse.manifests.problems import ManifestError, Problem
 from pilothouse.manifests.validation import check
+from pilothouse.manifests.validation import policy as _policy
+from pilothouse.manifests.validation.policy import ClusterPolicy
 
 
-def validate(message: Message) -> list[Problem]:
-    """Every problem of one object (file "" and document 0: it came from no file)."""
-    return [Problem("", 0, field, text) for field, text in check(message)]
+def validate(message: Message, *, policy: ClusterPolicy | None = None) -> list[Problem]:
+    """Every problem of one object (file "" and document 0: it came from no file), and with a
+    `policy` (the API server's), every setting that policy does not allow."""
+    found = check(message)
+    if policy is not None:
+        found += _policy.check(message, policy)
+    return [Problem("", 0, field, text) for field, text in found]
 
 
 __all__ = [
     "SUPPORTED",
+    "ClusterPolicy",
     "Document",
     "ManifestError",
     "Problem",

@@ -15,11 +15,12 @@ from google.protobuf.struct_pb2 import Value
 
 from pilothouse import quantity as quantities
 from pilothouse.manifests import names
+from pilothouse.manifests.validation import actions, security
 from pilothouse.manifests.validation.findings import Findings, show
 from pilothouse.manifests.validation.meta import labels
 from pilothouse.v1 import objects_pb2
 
-RESOURCE_NAMES = ("cpu", "memory")
+RESOURCE_NAMES = ("cpu", "ephemeral-storage", "memory")
 
 
 def pod_spec(
@@ -51,6 +52,7 @@ def pod_spec(
             f"{path}.terminationGracePeriodSeconds", spec.termination_grace_period_seconds
         )
     labels(found, f"{path}.nodeSelector", spec.node_selector)
+    security.pod(found, spec, path)
     if spec.node_name:
         for error in names.dns1123_subdomain(spec.node_name):
             found.invalid(f"{path}.nodeName", spec.node_name, error)
@@ -179,11 +181,10 @@ def _probe(found: Findings, probe: objects_pb2.Probe, path: str, *, single_succe
         schemes = ("HTTP", "HTTPS")
         if probe.http_get.scheme and probe.http_get.scheme not in schemes:
             found.unsupported(f"{path}.httpGet.scheme", probe.http_get.scheme, schemes)
-        for i, header in enumerate(probe.http_get.http_headers):
-            if not header.name:
-                found.required(f"{path}.httpGet.httpHeaders[{i}].name")
+        actions.http_get(found, probe.http_get, f"{path}.httpGet")
     if probe.HasField("tcp_socket"):
         _probe_port(found, probe.tcp_socket, f"{path}.tcpSocket.port")
+        actions.host(found, probe.tcp_socket.host, f"{path}.tcpSocket.host")
     for field, json_name in (
         ("initial_delay_seconds", "initialDelaySeconds"),
         ("timeout_seconds", "timeoutSeconds"),
