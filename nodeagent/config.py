@@ -23,6 +23,11 @@ Defaults:
   certificate, its key and the CA are kept in `<state-dir>/pki/`, so later starts need no
   token. Registration and heartbeats then use mutual TLS, and the agent's own gRPC server
   requires TLS with a client certificate of the control plane's identity.
+- Administrators' decisions, off by default (issue 11): `--allow-probe-host` lets probes
+  connect to a `host` outside their pod (still from the pod's network namespace), and
+  `--allow-unconfined-seccomp` lets containers ask for `seccompProfile: Unconfined` (every
+  other container runs under Docker's default seccomp profile). The control plane has flags of
+  the same names for what it accepts at apply; set both alike.
 - Without `--server` the agent is standalone (issue #3: driven directly over gRPC) and serves
   plaintext. `--insecure` with `--server` registers and serves in plaintext, for a control
   plane run with `--insecure`: development only.
@@ -73,6 +78,8 @@ class Config:
     cni_plugin_dir: Path = Path("/usr/lib/cni")
     cpu_millis: int | None = None  # --cpu: capacity override, None: the machine's
     memory_bytes: int | None = None  # --memory: capacity override, None: the machine's
+    allow_probe_host: bool = False  # --allow-probe-host
+    allow_unconfined_seccomp: bool = False  # --allow-unconfined-seccomp
 
     @property
     def address_file(self) -> Path:
@@ -170,6 +177,18 @@ def parser() -> argparse.ArgumentParser:
         "with --server: the block it allocates; needed by --network cni without --server)",
     )
     p.add_argument("--cni-plugin-dir", type=Path, default=Path("/usr/lib/cni"))
+    p.add_argument(
+        "--allow-probe-host",
+        action="store_true",
+        help="let probes connect to a host outside their pod (an admin's decision: a probe "
+        "host can reach whatever the pod's network reaches)",
+    )
+    p.add_argument(
+        "--allow-unconfined-seccomp",
+        action="store_true",
+        help="let containers run without the default seccomp profile when they ask for "
+        "seccompProfile: Unconfined",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -247,6 +266,8 @@ def parse(argv: Sequence[str]) -> Config:
         ca_cert_hash=args.ca_cert_hash.strip(),
         join_server=args.join_server or (join_server_for(args.server) if args.server else ""),
         insecure=args.insecure,
+        allow_probe_host=args.allow_probe_host,
+        allow_unconfined_seccomp=args.allow_unconfined_seccomp,
     )
 
 

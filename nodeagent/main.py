@@ -39,6 +39,7 @@ from nodeagent.images import ImageService
 from nodeagent.join import JoinError, NodeCertificates
 from nodeagent.network.sandbox import Mode, PodNetworks
 from nodeagent.pods.manager import PodManager
+from nodeagent.pods.security import NodePolicy
 from nodeagent.pods.worker import WorkerConfig
 from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime, logrotation
@@ -123,6 +124,10 @@ async def serve(config: settings.Config) -> int:
             host_ip=config.node_ip,
             restart_backoff=config.backoff,
             networks=networks,
+            policy=NodePolicy(
+                allow_probe_host=config.allow_probe_host,
+                allow_unconfined_seccomp=config.allow_unconfined_seccomp,
+            ),
         ),
         max_pods=config.max_pods,
     )

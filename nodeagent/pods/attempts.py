@@ -34,13 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from nodeagent.images import ImageError, ImageService
-from nodeagent.network.sandbox import Sandbox
-from nodeagent.pods import specs
+from nodeagent.network.sandbox import HOST_NETNS, Sandbox
+from nodeagent.pods import security, specs
 from nodeagent.pods.containers import PodContainers, terminated
 from nodeagent.pods.events import EventType, PodEvents, ProbeEvents, Reason
 from nodeagent.pods.memory import PodMemory
 from nodeagent.pods.pull import ImagePuller
 from nodeagent.pods.restart import Backoff, Exit
+from nodeagent.pods.security import NodePolicy
 from nodeagent.pods.status import ContainerRecord, Running, Terminated, Waiting, WaitingReason
 from nodeagent.pods.stop import probe_grace_seconds, stop_container
 from nodeagent.probes import Handler, Target
@@ -66,6 +67,7 @@ class PodScope:
     state_dir: Path
     pids_limit: int
     persisted: Callable[[], Awaitable[None]] | None = None
+    policy: NodePolicy = dataclasses.field(default_factory=NodePolicy)  # the node's admin's
     sandbox: Sandbox | None = None  # the pod's network, once attached
     stopping: bool = False  # the pod is being removed (its directory with it)
 
@@ -99,6 +101,9 @@ async def make(
                 mounts=mounts,
                 state_dir=scope.state_dir,
                 pids_limit=scope.pids_limit,
+            )
+            spec = dataclasses.replace(
+                spec, seccomp=security.seccomp_of(pod, container, policy=scope.policy)
             )
             if scope.sandbox is not None:
                 spec = dataclasses.replace(spec, netns_path=scope.sandbox.netns_path)
@@ -161,6 +166,7 @@ async def run(
             pid=state.pid,
             pod_ip=scope.sandbox.pod_ip if scope.sandbox else "",
             ports={p.name: p.container_port for p in container.ports if p.name},
+            host_network=scope.sandbox is not None and scope.sandbox.netns_path == HOST_NETNS,
         ),
         handler=handler,
         started_at=state.started_at,

@@ -62,6 +62,7 @@ from nodeagent.pods.restart import (
     RestartPolicy,
     RestartTracker,
 )
+from nodeagent.pods.security import NodePolicy
 from nodeagent.pods.status import (
     Conditions,
     ContainerRecord,
@@ -89,6 +90,8 @@ class WorkerConfig:
     image_backoff: BackoffConfig = field(default_factory=BackoffConfig)
     # Who performs probe checks; None: the handlers that fit the runtime (runc: real ones).
     probes: Handler | None = None
+    # What the node's administrator allows (--allow-probe-host, --allow-unconfined-seccomp).
+    policy: NodePolicy = field(default_factory=NodePolicy)
     # The pod's network sandbox: made before its containers, removed after them.
     networks: PodNetworks = field(
         default_factory=lambda: PodNetworks(mode=Mode.NONE, state_dir=Path("."))
@@ -154,7 +157,9 @@ class PodWorker:
             containers=self._containers,
             events=self.events,
             memory=self._memory,
-            probes=config.probes or probe_handlers.for_runtime(runtime),
+            probes=config.probes
+            or probe_handlers.for_runtime(runtime, allow_host=config.policy.allow_probe_host),
+            policy=config.policy,
             changed=self.changed,
             log=self._log,
             state_dir=config.state_dir,

@@ -8,7 +8,7 @@ Vocabulary (Kubernetes' words):
   that outlives the probe's timeout is a failure.
 - target (`Target`): what a handler needs to reach one running container: its id (for exec),
   its init pid (its network namespace, for httpGet and tcpSocket), the pod IP if the pod has
-  one, and the container's named ports.
+  one, the container's named ports, and whether the pod uses the node's network.
 - timing (`Timing`): a probe's initialDelay/timeout/period/thresholds, with Kubernetes'
   defaults wherever the spec left 0 (the control plane defaults them, the agent stays
   defensive).
@@ -65,6 +65,9 @@ class Target:
     pid: int = 0  # the container's init process; 0: unknown (reach it from the node)
     pod_ip: str = ""
     ports: dict[str, int] = field(default_factory=dict)  # named container ports
+    # The pod uses the node's network (agent --network host): only then may a check be made
+    # from the agent's own namespace, when the container's process is not known (pid 0).
+    host_network: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,15 +4,22 @@
   success, anything else a failure whose message is the command's output (first 10 KiB).
 - httpGet: success when 200 <= status < 400 (redirects are not followed: a 3xx is success);
   HTTPS without certificate verification; headers `User-Agent: kube-probe/…` and
-  `Accept: */*` unless the probe sets them.
+  `Accept: */*` unless the probe sets them. The request is built and the response parsed by
+  h11 (an HTTP/1.1 library), never by joining strings: a header value or path with CR/LF is
+  refused by h11 (and, before that, at apply), so a probe sends exactly one request.
 - tcpSocket: success when a connection opens.
-Where they connect: the probe's `host` if it sets one (from the node, as the kubelet does);
-otherwise the pod IP if the pod has one, else 127.0.0.1, reached from inside the container's
-own network namespace, so probes work whether or not the node can route to the pod.
+Where they connect: the pod IP if the pod has one, else 127.0.0.1, always from inside the
+container's own network namespace (so probes work whether or not the node can route to the
+pod, and a probe can reach nothing the pod itself could not). A probe `host` other than the
+pod's IP points outside the pod: it is refused unless the agent runs with
+`--allow-probe-host` (an administrator's decision), and even then the connection is made from
+the pod's namespace, never from the node's. Only a pod on the node's network (agent
+`--network host`) is ever probed from the agent's own namespace.
 
 Invariants: `check` never raises for a failed check; a check that outlives its timeout is a
 failure with the kubelet's words ("timed out", "i/o timeout", "context deadline exceeded");
-an exec that timed out is killed inside the container, not left running.
+an exec that timed out is killed inside the container, not left running; no check opens a
+socket in the node's network namespace for a pod that has one of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import h11
 import structlog
 
 from nodeagent.probes import SUCCESS, Result, Target, failure, has_action, netns
@@ -38,6 +46,7 @@ from pilothouse.v1 import objects_pb2
 log = structlog.get_logger(__name__)
 
 MAX_OUTPUT = 10 * 1024  # the kubelet's maxReadLength
+READ_CHUNK = 16 * 1024
 USER_AGENT = "kube-probe/pilothouse"
 
 
@@ -134,12 +143,21 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class ProbeRefused(ValueError):
+    """The probe may not be run as asked (a host outside the pod, no namespace to run in)."""
+
+
 async def _open(host: str, port: int, target: Target, *, explicit: bool) -> socket.socket:
-    if explicit:  # the probe named a host: connect from the node, as the kubelet does
+    """A connection to host:port from the pod's network namespace (see the module docstring)."""
+    if target.pid <= 0 and not target.host_network:
+        raise ProbeRefused(
+            "the container's network namespace is not known (no process): probes are never "
+            "made from the node's network"
+        )
+    if explicit:  # an allowed probe host: its name resolved by the node, dialled from the pod
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addr = infos[0][4][0]
-        return await netns.connect(str(addr), port, pid=0)
-    return await netns.connect(host, port, pid=target.pid)
+        host = str(infos[0][4][0])
+    return await netns.connect(host, port, pid=max(target.pid, 0))
 
 
 def _dial_error(host: str, port: int, exc: OSError) -> str:
@@ -152,10 +170,22 @@ def _dial_error(host: str, port: int, exc: OSError) -> str:
 
 
 class ProbeHandlers:
-    """The real handlers, dispatching on the probe's action."""
+    """The real handlers, dispatching on the probe's action.
 
-    def __init__(self, executor: Executor | None) -> None:
+    `allow_host`: the agent's `--allow-probe-host`; without it a probe whose host is not the
+    pod's own IP fails without connecting anywhere.
+    """
+
+    def __init__(self, executor: Executor | None, *, allow_host: bool = False) -> None:
         self._executor = executor
+        self._allow_host = allow_host
+
+    def _refuse_host(self, host: str, target: Target) -> None:
+        if host and host != target.pod_ip and not self._allow_host:
+            raise ProbeRefused(
+                f'probe host "{host}" is outside the pod: refused (this node does not allow '
+                "probes to leave their pod; an admin may allow it with --allow-probe-host)"
+            )
 
     async def check(self, probe: objects_pb2.Probe, target: Target, *, time_limit: float) -> Result:
         try:
@@ -188,6 +218,7 @@ class ProbeHandlers:
         self, action: objects_pb2.TCPSocketAction, target: Target, *, time_limit: float
     ) -> Result:
         port = _port_of(action.port, target)
+        self._refuse_host(action.host, target)
         host = action.host or target.pod_ip or "127.0.0.1"
         try:
             async with asyncio.timeout(time_limit):
@@ -203,6 +234,7 @@ class ProbeHandlers:
         self, action: objects_pb2.HTTPGetAction, target: Target, *, time_limit: float
     ) -> Result:
         port = _port_of(action.port, target)
+        self._refuse_host(action.host, target)
         host = action.host or target.pod_ip or "127.0.0.1"
         scheme = (action.scheme or "HTTP").lower()
         if scheme not in ("http", "https"):
@@ -216,11 +248,14 @@ class ProbeHandlers:
             name = next((k for k in headers if k.lower() == h.name.lower()), h.name)
             headers[name] = h.value
         headers["Connection"] = "close"
-        request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        try:
+            request = h11.Request(method="GET", target=path, headers=list(headers.items()))
+        except h11.LocalProtocolError as exc:  # refused at apply; an old object may hold one
+            return failure(f'Get "{url}": the probe\'s request is not valid HTTP: {exc}')
         try:
             async with asyncio.timeout(time_limit):
                 sock = await _open(host, port, target, explicit=bool(action.host))
-                code = await _exchange(sock, request + "\r\n", scheme=scheme, host=host)
+                code = await _exchange(sock, request, scheme=scheme, host=host)
         except TimeoutError:
             return failure(
                 f'Get "{url}": context deadline exceeded '
@@ -237,7 +272,7 @@ class ProbeHandlers:
         return failure(f"HTTP probe failed with statuscode: {code}")
 
 
-async def _exchange(sock: socket.socket, request: str, *, scheme: str, host: str) -> int:
+async def _exchange(sock: socket.socket, request: h11.Request, *, scheme: str, host: str) -> int:
     """Send the request over the connected socket; the response's status code."""
     context = None
     if scheme == "https":
@@ -248,13 +283,21 @@ async def _exchange(sock: socket.socket, request: str, *, scheme: str, host: str
         sock=sock, ssl=context, server_hostname=host if context else None
     )
     try:
-        writer.write(request.encode("latin-1"))
+        http = h11.Connection(our_role=h11.CLIENT)
+        writer.write(http.send(request) + (http.send(h11.EndOfMessage()) or b""))
         await writer.drain()
-        line = await reader.readline()
-        parts = line.decode("latin-1").split()
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-            raise ValueError(f"malformed HTTP response {line[:80]!r}")
-        return int(parts[1])
+        while True:
+            try:
+                event = http.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ValueError(f"malformed HTTP response: {exc}") from None
+            if event is h11.NEED_DATA:
+                http.receive_data(await reader.read(READ_CHUNK))
+            elif isinstance(event, h11.Response):
+                return int(event.status_code)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ValueError("the server closed the connection without an HTTP response")
+            # h11.InformationalResponse (1xx): the final response follows
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -284,8 +327,9 @@ class RuntimeExec:
         return ExecOutcome(int(code), output if isinstance(output, str) else output.decode())
 
 
-def for_runtime(runtime: object) -> ProbeHandlers | Unprobed:
+def for_runtime(runtime: object, *, allow_host: bool = False) -> ProbeHandlers | Unprobed:
     """The handlers that fit a ContainerRuntime: runc gets real ones, the fake none.
+    `allow_host`: the agent's --allow-probe-host.
 
     The fake runtime's pids are made up: entering their namespaces would probe some
     unrelated process of the host, so hollow nodes pass every probe instead.
@@ -296,11 +340,13 @@ def for_runtime(runtime: object) -> ProbeHandlers | Unprobed:
         log.debug("probes.unprobed", runtime=type(runtime).__name__)
         return Unprobed()
     if callable(getattr(runtime, "exec", None)):
-        return ProbeHandlers(RuntimeExec(runtime))
+        return ProbeHandlers(RuntimeExec(runtime), allow_host=allow_host)
     runc = getattr(runtime, "runc", None)
     state_dir = getattr(runtime, "state_dir", None)
     if isinstance(runc, str) and state_dir is not None:
         # The runc runtime keeps runc's state under <state>/runc (nodeagent.runtime.runc).
-        return ProbeHandlers(RuncExec(runc=runc, root=Path(state_dir) / "runc"))
+        return ProbeHandlers(
+            RuncExec(runc=runc, root=Path(state_dir) / "runc"), allow_host=allow_host
+        )
     log.debug("probes.unprobed", runtime=type(runtime).__name__)
     return Unprobed()

@@ -53,6 +53,13 @@ class Resources:
     pids_limit: int = 1024
 
 
+class Seccomp(enum.Enum):
+    """The seccomp filter a container runs under (Kubernetes' seccompProfile types)."""
+
+    RUNTIME_DEFAULT = "RuntimeDefault"  # Docker's default profile (runtime.seccomp)
+    UNCONFINED = "Unconfined"  # no filter
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerSpec:
     id: str
@@ -70,6 +77,7 @@ class ContainerSpec:
     log_path: str = ""  # CRI-format log file written by the monitor
     netns_path: str | None = None  # join this network namespace instead of a new one
     labels: dict[str, str] = field(default_factory=dict)  # kept with the container, for re-adoption
+    seccomp: Seccomp = Seccomp.RUNTIME_DEFAULT
 
 
 class Status(enum.Enum):

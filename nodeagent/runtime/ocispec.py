@@ -8,6 +8,7 @@ Invariants of every config built here:
   joins one (`netns_path`, the pod's sandbox);
 - Docker's default capability set in bounding/effective/permitted (never inheritable or
   ambient), `noNewPrivileges`, Docker's masked and read-only /proc and /sys paths;
+- Docker's default seccomp profile (`runtime.seccomp`) unless the spec is Unconfined;
 - an absolute `cgroupsPath` under the node's cgroup parent (a relative or missing one makes
   runc nest the container's cgroups under the caller's own on cgroup v1);
 - no rlimit above the caller's own hard limit (the agent may lack CAP_SYS_RESOURCE);
@@ -20,7 +21,7 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.runtime import ContainerSpec
+from nodeagent.runtime import ContainerSpec, Seccomp, seccomp
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -101,19 +102,22 @@ def cpu_shares(request_millis: int | None) -> int | None:
 
 def build(spec: ContainerSpec, *, settings: NodeSettings, rootfs: str) -> dict[str, Any]:
     """The config.json dict for `spec`, with `rootfs` as the container's root directory."""
+    linux: dict[str, Any] = {
+        "cgroupsPath": cgroups_path(spec.id, settings),
+        "resources": _resources(spec, settings),
+        "namespaces": _namespaces(spec),
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    if spec.seccomp is Seccomp.RUNTIME_DEFAULT:
+        linux["seccomp"] = seccomp.profile()
     return {
         "ociVersion": OCI_VERSION,
         "process": _process(spec, settings),
         "root": {"path": rootfs, "readonly": False},
         "hostname": spec.hostname,
         "mounts": _mounts(),
-        "linux": {
-            "cgroupsPath": cgroups_path(spec.id, settings),
-            "resources": _resources(spec, settings),
-            "namespaces": _namespaces(spec),
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
+        "linux": linux,
     }
 
 

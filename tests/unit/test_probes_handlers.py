@@ -26,7 +26,9 @@ from nodeagent.probes.handlers import (
 from nodeagent.runtime.fake import FakeRuntime
 from pilothouse.v1 import objects_pb2
 
-TARGET = Target(container_id="default_web_app_0", ports={"http": 0})
+# The test servers listen in the test's own namespace: the targets play pods on the node's
+# network (the only pods probed from the agent's namespace).
+TARGET = Target(container_id="default_web_app_0", ports={"http": 0}, host_network=True)
 
 
 @asynccontextmanager
@@ -97,7 +99,7 @@ async def test_http_get_sends_the_probe_headers_and_resolves_named_ports() -> No
         probe = http_probe("http")
         probe.http_get.http_headers.add(name="Host", value="example.test")
         probe.http_get.http_headers.add(name="X-Probe", value="yes")
-        target = Target(container_id="c", ports={"http": port})
+        target = Target(container_id="c", ports={"http": port}, host_network=True)
         result = await handlers.check(probe, target, time_limit=2)
     assert result.ok, result
     assert "Host: example.test\r\n" in requests[0], "the probe's Host header was not used"
@@ -120,7 +122,7 @@ async def test_http_get_connection_refused_and_timeout_read_like_the_kubelet() -
 async def test_http_get_uses_the_pod_ip_when_the_pod_has_one() -> None:
     handlers = ProbeHandlers(None)
     async with http_server({"/": 200}) as (port, requests):
-        target = Target(container_id="c", pod_ip="127.0.0.1")
+        target = Target(container_id="c", pod_ip="127.0.0.1", host_network=True)
         assert (await handlers.check(http_probe(port), target, time_limit=2)).ok
     assert f"Host: 127.0.0.1:{port}" in requests[0]
 
