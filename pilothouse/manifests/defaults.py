@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
 
 from pilothouse import kinds
+from pilothouse.manifests.kinddefaults import set_kind_defaults
 from pilothouse.v1 import objects_pb2
 
 DEFAULT_REPLICAS = 1
@@ -55,6 +56,8 @@ def set_defaults(message: Message) -> None:
                 port.protocol = "TCP"
             if not port.HasField("name"):
                 port.name = ""
+    else:
+        set_kind_defaults(message, pod_spec=_pod_spec)
 
 
 def _service_spec(spec: objects_pb2.ServiceSpec) -> None:

@@ -35,6 +35,17 @@ SUPPORTED: dict[tuple[str, str], kinds.Kind] = {
     ("v1", "Node"): kinds.Kind.NODE,
     ("v1", "Service"): kinds.Kind.SERVICE,
     ("discovery.k8s.io/v1", "EndpointSlice"): kinds.Kind.ENDPOINTSLICE,
+    ("apps/v1", "ReplicaSet"): kinds.Kind.REPLICASET,
+    ("apps/v1", "DaemonSet"): kinds.Kind.DAEMONSET,
+    ("apps/v1", "StatefulSet"): kinds.Kind.STATEFULSET,
+    ("batch/v1", "Job"): kinds.Kind.JOB,
+    ("batch/v1", "CronJob"): kinds.Kind.CRONJOB,
+    ("v1", "ReplicationController"): kinds.Kind.REPLICATIONCONTROLLER,
+    ("v1", "Namespace"): kinds.Kind.NAMESPACE,
+    ("v1", "ServiceAccount"): kinds.Kind.SERVICEACCOUNT,
+    ("v1", "PersistentVolumeClaim"): kinds.Kind.PERSISTENTVOLUMECLAIM,
+    ("v1", "PersistentVolume"): kinds.Kind.PERSISTENTVOLUME,
+    ("storage.k8s.io/v1", "StorageClass"): kinds.Kind.STORAGECLASS,
 }
 _SUPPORTED_TEXT = ", ".join(f"{v} {k}" for v, k in SUPPORTED)
 
@@ -187,7 +198,7 @@ def _document(data: Any, *, source: str, index: int) -> tuple[Document | None, l
     message, errors = to_message(data, kind.info.message)
     if errors:
         return None, problems(errors)
-    if kind in (kinds.Kind.DEPLOYMENT, kinds.Kind.POD, kinds.Kind.SERVICE):
+    if kind is not kinds.Kind.NODE and "status" in message.DESCRIPTOR.fields_by_name:
         message.ClearField("status")  # the control plane owns status, as Kubernetes' API does
     defaults.set_defaults(message)
     errors = validation.check(message)

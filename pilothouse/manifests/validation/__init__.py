@@ -18,7 +18,19 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
-from pilothouse.manifests.validation import dns, lifecycle, meta, pods, services, workloads
+from pilothouse.manifests import names
+from pilothouse.manifests.validation import (
+    batch,
+    dns,
+    lifecycle,
+    meta,
+    pods,
+    services,
+    sets,
+    storage,
+    volumes,
+    workloads,
+)
 from pilothouse.manifests.validation.findings import Findings
 from pilothouse.v1 import objects_pb2
 
@@ -57,9 +69,17 @@ def check(message: Message) -> list[tuple[str, str]]:
     elif isinstance(message, objects_pb2.EndpointSlice):
         meta.metadata(found, message.metadata, namespaced=True)
         services.endpoint_slice(found, message)
+    elif type(message) in _MORE:
+        namespaced = not isinstance(message, _CLUSTER_SCOPED)
+        meta.metadata(found, message.metadata, namespaced=namespaced)
+        _MORE[type(message)](found, message)
     elif hasattr(message, "metadata"):
         meta.metadata(found, message.metadata, namespaced=True)
+    if isinstance(message, objects_pb2.Pod):
+        volumes.reserved_annotations(found, message.metadata.annotations, "metadata.annotations")
     for spec, path in _pod_specs(message):
+        extra = sets.claim_template_names(message) if isinstance(message, _STS) else ()
+        volumes.pod_volumes(found, spec, path, extra=extra)
         dns.pod_dns(found, spec, path)
         grace = (
             spec.termination_grace_period_seconds
@@ -75,8 +95,39 @@ def _pod_specs(message: Message) -> list[tuple[objects_pb2.PodSpec, str]]:
     """The pod spec an object holds (a Pod's own, a workload's template), with its path."""
     if isinstance(message, objects_pb2.Pod):
         return [(message.spec, "spec")]
+    if isinstance(message, objects_pb2.CronJob):
+        job = message.spec.job_template.spec
+        return [(job.template.spec, "spec.jobTemplate.spec.template.spec")]
+    if isinstance(message, _TEMPLATED) and message.spec.HasField("template"):
+        return [(message.spec.template.spec, "spec.template.spec")]
     if isinstance(
         message, objects_pb2.Deployment | objects_pb2.ReplicaSet
     ) and message.spec.HasField("template"):
         return [(message.spec.template.spec, "spec.template.spec")]
     return []
+
+
+def _namespace(found: Findings, message: objects_pb2.Namespace) -> None:
+    for error in names.dns1123_label(message.metadata.name):
+        found.invalid("metadata.name", message.metadata.name, error)
+
+
+_MORE = {
+    objects_pb2.Job: batch.job,
+    objects_pb2.CronJob: batch.cron_job,
+    objects_pb2.DaemonSet: sets.daemon_set,
+    objects_pb2.StatefulSet: sets.stateful_set,
+    objects_pb2.ReplicationController: sets.replication_controller,
+    objects_pb2.PersistentVolumeClaim: storage.claim,
+    objects_pb2.PersistentVolume: storage.volume,
+    objects_pb2.StorageClass: storage.storage_class,
+    objects_pb2.Namespace: _namespace,
+}
+_CLUSTER_SCOPED = (objects_pb2.Namespace, objects_pb2.PersistentVolume, objects_pb2.StorageClass)
+_STS = objects_pb2.StatefulSet
+_TEMPLATED = (
+    objects_pb2.Job,
+    objects_pb2.DaemonSet,
+    objects_pb2.StatefulSet,
+    objects_pb2.ReplicationController,
+)

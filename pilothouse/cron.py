@@ -1,0 +1,104 @@
+"""Cron schedules as a CronJob's `schedule` and `timeZone` mean them (pure; over croniter).
+
+Vocabulary: a schedule is Kubernetes' standard cron syntax: five fields (minute, hour, day of
+month, month, day of week) or a descriptor (@yearly, @annually, @monthly, @weekly, @daily,
+@midnight, @hourly); a time zone is an IANA name ("Europe/Paris"), UTC when unset. Times are
+seconds since the epoch (floats), as the control plane's clocks give them.
+
+Invariants: `problem` says why a schedule or zone is unusable (in Kubernetes' words where it
+has them) or None, and `Schedule` is only built from text without a problem; `TZ=`/`CRON_TZ=`
+prefixes are refused (the zone belongs in `timeZone`); scheduled times are whole minutes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from dataclasses import dataclass
+
+from croniter import CroniterError, croniter
+
+DESCRIPTORS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+
+
+class ScheduleError(ValueError):
+    """An unusable schedule or time zone; the message says why."""
+
+
+def zone_problem(name: str) -> str | None:
+    if not name:
+        return None
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name}"
+    return None
+
+
+def problem(schedule: str) -> str | None:
+    """Why `schedule` is not a valid cron schedule, or None."""
+    text = schedule.strip()
+    if not text:
+        return "schedule must not be empty"
+    if text.startswith(("TZ=", "CRON_TZ=")):
+        return "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
+    if text.startswith("@"):
+        if text.lower() not in DESCRIPTORS:
+            return f"unrecognized descriptor: {text}"
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        return f"expected exactly 5 fields, found {len(fields)}: {text}"
+    if not croniter.is_valid(text):
+        try:
+            croniter(text)
+        except (CroniterError, ValueError, KeyError) as error:
+            return str(error) or f"invalid cron expression: {text}"
+        return f"invalid cron expression: {text}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A parsed schedule in one time zone."""
+
+    expression: str
+    zone: str = ""
+
+    @classmethod
+    def parse(cls, expression: str, zone: str = "") -> Schedule:
+        why = problem(expression) or zone_problem(zone)
+        if why is not None:
+            raise ScheduleError(why)
+        return cls(expression=expression.strip(), zone=zone)
+
+    def _tz(self) -> datetime.tzinfo:
+        return zoneinfo.ZoneInfo(self.zone) if self.zone else datetime.UTC
+
+    def next_after(self, seconds: float) -> float:
+        """The first scheduled time strictly after `seconds`."""
+        start = datetime.datetime.fromtimestamp(seconds, tz=self._tz())
+        return float(croniter(self.expression, start).get_next(float))
+
+    def most_recent(self, after: float, until: float) -> tuple[float | None, int]:
+        """The latest scheduled time t with after < t <= until (None if there is none), and
+        how many such times there are, counted up to `MISSED_COUNT_CAP` (Kubernetes needs to
+        know only whether more than 100 were missed)."""
+        start = datetime.datetime.fromtimestamp(until, tz=self._tz())
+        latest = float(croniter(self.expression, start).get_prev(float))
+        following = self.next_after(latest)
+        if following <= until:
+            latest = following
+        if latest <= after:
+            return None, 0
+        count = 0
+        t = self.next_after(after)
+        while t <= until and count < MISSED_COUNT_CAP:
+            count += 1
+            t = self.next_after(t)
+        return latest, count
+
+
+MISSED_COUNT_CAP = 101
