@@ -12,7 +12,8 @@ Vocabulary:
 
 Modules: `store` (ObjectStore: get, list, watch, create, update, update_status, delete, apply),
 `keys` (where an object is stored and how messages name it), `apply` (what an apply keeps and
-changes), `owners` (owner references), `pods` (what a stored Pod's status says).
+changes), `owners` (owner references), `pods` (what a stored Pod's status says), `endpoints`
+(what a stored EndpointSlice says).
 
 Invariants:
 - `metadata.resourceVersion` of an object read here is `str(entry.revision)` of its entry.
