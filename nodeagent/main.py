@@ -103,7 +103,10 @@ async def node_certificates(config: settings.Config) -> NodeCertificates | None:
 
 async def serve(config: settings.Config) -> int:
     """Run the agent until cancelled (0) or until a part fails (1)."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    # Root's only (0700, also when an older agent made it 0755): it holds pods' env in the
+    # desired set and in bundles' config.json, and their logs (issue 11).
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config.state_dir.chmod(0o700)
     certs = await node_certificates(config)
     runtime = make_runtime(config)
     images = make_images(config)

@@ -35,8 +35,12 @@ def read_time(path: Path) -> datetime | None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` whole, readable by root only (a bundle's records hold env and labels)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # a leftover .tmp keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
 
 
