@@ -19,12 +19,13 @@ class ClusterNetwork(_message.Message):
     def __init__(self, service_cidr: _Optional[str] = ..., cluster_cidr: _Optional[str] = ..., cluster_domain: _Optional[str] = ...) -> None: ...
 
 class SyncPodsRequest(_message.Message):
-    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network", "config_maps", "secrets")
+    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network", "fence", "config_maps", "secrets")
     PODS_FIELD_NUMBER: _ClassVar[int]
     SERVICES_INCLUDED_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_SLICES_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    FENCE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_MAPS_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     pods: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Pod]
@@ -32,9 +33,10 @@ class SyncPodsRequest(_message.Message):
     services: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Service]
     endpoint_slices: _containers.RepeatedCompositeFieldContainer[_objects_pb2.EndpointSlice]
     network: ClusterNetwork
+    fence: bool
     config_maps: _containers.RepeatedCompositeFieldContainer[_objects_pb2.ConfigMap]
     secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
-    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ..., config_maps: _Optional[_Iterable[_Union[_objects_pb2.ConfigMap, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
+    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ..., fence: _Optional[bool] = ..., config_maps: _Optional[_Iterable[_Union[_objects_pb2.ConfigMap, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
 
 class SyncPodsResponse(_message.Message):
     __slots__ = ("rejected", "services_programmed", "services_error")
