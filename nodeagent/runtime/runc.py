@@ -116,11 +116,7 @@ class RuncRuntime:
         try:
             await self._runc("kill", container_id, str(signal))
         except RuntimeError_:
-            if (await self.state(container_id)).status is Status.STOPPED:
-                return
-            if not self._lost_to_runc(container_id) or not recovery.signal_without_runc(
-                self._dir(container_id), monitor=self.monitor_pid(container_id), signal=signal
-            ):
+            if (await self.state(container_id)).status is not Status.STOPPED:
                 raise
 
     async def wait(self, container_id: str) -> ContainerState:
@@ -140,17 +136,12 @@ class RuncRuntime:
         if not cdir.exists() and not (self._runc_root / container_id).exists():
             return
         meta = self._meta_or_empty(container_id)
-        monitor = self._monitor_pid(container_id, meta)
         try:
             await self._runc("delete", "--force", container_id)
         except RuntimeError_ as err:
-            if "does not exist" in str(err):
-                pass
-            elif self._lost_to_runc(container_id):  # end it ourselves, drop runc's state
-                recovery.signal_without_runc(cdir, monitor=monitor, signal=signals.SIGKILL)
-                shutil.rmtree(self._runc_root / container_id, ignore_errors=True)
-            else:
+            if "does not exist" not in str(err):
                 raise
+        monitor = self._monitor_pid(container_id, meta)
         if monitor is not None:
             try:
                 await asyncio.wait_for(processes.exited(monitor), 5.0)
@@ -354,9 +345,6 @@ class RuncRuntime:
             return self._meta(container_id)
         except (ContainerNotFound, ValueError):
             return {}
-
-    def _lost_to_runc(self, container_id: str) -> bool:
-        return recovery.runc_state_lost(self._runc_root / container_id / "state.json")
 
     def _monitor_pid(self, container_id: str, meta: dict[str, Any]) -> int | None:
         """conmon's pid if it is alive and really the monitor of this container."""
