@@ -25,6 +25,10 @@ Defaults:
   `--tls-san` adds names/IPs the serving certificate is valid for (clients verify the name
   `pilothouse-controlplane` anyway, so this is only for other TLS clients). `--insecure`
   serves plaintext with no authentication at all: for development only.
+- Admin decisions, off by default (issue 11): `--allow-probe-host` accepts probes and preStop
+  hooks whose `host` points outside their pod, `--allow-unconfined-seccomp` accepts pods that
+  ask for `seccompProfile: Unconfined`; otherwise apply refuses them (Forbidden, with the
+  field). The agents have flags of the same names; set both alike.
 
 Invariant: `controlplane.addr` holds exactly one line, "HOST:PORT", written only once the API
 serves and removed on a clean stop, so a tool that reads it can connect right away. When
@@ -37,8 +41,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from pilothouse.manifests.validation.policy import ClusterPolicy
 
 DEFAULT_PORT = 7070
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -73,6 +79,8 @@ class Config:
     join_listen: str = ""  # empty: the API port + 1 (see controlplane.auth.serving)
     tls_sans: tuple[str, ...] = ()
     etcd_tls: EtcdClientFiles | None = None  # --etcd-cafile/--etcd-certfile/--etcd-keyfile
+    # --allow-probe-host, --allow-unconfined-seccomp: what apply accepts beyond the syntax.
+    policy: ClusterPolicy = field(default_factory=ClusterPolicy)
 
     @property
     def address_file(self) -> Path:
@@ -179,6 +187,17 @@ def parser() -> argparse.ArgumentParser:
         "reach the port controls the cluster), and run the embedded etcd in plaintext on "
         "loopback (any local user can read and write it); agents then need --insecure too",
     )
+    p.add_argument(
+        "--allow-probe-host",
+        action="store_true",
+        help="accept probes and preStop hooks whose host is outside their pod (an admin's "
+        "decision; the nodes need the same flag)",
+    )
+    p.add_argument(
+        "--allow-unconfined-seccomp",
+        action="store_true",
+        help="accept pods asking for seccompProfile: Unconfined (the nodes need the same flag)",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -209,6 +228,10 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
         debug=args.debug,
         registries=registries,
         insecure=args.insecure,
+        policy=ClusterPolicy(
+            allow_probe_host=args.allow_probe_host,
+            allow_unconfined_seccomp=args.allow_unconfined_seccomp,
+        ),
         join_listen=join_listen,
         tls_sans=sans,
         etcd_tls=etcd_tls,

@@ -154,6 +154,7 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
             registry=registry,
             connect=connect,
             security=security,
+            policy=config.policy,
         )
         address = await api.start()
         if security is not None:

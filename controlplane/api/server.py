@@ -25,6 +25,7 @@ from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
 from controlplane.services.addresses import ServiceAddresses
+from pilothouse.manifests.validation.policy import ClusterPolicy
 from pilothouse.process import grpcserver
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -45,8 +46,10 @@ class ApiServer:
         connect: Connect | None = None,
         security: Security | None = None,
         services: ServiceAddresses | None = None,
+        policy: ClusterPolicy | None = None,
     ) -> None:
         self._objects = objects
+        self._policy = policy
         self.services = services or ServiceAddresses(objects)
         self._connect = connect
         self._security = security
@@ -69,7 +72,9 @@ class ApiServer:
     def _setup(self, server: grpc.aio.Server) -> int:
         """Add the services and bind the ports; the API port is returned."""
         api_grpc.add_ControlPlaneServicer_to_server(
-            ControlPlaneServicer(self._objects, connect=self._connect, services=self.services),
+            ControlPlaneServicer(
+                self._objects, connect=self._connect, services=self.services, policy=self._policy
+            ),
             server,
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)

@@ -5,7 +5,8 @@ Invariants:
   manifest rules in `pilothouse.manifests`, status codes in `controlplane.api.errors`.
 - Apply accepts exactly what `pilothouse apply` would: the object is defaulted and validated
   (Kubernetes' order: defaults, then validation) before anything is written, and an invalid
-  object writes nothing.
+  object writes nothing. The API then applies the cluster's policy (`ClusterPolicy`: probe
+  hosts and Unconfined seccomp are Forbidden unless the control plane's flags allow them).
 - An empty namespace means "default" for one object and "every namespace" for List and Watch.
 - A Service's Apply and Delete go through `controlplane.services` (its clusterIP and
   nodePorts are reserved before it is written and released after it is deleted).
@@ -29,6 +30,7 @@ from controlplane.services.addresses import ServiceAddresses
 from controlplane.store import Conflict
 from pilothouse import kinds, manifests
 from pilothouse.manifests.problems import ManifestError, Problem
+from pilothouse.manifests.validation.policy import ClusterPolicy
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
@@ -56,8 +58,11 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
         *,
         connect: Connect | None = None,
         services: ServiceAddresses | None = None,
+        policy: ClusterPolicy | None = None,
     ) -> None:
         self._objects = objects
+        # What the cluster's admin allows beyond the syntax (probe hosts, Unconfined seccomp).
+        self._policy = policy or ClusterPolicy()
         self._connect = connect or connector()  # to node agents (PodLogs)
         self._services = services or ServiceAddresses(objects)
 
@@ -69,7 +74,7 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                 raise Invalid("Apply needs an object (a Deployment, Pod, Node …)")
             message = kinds.unwrap(request.object)
             manifests.set_defaults(message)
-            problems = manifests.validate(message)
+            problems = manifests.validate(message, policy=self._policy)
             if problems:
                 raise ManifestError(problems)
             if isinstance(message, objects_pb2.Service):
