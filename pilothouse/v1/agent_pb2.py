@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from pilothouse.v1 import objects_pb2 as pilothouse_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pilothouse/v1/agent.proto\x12\rpilothouse.v1\x1a\x1bpilothouse/v1/objects.proto\"T\n\x0e\x43lusterNetwork\x12\x14\n\x0cservice_cidr\x18\x01 \x01(\t\x12\x14\n\x0c\x63luster_cidr\x18\x02 \x01(\t\x12\x16\n\x0e\x63luster_domain\x18\x03 \x01(\t\"\xc5\x02\n\x0fSyncPodsRequest\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\x12\x19\n\x11services_included\x18\x02 \x01(\x08\x12(\n\x08services\x18\x03 \x03(\x0b\x32\x16.pilothouse.v1.Service\x12\x35\n\x0f\x65ndpoint_slices\x18\x04 \x03(\x0b\x32\x1c.pilothouse.v1.EndpointSlice\x12.\n\x07network\x18\x05 \x01(\x0b\x32\x1d.pilothouse.v1.ClusterNetwork\x12\r\n\x05\x66\x65nce\x18\x06 \x01(\x08\x12-\n\x0b\x63onfig_maps\x18\x14 \x03(\x0b\x32\x18.pilothouse.v1.ConfigMap\x12&\n\x07secrets\x18\x15 \x03(\x0b\x32\x15.pilothouse.v1.Secret\"\xb9\x01\n\x10SyncPodsResponse\x12?\n\x08rejected\x18\x01 \x03(\x0b\x32-.pilothouse.v1.SyncPodsResponse.RejectedEntry\x12\x1b\n\x13services_programmed\x18\x02 \x01(\x08\x12\x16\n\x0eservices_error\x18\x03 \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x11\n\x0fListPodsRequest\"4\n\x10ListPodsResponse\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\"\x12\n\x10WatchPodsRequest\"\xc1\x01\n\x0ePodStatusEvent\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".pilothouse.v1.PodStatusEvent.Type\x12\x1f\n\x03pod\x18\x02 \x01(\x0b\x32\x12.pilothouse.v1.Pod\x12$\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x14.pilothouse.v1.Event\"6\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07UPDATED\x10\x01\x12\x0b\n\x07REMOVED\x10\x02\"v\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x12\n\ntail_lines\x18\x04 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x11\n\x0fNodeInfoRequest\"\xbf\x02\n\x10NodeInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x08\x63\x61pacity\x18\x02 \x03(\x0b\x32-.pilothouse.v1.NodeInfoResponse.CapacityEntry\x12\x45\n\x0b\x61llocatable\x18\x03 \x03(\x0b\x32\x30.pilothouse.v1.NodeInfoResponse.AllocatableEntry\x12\x30\n\tnode_info\x18\x04 \x01(\x0b\x32\x1d.pilothouse.v1.NodeSystemInfo\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41llocatableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x81\x03\n\tNodeAgent\x12K\n\x08SyncPods\x12\x1e.pilothouse.v1.SyncPodsRequest\x1a\x1f.pilothouse.v1.SyncPodsResponse\x12K\n\x08ListPods\x12\x1e.pilothouse.v1.ListPodsRequest\x1a\x1f.pilothouse.v1.ListPodsResponse\x12M\n\tWatchPods\x12\x1f.pilothouse.v1.WatchPodsRequest\x1a\x1d.pilothouse.v1.PodStatusEvent0\x01\x12>\n\x04Logs\x12\x1a.pilothouse.v1.LogsRequest\x1a\x18.pilothouse.v1.LogsChunk0\x01\x12K\n\x08NodeInfo\x12\x1e.pilothouse.v1.NodeInfoRequest\x1a\x1f.pilothouse.v1.NodeInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pilothouse/v1/agent.proto\x12\rpilothouse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bpilothouse/v1/objects.proto\"T\n\x0e\x43lusterNetwork\x12\x14\n\x0cservice_cidr\x18\x01 \x01(\t\x12\x14\n\x0c\x63luster_cidr\x18\x02 \x01(\t\x12\x16\n\x0e\x63luster_domain\x18\x03 \x01(\t\"\xc5\x02\n\x0fSyncPodsRequest\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\x12\x19\n\x11services_included\x18\x02 \x01(\x08\x12(\n\x08services\x18\x03 \x03(\x0b\x32\x16.pilothouse.v1.Service\x12\x35\n\x0f\x65ndpoint_slices\x18\x04 \x03(\x0b\x32\x1c.pilothouse.v1.EndpointSlice\x12.\n\x07network\x18\x05 \x01(\x0b\x32\x1d.pilothouse.v1.ClusterNetwork\x12\r\n\x05\x66\x65nce\x18\x06 \x01(\x08\x12-\n\x0b\x63onfig_maps\x18\x14 \x03(\x0b\x32\x18.pilothouse.v1.ConfigMap\x12&\n\x07secrets\x18\x15 \x03(\x0b\x32\x15.pilothouse.v1.Secret\"\xb9\x01\n\x10SyncPodsResponse\x12?\n\x08rejected\x18\x01 \x03(\x0b\x32-.pilothouse.v1.SyncPodsResponse.RejectedEntry\x12\x1b\n\x13services_programmed\x18\x02 \x01(\x08\x12\x16\n\x0eservices_error\x18\x03 \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x11\n\x0fListPodsRequest\"4\n\x10ListPodsResponse\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\"\x12\n\x10WatchPodsRequest\"\xcb\x01\n\x0ePodStatusEvent\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".pilothouse.v1.PodStatusEvent.Type\x12\x1f\n\x03pod\x18\x02 \x01(\x0b\x32\x12.pilothouse.v1.Pod\x12$\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x14.pilothouse.v1.Event\"@\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07UPDATED\x10\x01\x12\x0b\n\x07REMOVED\x10\x02\x12\x08\n\x04NODE\x10\x03\"v\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x12\n\ntail_lines\x18\x04 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x11\n\x0fNodeInfoRequest\"\xbf\x02\n\x10NodeInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x08\x63\x61pacity\x18\x02 \x03(\x0b\x32-.pilothouse.v1.NodeInfoResponse.CapacityEntry\x12\x45\n\x0b\x61llocatable\x18\x03 \x03(\x0b\x32\x30.pilothouse.v1.NodeInfoResponse.AllocatableEntry\x12\x30\n\tnode_info\x18\x04 \x01(\x0b\x32\x1d.pilothouse.v1.NodeSystemInfo\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41llocatableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11ListImagesRequest\"{\n\tNodeImage\x12\r\n\x05names\x18\x01 \x03(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12-\n\tlast_used\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04pods\x18\x05 \x03(\t\"\x85\x01\n\x12ListImagesResponse\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.pilothouse.v1.NodeImage\x12!\n\x19\x66ilesystem_capacity_bytes\x18\x02 \x01(\x03\x12\"\n\x1a\x66ilesystem_available_bytes\x18\x03 \x01(\x03\x32\xd4\x03\n\tNodeAgent\x12K\n\x08SyncPods\x12\x1e.pilothouse.v1.SyncPodsRequest\x1a\x1f.pilothouse.v1.SyncPodsResponse\x12K\n\x08ListPods\x12\x1e.pilothouse.v1.ListPodsRequest\x1a\x1f.pilothouse.v1.ListPodsResponse\x12M\n\tWatchPods\x12\x1f.pilothouse.v1.WatchPodsRequest\x1a\x1d.pilothouse.v1.PodStatusEvent0\x01\x12>\n\x04Logs\x12\x1a.pilothouse.v1.LogsRequest\x1a\x18.pilothouse.v1.LogsChunk0\x01\x12K\n\x08NodeInfo\x12\x1e.pilothouse.v1.NodeInfoRequest\x1a\x1f.pilothouse.v1.NodeInfoResponse\x12Q\n\nListImages\x12 .pilothouse.v1.ListImagesRequest\x1a!.pilothouse.v1.ListImagesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,36 +39,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_options = b'8\001'
   _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._loaded_options = None
   _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_options = b'8\001'
-  _globals['_CLUSTERNETWORK']._serialized_start=73
-  _globals['_CLUSTERNETWORK']._serialized_end=157
-  _globals['_SYNCPODSREQUEST']._serialized_start=160
-  _globals['_SYNCPODSREQUEST']._serialized_end=485
-  _globals['_SYNCPODSRESPONSE']._serialized_start=488
-  _globals['_SYNCPODSRESPONSE']._serialized_end=673
-  _globals['_SYNCPODSRESPONSE_REJECTEDENTRY']._serialized_start=626
-  _globals['_SYNCPODSRESPONSE_REJECTEDENTRY']._serialized_end=673
-  _globals['_LISTPODSREQUEST']._serialized_start=675
-  _globals['_LISTPODSREQUEST']._serialized_end=692
-  _globals['_LISTPODSRESPONSE']._serialized_start=694
-  _globals['_LISTPODSRESPONSE']._serialized_end=746
-  _globals['_WATCHPODSREQUEST']._serialized_start=748
-  _globals['_WATCHPODSREQUEST']._serialized_end=766
-  _globals['_PODSTATUSEVENT']._serialized_start=769
-  _globals['_PODSTATUSEVENT']._serialized_end=962
-  _globals['_PODSTATUSEVENT_TYPE']._serialized_start=908
-  _globals['_PODSTATUSEVENT_TYPE']._serialized_end=962
-  _globals['_LOGSREQUEST']._serialized_start=964
-  _globals['_LOGSREQUEST']._serialized_end=1082
-  _globals['_LOGSCHUNK']._serialized_start=1084
-  _globals['_LOGSCHUNK']._serialized_end=1109
-  _globals['_NODEINFOREQUEST']._serialized_start=1111
-  _globals['_NODEINFOREQUEST']._serialized_end=1128
-  _globals['_NODEINFORESPONSE']._serialized_start=1131
-  _globals['_NODEINFORESPONSE']._serialized_end=1450
-  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_start=1351
-  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_end=1398
-  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_start=1400
-  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_end=1450
-  _globals['_NODEAGENT']._serialized_start=1453
-  _globals['_NODEAGENT']._serialized_end=1838
+  _globals['_CLUSTERNETWORK']._serialized_start=106
+  _globals['_CLUSTERNETWORK']._serialized_end=190
+  _globals['_SYNCPODSREQUEST']._serialized_start=193
+  _globals['_SYNCPODSREQUEST']._serialized_end=518
+  _globals['_SYNCPODSRESPONSE']._serialized_start=521
+  _globals['_SYNCPODSRESPONSE']._serialized_end=706
+  _globals['_SYNCPODSRESPONSE_REJECTEDENTRY']._serialized_start=659
+  _globals['_SYNCPODSRESPONSE_REJECTEDENTRY']._serialized_end=706
+  _globals['_LISTPODSREQUEST']._serialized_start=708
+  _globals['_LISTPODSREQUEST']._serialized_end=725
+  _globals['_LISTPODSRESPONSE']._serialized_start=727
+  _globals['_LISTPODSRESPONSE']._serialized_end=779
+  _globals['_WATCHPODSREQUEST']._serialized_start=781
+  _globals['_WATCHPODSREQUEST']._serialized_end=799
+  _globals['_PODSTATUSEVENT']._serialized_start=802
+  _globals['_PODSTATUSEVENT']._serialized_end=1005
+  _globals['_PODSTATUSEVENT_TYPE']._serialized_start=941
+  _globals['_PODSTATUSEVENT_TYPE']._serialized_end=1005
+  _globals['_LOGSREQUEST']._serialized_start=1007
+  _globals['_LOGSREQUEST']._serialized_end=1125
+  _globals['_LOGSCHUNK']._serialized_start=1127
+  _globals['_LOGSCHUNK']._serialized_end=1152
+  _globals['_NODEINFOREQUEST']._serialized_start=1154
+  _globals['_NODEINFOREQUEST']._serialized_end=1171
+  _globals['_NODEINFORESPONSE']._serialized_start=1174
+  _globals['_NODEINFORESPONSE']._serialized_end=1493
+  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_start=1394
+  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_end=1441
+  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_start=1443
+  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_end=1493
+  _globals['_LISTIMAGESREQUEST']._serialized_start=1495
+  _globals['_LISTIMAGESREQUEST']._serialized_end=1514
+  _globals['_NODEIMAGE']._serialized_start=1516
+  _globals['_NODEIMAGE']._serialized_end=1639
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=1642
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=1775
+  _globals['_NODEAGENT']._serialized_start=1778
+  _globals['_NODEAGENT']._serialized_end=2246
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from pilothouse.v1 import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -76,9 +79,11 @@ class PodStatusEvent(_message.Message):
         TYPE_UNSPECIFIED: _ClassVar[PodStatusEvent.Type]
         UPDATED: _ClassVar[PodStatusEvent.Type]
         REMOVED: _ClassVar[PodStatusEvent.Type]
+        NODE: _ClassVar[PodStatusEvent.Type]
     TYPE_UNSPECIFIED: PodStatusEvent.Type
     UPDATED: PodStatusEvent.Type
     REMOVED: PodStatusEvent.Type
+    NODE: PodStatusEvent.Type
     TYPE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
@@ -138,3 +143,31 @@ class NodeInfoResponse(_message.Message):
     allocatable: _containers.ScalarMap[str, str]
     node_info: _objects_pb2.NodeSystemInfo
     def __init__(self, name: _Optional[str] = ..., capacity: _Optional[_Mapping[str, str]] = ..., allocatable: _Optional[_Mapping[str, str]] = ..., node_info: _Optional[_Union[_objects_pb2.NodeSystemInfo, _Mapping]] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeImage(_message.Message):
+    __slots__ = ("names", "digest", "size_bytes", "last_used", "pods")
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    PODS_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    digest: str
+    size_bytes: int
+    last_used: _timestamp_pb2.Timestamp
+    pods: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., digest: _Optional[str] = ..., size_bytes: _Optional[int] = ..., last_used: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pods: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images", "filesystem_capacity_bytes", "filesystem_available_bytes")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[NodeImage]
+    filesystem_capacity_bytes: int
+    filesystem_available_bytes: int
+    def __init__(self, images: _Optional[_Iterable[_Union[NodeImage, _Mapping]]] = ..., filesystem_capacity_bytes: _Optional[int] = ..., filesystem_available_bytes: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,11 @@ class NodeAgentStub:
                 request_serializer=pilothouse_dot_v1_dot_agent__pb2.NodeInfoRequest.SerializeToString,
                 response_deserializer=pilothouse_dot_v1_dot_agent__pb2.NodeInfoResponse.FromString,
                 _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/pilothouse.v1.NodeAgent/ListImages',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -94,6 +99,12 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListImages(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.NodeInfo,
                     request_deserializer=pilothouse_dot_v1_dot_agent__pb2.NodeInfoRequest.FromString,
                     response_serializer=pilothouse_dot_v1_dot_agent__pb2.NodeInfoResponse.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.ListImagesRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.ListImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class NodeAgent:
             '/pilothouse.v1.NodeAgent/NodeInfo',
             pilothouse_dot_v1_dot_agent__pb2.NodeInfoRequest.SerializeToString,
             pilothouse_dot_v1_dot_agent__pb2.NodeInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.NodeAgent/ListImages',
+            pilothouse_dot_v1_dot_agent__pb2.ListImagesRequest.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.ListImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from pilothouse.v1 import agent_pb2 as _agent_pb2
 from pilothouse.v1 import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -188,6 +189,32 @@ class RotateSecretsKeyResponse(_message.Message):
     secrets_rewritten: int
     retired_key_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, key_id: _Optional[str] = ..., secrets_rewritten: _Optional[int] = ..., retired_key_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListNodeImagesRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    def __init__(self, node: _Optional[str] = ...) -> None: ...
+
+class NodeImages(_message.Message):
+    __slots__ = ("node", "images", "error", "filesystem_capacity_bytes", "filesystem_available_bytes")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILESYSTEM_AVAILABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    images: _containers.RepeatedCompositeFieldContainer[_agent_pb2.NodeImage]
+    error: str
+    filesystem_capacity_bytes: int
+    filesystem_available_bytes: int
+    def __init__(self, node: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_agent_pb2.NodeImage, _Mapping]]] = ..., error: _Optional[str] = ..., filesystem_capacity_bytes: _Optional[int] = ..., filesystem_available_bytes: _Optional[int] = ...) -> None: ...
+
+class ListNodeImagesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeImages]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeImages, _Mapping]]] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node", "instance_id")

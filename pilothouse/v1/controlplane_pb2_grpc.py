@@ -75,6 +75,11 @@ class ControlPlaneStub:
                 request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.PodLogsRequest.SerializeToString,
                 response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.ListNodeImages = channel.unary_unary(
+                '/pilothouse.v1.ControlPlane/ListNodeImages',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ListNodeImagesRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ListNodeImagesResponse.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneServicer:
@@ -128,6 +133,13 @@ class ControlPlaneServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNodeImages(self, request, context):
+        """Proxied to the ListImages of each node's agent (or the one named).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,6 +182,11 @@ def add_ControlPlaneServicer_to_server(servicer, server):
                     servicer.PodLogs,
                     request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.PodLogsRequest.FromString,
                     response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.LogChunk.SerializeToString,
+            ),
+            'ListNodeImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodeImages,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ListNodeImagesRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ListNodeImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -388,6 +405,33 @@ class ControlPlane:
             '/pilothouse.v1.ControlPlane/PodLogs',
             pilothouse_dot_v1_dot_controlplane__pb2.PodLogsRequest.SerializeToString,
             pilothouse_dot_v1_dot_controlplane__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodeImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.ControlPlane/ListNodeImages',
+            pilothouse_dot_v1_dot_controlplane__pb2.ListNodeImagesRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.ListNodeImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
