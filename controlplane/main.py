@@ -13,6 +13,11 @@ The wiring is explicit and happens only here (no registration at import time). O
    Consumers subscribe to informers when they are built (before anything runs), so none
    misses a change. The NodeRegistry behind the API is the one the node-lifecycle controller
    asks for heartbeat times.
+5. leadership (`controlplane.leader`): every member serves the API and keeps its informers;
+   the parts that act on the cluster (`leader_runnables`: controllers, scheduler, node sync,
+   node lifecycle) run only on the elected leader, built afresh for each term over the term's
+   fenced store, and stopped when the term ends. `Leadership` is the last part, so a clean
+   stop ends the term first and hands over (lease revoked) while the API still serves.
 
 SIGTERM and SIGINT stop everything cleanly, the embedded etcd child last. A part that stops
 on its own makes the process exit non-zero (see `pilothouse.process.runnable`).
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 import structlog
@@ -35,9 +40,14 @@ from controlplane.auth.tokens import TokenStore
 from controlplane.cache.informer import Informer
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.garbage import garbage_collector
-from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.controllers.nodelifecycle import Heartbeats, NodeLifecycleController
 from controlplane.digests import DigestResolver, NoDigests, RegistryDigestResolver
 from controlplane.events import EventRecorder
+from controlplane.leader import Candidate, Election, Term
+from controlplane.leader import members as leader_members
+from controlplane.leader import settings as ha_flags
+from controlplane.leader.leadership import Leadership
+from controlplane.leader.settings import HaSettings
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.agent import Connect, connector
 from controlplane.nodes.registry import NodeRegistry
@@ -45,6 +55,7 @@ from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.scheduler.runner import Scheduler
+from controlplane.store import Store, StoreError
 from controlplane.store import tls as etcd_tls
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
@@ -63,6 +74,7 @@ def runnables(
     api: ApiServer,
     objects: ObjectStore,
     embedded: EmbeddedEtcd | None,
+    election: Election,
     nodes: NodeSettings | None = None,
     resolver: DigestResolver | None = None,
     connect: Connect | None = None,
@@ -75,6 +87,33 @@ def runnables(
     parts.append(api)
     informers = {kind: Informer(objects, kind) for kind in _CACHED_KINDS}
     parts.extend(informers.values())
+
+    def team(term: Term, store: Store) -> list[Runnable]:
+        return leader_runnables(
+            ObjectStore(store),
+            informers=informers,
+            heartbeats=api.registry,
+            nodes=nodes,
+            resolver=resolver,
+            connect=connect,
+        )
+
+    parts.append(Leadership(election, team=team, informers=list(informers.values())))
+    return parts
+
+
+def leader_runnables(
+    objects: ObjectStore,
+    *,
+    informers: Mapping[Kind, Informer],
+    heartbeats: Heartbeats,
+    nodes: NodeSettings,
+    resolver: DigestResolver | None = None,
+    connect: Connect | None = None,
+) -> list[Runnable]:
+    """The parts only the leader runs (each declares `needs_leadership`), built for one term
+    over its fenced `objects`, reading the shared `informers`. They stop in reverse order."""
+    parts: list[Runnable] = []
     pods, node_cache = informers[Kind.POD], informers[Kind.NODE]
     parts.append(
         deployment_controller(
@@ -118,7 +157,7 @@ def runnables(
             objects,
             nodes=node_cache,
             pods=pods,
-            heartbeats=api.registry,
+            heartbeats=heartbeats,
             events=node_events,
             grace_period=nodes.grace_period,
             eviction_timeout=nodes.eviction_timeout,

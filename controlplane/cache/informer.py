@@ -114,6 +114,14 @@ class Informer:
         for obj in list(self._cache.values()):
             self._call(handler, Notice(ChangeType.ADDED, obj))
 
+    @property
+    def handlers(self) -> tuple[Handler, ...]:
+        return tuple(self._handlers)
+
+    def remove_handler(self, handler: Handler) -> None:
+        """Stop calling `handler` (a leader's parts unsubscribe when their term ends)."""
+        self._handlers = [h for h in self._handlers if h is not handler]
+
     # ---------------------------------------------------------------- running
 
     async def run(self) -> None:

@@ -60,6 +60,7 @@ class NodeLifecycleController:
     """A Runnable. Its informers (nodes, pods) are separate runnables that must also run."""
 
     name = "controller.nodelifecycle"
+    needs_leadership = True
 
     def __init__(
         self,

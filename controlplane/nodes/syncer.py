@@ -258,6 +258,7 @@ class NodeSyncManager:
     """A Runnable: one NodeSyncer per Node, started and stopped as Nodes come and go."""
 
     name = "nodesync"
+    needs_leadership = True  # pushes desired pods to agents: the leader's alone
 
     def __init__(
         self,

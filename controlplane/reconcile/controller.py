@@ -30,7 +30,10 @@ class Synced(Protocol):
 
 
 class Controller:
-    """Runs `reconciler.reconcile(key)` for every key added to `queue`. A Runnable."""
+    """Runs `reconciler.reconcile(key)` for every key added to `queue`. A Runnable that runs
+    only on the control plane's leader (`needs_leadership`)."""
+
+    needs_leadership = True
 
     def __init__(
         self,

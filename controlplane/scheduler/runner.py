@@ -78,6 +78,7 @@ class Scheduler:
     """A Runnable. Its informers (pods, nodes) are separate runnables that must also run."""
 
     name = "scheduler"
+    needs_leadership = True  # binds pods: one scheduler at a time (controlplane.leader)
 
     def __init__(
         self,

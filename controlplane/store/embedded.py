@@ -8,6 +8,14 @@ Invariants:
 - etcd listens on 127.0.0.1 only; its client and peer ports are chosen once (free ports at
   first start) and kept in `<data_dir>/etcd.json`, so a restarted etcd, or a restarted control
   plane, comes back at the same endpoint and existing clients reconnect to it.
+- As a member of a cluster (`cluster`, from `--etcd-initial-cluster name=URL,…` and
+  `--etcd-name`), etcd listens on the host of this member's peer URL in that list, with that
+  peer port and the given client port (2379 by default), and starts with the whole list as its
+  initial cluster (state `new`; on later starts etcd goes by its data dir and ignores the
+  list). Every member is started the same way; the cluster has a leader (and this member
+  counts as started) once a majority runs. Its certificates must name that host
+  (`controlplane.store.tls.ensure(hosts=…)`), and all members' certificates must come from one
+  etcd CA: copy `pki/` from the first member before starting the others.
 - With `tls` (an `EtcdPki`, the default in `pilothouse controlplane`), both ports speak only
   TLS and require a client certificate from the etcd CA (`--client-cert-auth`,
   `--peer-client-cert-auth`), and the HTTP/JSON gateway is off: nothing on either port
@@ -67,6 +75,58 @@ class Member:
     name: str
     client_port: int
     peer_port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """This member's place in a cluster of embedded etcds (see the module docstring)."""
+
+    name: str
+    peers: tuple[tuple[str, str], ...]  # (member name, "HOST:PORT" peer address), every member
+    token: str = "pilothouse-etcd"
+
+    @classmethod
+    def parse(cls, name: str, initial: str) -> Cluster:
+        """`initial` as etcd's `--initial-cluster`: "a=https://10.0.0.1:2380,b=…" (scheme
+        optional; TLS or not is the control plane's choice)."""
+        peers = []
+        for item in (part.strip() for part in initial.split(",")):
+            if not item:
+                continue
+            member, sep, url = item.partition("=")
+            address = url.split("://", 1)[-1].rstrip("/")
+            host, _, port = address.rpartition(":")
+            if not sep or not member or not host or not port.isdigit():
+                raise ValueError(
+                    f"--etcd-initial-cluster entry {item!r}: expected NAME=HOST:PEER_PORT, "
+                    "e.g. cp-1=10.0.0.1:2380"
+                )
+            peers.append((member.strip(), f"{host.strip('[]')}:{port}"))
+        names = [member for member, _ in peers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"--etcd-initial-cluster names a member twice: {names}")
+        if name not in names:
+            raise ValueError(
+                f"--etcd-name {name!r} is not in --etcd-initial-cluster ({', '.join(names)})"
+            )
+        return cls(name=name, peers=tuple(peers))
+
+    @property
+    def host(self) -> str:
+        return dict(self.peers)[self.name].rpartition(":")[0]
+
+    @property
+    def peer_port(self) -> int:
+        return int(dict(self.peers)[self.name].rpartition(":")[2])
+
+    def initial(self, scheme: str) -> str:
+        return ",".join(f"{name}={scheme}://{_url_host(address)}" for name, address in self.peers)
+
+
+def _url_host(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"[{host}]:{port}" if ":" in host else address
 
 
 def free_port() -> int:
@@ -79,12 +139,19 @@ def free_port() -> int:
 
 
 def etcd_command(
-    *, binary: str, member: Member, data_dir: Path, tls: EtcdPki | None = None
+    *,
+    binary: str,
+    member: Member,
+    data_dir: Path,
+    tls: EtcdPki | None = None,
+    cluster: Cluster | None = None,
 ) -> list[str]:
-    """The etcd command line for a single-member cluster on loopback (TLS only with `tls`)."""
+    """The etcd command line for a single-member cluster on loopback, or for one member of
+    `cluster` (TLS only with `tls`)."""
     scheme = "https" if tls is not None else "http"
-    client = f"{scheme}://127.0.0.1:{member.client_port}"
-    peer = f"{scheme}://127.0.0.1:{member.peer_port}"
+    host = _url_host(f"{member.host}:0").rpartition(":")[0]
+    client = f"{scheme}://{host}:{member.client_port}"
+    peer = f"{scheme}://{host}:{member.peer_port}"
     command = [
         binary,
         f"--name={member.name}",
@@ -93,8 +160,8 @@ def etcd_command(
         f"--advertise-client-urls={client}",
         f"--listen-peer-urls={peer}",
         f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster={member.name}={peer}",
-        f"--initial-cluster-token={member.name}",
+        f"--initial-cluster={cluster.initial(scheme) if cluster else f'{member.name}={peer}'}",
+        f"--initial-cluster-token={cluster.token if cluster else member.name}",
         "--initial-cluster-state=new",
         f"--auto-compaction-mode={AUTO_COMPACTION_MODE}",
         f"--auto-compaction-retention={AUTO_COMPACTION_RETENTION}",
@@ -129,13 +196,13 @@ def client_ssl_context(tls: EtcdPki) -> ssl.SSLContext:
     return context
 
 
-async def is_healthy(port: int, tls: EtcdPki | None = None) -> bool:
-    """Whether etcd on this loopback port answers /health with a leader."""
+async def is_healthy(port: int, tls: EtcdPki | None = None, host: str = "127.0.0.1") -> bool:
+    """Whether etcd on this port (of loopback, or `host`) answers /health with a leader."""
     try:
         context = client_ssl_context(tls) if tls is not None else None
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
-                "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1" if context else None
+                host, port, ssl=context, server_hostname=host if context else None
             ),
             1.0,
         )
@@ -169,9 +236,11 @@ class EmbeddedEtcd:
         peer_port: int | None = None,
         startup_timeout: float = 30.0,
         tls: EtcdPki | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.tls = tls
+        self.cluster = cluster
         self._client_port = client_port
         self._peer_port = peer_port
         self._startup_timeout = startup_timeout
@@ -192,7 +261,7 @@ class EmbeddedEtcd:
         if member is None:
             raise RuntimeError("embedded etcd has not been started yet: no port is chosen")
         scheme = "https" if self.tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{member.client_port}"
+        return f"{scheme}://{_url_host(f'{member.host}:{member.client_port}')}"
 
     @property
     def pid(self) -> int | None:
@@ -278,7 +347,11 @@ class EmbeddedEtcd:
     async def _spawn(self, binary: str, member: Member) -> None:
         self._rotate_log()
         command = etcd_command(
-            binary=binary, member=member, data_dir=self.data_dir / "data", tls=self.tls
+            binary=binary,
+            member=member,
+            data_dir=self.data_dir / "data",
+            tls=self.tls,
+            cluster=self.cluster,
         )
         with self.log_path.open("ab") as output:
             process = await asyncio.create_subprocess_exec(
@@ -294,16 +367,16 @@ class EmbeddedEtcd:
                 self._process = None
                 raise EtcdStartFailed(
                     f"etcd exited with code {process.returncode} while starting on "
-                    f"127.0.0.1:{member.client_port}; its log is {self.log_path}:\n"
+                    f"{member.host}:{member.client_port}; its log is {self.log_path}:\n"
                     f"{self._log_tail()}"
                 )
-            if await is_healthy(member.client_port, self.tls):
+            if await is_healthy(member.client_port, self.tls, member.host):
                 return
             if asyncio.get_running_loop().time() > deadline:
                 await self._terminate()
                 raise EtcdStartFailed(
                     f"etcd did not become healthy within {self._startup_timeout:.0f} s on "
-                    f"127.0.0.1:{member.client_port}; its log is {self.log_path}:\n"
+                    f"{member.host}:{member.client_port}; its log is {self.log_path}:\n"
                     f"{self._log_tail()}"
                 )
             with contextlib.suppress(TimeoutError):
@@ -326,6 +399,14 @@ class EmbeddedEtcd:
         log.info("etcd.stopped", pid=process.pid, exit_code=process.returncode)
 
     def _choose_member(self, remembered: Member | None) -> Member:
+        if self.cluster is not None:
+            # A cluster member's name, host and ports are the cluster's, not ours to pick.
+            return Member(
+                name=self.cluster.name,
+                client_port=self._client_port or (remembered.client_port if remembered else 2379),
+                peer_port=self.cluster.peer_port,
+                host=self.cluster.host,
+            )
         if remembered is not None and self._client_port in (None, remembered.client_port):
             return remembered
         return Member(
@@ -341,6 +422,7 @@ class EmbeddedEtcd:
                 name=saved["name"],
                 client_port=int(saved["client_port"]),
                 peer_port=int(saved["peer_port"]),
+                host=str(saved.get("host", "127.0.0.1")),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -354,6 +436,7 @@ class EmbeddedEtcd:
                     "name": member.name,
                     "client_port": member.client_port,
                     "peer_port": member.peer_port,
+                    "host": member.host,
                 }
             )
         )

@@ -116,6 +116,27 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdMember:
+    """One member of the etcd cluster as `cluster_members` found it."""
+
+    name: str
+    id: int
+    client_urls: tuple[str, ...]
+    healthy: bool
+    leader: bool
+    error: str = ""
+    db_size: int = 0
+    raft_term: int = 0
+
+
+def _stub(connection: _Connection, service: str) -> object:
+    if service == "kv":
+        return connection.kvstub
+    stubs = {"lease": rpc.LeaseStub, "cluster": rpc.ClusterStub, "maintenance": rpc.MaintenanceStub}
+    return stubs[service](connection.channel)
+
+
 @dataclass(slots=True)
 class _Connection:
     channel: rpc.Channel
@@ -157,6 +178,61 @@ class EtcdStore:
     @property
     def endpoints(self) -> list[str]:
         return [endpoint.url for endpoint in self._endpoints]
+
+    def add_endpoints(self, urls: Sequence[str]) -> list[str]:
+        """Also use these client URLs (other members of the cluster); returns the new ones.
+        Existing endpoints keep their places, so the one in use stays in use."""
+        known = set(self.endpoints)
+        added = []
+        for url in urls:
+            if url in known:
+                continue
+            endpoint = Endpoint.parse(url)
+            if endpoint.secure != self._endpoints[0].secure:
+                continue  # a member advertising the other scheme: not for this store
+            self._endpoints.append(endpoint)
+            known.add(url)
+            added.append(url)
+        if added:
+            log.info("store.endpoints_added", endpoints=added)
+        return added
+
+    async def cluster_members(self, *, status_within: float = 1.0) -> list[EtcdMember]:
+        """The etcd cluster's members and how each answers right now (its own Status)."""
+        listed = await self._call(
+            lambda stub: stub.MemberList(rpc.MemberListRequest(), timeout=self._timeout),
+            service="cluster",
+        )
+        self.add_endpoints([url for m in listed.members for url in m.clientURLs])
+        urls = self.endpoints
+        members = []
+        for member in listed.members:
+            status, error = None, "not started yet (no client URL)"
+            for url in member.clientURLs:
+                if url not in urls:
+                    continue
+                _, client = await self._client(urls.index(url))
+                try:
+                    status = await rpc.MaintenanceStub(client.channel).Status(
+                        rpc.StatusRequest(), timeout=status_within
+                    )
+                    error = ", ".join(status.errors)
+                    break
+                except rpc.AioRpcError as failure:
+                    error = f"{url}: {failure.code().name} {failure.details() or ''}".strip()
+            members.append(
+                EtcdMember(
+                    name=member.name,
+                    id=member.ID,
+                    client_urls=tuple(member.clientURLs),
+                    healthy=status is not None and not status.errors,
+                    leader=status is not None and status.leader == member.ID,
+                    error=error,
+                    db_size=status.dbSize if status is not None else 0,
+                    raft_term=status.raftTerm if status is not None else 0,
+                )
+            )
+        return members
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -277,7 +353,7 @@ class EtcdStore:
     async def grant_lease(self, ttl: int) -> Lease:
         request = rpc.LeaseGrantRequest(TTL=ttl)
         response = await self._call(
-            lambda stub: stub.LeaseGrant(request, timeout=self._timeout), lease=True
+            lambda stub: stub.LeaseGrant(request, timeout=self._timeout), service="lease"
         )
         if response.error:
             raise StoreError(f"etcd refused a lease of {ttl} s: {response.error}")
@@ -292,7 +368,7 @@ class EtcdStore:
             finally:
                 call.cancel()
 
-        response = await self._call(once, lease=True)
+        response = await self._call(once, service="lease")
         if not isinstance(response, rpc.LeaseKeepAliveResponse) or response.TTL <= 0:
             raise NotFound(f"lease {lease:x} not found: it expired or was revoked")
         return response.TTL
@@ -301,7 +377,7 @@ class EtcdStore:
         request = rpc.LeaseRevokeRequest(ID=lease)
         with contextlib.suppress(NotFound):  # it has ended already
             await self._call(
-                lambda stub: stub.LeaseRevoke(request, timeout=self._timeout), lease=True
+                lambda stub: stub.LeaseRevoke(request, timeout=self._timeout), service="lease"
             )
 
     # -- watch ---------------------------------------------------------------------------
@@ -393,17 +469,16 @@ class EtcdStore:
             self._clients[index] = client
         return index, client
 
-    async def _call(self, operation: Callable[[T_stub], Awaitable[T]], *, lease: bool = False) -> T:
-        """Run one KV (or, with `lease`, Lease) call, trying the other endpoints when one
-        cannot be reached at all."""
+    async def _call(self, operation: Callable[[T_stub], Awaitable[T]], *, service: str = "kv") -> T:
+        """Run one call of etcd's KV service (or Lease, Cluster, Maintenance), trying the
+        other endpoints when one cannot be reached at all."""
         failures: list[str] = []
         count = len(self._endpoints)
         first = self._current
         for attempt in range(count):
             index, client = await self._client((first + attempt) % count)
             try:
-                stub = rpc.LeaseStub(client.channel) if lease else client.kvstub
-                result = await operation(stub)
+                result = await operation(_stub(client, service))
             except rpc.AioRpcError as error:
                 if not _lost_connection(error):
                     raise self._translate(error) from error

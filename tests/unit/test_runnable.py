@@ -61,3 +61,11 @@ async def test_cancel_stops_parts_in_reverse_order_with_named_tasks() -> None:
 async def test_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         await run_all([Task("a", forever), Task("a", forever)])
+
+
+async def test_leader_only_parts_run_only_in_a_term_of_leadership() -> None:
+    controller = Task("controller", forever, needs_leadership=True)
+    with pytest.raises(ValueError, match=r"\['controller'\] declare needs_leadership"):
+        await run_all([Task("api", forever), controller])
+    with pytest.raises(ValueError, match=r"\['api'\] do not declare needs_leadership"):
+        await run_all([Task("api", forever), controller], leading=True)

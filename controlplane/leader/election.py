@@ -1,0 +1,407 @@
+"""The election: sessions (lease + campaign key + keep-alive), campaigns and terms.
+
+See the package docstring for the vocabulary. `Election.campaign()` returns a `Term` once
+this member leads; the session's keeper goes on renewing the lease and sets `term.lost` (with
+a `LossReason`) when it cannot. `Election.resign(term)` ends a term on purpose (a clean stop):
+it revokes the lease, so the next member leads at once.
+
+Timing: the keeper renews every ttl/3. After each acknowledged renewal the lease is known to
+live until (send time + granted TTL) on the etcd side; the keeper declares the session lost
+`margin` seconds before that deadline if no later renewal was acknowledged. A renewal that
+hangs is cut off at that point too. Everything here reads one monotonic clock, which keeps
+counting while the process is stopped, so a member resumed after SIGSTOP sees at once that
+its deadline has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import structlog
+
+from controlplane.store import (
+    EventType,
+    Fence,
+    Fenced,
+    NotFound,
+    Store,
+    StoreError,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PREFIX = "/pilothouse/leader/controlplane/"
+DEFAULT_TTL = 2
+DEFAULT_MARGIN = 0.25
+_RETRY = 0.2
+_MAX_RETRY = 2.0
+
+
+class LossReason(enum.Enum):
+    RENEWAL_FAILED = "RenewalFailed"  # no renewal acknowledged before the deadline
+    LEASE_EXPIRED = "LeaseExpired"  # etcd says the lease is gone
+    KEY_DELETED = "KeyDeleted"  # the campaign key went (someone deleted it)
+    RESIGNED = "Resigned"  # a clean stop
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What a member says about itself in its campaign key."""
+
+    name: str
+    address: str = ""  # its API, "HOST:PORT"
+    etcd: str = ""  # the etcd endpoint it runs (embedded) or "" (external)
+
+    def encode(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, value: bytes) -> Candidate:
+        try:
+            data = json.loads(value)
+            return cls(
+                name=str(data.get("name", "")),
+                address=str(data.get("address", "")),
+                etcd=str(data.get("etcd", "")),
+            )
+        except (ValueError, AttributeError):
+            return cls(name="?")
+
+
+@dataclass(slots=True)
+class WriteCounts:
+    """Leader-only writes of one member, as its fenced stores saw them."""
+
+    committed: int = 0
+    refused: int = 0  # etcd answered Fenced
+    stale: int = 0  # started when the term was no longer valid() (all must be refused)
+    stale_committed: int = 0  # of those, committed: always 0 (etcd checks the fence)
+
+
+@dataclass(eq=False)
+class Term:
+    """One term of this member as leader."""
+
+    fence: Fence
+    lease: int
+    candidate: Candidate
+    started: float  # wall clock, for people
+    _session: _Session
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: LossReason | None = None
+
+    @property
+    def revision(self) -> int:
+        return self.fence.revision
+
+    def valid(self) -> bool:
+        """Whether this member may still act as leader (its lease cannot have expired)."""
+        return not self.lost.is_set() and self._session.alive()
+
+    def end(self, reason: LossReason) -> None:
+        if not self.lost.is_set():
+            self.reason = reason
+            self.lost.set()
+
+
+class _SessionLost(Exception):
+    """The session's lease or key is gone: campaign again with a new one."""
+
+
+class _Session:
+    """A lease, its campaign key, and the task that keeps the lease alive."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lease: int,
+        ttl: int,
+        key: str,
+        create_revision: int,
+        deadline: float,
+        margin: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.lease = lease
+        self.ttl = ttl
+        self.key = key
+        self.create_revision = create_revision
+        self.deadline = deadline
+        self._margin = margin
+        self._clock = clock
+        self.lost = asyncio.Event()
+        self.reason: LossReason | None = None
+        self.term: Term | None = None
+        self._keeper: asyncio.Task[None] | None = None
+
+    def alive(self) -> bool:
+        return not self.lost.is_set() and self._clock() < self.deadline - self._margin
+
+    def start(self) -> None:
+        self._keeper = asyncio.create_task(self._keep(), name=f"leader.keepalive.{self.lease:x}")
+
+    def lose(self, reason: LossReason) -> None:
+        if self.lost.is_set():
+            return
+        self.reason = reason
+        self.lost.set()
+        if self.term is not None:
+            self.term.end(reason)
+
+    async def _keep(self) -> None:
+        interval = self.ttl / 3
+        failing = False
+        while True:
+            give_up = self.deadline - self._margin
+            if self._clock() >= give_up:
+                self.lose(LossReason.RENEWAL_FAILED)
+                log.warning("leader.renewal_failed", lease=f"{self.lease:x}", key=self.key)
+                return
+            sent = self._clock()
+            try:
+                async with asyncio.timeout(give_up - sent):
+                    granted = await self.store.keep_alive(self.lease)
+            except NotFound:
+                self.lose(LossReason.LEASE_EXPIRED)
+                log.warning("leader.lease_expired", lease=f"{self.lease:x}", key=self.key)
+                return
+            except (StoreError, TimeoutError) as error:
+                if not failing:
+                    log.warning(
+                        "leader.renewal_retry",
+                        lease=f"{self.lease:x}",
+                        error=str(error) or "timeout",
+                    )
+                failing = True
+                await asyncio.sleep(
+                    min(_RETRY, max(self.deadline - self._margin - self._clock(), 0))
+                )
+                continue
+            if failing:
+                log.info("leader.renewal_restored", lease=f"{self.lease:x}")
+                failing = False
+            self.deadline = max(self.deadline, sent + granted)
+            wait = min(interval, self.deadline - self._margin - self._clock())
+            await asyncio.sleep(max(wait, 0.0))
+
+    async def close(self, *, revoke: bool, revoke_within: float = 1.0) -> None:
+        """Stop renewing; with `revoke`, end the lease now (its key goes with it)."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if revoke:
+            try:
+                async with asyncio.timeout(revoke_within):
+                    await self.store.revoke_lease(self.lease)
+            except (StoreError, TimeoutError) as error:
+                log.warning("leader.revoke_failed", lease=f"{self.lease:x}", error=str(error))
+
+
+class Election:
+    """Campaigns for leadership of `prefix` as `candidate` (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        candidate: Candidate,
+        ttl: int = DEFAULT_TTL,
+        prefix: str = DEFAULT_PREFIX,
+        margin: float = DEFAULT_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl < 1:
+            raise ValueError(f"a leader lease needs a TTL of at least 1 s, got {ttl}")
+        self.store = store
+        self.candidate = candidate
+        self.ttl = ttl
+        self.prefix = prefix
+        self.margin = margin
+        self._clock = clock
+        self.writes = WriteCounts()
+        self.term: Term | None = None
+
+    async def campaign(self) -> Term:
+        """Return once this member leads; retries through store outages."""
+        delay = _RETRY
+        while True:
+            try:
+                session = await self._open()
+            except StoreError as error:
+                log.warning("leader.campaign_retry", error=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY)
+                continue
+            delay = _RETRY
+            try:
+                await self._wait_turn(session)
+            except _SessionLost:
+                log.info("leader.session_lost", reason=session.reason and session.reason.value)
+                await session.close(revoke=True)
+                continue
+            except BaseException:
+                await session.close(revoke=True)
+                raise
+            term = Term(
+                fence=Fence(key=session.key, revision=session.create_revision),
+                lease=session.lease,
+                candidate=self.candidate,
+                started=time.time(),
+                _session=session,
+            )
+            session.term = term
+            if session.lost.is_set():
+                term.end(session.reason or LossReason.RENEWAL_FAILED)
+            self.term = term
+            return term
+
+    async def resign(self, term: Term) -> None:
+        """End `term` on purpose: stop renewing and revoke the lease (immediate handover)."""
+        term.end(LossReason.RESIGNED)
+        await term._session.close(revoke=True)
+
+    async def abandon(self, term: Term) -> None:
+        """After losing `term`: stop renewing; revoke in case the lease still lives."""
+        await term._session.close(revoke=True, revoke_within=0.5)
+
+    def store_for(self, term: Term) -> Store:
+        """The store leader-only parts write through in `term`: fenced, and counted."""
+        return CountedFencedStore(self.store.fenced(term.fence), term=term, counts=self.writes)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _open(self) -> _Session:
+        sent = self._clock()
+        lease = await self.store.grant_lease(self.ttl)
+        key = f"{self.prefix}{lease.id:x}"
+        try:
+            entry = await self.store.create(key, self.candidate.encode(), lease=lease.id)
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                await self.store.revoke_lease(lease.id)
+            raise
+        session = _Session(
+            self.store,
+            lease=lease.id,
+            ttl=lease.ttl,
+            key=key,
+            create_revision=entry.create_revision,
+            deadline=sent + lease.ttl,
+            margin=self.margin,
+            clock=self._clock,
+        )
+        session.start()
+        log.info("leader.campaigning", member=self.candidate.name, key=key, ttl=lease.ttl)
+        return session
+
+    async def _wait_turn(self, session: _Session) -> None:
+        """Until no campaign key older than ours is left; `_SessionLost` if ours goes."""
+        delay = _RETRY
+        while True:
+            if session.lost.is_set():
+                raise _SessionLost
+            try:
+                listing = await self.store.list(self.prefix)
+                entries = {e.key: e for e in listing.entries}
+                if session.key not in entries:
+                    session.lose(LossReason.KEY_DELETED)
+                    raise _SessionLost
+                older = [e for e in listing.entries if e.create_revision < session.create_revision]
+                if not older:
+                    return
+                ahead = max(older, key=lambda e: e.create_revision)
+                log.info(
+                    "leader.waiting",
+                    member=self.candidate.name,
+                    leader=Candidate.decode(min(older, key=lambda e: e.create_revision).value).name,
+                    behind=ahead.key,
+                )
+                await self._until_deleted(session, ahead.key, since=listing.revision)
+                delay = _RETRY
+            except _SessionLost:
+                raise
+            except StoreError as error:
+                log.warning("leader.wait_retry", error=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY)
+
+    async def _until_deleted(self, session: _Session, key: str, *, since: int) -> None:
+        async def deleted() -> None:
+            async for change in self.store.watch(self.prefix, since=since):
+                if change.type is EventType.DELETE and change.key == key:
+                    return
+                if change.type is EventType.DELETE and change.key == session.key:
+                    session.lose(LossReason.KEY_DELETED)
+                    return
+
+        watching = asyncio.create_task(deleted())
+        losing = asyncio.create_task(session.lost.wait())
+        try:
+            await asyncio.wait({watching, losing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watching, losing):
+                task.cancel()
+            await asyncio.gather(watching, losing, return_exceptions=True)
+        if session.lost.is_set():
+            raise _SessionLost
+        if watching.done() and not watching.cancelled() and watching.exception() is not None:
+            raise watching.exception()  # type: ignore[misc]
+
+
+class CountedFencedStore:
+    """A fenced store view that counts its writes in `WriteCounts` and logs refusals."""
+
+    def __init__(self, fenced: Store, *, term: Term, counts: WriteCounts) -> None:
+        self._fenced = fenced
+        self._term = term
+        self._counts = counts
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._fenced, name)
+
+    async def _write(self, operation: str, key: str, call: Callable[[], object]) -> object:
+        stale = not self._term.valid()
+        if stale:
+            self._counts.stale += 1
+        try:
+            result = await call()  # type: ignore[misc]
+        except Fenced:
+            self._counts.refused += 1
+            log.warning(
+                "leader.write_fenced",
+                operation=operation,
+                key=key,
+                term=self._term.revision,
+                refused=self._counts.refused,
+            )
+            raise
+        self._counts.committed += 1
+        if stale:
+            self._counts.stale_committed += 1
+        return result
+
+    async def create(self, key: str, value: bytes, *, lease: int = 0):  # type: ignore[no-untyped-def]
+        return await self._write(
+            "create", key, lambda: self._fenced.create(key, value, lease=lease)
+        )
+
+    async def update(self, key: str, value: bytes, *, expected_revision: int):  # type: ignore[no-untyped-def]
+        return await self._write(
+            "update",
+            key,
+            lambda: self._fenced.update(key, value, expected_revision=expected_revision),
+        )
+
+    async def delete(self, key: str, *, expected_revision: int | None = None):  # type: ignore[no-untyped-def]
+        return await self._write(
+            "delete", key, lambda: self._fenced.delete(key, expected_revision=expected_revision)
+        )

@@ -1,0 +1,229 @@
+"""Leader election and leadership, on memory and on etcd alike (the election only needs the
+Store's leases, creates, lists and watches).
+
+What users rely on: one leader at a time; a clean stop hands over at once; a leader that
+cannot renew steps down before its lease can expire; a leader that was paused past its lease
+writes nothing when it wakes (etcd refuses its fenced writes, and it counts them); the
+leader-only parts run only during a term and are built afresh for each one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from controlplane.cache.informer import Informer
+from controlplane.leader import Candidate, Election, LossReason, Term
+from controlplane.leader import members as leader_members
+from controlplane.leader.leadership import Leadership
+from controlplane.objects import ObjectStore
+from controlplane.store import Fenced, NotFound, Store
+from pilothouse.kinds import Kind
+from pilothouse.process.runnable import Runnable, Task
+
+PREFIX = "/pilothouse/leader/controlplane/"
+
+
+@pytest.fixture(params=["memory", "etcd"])
+def store(request: pytest.FixtureRequest) -> Store:
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+def election(store: Store, name: str, *, ttl: int = 2, clock=time.monotonic) -> Election:
+    return Election(
+        store, candidate=Candidate(name=name, address=f"{name}:7070"), ttl=ttl, clock=clock
+    )
+
+
+async def within(seconds: float, awaitable):  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+async def test_the_first_candidate_leads_and_the_next_waits_for_its_resignation(
+    store: Store,
+) -> None:
+    first, second = election(store, "cp-1"), election(store, "cp-2")
+    term = await within(10, first.campaign())
+    waiting = asyncio.create_task(second.campaign())
+    await asyncio.sleep(0.5)
+    assert not waiting.done(), "two members lead at once"
+    assert term.valid()
+    listed = await leader_members.read(store)
+    assert [(m.name, m.leader) for m in listed.members] == [("cp-1", True), ("cp-2", False)]
+
+    started = time.monotonic()
+    await first.resign(term)
+    taken = await within(5, waiting)
+    handover = time.monotonic() - started
+    assert handover < 0.5, f"a clean stop took {handover:.2f} s to hand over (goal 0.5 s)"
+    assert term.reason is LossReason.RESIGNED and not term.valid()
+    assert taken.revision > term.revision
+    await second.resign(taken)
+
+
+async def test_fenced_writes_count_and_stop_when_the_term_ends(store: Store) -> None:
+    first = election(store, "cp-1")
+    term = await within(10, first.campaign())
+    fenced = first.store_for(term)
+    created = await fenced.create("/pilothouse/pods/default/a", b"v1")
+    await first.resign(term)
+    before = (await store.list("/")).revision
+    with pytest.raises(Fenced):
+        await fenced.update("/pilothouse/pods/default/a", b"v2", expected_revision=created.revision)
+    assert (await store.list("/")).revision == before, "a refused write used a revision"
+    counts = first.writes
+    assert (counts.committed, counts.refused, counts.stale, counts.stale_committed) == (1, 1, 1, 0)
+
+
+class _Stuck:
+    """A store whose lease renewals hang (an etcd that stopped answering this member)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.stuck = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    async def keep_alive(self, lease: int) -> int:
+        if self.stuck:
+            await asyncio.Event().wait()
+        return await self._store.keep_alive(lease)
+
+
+async def test_a_leader_that_cannot_renew_steps_down_before_its_lease_ends(store: Store) -> None:
+    stuck = _Stuck(store)
+    first = election(stuck, "cp-1")  # type: ignore[arg-type]
+    term = await within(10, first.campaign())
+    stuck.stuck = True
+    stopped = time.monotonic()
+    await within(5, term.lost.wait())
+    stepped = time.monotonic() - stopped
+    # Stepped down while the lease (and so the campaign key) still lived on the store's side.
+    assert (await store.get(term.fence.key)).create_revision == term.revision, (
+        f"the leader stepped down {stepped:.2f} s after renewals stopped, after its lease ended"
+    )
+    assert stepped < 2, f"stepped down {stepped:.2f} s after renewals stopped (lease 2 s)"
+    assert term.reason is LossReason.RENEWAL_FAILED and not term.valid()
+    second = election(store, "cp-2")
+    taken = await within(10, second.campaign())
+    assert taken.revision > term.revision
+    await first.abandon(term)
+    await second.resign(taken)
+
+
+async def test_a_paused_leader_wakes_fenced_and_writes_nothing(store: Store) -> None:
+    offset = 0.0
+
+    def clock() -> float:
+        return time.monotonic() + offset
+
+    first = election(store, "cp-1", clock=clock)
+    term = await within(10, first.campaign())
+    fenced = first.store_for(term)
+    created = await fenced.create("/pilothouse/pods/default/a", b"v1")
+    # A SIGSTOP past the lease: the lease ends on the store's side (as etcd expires it), the
+    # member's clock jumps, and another member takes over before this one runs again.
+    await store.revoke_lease(term.lease)
+    offset = 10.0
+    second = election(store, "cp-2")
+    taken = await within(10, second.campaign())
+    assert not term.valid(), "a leader paused past its lease still thinks it leads"
+    with pytest.raises(Fenced):
+        await fenced.update(
+            "/pilothouse/pods/default/a", b"stale", expected_revision=created.revision
+        )
+    with pytest.raises(Fenced):
+        await fenced.create("/pilothouse/pods/default/b", b"stale")
+    assert first.writes.stale == 2 and first.writes.stale_committed == 0
+    assert (await store.get("/pilothouse/pods/default/a")).value == b"v1"
+    with pytest.raises(NotFound):
+        await store.get("/pilothouse/pods/default/b")
+    await within(5, term.lost.wait())
+    await first.abandon(term)
+    await second.resign(taken)
+
+
+# -- the Leadership runnable --------------------------------------------------------------
+
+
+class _Part:
+    """A leader-only part that records when it runs and subscribes to an informer."""
+
+    needs_leadership = True
+
+    def __init__(self, name: str, log: list[str], informer: Informer) -> None:
+        self.name = name
+        self._log = log
+        informer.add_handler(self._seen)
+
+    def _seen(self, notice: object) -> None:
+        pass
+
+    async def run(self) -> None:
+        self._log.append(f"start {self.name}")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._log.append(f"stop {self.name}")
+
+
+async def test_leadership_runs_a_fresh_team_per_term_and_hands_over_on_stop(store: Store) -> None:
+    informer = Informer(ObjectStore(store), Kind.NODE)
+    watching = asyncio.create_task(informer.run())
+    log: list[str] = []
+    terms: list[Term] = []
+
+    def team(member: str):  # type: ignore[no-untyped-def]
+        def build(term: Term, fenced: Store) -> Sequence[Runnable]:
+            terms.append(term)
+            return [_Part(f"{member}.scheduler", log, informer)]
+
+        return build
+
+    one = Leadership(election(store, "cp-1"), team=team("cp-1"), informers=[informer])
+    two = Leadership(election(store, "cp-2"), team=team("cp-2"), informers=[informer])
+    running_one = asyncio.create_task(one.run())
+    await within(10, one.leading.wait())
+    running_two = asyncio.create_task(two.run())
+    await asyncio.sleep(0.3)
+    assert not two.leading.is_set()
+    assert len(informer.handlers) == 1, "the leader's part did not subscribe"
+
+    started = time.monotonic()
+    running_one.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running_one
+    await within(5, two.leading.wait())
+    handover = time.monotonic() - started
+    assert handover < 0.5, f"clean stop -> new leader took {handover:.2f} s (goal 0.5 s)"
+    await asyncio.sleep(0.1)
+    assert log[:3] == ["start cp-1.scheduler", "stop cp-1.scheduler", "start cp-2.scheduler"]
+    assert len(informer.handlers) == 1, "the old term's handlers were not removed"
+    history = await leader_members.history(store)
+    assert [(c.leader, c.reason) for c in history] == [("cp-1", "Resigned"), ("cp-2", "")]
+
+    running_two.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running_two
+    watching.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watching
+    assert log[-1] == "stop cp-2.scheduler"
+    assert not informer.handlers
+
+
+async def test_a_part_without_needs_leadership_is_refused_in_a_term(store: Store) -> None:
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    leadership = Leadership(
+        election(store, "cp-1"), team=lambda term, fenced: [Task("misplaced", forever)]
+    )
+    with pytest.raises(ValueError, match="do not declare needs_leadership"):
+        await within(10, leadership.run())
