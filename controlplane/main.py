@@ -26,8 +26,9 @@ on its own makes the process exit non-zero (see `pilothouse.process.runnable`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import grpc
 import structlog
@@ -169,11 +170,14 @@ def leader_runnables(
 _CACHED_KINDS = (Kind.NODE, Kind.POD, Kind.DEPLOYMENT, Kind.REPLICASET)
 
 
-async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> int:
+async def serve(
+    config: settings.Config, nodes: NodeSettings | None = None, ha: HaSettings | None = None
+) -> int:
     """Run the control plane until cancelled (0) or until a part fails (1)."""
     nodes = nodes or NodeSettings()
+    ha = ha or HaSettings()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    embedded = _embedded_etcd(config)
+    embedded = _embedded_etcd(config, ha)
     store: EtcdStore | None = None
     api: ApiServer | None = None
     try:
@@ -217,16 +221,24 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
             if config.registries
             else NoDigests()
         )
-        await run_all(
-            runnables(
-                api=api,
-                objects=objects,
-                embedded=embedded,
-                nodes=nodes,
-                resolver=resolver,
-                connect=connect,
-            )
+        candidate = Candidate(
+            name=ha.member, address=address, etcd=embedded.endpoint if embedded else ""
         )
+        try:
+            await leader_members.announce(store, candidate)
+        except StoreError as error:
+            log.warning("controlplane.announce_failed", error=str(error))
+        parts = runnables(
+            api=api,
+            objects=objects,
+            embedded=embedded,
+            election=Election(store, candidate=candidate, ttl=ha.lease_ttl),
+            nodes=nodes,
+            resolver=resolver,
+            connect=connect,
+        )
+        parts.insert(1 if embedded else 0, Task("etcd.members", _members_of(store)))
+        await run_all(parts)
     except RunnableExited as error:
         log.error("controlplane.failed", error=str(error))
         return 1
@@ -246,7 +258,20 @@ async def serve(config: settings.Config, nodes: NodeSettings | None = None) -> i
     return 0
 
 
-def _embedded_etcd(config: settings.Config) -> EmbeddedEtcd | None:
+def _members_of(store: EtcdStore) -> Callable[[], Awaitable[None]]:
+    """Learn the other etcd members' client URLs (MemberList), so the store can fail over
+    to them when the one it uses dies; again every 10 s (members start at different times)."""
+
+    async def discover() -> None:
+        while True:
+            with contextlib.suppress(StoreError):
+                await store.cluster_members()
+            await asyncio.sleep(10.0)
+
+    return discover
+
+
+def _embedded_etcd(config: settings.Config, ha: HaSettings) -> EmbeddedEtcd | None:
     """The etcd this process runs (None with --etcd): mutual TLS with its own CA, or
     plaintext on loopback with --insecure."""
     if config.etcd_endpoints:
@@ -257,8 +282,12 @@ def _embedded_etcd(config: settings.Config) -> EmbeddedEtcd | None:
                 note="whoever reaches this etcd can read and change the whole cluster",
             )
         return None
-    tls = None if config.insecure else etcd_tls.ensure(config.etcd_pki_dir)
-    return EmbeddedEtcd(data_dir=config.etcd_dir, tls=tls)
+    cluster = ha.cluster()
+    hosts = (*etcd_tls.DEFAULT_HOSTS, cluster.host) if cluster else etcd_tls.DEFAULT_HOSTS
+    tls = None if config.insecure else etcd_tls.ensure(config.etcd_pki_dir, hosts=hosts)
+    return EmbeddedEtcd(
+        data_dir=config.etcd_dir, tls=tls, cluster=cluster, client_port=ha.client_port
+    )
 
 
 def _etcd_credentials(
@@ -332,18 +361,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         nodes, rest = node_flags.split(argv)
+        ha, rest = ha_flags.split(rest)
         if "-h" in rest or "--help" in rest:
             full = settings.parser()
             node_flags.add_flags(full)
+            ha_flags.add_flags(full)
             full.print_help()
             return 0
         config = settings.parse(rest)
-    except (settings.ConfigError, node_flags.SettingsError) as error:
+    except (settings.ConfigError, node_flags.SettingsError, ha_flags.SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(debug=config.debug)
     try:
-        return asyncio.run(signals.run_until_signalled(serve(config, nodes)))
+        return asyncio.run(signals.run_until_signalled(serve(config, nodes, ha)))
     except (EtcdNotFound, EtcdStartFailed, BindError, settings.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
