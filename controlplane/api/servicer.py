@@ -15,6 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -25,7 +26,14 @@ from controlplane.api import watch
 from controlplane.api.errors import Failure, translated
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import Connect, connector
-from controlplane.objects import ApplyOutcome, ChangeType, Invalid, ObjectStore
+from controlplane.objects import (
+    ApplyOutcome,
+    ChangeType,
+    Invalid,
+    ObjectStore,
+    deletion,
+    namespaces,
+)
 from controlplane.services.addresses import ServiceAddresses
 from controlplane.store import Conflict
 from pilothouse import kinds, manifests
@@ -48,7 +56,12 @@ _EVENT_TYPES = {
     ChangeType.DELETED: api.WatchEvent.DELETED,
 }
 _SCALE_RETRIES = 5
-_SCALABLE = (kinds.Kind.DEPLOYMENT, kinds.Kind.REPLICASET)
+_SCALABLE = (
+    kinds.Kind.DEPLOYMENT,
+    kinds.Kind.REPLICASET,
+    kinds.Kind.REPLICATIONCONTROLLER,
+    kinds.Kind.STATEFULSET,
+)
 
 
 class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
@@ -77,6 +90,8 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
             problems = manifests.validate(message, policy=self._policy)
             if problems:
                 raise ManifestError(problems)
+            # The namespace must exist and not be Terminating (`default` is made on first use).
+            await namespaces.admit(self._objects, message)
             if isinstance(message, objects_pb2.Service):
                 applied = await self._services.apply(message, dry_run=request.dry_run)
             else:
@@ -124,13 +139,17 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
     ) -> api.DeleteResponse:
         async with translated(context, method="Delete"):
             kind = kinds.parse(request.kind)
-            # A Deployment's pods go with it: the deployment controller deletes what it owns
-            # (owner references) once the Deployment is gone.
-            deleted = await self._objects.delete(
+            # What it owns goes with it (Background: the garbage collector deletes it after;
+            # Foreground: before), stays (Orphan); a Namespace or a StatefulSet's pod is
+            # Terminating first (see `objects.deletion`).
+            deleted = await deletion.delete(
+                self._objects,
                 kind,
                 request.namespace,
                 _name(request.name),
+                propagation=deletion.Propagation.parse(request.propagation_policy),
                 resource_version=request.resource_version or None,
+                now=time.time(),
             )
             if isinstance(deleted, objects_pb2.Service):
                 await self._services.released(deleted)
@@ -167,7 +186,7 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
         async with translated(context, method="Scale"):
             kind = kinds.parse(request.kind)
             if kind not in _SCALABLE:
-                raise Invalid(f"{kind.info.plural} cannot be scaled (only deployments can)")
+                raise Invalid(f"{kind.info.plural} cannot be scaled")
             if request.replicas < 0:
                 raise ManifestError(
                     [Problem("", 0, "spec.replicas", "must be greater than or equal to 0")]

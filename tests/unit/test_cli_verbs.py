@@ -71,7 +71,14 @@ async def test_get_of_a_missing_object_fails_with_its_name(pilothouse: Cli) -> N
     assert err == 'error: deployments "nope" not found\n'
 
 
-async def test_apply_in_a_namespace_and_delete_it_again(pilothouse: Cli) -> None:
+async def test_apply_in_a_namespace_and_delete_it_again(pilothouse: Cli, tmp_path: Path) -> None:
+    code, out, err = await pilothouse("apply", "-f", str(WEB), "-n", "team-a")
+    assert code == 1 and err.endswith(
+        'document 1: metadata.namespace: namespaces "team-a" not found\n'
+    ), f"no namespace yet: {err}"
+    namespace = tmp_path / "ns.yaml"
+    namespace.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n")
+    assert await pilothouse("apply", "-f", str(namespace)) == (0, "namespace/team-a created\n", "")
     code, out, _ = await pilothouse("apply", "-f", str(WEB), "-n", "team-a")
     assert (code, out) == (0, "deployment.apps/web created\n")
     code, out, err = await pilothouse("get", "deploy", "-n", "team-a", "-o", "name")
