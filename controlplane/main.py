@@ -51,6 +51,7 @@ from controlplane.leader.leadership import Leadership
 from controlplane.leader.settings import HaSettings
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.agent import Connect, connector
+from controlplane.nodes.leases import NodeLeases
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
@@ -184,11 +185,14 @@ async def serve(
         endpoints = [await embedded.start()] if embedded else list(config.etcd_endpoints)
         store = EtcdStore(endpoints, credentials=_etcd_credentials(config, embedded))
         objects = ObjectStore(store)
+        # Heartbeats reach any member; every member publishes and sees them all.
+        leases = NodeLeases(store, member=ha.member)
         registry = NodeRegistry(
             objects,
             grace_period=nodes.grace_period,
             heartbeat_interval=nodes.heartbeat_interval,
             pod_cidrs=nodes.pod_cidrs(),
+            leases=leases,
         )
         security, connect = _security(config, store)
         api = ApiServer(
@@ -238,6 +242,7 @@ async def serve(
             connect=connect,
         )
         parts.insert(1 if embedded else 0, Task("etcd.members", _members_of(store)))
+        parts.insert(-1, leases)  # before the leadership, so it stops after the leader's parts
         await run_all(parts)
     except RunnableExited as error:
         log.error("controlplane.failed", error=str(error))

@@ -19,6 +19,9 @@ Invariants:
   (`NotRegistered`): the agent must register again (and may then be refused).
 - Just after this process starts it has seen no beats: a Node already in the store counts as
   seen at start-up, so a restarted control plane gives every agent a full grace period.
+- With several control-plane members an agent heartbeats to any of them: every accepted beat
+  also goes to `leases` (`controlplane.nodes.leases`), which publishes it to the other members,
+  and `last_seen` is the newest beat heard by any member.
 - Every registered Node has a pod CIDR (`spec.podCIDR`, see `controlplane.nodes.podcidr`): the
   one it already has (it never changes while the Node exists), else the one its agent asked
   for if no other Node's overlaps it, else the lowest free block of the cluster CIDR. The
@@ -37,6 +40,7 @@ import structlog
 
 from controlplane.nodes import conditions, podcidr
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.nodes.leases import NodeLeases
 from controlplane.objects import Invalid, ObjectStore
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import AlreadyExists, Conflict, NotFound
@@ -96,8 +100,10 @@ class NodeRegistry:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         persist_interval: float = DEFAULT_PERSIST_INTERVAL,
         pod_cidrs: podcidr.Allocator | None = None,
+        leases: NodeLeases | None = None,
     ) -> None:
         self._objects = objects
+        self._leases = leases
         self.pod_cidrs = pod_cidrs or podcidr.Allocator.of()
         # One registration at a time: choosing a pod CIDR and writing it must not interleave.
         self._registering = asyncio.Lock()
@@ -111,14 +117,17 @@ class NodeRegistry:
     # ------------------------------------------------------------------ liveness
 
     def last_seen(self, name: str) -> float | None:
-        """When this process last heard from the node's owner (None: not since it started)."""
+        """When this process, or any member (`leases`), last heard from the node's owner
+        (None: not since it started)."""
         beat = self._beats.get(name)
-        return beat.at if beat is not None else None
+        heard = [beat.at] if beat is not None else []
+        if self._leases is not None and (elsewhere := self._leases.last_seen(name)) is not None:
+            heard.append(elsewhere)
+        return max(heard, default=None)
 
     def _last_alive(self, node: objects_pb2.Node) -> float:
         stored = conditions.heartbeat_time(node) or 0.0
-        beat = self._beats.get(node.metadata.name)
-        in_memory = beat.at if beat is not None else 0.0
+        in_memory = self.last_seen(node.metadata.name) or 0.0
         return max(stored, in_memory, self._started)
 
     # -------------------------------------------------------------- registration
@@ -221,6 +230,8 @@ class NodeRegistry:
                 )
             now = self._clock.now()
             self._beats[name] = _Beat(instance=instance_id, at=now)
+            if self._leases is not None:
+                self._leases.beat(name)
             updated = self._after_beat(current, status, now=now)
             if updated is None:
                 return

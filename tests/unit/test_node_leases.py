@@ -1,0 +1,38 @@
+"""Node leases: a heartbeat one control-plane member accepted is seen by every member within a
+flush interval, with its age kept; what was stored before a member started does not count."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from controlplane.nodes.leases import PREFIX, NodeLeases
+from controlplane.store.memory import MemoryStore
+from tests.unit.waiting import eventually
+
+
+async def test_a_beat_on_one_member_is_seen_by_the_others_and_writes_are_coalesced() -> None:
+    store = MemoryStore()
+    await store.create(PREFIX + "old", b'{"beats": {"n1": 0.0}}')  # from a run long ago
+    one = NodeLeases(store, member="cp-1", flush_interval=0.1)
+    two = NodeLeases(store, member="cp-2", flush_interval=0.1)
+    tasks = [asyncio.create_task(m.run()) for m in (one, two)]
+    try:
+        await asyncio.sleep(0.3)
+        assert two.last_seen("n1") is None, "a stored lease from before the start counted"
+        before = store.revision
+        for node in ("n1", "n2", "n3"):
+            one.beat(node)
+        heard = time.time()
+        await eventually(lambda: two.last_seen("n3") is not None, "cp-2 heard of n3")
+        assert abs(two.last_seen("n1") - heard) < 0.3  # type: ignore[operator]
+        await asyncio.sleep(0.3)
+        assert store.revision - before == 1, "three beats took more than one write"
+        assert one.last_seen("n2") is not None
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
