@@ -51,6 +51,7 @@ from controlplane.leader.leadership import Leadership
 from controlplane.leader.settings import HaSettings
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.agent import Connect, connector
+from controlplane.nodes.leading import while_leading
 from controlplane.nodes.leases import NodeLeases
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.settings import NodeSettings
@@ -97,7 +98,7 @@ def runnables(
             heartbeats=api.registry,
             nodes=nodes,
             resolver=resolver,
-            connect=connect,
+            connect=while_leading(connect or connector(), term.valid),
         )
 
     parts.append(Leadership(election, team=team, informers=list(informers.values())))
