@@ -41,7 +41,7 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
     async def SyncPods(
         self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SyncPodsResponse:
-        rejected = await self._pods.sync(list(request.pods))
+        rejected = await self._pods.sync(list(request.pods), fence=request.fence)
         return agent_pb2.SyncPodsResponse(rejected=rejected)
 
     async def ListPods(

@@ -11,8 +11,16 @@ its worker recorded since the last report); `logs()` reads a container's log fil
 
 Invariants:
 - Level-triggered: `sync` is idempotent, and `start()` rebuilds the same workers from the
-  persisted desired set and the runtime's containers (re-adoption) without restarting any.
-- Containers that belong to no desired pod (by their labels) are stopped and removed.
+  persisted desired set and the runtime's containers (re-adoption, `pods.adoption`) without
+  restarting any.
+- Containers that belong to no desired pod (by their labels) are stopped and removed, but only
+  against a known desired set: when the persisted set is missing or unreadable, `start()`
+  touches nothing (no container, no sandbox) and the first `sync` decides, as the kubelet
+  waits for its pod sources before cleaning up.
+- The clean-up of an orphan never touches what a live pod of the same uid uses (its sandbox,
+  its directory): that pod's worker starts only once the orphan is gone.
+- `sync(fence=True)` (the control plane fencing a node that was lost) ends every pod that is
+  being removed at once (SIGKILL) and answers only once their containers are gone.
 - No container is created for a pod before a desired set holding that pod is on disk, so a
   restarted agent re-adopts every container it made (persisting is coalesced: a burst of
   syncs costs one or two writes, and `close` finishes the last one).
@@ -28,14 +36,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from nodeagent.images import ImageService, PullPolicy
-from nodeagent.pods import logs, specs
+from nodeagent.pods import adoption, logs, specs
 from nodeagent.pods.logs import BadRequest, PodNotFound
 from nodeagent.pods.restart import RestartPolicy
 from nodeagent.pods.worker import PodWorker, WorkerConfig
@@ -117,8 +126,13 @@ class PodManager:
         self._saved = 0
         self._saved_changed = asyncio.Event()
         self._saver: asyncio.Task[None] | None = None
-        # pod key -> workers of that key being stopped (orphans included).
+        # pod key -> workers of that key being stopped (orphans included); pod uid -> the same.
         self._stopping: dict[str, int] = {}
+        self._stopping_uids: dict[str, int] = {}
+        self._stops: dict[PodWorker, asyncio.Task[None]] = {}
+        # Whether the desired set is known (loaded from disk, or pushed since the start).
+        self._known = False
+        self._adopting = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -132,36 +146,47 @@ class PodManager:
             await self.close()
 
     async def start(self) -> None:
-        """Rebuild workers from the persisted desired set and the runtime's containers."""
+        """Rebuild workers from the persisted desired set and the runtime's containers; with
+        no readable set, keep everything as it is until the first `sync`."""
         desired = self._state.load()
+        self._started = True
+        if desired is None:
+            found = adoption.found(await self._runtime.list())
+            log.warning(
+                "pods.desired_unknown",
+                containers=found.containers,
+                note="no readable record of this node's pods: every container is left running "
+                "until the control plane pushes them",
+            )
+            return
         self._desired = {specs.pod_key(p): p for p in desired if validate(p) is None}
-        groups: dict[tuple[str, str], list[ContainerState]] = {}
-        for state in await self._runtime.list():
-            uid = state.labels.get(specs.LABEL_UID)
-            if uid:
-                key = f"{state.labels.get(specs.LABEL_NAMESPACE, 'default')}/" + state.labels.get(
-                    specs.LABEL_POD, ""
-                )
-                groups.setdefault((key, uid), []).append(state)
-        for (key, uid), states in groups.items():
-            want = self._desired.get(key)
-            hashes = {s.labels.get(specs.LABEL_SPEC_HASH) for s in states}
-            if (
-                want is not None
-                and want.metadata.uid == uid
-                and hashes == {specs.spec_hash(want)}
-                and key not in self._workers
-            ):
-                log.info("pod.adopting", pod=key, uid=uid, containers=len(states))
-                self._start_worker(want, adopted=states)
-            else:
-                log.info("pod.orphaned", pod=key, uid=uid, containers=len(states))
-                orphan = self._make_worker(self._skeleton(key, uid), adopted=states, known=True)
-                self._retire(orphan)
+        await self._adopt()
+
+    async def _adopt(self) -> None:
+        """Adopt or retire what the runtime holds against the (now known) desired set."""
+        async with self._adopting:
+            if not self._known:
+                await self._adopt_found()
+        self._reconcile()
+
+    async def _adopt_found(self) -> None:
+        found = adoption.found(await self._runtime.list())
+        verdicts = found.verdicts(self._desired)
+        for want, group in verdicts.adopted:
+            log.info("pod.adopting", pod=group.key, uid=group.uid, containers=len(group.containers))
+            self._start_worker(want, adopted=list(group.containers))
+        for group in verdicts.orphans:
+            log.info("pod.orphaned", pod=group.key, uid=group.uid, containers=len(group.containers))
+            skeleton = self._skeleton(group.key, group.uid)
+            self._retire(self._make_worker(skeleton, adopted=list(group.containers), known=True))
+        for stray in found.strays:
+            self._background_task(
+                adoption.remove_stray(self._runtime, self._images, stray, log=log),
+                name=f"remove stray {stray.id}",
+            )
         # Sandboxes of pods that are gone (removed while no agent ran, or a failed detach).
         await self._config.networks.detach_others(self._desired.values())
-        self._started = True
-        self._reconcile()
+        self._known = True
 
     async def close(self) -> None:
         """Stop supervising (containers keep running), finish persisting, end background tasks."""
@@ -176,8 +201,10 @@ class PodManager:
 
     # -- the API ------------------------------------------------------------------------------
 
-    async def sync(self, desired: list[objects_pb2.Pod]) -> dict[str, str]:
-        """Make `desired` the node's pod set; returns the rejected pods with the reason."""
+    async def sync(self, desired: list[objects_pb2.Pod], *, fence: bool = False) -> dict[str, str]:
+        """Make `desired` the node's pod set; returns the rejected pods with the reason.
+
+        `fence`: every pod being removed ends now (SIGKILL) and this returns once it is gone."""
         rejected: dict[str, str] = {}
         accepted: dict[str, objects_pb2.Pod] = {}
         for pod in desired:
@@ -191,15 +218,29 @@ class PodManager:
                 rejected[key] = why
                 continue
             accepted[key] = pod
-        if accepted != self._desired:
+        if accepted != self._desired or not self._known:
             self._desired = accepted
             self._version += 1
             if self._saver is None:
                 self._saver = asyncio.create_task(self._persist(), name="persist desired pods")
             log.info("pods.synced", pods=len(accepted), rejected=len(rejected))
-        if self._started:
+        if self._started and not self._known:
+            await self._adopt()  # the first set pushed since a start that had none
+        elif self._started:
             self._reconcile()
+        if fence and self._started:
+            await self._fenced()
         return rejected
+
+    async def _fenced(self) -> None:
+        """End every pod being removed now, and return once all are gone."""
+        stops = list(self._stops.items())
+        if not stops:
+            return
+        log.info("pods.fencing", stopping=len(stops))
+        await asyncio.gather(*(worker.expedite() for worker, _ in stops), return_exceptions=True)
+        # Shielded: a caller that gives up (a deadline) must not cancel the stops themselves.
+        await asyncio.gather(*(asyncio.shield(task) for _, task in stops), return_exceptions=True)
 
     async def _persist(self) -> None:
         """Write the desired set until the newest version is on disk (one write at a time)."""
@@ -282,6 +323,8 @@ class PodManager:
     # -- reconciling --------------------------------------------------------------------------
 
     def _reconcile(self) -> None:
+        if not self._known:
+            return  # nothing is decided before the desired set is known (see `start`)
         for key, worker in list(self._workers.items()):
             want = self._desired.get(key)
             if worker.stopping:
@@ -292,7 +335,9 @@ class PodManager:
                 worker.pod.metadata.CopyFrom(want.metadata)  # labels etc.: no restart
                 self._published_changed(worker)
         for key, pod in self._desired.items():
-            if key not in self._workers:
+            if key not in self._workers and not self._stopping_uids.get(pod.metadata.uid):
+                # (An orphan of the same uid holds its sandbox and directory until it is gone:
+                # its `_stop` reconciles again.)
                 # Nothing of this name is left unless an orphan of it is still being stopped.
                 self._start_worker(pod, adopted=[], known=not self._stopping.get(key))
 
@@ -328,10 +373,17 @@ class PodManager:
     def _retire(self, worker: PodWorker) -> None:
         worker.stopping = True
         self._stopping[worker.key] = self._stopping.get(worker.key, 0) + 1
-        task = asyncio.create_task(self._stop(worker), name=f"stop pod {worker.key}")
+        self._stopping_uids[worker.uid] = self._stopping_uids.get(worker.uid, 0) + 1
+        task = self._background_task(self._stop(worker), name=f"stop pod {worker.key}")
+        self._stops[worker] = task
+        task.add_done_callback(lambda _: self._stops.pop(worker, None))
+
+    def _background_task(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(self._task_ended)
+        return task
 
     async def _stop(self, worker: PodWorker) -> None:
         supervision = self._tasks.pop(worker, None)
@@ -345,9 +397,10 @@ class PodManager:
             except Exception:
                 log.exception("pod.stop_failed", pod=worker.key, uid=worker.uid)
                 await asyncio.sleep(1)
-        left = self._stopping.pop(worker.key, 1) - 1
-        if left:
-            self._stopping[worker.key] = left
+        for counts, key in ((self._stopping, worker.key), (self._stopping_uids, worker.uid)):
+            left = counts.pop(key, 1) - 1
+            if left:
+                counts[key] = left
         if self._workers.get(worker.key) is worker:
             del self._workers[worker.key]
         last = self._published.get(worker.key)

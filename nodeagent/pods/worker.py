@@ -7,7 +7,8 @@ and ask the `RestartTracker` whether and when it runs again (CrashLoopBackOff wh
 While an attempt runs, its probes (`nodeagent.probes.prober`) decide whether it is started and
 ready, and a failed liveness or startup probe ends it (SIGTERM, SIGKILL after the probe's or
 the pod's grace period); that exit goes through the same restart policy and backoff.
-`stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release.
+`stop()` ends the pod: SIGTERM, SIGKILL after terminationGracePeriodSeconds, delete, release;
+`expedite()` (a fenced node) ends its containers at once with SIGKILL.
 Along the way it records the kubelet's events (`self.events`: Pulling, Pulled, Failed,
 BackOff, Created, Started, Killing, Unhealthy); the manager sends them with the next report.
 The worker wires its parts: `attempts` (making one attempt of a container and running it
@@ -122,6 +123,7 @@ class PodWorker:
         self._config = config
         self._on_change = on_change
         self._report_due = False
+        self._expedited = False  # see `expedite`
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
         self._log = log.bind(pod=self.key, uid=self.uid)
         self._memory = PodMemory(state_dir=config.state_dir, pod=pod, log=self._log)
@@ -354,7 +356,7 @@ class PodWorker:
     async def stop(self) -> None:
         """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
         self.stopping = True
-        grace = grace_seconds(self.pod)
+        grace = 0 if self._expedited else grace_seconds(self.pod)
         mine = await self._containers.all()
         running = [s for s in mine if s.status is Status.RUNNING]
         self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
@@ -373,3 +375,16 @@ class PodWorker:
             self._log.warning("pod.sandbox_remove_failed", error=str(exc))
         shutil.rmtree(specs.pod_dir(self._config.state_dir, self.pod), ignore_errors=True)
         self._log.info("pod.removed")
+
+    async def expedite(self) -> None:
+        """End this pod's containers now (SIGKILL, no grace period): the node is being fenced
+        and the pod's replacement may already run elsewhere. A `stop()` under way or to come
+        then finishes at once."""
+        self.stopping = True
+        if self._expedited:
+            return
+        self._expedited = True
+        self._log.info("pod.expedited", note="node fenced: no grace period")
+        for state in await self._containers.all():
+            if state.status is not Status.STOPPED:
+                await stop_container(self._runtime, state.id, grace=0, log=self._log)

@@ -112,6 +112,26 @@ def live_pid(bundle: Path, container_uuid: str) -> int | None:
     return pid
 
 
+def monitor_args(bundle: Path, container_id: str) -> dict[str, str]:
+    """The `--name=value` arguments of the live monitor of `container_id` in `bundle` (from
+    its command line; empty if there is none), for rebuilding lost records."""
+    pid = read_int(bundle / "conmon.pid")
+    if not pid:
+        return {}
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return {}
+    args = {}
+    for arg in argv:
+        if arg.startswith("--"):
+            name, _, value = arg[2:].partition("=")
+            args[name] = value
+    if args.get("cid") != container_id or args.get("bundle") != str(bundle):
+        return {}  # the pid was reused by another process
+    return args
+
+
 def reopen_log(bundle: Path) -> None:
     """Ask the monitor to reopen its log file (after the agent moved it aside)."""
     try:

@@ -3,9 +3,14 @@
 `meta.json` and `final.json` are JSON objects replaced atomically (write a temporary file,
 then rename); `started` holds an ISO time; pid and exit-code files hold one integer.
 
+`meta.json` is also kept, as one annotation (`META_ANNOTATION`), in the bundle's `config.json`,
+which runc copies into its own state: an unreadable `meta.json` is rebuilt from either
+(`meta_from_config`, `meta_from_runc_state`).
+
 Invariants: a reader never sees half a JSON file; a missing or unreadable time or integer
 file reads as "not known" (None or the caller's default), never as an error; a stopped
-container's state survives a round trip through `final.json` unchanged.
+container's state survives a round trip through `final.json` unchanged; the rebuilders
+return a record only if it is a whole one (never a guess), else None.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeagent.runtime import ContainerState, Status
+from nodeagent.state.quarantine import quarantine
 
 
 def read_int(path: Path, default: int | None = 0) -> Any:
@@ -44,6 +50,44 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+META_ANNOTATION = "io.pilothouse.runtime.meta"
+META_KEYS = ("id", "labels", "log_path", "cgroups_path", "uuid")
+
+
+def meta_annotations(meta: dict[str, Any]) -> dict[str, str]:
+    """The OCI annotations that keep a copy of `meta` in config.json."""
+    return {META_ANNOTATION: json.dumps(meta, sort_keys=True)}
+
+
+def meta_from_config(path: Path) -> dict[str, Any] | None:
+    """The meta record kept in a bundle's config.json, if it is there and whole."""
+    try:
+        config = json.loads(path.read_text())
+        return _whole_meta(config["annotations"][META_ANNOTATION])
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+
+
+def meta_from_runc_state(path: Path) -> dict[str, Any] | None:
+    """The meta record in runc's own state.json (runc keeps annotations as "key=value" labels)."""
+    try:
+        labels = json.loads(path.read_text())["config"]["labels"]
+        for label in labels:
+            key, _, value = label.partition("=")
+            if key == META_ANNOTATION:
+                return _whole_meta(value)
+    except (OSError, ValueError, LookupError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def _whole_meta(text: str) -> dict[str, Any] | None:
+    meta = json.loads(text)
+    if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
+        return None
+    return meta
+
+
 def final_to_json(s: ContainerState) -> dict[str, Any]:
     """A stopped container's state as `final.json` keeps it."""
     return {
@@ -54,6 +98,18 @@ def final_to_json(s: ContainerState) -> dict[str, Any]:
         "finished_at": s.finished_at.isoformat() if s.finished_at else None,
         "labels": s.labels,
     }
+
+
+def read_final(path: Path) -> ContainerState | None:
+    """The state kept in `final.json`; None if there is none (an unreadable one is
+    quarantined: the caller reads the exit file again and writes a new one)."""
+    try:
+        return final_from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:
+        quarantine(path, error=exc, instead="the exit is read again from the exit file")
+        return None
 
 
 def final_from_json(d: dict[str, Any]) -> ContainerState:

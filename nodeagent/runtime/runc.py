@@ -24,7 +24,9 @@ Invariants:
 - `state`, `list` and `wait` read files and /proc only (no runc process per call): the exit
   file wins, then a live monitor means created or running;
 - `delete` is idempotent and leaves nothing: runc state, cgroups in every controller, the
-  rootfs mount, the bundle and the exit file.
+  rootfs mount, the bundle and the exit file;
+- an unreadable record never fails `list`: `meta.json` is rebuilt from its copies (config.json,
+  runc's state) and `final.json` from the exit file, the bad file quarantined.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from nodeagent.runtime import (
     ocispec,
     processes,
     records,
+    recovery,
 )
 from nodeagent.runtime import logs as cri_logs
 from nodeagent.runtime.cgroups import Cgroups
@@ -116,7 +119,11 @@ class RuncRuntime:
         try:
             await self._runc("kill", container_id, str(signal))
         except RuntimeError_:
-            if (await self.state(container_id)).status is not Status.STOPPED:
+            if (await self.state(container_id)).status is Status.STOPPED:
+                return
+            if not self._lost_to_runc(container_id) or not recovery.signal_without_runc(
+                self._dir(container_id), monitor=self.monitor_pid(container_id), signal=signal
+            ):
                 raise
 
     async def wait(self, container_id: str) -> ContainerState:
@@ -136,12 +143,17 @@ class RuncRuntime:
         if not cdir.exists() and not (self._runc_root / container_id).exists():
             return
         meta = self._meta_or_empty(container_id)
+        monitor = self._monitor_pid(container_id, meta)
         try:
             await self._runc("delete", "--force", container_id)
         except RuntimeError_ as err:
-            if "does not exist" not in str(err):
+            if "does not exist" in str(err):
+                pass
+            elif self._lost_to_runc(container_id):  # end it ourselves, drop runc's state
+                recovery.signal_without_runc(cdir, monitor=monitor, signal=signals.SIGKILL)
+                shutil.rmtree(self._runc_root / container_id, ignore_errors=True)
+            else:
                 raise
-        monitor = self._monitor_pid(container_id, meta)
         if monitor is not None:
             try:
                 await asyncio.wait_for(processes.exited(monitor), 5.0)
@@ -164,9 +176,9 @@ class RuncRuntime:
 
     async def _state(self, container_id: str) -> ContainerState:
         cdir = self._dir(container_id)
-        final = cdir / "final.json"
-        if final.exists():
-            return records.final_from_json(json.loads(final.read_text()))
+        final = records.read_final(cdir / "final.json")
+        if final is not None:
+            return final
         meta = self._meta(container_id)
         labels = meta.get("labels", {})
         started_at = records.read_time(cdir / "started")
@@ -283,7 +295,9 @@ class RuncRuntime:
             config = ocispec.build(spec, settings=self.settings, rootfs=str(root))
         except ValueError as err:
             raise RuntimeError_(str(err)) from None
-        (cdir / "config.json").write_text(json.dumps(config))
+        # A second copy of meta.json, where runc keeps one too (see `_recover_meta`).
+        config["annotations"] = {**config.get("annotations", {}), **records.meta_annotations(meta)}
+        records.write_json(cdir / "config.json", config)
         pid = await conmon.spawn(
             conmon=self.conmon,
             runc=self.runc,
@@ -335,16 +349,36 @@ class RuncRuntime:
         return cdir
 
     def _meta(self, container_id: str) -> dict[str, Any]:
+        path = self._containers / container_id / "meta.json"
         try:
-            return json.loads((self._containers / container_id / "meta.json").read_text())
+            meta = json.loads(path.read_text())
         except FileNotFoundError:
             raise ContainerNotFound(f'container "{container_id}" not found') from None
+        except (OSError, ValueError) as exc:
+            return self._recover_meta(container_id, error=exc)
+        if not isinstance(meta, dict) or any(k not in meta for k in records.META_KEYS):
+            return self._recover_meta(container_id, error="not a whole meta record")
+        return meta
+
+    def _recover_meta(self, container_id: str, *, error: object) -> dict[str, Any]:
+        """Rebuild an unreadable meta.json (`recovery.rebuild_meta`; no await in between, so
+        nothing else reads it meanwhile)."""
+        return recovery.rebuild_meta(
+            self._containers / container_id,
+            container_id=container_id,
+            runc_state=self._runc_root / container_id / "state.json",
+            cgroups_path=ocispec.cgroups_path(container_id, self.settings),
+            error=error,
+        )
 
     def _meta_or_empty(self, container_id: str) -> dict[str, Any]:
         try:
             return self._meta(container_id)
         except (ContainerNotFound, ValueError):
             return {}
+
+    def _lost_to_runc(self, container_id: str) -> bool:
+        return recovery.runc_state_lost(self._runc_root / container_id / "state.json")
 
     def _monitor_pid(self, container_id: str, meta: dict[str, Any]) -> int | None:
         """conmon's pid if it is alive and really the monitor of this container."""

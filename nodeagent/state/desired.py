@@ -1,9 +1,11 @@
 """The persisted desired pod set (`<state-dir>/desired.json`).
 
-Invariants: `load()` returns exactly the pods of the last completed `save()`; an unreadable file
-is reported and treated as an empty set (the control plane will push the set again), never as a
-crash loop of the agent. Each pod is converted to JSON once while it stays in the set: a save
-reuses the text of every pod whose content (its wire bytes) is unchanged since the last save.
+Invariants: `load()` returns exactly the pods of the last completed `save()`, or None when the
+set is unknown: no file (nothing was saved, or it was lost) or an unreadable one, which is
+quarantined (`nodeagent.state.quarantine`) and never a crash loop of the agent. Unknown is not
+empty: the caller keeps what runs and waits for the control plane to push the set again.
+Each pod is converted to JSON once while it stays in the set: a save reuses the text of every
+pod whose content (its wire bytes) is unchanged since the last save.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import os
 import tempfile
 from pathlib import Path
 
-import structlog
 from google.protobuf import json_format
 
+from nodeagent.state.quarantine import quarantine
 from pilothouse.v1 import objects_pb2
 
-log = structlog.get_logger(__name__)
+# Bad JSON or UTF-8 (ValueError), a JSON of another shape (LookupError, TypeError,
+# AttributeError, ParseError), a file that cannot be read (OSError).
+_UNREADABLE = (OSError, ValueError, LookupError, TypeError, AttributeError, json_format.ParseError)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -59,12 +63,18 @@ class DesiredPods:
         write_atomically(self.path, ('{"pods": [\n' + ",\n".join(parts) + "\n]}\n").encode())
         self._texts = texts  # only the pods of the current set stay
 
-    def load(self) -> list[objects_pb2.Pod]:
+    def load(self) -> list[objects_pb2.Pod] | None:
+        """The last saved set; None when it is unknown (missing, or unreadable: quarantined)."""
         try:
             doc = json.loads(self.path.read_bytes())
-            return [json_format.ParseDict(p, objects_pb2.Pod()) for p in doc.get("pods", [])]
+            return [json_format.ParseDict(p, objects_pb2.Pod()) for p in doc["pods"]]
         except FileNotFoundError:
-            return []
-        except (ValueError, json_format.ParseError, AttributeError) as exc:
-            log.error("state.desired_unreadable", path=str(self.path), error=str(exc))
-            return []
+            return None
+        except _UNREADABLE as exc:
+            quarantine(
+                self.path,
+                error=exc,
+                instead="the running containers are kept as they are until the control plane "
+                "pushes the node's pods again",
+            )
+            return None

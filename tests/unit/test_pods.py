@@ -12,6 +12,7 @@ import pytest
 from nodeagent.pods import specs
 from nodeagent.pods.manager import EventType, PodEvent
 from nodeagent.runtime import Status
+from nodeagent.state import DesiredPods
 from tests.unit.pods_support import Node, make_pod, running, state_of
 
 
@@ -279,7 +280,8 @@ async def test_orphan_containers_are_removed_on_start(node: Node) -> None:
     await node.sync(make_pod())
     await node.until("Running", running)
     await node.manager.close()
-    (node.state_dir / "desired.json").unlink()
+    # The node's recorded set no longer has the pod (it left the set while no agent ran).
+    DesiredPods(node.state_dir).save([])
     node.runtime = node.runtime.restarted()
     node.manager = node._manager()
     await node.manager.start()
