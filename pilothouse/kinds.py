@@ -134,6 +134,10 @@ class Kind(enum.Enum):
         "storage_class",
         ("storageclass", "sc"),
     )
+    CONFIGMAP = KindInfo(
+        "ConfigMap", "configmaps", "v1", True, objects_pb2.ConfigMap, "config_map", ("cm",)
+    )
+    SECRET = KindInfo("Secret", "secrets", "v1", True, objects_pb2.Secret, "secret", ("secret",))
 
     @property
     def info(self) -> KindInfo:

@@ -10,6 +10,8 @@ IntOrString fields (google.protobuf.Value) accept an integer or a string and not
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import json
 from collections.abc import Mapping
@@ -32,6 +34,14 @@ QUANTITY_MAPS = frozenset(
     }
 )
 
+# Single quantity fields: YAML may write them as bare numbers (`divisor: 1`).
+QUANTITY_FIELDS = frozenset(
+    {
+        "pilothouse.v1.EmptyDirVolumeSource.size_limit",
+        "pilothouse.v1.ResourceFieldSelector.divisor",
+    }
+)
+
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
@@ -51,6 +61,25 @@ KUBERNETES_ONLY = frozenset(
     {
         "affinity",
         "allocateLoadBalancerNodePorts",
+        "appArmorProfile",
+        "awsElasticBlockStore",
+        "clusterTrustBundle",
+        "csi",
+        "enableServiceLinks",
+        "ephemeral",
+        "ephemeralContainers",
+        "hostIPC",
+        "hostPID",
+        "nfs",
+        "preemptionPolicy",
+        "procMount",
+        "readinessGates",
+        "resizePolicy",
+        "runtimeClassName",
+        "seLinuxOptions",
+        "serviceAccountToken",
+        "setHostnameAsFQDN",
+        "windowsOptions",
         "automountServiceAccountToken",
         "envFrom",
         "externalIPs",
@@ -191,9 +220,21 @@ def _single(value: Any, fd: FieldDescriptor, path: str, errors: Errors) -> Any:
         if full_name == "google.protobuf.Timestamp":
             return _timestamp(value, path, errors)
         return _message(value, fd.message_type, path, errors)
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return _base64(value, path, errors)
     if fd.type == FieldDescriptor.TYPE_STRING:
         if isinstance(value, str):
             return value
+        if (
+            fd.full_name in QUANTITY_FIELDS
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            try:
+                return quantity.canonical(value)
+            except quantity.QuantityError as exc:
+                errors.append((path, str(exc)))
+                return ""
         if isinstance(value, datetime.datetime | datetime.date):
             return value.isoformat()  # YAML read an unquoted date; Kubernetes keeps the text
         hint = ""
@@ -227,6 +268,30 @@ def _single(value: Any, fd: FieldDescriptor, path: str, errors: Errors) -> Any:
         return 0
     errors.append((path, "has a type that manifests cannot set"))  # pragma: no cover
     return None  # pragma: no cover
+
+
+def _base64(value: Any, path: str, errors: Errors) -> str:
+    """Bytes (a Secret's data, a ConfigMap's binaryData) are standard base64 text, as in
+    Kubernetes; line breaks inside are allowed (Go's decoder skips them)."""
+    if not isinstance(value, str):
+        errors.append((path, f"must be a base64-encoded string, got {describe(value)}"))
+        return ""
+    text = value.replace("\n", "").replace("\r", "")
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        at = _first_bad_base64(text)
+        errors.append((path, f"illegal base64 data at input byte {at}"))
+        return ""
+    return text
+
+
+def _first_bad_base64(text: str) -> int:
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+    for i, char in enumerate(text):
+        if char not in alphabet:
+            return i
+    return len(text)
 
 
 def _int_or_string(value: Any, path: str, errors: Errors) -> Any:

@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
 
 from pilothouse import kinds
+from pilothouse.manifests import configdefaults
 from pilothouse.manifests.kinddefaults import set_kind_defaults
 from pilothouse.v1 import objects_pb2
 
@@ -43,7 +44,7 @@ def set_defaults(message: Message) -> None:
         _pod_spec(message.spec.template.spec)
     elif isinstance(message, objects_pb2.Pod):
         _pod_spec(message.spec)
-        for container in message.spec.containers:
+        for container in (*message.spec.init_containers, *message.spec.containers):
             _requests_from_limits(container)
     elif isinstance(message, objects_pb2.Node) and not message.status.allocatable:
         for name, amount in message.status.capacity.items():
@@ -56,6 +57,8 @@ def set_defaults(message: Message) -> None:
                 port.protocol = "TCP"
             if not port.HasField("name"):
                 port.name = ""
+    elif isinstance(message, objects_pb2.Secret):
+        configdefaults.secret(message)
     else:
         set_kind_defaults(message, pod_spec=_pod_spec)
 
@@ -114,6 +117,7 @@ def _pod_spec(spec: objects_pb2.PodSpec) -> None:
         spec.scheduler_name = "default-scheduler"
     for container in spec.containers:
         _container(container)
+    configdefaults.pod_spec(spec, container=_container)
 
 
 def image_tag(image: str) -> str:

@@ -46,6 +46,8 @@ SUPPORTED: dict[tuple[str, str], kinds.Kind] = {
     ("v1", "PersistentVolumeClaim"): kinds.Kind.PERSISTENTVOLUMECLAIM,
     ("v1", "PersistentVolume"): kinds.Kind.PERSISTENTVOLUME,
     ("storage.k8s.io/v1", "StorageClass"): kinds.Kind.STORAGECLASS,
+    ("v1", "ConfigMap"): kinds.Kind.CONFIGMAP,
+    ("v1", "Secret"): kinds.Kind.SECRET,
 }
 _SUPPORTED_TEXT = ", ".join(f"{v} {k}" for v, k in SUPPORTED)
 

@@ -232,15 +232,15 @@ def test_stdin_defaults_to_the_process_stdin(monkeypatch: pytest.MonkeyPatch) ->
 def test_one_bad_file_among_good_ones_loads_nothing_and_reports_all(tmp_path: Path) -> None:
     (tmp_path / "a-good.yaml").write_text(WEB.read_text())
     (tmp_path / "b-bad.yaml").write_text(WEB.read_text().replace("replicas: 3", "replicas: -3"))
-    (tmp_path / "c-bad.json").write_text(json.dumps({"apiVersion": "v1", "kind": "Secret"}))
+    (tmp_path / "c-bad.json").write_text(json.dumps({"apiVersion": "v1", "kind": "LimitRange"}))
     with pytest.raises(manifests.ManifestError) as caught:
         manifests.load([str(tmp_path), str(tmp_path / "missing.yaml")])
     shown = [str(p) for p in caught.value.problems]
     assert shown == [
         f"{tmp_path}/b-bad.yaml: document 1: spec.replicas: Invalid value: -3: must be greater "
         "than or equal to 0",
-        f'{tmp_path}/c-bad.json: document 1: kind: no matches for kind "Secret" in version "v1" '
-        "(supported: apps/v1 Deployment, v1 Pod, v1 Node, v1 Service, discovery.k8s.io/v1 EndpointSlice)",
+        f'{tmp_path}/c-bad.json: document 1: kind: no matches for kind "LimitRange" in version '
+        f'"v1" (supported: {", ".join(f"{v} {k}" for v, k in manifests.SUPPORTED)})',
         f'{tmp_path}/missing.yaml: the path "{tmp_path}/missing.yaml" does not exist',
     ]
 

@@ -21,10 +21,14 @@ from google.protobuf.message import Message
 from pilothouse.manifests import names
 from pilothouse.manifests.validation import (
     batch,
+    config,
     dns,
     lifecycle,
     meta,
+    podconfig,
     pods,
+    podsecurity,
+    scheduling,
     services,
     sets,
     storage,
@@ -81,6 +85,9 @@ def check(message: Message) -> list[tuple[str, str]]:
         extra = sets.claim_template_names(message) if isinstance(message, _STS) else ()
         volumes.pod_volumes(found, spec, path, extra=extra)
         dns.pod_dns(found, spec, path)
+        podconfig.pod(found, spec, path)
+        podsecurity.pod(found, spec, path)
+        scheduling.pod(found, spec, path)
         grace = (
             spec.termination_grace_period_seconds
             if spec.HasField("termination_grace_period_seconds")
@@ -88,6 +95,7 @@ def check(message: Message) -> list[tuple[str, str]]:
         )
         for i, container in enumerate(spec.containers):
             lifecycle.lifecycle(found, container, f"{path}.containers[{i}]", grace_seconds=grace)
+    scheduling.unevaluated_expressions(found, message)
     return found.items
 
 
@@ -122,6 +130,8 @@ _MORE = {
     objects_pb2.PersistentVolume: storage.volume,
     objects_pb2.StorageClass: storage.storage_class,
     objects_pb2.Namespace: _namespace,
+    objects_pb2.ConfigMap: config.config_map,
+    objects_pb2.Secret: config.secret,
 }
 _CLUSTER_SCOPED = (objects_pb2.Namespace, objects_pb2.PersistentVolume, objects_pb2.StorageClass)
 _STS = objects_pb2.StatefulSet

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from pilothouse.manifests.validation import podsecurity
 from pilothouse.manifests.validation.findings import Findings
 from pilothouse.manifests.validation.security import UNCONFINED
 from pilothouse.v1 import objects_pb2
@@ -30,6 +31,7 @@ from pilothouse.v1 import objects_pb2
 class ClusterPolicy:
     allow_probe_host: bool = False  # --allow-probe-host
     allow_unconfined_seccomp: bool = False  # --allow-unconfined-seccomp
+    allow_privileged: bool = False  # --allow-privileged (securityContext.privileged)
 
 
 def check(message: Message, policy: ClusterPolicy) -> list[tuple[str, str]]:
@@ -48,6 +50,8 @@ def pod_specs(message: Message) -> Iterator[tuple[objects_pb2.PodSpec, str]]:
 
 
 def _pod(found: Findings, spec: objects_pb2.PodSpec, path: str, policy: ClusterPolicy) -> None:
+    if not policy.allow_privileged:
+        podsecurity.privileged(found, spec, path)
     if not policy.allow_unconfined_seccomp:
         if spec.security_context.seccomp_profile.type == UNCONFINED:
             _unconfined(found, f"{path}.securityContext.seccompProfile.type")

@@ -24,6 +24,10 @@ _SOURCES = (
     ("host_path", "hostPath"),
     ("empty_dir", "emptyDir"),
     ("persistent_volume_claim", "persistentVolumeClaim"),
+    ("config_map", "configMap"),
+    ("secret", "secret"),
+    ("downward_api", "downwardAPI"),
+    ("projected", "projected"),
 )
 _OPERATORS = ("Equal", "Exists")
 _EFFECTS = ("NoExecute", "NoSchedule", "PreferNoSchedule")
@@ -47,6 +51,9 @@ def pod_volumes(
     known.update(extra)
     for i, container in enumerate(spec.containers):
         _mounts(found, container.volume_mounts, f"{path}.containers[{i}].volumeMounts", known)
+    for i, container in enumerate(spec.init_containers):
+        where = f"{path}.initContainers[{i}].volumeMounts"
+        _mounts(found, container.volume_mounts, where, known)
     tolerations(found, spec.tolerations, f"{path}.tolerations")
     if spec.service_account_name:
         for error in names.dns1123_subdomain(spec.service_account_name):
