@@ -107,7 +107,8 @@ def test_errors_are_one_line_without_traceback_unless_debug() -> None:
     assert "Traceback" in err, "--debug should show the traceback"
     assert err.rstrip().endswith(
         'error: unknown resource type "gadgets" (known: '
-        "deployments, replicasets, pods, nodes, events)"
+        + ", ".join(k.info.plural for k in Kind)
+        + ")"
     )
 
 
