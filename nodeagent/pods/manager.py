@@ -43,10 +43,11 @@ from typing import Any
 
 import structlog
 
-from nodeagent.images import ImageService, PullPolicy
+from nodeagent.images import ImageService
 from nodeagent.pods import adoption, logs, specs
 from nodeagent.pods.logs import BadRequest, PodNotFound
-from nodeagent.pods.restart import RestartPolicy
+from nodeagent.pods.persisting import DesiredSetWriter
+from nodeagent.pods.validation import validate
 from nodeagent.pods.worker import PodWorker, WorkerConfig
 from nodeagent.runtime import ContainerRuntime, ContainerState
 from nodeagent.state import DesiredPods
@@ -77,28 +78,6 @@ class PodEvent:
     events: tuple[objects_pb2.Event, ...] = ()
 
 
-def validate(pod: objects_pb2.Pod) -> str | None:
-    """Why this pod cannot be accepted, or None."""
-    m = pod.metadata
-    if not m.name:
-        return "metadata.name is required"
-    if not m.uid:
-        return "metadata.uid is required"
-    if not pod.spec.containers:
-        return "spec.containers must not be empty"
-    names = [c.name for c in pod.spec.containers]
-    if len(set(names)) != len(names) or not all(names):
-        return "spec.containers need unique, non-empty names"
-    for i, c in enumerate(pod.spec.containers):
-        if not c.image:
-            return f"spec.containers[{i}].image is required"
-        if c.image_pull_policy and c.image_pull_policy not in {p.value for p in PullPolicy}:
-            return f"spec.containers[{i}].imagePullPolicy: unsupported {c.image_pull_policy!r}"
-    if pod.spec.restart_policy and pod.spec.restart_policy not in {p.value for p in RestartPolicy}:
-        return f"spec.restartPolicy: unsupported {pod.spec.restart_policy!r}"
-    return None
-
-
 class PodManager:
     def __init__(
         self,
@@ -112,7 +91,9 @@ class PodManager:
         self._runtime = runtime
         self._images = images
         self._config = config
-        self._state = DesiredPods(config.state_dir)
+        self._disk = DesiredSetWriter(
+            DesiredPods(config.state_dir), current=lambda: list(self._desired.values())
+        )
         self._desired: dict[str, objects_pb2.Pod] = {}
         self._workers: dict[str, PodWorker] = {}
         self._tasks: dict[PodWorker, asyncio.Task[None]] = {}
@@ -120,12 +101,6 @@ class PodManager:
         self._published: dict[str, objects_pb2.Pod] = {}
         self._watchers: set[asyncio.Queue[PodEvent]] = set()
         self._started = False
-        # Persisting the desired set: `_version` counts accepted changes, `_saved` is the
-        # version on disk; `_saver` is the one save in flight, if any.
-        self._version = 0
-        self._saved = 0
-        self._saved_changed = asyncio.Event()
-        self._saver: asyncio.Task[None] | None = None
         # pod key -> workers of that key being stopped (orphans included); pod uid -> the same.
         self._stopping: dict[str, int] = {}
         self._stopping_uids: dict[str, int] = {}
@@ -148,7 +123,7 @@ class PodManager:
     async def start(self) -> None:
         """Rebuild workers from the persisted desired set and the runtime's containers; with
         no readable set, keep everything as it is until the first `sync`."""
-        desired = self._state.load()
+        desired = self._disk.state.load()
         self._started = True
         if desired is None:
             found = adoption.found(await self._runtime.list())
@@ -190,8 +165,7 @@ class PodManager:
 
     async def close(self) -> None:
         """Stop supervising (containers keep running), finish persisting, end background tasks."""
-        if self._saver is not None:
-            await asyncio.gather(self._saver, return_exceptions=True)
+        await self._disk.close()
         tasks = [*self._tasks.values(), *self._background]
         for t in tasks:
             t.cancel()
@@ -220,9 +194,7 @@ class PodManager:
             accepted[key] = pod
         if accepted != self._desired or not self._known:
             self._desired = accepted
-            self._version += 1
-            if self._saver is None:
-                self._saver = asyncio.create_task(self._persist(), name="persist desired pods")
+            self._disk.changed()
             log.info("pods.synced", pods=len(accepted), rejected=len(rejected))
         if self._started and not self._known:
             await self._adopt()  # the first set pushed since a start that had none
@@ -241,28 +213,6 @@ class PodManager:
         await asyncio.gather(*(worker.expedite() for worker, _ in stops), return_exceptions=True)
         # Shielded: a caller that gives up (a deadline) must not cancel the stops themselves.
         await asyncio.gather(*(asyncio.shield(task) for _, task in stops), return_exceptions=True)
-
-    async def _persist(self) -> None:
-        """Write the desired set until the newest version is on disk (one write at a time)."""
-        try:
-            while self._saved < self._version:
-                version, pods = self._version, list(self._desired.values())
-                try:
-                    await asyncio.to_thread(self._state.save, pods)
-                except OSError as exc:
-                    log.error("pods.not_persisted", error=str(exc))
-                    await asyncio.sleep(1)
-                    continue
-                self._saved = version
-                self._saved_changed.set()
-                self._saved_changed = asyncio.Event()
-        finally:
-            self._saver = None
-
-    async def _persisted(self, version: int) -> None:
-        """Return once a desired set of `version` or newer is on disk."""
-        while self._saved < version:
-            await self._saved_changed.wait()
 
     def pods(self) -> list[objects_pb2.Pod]:
         return [w.observed() for w in self._workers.values() if not w.stopping]
@@ -344,10 +294,10 @@ class PodManager:
     def _make_worker(
         self, pod: objects_pb2.Pod, *, adopted: list[ContainerState], known: bool
     ) -> PodWorker:
-        version = self._version
+        version = self._disk.version
 
         async def persisted() -> None:
-            await self._persisted(version)
+            await self._disk.persisted(version)
 
         return PodWorker(
             pod=pod,
