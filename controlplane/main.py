@@ -57,6 +57,7 @@ from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
+from controlplane.objects.encryption import Encryption, Keyring
 from controlplane.scheduler.runner import Scheduler
 from controlplane.store import Store, StoreError
 from controlplane.store import tls as etcd_tls
@@ -93,7 +94,7 @@ def runnables(
 
     def team(term: Term, store: Store) -> list[Runnable]:
         return leader_runnables(
-            ObjectStore(store),
+            ObjectStore(store, encryption=objects.encryption),
             informers=informers,
             heartbeats=api.registry,
             nodes=nodes,
@@ -185,7 +186,9 @@ async def serve(
     try:
         endpoints = [await embedded.start()] if embedded else list(config.etcd_endpoints)
         store = EtcdStore(endpoints, credentials=_etcd_credentials(config, embedded))
-        objects = ObjectStore(store)
+        # Secrets are sealed with the keys of the pki dir (made on first start, see
+        # controlplane.objects.encryption) before anything can write one.
+        objects = ObjectStore(store, encryption=Encryption(Keyring.ensure(config.pki_dir)))
         # Heartbeats reach any member; every member publishes and sees them all.
         leases = NodeLeases(store, member=ha.member)
         registry = NodeRegistry(

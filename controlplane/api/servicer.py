@@ -182,6 +182,28 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                     type=_EVENT_TYPES[change.type], object=kinds.wrap(change.object)
                 )
 
+    async def RotateSecretsKey(
+        self, request: api.RotateSecretsKeyRequest, context: grpc.aio.ServicerContext
+    ) -> api.RotateSecretsKeyResponse:
+        """A new primary Secrets key (saved to the pki dir first), then every Secret rewritten
+        with it; the older keys stay in the file for old backups."""
+        async with translated(context, method="RotateSecretsKey"):
+            encryption = self._objects.encryption
+            if encryption is None:
+                raise Failure(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "this control plane stores Secrets without encryption: there is no key "
+                    "to rotate",
+                )
+            key = encryption.rotate()
+            rewritten = await self._objects.reencrypt(kinds.Kind.SECRET)
+            retired = [k.id for k in encryption.keyring.keys[1:]]
+            log.info("secrets.rotated", key_id=key.id, rewritten=rewritten)
+            return api.RotateSecretsKeyResponse(
+                key_id=key.id, secrets_rewritten=rewritten, retired_key_ids=retired
+            )
+        raise AssertionError("unreachable")
+
     async def Scale(self, request: api.ScaleRequest, context: grpc.aio.ServicerContext) -> Message:
         async with translated(context, method="Scale"):
             kind = kinds.parse(request.kind)

@@ -20,7 +20,9 @@ from typing import Any, Protocol
 import structlog
 from google.protobuf.message import Message
 
+from controlplane.objects import immutable
 from controlplane.objects.apply import Applied, ApplyOutcome, applied, spec_equal
+from controlplane.objects.encryption import Encryption
 from controlplane.objects.keys import (
     conflict_message,
     describe,
@@ -30,6 +32,7 @@ from controlplane.objects.keys import (
 )
 from controlplane.store import (
     AlreadyExists,
+    Change,
     Conflict,
     Entry,
     EventType,
@@ -38,6 +41,7 @@ from controlplane.store import (
     StoreError,
 )
 from pilothouse.kinds import Kind, of_message
+from pilothouse.manifests.problems import ManifestError, Problem
 
 log = structlog.get_logger(__name__)
 
@@ -79,9 +83,21 @@ class ObjectList:
 class ObjectStore:
     """Typed CRUD, apply and watch of objects over a `Store`."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        encryption: Encryption | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        # Seals the values of its kinds (Secrets) on every write and opens them on every read.
+        self._encryption = encryption
+
+    @property
+    def encryption(self) -> Encryption | None:
+        return self._encryption
 
     @property
     def store(self) -> Store:
@@ -95,7 +111,7 @@ class ObjectStore:
             entry = await self._store.get(object_key(kind, namespace, name))
         except NotFound:
             raise NotFound(f"{describe(kind, namespace, name)} not found") from None
-        return _decode(kind, entry.value, entry.revision)
+        return self._decode(kind, entry)
 
     async def list(
         self,
@@ -106,7 +122,7 @@ class ObjectStore:
         listing = await self._store.list(key_prefix(kind, namespace))
         items = []
         for entry in listing.entries:
-            obj = _decode(kind, entry.value, entry.revision)
+            obj = self._decode(kind, entry)
             if selector is None or selector.matches(obj.metadata.labels):
                 items.append(obj)
         return ObjectList(items=items, revision=listing.revision)
@@ -120,7 +136,7 @@ class ObjectStore:
         store is lost (watch again from the last revision seen).
         """
         async for change in self._store.watch(key_prefix(kind, namespace), since=since):
-            obj = _decode(kind, change.value, change.revision)
+            obj = self._decode(kind, change)
             if change.type is EventType.DELETE:
                 change_type = ChangeType.DELETED
             elif change.created:
@@ -137,7 +153,7 @@ class ObjectStore:
         meta = obj.metadata
         key = object_key(kind, meta.namespace, meta.name)
         try:
-            entry = await self._store.create(key, _encode(obj))
+            entry = await self._store.create(key, self._encode(kind, key, obj))
         except AlreadyExists:
             raise AlreadyExists(
                 f"{describe(kind, meta.namespace, meta.name)} already exists"
@@ -199,7 +215,7 @@ class ObjectStore:
         except Conflict:
             raise Conflict(conflict_message(kind, namespace, name)) from None
         log.debug("object.deleted", kind=kind.info.kind, namespace=namespace, name=name)
-        return _decode(kind, entry.value, entry.revision)
+        return self._decode(kind, entry)
 
     async def apply(self, message: Message, *, dry_run: bool = False) -> Applied:
         """Create the object if absent; otherwise set its spec, labels and annotations.
@@ -280,15 +296,18 @@ class ObjectStore:
             _revision(meta.resource_version, kind, namespace, meta.name) != entry.revision
         ):
             raise Conflict(conflict_message(kind, namespace, meta.name))
-        return _decode(kind, entry.value, entry.revision), entry
+        return self._decode(kind, entry), entry
 
     async def _write(self, kind: Kind, current: Message, updated: Message, entry: Entry) -> Message:
         if updated == current:
             return current
         meta = updated.metadata
+        found = immutable.problems(current, updated)
+        if found:
+            raise ManifestError([Problem("", 0, field, text) for field, text in found])
         try:
             new_entry = await self._store.update(
-                entry.key, _encode(updated), expected_revision=entry.revision
+                entry.key, self._encode(kind, entry.key, updated), expected_revision=entry.revision
             )
         except NotFound:
             raise NotFound(f"{describe(kind, meta.namespace, meta.name)} not found") from None
@@ -296,6 +315,43 @@ class ObjectStore:
             raise Conflict(conflict_message(kind, meta.namespace, meta.name)) from None
         meta.resource_version = str(new_entry.revision)
         return updated
+
+    def _encode(self, kind: Kind, key: str, message: Message) -> bytes:
+        value = _encode(message)
+        if self._encryption is not None and kind in self._encryption.kinds:
+            return self._encryption.seal(key, value)
+        return value
+
+    def _decode(self, kind: Kind, entry: Entry | Change) -> Message:
+        value = entry.value
+        if self._encryption is not None and kind in self._encryption.kinds:
+            value = self._encryption.open(entry.key, value)
+        return _decode(kind, value, entry.revision)
+
+    async def reencrypt(self, kind: Kind) -> int:
+        """Rewrite every object of `kind` not sealed with the primary key (after a key
+        rotation, or plaintext stored before encryption); returns how many were rewritten.
+        Each is a compare-and-swap of the same object, retried when a writer got there first."""
+        encryption = self._encryption
+        if encryption is None or kind not in encryption.kinds:
+            return 0
+        rewritten = 0
+        for entry in (await self._store.list(key_prefix(kind))).entries:
+            while not encryption.current(entry.value):
+                sealed = encryption.seal(entry.key, encryption.open(entry.key, entry.value))
+                try:
+                    await self._store.update(entry.key, sealed, expected_revision=entry.revision)
+                    rewritten += 1
+                    break
+                except Conflict:
+                    try:
+                        entry = await self._store.get(entry.key)
+                    except NotFound:
+                        break
+                except NotFound:
+                    break
+        log.info("objects.reencrypted", kind=kind.info.plural, rewritten=rewritten)
+        return rewritten
 
 
 def _has_status(message: Message) -> bool:

@@ -29,6 +29,7 @@ from pilothouse import config, logs
 from pilothouse.cli import apply, delete, get, image, nodes, scale
 from pilothouse.cli import diff as diff_verb
 from pilothouse.cli import logs as logs_verb
+from pilothouse.cli import secrets as secrets_verb
 from pilothouse.cli import setimage as set_verb
 from pilothouse.cli import token as token_verb
 from pilothouse.cli.build import verb as build_verb
@@ -72,6 +73,7 @@ VERBS: dict[str, Verb] = {
     **rollout_verb.VERBS,
     **set_verb.VERBS,
     **diff_verb.VERBS,
+    **secrets_verb.VERBS,
     **cluster_verb.VERBS,
 }
 
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     set_verb.add_parsers(subparsers)
     diff_verb.add_parser(subparsers)
     token_verb.add_parsers(subparsers)
+    secrets_verb.add_parsers(subparsers)
     return parser
 
 

@@ -3,12 +3,14 @@
 Invariants: `to_k8s` gives apiVersion, kind, metadata, spec, status in that order, with the
 protobuf JSON names (camelCase) and Kubernetes' value forms: 64-bit integers as numbers (not
 the protobuf JSON strings), IntOrString values that are whole numbers as integers (`1`, never
-`1.0`), timestamps as RFC 3339 strings. Fields that are unset are left out, and so is an empty
-status. `from_k8s(to_k8s(m), kind) == m` for every stored object.
+`1.0`), timestamps as RFC 3339 strings, bytes (a Secret's data) base64-encoded. Fields that
+are unset are left out, and so is an empty status. `from_k8s(to_k8s(m), kind) == m` for
+every stored object.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +65,8 @@ def _encode(message: Message) -> dict[str, Any]:
 
 
 def _value(value: Any, fd: FieldDescriptor) -> Any:
+    if fd.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()  # a Secret's data, as Kubernetes shows it
     if fd.type != FieldDescriptor.TYPE_MESSAGE:
         return value
     full_name = fd.message_type.full_name

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pilothouse import quantity
+from pilothouse.cli.podstatus import pod_status
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
 
@@ -122,38 +123,6 @@ def table(
         headers = ("NAMESPACE", *headers)
         rows = [(item.metadata.namespace, *r) for item, r in zip(items, rows, strict=True)]  # type: ignore[attr-defined]
     return Table(headers=tuple(headers), rows=tuple(tuple(r) for r in rows))
-
-
-def pod_status(pod: o.Pod) -> tuple[str, int, int, Timestamp | None]:
-    """kubectl's STATUS for a pod, with ready containers, restarts and the last restart time."""
-    reason = pod.status.reason or pod.status.phase or "Pending"
-    ready = restarts = 0
-    last_restart: Timestamp | None = None
-    has_running = False
-    for status in reversed(pod.status.container_statuses):
-        restarts += status.restart_count
-        previous = status.last_state.terminated
-        if status.last_state.HasField("terminated") and previous.HasField("finished_at"):
-            finished = previous.finished_at
-            if last_restart is None or finished.ToNanoseconds() > last_restart.ToNanoseconds():
-                last_restart = finished
-        state = status.state
-        if state.HasField("waiting") and state.waiting.reason:
-            reason = state.waiting.reason
-        elif state.HasField("terminated") and state.terminated.reason:
-            reason = state.terminated.reason
-        elif state.HasField("terminated"):
-            term = state.terminated
-            reason = f"Signal:{term.signal}" if term.signal else f"ExitCode:{term.exit_code}"
-        elif status.ready and state.HasField("running"):
-            has_running = True
-            ready += 1
-    if reason == "Completed" and has_running:
-        pod_ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
-        reason = "Running" if pod_ready else "NotReady"
-    if pod.metadata.HasField("deletion_timestamp"):
-        reason = "Unknown" if pod.status.reason == "NodeLost" else "Terminating"
-    return reason, ready, restarts, last_restart
 
 
 def node_status(node: o.Node) -> str:
@@ -285,9 +254,10 @@ def _pod_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
         restart_cell = str(restarts)
         if restarts and last_restart is not None:
             restart_cell += f" ({age(last_restart, now)} ago)"
+        sidecars = sum(1 for c in pod.spec.init_containers if c.restart_policy == "Always")
         cells = (
             pod.metadata.name,
-            f"{ready}/{len(pod.spec.containers)}",
+            f"{ready}/{len(pod.spec.containers) + sidecars}",
             status,
             restart_cell,
             age(pod.metadata.creation_timestamp, now),
@@ -343,6 +313,22 @@ def event_time(event: o.Event) -> int:
     return stamp.ToNanoseconds()
 
 
+def _configmap_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    def row(cm: o.ConfigMap, now: datetime) -> tuple[str, ...]:
+        data = len(cm.data) + len(cm.binary_data)
+        return cm.metadata.name, str(data), age(cm.metadata.creation_timestamp, now)
+
+    return ("NAME", "DATA", "AGE"), row
+
+
+def _secret_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    def row(secret: o.Secret, now: datetime) -> tuple[str, ...]:
+        created = age(secret.metadata.creation_timestamp, now)
+        return secret.metadata.name, secret.type, str(len(secret.data)), created
+
+    return ("NAME", "TYPE", "DATA", "AGE"), row
+
+
 def _event_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
     headers = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")
 
@@ -371,4 +357,6 @@ _COLUMNS = {
     Kind.POD: _pod_columns,
     Kind.NODE: _node_columns,
     Kind.EVENT: _event_columns,
+    Kind.CONFIGMAP: _configmap_columns,
+    Kind.SECRET: _secret_columns,
 }

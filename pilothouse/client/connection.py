@@ -1,7 +1,8 @@
 """`Client`: one channel to a control plane, its API as plain async methods over objects.
 
 Invariants: see the package docstring; every call's gRPC failure is translated in one place
-(`_errors`) into a `ClientError`.
+(`_errors`) into a `ClientError`. `address` may name several members of one control plane
+("a:7070,b:7070,c:7070"): calls fail over between them (`pilothouse.client.failover`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import grpc
 from google.protobuf.message import Message
 
 from pilothouse import kinds
+from pilothouse.client import failover
 from pilothouse.client.errors import (
     PLAINTEXT_HINT,
     ClientError,
@@ -25,7 +27,6 @@ from pilothouse.client.errors import (
 )
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
-from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -93,11 +94,14 @@ class Client:
         self.address = address
         self.timeout = timeout
         self.secure = credentials is not None
-        if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=options)
-        else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
-        self._stub = api_grpc.ControlPlaneStub(self._channel)
+
+        def channel(member: str) -> grpc.aio.Channel:
+            if credentials is None:
+                return grpc.aio.insecure_channel(member, options=options)
+            return grpc.aio.secure_channel(member, credentials, options=options)
+
+        self._members = failover.Members(failover.split(address), channel)
+        self._stub = self._members.stub()
 
     async def __aenter__(self) -> Client:
         return self
@@ -106,7 +110,7 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._members.close()
 
     async def apply(
         self, obj: Message, *, dry_run: bool = False, field_manager: str = "pilothouse-cli"
@@ -206,6 +210,13 @@ class Client:
             response = await self._stub.Scale(request, timeout=self.timeout)
         return kinds.unwrap(response)
 
+    async def rotate_secrets_key(self) -> api.RotateSecretsKeyResponse:
+        """A new primary Secrets encryption key; every Secret is rewritten with it."""
+        with self._errors(Kind.SECRET, ""):
+            return await self._stub.RotateSecretsKey(
+                api.RotateSecretsKeyRequest(), timeout=max(self.timeout, 60.0)
+            )
+
     async def logs(
         self,
         pod: str,
@@ -237,6 +248,7 @@ class Client:
         try:
             yield
         except grpc.aio.AioRpcError as exc:
+            self._members.unreachable(exc)
             error = translate(exc, kind=kind, name=name, address=self.address)
             if (
                 not self.secure
