@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +40,7 @@ from controlplane.store import (
     StoreError,
 )
 from pilothouse.kinds import Kind, of_message
+from pilothouse.manifests import names
 from pilothouse.manifests.problems import ManifestError, Problem
 
 log = structlog.get_logger(__name__)
@@ -271,7 +271,7 @@ class ObjectStore:
         obj.CopyFrom(message)
         meta = obj.metadata
         if not meta.name and meta.generate_name:
-            meta.name = meta.generate_name + secrets.token_hex(3)[:5]
+            meta.name = names.generate(meta.generate_name)
         if not meta.name:
             raise Invalid(f"a {kind.info.kind} needs metadata.name")
         meta.namespace = namespace_for(kind, meta.namespace)

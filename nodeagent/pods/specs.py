@@ -6,7 +6,8 @@ Rules (as the kubelet applies them):
   values, command and args expands to an earlier variable (`$$` escapes), unknown ones stay.
 - workingDir: the pod's, else the image's, else "/". User: the image's (uid[:gid] or names
   looked up in the image's /etc/passwd and /etc/group), else root.
-- hostname = pod name; resources from the limits/requests (a cpu request defaults to its limit).
+- hostname = spec.hostname or the pod name, cut to 63 characters; resources from the
+  limits/requests (a cpu request defaults to its limit).
 
 Invariants: a container's labels record who it belongs to (`LABEL_*`), so a restarted agent can
 re-adopt it from `runtime.list()` alone; container ids are
@@ -22,6 +23,7 @@ from pathlib import Path
 from nodeagent.images import Image
 from nodeagent.runtime import ContainerSpec, Mount, Resources
 from pilothouse import quantity
+from pilothouse.manifests import names
 from pilothouse.v1 import objects_pb2
 
 LABEL_NAMESPACE = "pilothouse.pod.namespace"
@@ -63,6 +65,12 @@ def spec_hash(pod: objects_pb2.Pod) -> str:
 def container_id(pod: objects_pb2.Pod, container: str, attempt: int) -> str:
     ns = pod.metadata.namespace or "default"
     return f"{ns}_{pod.metadata.name}_{container}_{attempt}"
+
+
+def hostname(pod: objects_pb2.Pod) -> str:
+    """The pod's hostname: spec.hostname, else its name, cut to 63 characters (the kubelet's
+    rule: a 77-character pod name would fail `sethostname`)."""
+    return names.hostname(pod.spec.hostname or pod.metadata.name)
 
 
 def pod_dir(state_dir: Path, pod: objects_pb2.Pod) -> Path:
@@ -220,7 +228,7 @@ def build(
     )
     return ContainerSpec(
         id=container_id(pod, container.name, attempt),
-        hostname=pod.metadata.name,
+        hostname=hostname(pod),
         rootfs="",
         rootfs_mounts=tuple(mounts),
         args=args,

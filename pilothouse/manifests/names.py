@@ -1,12 +1,17 @@
-"""Syntax of names, label keys and label values, with Kubernetes' own error wording.
+"""Syntax of names, label keys and label values, with Kubernetes' own error wording; and the
+names Kubernetes makes up (generateName, a pod's hostname), cut to length as it cuts them.
 
-Invariant: every check returns a list of messages (empty when valid) worded as Kubernetes'
-apimachinery validation words them, so a person who knows kubectl recognises them.
+Invariants: every check returns a list of messages (empty when valid) worded as Kubernetes'
+apimachinery validation words them, so a person who knows kubectl recognises them. A
+generated name is at most 63 characters whatever its base (the base is cut to 58, then 5
+random characters of the safe alphabet follow); a hostname is at most 63 characters and never
+ends with '-' or '.'.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*"
@@ -125,3 +130,40 @@ def env_var_name(value: str) -> list[str]:
         "'-', or '.', and must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  "
         f"or 'MyEnvName1', regex used for validation is '{_ENV_VAR_NAME}')"
     ]
+
+
+# -- names Kubernetes makes up -------------------------------------------------------------
+
+# Kubernetes' utilrand alphabet: no vowels (no words), no 0/1/3 (no look-alikes).
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MAX_NAME_LENGTH = 63  # a DNS label; also the longest generated name
+RANDOM_LENGTH = 5
+MAX_GENERATED_BASE = MAX_NAME_LENGTH - RANDOM_LENGTH  # 58
+
+
+def random_suffix(length: int = RANDOM_LENGTH) -> str:
+    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(length))
+
+
+def generate(base: str) -> str:
+    """A name for `metadata.generateName` = `base`, as the API server makes it
+    (apiserver's SimpleNameGenerator): the base cut to 58 characters, then 5 random ones."""
+    return base[:MAX_GENERATED_BASE] + random_suffix()
+
+
+def with_suffix(base: str, suffix: str, *, limit: int = 253) -> str:
+    """`<base>-<suffix>` in at most `limit` characters: the base is cut (and a cut never
+    leaves it ending with '.' or '-'), the suffix kept whole. For names derived from another
+    object's name, such as a ReplicaSet's from its Deployment's."""
+    room = limit - len(suffix) - 1
+    if len(base) > room:
+        base = base[:room].rstrip(".-")
+    return f"{base}-{suffix}"
+
+
+def hostname(name: str) -> str:
+    """A pod's hostname from its name or spec.hostname, as the kubelet makes it: at most 63
+    characters, without a trailing '-' or '.' once cut (sethostname refuses longer ones)."""
+    if len(name) <= MAX_NAME_LENGTH:
+        return name
+    return name[:MAX_NAME_LENGTH].rstrip("-.")

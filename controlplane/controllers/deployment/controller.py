@@ -17,8 +17,9 @@ over one `context.Context`:
    collected; on a progress deadline with `rollbackOnFailure`, a rollback to the last fully
    available revision (`rollback`).
 
-Invariants: level-triggered (a crash half-way is healed by the next pass: names are
-deterministic, every write is create-if-absent or compare-and-swap). Reads come from informers
+Invariants: level-triggered (a crash half-way is healed by the next pass: ReplicaSet names are
+deterministic, pods are created under expectations (`expectations`), every other write is
+create-if-absent or compare-and-swap). Reads come from informers
 and may be a step behind; objects this controller wrote itself are used instead of older cached
 copies (`writes.DeploymentWrites`), and pods it deleted are not counted, so a stale cache can
 never make a rollout exceed maxSurge or drop below maxUnavailable. Recreate starts the new
@@ -41,6 +42,7 @@ from controlplane.controllers.deployment import (
     status,
 )
 from controlplane.controllers.deployment.context import Context, Totals
+from controlplane.controllers.deployment.expectations import Expectations
 from controlplane.controllers.deployment.replicaset import ReplicaSetPods, Tombstones
 from controlplane.controllers.deployment.writes import DeploymentWrites
 from controlplane.events import EventRecorder
@@ -50,6 +52,8 @@ from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
 from pilothouse.v1 import objects_pb2
+
+EXPECTED = 1.0  # s: another look while pods created here are not observed yet
 
 
 class DeploymentReconciler:
@@ -71,7 +75,12 @@ class DeploymentReconciler:
         self._clock = clock or SystemClock()
         self._resolver = resolver or digests.NoDigests()
         self._tombstones = Tombstones()
-        self._replicaset_pods = ReplicaSetPods(objects, tombstones=self._tombstones)
+        self._replicaset_pods = ReplicaSetPods(
+            objects,
+            tombstones=self._tombstones,
+            expectations=Expectations(),
+            observed=lambda: pods.revision,
+        )
 
     # -------------------------------------------------------------- event mapping
 
@@ -105,7 +114,12 @@ class DeploymentReconciler:
             await self._sync_replicasets(ctx)
             plan = self._roll(ctx)
         totals = await self._converge(ctx, plan)
-        return await completion.finish(self._writes, ctx, totals)
+        result = await completion.finish(self._writes, ctx, totals)
+        if any(self._replicaset_pods.waiting(rs) for rs in ctx.replicasets):
+            # Its creates are usually observed in milliseconds (and that enqueues it again);
+            # this look is for the case where no event will come.
+            return Result(requeue_after=min(result.requeue_after or EXPECTED, EXPECTED))
+        return result
 
     def _observe(self, key: str) -> Context | None:
         """Step 1: the Deployment, its revisions and their pods, freshest copies first."""
@@ -211,7 +225,7 @@ class DeploymentReconciler:
                 )
                 ctx.replace(rs)
             kept = await self._replicaset_pods.converge(
-                rs, ctx.pods[rs.metadata.name], deployment_uid=ctx.uid, target=rs.spec.replicas
+                rs, ctx.pods[rs.metadata.name], target=rs.spec.replicas
             )
             rs_counts = ctx.count(kept)
             await self._replicaset_pods.write_status(rs, rs_counts)

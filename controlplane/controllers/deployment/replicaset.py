@@ -4,9 +4,12 @@ The deployment controller calls this for every ReplicaSet of a Deployment after 
 targets (there is no separate ReplicaSet controller: one pass sees the whole Deployment).
 
 Invariants:
-- Pods are named `<replicaset>-<suffix>` by ordinal (see `revisions`), owned by their
-  ReplicaSet (controller=true): a retry after a crash creates exactly the missing ones, and a
-  create that finds the name taken was our own earlier write.
+- Pods are named as Kubernetes names them, `generateName: <replicaset>-` (the base cut to 58
+  characters, 5 random ones after it), owned by their ReplicaSet (controller=true), so a
+  replacement is a new pod with a new name and uid. Creation stays exact through
+  `Expectations`: once it created pods for a ReplicaSet, a pass neither creates nor deletes
+  pods of it until the pod informer has observed those creates; a restarted process lists
+  before it acts, so a crash half-way makes exactly the missing ones.
 - Finished pods (Succeeded/Failed) are deleted and replaced like any missing replica.
 - Surplus pods go in Kubernetes' order (`deletion_rank`): unscheduled before scheduled, Pending
   before Unknown before Running, not ready before ready, ready for less time before ready for
@@ -26,7 +29,8 @@ from typing import Any
 
 import structlog
 
-from controlplane.controllers.deployment import revisions, status
+from controlplane.controllers.deployment import status
+from controlplane.controllers.deployment.expectations import Expectations
 from controlplane.objects import ObjectStore
 from controlplane.objects.pods import is_active, ready_since
 from controlplane.store import AlreadyExists, NotFound
@@ -36,6 +40,7 @@ from pilothouse.v1 import objects_pb2
 log = structlog.get_logger(__name__)
 
 IN_FLIGHT = 32  # pod writes in flight at once per pass
+_NAME_ATTEMPTS = 5  # a random name taken already (1 in 14 million per pod and name): try again
 _PHASE_RANK = {"Pending": 0, "": 0, "Unknown": 1, "Running": 2}
 
 
@@ -96,30 +101,37 @@ class Tombstones:
 
 
 class ReplicaSetPods:
-    def __init__(self, objects: ObjectStore, *, tombstones: Tombstones) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        tombstones: Tombstones,
+        expectations: Expectations,
+        observed: Callable[[], int],
+    ) -> None:
+        """`observed()`: the revision the pod informer has applied (see `Expectations`)."""
         self._objects = objects
         self._tombstones = tombstones
+        self._expectations = expectations
+        self._observed = observed
+
+    def waiting(self, rs: objects_pb2.ReplicaSet) -> bool:
+        """Are pods created here for `rs` still unseen by the pod informer?"""
+        return not self._expectations.satisfied(rs.metadata.uid, seen=self._observed())
 
     async def converge(
-        self,
-        rs: objects_pb2.ReplicaSet,
-        pods: Sequence[objects_pb2.Pod],
-        *,
-        deployment_uid: str,
-        target: int,
+        self, rs: objects_pb2.ReplicaSet, pods: Sequence[objects_pb2.Pod], *, target: int
     ) -> list[objects_pb2.Pod]:
-        """Create or delete pods so `rs` has `target` active ones; returns those kept."""
+        """Create or delete pods so `rs` has `target` active ones; returns those kept. Acts
+        only once its earlier creates are observed (`waiting`); until then it keeps all."""
         active = [p for p in pods if is_active(p)]
+        if self.waiting(rs):
+            return active
         finished = [p for p in pods if not is_active(p)]
         await self.delete(finished)
         missing = target - len(active)
         if missing > 0:
-            await self._create(
-                rs,
-                deployment_uid=deployment_uid,
-                taken={p.metadata.name for p in pods},
-                count=missing,
-            )
+            await self._create(rs, count=missing)
             return active
         if missing < 0:
             ranked = sorted(active, key=deletion_rank)
@@ -145,24 +157,13 @@ class ReplicaSetPods:
         with contextlib.suppress(NotFound):
             await self._objects.update_status(updated)
 
-    async def _create(
-        self, rs: objects_pb2.ReplicaSet, *, deployment_uid: str, taken: set[str], count: int
-    ) -> None:
-        hash_ = rs.metadata.labels.get(revisions.HASH_LABEL, "")
-        names: list[str] = []
-        for name in revisions.pod_names(
-            replicaset=rs.metadata.name, deployment_uid=deployment_uid, hash_=hash_
-        ):
-            if len(names) == count:
-                break
-            if name not in taken:
-                names.append(name)
-        await _bounded(self._create_pod(rs, n) for n in names)
-        log.info("pods.created", replicaset=rs.metadata.name, count=len(names))
+    async def _create(self, rs: objects_pb2.ReplicaSet, *, count: int) -> None:
+        await _bounded(self._create_pod(rs) for _ in range(count))
+        log.info("pods.created", replicaset=rs.metadata.name, count=count)
 
-    async def _create_pod(self, rs: objects_pb2.ReplicaSet, name: str) -> None:
+    async def _create_pod(self, rs: objects_pb2.ReplicaSet) -> None:
         pod = objects_pb2.Pod()
-        pod.metadata.name = name
+        pod.metadata.generate_name = f"{rs.metadata.name}-"
         pod.metadata.namespace = rs.metadata.namespace
         pod.metadata.labels.update(rs.spec.template.metadata.labels)
         pod.metadata.annotations.update(rs.spec.template.metadata.annotations)
@@ -177,6 +178,12 @@ class ReplicaSetPods:
         pod.spec.CopyFrom(rs.spec.template.spec)
         pod.spec.node_name = ""
         pod.status.phase = "Pending"
-        # AlreadyExists: made by an earlier pass whose result our cache has not seen yet.
-        with contextlib.suppress(AlreadyExists):
-            await self._objects.create(pod)
+        for attempt in range(_NAME_ATTEMPTS):
+            try:
+                created = await self._objects.create(pod)
+            except AlreadyExists:
+                if attempt == _NAME_ATTEMPTS - 1:
+                    raise
+                continue  # the random name is taken: draw another
+            self._expectations.created(rs.metadata.uid, int(created.metadata.resource_version))
+            return

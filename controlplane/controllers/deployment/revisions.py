@@ -3,33 +3,30 @@
 Vocabulary:
 - template hash: 10 characters from Kubernetes' safe alphabet [bcdfghjklmnpqrstvwxz2456789],
   a stable hash of the Deployment's pod template; it is the `pod-template-hash` label.
-- revision: one ReplicaSet per template hash, named `<deployment>-<template hash>`, carrying the
-  `deployment.kubernetes.io/revision` annotation (1, 2, …), owned by its Deployment.
-- ordinal: a pod's slot number within its ReplicaSet; its name is
-  `<deployment>-<template hash>-<suffix>`, the suffix 5 safe characters hashed from the
-  Deployment's uid, the template hash and the ordinal.
+- revision: one ReplicaSet per template hash, named `<deployment>-<template hash>` (the
+  Deployment's name cut so that the whole is at most 253 characters), carrying the
+  `deployment.kubernetes.io/revision` annotation (1, 2, …), owned by its Deployment. Its pods
+  are named by the store from `generateName: <replicaset>-` (see `replicaset`).
 
 Invariants: the same template always gives the same hash (deterministic protobuf encoding;
-the hash label itself is left out), and the same (deployment, template, ordinal) always gives
-the same pod name, so a controller that crashed half-way re-derives exactly the names it was
-creating and cannot create duplicates. A Deployment deleted and re-created gets a new uid, so
-its pods never collide with the leftovers of the old one.
+the hash label itself is left out), so a controller that crashed half-way finds the
+ReplicaSet it was creating under the same name.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 from google.protobuf.message import Message
 
+from pilothouse.manifests import names
 from pilothouse.v1 import objects_pb2
 
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 HASH_LENGTH = 10
-SUFFIX_LENGTH = 5
+MAX_NAME_LENGTH = 253  # a DNS-1123 subdomain, which a ReplicaSet's name is
 
 
 def _encode(data: bytes, length: int) -> str:
@@ -49,26 +46,8 @@ def template_hash(template: objects_pb2.PodTemplateSpec) -> str:
 
 
 def replicaset_name(deployment: str, hash_: str) -> str:
-    return f"{deployment}-{hash_}"
-
-
-def pod_name(*, replicaset: str, deployment_uid: str, hash_: str, ordinal: int) -> str:
-    suffix = _encode(f"{deployment_uid}/{hash_}/{ordinal}".encode(), SUFFIX_LENGTH)
-    return f"{replicaset}-{suffix}"
-
-
-def pod_names(*, replicaset: str, deployment_uid: str, hash_: str) -> Iterator[str]:
-    """Pod names by ordinal 0, 1, 2 … (without repeats)."""
-    seen: set[str] = set()
-    ordinal = 0
-    while True:
-        name = pod_name(
-            replicaset=replicaset, deployment_uid=deployment_uid, hash_=hash_, ordinal=ordinal
-        )
-        ordinal += 1
-        if name not in seen:
-            seen.add(name)
-            yield name
+    """`<deployment>-<hash>`, at most 253 characters (a 250-character Deployment name is cut)."""
+    return names.with_suffix(deployment, hash_, limit=MAX_NAME_LENGTH)
 
 
 def revision_of(obj: Message) -> int:
