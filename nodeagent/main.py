@@ -16,6 +16,9 @@ The wiring is explicit and happens only here. Order matters:
    hash, control plane unreachable), before any container is touched. The agent's own server
    then requires mutual TLS and admits only the control plane's identity, and the
    certificate is renewed in the background (`certs` part).
+5. image garbage collection (`image-gc` part, by disk usage) runs only among the parts, after
+   re-adoption: what the re-adopted containers use is on disk then, and is never collected;
+   what it does is said as events about the node, which go out on WatchPods.
 
 SIGTERM/SIGINT stop serving and supervising, but LEAVE CONTAINERS RUNNING: they outlive the
 agent by design, and the next agent re-adopts them. A runnable that ends on its own is a bug:
@@ -36,8 +39,10 @@ from nodeagent.api import nodeinfo
 from nodeagent.api.server import agent_server
 from nodeagent.api.servicer import NodeAgentServicer
 from nodeagent.images import ImageService
+from nodeagent.images.diskgc import GcEvent, ImageGarbageCollector
 from nodeagent.join import JoinError, NodeCertificates
 from nodeagent.network.sandbox import Mode, PodNetworks
+from nodeagent.pods.events import EventType, NodeEvents
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.security import NodePolicy
 from nodeagent.pods.worker import WorkerConfig
@@ -140,7 +145,16 @@ async def serve(config: settings.Config) -> int:
         cpu_millis=config.cpu_millis,
         memory_bytes_override=config.memory_bytes,
     )
-    servicer = NodeAgentServicer(name=config.name, pods=pods, facts=facts)
+    node_events = NodeEvents(config.name)  # image gc's; they go out on WatchPods
+    image_filesystem = getattr(images, "images_dir", None)  # None: images not on disk (fake)
+    servicer = NodeAgentServicer(
+        name=config.name,
+        pods=pods,
+        facts=facts,
+        images=images,
+        image_filesystem=image_filesystem,
+        node_events=node_events,
+    )
     server = (
         agent_server(servicer=servicer, listen=config.listen)
         if certs is None
@@ -180,6 +194,14 @@ async def serve(config: settings.Config) -> int:
         watch_imports = getattr(images, "watch_imports", None)
         if watch_imports is not None:
             parts.append(Task("images", watch_imports))  # archives that appear later
+        if image_filesystem is not None:
+            # Kubelet's defaults: from 85 % of the image filesystem used down to 80 %.
+            collector = ImageGarbageCollector(
+                images,
+                path=image_filesystem,
+                report=functools.partial(_node_event, node_events),
+            )
+            parts.append(Task("image-gc", collector.run))
         try:
             await run_all(parts)
         except RunnableExited as error:
@@ -191,6 +213,11 @@ async def serve(config: settings.Config) -> int:
         await pods.close()  # stops supervising; containers keep running
         log.info("agent.stopped", node=config.name)
     return 0
+
+
+def _node_event(events: NodeEvents, event: GcEvent) -> None:
+    kind = EventType.WARNING if event.warning else EventType.NORMAL
+    events.record(type=kind, reason=event.reason, message=event.message)
 
 
 def _registration(

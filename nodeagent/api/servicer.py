@@ -1,17 +1,24 @@
 """The NodeAgent gRPC servicer: decode the request, call the PodManager, encode the answer.
 
 Invariants: no decision is made here; domain errors map to gRPC codes in `_abort` only
-(PodNotFound → NOT_FOUND, BadRequest → INVALID_ARGUMENT).
+(PodNotFound → NOT_FOUND, BadRequest → INVALID_ARGUMENT). WatchPods carries the pods'
+reports and, between them, the node's own events (`NodeEvents`, as NODE reports) as they are
+recorded; either source failing ends the stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import structlog
 
+from nodeagent.api import images as image_listing
 from nodeagent.api.nodeinfo import NodeFacts
+from nodeagent.images import ImageService
+from nodeagent.pods.events import NodeEvents
 from nodeagent.pods.manager import BadRequest, EventType, PodManager, PodNotFound
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 
@@ -33,10 +40,22 @@ async def _abort(context: grpc.aio.ServicerContext, error: Exception) -> None:
 
 
 class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
-    def __init__(self, *, name: str, pods: PodManager, facts: NodeFacts) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        pods: PodManager,
+        facts: NodeFacts,
+        images: ImageService | None = None,
+        image_filesystem: Path | None = None,
+        node_events: NodeEvents | None = None,
+    ) -> None:
         self._name = name
         self._pods = pods
         self._facts = facts
+        self._images = images
+        self._image_filesystem = image_filesystem
+        self._node_events = node_events
 
     async def SyncPods(
         self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
@@ -52,10 +71,44 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
     async def WatchPods(
         self, request: agent_pb2.WatchPodsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.PodStatusEvent]:
-        async for event in self._pods.watch():
-            yield agent_pb2.PodStatusEvent(
-                type=_EVENT_TYPES[event.type], pod=event.pod, events=event.events
-            )
+        reports: asyncio.Queue[agent_pb2.PodStatusEvent | BaseException] = asyncio.Queue()
+
+        async def pods() -> None:
+            async for event in self._pods.watch():
+                reports.put_nowait(
+                    agent_pb2.PodStatusEvent(
+                        type=_EVENT_TYPES[event.type], pod=event.pod, events=event.events
+                    )
+                )
+
+        async def node(events: NodeEvents) -> None:
+            while True:
+                await events.wait()
+                reports.put_nowait(
+                    agent_pb2.PodStatusEvent(
+                        type=agent_pb2.PodStatusEvent.NODE, events=events.drain()
+                    )
+                )
+
+        def ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled():
+                reports.put_nowait(task.exception() or RuntimeError(f"{task.get_name()} ended"))
+
+        sources = [asyncio.create_task(pods(), name="watch.pods")]
+        if self._node_events is not None:
+            sources.append(asyncio.create_task(node(self._node_events), name="watch.node"))
+        for task in sources:
+            task.add_done_callback(ended)
+        try:
+            while True:
+                report = await reports.get()
+                if isinstance(report, BaseException):
+                    raise report
+                yield report
+        finally:
+            for task in sources:
+                task.cancel()
+            await asyncio.gather(*sources, return_exceptions=True)
 
     async def Logs(
         self, request: agent_pb2.LogsRequest, context: grpc.aio.ServicerContext
@@ -73,6 +126,17 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
                 yield agent_pb2.LogsChunk(data=data)
         except (PodNotFound, BadRequest) as error:
             await _abort(context, error)
+
+    async def ListImages(
+        self, request: agent_pb2.ListImagesRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ListImagesResponse:
+        if self._images is None:
+            return agent_pb2.ListImagesResponse()
+        return image_listing.listing(
+            await self._images.images(),
+            pods=self._pods.pods(),
+            filesystem=self._image_filesystem,
+        )
 
     async def NodeInfo(
         self, request: agent_pb2.NodeInfoRequest, context: grpc.aio.ServicerContext

@@ -15,6 +15,11 @@ Vocabulary:
 - pull: contacting the registry to resolve a reference (and fetching what is new).
 - container key: one container's name for its private rootfs dirs (no "/", not "." or "..").
 - in use: an image that some container key has prepared and not yet released.
+- last used: when the image was last ensured, prepared or released (wall clock, kept across
+  restarts); garbage collection removes the least recently used first and spares an image
+  used within its minimum age (`gc_grace_seconds`, kubelet's ImageMinimumGCAge: 2 min).
+- size: the bytes an image holds on the node: its blobs and its unpacked layers (a layer
+  shared by two images counts in each).
 
 Invariants:
 - Every blob is verified against its digest before it is used; a mismatch is refused.
@@ -27,6 +32,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,6 +67,31 @@ class NotPresent(ImageError):
     """Policy Never and the image is not on the node (ErrImageNeverPull)."""
 
 
+class PullOutcome(enum.Enum):
+    PULLED = "Pulled"  # the registry's manifest was fetched (and what was new of the image)
+    UNCHANGED = "Unchanged"  # Always: the registry named the digest present; nothing fetched
+
+
+@dataclass(frozen=True, slots=True)
+class PullRecord:
+    """One registry contact of `ensure`: what it was for and what came of it."""
+
+    reference: str  # normalized
+    digest: str  # the image present afterwards
+    outcome: PullOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """One image on the node, as `images()` lists it (see the vocabulary above)."""
+
+    digest: str
+    names: tuple[str, ...]  # normalized references tagging it (none: known by digest only)
+    size: int  # bytes
+    last_used: float  # wall-clock seconds
+    users: tuple[str, ...] = ()  # container keys using it
+
+
 @dataclass(frozen=True, slots=True)
 class ImageConfig:
     entrypoint: tuple[str, ...] = ()
@@ -81,15 +112,20 @@ class Image:
 
 
 class ImageService(Protocol):
+    # Every registry contact of `ensure`, oldest first (a bounded history, for tests and the
+    # pod's events): a pull that fetched, or an Always whose digest had not changed.
+    pull_records: Sequence[PullRecord]
+
     def lookup(self, reference: str) -> Image | None:
         """The image present for `reference`, or None; never contacts a registry."""
         ...
 
     async def ensure(self, reference: str, policy: PullPolicy) -> Image:
         """Make the image present per policy and return it, as the kubelet does: Never never
-        pulls (`NotPresent` when absent); IfNotPresent pulls only an absent image; Always pulls
-        every time. Concurrent ensures of one reference share one pull; a failed pull is a
-        `PullError` naming the normalized reference and saying why."""
+        pulls (`NotPresent` when absent); IfNotPresent pulls only an absent image; Always asks
+        the registry every time and fetches only when the digest it names differs from the
+        one present (a HEAD of the manifest). Concurrent ensures of one reference share one
+        pull; a failed pull is a `PullError` naming the normalized reference and saying why."""
         ...
 
     async def prepare(self, container_key: str, image: Image) -> list[Mount]:
@@ -103,7 +139,12 @@ class ImageService(Protocol):
         (idempotent)."""
         ...
 
-    async def gc(self) -> list[str]:
-        """Remove images (and their layers) no container key uses and none ensured within the
-        grace period, across restarts; return the removed image digests."""
+    def images(self) -> list[StoredImage]:
+        """Every image on the node, with its names, size, last use and users."""
+        ...
+
+    async def gc(self, *, bytes_to_free: int | None = None) -> list[str]:
+        """Remove images (and their layers) no container key uses and none used within the
+        grace period (across restarts), least recently used first; with `bytes_to_free`, stop
+        once the removed images' sizes add up to that. Return the removed image digests."""
         ...

@@ -60,6 +60,13 @@ class ContentStore:
             raise DigestMismatch(f"stored blob {digest} is corrupt (its content changed on disk)")
         return data
 
+    def size(self, digest: str) -> int:
+        """Bytes the blob takes on disk (allocated blocks; 0 when absent)."""
+        try:
+            return self.path(digest).stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
+
     def digests(self) -> set[str]:
         return {f"sha256:{p.name}" for p in self.root.iterdir() if len(p.name) == 64}
 

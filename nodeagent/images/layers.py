@@ -9,6 +9,8 @@ Invariants:
   the dir renamed into place. A refused or crashed unpack leaves only a temp dir, removed at
   the next start.
 - Concurrent requests for one layer unpack it once (a lock per diff id).
+- A layer's size (allocated blocks, hard links counted once) is measured once per process:
+  a layer directory never changes.
 """
 
 from __future__ import annotations
@@ -34,12 +36,23 @@ class LayerStore:
         for stale in self.root.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._sizes: dict[str, int] = {}  # diff id -> bytes on disk
 
     def path(self, diff_id: str) -> Path:
         return self.root / digest_hex(diff_id)
 
     def has(self, diff_id: str) -> bool:
         return self.path(diff_id).is_dir()
+
+    def size(self, diff_id: str) -> int:
+        """Bytes the unpacked layer takes on disk (0 when absent)."""
+        found = self._sizes.get(diff_id)
+        if found is None:
+            path = self.path(diff_id)
+            if not path.is_dir():
+                return 0
+            found = self._sizes[diff_id] = _disk_usage(path)
+        return found
 
     def diff_ids(self) -> set[str]:
         return {f"sha256:{p.name}" for p in self.root.iterdir() if len(p.name) == 64}
@@ -83,3 +96,23 @@ class LayerStore:
             doomed = self.root / f".tmp-rm-{uuid.uuid4().hex[:8]}"
             os.rename(path, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
+        self._sizes.pop(diff_id, None)
+
+
+def _disk_usage(root: Path) -> int:
+    """Allocated bytes under `root` (as `du` counts them), without following symlinks."""
+    seen: set[tuple[int, int]] = set()
+    total = root.lstat().st_blocks * 512
+    todo = [root]
+    while todo:
+        with os.scandir(todo.pop()) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_nlink > 1 and not entry.is_dir(follow_symlinks=False):
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(Path(entry.path))
+    return total

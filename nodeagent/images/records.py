@@ -4,6 +4,9 @@ Layout under <state-dir>/images:
 - meta/<manifest hex>.json  one record per image: digest, config digest, layer digests,
                             diff ids, the runnable config and labels
 - tags.json                 normalized reference -> manifest digest
+- named.json                normalized reference -> the digest its registry named for it
+                            when it was pulled (an index's, for a multi-platform image): what
+                            `imagePullPolicy: Always` compares the registry's answer with
 
 Invariants:
 - A record counts only while every layer it lists is unpacked (`record` answers None
@@ -12,13 +15,16 @@ Invariants:
   writer, and every write (`save`, `write_tags`, `forget`) updates or drops the copy it
   changes. Files are replaced atomically (a temporary file, then a rename).
 - Tag updates are serialized by `tags_lock`.
+- A record file's mtime is the image's last use (`touch`), so it survives restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ class ImageRecords:
         # digest -> its parsed meta record, layers verified present (see `record`).
         self._records: dict[str, dict[str, Any]] = {}
         self._tag_cache: dict[str, str] | None = None
+        self._named_cache: dict[str, str] | None = None
 
     # -- tags -----------------------------------------------------------------------------------
     def tags(self) -> dict[str, str]:
@@ -56,11 +63,35 @@ class ImageRecords:
         write_json(self.images_dir / "tags.json", tags)
         self._tag_cache = tags
 
-    async def set_tags(self, names: tuple[str, ...], digest: str) -> None:
+    def named(self) -> dict[str, str]:
+        if self._named_cache is None:
+            path = self.images_dir / "named.json"
+            self._named_cache = json.loads(path.read_text()) if path.exists() else {}
+        return self._named_cache
+
+    def _write_named(self, named: dict[str, str]) -> None:
+        self._named_cache = None
+        write_json(self.images_dir / "named.json", named)
+        self._named_cache = named
+
+    async def set_tags(self, names: tuple[str, ...], digest: str, *, named: str = "") -> None:
+        """Point `names` at the image `digest`; `named`: the digest their registry named."""
         async with self.tags_lock:
             tags = dict(self.tags())
             tags.update(dict.fromkeys(names, digest))
             self.write_tags(tags)
+            remembered = {n: d for n, d in self.named().items() if n not in names}
+            if named:
+                remembered.update(dict.fromkeys(names, named))
+            if remembered != self.named():
+                self._write_named(remembered)
+
+    async def drop_tags(self, digests: set[str]) -> None:
+        """Forget every name of the images `digests` (they were collected)."""
+        async with self.tags_lock:
+            tags = {n: d for n, d in self.tags().items() if d not in digests}
+            self.write_tags(tags)
+            self._write_named({n: d for n, d in self.named().items() if n in tags})
 
     # -- records --------------------------------------------------------------------------------
     def meta_path(self, digest: str) -> Path:
@@ -82,7 +113,35 @@ class ImageRecords:
     def save(self, digest: str, meta: dict[str, Any]) -> None:
         self._records.pop(digest, None)
         write_json(self.meta_path(digest), meta)
+        self.touch(digest)
         self._records[digest] = meta
+
+    def metas(self) -> dict[str, dict[str, Any]]:
+        """Every meta record on disk, by digest (read afresh; unreadable ones skipped)."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in self.meta_dir.glob("*.json"):
+            try:
+                meta = json.loads(path.read_text())
+                found[meta["digest"]] = meta
+            except (OSError, ValueError, KeyError):
+                continue
+        return found
+
+    def touch(self, digest: str) -> None:
+        """The image was used now (ensured, prepared or released)."""
+        now = time.time_ns()  # not the file system's coarser clock: uses stay in order
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.meta_path(digest), ns=(now, now))
+
+    def last_used(self, digest: str) -> float:
+        try:
+            return self.meta_path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def remove(self, digest: str) -> None:
+        self._records.pop(digest, None)
+        self.meta_path(digest).unlink(missing_ok=True)
 
     def forget(self) -> None:
         """Drop every cached record (gc re-reads them: removed ones must not stay cached)."""

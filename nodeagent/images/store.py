@@ -4,7 +4,8 @@ Layout under <state-dir>:
 - images/blobs/sha256/<hex>       content store (`content`)
 - images/layers/<diff-id hex>/    unpacked layers, shared lower dirs (`layers`)
 - images/meta/<manifest hex>.json one record per image: config, layer digests, diff ids
-- images/tags.json                reference -> manifest digest (both: `records`)
+- images/tags.json                reference -> manifest digest (both: `records`), and
+  images/named.json               reference -> the digest its registry named at the pull
 - images/import/                  drop OCI-layout or docker-save archives here (air-gapped nodes)
 - containers/<key>/{upper,work}   a container's private overlay dirs; containers/<key>/image.json
                                   names the image it uses: the on-disk reference count
@@ -15,11 +16,14 @@ Invariants:
 - Concurrent pulls of one reference share one pull (one task per reference).
 - Image records and tags are read from disk once and kept in memory: this service is their
   only writer, and every write (`_commit`, `gc`) updates or drops the copy it changes.
-- Reference counts live on disk (containers/*/image.json), so `gc` after an agent restart
-  still knows which images are in use. `gc` never runs while a pull or import is writing.
+- Reference counts live on disk (containers/*/image.json), and last uses in the records'
+  mtimes, so `gc` after an agent restart still knows which images are in use and which were
+  used lately. `gc` never runs while a pull or import is writing; it chooses through
+  `gcplan` (least recently used first, never an image in use or younger than the grace).
 - Pull policy as the kubelet applies it: Never never contacts a registry; IfNotPresent only
-  when the image is missing; Always resolves the tag every time (and downloads only what is
-  new).
+  when the image is missing; Always asks the registry every time with a HEAD of the
+  manifest and fetches only when the digest it names is not the one present (nor the one it
+  named when the present image was pulled); a fetch downloads only the blobs that are new.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -40,9 +45,14 @@ from nodeagent.images import (
     ImageConfig,
     ImageError,
     PullError,
+    PullOutcome,
     PullPolicy,
+    PullRecord,
+    StoredImage,
+    gcplan,
 )
 from nodeagent.images.content import ContentStore
+from nodeagent.images.gate import Gate
 from nodeagent.images.layers import LayerStore
 from nodeagent.images.pulls import Pulls
 from nodeagent.images.records import ImageRecords, write_json
@@ -58,39 +68,6 @@ from pilothouse.oci.unpack import LayerError
 log = structlog.get_logger(__name__)
 
 
-class _Gate:
-    """Many writers (pulls, imports, prepares) share it; the garbage collector excludes them."""
-
-    def __init__(self) -> None:
-        self._cond = asyncio.Condition()
-        self._shared = 0
-        self._exclusive = False
-
-    @contextlib.asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._cond:
-            await self._cond.wait_for(lambda: not self._exclusive)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        async with self._cond:
-            await self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
 class LocalImageService:
     def __init__(
         self,
@@ -99,7 +76,7 @@ class LocalImageService:
         registries: RegistriesConfig | None = None,
         client: RegistryClient | None = None,
         max_concurrent_downloads: int = 3,
-        gc_grace_seconds: float = 60.0,
+        gc_grace_seconds: float = 120.0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.images_dir = self.state_dir / "images"
@@ -113,9 +90,9 @@ class LocalImageService:
         self.client = client or RegistryClient(registries)
         self._downloads = asyncio.Semaphore(max_concurrent_downloads)
         self._pulls = Pulls(lookup=self.lookup, pull=self._pull)
-        self._gate = _Gate()
+        self._gate = Gate()
         self._gc_grace = gc_grace_seconds
-        self._recent: dict[str, float] = {}  # digest -> when last ensured (protects from gc)
+        self.pull_records: deque[PullRecord] = deque(maxlen=100)
         self._imported: dict[Path, tuple[int, int]] = {}  # archive -> (size, mtime_ns) seen
 
     # -- records --------------------------------------------------------------------------------
@@ -133,23 +110,27 @@ class LocalImageService:
     # -- ensure ---------------------------------------------------------------------------------
     async def ensure(self, reference: str, policy: PullPolicy) -> Image:
         image = await self._pulls.ensure(reference, policy)
-        self._recent[image.digest] = time.monotonic()
+        self.records.touch(image.digest)
         return image
 
     async def _pull(self, ref: Reference) -> Image:
         started = time.monotonic()
         try:
             async with self._gate.shared():
+                image = await self._unchanged(ref)
+                if image is not None:
+                    return image
                 resolved = await self.client.resolve(ref)
                 repo, manifest = resolved.repository, resolved.manifest
                 await self._fetch_all(repo, (manifest.config, *manifest.layers))
                 self.content.put(resolved.digest, resolved.raw)
                 image = await self._commit(
-                    resolved.digest, manifest, (str(ref),), reference=str(ref)
+                    resolved.digest, manifest, (str(ref),), reference=str(ref), named=resolved.named
                 )
         except (OCIError, LayerError, OSError) as exc:
             log.warning("image.pull_failed", image=str(ref), error=str(exc))
             raise PullError(f'failed to pull image "{ref}": {exc}') from exc
+        self.pull_records.append(PullRecord(str(ref), image.digest, PullOutcome.PULLED))
         log.info(
             "image.pulled",
             image=str(ref),
@@ -157,6 +138,19 @@ class LocalImageService:
             seconds=round(time.monotonic() - started, 3),
         )
         return image
+
+    async def _unchanged(self, ref: Reference) -> Image | None:
+        """The image present for `ref` if the registry still names it (a HEAD, no fetch)."""
+        local = self.lookup(str(ref))
+        if local is None:
+            return None
+        named = await self.client.named_digest(ref)
+        if named is None or named not in (local.digest, self.records.named().get(str(ref))):
+            return None
+        self.records.touch(local.digest)
+        self.pull_records.append(PullRecord(str(ref), local.digest, PullOutcome.UNCHANGED))
+        log.info("image.unchanged", image=str(ref), digest=local.digest)
+        return local
 
     async def _fetch_all(self, repo: Repository, descs: tuple[m.Descriptor, ...]) -> None:
         """Download the blobs in parallel; when one fails, the others are cancelled (and their
@@ -177,7 +171,13 @@ class LocalImageService:
             await self.content.write(desc.digest, lambda sink: repo.get_blob(desc, sink))
 
     async def _commit(
-        self, digest: str, manifest: m.Manifest, names: tuple[str, ...], *, reference: str
+        self,
+        digest: str,
+        manifest: m.Manifest,
+        names: tuple[str, ...],
+        *,
+        reference: str,
+        named: str = "",
     ) -> Image:
         """Unpack the image's layers, then record it: the image exists from this point on."""
         config = m.parse_config(self.content.read(manifest.config.digest))
@@ -206,7 +206,7 @@ class LocalImageService:
         }
         self.records.save(digest, meta)
         if names:
-            await self.records.set_tags(names, digest)
+            await self.records.set_tags(names, digest, named=named)
         return Image(
             reference=reference,
             digest=digest,
@@ -236,6 +236,7 @@ class LocalImageService:
             upper.mkdir(parents=True, exist_ok=True, mode=0o755)
             work.mkdir(exist_ok=True, mode=0o700)
             write_json(cdir / "image.json", {"digest": image.digest, "reference": image.reference})
+            self.records.touch(image.digest)
         # Top layer first. A layer repeated in one image appears once, at its top-most place:
         # the files above its lower copy are exactly those above its upper copy.
         top_first = list(dict.fromkeys(reversed(image.diff_ids)))
@@ -251,6 +252,8 @@ class LocalImageService:
 
     async def release(self, container_key: str) -> None:
         cdir = self._container_dir(container_key)
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            self.records.touch(json.loads((cdir / "image.json").read_text())["digest"])
         for name in ("upper", "work"):
             await asyncio.to_thread(shutil.rmtree, cdir / name, True)
         (cdir / "image.json").unlink(missing_ok=True)
@@ -266,34 +269,64 @@ class LocalImageService:
                 used.setdefault(digest, []).append(record.parent.name)
         return used
 
-    # -- garbage collection ---------------------------------------------------------------------
-    async def gc(self) -> list[str]:
-        removed: list[str] = []
+    # -- listing and garbage collection ---------------------------------------------------------
+    async def images(self) -> list[StoredImage]:
+        return await asyncio.to_thread(self._images)
+
+    def _images(self) -> list[StoredImage]:
+        names: dict[str, list[str]] = {}
+        for name, digest in sorted(self.records.tags().items()):
+            names.setdefault(digest, []).append(name)
+        used = self.in_use()
+        return [
+            StoredImage(
+                digest=digest,
+                names=tuple(names.get(digest, ())),
+                size=sum(self._part_size(p) for p in _parts(meta)),
+                last_used=self.records.last_used(digest),
+                users=tuple(sorted(used.get(digest, ()))),
+            )
+            for digest, meta in sorted(self.records.metas().items())
+        ]
+
+    def _part_size(self, part: str) -> int:
+        kind, _, digest = part.partition(":")
+        return self.layers.size(digest) if kind == "layer" else self.content.size(digest)
+
+    async def gc(self, *, bytes_to_free: int | None = None) -> list[str]:
         async with self._gate.exclusive():
             self.records.forget()  # re-read below; removed records must not stay cached
-            used = set(self.in_use())
-            now = time.monotonic()
-            used |= {d for d, t in self._recent.items() if now - t < self._gc_grace}
-            keep_layers: set[str] = set()
-            keep_blobs: set[str] = set()
-            for path in self.records.meta_dir.glob("*.json"):
-                meta = json.loads(path.read_text())
-                if meta["digest"] in used:
-                    keep_layers.update(meta["diff_ids"])
-                    keep_blobs.update([meta["digest"], meta["config_digest"], *meta["layers"]])
-                else:
-                    path.unlink()
-                    removed.append(meta["digest"])
-            async with self.records.tags_lock:
-                tags = {n: d for n, d in self.records.tags().items() if d not in removed}
-                self.records.write_tags(tags)
+            chosen = await asyncio.to_thread(self._plan, bytes_to_free)
+            for digest in chosen.remove:
+                self.records.remove(digest)
+            await self.records.drop_tags(set(chosen.remove))
+            keep_layers = {p.partition(":")[2] for p in chosen.keep if p.startswith("layer:")}
+            keep_blobs = {p.partition(":")[2] for p in chosen.keep if p.startswith("blob:")}
             for diff_id in self.layers.diff_ids() - keep_layers:
                 await asyncio.to_thread(self.layers.remove, diff_id)
             for digest in self.content.digests() - keep_blobs:
                 self.content.remove(digest)
+        removed = list(chosen.remove)
         if removed:
-            log.info("image.gc", removed=len(removed), digests=removed)
+            log.info("image.gc", removed=len(removed), digests=removed, freed=chosen.freed)
         return removed
+
+    def _plan(self, bytes_to_free: int | None) -> gcplan.Plan:
+        metas = self.records.metas()
+        held = {
+            digest: gcplan.Held(
+                digest=digest,
+                last_used=self.records.last_used(digest),
+                parts=frozenset(_parts(meta)),
+            )
+            for digest, meta in metas.items()
+        }
+        candidates = gcplan.removable(
+            held, in_use=set(self.in_use()), now=time.time(), min_age=self._gc_grace
+        )
+        return gcplan.plan(
+            held, candidates=candidates, size=self._part_size, bytes_to_free=bytes_to_free
+        )
 
     # -- imports --------------------------------------------------------------------------------
     async def import_archive(self, path: Path) -> list[Image]:
@@ -350,3 +383,9 @@ class LocalImageService:
         while True:
             await self.import_dir()
             await asyncio.sleep(interval)
+
+
+def _parts(meta: dict[str, Any]) -> list[str]:
+    """What an image record holds on disk (see `gcplan`): its blobs and its layers."""
+    blobs = [meta["digest"], meta["config_digest"], *meta["layers"]]
+    return [f"blob:{b}" for b in blobs] + [f"layer:{d}" for d in meta["diff_ids"]]

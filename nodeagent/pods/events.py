@@ -1,15 +1,17 @@
-"""Pod events on the agent: what happened to a pod's containers, in the kubelet's words, kept
-until the control plane has been told.
+"""Events on the agent: what happened to a pod's containers, or to the node itself (image
+garbage collection), in the kubelet's words, kept until the control plane has been told.
 
 Vocabulary (Kubernetes'):
 - reason (`Reason`): the kubelet's event reasons (Pulling, Pulled, Failed, BackOff, Created,
   Started, Killing, Unhealthy); type (`EventType`): Normal or Warning.
 - involved object: the pod (kind, namespace, name, uid), with the field path
-  `spec.containers{<name>}` when the event is about one container.
-- source: component `pilothouse-agent`, host = the pod's node.
+  `spec.containers{<name>}` when the event is about one container; or the node (kind Node,
+  its name; no uid: the agent does not know the Node object's).
+- source: component `pilothouse-agent`, host = the pod's node (the node).
 
 Invariants:
-- `PodEvents` keeps at most `capacity` undelivered events per pod. Recording an event equal to
+- `PodEvents` keeps at most `capacity` undelivered events per pod (`NodeEvents` for the
+  node). Recording an event equal to
   one that waits (same container, type, reason and message) merges into it (count + 1, its
   lastTimestamp moves); when full, the oldest waiting event is dropped.
 - `drain()` hands the waiting events over and forgets them: each is delivered at most once.
@@ -20,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections import OrderedDict
 from collections.abc import Callable
@@ -51,6 +54,7 @@ class Reason(enum.Enum):
     UNHEALTHY = "Unhealthy"
     ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     FAILED_CREATE_POD_SANDBOX = "FailedCreatePodSandBox"
+    EVICTED = "Evicted"
 
 
 def field_path(container: str) -> str:
@@ -74,24 +78,19 @@ def _timestamp(when: datetime) -> Timestamp:
     return ts
 
 
-class PodEvents:
-    """The undelivered events of one pod (see the module docstring)."""
+class _Events:
+    """The undelivered events of one object (see the module docstring)."""
 
     def __init__(
         self,
-        pod: objects_pb2.Pod,
+        involved: objects_pb2.ObjectReference,
         *,
-        capacity: int = DEFAULT_CAPACITY,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        host: str,
+        capacity: int,
+        clock: Callable[[], datetime],
     ) -> None:
-        self._involved = objects_pb2.ObjectReference(
-            api_version="v1",
-            kind="Pod",
-            namespace=pod.metadata.namespace or "default",
-            name=pod.metadata.name,
-            uid=pod.metadata.uid,
-        )
-        self._source = objects_pb2.EventSource(component=COMPONENT, host=pod.spec.node_name)
+        self._involved = involved
+        self._source = objects_pb2.EventSource(component=COMPONENT, host=host)
         self._capacity = max(capacity, 1)
         self._clock = clock
         self._waiting: OrderedDict[tuple[str, str, str, str], objects_pb2.Event] = OrderedDict()
@@ -100,7 +99,9 @@ class PodEvents:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def record(self, *, container: str = "", type: EventType, reason: Reason, message: str) -> None:
+    def record(
+        self, *, container: str = "", type: EventType, reason: enum.Enum, message: str
+    ) -> None:
         """Note that `reason: message` happened (to `container`, or to the whole pod)."""
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 3] + "..."
@@ -135,6 +136,52 @@ class PodEvents:
         out = list(self._waiting.values())
         self._waiting.clear()
         return out
+
+
+class PodEvents(_Events):
+    """The undelivered events of one pod."""
+
+    def __init__(
+        self,
+        pod: objects_pb2.Pod,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        involved = objects_pb2.ObjectReference(
+            api_version="v1",
+            kind="Pod",
+            namespace=pod.metadata.namespace or "default",
+            name=pod.metadata.name,
+            uid=pod.metadata.uid,
+        )
+        super().__init__(involved, host=pod.spec.node_name, capacity=capacity, clock=clock)
+
+
+class NodeEvents(_Events):
+    """The undelivered events about the node itself; `wait()` returns once some wait."""
+
+    def __init__(
+        self,
+        node: str,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        involved = objects_pb2.ObjectReference(api_version="v1", kind="Node", name=node)
+        super().__init__(involved, host=node, capacity=capacity, clock=clock)
+        self._added = asyncio.Event()
+
+    def record(
+        self, *, container: str = "", type: EventType, reason: enum.Enum, message: str
+    ) -> None:
+        super().record(container=container, type=type, reason=reason, message=message)
+        self._added.set()
+
+    async def wait(self) -> None:
+        while not len(self):
+            self._added.clear()
+            await self._added.wait()
 
 
 class ProbeEvents:

@@ -10,7 +10,8 @@ Invariants:
 - A container in CrashLoopBackOff keeps that reason while its image is ensured again; any
   other container shows ContainerCreating.
 - Pulling/"Successfully pulled" are recorded only when the registry is contacted; an image
-  already present gives "already present on machine".
+  already present gives "already present on machine", and so does an Always whose registry
+  still names the digest present (nothing was fetched).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ImagePuller:
         name, image = container.name, container.image
         while True:
             pulls = self.pulls(image, policy)
+            present = self._present(image) if policy is PullPolicy.ALWAYS else None
             if pulls:
                 self._event(name, Reason.PULLING, f'Pulling image "{image}"')
             began = time.monotonic()
@@ -97,7 +99,12 @@ class ImagePuller:
                 await asyncio.sleep(delay)
                 continue
             else:
-                if pulls:
+                if present is not None and present == found.digest:
+                    message = (
+                        f'Container image "{image}" already present on machine and unchanged '
+                        f"in the registry ({found.digest})"
+                    )
+                elif pulls:
                     took = duration_text(time.monotonic() - began)
                     message = f'Successfully pulled image "{image}" in {took}'
                 else:
@@ -119,6 +126,14 @@ class ImagePuller:
             return self._images.lookup(image) is None
         except Exception:  # an unparseable name: ensure() reports it as a pull error
             return True
+
+    def _present(self, image: str) -> str | None:
+        """The digest of the image present for `image` before asking the registry, if any."""
+        try:
+            found = self._images.lookup(image)
+        except Exception:  # an unparseable name: ensure() reports it as a pull error
+            return None
+        return found.digest if found is not None else None
 
     def _event(
         self,

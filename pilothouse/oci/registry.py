@@ -10,6 +10,8 @@ Invariants:
   its digest (or size); a manifest is checked against the digest it was asked by, or against
   the registry's Docker-Content-Digest header.
 - A multi-platform index is resolved to linux/amd64 (configurable).
+- `named_digest` fetches nothing: a HEAD of the manifest, whose Docker-Content-Digest says
+  whether the image a tag names has changed (what `imagePullPolicy: Always` asks).
 - Authorization headers never follow a redirect to another host.
 - Errors carry the registry's own message (`MANIFEST_UNKNOWN: manifest unknown`).
 """
@@ -247,6 +249,17 @@ class Repository:
             )
         return resp.body, m.media_type_of(resp.body, resp.headers.get("content-type", "")), digest
 
+    async def head_manifest(self, ref: str) -> str | None:
+        """The digest the registry names for a tag (HEAD, nothing fetched), or None when it
+        does not say (no Docker-Content-Digest header)."""
+        resp = await self._request(
+            "HEAD", self._url(f"manifests/{ref}"), headers={"Accept": m.ACCEPT}
+        )
+        if resp.status != 200:
+            raise self._fail(resp, f"manifest {self.name}:{ref}")
+        digest = resp.headers.get("docker-content-digest", "")
+        return digest if digest.startswith("sha256:") else None
+
     async def get_blob(self, desc: m.Descriptor, sink: IO[bytes]) -> None:
         """Stream a blob into `sink`; `DigestMismatch` (sink then holds garbage) if it differs."""
         resp = await self._request("GET", self._url(f"blobs/{desc.digest}"), sink=sink)
@@ -305,6 +318,7 @@ class Resolved:
     media_type: str
     raw: bytes
     manifest: m.Manifest
+    named: str = ""  # the digest the reference named there: the index's, for a multi-platform
 
 
 class RegistryClient:
@@ -321,6 +335,7 @@ class RegistryClient:
             repo = Repository(endpoint, ref.repository)
             try:
                 raw, media_type, digest = await repo.get_manifest(ref.object)
+                named = digest
                 if media_type in m.INDEX_TYPES:
                     chosen = m.select_platform(m.parse_index(raw), self.platform)
                     raw, media_type, digest = await repo.get_manifest(chosen.digest)
@@ -329,13 +344,30 @@ class RegistryClient:
                 log.info("registry.endpoint_failed", endpoint=endpoint.url, error=str(exc))
                 errors.append(exc)
                 continue
-            return Resolved(ref, repo, digest, media_type, raw, manifest)
-        found = [e for e in errors if not isinstance(e, Unreachable)]
-        raise (found or errors)[0] if errors else RegistryError(f"no endpoint for {ref}")
+            return Resolved(ref, repo, digest, media_type, raw, manifest, named)
+        raise _most_telling(errors, ref)
+
+    async def named_digest(self, ref: Reference) -> str | None:
+        """The digest the first endpoint that has `ref` names for it (a HEAD of the manifest:
+        an index's digest for a multi-platform image), or None when it does not say."""
+        errors: list[RegistryError] = []
+        for endpoint in self.config.endpoints(ref.registry):
+            try:
+                return await Repository(endpoint, ref.repository).head_manifest(ref.object)
+            except (NotFound, Unreachable) as exc:
+                log.info("registry.endpoint_failed", endpoint=endpoint.url, error=str(exc))
+                errors.append(exc)
+        raise _most_telling(errors, ref)
 
     def push_repository(self, ref: Reference) -> Repository:
         endpoint = self.config.endpoints(ref.registry)[0]
         return Repository(endpoint, ref.repository, push=True)
+
+
+def _most_telling(errors: list[RegistryError], ref: Reference) -> RegistryError:
+    """What to say when no endpoint served `ref`: a refusal before an unreachable endpoint."""
+    found = [e for e in errors if not isinstance(e, Unreachable)]
+    return (found or errors)[0] if errors else RegistryError(f"no endpoint for {ref}")
 
 
 async def push_archive(

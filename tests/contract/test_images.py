@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +26,19 @@ from nodeagent.images import (
     ImageService,
     NotPresent,
     PullError,
+    PullOutcome,
     PullPolicy,
+    PullRecord,
 )
 from nodeagent.images.fake import FakeImageService
 from nodeagent.images.store import LocalImageService
 from pilothouse.oci.reference import normalize
 from pilothouse.oci.registry import push_archive
 from pilothouse.oci.testimage import build_test_image
+from tests.fixtures.images import image_archive
 from tests.fixtures.registry import Registry, run_registry
+
+_PUSHES = itertools.count(1)  # every push of the `changing` tag makes a new image
 
 
 @dataclass
@@ -42,6 +48,8 @@ class Flavor:
     reference: str  # a tag the registry has
     missing: str  # a tag the registry does not have
     contacts: Callable[[], int]  # times the registry was asked to resolve a reference
+    changing: str  # a tag whose image `push` replaces
+    push: Callable[[], Awaitable[None]]  # the registry names a new image for `changing`
 
 
 def _fake_flavor() -> Flavor:
@@ -63,12 +71,19 @@ def _fake_flavor() -> Flavor:
     def contacts() -> int:
         return sum(len(s.pulls) for s in made)
 
+    changing = "registry.test:5000/team/web:v1"
+
+    async def push() -> None:
+        made[-1].push(changing)
+
     return Flavor(
         open=open_,
         reopen=reopen,
         reference="registry.test:5000/team/busybox:stable",
         missing=missing,
         contacts=contacts,
+        changing=changing,
+        push=push,
     )
 
 
@@ -89,12 +104,21 @@ def _store_flavor(registry: Registry, state: Path) -> Flavor:
         lines = registry.log_path.read_text().splitlines()
         return sum(1 for line in lines if manifests.search(line))
 
+    changing = f"{registry.address}/web:v1"
+
+    async def push() -> None:
+        seed = next(_PUSHES)
+        archive = image_archive(state.parent / f"web-{seed}.tar", tag=changing, seed=seed)
+        await push_archive(archive, changing)
+
     return Flavor(
         open=lambda grace: LocalImageService(state, gc_grace_seconds=grace),
         reopen=lambda _service, grace: LocalImageService(state, gc_grace_seconds=grace),
         reference=f"{registry.address}/busybox:stable",
         missing=f"{registry.address}/nothing:here",
         contacts=contacts,
+        changing=changing,
+        push=push,
     )
 
 
@@ -262,3 +286,59 @@ async def test_a_restarted_service_knows_which_images_are_in_use(flavor: Flavor)
     assert found.digest == image.digest, "a restarted service lost a present image"
     await restarted.release("web-0")
     assert await restarted.gc() == [image.digest]
+
+
+async def test_always_fetches_only_when_the_registry_names_another_digest(flavor: Flavor) -> None:
+    images = flavor.open(60)
+    name = normalize(flavor.changing)
+    await flavor.push()
+    first = await images.ensure(flavor.changing, PullPolicy.ALWAYS)
+    assert list(images.pull_records)[-1:] == [PullRecord(name, first.digest, PullOutcome.PULLED)]
+    before = flavor.contacts()
+    again = await images.ensure(flavor.changing, PullPolicy.ALWAYS)
+    assert flavor.contacts() == before + 1, "Always did not ask the registry once"
+    assert again.digest == first.digest
+    assert list(images.pull_records)[-1:] == [
+        PullRecord(name, first.digest, PullOutcome.UNCHANGED)
+    ], "Always pulled again although the registry's digest had not changed"
+    await flavor.push()
+    changed = await images.ensure(flavor.changing, PullPolicy.ALWAYS)
+    assert changed.digest != first.digest, "Always kept the old image after a new push"
+    assert list(images.pull_records)[-1:] == [
+        PullRecord(name, changed.digest, PullOutcome.PULLED)
+    ], "the changed digest was not pulled"
+    found = images.lookup(flavor.changing)
+    assert found is not None and found.digest == changed.digest
+
+
+async def test_images_lists_each_image_with_names_size_and_users(flavor: Flavor) -> None:
+    images = flavor.open(60)
+    image = await images.ensure(flavor.reference, PullPolicy.IF_NOT_PRESENT)
+    await images.prepare("web-0", image)
+    listed = {i.digest: i for i in await images.images()}
+    assert image.digest in listed, "a pulled image is not listed"
+    entry = listed[image.digest]
+    assert entry.names == (normalize(flavor.reference),)
+    assert entry.size > 0, "a listed image has no size"
+    assert entry.users == ("web-0",), "the container using the image is not listed"
+    await images.release("web-0")
+    listed = {i.digest: i for i in await images.images()}
+    assert listed[image.digest].users == ()
+
+
+async def test_gc_with_a_byte_target_removes_least_recently_used_first(flavor: Flavor) -> None:
+    images = flavor.open(0)
+    used = await images.ensure(flavor.reference, PullPolicy.IF_NOT_PRESENT)
+    await flavor.push()
+    oldest = await images.ensure(flavor.changing, PullPolicy.ALWAYS)
+    await flavor.push()
+    newer = await images.ensure(flavor.changing, PullPolicy.ALWAYS)
+    await images.prepare("web-0", used)
+    assert len({used.digest, oldest.digest, newer.digest}) == 3
+    assert await images.gc(bytes_to_free=1) == [oldest.digest], (
+        "gc did not remove the least recently used image alone"
+    )
+    assert images.lookup(flavor.changing) is not None, "gc removed more than it had to"
+    assert await images.gc(bytes_to_free=1 << 40) == [newer.digest]
+    assert images.lookup(flavor.reference) is not None, "gc removed an image in use"
+    assert [i.digest for i in await images.images()] == [used.digest]
