@@ -5,11 +5,8 @@ Vocabulary (Kubernetes'):
 - a *finalizer* names work that must be done before a Terminating object may go:
   `orphan` (its dependents are released first), `foregroundDeletion` (its dependents are
   deleted first); a Namespace is Terminating until everything in it is gone;
-- a pod is *terminated gracefully* (`terminate`): it gets deletionTimestamp and
-  deletionGracePeriodSeconds and stays stored while its node stops it; the node syncer no
-  longer pushes it, and it is deleted once its node's agent reports it gone (or its node no
-  longer exists). Until then its name is taken, so a StatefulSet cannot start another pod of
-  the same name anywhere.
+- pods are deleted gracefully by the ObjectStore itself (`ObjectStore.delete`): a bound pod is
+  Terminating until its node's agent reports it stopped, so its name stays taken meanwhile.
 
 Invariants: every write is a compare-and-swap; marking is idempotent (a second delete of a
 Terminating object adds its finalizer, never a second timestamp); `release` deletes the object
@@ -129,64 +126,6 @@ async def release(objects: ObjectStore, obj: Message, finalizer: str) -> None:
     raise Conflict(f"{kind.info.plural} {meta.name!r} kept changing: finalizer not released")
 
 
-async def terminate(objects: ObjectStore, pod: objects_pb2.Pod, *, now: float) -> None:
-    """Delete a pod gracefully (see the module): at once when it is bound to no node, else
-    Terminating until its node confirms it stopped."""
-    meta = pod.metadata
-    for _ in range(_ATTEMPTS):
-        try:
-            current = await objects.get(Kind.POD, meta.namespace, meta.name)
-        except NotFound:
-            return
-        if current.metadata.uid != meta.uid or is_terminating(current):
-            return
-        try:
-            if not current.spec.node_name:
-                await objects.delete(
-                    Kind.POD,
-                    meta.namespace,
-                    meta.name,
-                    resource_version=current.metadata.resource_version,
-                )
-                return
-            current.metadata.deletion_timestamp.FromNanoseconds(int(now * 1e9))
-            grace = (
-                current.spec.termination_grace_period_seconds
-                if current.spec.HasField("termination_grace_period_seconds")
-                else 30
-            )
-            current.metadata.deletion_grace_period_seconds = grace
-            await objects.update(current)
-            return
-        except NotFound:
-            return
-        except Conflict:
-            continue
-    raise Conflict(f'pods "{meta.name}" kept changing: not terminated')
-
-
-async def finalize_pod(objects: ObjectStore, pod: objects_pb2.Pod) -> bool:
-    """Delete a Terminating pod (its node confirmed it stopped): only that incarnation, only
-    if it is still Terminating. True if it was deleted here."""
-    meta = pod.metadata
-    try:
-        current = await objects.get(Kind.POD, meta.namespace, meta.name)
-    except NotFound:
-        return False
-    if current.metadata.uid != meta.uid or not is_terminating(current):
-        return False
-    try:
-        await objects.delete(
-            Kind.POD,
-            meta.namespace,
-            meta.name,
-            resource_version=current.metadata.resource_version,
-        )
-    except (NotFound, Conflict):
-        return False
-    return True
-
-
 # Kinds whose objects own others (the garbage collector follows them), so a Foreground or
 # Orphan delete of one has dependents to wait for or release; any other kind goes at once.
 OWNER_KINDS = frozenset(
@@ -213,25 +152,13 @@ async def delete(
     now: float,
 ) -> Message:
     """Delete as the API does: a Namespace becomes Terminating (its controller empties it);
-    a bound StatefulSet pod is terminated gracefully; a Foreground or Orphan delete of an
-    owner marks it with that finalizer (the garbage collector finishes it); anything else
-    goes at once (Background: the garbage collector then deletes its dependents). Returns
-    the object as deleted or as marked."""
+    a Foreground or Orphan delete of an owner marks it with that finalizer (the garbage
+    collector finishes it); anything else is deleted by the ObjectStore (Background: the
+    garbage collector then deletes its dependents). Returns the object as deleted or marked."""
     if kind is Kind.NAMESPACE:
         return await mark(
             objects, kind, namespace, name, now=now, resource_version=resource_version
         )
-    if kind is Kind.POD:
-        pod = await objects.get(kind, namespace, name)
-        if resource_version and pod.metadata.resource_version != resource_version:
-            raise Conflict(f'pods "{name}" changed: it was not deleted')
-        owner = next((r for r in pod.metadata.owner_references if r.controller), None)
-        if owner is not None and owner.kind == "StatefulSet" and pod.spec.node_name:
-            await terminate(objects, pod, now=now)
-            try:
-                return await objects.get(kind, namespace, name)
-            except NotFound:
-                return pod
     if kind in OWNER_KINDS and propagation is not Propagation.BACKGROUND:
         finalizer = (
             Finalizer.FOREGROUND if propagation is Propagation.FOREGROUND else Finalizer.ORPHAN

@@ -25,3 +25,30 @@ def ready_since(pod: objects_pb2.Pod) -> float | None:
         if condition.type == "Ready" and condition.status == "True":
             return seconds(condition.last_transition_time)
     return None
+
+
+_PHASE_RANK = {"Pending": 0, "": 0, "Unknown": 1, "Running": 2}
+
+
+def deletion_rank(pod: objects_pb2.Pod) -> tuple[int, int, int, float, int, int, str]:
+    """Lower goes first when scaling down (Kubernetes' ActivePods ordering): unscheduled
+    before scheduled, Pending before Unknown before Running, not ready before ready, ready for
+    less time before longer, more restarts before fewer, newer before older."""
+    since = ready_since(pod)
+    created = pod.metadata.creation_timestamp
+    restarts = sum(c.restart_count for c in pod.status.container_statuses)
+    return (
+        0 if not pod.spec.node_name else 1,
+        _PHASE_RANK.get(pod.status.phase, 2),
+        0 if since is None else 1,
+        -(since or 0.0),
+        -restarts,
+        -(created.seconds * 10**9 + created.nanos),
+        pod.metadata.name,
+    )
+
+
+def is_available(pod: objects_pb2.Pod, *, min_ready_seconds: int, now: float) -> bool:
+    """Ready for at least `min_ready_seconds` (Kubernetes' IsPodAvailable)."""
+    since = ready_since(pod)
+    return since is not None and is_active(pod) and since + min_ready_seconds <= now

@@ -20,7 +20,7 @@ Invariants: `pod_from_template` is pure; an expectation only ever holds a pass b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from google.protobuf.message import Message
 
@@ -124,3 +124,31 @@ async def create_generated(
                     expectations.created(ref.uid, int(created.metadata.resource_version))
         return created
     raise AssertionError("unreachable")
+
+
+class Tombstones:
+    """Pods this process deleted that the pod informer may still show (by uid), so a pass on
+    a cache a step behind neither counts them nor deletes others in their place."""
+
+    def __init__(self) -> None:
+        self._uids: dict[tuple[str, str], str] = {}
+
+    def bury(self, pod: objects_pb2.Pod) -> None:
+        self._uids[(pod.metadata.namespace, pod.metadata.name)] = pod.metadata.uid
+
+    def alive(self, pods: Iterable[objects_pb2.Pod]) -> list[objects_pb2.Pod]:
+        return [
+            p
+            for p in pods
+            if self._uids.get((p.metadata.namespace, p.metadata.name)) != p.metadata.uid
+        ]
+
+    def prune(self, lookup: Callable[[str, str], objects_pb2.Pod | None]) -> None:
+        """Forget the pods that `lookup` (the pod informer) no longer shows as they were."""
+        for (namespace, name), uid in list(self._uids.items()):
+            seen = lookup(namespace, name)
+            if seen is None or seen.metadata.uid != uid:
+                del self._uids[(namespace, name)]
+
+    def __len__(self) -> int:
+        return len(self._uids)

@@ -1,0 +1,17 @@
+"""The ReplicaSet controller, for ReplicaSets that no Deployment controls and for the legacy
+ReplicationControllers: each keeps `spec.replicas` pods of its template running.
+
+Modules: `controller` (the reconciler: adopt and release pods by selector, create and delete
+to match the count, status; `replicaset_controller` and `replication_controller_controller`
+wire one reconciler per kind to the engine), `workload` (what differs between the two kinds:
+the selector's shape and where its parts live).
+A ReplicaSet with a controlling owner (a Deployment's revision) is left to its owner.
+"""
+
+from controlplane.controllers.replicaset.controller import (
+    ReplicaSetReconciler,
+    replicaset_controller,
+    replication_controller_controller,
+)
+
+__all__ = ["ReplicaSetReconciler", "replicaset_controller", "replication_controller_controller"]
