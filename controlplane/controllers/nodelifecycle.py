@@ -213,6 +213,11 @@ class NodeLifecycleController:
         if not pods:
             return
         name = node.metadata.name
+        try:  # the cache may lag: a node that came back meanwhile is being fenced, not emptied
+            if not conditions.is_lost(await self._objects.get(Kind.NODE, "", name)):
+                return
+        except NotFound:
+            return
         log.warning("node.evicting", node=name, pods=len(pods), silent=round(silent, 2))
         if self._events is not None:
             await self._events.record(

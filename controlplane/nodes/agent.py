@@ -120,11 +120,14 @@ class AgentClient:
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
-    async def sync_pods(self, pods: Sequence[objects_pb2.Pod]) -> dict[str, str]:
-        """Push the whole desired set; returns the pods the agent rejected, with why."""
+    async def sync_pods(
+        self, pods: Sequence[objects_pb2.Pod], *, fence: bool = False
+    ) -> dict[str, str]:
+        """Push the whole desired set; returns the pods the agent rejected, with why. `fence`:
+        the agent ends the pods leaving its set at once and answers once they are stopped."""
         try:
             response = await self._stub.SyncPods(
-                agent_pb2.SyncPodsRequest(pods=pods), timeout=self.timeout
+                agent_pb2.SyncPodsRequest(pods=pods, fence=fence), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as error:
             raise self._failed("SyncPods", error) from None

@@ -14,9 +14,16 @@ Invariants:
 - FENCING: the first push of every session, and every push made while the node shows
   Ready=False/Fencing, carries the desired set read from the store itself (not the possibly
   lagging informer), so it lists exactly the pods bound to the node at that moment; the agent
-  stops everything else. Only after such a push succeeded does the syncer set Ready=True
-  (reason AgentReady), and only if the node is still Fencing for the same agent instance.
-  Until then the scheduler places nothing there.
+  stops everything else. A push made while Fencing (and for `FENCE_LINGER` seconds after: an
+  eviction decided just before the node came back may land just after) is a *fenced* push:
+  the agent ends the pods that left its set at once (SIGKILL, their replacements may run
+  elsewhere already) and answers only once they have stopped. Only after a fenced push
+  succeeded does the syncer set Ready=True (reason AgentReady), and only if the node is still
+  in the same Fencing episode (same agent instance, same transition time). Until then the
+  scheduler places nothing there.
+- A node that comes back (it enters Fencing) is pushed to at once, even while a session's
+  back-off is running, and a failed push while Fencing is retried within `FENCE_BACKOFF`
+  seconds, not after the periodic resync.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
 """
 
@@ -50,6 +57,8 @@ log = structlog.get_logger(__name__)
 RESYNC_INTERVAL = 10.0
 INITIAL_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
+FENCE_BACKOFF = 1.0  # s: the longest wait before a failed push to a Fencing node is retried
+FENCE_LINGER = 2.0  # s: pushes stay fenced this long after a node's fencing push succeeded
 _ATTEMPTS = 5
 READY_MESSAGE = "agent is posting ready status; its pods are in sync"
 
@@ -100,6 +109,7 @@ class NodeSyncer:
         self._max_backoff = max_backoff
         self._poked = asyncio.Event()
         self._pushed = False  # the current session has pushed successfully
+        self._fenced_until = 0.0  # pushes are fenced until then (see FENCE_LINGER)
         self._failures = 0  # failed sessions in a row
         self._reports = AgentReports(
             node, objects=objects, pods=pods, events=events, clock=self._clock
@@ -153,12 +163,21 @@ class NodeSyncer:
             await self._backoff(backoff, identity)
             backoff = min(backoff * 2, self._max_backoff)
 
+    def _fencing(self) -> objects_pb2.Node | None:
+        """The node, if it shows Ready=False/Fencing (its agent is back from being lost)."""
+        node = self._nodes.get("", self.node)
+        return node if node is not None and conditions.is_fencing(node) else None
+
     async def _backoff(self, seconds: float, identity: tuple[str, str]) -> None:
-        """Sleep `seconds`, cut short only when the node's endpoint or instance changes."""
+        """Sleep `seconds` (at most FENCE_BACKOFF while the node is Fencing), cut short when
+        the node's endpoint or instance changes or when the node comes back (enters Fencing)."""
+        fencing = self._fencing() is not None
+        if fencing:
+            seconds = min(seconds, FENCE_BACKOFF)
         deadline = self._clock.now() + seconds
         while (left := deadline - self._clock.now()) > 0:
             await self._wait(left)
-            if self._identity() != identity:
+            if self._identity() != identity or (not fencing and self._fencing() is not None):
                 return
 
     async def _session(self, identity: tuple[str, str]) -> None:
@@ -174,8 +193,10 @@ class NodeSyncer:
         while True:
             if self._identity() != identity:
                 raise _EndpointChanged
-            node = self._nodes.get("", self.node)
-            fencing = node is not None and conditions.is_fencing(node)
+            node = self._fencing()
+            fencing = node is not None
+            # The Fencing episode this push answers: the condition's transition time.
+            episode = conditions.transition_time(node) if node is not None else None
             if last is None or fencing:
                 # Linearizable read: exactly the pods bound to this node now (see FENCING).
                 listing = await self._objects.list(Kind.POD)
@@ -184,7 +205,8 @@ class NodeSyncer:
                 desired = desired_pods(self._pods.list(), self.node)
             now = self._clock.now()
             if desired != last or fencing or now >= next_resync:
-                rejected = await client.sync_pods(desired)
+                fence = fencing or now < self._fenced_until
+                rejected = await client.sync_pods(desired, fence=fence)
                 if not self._pushed:
                     self._pushed = True
                     if self._failures:
@@ -196,16 +218,22 @@ class NodeSyncer:
                 for pod, why in rejected.items():
                     log.warning("node.pod_rejected", node=self.node, pod=pod, reason=why)
                 if fencing:
-                    await self._mark_ready(identity[1])
+                    self._fenced_until = self._clock.now() + FENCE_LINGER
+                    await self._mark_ready(identity[1], episode=episode)
             await self._wait(max(next_resync - self._clock.now(), 0.0))
 
-    async def _mark_ready(self, instance: str) -> None:
+    async def _mark_ready(self, instance: str, *, episode: float | None) -> None:
+        """Ready=True, if the node is still in the Fencing episode the push answered."""
         for _ in range(_ATTEMPTS):
             try:
                 node = await self._objects.get(Kind.NODE, "", self.node)
             except NotFound:
                 return
-            if conditions.instance_of(node) != instance or not conditions.is_fencing(node):
+            if (
+                conditions.instance_of(node) != instance
+                or not conditions.is_fencing(node)
+                or conditions.transition_time(node) != episode
+            ):
                 return
             conditions.set_ready(
                 node,

@@ -37,6 +37,8 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
         self.pushes: list[list[str]] = []
         self.received = 0  # SyncPods calls that arrived, answered or (hang) not
         self.hang = False
+        self.fences: list[bool] = []  # each answered push: was it fenced (SyncPods.fence)?
+        self.fence_gate: asyncio.Event | None = None  # fenced pushes wait for it when set
         self._watchers: set[asyncio.Queue[agent_pb2.PodStatusEvent]] = set()
         self.server: grpc.aio.Server | None = None
         self.address = ""
@@ -76,6 +78,9 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
         self.received += 1
         if self.hang:
             await asyncio.Event().wait()
+        if request.fence and self.fence_gate is not None:
+            await self.fence_gate.wait()
+        self.fences.append(request.fence)
         self.pushes.append(
             sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in request.pods)
         )
@@ -119,6 +124,7 @@ class Plane:
         resync_interval: float = 30.0,
         events_component: str | None = None,
         connect: Connect | None = None,
+        max_backoff: float = 0.5,
     ) -> None:
         self.objects = ObjectStore(MemoryStore())
         self.pods = Informer(self.objects, Kind.POD)
@@ -135,7 +141,7 @@ class Plane:
             connect=connect,
             resync_interval=resync_interval,
             rpc_timeout=1.0,
-            max_backoff=0.5,
+            max_backoff=max_backoff,
         )
         self.tasks: list[asyncio.Task[None]] = []
 
