@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
-from pilothouse.cli import output, resources, tables
+from pilothouse.cli import output, resources, tables, watching
 from pilothouse.cli.context import Context
 from pilothouse.cli.output import Format
 from pilothouse.client import ChangeType, Client, ClientError, ErrorCode
@@ -161,7 +161,10 @@ async def _watch(
         name = message.metadata.name  # type: ignore[attr-defined]
         return (not names or name in names) and resources.matches(message, wanted)
 
-    listed = await client.list(kind, namespace=namespace, label_selector=args.selector)
+    listed = await watching.retrying(
+        lambda: client.list(kind, namespace=namespace, label_selector=args.selector),
+        on_retry=ctx.warn,
+    )
     initial = [item for item in listed.items if shown(item)]
     layout = tables.Layout()
     header_printed = False
@@ -195,11 +198,13 @@ async def _watch(
         emit(initial)
     # Without a list revision, the watch replays the current state: skip what was just shown.
     seen = {_version(item) for item in initial} if not listed.resource_version else set()
-    async for change in client.watch(
+    async for change in watching.follow(
+        client,
         kind,
         namespace=namespace,
         label_selector=args.selector,
         resource_version=listed.resource_version,
+        on_retry=ctx.warn,
     ):
         if change.type is ChangeType.BOOKMARK or change.object is None:
             continue

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pilothouse.cli import watching
 from pilothouse.cli.rollout.errors import RolloutError, RolloutFailed, RolloutTimeout
 from pilothouse.cli.rollout.revisions import revision_of
 from pilothouse.client import ChangeType, Client
@@ -74,16 +75,22 @@ async def watch_status(
     revision: int = 0,
     give_up_after: float | None = None,
     progress: Callable[[RolloutStatus], None] | None = None,
+    on_retry: Callable[[str], None] | None = None,
 ) -> RolloutStatus:
     """Follow the rollout until done; `progress` sees every distinct status on the way (a new
     message or new replica counts). `give_up_after` raises `RolloutTimeout` with kubectl's
-    words (the last status was already shown through `progress`)."""
+    words (the last status was already shown through `progress`). A short outage of the
+    control plane or etcd is waited out (`watching`), each retry told to `on_retry`."""
     last: RolloutStatus | None = None
 
     async def follow() -> RolloutStatus:
         nonlocal last
-        async for change in client.watch(
-            Kind.DEPLOYMENT, namespace=namespace, field_selector=f"metadata.name={name}"
+        async for change in watching.follow(
+            client,
+            Kind.DEPLOYMENT,
+            namespace=namespace,
+            field_selector=f"metadata.name={name}",
+            on_retry=on_retry,
         ):
             if change.object is None or change.type is ChangeType.BOOKMARK:
                 continue
@@ -97,9 +104,12 @@ async def watch_status(
                 return current
         raise RolloutError("the watch ended before the rollout finished")
 
-    await client.get(Kind.DEPLOYMENT, name, namespace=namespace)  # NotFound, readably
     try:
         async with asyncio.timeout(give_up_after):
+            # NotFound, readably, before the watch
+            await watching.retrying(
+                lambda: client.get(Kind.DEPLOYMENT, name, namespace=namespace), on_retry=on_retry
+            )
             return await follow()
     except TimeoutError:
         raise RolloutTimeout("timed out waiting for the condition") from None

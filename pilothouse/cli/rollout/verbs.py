@@ -192,6 +192,7 @@ async def _status(
                 revision=args.revision,
                 give_up_after=give_up_after or None,
                 progress=progress.show,
+                on_retry=ctx.warn,
             )
         except BaseException:
             progress.close(success=False)
