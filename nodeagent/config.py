@@ -133,8 +133,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server",
         default="",
-        metavar="HOST:PORT",
-        help="control plane API address to register with (default: standalone, no control plane)",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="control plane API address to register with, or the addresses of several "
+        "control-plane members (default: standalone, no control plane)",
     )
     p.add_argument(
         "--token", default="", help="bootstrap token for the first join (pilothouse token create)"
@@ -297,6 +298,10 @@ def _capacity(flag: str, text: str, parse: Callable[[str], int]) -> int | None:
 
 
 def join_server_for(server: str) -> str:
-    """The control plane's default join port: its API port + 1 on the same host."""
-    host, _, port = server.rpartition(":")
-    return f"{host}:{int(port) + 1}" if port.isdigit() else server
+    """The control plane's default join port: its API port + 1 on the same host (for each
+    member of "a:7070,b:7070")."""
+    joins = []
+    for member in server.split(","):
+        host, _, port = member.strip().rpartition(":")
+        joins.append(f"{host}:{int(port) + 1}" if port.isdigit() else member.strip())
+    return ",".join(joins)

@@ -29,6 +29,7 @@ import structlog
 from cryptography import x509
 
 from pilothouse import credentials, pki
+from pilothouse.client import failover
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -147,16 +148,26 @@ async def join(
     node_name: str,
     call_timeout: float = DEFAULT_TIMEOUT,
 ) -> NodeCredentials:
-    """Steps 1-3 above: a node certificate for `node_name` in exchange for `token`."""
+    """Steps 1-3 above: a node certificate for `node_name` in exchange for `token`.
+    `join_address` may name several control-plane members ("a:7071,b:7071"): each is tried
+    in turn until one answers (the last one's error is raised)."""
     _check_name(node_name)
-    ca_pem = await discover_ca(join_address, ca_cert_hash, call_timeout=call_timeout)
-    result = await _sign(
-        join_address,
-        credentials.TlsMaterial(ca_pem=ca_pem),
-        token=token,
-        node_name=node_name,
-        call_timeout=call_timeout,
-    )
+    addresses = failover.split(join_address)
+    for index, address in enumerate(addresses):
+        try:
+            ca_pem = await discover_ca(address, ca_cert_hash, call_timeout=call_timeout)
+            result = await _sign(
+                address,
+                credentials.TlsMaterial(ca_pem=ca_pem),
+                token=token,
+                node_name=node_name,
+                call_timeout=call_timeout,
+            )
+            break
+        except JoinError as error:
+            if index == len(addresses) - 1:
+                raise
+            log.warning("node.join_retry", address=address, error=str(error))
     log.info("node.joined", node=node_name, expires=result.cert.not_valid_after_utc.isoformat())
     return result
 
@@ -168,9 +179,16 @@ async def renew(
     node_name = current.node_name
     if node_name is None:
         raise JoinError("the current certificate is not a node certificate; join again")
-    result = await _sign(
-        address, current.material, token="", node_name=node_name, call_timeout=call_timeout
-    )
+    members = failover.split(address)  # several control-plane members: the first that answers
+    for index, member in enumerate(members):
+        try:
+            result = await _sign(
+                member, current.material, token="", node_name=node_name, call_timeout=call_timeout
+            )
+            break
+        except JoinError:
+            if index == len(members) - 1:
+                raise
     if pki.ca_cert_hash(result.ca_pem) != pki.ca_cert_hash(current.ca_pem):
         raise JoinError("the control plane's CA changed during renewal; refusing the new one")
     log.info(

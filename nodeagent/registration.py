@@ -17,6 +17,11 @@ Invariants:
   is mutual TLS with the node certificate, and the control plane's certificate is checked
   against the cluster CA. A renewed certificate is picked up by opening a new channel at the
   next heartbeat, without registering again.
+- Several control-plane members (`server` "a:7070,b:7070,c:7070"): the agent registers with
+  and heartbeats to one of them; when that member is unreachable or does not answer within
+  the call's deadline, the agent moves to the next member at once (a new channel) and sends
+  the same call there, without waiting for the next heartbeat. Any member records the beat
+  for the leader (`controlplane.nodes.leases`).
 - The node's pod CIDR: the agent asks for the one it has (`pod_cidr`, "" for none) in every
   registration, and hands what the control plane answers (the registered Node, whose
   `spec.podCIDR` is the range it allocated or kept) to `on_registered` before it heartbeats.
@@ -27,6 +32,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -36,6 +42,7 @@ import grpc
 import structlog
 
 from pilothouse import credentials as tls_credentials
+from pilothouse.client import failover
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
@@ -54,6 +61,17 @@ _REREGISTER = frozenset(
         grpc.StatusCode.PERMISSION_DENIED,
     }
 )
+
+
+_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class _Beat(enum.Enum):
+    """Why heartbeating on one channel ended."""
+
+    REREGISTER = "reregister"  # the control plane no longer knows this agent as the owner
+    RENEWED = "renewed"  # new node credentials: a new channel
+    MOVED = "moved"  # the member stopped answering: the next one, a new channel
 
 
 def load_instance_id(state_dir: Path) -> str:
@@ -109,6 +127,8 @@ class Registration:
         on_registered: Callable[[objects_pb2.Node], None] | None = None,
     ) -> None:
         self.server = server
+        self.servers = failover.split(server)
+        self._current = 0  # the member in use (index in `servers`)
         self.node_name = node_name
         self.instance_id = instance_id
         self._node_status = node_status
@@ -135,6 +155,7 @@ class Registration:
 
     async def run(self) -> None:
         interval: float | None = None  # None: (re)register before heartbeating
+        beat_now = False  # after moving to another member: heartbeat there at once
         while True:
             material = self._tls() if self._tls is not None else None
             async with self._channel(material) as channel:
@@ -142,19 +163,42 @@ class Registration:
                 while True:
                     if interval is None:
                         interval = await self._register(stub)
-                    if await self._heartbeat(stub, interval, material):
+                        if interval is None:
+                            break  # unreachable: the next member, a new channel
+                    outcome = await self._heartbeat(stub, interval, material, now=beat_now)
+                    beat_now = False
+                    if outcome is _Beat.REREGISTER:
                         interval = None
+                    elif outcome is _Beat.MOVED:
+                        beat_now = True
+                        break
                     else:
                         break  # new credentials: a new channel, same registration
 
+    @property
+    def member(self) -> str:
+        """The control-plane member in use."""
+        return self.servers[self._current]
+
+    def _move_on(self, error: grpc.aio.AioRpcError) -> bool:
+        """After an unreachable member: use the next one (True), if there is another."""
+        if len(self.servers) == 1 or error.code() not in _UNREACHABLE:
+            return False
+        previous = self.member
+        self._current = (self._current + 1) % len(self.servers)
+        log.info("registration.member_changed", node=self.node_name, old=previous, new=self.member)
+        return True
+
     def _channel(self, material: tls_credentials.TlsMaterial | None) -> grpc.aio.Channel:
         if material is not None:
-            return tls_credentials.secure_channel(self.server, material)
+            return tls_credentials.secure_channel(self.member, material)
         if self._credentials is not None:
-            return grpc.aio.secure_channel(self.server, self._credentials)
-        return grpc.aio.insecure_channel(self.server)
+            return grpc.aio.secure_channel(self.member, self._credentials)
+        return grpc.aio.insecure_channel(self.member)
 
-    async def _register(self, stub: api_grpc.NodeRegistryStub) -> float:
+    async def _register(self, stub: api_grpc.NodeRegistryStub) -> float | None:
+        """The heartbeat interval once registered; None when this member is unreachable and
+        another one should be tried."""
         backoff = INITIAL_BACKOFF
         last_cause: str | None = None
         while True:
@@ -162,6 +206,8 @@ class Registration:
             try:
                 response = await stub.RegisterNode(request, timeout=CALL_TIMEOUT)
             except grpc.aio.AioRpcError as error:
+                if self._move_on(error):
+                    return None
                 cause, delay, message = self._why(error, backoff)
                 if cause != last_cause:
                     log.warning(
@@ -209,15 +255,18 @@ class Registration:
         stub: api_grpc.NodeRegistryStub,
         interval: float,
         material: tls_credentials.TlsMaterial | None,
-    ) -> bool:
-        """Heartbeat every `interval` until the control plane asks for a new registration
-        (True) or the node's credentials were renewed (False)."""
+        *,
+        now: bool = False,
+    ) -> _Beat:
+        """Heartbeat every `interval` (the first one at once with `now`) until the control
+        plane asks for a new registration, the node's credentials were renewed, or the member
+        stopped answering and the next one is to be used."""
         failing = False
-        next_beat = time.monotonic() + interval
+        next_beat = time.monotonic() + (0.0 if now else interval)
         while True:
             if self._tls is not None and self._tls() != material:
                 log.info("registration.credentials_renewed", node=self.node_name)
-                return False
+                return _Beat.RENEWED
             await asyncio.sleep(max(next_beat - time.monotonic(), 0.0))
             next_beat += interval
             if next_beat < time.monotonic():  # fell behind (a stall): do not burst
@@ -237,7 +286,9 @@ class Registration:
                         reason=error.details() or error.code().name,
                     )
                     self.registered.clear()
-                    return True
+                    return _Beat.REREGISTER
+                if self._move_on(error):
+                    return _Beat.MOVED
                 if not failing:
                     log.warning(
                         "heartbeat.failed",
