@@ -28,6 +28,7 @@ import grpc
 import structlog
 from cryptography import x509
 
+from nodeagent.state.quarantine import quarantine
 from pilothouse import credentials, pki
 from pilothouse.client import failover
 from pilothouse.v1 import controlplane_pb2 as api
@@ -75,8 +76,14 @@ class NodeCredentials:
         paths = [directory / n for n in ("ca.crt", "node.crt", "node.key")]
         if not all(p.exists() for p in paths):
             return None
-        found = cls(*(p.read_bytes() for p in paths))
-        if found.cert.public_key() != pki.load_key(found.key_pem).public_key():
+        try:
+            found = cls(*(p.read_bytes() for p in paths))
+            matched = found.cert.public_key() == pki.load_key(found.key_pem).public_key()
+        except (OSError, ValueError, TypeError) as exc:  # damaged: kept aside, join again
+            for path in paths:
+                quarantine(path, error=exc, instead="the node joins again (it needs --token)")
+            return None
+        if not matched:
             return None  # a crash between writes: join or renew again
         return found
 

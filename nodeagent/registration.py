@@ -41,6 +41,7 @@ from pathlib import Path
 import grpc
 import structlog
 
+from nodeagent.state.quarantine import quarantine
 from pilothouse import credentials as tls_credentials
 from pilothouse.client import failover
 from pilothouse.v1 import controlplane_pb2 as api
@@ -79,7 +80,12 @@ def load_instance_id(state_dir: Path) -> str:
     path = state_dir / INSTANCE_FILE
     try:
         text = path.read_text().strip()
+        if text:
+            uuid.UUID(text)  # made by uuid4 below: anything else is damage
     except FileNotFoundError:
+        text = ""
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, or not a uuid
+        quarantine(path, error=exc, instead="a new instance id: the node registers (and is fenced)")
         text = ""
     if text:
         return text

@@ -30,7 +30,14 @@ from typing import Any
 
 from nodeagent.images import Image, ImageConfig
 from nodeagent.images.layers import LayerStore
+from nodeagent.state.quarantine import read_json
 from pilothouse.oci import digest_hex
+
+
+def _mapping(path: Path, *, instead: str) -> dict[str, str]:
+    """A name -> digest file; empty if missing or unreadable (quarantined)."""
+    found = read_json(path, instead=instead)
+    return found if isinstance(found, dict) else {}
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -54,8 +61,10 @@ class ImageRecords:
     # -- tags -----------------------------------------------------------------------------------
     def tags(self) -> dict[str, str]:
         if self._tag_cache is None:
-            path = self.images_dir / "tags.json"
-            self._tag_cache = json.loads(path.read_text()) if path.exists() else {}
+            self._tag_cache = _mapping(
+                self.images_dir / "tags.json",
+                instead="image names are forgotten: they are pulled or imported again",
+            )
         return self._tag_cache
 
     def write_tags(self, tags: dict[str, str]) -> None:
@@ -65,8 +74,10 @@ class ImageRecords:
 
     def named(self) -> dict[str, str]:
         if self._named_cache is None:
-            path = self.images_dir / "named.json"
-            self._named_cache = json.loads(path.read_text()) if path.exists() else {}
+            self._named_cache = _mapping(
+                self.images_dir / "named.json",
+                instead="the digests registries named are forgotten: Always pulls again",
+            )
         return self._named_cache
 
     def _write_named(self, named: dict[str, str]) -> None:
@@ -101,10 +112,11 @@ class ImageRecords:
         """The image's meta record if the image is complete on the node (read from disk once)."""
         meta = self._records.get(digest)
         if meta is None:
-            path = self.meta_path(digest)
-            if not path.exists():
+            meta = read_json(
+                self.meta_path(digest), instead="the image counts as missing: pulled again"
+            )
+            if not isinstance(meta, dict) or not isinstance(meta.get("diff_ids"), list):
                 return None
-            meta = json.loads(path.read_text())
             if not all(self._layers.has(d) for d in meta["diff_ids"]):
                 return None  # layers gone (interrupted gc): pull or import again
             self._records[digest] = meta

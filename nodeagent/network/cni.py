@@ -41,6 +41,7 @@ import structlog
 
 from nodeagent.network import netns, plugins
 from nodeagent.network.plugins import CniError, Command
+from nodeagent.state.quarantine import read_json
 
 log = structlog.get_logger(__name__)
 
@@ -338,10 +339,11 @@ class CniNetwork:
         return self.state_dir / f"{netns.file_name(pod_id)}.json"
 
     def _read(self, pod_id: str) -> dict[str, Any] | None:
-        try:
-            return json.loads(self._path(pod_id).read_text())
-        except FileNotFoundError:
-            return None
+        record = read_json(
+            self._path(pod_id),
+            instead="the attachment is forgotten (its address may stay reserved)",
+        )
+        return record if isinstance(record, dict) else None
 
     def _write(self, pod_id: str, record: dict[str, Any]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

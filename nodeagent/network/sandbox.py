@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from pathlib import Path
 import structlog
 
 from nodeagent.network import cni, netns
+from nodeagent.state.quarantine import quarantine
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
@@ -81,9 +83,16 @@ class PodCidrUnknown(cni.CniError):
 
 def remembered_pod_cidr(state_dir: Path) -> str:
     """The pod CIDR an agent on `state_dir` was bound to ("" if none)."""
+    path = Path(state_dir) / POD_CIDR_FILE
     try:
-        return (Path(state_dir) / POD_CIDR_FILE).read_text().strip()
+        text = path.read_text().strip()
+        if text:
+            ipaddress.ip_network(text)
+        return text
     except (FileNotFoundError, NotADirectoryError):
+        return ""
+    except (OSError, ValueError) as exc:  # ValueError: bad UTF-8, or not a network
+        quarantine(path, error=exc, instead="the pod CIDR is asked of the control plane again")
         return ""
 
 

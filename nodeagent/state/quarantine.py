@@ -18,9 +18,11 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -61,6 +63,18 @@ def quarantine(path: Path, *, error: object, instead: str) -> Path | None:
         instead=instead,
     )
     return target
+
+
+def read_json(path: Path, *, instead: str) -> Any:
+    """The JSON value in `path`; None if there is no such file, or if it cannot be read
+    (then it is quarantined, with `instead` saying what the agent does without it)."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        quarantine(path, error=exc, instead=instead)
+        return None
 
 
 def quarantined(path: Path) -> list[Path]:
