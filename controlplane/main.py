@@ -322,6 +322,16 @@ def _etcd_credentials(
         raise settings.ConfigError(f"cannot read the etcd TLS files: {error}") from None
 
 
+def _init_pki(config: settings.Config, ha: HaSettings) -> None:
+    """`--init-pki`: what every member of one control plane shares (see leader.settings)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap.ensure(config.pki_dir, hosts=bootstrap.serving_hosts(config.listen, config.tls_sans))
+    cluster = ha.cluster()
+    hosts = (*etcd_tls.DEFAULT_HOSTS, cluster.host) if cluster else etcd_tls.DEFAULT_HOSTS
+    etcd_tls.ensure(config.etcd_pki_dir, hosts=hosts)
+    Keyring.ensure(config.pki_dir)
+
+
 def _security(config: settings.Config, store: EtcdStore) -> tuple[Security | None, Connect]:
     """The API's security and how to dial agents: mTLS with the cluster PKI, or nothing at
     all with --insecure."""
@@ -382,6 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(debug=config.debug)
+    if ha.init_pki:
+        _init_pki(config, ha)
+        print(f"PKI made under {config.pki_dir}: copy it to the other members' data dirs")
+        return 0
     try:
         return asyncio.run(signals.run_until_signalled(serve(config, nodes, ha)))
     except (EtcdNotFound, EtcdStartFailed, BindError, settings.ConfigError) as error:

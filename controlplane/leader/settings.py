@@ -14,6 +14,10 @@ place in a cluster of embedded etcds.
   serves clients on HOST. Every member must share the etcd CA: start the first one, then
   copy its `pki/` directory (the cluster CA and `pki/etcd/`) into the others' data dirs
   before their first start (`pilothouse up --control-planes 3` does so).
+- `--init-pki`: make that PKI under `--data-dir` (cluster CA and certificates, the etcd CA,
+  the Secrets encryption keys, which every member must share too) and exit, so it can be
+  copied before any member starts (a member of a new etcd cluster cannot finish starting
+  alone: etcd waits for a majority).
 
 `split(argv)` takes these flags out of a command line, as `controlplane.nodes.settings` does.
 """
@@ -42,6 +46,7 @@ class HaSettings:
     etcd_name: str = ""
     etcd_initial_cluster: str = ""
     etcd_client_port: int | None = None
+    init_pki: bool = False
 
     @property
     def member(self) -> str:
@@ -91,6 +96,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help=f"the embedded etcd's client port (default: {DEFAULT_CLUSTER_CLIENT_PORT} in a "
         "cluster, else a free port chosen once)",
     )
+    group.add_argument(
+        "--init-pki",
+        action="store_true",
+        help="make the PKI under --data-dir (to copy to the other members) and exit",
+    )
 
 
 def split(argv: Sequence[str]) -> tuple[HaSettings, list[str]]:
@@ -105,6 +115,7 @@ def split(argv: Sequence[str]) -> tuple[HaSettings, list[str]]:
         etcd_name=args.etcd_name.strip(),
         etcd_initial_cluster=args.etcd_initial_cluster.strip(),
         etcd_client_port=args.etcd_client_port,
+        init_pki=args.init_pki,
     )
     if settings.lease_ttl < 1:
         raise SettingsError(f"--leader-lease-ttl must be at least 1 s, got {settings.lease_ttl}")
