@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from google.protobuf.message import Message
 
+from controlplane.objects.namespaces import IMPLICIT
 from controlplane.objects.store import Invalid, ObjectStore
 from controlplane.store import Conflict, NotFound
 from pilothouse.kinds import Kind, of_message
@@ -156,6 +157,8 @@ async def delete(
     collector finishes it); anything else is deleted by the ObjectStore (Background: the
     garbage collector then deletes its dependents). Returns the object as deleted or marked."""
     if kind is Kind.NAMESPACE:
+        if name in IMPLICIT:
+            raise Invalid(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
         return await mark(
             objects, kind, namespace, name, now=now, resource_version=resource_version
         )
