@@ -28,6 +28,10 @@ Defaults:
   `--allow-unconfined-seccomp` lets containers ask for `seccompProfile: Unconfined` (every
   other container runs under Docker's default seccomp profile). The control plane has flags of
   the same names for what it accepts at apply; set both alike.
+- Local storage (issue 11): `--eviction-hard nodefs.available<10%` (the kubelet's default; or
+  an absolute quantity) is where the node reports DiskPressure and starts evicting pods;
+  usage and limits are checked every `--eviction-interval` seconds (10), and DiskPressure
+  stays for `--eviction-pressure-transition-period` seconds (30) after the last pass below.
 - Without `--server` the agent is standalone (issue #3: driven directly over gRPC) and serves
   plaintext. `--insecure` with `--server` registers and serves in plaintext, for a control
   plane run with `--insecure`: development only.
@@ -40,9 +44,10 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nodeagent.pods.eviction import Threshold
 from nodeagent.pods.restart import BackoffConfig
 from pilothouse import pki, quantity
 
@@ -80,6 +85,9 @@ class Config:
     memory_bytes: int | None = None  # --memory: capacity override, None: the machine's
     allow_probe_host: bool = False  # --allow-probe-host
     allow_unconfined_seccomp: bool = False  # --allow-unconfined-seccomp
+    eviction_hard: Threshold = field(default_factory=Threshold)  # nodefs.available<10%
+    eviction_interval: float = 10.0
+    eviction_transition: float = 30.0
 
     @property
     def address_file(self) -> Path:
@@ -190,6 +198,22 @@ def parser() -> argparse.ArgumentParser:
         help="let containers run without the default seccomp profile when they ask for "
         "seccompProfile: Unconfined",
     )
+    p.add_argument(
+        "--eviction-hard",
+        default="nodefs.available<10%",
+        metavar="SIGNAL<VALUE",
+        help="evict pods (and report DiskPressure) when the state dir's file system has less "
+        "available, e.g. nodefs.available<10%% or nodefs.available<2Gi",
+    )
+    p.add_argument(
+        "--eviction-interval", type=float, default=10.0, help="how often usage is measured, s"
+    )
+    p.add_argument(
+        "--eviction-pressure-transition-period",
+        type=float,
+        default=30.0,
+        help="how long DiskPressure stays after the last pass below the threshold, s",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -269,7 +293,23 @@ def parse(argv: Sequence[str]) -> Config:
         insecure=args.insecure,
         allow_probe_host=args.allow_probe_host,
         allow_unconfined_seccomp=args.allow_unconfined_seccomp,
+        eviction_hard=_threshold(args.eviction_hard),
+        eviction_interval=_positive("--eviction-interval", args.eviction_interval),
+        eviction_transition=max(args.eviction_pressure_transition_period, 0.0),
     )
+
+
+def _threshold(text: str) -> Threshold:
+    try:
+        return Threshold.parse(text)
+    except (ValueError, quantity.QuantityError) as exc:
+        raise ConfigError(f"--eviction-hard: {exc}") from None
+
+
+def _positive(flag: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{flag} must be more than zero, got {value}")
+    return value
 
 
 def _pod_cidr(text: str) -> str:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -43,6 +43,7 @@ from nodeagent.images.diskgc import GcEvent, ImageGarbageCollector
 from nodeagent.join import JoinError, NodeCertificates
 from nodeagent.network.sandbox import Mode, PodNetworks
 from nodeagent.pods.events import EventType, NodeEvents
+from nodeagent.pods.eviction import EvictionManager
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.security import NodePolicy
 from nodeagent.pods.worker import WorkerConfig
@@ -139,6 +140,15 @@ async def serve(config: settings.Config) -> int:
         ),
         max_pods=config.max_pods,
     )
+    # Ephemeral-storage limits and node disk pressure: evicts pods, reports DiskPressure.
+    evictions = EvictionManager(
+        pods=pods.workers,
+        state_dir=config.state_dir,
+        writable_root=getattr(images, "containers_dir", None),
+        threshold=config.eviction_hard,
+        interval=config.eviction_interval,
+        transition=config.eviction_transition,
+    )
     facts = nodeinfo.gather(
         runtime_version=await runtime.version(),
         max_pods=config.max_pods,
@@ -183,9 +193,13 @@ async def serve(config: settings.Config) -> int:
         )
         print(f"pilothouse agent {config.name} serving on {address}", flush=True)
         parts: list[Runnable] = [Task("pods", pods.run), server]
+        if config.runtime != "fake":  # hollow nodes' pods use no disk
+            parts.append(Task("eviction", evictions.run))
         if config.server:
             # Registered only once the API serves: the control plane pushes pods right away.
-            registration = _registration(config, facts, address, certs, networks=networks)
+            registration = _registration(
+                config, facts, address, certs, networks=networks, conditions=evictions.conditions
+            )
             parts.append(Task("registration", registration.run))
         if certs is not None:
             parts.append(Task("certs", certs.run))  # renewal
@@ -227,6 +241,7 @@ def _registration(
     certs: NodeCertificates | None,
     *,
     networks: PodNetworks,
+    conditions: Callable[[], list[objects_pb2.Condition]],
 ) -> Registration:
     """Where the control plane reaches this agent: the bound address, or --node-ip when the
     agent listens on every interface. The pod CIDR asked for: the network's (--pod-cidr or
@@ -239,7 +254,10 @@ def _registration(
         node_name=config.name,
         instance_id=load_instance_id(config.state_dir),
         node_status=lambda: objects_pb2.NodeStatus(
-            capacity=facts.capacity, allocatable=facts.allocatable, node_info=facts.info
+            capacity=facts.capacity,
+            allocatable=facts.allocatable,
+            node_info=facts.info,
+            conditions=conditions(),  # DiskPressure (the agent's); Ready is the control plane's
         ),
         agent_address=f"{host}:{port}",
         tls=certs.material if certs is not None else None,

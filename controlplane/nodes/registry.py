@@ -258,6 +258,7 @@ class NodeRegistry:
                     target = getattr(updated.status, field)
                     target.clear()
                     target.update(reported)
+            _agent_conditions(updated, status)
         ready = conditions.ready_condition(current)
         if ready is None or conditions.is_lost(current):
             conditions.set_ready(
@@ -275,6 +276,23 @@ class NodeRegistry:
             return None
         conditions.touch_heartbeat(updated, now=now)
         return updated
+
+
+# Conditions a node reports about itself, as the kubelet does; Ready stays the control plane's.
+AGENT_CONDITIONS = frozenset({"DiskPressure", "MemoryPressure", "PIDPressure"})
+
+
+def _agent_conditions(target: objects_pb2.Node, reported: objects_pb2.NodeStatus) -> None:
+    """Take the agent's pressure conditions when their status or reason changed (a new
+    heartbeat time alone is not worth a write)."""
+    for condition in reported.conditions:
+        if condition.type not in AGENT_CONDITIONS:
+            continue
+        current = next((c for c in target.status.conditions if c.type == condition.type), None)
+        if current is None:
+            target.status.conditions.append(condition)
+        elif (current.status, current.reason) != (condition.status, condition.reason):
+            current.CopyFrom(condition)
 
 
 def _same_network(a: str, b: str) -> bool:

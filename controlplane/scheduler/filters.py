@@ -77,6 +77,20 @@ def taint_toleration(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | No
     return None
 
 
+def node_pressure(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    """A node with DiskPressure carries Kubernetes' node.kubernetes.io/disk-pressure:NoSchedule
+    taint (TaintNodesByCondition): new pods go elsewhere while it evicts."""
+    for condition in info.node.status.conditions:
+        if condition.type == "DiskPressure" and condition.status == "True":
+            return Rejection(
+                (Reason.UNTOLERATED_TAINT,),
+                f'node "{info.name}" is low on disk (DiskPressure): '
+                "taint node.kubernetes.io/disk-pressure:NoSchedule",
+                taint="{node.kubernetes.io/disk-pressure: }",
+            )
+    return None
+
+
 def node_selector(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
     labels = info.node.metadata.labels
     missing = [
@@ -132,6 +146,7 @@ FILTERS: tuple[Filter, ...] = (
     node_ready,
     schedulable,
     taint_toleration,
+    node_pressure,
     node_selector,
     host_ports,
     resource_fit,

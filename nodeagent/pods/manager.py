@@ -217,6 +217,10 @@ class PodManager:
     def pods(self) -> list[objects_pb2.Pod]:
         return [w.observed() for w in self._workers.values() if not w.stopping]
 
+    def workers(self) -> list[PodWorker]:
+        """The workers of the pods the node runs (not those being removed), for eviction."""
+        return [w for w in self._workers.values() if not w.stopping]
+
     async def watch(self) -> AsyncIterator[PodEvent]:
         """Every pod's current status first, then each change as it happens."""
         queue: asyncio.Queue[PodEvent] = asyncio.Queue()

@@ -1,8 +1,9 @@
 """What a pod worker keeps on disk for the agent that follows it.
 
 Role: the facts the runtime cannot tell a restarted agent, in the pod's directory: each
-container's last reported started/ready (`<container>/probes.json`, for one attempt) and the
-pod conditions' transition times (`conditions.json`).
+container's last reported started/ready (`<container>/probes.json`, for one attempt), the
+pod conditions' transition times (`conditions.json`) and, once the pod was evicted, why
+(`evicted.json`: an evicted pod stays Failed, its containers never run again).
 
 Invariants:
 - A file is replaced whole (written aside, then renamed), so a reader sees the old or the new
@@ -40,6 +41,14 @@ class PodMemory:
 
     def save_conditions(self, snapshot: object) -> None:
         self._write_json(self._dir / "conditions.json", snapshot)
+
+    def evicted(self) -> str | None:
+        """The eviction's message if the pod was evicted, else None."""
+        state = _read_json(self._dir / "evicted.json")
+        return str(state.get("message", "")) if isinstance(state, dict) else None
+
+    def save_evicted(self, message: str) -> None:
+        self._write_json(self._dir / "evicted.json", {"message": message})
 
     def probes(self, name: str, container_id: str) -> tuple[bool, bool] | None:
         """(started, ready) last reported for this attempt by any agent, if any."""

@@ -51,7 +51,7 @@ from nodeagent.images import ImageService
 from nodeagent.network.cni import CniError
 from nodeagent.network.netns import NetnsError
 from nodeagent.network.sandbox import Mode, PodNetworks
-from nodeagent.pods import attempts, specs
+from nodeagent.pods import attempts, eviction, specs
 from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted
 from nodeagent.pods.events import EventType, PodEvents, Reason
 from nodeagent.pods.memory import PodMemory
@@ -127,6 +127,10 @@ class PodWorker:
         self._policy = RestartPolicy.parse(pod.spec.restart_policy)
         self._log = log.bind(pod=self.key, uid=self.uid)
         self._memory = PodMemory(state_dir=config.state_dir, pod=pod, log=self._log)
+        # Why the pod was evicted (`evict`; remembered on disk), or None: it runs.
+        self.evicted: str | None = self._memory.evicted()
+        self._evicted_ended = False  # its containers are gone: report it Failed/Evicted
+        self._supervision: asyncio.Task[None] | None = None
         self._conditions = Conditions()
         self._saved_conditions = 0
         if adopted:  # a restarted agent: keep the conditions' transition times
@@ -212,6 +216,8 @@ class PodWorker:
                 pod_ip=self._scope.sandbox.pod_ip if self._scope.sandbox else "",
             )
         )
+        if self.evicted is not None and self._evicted_ended:
+            eviction.mark_evicted(out.status, self.evicted)
         return out
 
     def _save_conditions(self) -> None:
@@ -236,11 +242,45 @@ class PodWorker:
     # -- supervision --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Supervise every container until cancelled; containers outlive cancellation."""
-        await self._ensure_sandbox()
+        """Supervise every container until cancelled (containers outlive cancellation) or
+        evicted (`evict`: its containers end, and the worker only reports from then on)."""
+        if self.evicted is None:
+            await self._ensure_sandbox()
+        if self.evicted is None:
+            self._supervision = asyncio.create_task(self._supervise_all(), name=self.key)
+            try:
+                await self._supervision
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self.evicted is None or (task is not None and task.cancelling()):
+                    raise  # not an eviction: the agent is stopping
+        await eviction.end_containers(
+            runtime=self._runtime,
+            containers=self._containers,
+            records=self.records,
+            pod_dir=specs.pod_dir(self._config.state_dir, self.pod),
+            log=self._log,
+        )
+        self._evicted_ended = True
+        self.changed()
+        await asyncio.Event().wait()
+
+    async def _supervise_all(self) -> None:
         async with asyncio.TaskGroup() as tg:
             for c in self.pod.spec.containers:
                 tg.create_task(self._supervise(c), name=f"container {self.key}/{c.name}")
+
+    async def evict(self, message: str) -> None:
+        """End the pod for good, as the kubelet evicts one: Failed, reason Evicted, `message`;
+        its containers are killed at once and removed (by `run`), and it never runs again."""
+        if self.evicted is not None or self.stopping:
+            return
+        self.evicted = message
+        self._memory.save_evicted(message)
+        self._log.warning("pod.evicted", message=message)
+        self.events.record(type=EventType.WARNING, reason=Reason.EVICTED, message=message)
+        if self._supervision is not None:
+            self._supervision.cancel()
 
     async def _ensure_sandbox(self) -> None:
         """Attach the pod's network (idempotent: a re-adopted pod keeps its sandbox)."""

@@ -5,7 +5,9 @@ Start, each part waiting for the one before to serve:
    the machine the address every node reaches (`service_host`), so it comes first;
 2. the registry (docker-registry) on `service_host`, then the busybox test image pushed to it
    as `library/busybox:stable`, so `busybox:stable` resolves offline through the nodes' mirror;
-3. the control plane on `service_host` (its embedded etcd under `<data-dir>/controlplane`):
+3. the control plane on `service_host` (its embedded etcd under `<data-dir>/controlplane`,
+   etcd's data dir on a file system of its own, `volumes`, so pods filling the disk cannot
+   take etcd's space):
    secure (mutual TLS) when this build's control plane and agents support it, then a join
    token is made with the admin's credentials; else `--insecure` plaintext;
 4. one agent per node on its host, each with its own state dir, listen address, registries.yaml,
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import structlog
 
-from pilothouse.cli.cluster import cleanup, clientconfig, hosts, probes
+from pilothouse.cli.cluster import cleanup, clientconfig, hosts, probes, volumes
 from pilothouse.cli.cluster import registry as local_registry
 from pilothouse.cli.cluster.info import ClusterInfo
 from pilothouse.cli.cluster.layout import Layout
@@ -210,6 +212,18 @@ class LocalCluster:
     async def _start_controlplane(self, *, secure: bool, insecure_flag: bool) -> str:
         directory = self.layout.controlplane
         directory.mkdir(parents=True, exist_ok=True)
+        # The control plane's embedded etcd keeps its data in <data-dir>/etcd.
+        etcd_dir = directory / "etcd"
+        try:
+            await asyncio.to_thread(
+                volumes.ensure, image=directory / "etcd.img", mount_point=etcd_dir
+            )
+        except volumes.VolumeError as error:
+            log.warning(
+                "cluster.etcd_volume_failed",
+                error=str(error),
+                note="etcd shares the disk with the pods: a pod filling it stops etcd",
+            )
         address_file = directory / "controlplane.addr"
         join_file = directory / "join.addr"
         addressfile.remove(address_file, join_file)  # stale ones from an earlier run
@@ -274,6 +288,8 @@ class LocalCluster:
         ]
         if host.pod_cidr and "--network" in flags:
             argv += ["--network", "cni", "--pod-cidr", host.pod_cidr]
+            if "--resolv-conf" in flags:
+                argv += ["--resolv-conf", str(node_resolv_conf(state))]
         if "--server" in flags:
             argv += ["--server", host.reach(self._controlplane)]
         if self.credentials is not None:
@@ -352,7 +368,28 @@ async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> 
 
 
 # Agent flags `up` uses when this build has them: registration, pod network, secure join.
-AGENT_FLAGS = ("--server", "--network", "--token", "--ca-cert-hash", "--join-server")
+AGENT_FLAGS = (
+    "--server",
+    "--network",
+    "--token",
+    "--ca-cert-hash",
+    "--join-server",
+    "--resolv-conf",
+)
+NODE_RESOLV_CONF = """\
+# The resolvers of this node of a local cluster (the agent's --resolv-conf): none, since
+# nothing outside the cluster is routed from its namespace. The node's DNS answers cluster
+# names and SERVFAIL for others; add a `nameserver ADDRESS` line the node can reach to
+# forward them (the agent reads this file again when it changes).
+"""
+
+
+def node_resolv_conf(state: Path) -> Path:
+    """The node's resolv.conf (made once; a person's edits are kept)."""
+    path = state / "resolv.conf"
+    if not path.exists():
+        path.write_text(NODE_RESOLV_CONF)
+    return path
 JOIN_FLAGS = frozenset({"--token", "--ca-cert-hash"})
 
 
