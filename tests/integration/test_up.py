@@ -56,6 +56,10 @@ async def test_up_runs_a_cluster_that_restarts_its_parts_and_down_removes_it(
         assert config == {"server": server}
     got = local_cluster.cli("get", "deployments")
     assert got.returncode == 0, f"`pilothouse get deployments` failed after up:\n{got.stderr}"
+    etcd_dir = local_cluster.data_dir / "controlplane" / "etcd"
+    assert os.stat(etcd_dir).st_dev != os.stat(local_cluster.data_dir).st_dev, (
+        "etcd's data dir shares the disk with the pods: a pod filling it would stop etcd"
+    )
 
     nodes = local_cluster.nodes()
     assert sorted(nodes) == ["node-1", "node-2"]
