@@ -17,6 +17,14 @@ NETWORKS = ("netns", "host")  # hosts.Placement's values, the default first
 def add_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=1, help="number of agents (default 1)")
     parser.add_argument(
+        "--control-planes",
+        type=int,
+        default=1,
+        choices=(1, 3, 5),
+        help="control-plane members, each with its etcd member (default 1; 3 for a control "
+        "plane that survives the loss of one)",
+    )
+    parser.add_argument(
         "--network",
         choices=NETWORKS,
         default=NETWORKS[0],

@@ -87,6 +87,10 @@ class NodeNetwork(Protocol):
         """Remove every host of `cluster` and what runs in it (idempotent, after a crash too)."""
         ...
 
+    def create_controlplanes(self, cluster: str, names: Sequence[str]) -> Sequence[NodeHost]:
+        """Hosts for control-plane members (no pod network), after `create`."""
+        ...
+
 
 class SharedHost:
     """A node on the machine's own network: loopback address, commands unchanged."""
@@ -122,6 +126,9 @@ class SharedNetwork:
 
     def create(self, cluster: str, nodes: Sequence[str]) -> list[SharedHost]:
         return [SharedHost(name) for name in nodes]
+
+    def create_controlplanes(self, cluster: str, names: Sequence[str]) -> list[SharedHost]:
+        return [SharedHost(name) for name in names]
 
     def destroy(self, cluster: str) -> None:
         return None
@@ -177,6 +184,11 @@ class NetnsNetwork:
 
     def destroy(self, cluster: str) -> None:
         destroy_netns(cluster)
+
+    def create_controlplanes(self, cluster: str, names: Sequence[str]) -> list[netns.NodeHost]:
+        if self._network is None:
+            raise RuntimeError("the node hosts (and the bridge) must be created first")
+        return self._network.create_plain(cluster, names)
 
 
 def _random_subnet() -> str:

@@ -25,6 +25,9 @@ class ClusterInfo:
     pod_cidrs: dict[str, str] = field(default_factory=dict)  # node name -> pod CIDR
     secure: bool = False
     client_settings: dict[str, str] = field(default_factory=dict)  # credential keys `up` set
+    # With several control-plane members: member name -> its API address (data dir
+    # <data-dir>/controlplanes/<name>, child <name>); empty with one.
+    controlplanes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def read(cls, layout: Layout) -> ClusterInfo | None:
@@ -41,10 +44,11 @@ class ClusterInfo:
     def describe(self) -> str:
         width = max(len("control plane"), *(len(n) for n in self.nodes))
         mode = "mutual TLS" if self.secure else "plaintext, no authentication"
-        lines = [
-            f"{'control plane':<{width}}  {self.controlplane} ({mode})",
-            f"{'registry':<{width}}  {self.registry} (mirror of docker.io)",
-        ]
+        lines = [f"{'control plane':<{width}}  {self.controlplane} ({mode})"]
+        if self.controlplanes:
+            lines[0] = f"{'control plane':<{width}}  {len(self.controlplanes)} members ({mode})"
+            lines += [f"{name:<{width}}  {address}" for name, address in self.controlplanes.items()]
+        lines.append(f"{'registry':<{width}}  {self.registry} (mirror of docker.io)")
         for name, address in self.nodes.items():
             cidr = self.pod_cidrs.get(name)
             lines.append(f"{name:<{width}}  {address}" + (f"  pods {cidr}" if cidr else ""))

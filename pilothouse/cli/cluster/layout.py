@@ -8,6 +8,7 @@
     <data-dir>/registry/              docker-registry's config and storage
     <data-dir>/images/busybox.tar     the test image pushed to the registry
     <data-dir>/controlplane/          the control plane's data dir (embedded etcd)
+    <data-dir>/controlplanes/cp-N/    each member's, with `up --control-planes N` (N > 1)
     <data-dir>/nodes/<node>/          one agent's state dir, and its registries.yaml
 
 Invariants: every path the cluster writes is derived here from the data dir, so `down` finds
@@ -81,6 +82,13 @@ class Layout:
         return self.nodes / name
 
     @property
+    def controlplanes(self) -> Path:
+        return self.data_dir / "controlplanes"
+
+    def controlplane_member(self, name: str) -> Path:
+        return self.controlplanes / name
+
+    @property
     def cluster_id(self) -> str:
         """The cluster's name: lowercase letters and digits, derived from the data dir (the
         same one `netns` names network namespaces by)."""
@@ -103,6 +111,7 @@ class Layout:
             self.registry,
             self.data_dir / "images",
             self.controlplane,
+            self.controlplanes,
             self.nodes,
             self.up_pid,
         ]

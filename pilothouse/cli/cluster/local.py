@@ -55,6 +55,7 @@ def running(layout: Layout) -> processes.ProcessRecord | None:
 async def up(
     *,
     nodes: int = 1,
+    control_planes: int = 1,
     data_dir: Path | None = None,
     detach: bool = False,
     client_config: Path | None = None,
@@ -82,11 +83,17 @@ async def up(
     config_file = clientconfig.path(client_config)
     if detach:
         return await _detach(
-            layout, nodes=nodes, client_config=config_file, placement=placement, out=out
+            layout,
+            nodes=nodes,
+            control_planes=control_planes,
+            client_config=config_file,
+            placement=placement,
+            out=out,
         )
     return await _foreground(
         layout,
         nodes=nodes,
+        control_planes=control_planes,
         client_config=config_file,
         placement=placement,
         network=network or hosts.network_for(placement),
@@ -95,7 +102,13 @@ async def up(
 
 
 async def _detach(
-    layout: Layout, *, nodes: int, client_config: Path, placement: hosts.Placement, out: TextIO
+    layout: Layout,
+    *,
+    nodes: int,
+    control_planes: int = 1,
+    client_config: Path,
+    placement: hosts.Placement,
+    out: TextIO,
 ) -> int:
     """Run `up` in a new session of its own and return once the cluster is ready."""
     layout.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +121,8 @@ async def _detach(
         "up",
         "--nodes",
         str(nodes),
+        "--control-planes",
+        str(control_planes),
         "--network",
         placement.value,
         "--data-dir",
@@ -163,6 +178,7 @@ async def _foreground(
     layout: Layout,
     *,
     nodes: int,
+    control_planes: int = 1,
     client_config: Path,
     placement: hosts.Placement,
     network: hosts.NodeNetwork,
@@ -178,7 +194,11 @@ async def _foreground(
     layout.data_dir.mkdir(parents=True, exist_ok=True)
     processes.write(layout.up_pid, os.getpid())
     cluster = LocalCluster(
-        layout, network=network, nodes=hosts.node_names(nodes), placement=placement
+        layout,
+        network=network,
+        nodes=hosts.node_names(nodes),
+        placement=placement,
+        control_planes=control_planes,
     )
     try:
         starting = asyncio.create_task(cluster.start(client_config=client_config))

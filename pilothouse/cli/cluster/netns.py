@@ -52,6 +52,7 @@ log = structlog.get_logger(__name__)
 NETNS_DIR = Path("/run/netns")
 DEFAULT_SUBNET = "172.30.0.0/24"
 FIRST_NODE_OFFSET = 10  # node i (1-based) gets the subnet's host number 10 + i
+FIRST_CONTROLPLANE_OFFSET = 1  # control plane i (1-based, up to 8) gets host number 1 + i
 _CLUSTER_NAME = re.compile(r"^[a-z0-9]{1,32}$")
 _NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
 
@@ -235,6 +236,31 @@ class HostNetwork:
         log.info("hosts.destroyed", cluster=cluster, namespaces=removed.namespaces,
                  links=removed.links, killed=removed.killed_pids)  # fmt: skip
         return removed
+
+    def create_plain(self, cluster: str, names: Sequence[str]) -> list[NodeHost]:
+        """Hosts with no pod network (control planes: "cp-1" …) on the cluster's bridge, at
+        host numbers 2, 3 … of the subnet (below the nodes'); `create` must have made the
+        bridge. Idempotent."""
+        _check_cluster(cluster)
+        if len(names) > FIRST_NODE_OFFSET - FIRST_CONTROLPLANE_OFFSET - 1:
+            raise HostNetworkError("at most 8 control-plane hosts fit below the nodes' addresses")
+        made = [
+            NodeHost(
+                name=name,
+                netns=self.netns(cluster, name),
+                address=str(self.subnet.network_address + FIRST_CONTROLPLANE_OFFSET + i),
+                pod_cidr="",
+                gateway=self.gateway,
+                link=self.link(cluster, name),
+            )
+            for i, name in enumerate(names, start=1)
+        ]
+        for host in made:
+            if not _NODE_NAME.match(host.name):
+                raise ValueError(f"host name {host.name!r} is not a DNS-1123 label")
+            self._ensure_node(cluster, host)
+        log.info("hosts.created", cluster=cluster, controlplanes=[h.name for h in made])
+        return made
 
     def set_link(self, node: NodeHost, up: bool) -> None:
         """Connect (`up`) or cut a node's link to the bridge, as pulling its cable would."""

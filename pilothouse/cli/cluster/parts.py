@@ -9,7 +9,9 @@ Start, each part waiting for the one before to serve:
    etcd's data dir on a file system of its own, `volumes`, so pods filling the disk cannot
    take etcd's space):
    secure (mutual TLS) when this build's control plane and agents support it, then a join
-   token is made with the admin's credentials; else `--insecure` plaintext;
+   token is made with the admin's credentials; else `--insecure` plaintext. With
+   `control_planes` > 1, that many members instead, each on a host of its own with its etcd
+   member (`controlplanes`), and agents and the CLI get all their addresses;
 4. one agent per node on its host, each with its own state dir, listen address, registries.yaml,
    cgroup parent, pod network (CNI from the host's pod CIDR), and `--server` (and the join
    flags when secure). With pod CIDRs, agents start one after the other, each once the one
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import structlog
 
-from pilothouse.cli.cluster import cleanup, clientconfig, hosts, probes, volumes
+from pilothouse.cli.cluster import cleanup, clientconfig, controlplanes, hosts, probes, volumes
 from pilothouse.cli.cluster import registry as local_registry
 from pilothouse.cli.cluster.info import ClusterInfo
 from pilothouse.cli.cluster.layout import Layout
@@ -72,10 +74,13 @@ class LocalCluster:
         network: hosts.NodeNetwork,
         nodes: list[str],
         placement: hosts.Placement = hosts.Placement.HOST,
+        control_planes: int = 1,
     ) -> None:
         self.layout = layout
         self.network = network
         self.placement = placement
+        self.control_planes = control_planes
+        self.members: controlplanes.ControlPlanes | None = None  # with control_planes > 1
         self.node_names = nodes
         self.hosts: Sequence[hosts.NodeHost] = []
         self.supervisor = Supervisor(layout.pids)
@@ -112,13 +117,21 @@ class LocalCluster:
         # Secure by default when both sides can; a control plane that is secure by default
         # but agents that cannot join yet: plaintext on purpose.
         secure = "--insecure" in controlplane_flags and self._agent_flags >= JOIN_FLAGS
-        self._controlplane = await self._start_controlplane(
-            secure=secure, insecure_flag="--insecure" in controlplane_flags
-        )
+        if self.control_planes > 1:
+            self._controlplane = await self._start_controlplanes(secure=secure)
+        else:
+            self._controlplane = await self._start_controlplane(
+                secure=secure, insecure_flag="--insecure" in controlplane_flags
+            )
         if secure:
-            self.credentials = ClusterCredentials.load(self.layout.controlplane)
+            self.credentials = (
+                self.members.credentials()
+                if self.members
+                else ClusterCredentials.load(self.layout.controlplane)
+            )
             self._client_settings = self.credentials.client_settings()
-            self._token = await create_join_token(self._controlplane, self.credentials.admin)
+            first = self.members.first.listen if self.members else self._controlplane
+            self._token = await create_join_token(first, self.credentials.admin)
         with_server = "--server" in self._agent_flags
         in_order = with_server and any(h.pod_cidr for h in self.hosts)
         for host in self.hosts:
@@ -145,6 +158,7 @@ class LocalCluster:
             pod_cidrs={h.name: h.pod_cidr for h in self.hosts if h.pod_cidr},
             secure=secure,
             client_settings=dict(self._client_settings),
+            controlplanes={m.name: m.listen for m in self.members.members} if self.members else {},
         )
         self.info.write(self.layout)
         log.info(
@@ -185,6 +199,23 @@ class LocalCluster:
                 "the control plane gave nodes other pod CIDRs than their hosts route: "
                 + "; ".join(f"{n}: {got or 'none'}, not {c}" for n, (c, got) in wrong.items())
             )
+
+    async def _start_controlplanes(self, *, secure: bool) -> str:
+        placed = await asyncio.to_thread(
+            self.network.create_controlplanes,
+            self.layout.cluster_id,
+            controlplanes.names(self.control_planes),
+        )
+        self.members = controlplanes.ControlPlanes(
+            self.layout,
+            self.supervisor,
+            controlplanes.plan(self.layout, placed),
+            registry=self._registry,
+            insecure=not secure,
+        )
+        address = await self.members.start()
+        self._join = self.members.join_addresses
+        return address
 
     async def _start_registry(self) -> str:
         log_path = self.layout.log("registry")
@@ -291,10 +322,10 @@ class LocalCluster:
             if "--resolv-conf" in flags:
                 argv += ["--resolv-conf", str(node_resolv_conf(state))]
         if "--server" in flags:
-            argv += ["--server", host.reach(self._controlplane)]
+            argv += ["--server", _reach(host, self._controlplane)]
         if self.credentials is not None:
             if "--join-server" in flags:
-                argv += ["--join-server", host.reach(self._join)]
+                argv += ["--join-server", _reach(host, self._join)]
             argv += ["--token", self._token, "--ca-cert-hash", self.credentials.ca_cert_hash]
         return host.command(argv)
 
@@ -331,7 +362,10 @@ class LocalCluster:
     async def shutdown(self) -> None:
         """Stop everything in order and remove what `up` made (see the module docstring)."""
         log.info("cluster.stopping", data_dir=str(self.layout.data_dir))
-        await self.supervisor.stop("controlplane")
+        if self.members is not None:
+            await self.members.stop()
+        else:
+            await self.supervisor.stop("controlplane")
         drains = [
             probes.drain(
                 address,
@@ -352,6 +386,11 @@ class LocalCluster:
         if self._client_config is not None:
             clientconfig.forget(self._client_config, self._controlplane, self._client_settings)
         log.info("cluster.stopped", data_dir=str(self.layout.data_dir), leftovers=bool(left))
+
+
+def _reach(host: hosts.NodeHost, addresses: str) -> str:
+    """How `host` reaches each of "a:1,b:2" (several control-plane members)."""
+    return ",".join(host.reach(address) for address in addresses.split(","))
 
 
 async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> str:
