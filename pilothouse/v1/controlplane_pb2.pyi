@@ -216,6 +216,76 @@ class ListNodeImagesResponse(_message.Message):
     nodes: _containers.RepeatedCompositeFieldContainer[NodeImages]
     def __init__(self, nodes: _Optional[_Iterable[_Union[NodeImages, _Mapping]]] = ...) -> None: ...
 
+class ListControlPlanesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class EtcdMemberStatus(_message.Message):
+    __slots__ = ("name", "client_urls", "healthy", "leader", "error", "db_size_bytes", "raft_term")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_URLS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DB_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RAFT_TERM_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    client_urls: _containers.RepeatedScalarFieldContainer[str]
+    healthy: bool
+    leader: bool
+    error: str
+    db_size_bytes: int
+    raft_term: int
+    def __init__(self, name: _Optional[str] = ..., client_urls: _Optional[_Iterable[str]] = ..., healthy: _Optional[bool] = ..., leader: _Optional[bool] = ..., error: _Optional[str] = ..., db_size_bytes: _Optional[int] = ..., raft_term: _Optional[int] = ...) -> None: ...
+
+class ControlPlaneMember(_message.Message):
+    __slots__ = ("name", "address", "alive", "leader", "term", "etcd_endpoint", "etcd")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    ETCD_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ETCD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    alive: bool
+    leader: bool
+    term: int
+    etcd_endpoint: str
+    etcd: EtcdMemberStatus
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., leader: _Optional[bool] = ..., term: _Optional[int] = ..., etcd_endpoint: _Optional[str] = ..., etcd: _Optional[_Union[EtcdMemberStatus, _Mapping]] = ...) -> None: ...
+
+class LeaderChange(_message.Message):
+    __slots__ = ("time", "leader", "term", "previous", "previous_term", "ended", "reason")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_TERM_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    time: float
+    leader: str
+    term: int
+    previous: str
+    previous_term: int
+    ended: float
+    reason: str
+    def __init__(self, time: _Optional[float] = ..., leader: _Optional[str] = ..., term: _Optional[int] = ..., previous: _Optional[str] = ..., previous_term: _Optional[int] = ..., ended: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListControlPlanesResponse(_message.Message):
+    __slots__ = ("members", "etcd", "history", "served_by")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ETCD_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SERVED_BY_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[ControlPlaneMember]
+    etcd: _containers.RepeatedCompositeFieldContainer[EtcdMemberStatus]
+    history: _containers.RepeatedCompositeFieldContainer[LeaderChange]
+    served_by: str
+    def __init__(self, members: _Optional[_Iterable[_Union[ControlPlaneMember, _Mapping]]] = ..., etcd: _Optional[_Iterable[_Union[EtcdMemberStatus, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[LeaderChange, _Mapping]]] = ..., served_by: _Optional[str] = ...) -> None: ...
+
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node", "instance_id")
     NODE_FIELD_NUMBER: _ClassVar[int]

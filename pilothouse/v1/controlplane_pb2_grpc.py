@@ -443,6 +443,78 @@ class ControlPlane:
             _registered_method=True)
 
 
+class ControlPlanesStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.List = channel.unary_unary(
+                '/pilothouse.v1.ControlPlanes/List',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ListControlPlanesRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ListControlPlanesResponse.FromString,
+                _registered_method=True)
+
+
+class ControlPlanesServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ControlPlanesServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.ListControlPlanesRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.ListControlPlanesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.ControlPlanes', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.ControlPlanes', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ControlPlanes:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.ControlPlanes/List',
+            pilothouse_dot_v1_dot_controlplane__pb2.ListControlPlanesRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.ListControlPlanesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class NodeRegistryStub:
     """Missing associated documentation comment in .proto file."""
 
