@@ -102,6 +102,7 @@ async def make(
                 state_dir=scope.state_dir,
                 pids_limit=scope.pids_limit,
             )
+            security.check_host_users(pod)
             spec = dataclasses.replace(
                 spec, seccomp=security.seccomp_of(pod, container, policy=scope.policy)
             )

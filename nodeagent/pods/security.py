@@ -19,7 +19,11 @@ from dataclasses import dataclass
 
 from nodeagent.pods.specs import SpecError
 from nodeagent.runtime import Seccomp
-from pilothouse.manifests.validation.security import UNCONFINED, effective_seccomp
+from pilothouse.manifests.validation.security import (
+    HOST_USERS_UNSUPPORTED,
+    UNCONFINED,
+    effective_seccomp,
+)
 from pilothouse.v1 import objects_pb2
 
 
@@ -27,6 +31,13 @@ from pilothouse.v1 import objects_pb2
 class NodePolicy:
     allow_probe_host: bool = False  # --allow-probe-host
     allow_unconfined_seccomp: bool = False  # --allow-unconfined-seccomp
+
+
+def check_host_users(pod: objects_pb2.Pod) -> None:
+    """SpecError for `hostUsers: false`: no user namespaces yet (see the validation's note);
+    never run such a pod with the node's users instead."""
+    if pod.spec.HasField("host_users") and not pod.spec.host_users:
+        raise SpecError(HOST_USERS_UNSUPPORTED)
 
 
 def seccomp_of(

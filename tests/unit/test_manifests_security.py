@@ -159,6 +159,18 @@ def test_seccomp_profile_types_are_checked(profile: str, expected: str) -> None:
     assert not _problems(DEPLOYMENT % "RuntimeDefault")
 
 
+def test_host_users_false_is_refused_rather_than_run_with_the_nodes_users() -> None:
+    text = (DEPLOYMENT % "RuntimeDefault").replace(
+        "      securityContext: {seccompProfile: {type: Unconfined}}\n", "      hostUsers: false\n"
+    )
+    assert _problems(text) == [
+        "spec.template.spec.hostUsers: Forbidden: user namespaces (hostUsers: false) are not "
+        "supported by Pilothouse yet; remove it (or set it to true) to run the pod with the "
+        "node's users"
+    ]
+    assert not _problems(text.replace("hostUsers: false", "hostUsers: true"))
+
+
 def test_ephemeral_storage_is_a_resource_a_container_may_ask_for() -> None:
     text = """
 apiVersion: v1

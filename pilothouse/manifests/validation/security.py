@@ -4,6 +4,12 @@ Supported: `seccompProfile.type` "RuntimeDefault" (Docker's default profile; wha
 gets when nothing is set) and "Unconfined" (no filter; whether a cluster allows it is
 `validation.policy`'s decision). "Localhost" (a profile file on the node) is Kubernetes' but
 not supported here, and is refused rather than silently run under another profile.
+
+`hostUsers: false` (a user namespace of the pod's own) is refused too, rather than run with the
+node's users: measured on runc 1.1 and Linux 6.x, runc runs a container in a user namespace,
+but the image's files (owned by root on the node) then appear as nobody inside, so its root
+cannot write its own root file system; mapping them needs overlayfs over idmapped layers, which
+the kernel allows only when the mounter itself is mapped (not done yet).
 """
 
 from __future__ import annotations
@@ -17,8 +23,16 @@ LOCALHOST = "Localhost"
 SECCOMP_TYPES = (LOCALHOST, RUNTIME_DEFAULT, UNCONFINED)
 
 
+HOST_USERS_UNSUPPORTED = (
+    "user namespaces (hostUsers: false) are not supported by Pilothouse yet; remove it (or set "
+    "it to true) to run the pod with the node's users"
+)
+
+
 def pod(found: Findings, spec: objects_pb2.PodSpec, path: str) -> None:
-    """The pod's securityContext and each container's."""
+    """The pod's securityContext and each container's, and hostUsers."""
+    if spec.HasField("host_users") and not spec.host_users:
+        found.forbidden(f"{path}.hostUsers", HOST_USERS_UNSUPPORTED)
     if spec.HasField("security_context"):
         context = spec.security_context
         if context.HasField("seccomp_profile"):
