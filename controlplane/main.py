@@ -34,6 +34,7 @@ import grpc
 import structlog
 
 from controlplane import config as settings
+from controlplane.api.controlplanes import ControlPlanesServicer
 from controlplane.api.server import ApiServer
 from controlplane.auth import bootstrap
 from controlplane.auth.serving import Security, join_listen_for
@@ -206,6 +207,9 @@ async def serve(
             connect=connect,
             security=security,
             policy=config.policy,
+            controlplanes=ControlPlanesServicer(
+                store, served_by=ha.member, etcd_status=store.cluster_members
+            ),
         )
         address = await api.start()
         if security is not None:

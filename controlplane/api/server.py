@@ -18,6 +18,7 @@ from __future__ import annotations
 import grpc
 import structlog
 
+from controlplane.api.controlplanes import ControlPlanesServicer
 from controlplane.api.registry import NodeRegistryServicer
 from controlplane.api.servicer import ControlPlaneServicer
 from controlplane.auth.serving import Security
@@ -47,8 +48,10 @@ class ApiServer:
         security: Security | None = None,
         services: ServiceAddresses | None = None,
         policy: ClusterPolicy | None = None,
+        controlplanes: ControlPlanesServicer | None = None,
     ) -> None:
         self._objects = objects
+        self._controlplanes = controlplanes
         self._policy = policy
         self.services = services or ServiceAddresses(objects)
         self._connect = connect
@@ -78,6 +81,8 @@ class ApiServer:
             server,
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
+        if self._controlplanes is not None:
+            api_grpc.add_ControlPlanesServicer_to_server(self._controlplanes, server)
         security = self._security
         if security is None:
             return grpcserver.bind(server, self._listen)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
-from pilothouse.cli import output, resources, tables, watching
+from pilothouse.cli import controlplanes, output, resources, tables, watching
 from pilothouse.cli.context import Context
 from pilothouse.cli.output import Format
 from pilothouse.client import ChangeType, Client, ClientError, ErrorCode
@@ -45,6 +45,8 @@ def add_scope_flags(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
+    if controlplanes.wanted(args.resources):  # members, not objects of a kind
+        return await controlplanes.get(args, ctx)
     targets = resources.parse_targets(args.resources, verb="get")
     wanted = resources.selector(args.selector)
     fmt = Format(args.output)

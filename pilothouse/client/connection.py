@@ -27,6 +27,7 @@ from pilothouse.client.errors import (
 )
 from pilothouse.kinds import Kind
 from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -102,6 +103,7 @@ class Client:
 
         self._members = failover.Members(failover.split(address), channel)
         self._stub = self._members.stub()
+        self._controlplanes = self._members.stub(api_grpc.ControlPlanesStub)
 
     async def __aenter__(self) -> Client:
         return self
@@ -215,6 +217,13 @@ class Client:
         with self._errors(Kind.SECRET, ""):
             return await self._stub.RotateSecretsKey(
                 api.RotateSecretsKeyRequest(), timeout=max(self.timeout, 60.0)
+            )
+
+    async def controlplanes(self) -> api.ListControlPlanesResponse:
+        """The control plane's members, its leader, etcd's health and the leader changes."""
+        with self._errors(Kind.NODE, ""):
+            return await self._controlplanes.List(
+                api.ListControlPlanesRequest(), timeout=self.timeout
             )
 
     async def logs(

@@ -63,8 +63,9 @@ class Members:
         if error.code() in FAIL_OVER:
             self.failed(self.current)
 
-    def stub(self) -> Any:
-        return _Stub(self)
+    def stub(self, stub_class: type = api_grpc.ControlPlaneStub) -> Any:
+        """A stub of `stub_class` (a service every member serves) that fails over."""
+        return _Stub(self, stub_class)
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
@@ -73,15 +74,16 @@ class Members:
 
 
 class _Stub:
-    """A ControlPlane stub over `Members` (see the module docstring)."""
+    """A stub over `Members` (see the module docstring)."""
 
-    def __init__(self, members: Members) -> None:
+    def __init__(self, members: Members, stub_class: type) -> None:
         self._members = members
-        self._stubs: dict[int, api_grpc.ControlPlaneStub] = {}
+        self._class = stub_class
+        self._stubs: dict[int, Any] = {}
 
-    def _on(self, index: int) -> api_grpc.ControlPlaneStub:
+    def _on(self, index: int) -> Any:
         if index not in self._stubs:
-            self._stubs[index] = api_grpc.ControlPlaneStub(self._members.channel(index))
+            self._stubs[index] = self._class(self._members.channel(index))
         return self._stubs[index]
 
     def __getattr__(self, method: str) -> Any:

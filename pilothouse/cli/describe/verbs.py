@@ -9,7 +9,7 @@ from datetime import datetime
 
 from google.protobuf.message import Message
 
-from pilothouse.cli import resources
+from pilothouse.cli import controlplanes, resources
 from pilothouse.cli.context import Context
 from pilothouse.cli.describe import nodes, sections, workloads
 from pilothouse.cli.sheet import Sheet
@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
+    if controlplanes.wanted(args.resources):  # members, not objects of a kind
+        return await controlplanes.describe(args, ctx)
     targets = resources.parse_targets(args.resources, verb="describe")
     wanted = resources.selector(args.selector)
     namespace = ctx.namespace(args.namespace)
