@@ -46,6 +46,7 @@ from pilothouse.manifests.problems import ManifestError, Problem
 log = structlog.get_logger(__name__)
 
 _APPLY_RETRIES = 5
+_DEFAULT_GRACE_SECONDS = 30  # Kubernetes' terminationGracePeriodSeconds
 
 
 class Invalid(StoreError):
@@ -88,12 +89,16 @@ class ObjectStore:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
+        graceful_pods: bool = False,
         encryption: Encryption | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         # Seals the values of its kinds (Secrets) on every write and opens them on every read.
         self._encryption = encryption
+        # Pod deletion as Kubernetes' API server does it (see `delete`); off, a deleted pod
+        # is gone at once (for stores no node agent ever reports to, as in unit tests).
+        self.graceful_pods = graceful_pods
 
     @property
     def encryption(self) -> Encryption | None:
@@ -203,9 +208,24 @@ class ObjectStore:
         name: str,
         *,
         resource_version: str | None = None,
+        grace_period_seconds: int | None = None,
     ) -> Message:
-        """Delete and return the object's last state. `resource_version`: only if unchanged."""
+        """Delete and return the object's last state. `resource_version`: only if unchanged.
+
+        Graceful pod deletion (with `graceful_pods`), as Kubernetes does it: a pod bound to a
+        node that has not finished is not removed but marked, `deletionTimestamp` = now +
+        its grace period (`grace_period_seconds`, else its terminationGracePeriodSeconds),
+        and returned so; its node's agent stops it and the node sync removes it once the
+        agent reports it gone. Deleting a pod already marked changes nothing; a grace period
+        of 0 removes it at once (`--force`).
+        """
         namespace = namespace_for(kind, namespace)
+        if kind is Kind.POD and self.graceful_pods and grace_period_seconds != 0:
+            marked = await self._mark_deleting(
+                namespace, name, resource_version=resource_version, grace=grace_period_seconds
+            )
+            if marked is not None:
+                return marked
         expected = _revision(resource_version, kind, namespace, name) if resource_version else None
         key = object_key(kind, namespace, name)
         try:
@@ -216,6 +236,41 @@ class ObjectStore:
             raise Conflict(conflict_message(kind, namespace, name)) from None
         log.debug("object.deleted", kind=kind.info.kind, namespace=namespace, name=name)
         return self._decode(kind, entry)
+
+    async def _mark_deleting(
+        self, namespace: str, name: str, *, resource_version: str | None, grace: int | None
+    ) -> Message | None:
+        """Mark a pod as being deleted; None when it is to be removed at once instead."""
+        for attempt in range(_APPLY_RETRIES):
+            probe = Kind.POD.info.message()
+            probe.metadata.namespace, probe.metadata.name = namespace, name
+            probe.metadata.resource_version = resource_version or ""
+            current, entry = await self._current(Kind.POD, probe)
+            meta = current.metadata
+            if not current.spec.node_name or current.status.phase in ("Succeeded", "Failed"):
+                return None
+            if meta.HasField("deletion_timestamp"):
+                return current
+            if grace is None:
+                spec = current.spec
+                grace = (
+                    spec.termination_grace_period_seconds
+                    if spec.HasField("termination_grace_period_seconds")
+                    else _DEFAULT_GRACE_SECONDS
+                )
+            marked = type(current)()
+            marked.CopyFrom(current)
+            marked.metadata.deletion_timestamp.FromSeconds(int(self._clock()) + max(grace, 0))
+            marked.metadata.deletion_grace_period_seconds = max(grace, 0)
+            try:
+                written = await self._write(Kind.POD, current, marked, entry)
+            except Conflict:
+                if resource_version or attempt == _APPLY_RETRIES - 1:
+                    raise
+                continue
+            log.debug("object.deleting", kind="Pod", namespace=namespace, name=name, grace=grace)
+            return written
+        raise AssertionError("unreachable")
 
     async def apply(self, message: Message, *, dry_run: bool = False) -> Applied:
         """Create the object if absent; otherwise set its spec, labels and annotations.
@@ -373,6 +428,10 @@ def _keep_identity(updated: Message, current: Message, kind: Kind) -> None:
     meta.name = old.name
     meta.namespace = old.namespace
     meta.resource_version = old.resource_version
+    if old.HasField("deletion_timestamp"):  # once being deleted, always being deleted
+        meta.deletion_timestamp.CopyFrom(old.deletion_timestamp)
+        if old.HasField("deletion_grace_period_seconds"):
+            meta.deletion_grace_period_seconds = old.deletion_grace_period_seconds
     updated.api_version = kind.info.api_version
     updated.kind = kind.info.kind
 
