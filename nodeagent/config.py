@@ -81,6 +81,9 @@ class Config:
     insecure: bool = False
     pod_cidr: str = ""
     cni_plugin_dir: Path = Path("/usr/lib/cni")
+    # The node's resolvers: DNS forwards names outside the cluster to them, and pods with
+    # dnsPolicy Default get them (the kubelet's --resolv-conf).
+    resolv_conf: Path = Path("/etc/resolv.conf")
     cpu_millis: int | None = None  # --cpu: capacity override, None: the machine's
     memory_bytes: int | None = None  # --memory: capacity override, None: the machine's
     allow_probe_host: bool = False  # --allow-probe-host
@@ -187,6 +190,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cni-plugin-dir", type=Path, default=Path("/usr/lib/cni"))
     p.add_argument(
+        "--resolv-conf",
+        type=Path,
+        default=Path("/etc/resolv.conf"),
+        metavar="FILE",
+        help="the node's resolvers: where its DNS forwards names outside the cluster, and what "
+        "pods with dnsPolicy Default get (default %(default)s)",
+    )
+    p.add_argument(
         "--allow-probe-host",
         action="store_true",
         help="let probes connect to a host outside their pod (an admin's decision: a probe "
@@ -285,6 +296,7 @@ def parse(argv: Sequence[str]) -> Config:
         network=args.network,
         pod_cidr=args.pod_cidr,
         cni_plugin_dir=args.cni_plugin_dir,
+        resolv_conf=args.resolv_conf,
         cpu_millis=cpu_millis,
         memory_bytes=memory_bytes,
         token=args.token.strip(),

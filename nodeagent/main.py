@@ -38,6 +38,8 @@ from nodeagent import config as settings
 from nodeagent.api import nodeinfo
 from nodeagent.api.server import agent_server
 from nodeagent.api.servicer import NodeAgentServicer
+from nodeagent.discovery.podfiles import PodFiles
+from nodeagent.discovery.sync import ServiceSync, route_device
 from nodeagent.images import ImageService
 from nodeagent.images.diskgc import GcEvent, ImageGarbageCollector
 from nodeagent.join import JoinError, NodeCertificates
@@ -124,6 +126,15 @@ async def serve(config: settings.Config) -> int:
         plugin_dir=config.cni_plugin_dir,
         pod_cidr_from_registration=bool(config.server),
     )
+    # The node's Services (nftables) and DNS, with a pod network to serve (cni mode).
+    services = await _service_sync(config, networks)
+    pod_files = (
+        PodFiles(
+            sync=services, resolv_conf=config.resolv_conf, host_network=config.network == "host"
+        )
+        if config.runtime != "fake"
+        else None
+    )
     pods = PodManager(
         runtime=runtime,
         images=images,
@@ -133,6 +144,7 @@ async def serve(config: settings.Config) -> int:
             host_ip=config.node_ip,
             restart_backoff=config.backoff,
             networks=networks,
+            pod_files=pod_files,
             policy=NodePolicy(
                 allow_probe_host=config.allow_probe_host,
                 allow_unconfined_seccomp=config.allow_unconfined_seccomp,
@@ -164,6 +176,7 @@ async def serve(config: settings.Config) -> int:
         images=images,
         image_filesystem=image_filesystem,
         node_events=node_events,
+        services=services,
     )
     server = (
         agent_server(servicer=servicer, listen=config.listen)
@@ -193,6 +206,8 @@ async def serve(config: settings.Config) -> int:
         )
         print(f"pilothouse agent {config.name} serving on {address}", flush=True)
         parts: list[Runnable] = [Task("pods", pods.run), server]
+        if services is not None:
+            parts.append(services)
         if config.runtime != "fake":  # hollow nodes' pods use no disk
             parts.append(Task("eviction", evictions.run))
         if config.server:
@@ -232,6 +247,22 @@ async def serve(config: settings.Config) -> int:
 def _node_event(events: NodeEvents, event: GcEvent) -> None:
     kind = EventType.WARNING if event.warning else EventType.NORMAL
     events.record(type=kind, reason=event.reason, message=event.message)
+
+
+async def _service_sync(config: settings.Config, networks: PodNetworks) -> ServiceSync | None:
+    """The node's Services data plane and DNS: only with a pod network of its own (cni) and
+    real containers; it runs in the agent's network namespace (the node's)."""
+    if networks.mode is not Mode.CNI or config.runtime == "fake":
+        return None
+    from nodeagent.services.proxy import DataPlane
+
+    device = await route_device(config.node_ip)
+    return ServiceSync(
+        plane=DataPlane(route_device=device),
+        node_ips=(config.node_ip,),
+        pod_cidr=lambda: networks.pod_cidr,
+        resolv_conf=config.resolv_conf,
+    )
 
 
 def _registration(

@@ -9,7 +9,7 @@ recorded; either source failing ends the stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -17,10 +17,12 @@ import structlog
 
 from nodeagent.api import images as image_listing
 from nodeagent.api.nodeinfo import NodeFacts
+from nodeagent.discovery.convert import Pushed
+from nodeagent.discovery.sync import ServiceSync
 from nodeagent.images import ImageService
 from nodeagent.pods.events import NodeEvents
 from nodeagent.pods.manager import BadRequest, EventType, PodManager, PodNotFound
-from pilothouse.v1 import agent_pb2, agent_pb2_grpc
+from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +51,9 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
         images: ImageService | None = None,
         image_filesystem: Path | None = None,
         node_events: NodeEvents | None = None,
+        services: ServiceSync | None = None,
     ) -> None:
+        self._services = services
         self._name = name
         self._pods = pods
         self._facts = facts
@@ -60,8 +64,19 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
     async def SyncPods(
         self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SyncPodsResponse:
+        outcome = None
+        if self._services is not None:
+            # Out of the node's load balancing first, then stopped (see nodeagent.discovery).
+            outcome = await self._services.push(
+                pushed(request) if request.services_included else None,
+                exclude=leaving(self._pods.pods(), request.pods),
+            )
         rejected = await self._pods.sync(list(request.pods), fence=request.fence)
-        return agent_pb2.SyncPodsResponse(rejected=rejected)
+        return agent_pb2.SyncPodsResponse(
+            rejected=rejected,
+            services_programmed=outcome.programmed if outcome is not None else True,
+            services_error=outcome.error if outcome is not None else "",
+        )
 
     async def ListPods(
         self, request: agent_pb2.ListPodsRequest, context: grpc.aio.ServicerContext
@@ -147,3 +162,28 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
             allocatable=self._facts.allocatable,
             node_info=self._facts.info,
         )
+
+
+def pushed(request: agent_pb2.SyncPodsRequest) -> Pushed:
+    """The Services part of a push."""
+    network = request.network
+    return Pushed(
+        services=tuple(request.services),
+        slices=tuple(request.endpoint_slices),
+        service_cidr=network.service_cidr,
+        cluster_cidr=network.cluster_cidr,
+        cluster_domain=network.cluster_domain or "cluster.local",
+    )
+
+
+def leaving(
+    running: Sequence[objects_pb2.Pod], desired: Sequence[objects_pb2.Pod]
+) -> frozenset[str]:
+    """The addresses of this node's pods that the push stops (gone from the set or replaced)."""
+    kept = {(p.metadata.namespace or "default", p.metadata.name, p.metadata.uid) for p in desired}
+    return frozenset(
+        pod.status.pod_ip
+        for pod in running
+        if pod.status.pod_ip
+        and (pod.metadata.namespace or "default", pod.metadata.name, pod.metadata.uid) not in kept
+    )

@@ -46,8 +46,11 @@ from nodeagent.pods.status import ContainerRecord, Running, Terminated, Waiting,
 from nodeagent.pods.stop import probe_grace_seconds, stop_container
 from nodeagent.probes import Handler, Target
 from nodeagent.probes.prober import ContainerProber, initial
-from nodeagent.runtime import ContainerRuntime, ContainerState, RuntimeError_
+from nodeagent.runtime import ContainerRuntime, ContainerState, Mount, RuntimeError_
 from pilothouse.v1 import objects_pb2
+
+# (pod, its IP or "", its directory) -> the bind mounts of its files (`discovery.podfiles`).
+PodFiles = Callable[[objects_pb2.Pod, str, Path], tuple[Mount, ...]]
 
 
 @dataclass(slots=True)
@@ -70,6 +73,8 @@ class PodScope:
     policy: NodePolicy = dataclasses.field(default_factory=NodePolicy)  # the node's admin's
     sandbox: Sandbox | None = None  # the pod's network, once attached
     stopping: bool = False  # the pod is being removed (its directory with it)
+    # Writes the pod's /etc/resolv.conf and /etc/hosts; the bind mounts of its containers.
+    pod_files: PodFiles | None = None
 
     def event(
         self, container: str, reason: Reason, message: str, type: EventType = EventType.NORMAL
@@ -108,6 +113,10 @@ async def make(
             )
             if scope.sandbox is not None:
                 spec = dataclasses.replace(spec, netns_path=scope.sandbox.netns_path)
+            if scope.pod_files is not None:
+                pod_ip = scope.sandbox.pod_ip if scope.sandbox is not None else ""
+                mounts = scope.pod_files(pod, pod_ip, specs.pod_dir(scope.state_dir, pod))
+                spec = dataclasses.replace(spec, mounts=(*spec.mounts, *mounts))
             Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
             if scope.persisted is not None:
                 await scope.persisted()

@@ -97,6 +97,8 @@ class WorkerConfig:
     networks: PodNetworks = field(
         default_factory=lambda: PodNetworks(mode=Mode.NONE, state_dir=Path("."))
     )
+    # Each pod's /etc/resolv.conf and /etc/hosts (None: the image's own, untouched).
+    pod_files: attempts.PodFiles | None = None
 
 
 class PodWorker:
@@ -171,6 +173,7 @@ class PodWorker:
             state_dir=config.state_dir,
             pids_limit=config.pids_limit,
             persisted=persisted,
+            pod_files=config.pod_files,
         )
         self._adopted: dict[str, list[ContainerState]] = (
             {c.name: [] for c in pod.spec.containers} if adopted_all else {}

@@ -76,6 +76,9 @@ class ContainerSpec:
     resources: Resources = field(default_factory=Resources)
     log_path: str = ""  # CRI-format log file written by the monitor
     netns_path: str | None = None  # join this network namespace instead of a new one
+    # Bind mounts into the container (a pod's /etc/resolv.conf and /etc/hosts), performed by
+    # the runtime inside the container's mount namespace; targets are container paths.
+    mounts: tuple[Mount, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # kept with the container, for re-adoption
     seccomp: Seccomp = Seccomp.RUNTIME_DEFAULT
 

@@ -21,7 +21,7 @@ import resource
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.runtime import ContainerSpec, Seccomp, seccomp
+from nodeagent.runtime import ContainerSpec, Mount, Seccomp, seccomp
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -116,7 +116,7 @@ def build(spec: ContainerSpec, *, settings: NodeSettings, rootfs: str) -> dict[s
         "process": _process(spec, settings),
         "root": {"path": rootfs, "readonly": False},
         "hostname": spec.hostname,
-        "mounts": _mounts(),
+        "mounts": [*_mounts(), *(_bind(m) for m in spec.mounts)],
         "linux": linux,
     }
 
@@ -179,6 +179,14 @@ def _resources(spec: ContainerSpec, settings: NodeSettings) -> dict[str, Any]:
     if cpu:
         out["cpu"] = cpu
     return out
+
+
+def _bind(mount: Mount) -> dict[str, Any]:
+    """A bind mount the spec asks for (a file or directory of the node into the container)."""
+    if mount.type != "bind" or not mount.target.startswith("/") or ".." in mount.target:
+        raise ValueError(f"unsupported container mount {mount.type} {mount.target!r}")
+    options = list(mount.options) or ["rbind", "rprivate"]
+    return {"destination": mount.target, "type": "bind", "source": mount.source, "options": options}
 
 
 def _mounts() -> list[dict[str, Any]]:

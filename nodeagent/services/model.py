@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_AFFINITY_TIMEOUT_S = 10800  # Kubernetes' sessionAffinityConfig.clientIP default (3 h)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
-_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+_PORT_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # a DNS label
 
 
 class Protocol(enum.Enum):
@@ -74,7 +74,7 @@ class ServicePort:
         if self.node_port:
             _port(self.node_port, "nodePort")
         if self.name and not _PORT_NAME.match(self.name):
-            raise InvalidState(f"port name {self.name!r} is not an IANA service name")
+            raise InvalidState(f"port name {self.name!r} is not a DNS label")
         object.__setattr__(self, "endpoints", tuple(dict.fromkeys(self.endpoints)))
 
     @property
