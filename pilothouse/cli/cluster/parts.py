@@ -429,6 +429,8 @@ def node_resolv_conf(state: Path) -> Path:
     if not path.exists():
         path.write_text(NODE_RESOLV_CONF)
     return path
+
+
 JOIN_FLAGS = frozenset({"--token", "--ca-cert-hash"})
 
 
