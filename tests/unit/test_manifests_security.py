@@ -80,6 +80,27 @@ def test_the_path_must_start_with_a_slash_and_hold_no_spaces_or_controls() -> No
     assert not _problems(_pod(path='"/healthz?verbose=1"'))
 
 
+def test_a_pre_stop_hook_is_checked_like_a_probe() -> None:
+    text = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    lifecycle:
+      preStop:
+        httpGet:
+          port: 8080
+          httpHeaders: [{name: X-Hook, value: "a\\r\\nb"}]
+"""
+    found = _problems(text)
+    assert len(found) == 1 and found[0].startswith(
+        "spec.containers[0].lifecycle.preStop.httpGet.httpHeaders[0].value: Invalid value: "
+    ), found
+
+
 def test_a_host_must_be_an_address_or_a_dns_name() -> None:
     found = _problems(_pod(host='"127.0.0.1\\r\\n"'))
     assert found == [

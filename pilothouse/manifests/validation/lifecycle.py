@@ -7,6 +7,7 @@ from __future__ import annotations
 from google.protobuf.struct_pb2 import Value
 
 from pilothouse.manifests import names
+from pilothouse.manifests.validation import actions
 from pilothouse.manifests.validation.findings import Findings
 from pilothouse.v1 import objects_pb2
 
@@ -33,10 +34,12 @@ def lifecycle(
         schemes = ("HTTP", "HTTPS")
         if hook.http_get.scheme and hook.http_get.scheme not in schemes:
             found.unsupported(f"{where}.httpGet.scheme", hook.http_get.scheme, schemes)
+        actions.http_get(found, hook.http_get, f"{where}.httpGet")  # as for probes
     if hook.HasField("tcp_socket"):
         _port(
             found, hook.tcp_socket.port, f"{where}.tcpSocket.port", hook.tcp_socket.HasField("port")
         )
+        actions.host(found, hook.tcp_socket.host, f"{where}.tcpSocket.host")
     if hook.HasField("sleep"):
         seconds = hook.sleep.seconds
         limit = grace_seconds if grace_seconds is not None else 30
