@@ -80,8 +80,10 @@ class WriteCounts:
 
     committed: int = 0
     refused: int = 0  # etcd answered Fenced
-    stale: int = 0  # started when the term was no longer valid() (all must be refused)
+    stale: int = 0  # started when the term was no longer valid()
     stale_committed: int = 0  # of those, committed: always 0 (etcd checks the fence)
+    stale_refused: int = 0  # of those, refused by etcd (Fenced)
+    stale_unfinished: int = 0  # of those, cancelled or failed before etcd answered
 
 
 @dataclass(eq=False)
@@ -376,6 +378,7 @@ class CountedFencedStore:
             result = await call()  # type: ignore[misc]
         except Fenced:
             self._counts.refused += 1
+            self._counts.stale_refused += stale
             log.warning(
                 "leader.write_fenced",
                 operation=operation,
@@ -383,6 +386,9 @@ class CountedFencedStore:
                 term=self._term.revision,
                 refused=self._counts.refused,
             )
+            raise
+        except BaseException:
+            self._counts.stale_unfinished += stale
             raise
         self._counts.committed += 1
         if stale:

@@ -131,6 +131,8 @@ class Leadership:
             writes_refused=counts.refused,
             stale_writes=counts.stale,
             stale_writes_committed=counts.stale_committed,
+            stale_writes_refused=counts.stale_refused,
+            stale_writes_unfinished=counts.stale_unfinished,
         )
 
     def _set(self, term: Term | None) -> None:

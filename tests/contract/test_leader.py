@@ -78,6 +78,7 @@ async def test_fenced_writes_count_and_stop_when_the_term_ends(store: Store) -> 
     assert (await store.list("/")).revision == before, "a refused write used a revision"
     counts = first.writes
     assert (counts.committed, counts.refused, counts.stale, counts.stale_committed) == (1, 1, 1, 0)
+    assert counts.stale_refused == 1
 
 
 class _Stuck:

@@ -97,12 +97,14 @@ class ControlPlanes:
         *,
         registry: str,
         insecure: bool,
+        flags: Sequence[str] = (),
     ) -> None:
         self.layout = layout
         self.supervisor = supervisor
         self.members = list(members)
         self._registry = registry
         self._insecure = insecure
+        self._flags = tuple(flags)  # more control-plane flags, the same for every member
 
     @property
     def addresses(self) -> str:
@@ -122,13 +124,9 @@ class ControlPlanes:
 
     def argv(self, member: Member) -> list[str]:
         initial = ",".join(f"{m.name}={m.peer}" for m in self.members)
-        mirrors = local_registry.write_mirrors(
-            member.data_dir / "registries.yaml", registry_address=member.host.reach(self._registry)
-        )
         argv = [
             sys.executable, "-m", "controlplane",
             "--data-dir", str(member.data_dir),
-            "--registries", str(mirrors),
             "--listen", member.listen,
             "--name", member.name,
             "--etcd-name", member.name,
@@ -136,7 +134,13 @@ class ControlPlanes:
             "--etcd-client-port", str(member.client_port),
         ]  # fmt: skip
         argv += ["--insecure"] if self._insecure else ["--join-listen", member.join]
-        return argv
+        if self._registry:  # the nodes' mirrors, so new revisions pin tags to digests
+            mirrors = local_registry.write_mirrors(
+                member.data_dir / "registries.yaml",
+                registry_address=member.host.reach(self._registry),
+            )
+            argv += ["--registries", str(mirrors)]
+        return [*argv, *self._flags]
 
     async def start(self) -> str:
         """Every member serving; returns the API addresses ("a,b,c")."""

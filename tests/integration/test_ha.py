@@ -1,0 +1,158 @@
+"""Three control-plane members over a three-member etcd (as `up --control-planes 3` runs
+them, here on loopback): one leader, a new one within the goal when it is killed, a frozen
+leader that wakes deposed writes nothing, and an etcd member lost costs the API nothing.
+
+How a test knows that a deposed leader wrote nothing: every leader-only write goes through
+the term's fenced store, which counts writes that were started after the term could have
+ended (`stale`) and how many of them etcd committed (`stale_committed`); etcd refuses each
+one in the same transaction (`leader.write_fenced`). The member logs the counts when it steps
+down (`leader.stepped_down`), and the test reads them from its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pilothouse.kinds import Kind
+from tests import factories
+from tests.integration.ha_support import HaControlPlane
+from tests.unit.waiting import eventually
+
+pytestmark = pytest.mark.slow
+
+FAILOVER_GOAL_S = 3.0
+
+
+@pytest.fixture
+async def planes(tmp_path: Path) -> AsyncIterator[HaControlPlane]:
+    planes = HaControlPlane(tmp_path / "ha")
+    try:
+        await planes.start()
+        yield planes
+    finally:
+        await planes.stop()
+
+
+def _log_events(path: Path, event: str) -> list[dict]:  # type: ignore[type-arg]
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        if f'"{event}"' not in line:
+            continue
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            continue
+    return found
+
+
+async def test_one_leader_and_a_new_one_soon_after_it_is_killed(planes: HaControlPlane) -> None:
+    leader, _ = await planes.wait_leader()
+    answer = await planes.status()
+    assert sorted(m.name for m in answer.members if m.alive) == planes.names
+    assert [m.name for m in answer.members if m.leader] == [leader], "not exactly one leader"
+    assert all(m.etcd.healthy for m in answer.members), f"etcd not healthy: {answer.members}"
+    assert sum(e.leader for e in answer.etcd) == 1, "etcd has no raft leader"
+
+    others = [n for n in planes.names if n != leader]
+    os.kill(planes.pid(leader), signal.SIGKILL)
+    killed = time.monotonic()
+    new, _ = await planes.wait_leader(other_than=leader, via=others)
+    took = time.monotonic() - killed
+    assert took <= FAILOVER_GOAL_S, f"a new leader took {took:.2f} s after kill -9 (goal 3 s)"
+
+    # Writes go to etcd through any member: the API answers throughout.
+    async with planes.client(*others) as client:
+        await client.apply(factories.node(name="after-failover"))
+        listed = await client.list(Kind.NODE)
+    assert "after-failover" in [n.metadata.name for n in listed.items]
+    history = (await planes.status(*others)).history
+    assert history[-1].leader == new and history[-1].previous == leader
+    assert history[-2].reason == "LeaseExpired", "the killed leader's term has no end noted"
+
+
+async def test_a_clean_stop_hands_over_at_once(planes: HaControlPlane) -> None:
+    leader, _ = await planes.wait_leader()
+    others = [n for n in planes.names if n != leader]
+    stopping = asyncio.create_task(planes.supervisor.stop(leader))
+    started = time.monotonic()
+    await planes.wait_leader(other_than=leader, via=others)
+    took = time.monotonic() - started
+    await stopping
+    history = (await planes.status(*others)).history
+    assert history[-2].reason == "Resigned", f"the stopped leader did not resign: {history}"
+    assert took < 1.5, f"a clean stop took {took:.2f} s to hand over"
+
+
+async def test_a_leader_frozen_past_its_lease_steps_down_and_writes_nothing(
+    planes: HaControlPlane,
+) -> None:
+    leader, _ = await planes.wait_leader()
+    others = [n for n in planes.names if n != leader]
+    pid = planes.pid(leader)
+    planes.freeze(pid)
+    new, took = await planes.wait_leader(other_than=leader, via=others)
+    assert took <= FAILOVER_GOAL_S + 0.5
+    # Something for the frozen leader's parts to act on when they wake: a node they would
+    # judge and a deployment their controllers would create a ReplicaSet for.
+    async with planes.client(*others) as client:
+        await client.apply(factories.node(name="while-frozen"))
+        await client.apply(factories.deployment(name="while-frozen", replicas=2))
+    planes.thaw(pid)
+    log = planes.log(leader)
+
+    async def stepped_down() -> bool:
+        return bool(_log_events(log, "leader.stepped_down"))
+
+    await eventually(stepped_down, f"the thawed leader logs leader.stepped_down ({log})", 10)
+    events = _log_events(log, "leader.stepped_down")
+    event = events[-1]
+    assert event["reason"] in ("RenewalFailed", "LeaseExpired"), event
+    assert event["stale_writes_committed"] == 0, f"a deposed leader's write committed: {event}"
+    # Every write it started after its term could have ended was refused by etcd or never
+    # reached it (cancelled with its part).
+    assert event["stale_writes"] == (
+        event["stale_writes_refused"] + event["stale_writes_unfinished"]
+    ), event
+    assert len(_log_events(log, "leader.write_fenced")) >= event["stale_writes_refused"]
+    assert await planes.leader(*others) == new, "the thawed member took leadership back"
+    # It is a follower now, campaigning again.
+    answer = await planes.status()
+    assert {m.name for m in answer.members if m.alive} == set(planes.names)
+
+
+async def test_losing_one_etcd_member_keeps_the_api_and_writes_resume_within_2_s(
+    planes: HaControlPlane,
+) -> None:
+    await planes.wait_leader()
+    # The etcd raft leader is the worst one to lose (an election on top of the failover).
+    answer = await planes.status()
+    victim = next(m.name for m in answer.members if m.etcd.leader)
+    async with planes.client(timeout=5.0) as client:
+        await client.apply(factories.node(name="before"))
+        os.kill(planes.etcd_pid(victim), signal.SIGKILL)
+        killed = time.monotonic()
+        gap = 0.0
+        for i in range(20):
+            started = time.monotonic()
+            while True:
+                try:
+                    await client.apply(factories.node(name=f"n{i}"))
+                    break
+                except Exception:
+                    if time.monotonic() - started > 10:
+                        raise
+                    await asyncio.sleep(0.05)
+            gap = max(gap, time.monotonic() - started)
+            await asyncio.sleep(0.05)
+        listed = await client.list(Kind.NODE)
+    assert gap <= 2.0, f"writes stopped for {gap:.2f} s after an etcd member was killed"
+    assert {f"n{i}" for i in range(20)} <= {n.metadata.name for n in listed.items}
+    assert time.monotonic() - killed < 30
