@@ -13,6 +13,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controlplane.objects.taints import untolerated
 from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, demand_of
 from pilothouse.quantity import format_cpu, format_memory
 
@@ -26,6 +27,7 @@ class Reason(enum.Enum):
     TOO_MANY_PODS = "Too many pods"
     INSUFFICIENT_CPU = "Insufficient cpu"
     INSUFFICIENT_MEMORY = "Insufficient memory"
+    VOLUME_NODE_AFFINITY = "node(s) had volume node affinity conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +68,14 @@ def schedulable(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
 
 
 def taint_toleration(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
-    # Pods carry no tolerations yet, so every NoSchedule or NoExecute taint repels them.
-    for taint in info.node.spec.taints:
-        if taint.effect in ("NoSchedule", "NoExecute"):
-            return Rejection(
-                (Reason.UNTOLERATED_TAINT,),
-                f'node "{info.name}" has taint {taint.key}={taint.value}:{taint.effect}',
-                taint=f"{{{taint.key}: {taint.value}}}",
-            )
+    """Every NoSchedule or NoExecute taint of the node must be tolerated by the pod."""
+    taint = untolerated(info.node.spec.taints, pod.spec.tolerations)
+    if taint is not None:
+        return Rejection(
+            (Reason.UNTOLERATED_TAINT,),
+            f'node "{info.name}" has taint {taint.key}={taint.value}:{taint.effect}',
+            taint=f"{{{taint.key}: {taint.value}}}",
+        )
     return None
 
 

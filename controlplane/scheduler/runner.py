@@ -22,7 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import structlog
@@ -34,6 +34,8 @@ from controlplane.objects.pods import FINISHED_PHASES, is_active
 from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
+from controlplane.scheduler import volumes
+from controlplane.scheduler.claims import StorageView
 from controlplane.scheduler.schedule import Placement, Unschedulable, schedule
 from controlplane.scheduler.snapshot import Snapshot
 from controlplane.store import Conflict, NotFound, StoreError
@@ -90,7 +92,9 @@ class Scheduler:
         clock: Clock | None = None,
         retry_interval: float = RETRY_INTERVAL,
         condition_delay: float = CONDITION_DELAY,
+        storage: StorageView | None = None,
     ) -> None:
+        """`storage`: claims, volumes and classes, for pods with persistent volumes."""
         self._objects = objects
         self._pods = pods
         self._nodes = nodes
@@ -109,6 +113,9 @@ class Scheduler:
         )
         pods.add_handler(self._on_pod)
         nodes.add_handler(self._on_node)
+        self._storage = storage
+        if storage is not None:
+            storage.claims.add_handler(self._on_claim)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -133,6 +140,14 @@ class Scheduler:
         if freed and pod.spec.node_name:
             self._enqueue_pending()
 
+    def _on_claim(self, notice: Notice) -> None:
+        """A claim bound (or gone, or made): its pending pods are looked at again."""
+        if self._storage is None:
+            return
+        for pod in self._storage.pods_using(notice.object):
+            if is_pending(pod):
+                self.controller.enqueue(object_key(pod))
+
     def _on_node(self, notice: Notice) -> None:
         if notice.type is ChangeType.DELETED or _node_matters(notice.old, notice.object):
             self._enqueue_pending()
@@ -154,9 +169,17 @@ class Scheduler:
         pod = self._pods.get(namespace, name)
         if pod is None or not is_pending(pod) or key in self._assumed_now() or key in self._binding:
             return Result()
-        decision = schedule(self._snapshot(), pod)
-        if isinstance(decision, Placement):
-            await self._bind(pod, decision.node)
+        resolved = self._storage.resolve(pod) if self._storage else volumes.Resolved()
+        if isinstance(resolved, volumes.Blocked):
+            await self._mark_unschedulable(pod, resolved)
+            return Result()
+        decision = schedule(self._snapshot(), pod, constraints=resolved.constraints)
+        if isinstance(decision, Placement) and not resolved.ready and self._storage:
+            # WaitForFirstConsumer: its claims are provisioned on this node first; a claim
+            # becoming Bound brings the pod back here (`_on_claim`).
+            await self._storage.select(self._objects, resolved.unbound, decision.node)
+        elif isinstance(decision, Placement):
+            await self._bind(pod, decision.node, annotations=resolved.annotations)
         else:
             await self._mark_unschedulable(pod, decision)
         return Result()
@@ -182,10 +205,13 @@ class Scheduler:
         pods = [p for p in self._pods.list() if object_key(p) not in assumed]
         return Snapshot.build(self._nodes.list(), [*pods, *assumed.values()])
 
-    async def _bind(self, pod: objects_pb2.Pod, node: str) -> None:
+    async def _bind(
+        self, pod: objects_pb2.Pod, node: str, *, annotations: Mapping[str, str] | None = None
+    ) -> None:
         bound = objects_pb2.Pod()
         bound.CopyFrom(pod)
         bound.spec.node_name = node
+        bound.metadata.annotations.update(annotations or {})  # where its volumes are
         key = object_key(bound)
         # Counted as placed from now on: concurrent decisions see it (no await before this).
         self._binding[key] = bound
@@ -223,7 +249,9 @@ class Scheduler:
             except StoreError as error:
                 log.warning("pod.condition_not_written", pod=meta.name, error=str(error))
 
-    async def _mark_unschedulable(self, pod: objects_pb2.Pod, decision: Unschedulable) -> None:
+    async def _mark_unschedulable(
+        self, pod: objects_pb2.Pod, decision: Unschedulable | volumes.Blocked
+    ) -> None:
         message = decision.message
         log.info(
             "pod.unschedulable",

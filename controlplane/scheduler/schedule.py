@@ -10,13 +10,15 @@ memory."): every rejected node's reasons counted, the "count reason" strings sor
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from controlplane.objects.nodeselectors import matches as node_matches
 from controlplane.scheduler import scores
-from controlplane.scheduler.filters import Rejection, first_rejection
+from controlplane.scheduler.filters import Reason, Rejection, first_rejection
 from controlplane.scheduler.snapshot import NodeInfo, Pod, Snapshot, demand_of
+from pilothouse.v1.objects_pb2 import NodeSelector
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +50,20 @@ class Unschedulable:
 Decision = Placement | Unschedulable
 
 
-def schedule(snapshot: Snapshot, pod: Pod) -> Decision:
+def schedule(snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector] = ()) -> Decision:
+    """The best node for `pod`; `constraints` are the node affinities of the volumes it
+    mounts (every one must match the node)."""
     demand = demand_of(pod)
     feasible: list[NodeInfo] = []
     rejections: dict[str, Rejection] = {}
     for name in sorted(snapshot.nodes):
         info = snapshot.nodes[name]
         rejection = first_rejection(info, pod, demand)
+        if rejection is None and not all(node_matches(c, info.node) for c in constraints):
+            rejection = Rejection(
+                (Reason.VOLUME_NODE_AFFINITY,),
+                f'node "{name}" is not where the pod\'s persistent volumes are',
+            )
         if rejection is None:
             feasible.append(info)
         else:
