@@ -15,11 +15,12 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 
+from controlplane.nodes.services import ServicesState
 from pilothouse import credentials as tls_credentials
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 
@@ -64,6 +65,18 @@ class AgentCallFailed(Exception):
     @property
     def unreachable(self) -> bool:
         return self.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
+
+
+class Pushed(dict[str, str]):
+    """What the agent answered a push: the pods it rejected (pod -> why), and whether its
+    data plane routes by the Services the push carried."""
+
+    def __init__(
+        self, rejected: Mapping[str, str], *, services_programmed: bool, services_error: str
+    ) -> None:
+        super().__init__(rejected)
+        self.services_programmed = services_programmed
+        self.services_error = services_error
 
 
 class PodChangeType(enum.Enum):
@@ -121,17 +134,33 @@ class AgentClient:
         await self._channel.close(grace=None)
 
     async def sync_pods(
-        self, pods: Sequence[objects_pb2.Pod], *, fence: bool = False
-    ) -> dict[str, str]:
+        self,
+        pods: Sequence[objects_pb2.Pod],
+        *,
+        fence: bool = False,
+        services: ServicesState | None = None,
+    ) -> Pushed:
         """Push the whole desired set; returns the pods the agent rejected, with why. `fence`:
-        the agent ends the pods leaving its set at once and answers once they are stopped."""
+        the agent ends the pods leaving its set at once and answers once they are stopped.
+        `services`: the cluster's Services (None: the agent keeps those it has)."""
+        request = agent_pb2.SyncPodsRequest(pods=pods, fence=fence)
+        if services is not None:
+            request.services_included = True
+            request.services.extend(services.services)
+            request.endpoint_slices.extend(services.slices)
+            network = services.network
+            request.network.service_cidr = network.service_cidr
+            request.network.cluster_cidr = network.cluster_cidr
+            request.network.cluster_domain = network.cluster_domain
         try:
-            response = await self._stub.SyncPods(
-                agent_pb2.SyncPodsRequest(pods=pods, fence=fence), timeout=self.timeout
-            )
+            response = await self._stub.SyncPods(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
             raise self._failed("SyncPods", error) from None
-        return dict(response.rejected)
+        return Pushed(
+            response.rejected,
+            services_programmed=response.services_programmed,
+            services_error=response.services_error,
+        )
 
     async def watch_pods(self) -> AsyncIterator[PodChange]:
         """The agent's pod statuses: every pod's current one first, then each change."""

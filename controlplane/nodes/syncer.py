@@ -25,27 +25,35 @@ Invariants:
   back-off is running, and a failed push while Fencing is retried within `FENCE_BACKOFF`
   seconds, not after the periodic resync.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
+- SERVICES: a push that follows a change of the cluster's Services or EndpointSlices (and
+  the first of a session, and every resync) carries them (`services.ServicesState`); the
+  agent answers once its data plane routes by them, and `services.Drains` remembers it. A pod
+  being deleted stays in its node's set while it drains (a live node still routes new
+  connections to it), so its containers are stopped only once no node chooses it; the
+  agent's report of it gone then removes it (`deletions.finalize`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
 from controlplane.events import EventRecorder, EventType
-from controlplane.nodes import conditions
+from controlplane.nodes import conditions, deletions
 from controlplane.nodes.agent import (
     DEFAULT_TIMEOUT,
     AgentCallFailed,
     AgentClient,
     Connect,
+    PodChangeType,
     connector,
 )
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.reports import AgentReports
+from controlplane.nodes.services import Drains, ServicesState, ServicesView
 from controlplane.objects import ChangeType, ObjectStore
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
@@ -63,11 +71,19 @@ _ATTEMPTS = 5
 READY_MESSAGE = "agent is posting ready status; its pods are in sync"
 
 
-def desired_pods(pods: Iterable[objects_pb2.Pod], node: str) -> list[objects_pb2.Pod]:
-    """The node's desired pod set as pushed: bound to it, not being deleted, no status."""
+def desired_pods(
+    pods: Iterable[objects_pb2.Pod],
+    node: str,
+    *,
+    draining: Callable[[objects_pb2.Pod], bool] | None = None,
+) -> list[objects_pb2.Pod]:
+    """The node's desired pod set as pushed: bound to it, not being deleted (unless it is
+    `draining`: deleted, but a node's data plane may still choose it), no status."""
     out = []
     for pod in pods:
-        if pod.spec.node_name != node or pod.metadata.HasField("deletion_timestamp"):
+        if pod.spec.node_name != node:
+            continue
+        if pod.metadata.HasField("deletion_timestamp") and not (draining and draining(pod)):
             continue
         copy = objects_pb2.Pod()
         copy.CopyFrom(pod)
@@ -97,8 +113,16 @@ class NodeSyncer:
         clock: Clock | None = None,
         resync_interval: float = RESYNC_INTERVAL,
         max_backoff: float = MAX_BACKOFF,
+        services: ServicesView | None = None,
+        drains: Drains | None = None,
+        live_nodes: Callable[[], Iterable[str]] = tuple,
+        on_programmed: Callable[[str], None] = lambda node: None,
     ) -> None:
         self.node = node
+        self._services = services  # the cluster's Services, pushed to every agent
+        self._drains = drains or Drains()
+        self._live_nodes = live_nodes
+        self._on_programmed = on_programmed
         self._objects = objects
         self._nodes = nodes
         self._pods = pods
@@ -190,6 +214,7 @@ class NodeSyncer:
     async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
         last: list[objects_pb2.Pod] | None = None
         next_resync = 0.0
+        pushed_services = 0  # the version of the Services state this session pushed
         while True:
             if self._identity() != identity:
                 raise _EndpointChanged
@@ -197,16 +222,25 @@ class NodeSyncer:
             fencing = node is not None
             # The Fencing episode this push answers: the condition's transition time.
             episode = conditions.transition_time(node) if node is not None else None
+            draining = None if fencing else self._draining()  # a lost node's pods end now
             if last is None or fencing:
                 # Linearizable read: exactly the pods bound to this node now (see FENCING).
                 listing = await self._objects.list(Kind.POD)
-                desired = desired_pods(listing.items, self.node)
+                desired = desired_pods(listing.items, self.node, draining=draining)
             else:
-                desired = desired_pods(self._pods.list(), self.node)
+                desired = desired_pods(self._pods.list(), self.node, draining=draining)
             now = self._clock.now()
-            if desired != last or fencing or now >= next_resync:
+            state = self._services.current() if self._services is not None else None
+            resync = last is None or fencing or now >= next_resync
+            services = state if state and (resync or state.version != pushed_services) else None
+            if desired != last or services or resync:
                 fence = fencing or now < self._fenced_until
-                rejected = await client.sync_pods(desired, fence=fence)
+                rejected = await client.sync_pods(desired, fence=fence, services=services)
+                if services is not None:
+                    pushed_services = services.version
+                    self._programmed(
+                        services, rejected.services_programmed, rejected.services_error
+                    )
                 if not self._pushed:
                     self._pushed = True
                     if self._failures:
@@ -220,7 +254,27 @@ class NodeSyncer:
                 if fencing:
                     self._fenced_until = self._clock.now() + FENCE_LINGER
                     await self._mark_ready(identity[1], episode=episode)
-            await self._wait(max(next_resync - self._clock.now(), 0.0))
+            wake = min(next_resync, self._next_drain(desired))
+            await self._wait(max(wake - self._clock.now(), 0.0))
+
+    def _draining(self) -> Callable[[objects_pb2.Pod], bool]:
+        """Whether a pod being deleted must keep running: a live node may still choose it."""
+        live, now = tuple(self._live_nodes()), self._clock.now()
+        return lambda pod: not self._drains.drained(pod, live_nodes=live, now=now)
+
+    def _programmed(self, state: ServicesState, programmed: bool, error: str) -> None:
+        if programmed:
+            self._drains.programmed(self.node, state)
+            self._on_programmed(self.node)
+        elif error:
+            log.warning("node.services_not_programmed", node=self.node, error=error)
+
+    def _next_drain(self, pushed: Iterable[objects_pb2.Pod]) -> float:
+        """When the first draining pod of `pushed` is stopped whatever the nodes say."""
+        ends = [
+            self._drains.deadline(p) for p in pushed if p.metadata.HasField("deletion_timestamp")
+        ]
+        return min(ends, default=float("inf"))
 
     async def _mark_ready(self, instance: str, *, episode: float | None) -> None:
         """Ready=True, if the node is still in the Fencing episode the push answered."""
@@ -267,6 +321,10 @@ class NodeSyncer:
     async def _consume(self, client: AgentClient) -> None:
         async for change in client.watch_pods():
             self._reports.add(change)
+            if change.type is PodChangeType.REMOVED:
+                await deletions.finalize(
+                    self._objects, self._pods, node=self.node, removed=change.pod
+                )
 
 
 async def _first_of(*coroutines: Awaitable[None]) -> None:
@@ -300,8 +358,15 @@ class NodeSyncManager:
         resync_interval: float = RESYNC_INTERVAL,
         rpc_timeout: float = DEFAULT_TIMEOUT,
         max_backoff: float = MAX_BACKOFF,
+        services: ServicesView | None = None,
     ) -> None:
         self._objects = objects
+        # The cluster's Services changed: every syncer pushes them; an agent programmed them:
+        # the syncers of nodes with pods being deleted look whether those have drained.
+        self._services = services
+        self._drains = Drains()
+        if services is not None:
+            services.on_change = self._poke_all
         self._nodes = nodes
         self._pods = pods
         self._events = events
@@ -317,6 +382,8 @@ class NodeSyncManager:
     async def run(self) -> None:
         await self._nodes.wait_synced()
         await self._pods.wait_synced()
+        if self._services is not None:
+            await self._services.wait_synced()
         self._running = True
         try:
             for node in self._nodes.list():
@@ -358,6 +425,11 @@ class NodeSyncManager:
             if entry is not None:
                 entry[0].poke()
 
+    def _poke_all(self) -> None:
+        if self._running:
+            for syncer, _ in self._syncers.values():
+                syncer.poke()
+
     def _start(self, name: str) -> None:
         syncer = NodeSyncer(
             name,
@@ -369,12 +441,35 @@ class NodeSyncManager:
             clock=self._clock,
             resync_interval=self._resync_interval,
             max_backoff=self._max_backoff,
+            services=self._services,
+            drains=self._drains,
+            live_nodes=self._live_nodes,
+            on_programmed=self._on_programmed,
         )
         task = asyncio.create_task(self._guarded(syncer), name=f"nodesync.{name}")
         self._syncers[name] = (syncer, task)
         log.debug("nodesync.node_added", node=name)
 
+    def _live_nodes(self) -> list[str]:
+        """Nodes whose data plane may route: registered and not lost."""
+        return [
+            n.metadata.name
+            for n in self._nodes.list()
+            if not conditions.is_lost(n) and n.metadata.name in self._syncers
+        ]
+
+    def _on_programmed(self, node: str) -> None:
+        """A node's data plane took a new state: pods being deleted may have drained."""
+        waiting = {
+            p.spec.node_name for p in self._pods.list() if p.metadata.HasField("deletion_timestamp")
+        }
+        for name in waiting:
+            entry = self._syncers.get(name)
+            if entry is not None:
+                entry[0].poke()
+
     def _stop(self, name: str) -> None:
+        self._drains.forget(name)
         entry = self._syncers.pop(name, None)
         if entry is not None:
             entry[1].cancel()
