@@ -351,6 +351,59 @@ def _event_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn
     return headers, row
 
 
+def _service_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    headers = ("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE")
+    if wide:
+        headers += ("SELECTOR",)
+
+    def row(svc: o.Service, now: datetime) -> tuple[str, ...]:
+        spec = svc.spec
+        external = "<pending>" if spec.type == "LoadBalancer" else NONE
+        if svc.status.load_balancer.ingress:
+            external = ",".join(i.ip or i.hostname for i in svc.status.load_balancer.ingress)
+        cells = (
+            svc.metadata.name,
+            spec.type or "ClusterIP",
+            spec.cluster_ip or NONE,
+            external,
+            service_ports(svc) or NONE,
+            age(svc.metadata.creation_timestamp, now),
+        )
+        if wide:
+            cells += (selector_text(spec.selector),)
+        return cells
+
+    return headers, row
+
+
+def service_ports(svc: o.Service) -> str:
+    """kubectl's PORT(S): "80/TCP", "80:30080/TCP" with a node port, comma-separated."""
+    return ",".join(
+        f"{p.port}{f':{p.node_port}' if p.node_port else ''}/{p.protocol or 'TCP'}"
+        for p in svc.spec.ports
+    )
+
+
+def _endpointslice_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
+    headers = ("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE")
+
+    def row(eps: o.EndpointSlice, now: datetime) -> tuple[str, ...]:
+        ports = ",".join(str(p.port) if p.HasField("port") else "<unset>" for p in eps.ports)
+        addresses = [a for ep in eps.endpoints for a in ep.addresses]
+        shown = ",".join(addresses[:3]) or "<unset>"
+        if len(addresses) > 3:
+            shown += f" + {len(addresses) - 3} more..."
+        return (
+            eps.metadata.name,
+            eps.address_type,
+            ports or "<unset>",
+            shown,
+            age(eps.metadata.creation_timestamp, now),
+        )
+
+    return headers, row
+
+
 _COLUMNS = {
     Kind.DEPLOYMENT: _deployment_columns,
     Kind.REPLICASET: _replicaset_columns,
@@ -359,4 +412,6 @@ _COLUMNS = {
     Kind.EVENT: _event_columns,
     Kind.CONFIGMAP: _configmap_columns,
     Kind.SECRET: _secret_columns,
+    Kind.SERVICE: _service_columns,
+    Kind.ENDPOINTSLICE: _endpointslice_columns,
 }

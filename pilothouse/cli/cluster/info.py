@@ -54,6 +54,12 @@ class ClusterInfo:
             lines.append(f"{name:<{width}}  {address}" + (f"  pods {cidr}" if cidr else ""))
         if self.network == "netns":
             lines.append("nodes: a network namespace each (ph-<cluster>-<node>), on one bridge")
+            first = next(iter(self.nodes.values()), "").rpartition(":")[0]
+            if first:
+                lines.append(
+                    "NodePorts: from this machine at any node's address, e.g. "
+                    f"curl http://{first}:<nodePort>/ (get svc shows the nodePort)"
+                )
         if self.client_config:
             lines.append(f"client config: {self.client_config} (server: {self.controlplane})")
         return "\n".join(lines)

@@ -3,7 +3,8 @@
 - `verbs`: the command line and `page`, which picks the kind's sections;
 - `sections`: what every kind shows the same way: metadata, conditions, events;
 - `workloads`: Deployments, ReplicaSets, Pods and their containers;
-- `nodes`: Nodes with the pods they run and the resources those pods ask for.
+- `nodes`: Nodes with the pods they run and the resources those pods ask for;
+- `services`: Services with their ports and ready endpoints, EndpointSlices.
 
 Invariants: the sections and their order follow kubectl describe for the kind; the Events
 section lists the events whose involvedObject is this object (by kind and name, and uid when

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from pilothouse.cli import controlplanes, resources
 from pilothouse.cli.context import Context
-from pilothouse.cli.describe import nodes, sections, workloads
+from pilothouse.cli.describe import nodes, sections, services, workloads
 from pilothouse.cli.sheet import Sheet
 from pilothouse.client import Client
 from pilothouse.v1 import objects_pb2 as o
@@ -68,6 +68,10 @@ async def page(client: Client, obj: Message, *, now: datetime) -> str:
         await nodes.node(sheet, client, obj, now=now)
     elif isinstance(obj, o.Event):
         sections.event(sheet, obj)
+    elif isinstance(obj, o.Service):
+        await services.service(sheet, client, obj)
+    elif isinstance(obj, o.EndpointSlice):
+        services.endpoint_slice(sheet, obj)
     if not isinstance(obj, o.Event):
         sections.event_table(sheet, await sections.events_of(client, obj), now=now)
     return sheet.render()
