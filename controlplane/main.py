@@ -43,10 +43,12 @@ from controlplane.cache.informer import Informer
 from controlplane.controllers.cronjob import cronjob_controller
 from controlplane.controllers.daemonset import daemonset_controller
 from controlplane.controllers.deployment import deployment_controller
+from controlplane.controllers.endpointslice import endpointslice_controller
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.controllers.job import job_controller
 from controlplane.controllers.namespace import namespace_controller
 from controlplane.controllers.nodelifecycle import Heartbeats, NodeLifecycleController
+from controlplane.controllers.podgc import pod_garbage_collector
 from controlplane.controllers.replicaset import (
     replicaset_controller,
     replication_controller_controller,
@@ -65,12 +67,17 @@ from controlplane.nodes.agent import Connect, connector
 from controlplane.nodes.leading import while_leading
 from controlplane.nodes.leases import NodeLeases
 from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.services import ClusterNetwork, ServicesView
 from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.objects.encryption import Encryption, Keyring
 from controlplane.scheduler.claims import StorageView
 from controlplane.scheduler.runner import Scheduler
+from controlplane.services import settings as service_flags
+from controlplane.services.addresses import ServiceAddresses
+from controlplane.services.repair import AllocationRepair
+from controlplane.services.settings import ServiceSettings
 from controlplane.store import Store, StoreError
 from controlplane.store import tls as etcd_tls
 from controlplane.store.embedded import EmbeddedEtcd, EtcdNotFound, EtcdStartFailed
@@ -94,20 +101,30 @@ def runnables(
     nodes: NodeSettings | None = None,
     resolver: DigestResolver | None = None,
     connect: Connect | None = None,
+    services: ServiceSettings | None = None,
 ) -> list[Runnable]:
     """Every long-lived part of the control plane, in start order (see the module docstring)."""
     nodes = nodes or NodeSettings()
+    services = services or ServiceSettings()
+    network = ClusterNetwork(
+        service_cidr=services.service_cidr,
+        cluster_cidr=nodes.cluster_cidr,
+        cluster_domain=services.cluster_domain,
+    )
     parts: list[Runnable] = []
     if embedded is not None:
         parts.append(Task("etcd", embedded.run))  # keeps it alive, restarts it when it dies
     parts.append(api)
     informers = {kind: Informer(objects, kind) for kind in _CACHED_KINDS}
     parts.extend(informers.values())
+    # Allocations a crash left behind: safe on every member (revision-conditional).
+    parts.append(AllocationRepair(objects, api.services))
 
     def team(term: Term, store: Store) -> list[Runnable]:
         return leader_runnables(
-            ObjectStore(store, encryption=objects.encryption),
+            ObjectStore(store, encryption=objects.encryption, graceful_pods=objects.graceful_pods),
             informers=informers,
+            network=network,
             heartbeats=api.registry,
             nodes=nodes,
             resolver=resolver,
@@ -126,6 +143,7 @@ def leader_runnables(
     nodes: NodeSettings,
     resolver: DigestResolver | None = None,
     connect: Connect | None = None,
+    network: ClusterNetwork | None = None,
 ) -> list[Runnable]:
     """The parts only the leader runs (each declares `needs_leadership`), built for one term
     over its fenced `objects`, reading the shared `informers`. They stop in reverse order."""
@@ -147,6 +165,16 @@ def leader_runnables(
             informers={kind: informers[kind] for kind in _OWNING_KINDS},
         )
     )
+    parts.append(
+        endpointslice_controller(
+            objects,
+            services=informers[Kind.SERVICE],
+            pods=pods,
+            slices=informers[Kind.ENDPOINTSLICE],
+            nodes=node_cache,
+        )
+    )
+    parts.append(pod_garbage_collector(objects, pods=pods))
     parts.extend(workload_controllers(objects, informers=informers))
     parts.append(
         Scheduler(
@@ -171,6 +199,11 @@ def leader_runnables(
             events=node_events,
             resync_interval=nodes.resync_interval,
             connect=connect,
+            services=ServicesView(
+                services=informers[Kind.SERVICE],
+                slices=informers[Kind.ENDPOINTSLICE],
+                network=network or ClusterNetwork(cluster_cidr=nodes.cluster_cidr),
+            ),
         )
     )
     parts.append(
@@ -263,9 +296,6 @@ _OWNING_KINDS = (
 
 _CACHED_KINDS = (
     Kind.NODE,
-    Kind.POD,
-    Kind.DEPLOYMENT,
-    Kind.REPLICASET,
     Kind.NAMESPACE,
     Kind.REPLICATIONCONTROLLER,
     Kind.JOB,
@@ -276,14 +306,23 @@ _CACHED_KINDS = (
     Kind.PERSISTENTVOLUMECLAIM,
     Kind.PERSISTENTVOLUME,
     Kind.STORAGECLASS,
+    Kind.POD,
+    Kind.DEPLOYMENT,
+    Kind.REPLICASET,
+    Kind.SERVICE,
+    Kind.ENDPOINTSLICE,
 )
 
 
 async def serve(
-    config: settings.Config, nodes: NodeSettings | None = None, ha: HaSettings | None = None
+    config: settings.Config,
+    nodes: NodeSettings | None = None,
+    ha: HaSettings | None = None,
+    services: ServiceSettings | None = None,
 ) -> int:
     """Run the control plane until cancelled (0) or until a part fails (1)."""
     nodes = nodes or NodeSettings()
+    services = services or ServiceSettings()
     ha = ha or HaSettings()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     embedded = _embedded_etcd(config, ha)
@@ -294,7 +333,11 @@ async def serve(
         store = EtcdStore(endpoints, credentials=_etcd_credentials(config, embedded))
         # Secrets are sealed with the keys of the pki dir (made on first start, see
         # controlplane.objects.encryption) before anything can write one.
-        objects = ObjectStore(store, encryption=Encryption(Keyring.ensure(config.pki_dir)))
+        # Pods are deleted gracefully: marked, stopped by their agent (after their endpoints
+        # left every node's load balancing), then removed (see controlplane.nodes).
+        objects = ObjectStore(
+            store, encryption=Encryption(Keyring.ensure(config.pki_dir)), graceful_pods=True
+        )
         # Heartbeats reach any member; every member publishes and sees them all.
         leases = NodeLeases(store, member=ha.member)
         registry = NodeRegistry(
@@ -312,6 +355,7 @@ async def serve(
             connect=connect,
             security=security,
             policy=config.policy,
+            services=ServiceAddresses(objects, services),
             controlplanes=ControlPlanesServicer(
                 store, served_by=ha.member, etcd_status=store.cluster_members
             ),
@@ -353,6 +397,7 @@ async def serve(
             nodes=nodes,
             resolver=resolver,
             connect=connect,
+            services=services,
         )
         parts.insert(1 if embedded else 0, Task("etcd.members", _members_of(store)))
         parts.insert(-1, leases)  # before the leadership, so it stops after the leader's parts
@@ -490,14 +535,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         nodes, rest = node_flags.split(argv)
         ha, rest = ha_flags.split(rest)
+        services, rest = service_flags.split(rest, cluster_cidr=nodes.cluster_cidr)
         if "-h" in rest or "--help" in rest:
             full = settings.parser()
             node_flags.add_flags(full)
             ha_flags.add_flags(full)
+            service_flags.add_flags(full)
             full.print_help()
             return 0
         config = settings.parse(rest)
-    except (settings.ConfigError, node_flags.SettingsError, ha_flags.SettingsError) as error:
+    except (
+        settings.ConfigError,
+        node_flags.SettingsError,
+        ha_flags.SettingsError,
+        service_flags.SettingsError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     logs.setup(debug=config.debug)
@@ -506,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"PKI made under {config.pki_dir}: copy it to the other members' data dirs")
         return 0
     try:
-        return asyncio.run(signals.run_until_signalled(serve(config, nodes, ha)))
+        return asyncio.run(signals.run_until_signalled(serve(config, nodes, ha, services)))
     except (EtcdNotFound, EtcdStartFailed, BindError, settings.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
