@@ -33,6 +33,7 @@ from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.objects import ObjectStore
+from controlplane.objects.owners import controller_of
 from controlplane.objects.pods import is_active
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
@@ -205,11 +206,37 @@ class NodeLifecycleController:
             return node
         return None
 
+    async def _pod_lost(self, pod: objects_pb2.Pod, *, node: str) -> None:
+        """A pod no controller replaces is Failed with reason NodeLost (Kubernetes' words),
+        kept Terminating until its node confirms it stopped."""
+        meta = pod.metadata
+        for _ in range(_ATTEMPTS):
+            try:
+                current = await self._objects.get(Kind.POD, meta.namespace, meta.name)
+            except NotFound:
+                return
+            if current.metadata.uid != meta.uid:
+                return
+            current.status.phase = "Failed"
+            current.status.reason = "NodeLost"
+            current.status.message = (
+                f"Node {node} which was running pod {meta.name} is unresponsive"
+            )
+            try:
+                await self._objects.update_status(current)
+                return
+            except Conflict:
+                continue
+            except NotFound:
+                return
+
     def _bound_pods(self, node: str) -> list[objects_pb2.Pod]:
         return [pod for pod in self._pods.list() if pod.spec.node_name == node and is_active(pod)]
 
     async def _evict(self, node: objects_pb2.Node, *, silent: float) -> None:
-        pods = self._bound_pods(node.metadata.name)
+        # DaemonSet pods tolerate an unreachable node (Kubernetes gives them that toleration):
+        # they stay bound to it, and run again there when it comes back.
+        pods = [p for p in self._bound_pods(node.metadata.name) if not _daemon(p)]
         if not pods:
             return
         name = node.metadata.name
@@ -247,6 +274,8 @@ class NodeLifecycleController:
                     return
                 continue
             log.info("pod.evicted", pod=f"{meta.namespace}/{meta.name}", node=node)
+            if controller_of(pod) is None:
+                await self._pod_lost(pod, node=node)
             if self._events is not None:
                 await self._events.record(
                     pod,
@@ -255,3 +284,8 @@ class NodeLifecycleController:
                     f"Marking for deletion Pod {meta.namespace}/{meta.name} from Node {node}",
                 )
             return
+
+
+def _daemon(pod: objects_pb2.Pod) -> bool:
+    ref = controller_of(pod)
+    return ref is not None and ref.kind == "DaemonSet"
