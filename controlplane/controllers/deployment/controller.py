@@ -108,6 +108,8 @@ class DeploymentReconciler:
         ctx = self._observe(key)
         if ctx is None:
             return Result()  # gone: its ReplicaSets and pods are garbage now
+        if ctx.deployment.metadata.HasField("deletion_timestamp"):
+            return Result()  # Terminating (--cascade foreground/orphan): the GC finishes it
         if ctx.deployment.spec.paused or self._is_scaling(ctx):
             plan = self._scale(ctx)
         else:
