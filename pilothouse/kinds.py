@@ -138,6 +138,15 @@ class Kind(enum.Enum):
         "ConfigMap", "configmaps", "v1", True, objects_pb2.ConfigMap, "config_map", ("cm",)
     )
     SECRET = KindInfo("Secret", "secrets", "v1", True, objects_pb2.Secret, "secret", ("secret",))
+    HORIZONTALPODAUTOSCALER = KindInfo(
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        "autoscaling/v2",
+        True,
+        objects_pb2.HorizontalPodAutoscaler,
+        "horizontal_pod_autoscaler",
+        ("horizontalpodautoscaler", "hpa"),
+    )
 
     @property
     def info(self) -> KindInfo:

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from pilothouse.v1 import objects_pb2 as pilothouse_dot_v1_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pilothouse/v1/agent.proto\x12\rpilothouse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bpilothouse/v1/objects.proto\"T\n\x0e\x43lusterNetwork\x12\x14\n\x0cservice_cidr\x18\x01 \x01(\t\x12\x14\n\x0c\x63luster_cidr\x18\x02 \x01(\t\x12\x16\n\x0e\x63luster_domain\x18\x03 \x01(\t\"\xc5\x02\n\x0fSyncPodsRequest\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\x12\x19\n\x11services_included\x18\x02 \x01(\x08\x12(\n\x08services\x18\x03 \x03(\x0b\x32\x16.pilothouse.v1.Service\x12\x35\n\x0f\x65ndpoint_slices\x18\x04 \x03(\x0b\x32\x1c.pilothouse.v1.EndpointSlice\x12.\n\x07network\x18\x05 \x01(\x0b\x32\x1d.pilothouse.v1.ClusterNetwork\x12\r\n\x05\x66\x65nce\x18\x06 \x01(\x08\x12-\n\x0b\x63onfig_maps\x18\x14 \x03(\x0b\x32\x18.pilothouse.v1.ConfigMap\x12&\n\x07secrets\x18\x15 \x03(\x0b\x32\x15.pilothouse.v1.Secret\"\xb9\x01\n\x10SyncPodsResponse\x12?\n\x08rejected\x18\x01 \x03(\x0b\x32-.pilothouse.v1.SyncPodsResponse.RejectedEntry\x12\x1b\n\x13services_programmed\x18\x02 \x01(\x08\x12\x16\n\x0eservices_error\x18\x03 \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x11\n\x0fListPodsRequest\"4\n\x10ListPodsResponse\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\"\x12\n\x10WatchPodsRequest\"\xcb\x01\n\x0ePodStatusEvent\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".pilothouse.v1.PodStatusEvent.Type\x12\x1f\n\x03pod\x18\x02 \x01(\x0b\x32\x12.pilothouse.v1.Pod\x12$\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x14.pilothouse.v1.Event\"@\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07UPDATED\x10\x01\x12\x0b\n\x07REMOVED\x10\x02\x12\x08\n\x04NODE\x10\x03\"v\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x12\n\ntail_lines\x18\x04 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x10\n\x08previous\x18\x06 \x01(\x08\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x11\n\x0fNodeInfoRequest\"\xbf\x02\n\x10NodeInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x08\x63\x61pacity\x18\x02 \x03(\x0b\x32-.pilothouse.v1.NodeInfoResponse.CapacityEntry\x12\x45\n\x0b\x61llocatable\x18\x03 \x03(\x0b\x32\x30.pilothouse.v1.NodeInfoResponse.AllocatableEntry\x12\x30\n\tnode_info\x18\x04 \x01(\x0b\x32\x1d.pilothouse.v1.NodeSystemInfo\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41llocatableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11ListImagesRequest\"{\n\tNodeImage\x12\r\n\x05names\x18\x01 \x03(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12-\n\tlast_used\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04pods\x18\x05 \x03(\t\"\x85\x01\n\x12ListImagesResponse\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.pilothouse.v1.NodeImage\x12!\n\x19\x66ilesystem_capacity_bytes\x18\x02 \x01(\x03\x12\"\n\x1a\x66ilesystem_available_bytes\x18\x03 \x01(\x03\x32\xd4\x03\n\tNodeAgent\x12K\n\x08SyncPods\x12\x1e.pilothouse.v1.SyncPodsRequest\x1a\x1f.pilothouse.v1.SyncPodsResponse\x12K\n\x08ListPods\x12\x1e.pilothouse.v1.ListPodsRequest\x1a\x1f.pilothouse.v1.ListPodsResponse\x12M\n\tWatchPods\x12\x1f.pilothouse.v1.WatchPodsRequest\x1a\x1d.pilothouse.v1.PodStatusEvent0\x01\x12>\n\x04Logs\x12\x1a.pilothouse.v1.LogsRequest\x1a\x18.pilothouse.v1.LogsChunk0\x01\x12K\n\x08NodeInfo\x12\x1e.pilothouse.v1.NodeInfoRequest\x1a\x1f.pilothouse.v1.NodeInfoResponse\x12Q\n\nListImages\x12 .pilothouse.v1.ListImagesRequest\x1a!.pilothouse.v1.ListImagesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pilothouse/v1/agent.proto\x12\rpilothouse.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bpilothouse/v1/objects.proto\"T\n\x0e\x43lusterNetwork\x12\x14\n\x0cservice_cidr\x18\x01 \x01(\t\x12\x14\n\x0c\x63luster_cidr\x18\x02 \x01(\t\x12\x16\n\x0e\x63luster_domain\x18\x03 \x01(\t\"\xc5\x02\n\x0fSyncPodsRequest\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\x12\x19\n\x11services_included\x18\x02 \x01(\x08\x12(\n\x08services\x18\x03 \x03(\x0b\x32\x16.pilothouse.v1.Service\x12\x35\n\x0f\x65ndpoint_slices\x18\x04 \x03(\x0b\x32\x1c.pilothouse.v1.EndpointSlice\x12.\n\x07network\x18\x05 \x01(\x0b\x32\x1d.pilothouse.v1.ClusterNetwork\x12\r\n\x05\x66\x65nce\x18\x06 \x01(\x08\x12-\n\x0b\x63onfig_maps\x18\x14 \x03(\x0b\x32\x18.pilothouse.v1.ConfigMap\x12&\n\x07secrets\x18\x15 \x03(\x0b\x32\x15.pilothouse.v1.Secret\"\xb9\x01\n\x10SyncPodsResponse\x12?\n\x08rejected\x18\x01 \x03(\x0b\x32-.pilothouse.v1.SyncPodsResponse.RejectedEntry\x12\x1b\n\x13services_programmed\x18\x02 \x01(\x08\x12\x16\n\x0eservices_error\x18\x03 \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x11\n\x0fListPodsRequest\"4\n\x10ListPodsResponse\x12 \n\x04pods\x18\x01 \x03(\x0b\x32\x12.pilothouse.v1.Pod\"\x12\n\x10WatchPodsRequest\"\xcb\x01\n\x0ePodStatusEvent\x12\x30\n\x04type\x18\x01 \x01(\x0e\x32\".pilothouse.v1.PodStatusEvent.Type\x12\x1f\n\x03pod\x18\x02 \x01(\x0b\x32\x12.pilothouse.v1.Pod\x12$\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x14.pilothouse.v1.Event\"@\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07UPDATED\x10\x01\x12\x0b\n\x07REMOVED\x10\x02\x12\x08\n\x04NODE\x10\x03\"\xba\x01\n\x0bLogsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x12\n\ntail_lines\x18\x04 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x05 \x01(\x08\x12\x10\n\x08previous\x18\x06 \x01(\x08\x12.\n\nsince_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntimestamps\x18\x08 \x01(\x08\"\x19\n\tLogsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x11\n\x0fNodeInfoRequest\"\xbf\x02\n\x10NodeInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x08\x63\x61pacity\x18\x02 \x03(\x0b\x32-.pilothouse.v1.NodeInfoResponse.CapacityEntry\x12\x45\n\x0b\x61llocatable\x18\x03 \x03(\x0b\x32\x30.pilothouse.v1.NodeInfoResponse.AllocatableEntry\x12\x30\n\tnode_info\x18\x04 \x01(\x0b\x32\x1d.pilothouse.v1.NodeSystemInfo\x1a/\n\rCapacityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41llocatableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11ListImagesRequest\"{\n\tNodeImage\x12\r\n\x05names\x18\x01 \x03(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12-\n\tlast_used\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04pods\x18\x05 \x03(\t\"\x85\x01\n\x12ListImagesResponse\x12(\n\x06images\x18\x01 \x03(\x0b\x32\x18.pilothouse.v1.NodeImage\x12!\n\x19\x66ilesystem_capacity_bytes\x18\x02 \x01(\x03\x12\"\n\x1a\x66ilesystem_available_bytes\x18\x03 \x01(\x03\"*\n\x0cTerminalSize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\x96\x01\n\tExecStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x11\n\tcontainer\x18\x03 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x04 \x03(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12)\n\x04size\x18\x07 \x01(\x0b\x32\x1b.pilothouse.v1.TerminalSize\"\x97\x01\n\tExecInput\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.pilothouse.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x16\n\x0cstdin_closed\x18\x03 \x01(\x08H\x00\x12-\n\x06resize\x18\x04 \x01(\x0b\x32\x1b.pilothouse.v1.TerminalSizeH\x00\x42\x07\n\x05input\")\n\x08\x45xecExit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"v\n\nExecOutput\x12\x11\n\x07started\x18\x01 \x01(\x08H\x00\x12\x10\n\x06stdout\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x03 \x01(\x0cH\x00\x12\'\n\x04\x65xit\x18\x04 \x01(\x0b\x32\x17.pilothouse.v1.ExecExitH\x00\x42\x08\n\x06output\"@\n\x10PortForwardStart\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03pod\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\x05\"t\n\x10PortForwardInput\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32\x1f.pilothouse.v1.PortForwardStartH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x03 \x01(\x08H\x00\x42\x07\n\x05input\"T\n\x11PortForwardOutput\x12\x13\n\tconnected\x18\x01 \x01(\x08H\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06\x63losed\x18\x03 \x01(\x08H\x00\x42\x08\n\x06output\"i\n\x0e\x43ontainerUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rcpu_nanocores\x18\x02 \x01(\x03\x12 \n\x18memory_working_set_bytes\x18\x03 \x01(\x03\x12\x10\n\x08restarts\x18\x04 \x01(\x05\"\xe6\x01\n\x08PodUsage\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x05 \x01(\x01\x12\x31\n\ncontainers\x18\x06 \x03(\x0b\x32\x1d.pilothouse.v1.ContainerUsage\x12\x18\n\x10network_rx_bytes\x18\x07 \x01(\x03\x12\x18\n\x10network_tx_bytes\x18\x08 \x01(\x03\"\x9f\x01\n\x0fNodeUsageSample\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0ewindow_seconds\x18\x03 \x01(\x01\x12\x15\n\rcpu_nanocores\x18\x04 \x01(\x03\x12 \n\x18memory_working_set_bytes\x18\x05 \x01(\x03\"\x0e\n\x0cUsageRequest\"d\n\rUsageResponse\x12,\n\x04node\x18\x01 \x01(\x0b\x32\x1e.pilothouse.v1.NodeUsageSample\x12%\n\x04pods\x18\x02 \x03(\x0b\x32\x17.pilothouse.v1.PodUsage2\xd4\x03\n\tNodeAgent\x12K\n\x08SyncPods\x12\x1e.pilothouse.v1.SyncPodsRequest\x1a\x1f.pilothouse.v1.SyncPodsResponse\x12K\n\x08ListPods\x12\x1e.pilothouse.v1.ListPodsRequest\x1a\x1f.pilothouse.v1.ListPodsResponse\x12M\n\tWatchPods\x12\x1f.pilothouse.v1.WatchPodsRequest\x1a\x1d.pilothouse.v1.PodStatusEvent0\x01\x12>\n\x04Logs\x12\x1a.pilothouse.v1.LogsRequest\x1a\x18.pilothouse.v1.LogsChunk0\x01\x12K\n\x08NodeInfo\x12\x1e.pilothouse.v1.NodeInfoRequest\x1a\x1f.pilothouse.v1.NodeInfoResponse\x12Q\n\nListImages\x12 .pilothouse.v1.ListImagesRequest\x1a!.pilothouse.v1.ListImagesResponse2\xe6\x01\n\nPodStreams\x12?\n\x04\x45xec\x12\x18.pilothouse.v1.ExecInput\x1a\x19.pilothouse.v1.ExecOutput(\x01\x30\x01\x12\x41\n\x06\x41ttach\x12\x18.pilothouse.v1.ExecInput\x1a\x19.pilothouse.v1.ExecOutput(\x01\x30\x01\x12T\n\x0bPortForward\x12\x1f.pilothouse.v1.PortForwardInput\x1a .pilothouse.v1.PortForwardOutput(\x01\x30\x01\x32O\n\tNodeUsage\x12\x42\n\x05Usage\x12\x1b.pilothouse.v1.UsageRequest\x1a\x1c.pilothouse.v1.UsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,24 +57,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PODSTATUSEVENT']._serialized_end=1005
   _globals['_PODSTATUSEVENT_TYPE']._serialized_start=941
   _globals['_PODSTATUSEVENT_TYPE']._serialized_end=1005
-  _globals['_LOGSREQUEST']._serialized_start=1007
-  _globals['_LOGSREQUEST']._serialized_end=1125
-  _globals['_LOGSCHUNK']._serialized_start=1127
-  _globals['_LOGSCHUNK']._serialized_end=1152
-  _globals['_NODEINFOREQUEST']._serialized_start=1154
-  _globals['_NODEINFOREQUEST']._serialized_end=1171
-  _globals['_NODEINFORESPONSE']._serialized_start=1174
-  _globals['_NODEINFORESPONSE']._serialized_end=1493
-  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_start=1394
-  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_end=1441
-  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_start=1443
-  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_end=1493
-  _globals['_LISTIMAGESREQUEST']._serialized_start=1495
-  _globals['_LISTIMAGESREQUEST']._serialized_end=1514
-  _globals['_NODEIMAGE']._serialized_start=1516
-  _globals['_NODEIMAGE']._serialized_end=1639
-  _globals['_LISTIMAGESRESPONSE']._serialized_start=1642
-  _globals['_LISTIMAGESRESPONSE']._serialized_end=1775
-  _globals['_NODEAGENT']._serialized_start=1778
-  _globals['_NODEAGENT']._serialized_end=2246
+  _globals['_LOGSREQUEST']._serialized_start=1008
+  _globals['_LOGSREQUEST']._serialized_end=1194
+  _globals['_LOGSCHUNK']._serialized_start=1196
+  _globals['_LOGSCHUNK']._serialized_end=1221
+  _globals['_NODEINFOREQUEST']._serialized_start=1223
+  _globals['_NODEINFOREQUEST']._serialized_end=1240
+  _globals['_NODEINFORESPONSE']._serialized_start=1243
+  _globals['_NODEINFORESPONSE']._serialized_end=1562
+  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_start=1463
+  _globals['_NODEINFORESPONSE_CAPACITYENTRY']._serialized_end=1510
+  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_start=1512
+  _globals['_NODEINFORESPONSE_ALLOCATABLEENTRY']._serialized_end=1562
+  _globals['_LISTIMAGESREQUEST']._serialized_start=1564
+  _globals['_LISTIMAGESREQUEST']._serialized_end=1583
+  _globals['_NODEIMAGE']._serialized_start=1585
+  _globals['_NODEIMAGE']._serialized_end=1708
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=1711
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=1844
+  _globals['_TERMINALSIZE']._serialized_start=1846
+  _globals['_TERMINALSIZE']._serialized_end=1888
+  _globals['_EXECSTART']._serialized_start=1891
+  _globals['_EXECSTART']._serialized_end=2041
+  _globals['_EXECINPUT']._serialized_start=2044
+  _globals['_EXECINPUT']._serialized_end=2195
+  _globals['_EXECEXIT']._serialized_start=2197
+  _globals['_EXECEXIT']._serialized_end=2238
+  _globals['_EXECOUTPUT']._serialized_start=2240
+  _globals['_EXECOUTPUT']._serialized_end=2358
+  _globals['_PORTFORWARDSTART']._serialized_start=2360
+  _globals['_PORTFORWARDSTART']._serialized_end=2424
+  _globals['_PORTFORWARDINPUT']._serialized_start=2426
+  _globals['_PORTFORWARDINPUT']._serialized_end=2542
+  _globals['_PORTFORWARDOUTPUT']._serialized_start=2544
+  _globals['_PORTFORWARDOUTPUT']._serialized_end=2628
+  _globals['_CONTAINERUSAGE']._serialized_start=2630
+  _globals['_CONTAINERUSAGE']._serialized_end=2735
+  _globals['_PODUSAGE']._serialized_start=2738
+  _globals['_PODUSAGE']._serialized_end=2968
+  _globals['_NODEUSAGESAMPLE']._serialized_start=2971
+  _globals['_NODEUSAGESAMPLE']._serialized_end=3130
+  _globals['_USAGEREQUEST']._serialized_start=3132
+  _globals['_USAGEREQUEST']._serialized_end=3146
+  _globals['_USAGERESPONSE']._serialized_start=3148
+  _globals['_USAGERESPONSE']._serialized_end=3248
+  _globals['_NODEAGENT']._serialized_start=3251
+  _globals['_NODEAGENT']._serialized_end=3719
+  _globals['_PODSTREAMS']._serialized_start=3722
+  _globals['_PODSTREAMS']._serialized_end=3952
+  _globals['_NODEUSAGE']._serialized_start=3954
+  _globals['_NODEUSAGE']._serialized_end=4033
 # @@protoc_insertion_point(module_scope)

@@ -310,3 +310,234 @@ class NodeAgent:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class PodStreamsStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Exec = channel.stream_stream(
+                '/pilothouse.v1.PodStreams/Exec',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/pilothouse.v1.PodStreams/Attach',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/pilothouse.v1.PodStreams/PortForward',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardInput.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardOutput.FromString,
+                _registered_method=True)
+
+
+class PodStreamsServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Exec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """The output of a container's main process, from now on (its log file holds the past).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PodStreamsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardInput.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardOutput.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.PodStreams', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.PodStreams', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PodStreams:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.PodStreams/Exec',
+            pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.PodStreams/Attach',
+            pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.PodStreams/PortForward',
+            pilothouse_dot_v1_dot_agent__pb2.PortForwardInput.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.PortForwardOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class NodeUsageStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Usage = channel.unary_unary(
+                '/pilothouse.v1.NodeUsage/Usage',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.UsageRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.UsageResponse.FromString,
+                _registered_method=True)
+
+
+class NodeUsageServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Usage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_NodeUsageServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Usage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Usage,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.UsageRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.UsageResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.NodeUsage', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.NodeUsage', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class NodeUsage:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Usage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.NodeUsage/Usage',
+            pilothouse_dot_v1_dot_agent__pb2.UsageRequest.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.UsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

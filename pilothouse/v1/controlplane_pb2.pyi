@@ -155,20 +155,24 @@ class ScaleRequest(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class PodLogsRequest(_message.Message):
-    __slots__ = ("namespace", "pod", "container", "tail_lines", "follow", "previous")
+    __slots__ = ("namespace", "pod", "container", "tail_lines", "follow", "previous", "since_time", "timestamps")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_TIME_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     pod: str
     container: str
     tail_lines: int
     follow: bool
     previous: bool
-    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., tail_lines: _Optional[int] = ..., follow: _Optional[bool] = ..., previous: _Optional[bool] = ...) -> None: ...
+    since_time: _timestamp_pb2.Timestamp
+    timestamps: bool
+    def __init__(self, namespace: _Optional[str] = ..., pod: _Optional[str] = ..., container: _Optional[str] = ..., tail_lines: _Optional[int] = ..., follow: _Optional[bool] = ..., previous: _Optional[bool] = ..., since_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timestamps: _Optional[bool] = ...) -> None: ...
 
 class LogChunk(_message.Message):
     __slots__ = ("data",)
@@ -431,3 +435,31 @@ class RevokeNodeResponse(_message.Message):
     node_name: str
     revoked_at: _timestamp_pb2.Timestamp
     def __init__(self, node_name: _Optional[str] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TopPodsRequest(_message.Message):
+    __slots__ = ("namespace", "label_selector")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    label_selector: str
+    def __init__(self, namespace: _Optional[str] = ..., label_selector: _Optional[str] = ...) -> None: ...
+
+class TopPodsResponse(_message.Message):
+    __slots__ = ("pods", "errors")
+    PODS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    pods: _containers.RepeatedCompositeFieldContainer[_agent_pb2.PodUsage]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pods: _Optional[_Iterable[_Union[_agent_pb2.PodUsage, _Mapping]]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TopNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TopNodesResponse(_message.Message):
+    __slots__ = ("nodes", "errors")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_agent_pb2.NodeUsageSample]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_agent_pb2.NodeUsageSample, _Mapping]]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...

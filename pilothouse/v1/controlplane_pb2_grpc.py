@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from pilothouse.v1 import agent_pb2 as pilothouse_dot_v1_dot_agent__pb2
 from pilothouse.v1 import controlplane_pb2 as pilothouse_dot_v1_dot_controlplane__pb2
 from pilothouse.v1 import objects_pb2 as pilothouse_dot_v1_dot_objects__pb2
 
@@ -964,6 +965,297 @@ class NodeAccess:
             '/pilothouse.v1.NodeAccess/RevokeNode',
             pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeRequest.SerializeToString,
             pilothouse_dot_v1_dot_controlplane__pb2.RevokeNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class PodAccessStub:
+    """---------------------------------------------------------------------------------------------
+    Into pods (issue 16): exec, attach and port-forward, proxied to the agent of the pod's node
+    (its PodStreams service) over the control plane's mutual-TLS channel. The messages are the
+    agent's; the control plane checks the pod (it exists, is bound to a node, runs, has the
+    container) before it dials the node, and answers a bad request with one status.
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Exec = channel.stream_stream(
+                '/pilothouse.v1.PodAccess/Exec',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/pilothouse.v1.PodAccess/Attach',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.PortForward = channel.stream_stream(
+                '/pilothouse.v1.PodAccess/PortForward',
+                request_serializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardInput.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardOutput.FromString,
+                _registered_method=True)
+
+
+class PodAccessServicer:
+    """---------------------------------------------------------------------------------------------
+    Into pods (issue 16): exec, attach and port-forward, proxied to the agent of the pod's node
+    (its PodStreams service) over the control plane's mutual-TLS channel. The messages are the
+    agent's; the control plane checks the pod (it exists, is bound to a node, runs, has the
+    container) before it dials the node, and answers a bad request with one status.
+
+    """
+
+    def Exec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PortForward(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PodAccessServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Exec': grpc.stream_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.ExecInput.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'PortForward': grpc.stream_stream_rpc_method_handler(
+                    servicer.PortForward,
+                    request_deserializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardInput.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_agent__pb2.PortForwardOutput.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.PodAccess', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.PodAccess', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PodAccess:
+    """---------------------------------------------------------------------------------------------
+    Into pods (issue 16): exec, attach and port-forward, proxied to the agent of the pod's node
+    (its PodStreams service) over the control plane's mutual-TLS channel. The messages are the
+    agent's; the control plane checks the pod (it exists, is bound to a node, runs, has the
+    container) before it dials the node, and answers a bad request with one status.
+
+    """
+
+    @staticmethod
+    def Exec(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.PodAccess/Exec',
+            pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.PodAccess/Attach',
+            pilothouse_dot_v1_dot_agent__pb2.ExecInput.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PortForward(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.PodAccess/PortForward',
+            pilothouse_dot_v1_dot_agent__pb2.PortForwardInput.SerializeToString,
+            pilothouse_dot_v1_dot_agent__pb2.PortForwardOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ResourceUsageStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.TopPods = channel.unary_unary(
+                '/pilothouse.v1.ResourceUsage/TopPods',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.TopPodsRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.TopPodsResponse.FromString,
+                _registered_method=True)
+        self.TopNodes = channel.unary_unary(
+                '/pilothouse.v1.ResourceUsage/TopNodes',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.TopNodesRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.TopNodesResponse.FromString,
+                _registered_method=True)
+
+
+class ResourceUsageServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def TopPods(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopNodes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ResourceUsageServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'TopPods': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopPods,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.TopPodsRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.TopPodsResponse.SerializeToString,
+            ),
+            'TopNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopNodes,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.TopNodesRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.TopNodesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pilothouse.v1.ResourceUsage', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pilothouse.v1.ResourceUsage', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ResourceUsage:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def TopPods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.ResourceUsage/TopPods',
+            pilothouse_dot_v1_dot_controlplane__pb2.TopPodsRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.TopPodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pilothouse.v1.ResourceUsage/TopNodes',
+            pilothouse_dot_v1_dot_controlplane__pb2.TopNodesRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.TopNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1893,8 +1893,140 @@ class Event(_message.Message):
     type: str
     def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., involved_object: _Optional[_Union[ObjectReference, _Mapping]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., source: _Optional[_Union[EventSource, _Mapping]] = ..., first_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ..., type: _Optional[str] = ...) -> None: ...
 
+class CrossVersionObjectReference(_message.Message):
+    __slots__ = ("api_version", "kind", "name")
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    api_version: str
+    kind: str
+    name: str
+    def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class MetricTarget(_message.Message):
+    __slots__ = ("type", "average_utilization", "average_value")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    average_utilization: int
+    average_value: str
+    def __init__(self, type: _Optional[str] = ..., average_utilization: _Optional[int] = ..., average_value: _Optional[str] = ...) -> None: ...
+
+class ResourceMetricSource(_message.Message):
+    __slots__ = ("name", "target")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    target: MetricTarget
+    def __init__(self, name: _Optional[str] = ..., target: _Optional[_Union[MetricTarget, _Mapping]] = ...) -> None: ...
+
+class MetricSpec(_message.Message):
+    __slots__ = ("type", "resource")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    resource: ResourceMetricSource
+    def __init__(self, type: _Optional[str] = ..., resource: _Optional[_Union[ResourceMetricSource, _Mapping]] = ...) -> None: ...
+
+class HPAScalingPolicy(_message.Message):
+    __slots__ = ("type", "value", "period_seconds")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    value: int
+    period_seconds: int
+    def __init__(self, type: _Optional[str] = ..., value: _Optional[int] = ..., period_seconds: _Optional[int] = ...) -> None: ...
+
+class HPAScalingRules(_message.Message):
+    __slots__ = ("stabilization_window_seconds", "select_policy", "policies")
+    STABILIZATION_WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SELECT_POLICY_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    stabilization_window_seconds: int
+    select_policy: str
+    policies: _containers.RepeatedCompositeFieldContainer[HPAScalingPolicy]
+    def __init__(self, stabilization_window_seconds: _Optional[int] = ..., select_policy: _Optional[str] = ..., policies: _Optional[_Iterable[_Union[HPAScalingPolicy, _Mapping]]] = ...) -> None: ...
+
+class HorizontalPodAutoscalerBehavior(_message.Message):
+    __slots__ = ("scale_up", "scale_down")
+    SCALE_UP_FIELD_NUMBER: _ClassVar[int]
+    SCALE_DOWN_FIELD_NUMBER: _ClassVar[int]
+    scale_up: HPAScalingRules
+    scale_down: HPAScalingRules
+    def __init__(self, scale_up: _Optional[_Union[HPAScalingRules, _Mapping]] = ..., scale_down: _Optional[_Union[HPAScalingRules, _Mapping]] = ...) -> None: ...
+
+class HorizontalPodAutoscalerSpec(_message.Message):
+    __slots__ = ("scale_target_ref", "min_replicas", "max_replicas", "metrics", "behavior")
+    SCALE_TARGET_REF_FIELD_NUMBER: _ClassVar[int]
+    MIN_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOR_FIELD_NUMBER: _ClassVar[int]
+    scale_target_ref: CrossVersionObjectReference
+    min_replicas: int
+    max_replicas: int
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricSpec]
+    behavior: HorizontalPodAutoscalerBehavior
+    def __init__(self, scale_target_ref: _Optional[_Union[CrossVersionObjectReference, _Mapping]] = ..., min_replicas: _Optional[int] = ..., max_replicas: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[MetricSpec, _Mapping]]] = ..., behavior: _Optional[_Union[HorizontalPodAutoscalerBehavior, _Mapping]] = ...) -> None: ...
+
+class MetricValueStatus(_message.Message):
+    __slots__ = ("average_utilization", "average_value")
+    AVERAGE_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    average_utilization: int
+    average_value: str
+    def __init__(self, average_utilization: _Optional[int] = ..., average_value: _Optional[str] = ...) -> None: ...
+
+class ResourceMetricStatus(_message.Message):
+    __slots__ = ("name", "current")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    current: MetricValueStatus
+    def __init__(self, name: _Optional[str] = ..., current: _Optional[_Union[MetricValueStatus, _Mapping]] = ...) -> None: ...
+
+class MetricStatus(_message.Message):
+    __slots__ = ("type", "resource")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    resource: ResourceMetricStatus
+    def __init__(self, type: _Optional[str] = ..., resource: _Optional[_Union[ResourceMetricStatus, _Mapping]] = ...) -> None: ...
+
+class HorizontalPodAutoscalerStatus(_message.Message):
+    __slots__ = ("observed_generation", "last_scale_time", "current_replicas", "desired_replicas", "current_metrics", "conditions")
+    OBSERVED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    LAST_SCALE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_METRICS_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    observed_generation: int
+    last_scale_time: _timestamp_pb2.Timestamp
+    current_replicas: int
+    desired_replicas: int
+    current_metrics: _containers.RepeatedCompositeFieldContainer[MetricStatus]
+    conditions: _containers.RepeatedCompositeFieldContainer[Condition]
+    def __init__(self, observed_generation: _Optional[int] = ..., last_scale_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_replicas: _Optional[int] = ..., desired_replicas: _Optional[int] = ..., current_metrics: _Optional[_Iterable[_Union[MetricStatus, _Mapping]]] = ..., conditions: _Optional[_Iterable[_Union[Condition, _Mapping]]] = ...) -> None: ...
+
+class HorizontalPodAutoscaler(_message.Message):
+    __slots__ = ("api_version", "kind", "metadata", "spec", "status")
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: HorizontalPodAutoscalerSpec
+    status: HorizontalPodAutoscalerStatus
+    def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ..., spec: _Optional[_Union[HorizontalPodAutoscalerSpec, _Mapping]] = ..., status: _Optional[_Union[HorizontalPodAutoscalerStatus, _Mapping]] = ...) -> None: ...
+
 class Object(_message.Message):
-    __slots__ = ("deployment", "pod", "node", "event", "replica_set", "service", "endpoint_slice", "namespace", "service_account", "replication_controller", "job", "cron_job", "daemon_set", "stateful_set", "controller_revision", "persistent_volume_claim", "persistent_volume", "storage_class", "config_map", "secret")
+    __slots__ = ("deployment", "pod", "node", "event", "replica_set", "service", "endpoint_slice", "namespace", "service_account", "replication_controller", "job", "cron_job", "daemon_set", "stateful_set", "controller_revision", "persistent_volume_claim", "persistent_volume", "storage_class", "config_map", "secret", "horizontal_pod_autoscaler")
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     POD_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -1915,6 +2047,7 @@ class Object(_message.Message):
     STORAGE_CLASS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_MAP_FIELD_NUMBER: _ClassVar[int]
     SECRET_FIELD_NUMBER: _ClassVar[int]
+    HORIZONTAL_POD_AUTOSCALER_FIELD_NUMBER: _ClassVar[int]
     deployment: Deployment
     pod: Pod
     node: Node
@@ -1935,4 +2068,5 @@ class Object(_message.Message):
     storage_class: StorageClass
     config_map: ConfigMap
     secret: Secret
-    def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., pod: _Optional[_Union[Pod, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., replica_set: _Optional[_Union[ReplicaSet, _Mapping]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., endpoint_slice: _Optional[_Union[EndpointSlice, _Mapping]] = ..., namespace: _Optional[_Union[Namespace, _Mapping]] = ..., service_account: _Optional[_Union[ServiceAccount, _Mapping]] = ..., replication_controller: _Optional[_Union[ReplicationController, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., cron_job: _Optional[_Union[CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[DaemonSet, _Mapping]] = ..., stateful_set: _Optional[_Union[StatefulSet, _Mapping]] = ..., controller_revision: _Optional[_Union[ControllerRevision, _Mapping]] = ..., persistent_volume_claim: _Optional[_Union[PersistentVolumeClaim, _Mapping]] = ..., persistent_volume: _Optional[_Union[PersistentVolume, _Mapping]] = ..., storage_class: _Optional[_Union[StorageClass, _Mapping]] = ..., config_map: _Optional[_Union[ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[Secret, _Mapping]] = ...) -> None: ...
+    horizontal_pod_autoscaler: HorizontalPodAutoscaler
+    def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., pod: _Optional[_Union[Pod, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., replica_set: _Optional[_Union[ReplicaSet, _Mapping]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., endpoint_slice: _Optional[_Union[EndpointSlice, _Mapping]] = ..., namespace: _Optional[_Union[Namespace, _Mapping]] = ..., service_account: _Optional[_Union[ServiceAccount, _Mapping]] = ..., replication_controller: _Optional[_Union[ReplicationController, _Mapping]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., cron_job: _Optional[_Union[CronJob, _Mapping]] = ..., daemon_set: _Optional[_Union[DaemonSet, _Mapping]] = ..., stateful_set: _Optional[_Union[StatefulSet, _Mapping]] = ..., controller_revision: _Optional[_Union[ControllerRevision, _Mapping]] = ..., persistent_volume_claim: _Optional[_Union[PersistentVolumeClaim, _Mapping]] = ..., persistent_volume: _Optional[_Union[PersistentVolume, _Mapping]] = ..., storage_class: _Optional[_Union[StorageClass, _Mapping]] = ..., config_map: _Optional[_Union[ConfigMap, _Mapping]] = ..., secret: _Optional[_Union[Secret, _Mapping]] = ..., horizontal_pod_autoscaler: _Optional[_Union[HorizontalPodAutoscaler, _Mapping]] = ...) -> None: ...
