@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from controlplane.api import watch
 from controlplane.api.errors import Failure, translated
+from controlplane.api.nodeimages import list_node_images
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import Connect, connector
 from controlplane.objects import (
@@ -76,7 +77,7 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
         self._objects = objects
         # What the cluster's admin allows beyond the syntax (probe hosts, Unconfined seccomp).
         self._policy = policy or ClusterPolicy()
-        self._connect = connect or connector()  # to node agents (PodLogs)
+        self._connect = connect or connector()  # to node agents (PodLogs, ListNodeImages)
         self._services = services or ServiceAddresses(objects)
 
     async def Apply(
@@ -246,6 +247,14 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                 )
                 async for data in chunks:
                     yield api.LogChunk(data=data)
+
+    async def ListNodeImages(
+        self, request: api.ListNodeImagesRequest, context: grpc.aio.ServicerContext
+    ) -> api.ListNodeImagesResponse:
+        """Proxied to the ListImages of each node's agent (`nodeimages`)."""
+        async with translated(context, method="ListNodeImages"):
+            return await list_node_images(self._objects, connect=self._connect, node=request.node)
+        raise AssertionError("unreachable")
 
     async def _scale(self, kind: kinds.Kind, request: api.ScaleRequest) -> Message:
         for attempt in range(_SCALE_RETRIES):

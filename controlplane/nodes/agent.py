@@ -1,4 +1,4 @@
-"""The control plane's client of one node agent: SyncPods, WatchPods and Logs over gRPC.
+"""The control plane's client of one node agent: SyncPods, WatchPods, Logs and ListImages.
 
 Invariants:
 - Every unary call has a deadline (`timeout`), so a hung agent costs its caller at most that.
@@ -82,6 +82,7 @@ class Pushed(dict[str, str]):
 class PodChangeType(enum.Enum):
     UPDATED = "UPDATED"
     REMOVED = "REMOVED"
+    NODE = "NODE"  # events about the node itself (image gc); no pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class PodChange:
 _CHANGE_TYPES = {
     agent_pb2.PodStatusEvent.UPDATED: PodChangeType.UPDATED,
     agent_pb2.PodStatusEvent.REMOVED: PodChangeType.REMOVED,
+    agent_pb2.PodStatusEvent.NODE: PodChangeType.NODE,
 }
 
 
@@ -205,6 +207,13 @@ class AgentClient:
             raise self._failed("Logs", error) from None
         finally:
             call.cancel()
+
+    async def list_images(self) -> agent_pb2.ListImagesResponse:
+        """The node's images, their sizes and the pods using them."""
+        try:
+            return await self._stub.ListImages(agent_pb2.ListImagesRequest(), timeout=self.timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._failed("ListImages", error) from None
 
     def _who(self) -> str:
         return (

@@ -4,15 +4,17 @@ The node syncer hands every `PodChange` of its agent's `WatchPods` stream to `Ag
 - statuses are coalesced per pod (newest wins) and written by `STATUS_WRITERS` writers with
   `update_status` (compare-and-swap; on a conflict the pod is read again); statuses of pods no
   longer bound to the node, or of an older pod with the same name, are dropped;
-- events (probe failures, restarts, pulls) become Event objects about the pod through an
-  `EventWriter`: repeats merge into one object (count, lastTimestamp), each written at most
+- events (probe failures, restarts, pulls) become Event objects about the pod, and the
+  node's own (image garbage collection: NODE changes) Event objects about the Node, through
+  an `EventWriter`: repeats merge into one object (count, lastTimestamp), each written at most
   once a second; status writes go first (an event waits while statuses wait or are being
   written, at most 2 s).
 
 Invariants:
 - An agent speaks only for its own pods: a reported event is kept only when it is about the
   pod it came with, that pod is bound to this node with that uid (or, in the report of the
-  pod's removal, is gone from the store), and its source host is this node.
+  pod's removal, is gone from the store), and its source host is this node; a node event
+  only when it is about this node.
 - The conditions the control plane owns (PodScheduled while True: the scheduler's) are kept
   over the agent's view of them (`merged_status`).
 - One pod's status is written by one writer at a time; a failed write is retried after a
@@ -95,6 +97,9 @@ class AgentReports:
 
     def add(self, change: PodChange) -> None:
         """One change from the agent's WatchPods stream."""
+        if change.type is PodChangeType.NODE:
+            self._record_node_events(change.events)
+            return
         self._record_events(change.pod, change.events, change.type)
         if change.type is not PodChangeType.UPDATED:
             return
@@ -111,6 +116,21 @@ class AgentReports:
                 group.create_task(self._pod_events.run(), name=f"nodesync.{self.node}.events")
 
     # -------------------------------------------------------------------- events
+
+    def _record_node_events(self, events: Iterable[objects_pb2.Event]) -> None:
+        """Queue the agent's events about its own node (see the module's invariants)."""
+        if self._pod_events is None:
+            return
+        for event in events:
+            ref = event.involved_object
+            if (ref.kind, ref.name) != ("Node", self.node) or event.source.host not in (
+                "",
+                self.node,
+            ):
+                log.debug("node.event_refused", node=self.node, reason=event.reason)
+                continue
+            event.source.host = self.node
+            self._pod_events.add(event)
 
     def _record_events(
         self,

@@ -4,7 +4,9 @@ Invariant: verbs write only through `Context.out` / `Context.err` and read the t
 `Context.now()`, so tests drive them with in-memory streams; a verb that needs the control plane
 opens its `Client` through `Context.connect()` (one per invocation), which uses the TLS
 credentials of the config file when it names them (mutual TLS with the admin's certificate) and
-plaintext only when it names none (a control plane run with `--insecure`).
+plaintext only when it names none (a control plane run with `--insecure`). The client and the
+credentials (gRPC, the PKI) are imported by `connect()`: a verb that never connects pays for
+neither.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pilothouse import credentials, kinds
-from pilothouse.client import Client
 from pilothouse.config import Config
+
+if TYPE_CHECKING:
+    from pilothouse.client import Client
 
 
 def _utcnow() -> datetime:
@@ -33,6 +36,9 @@ class Context:
     now: Callable[[], datetime] = _utcnow
 
     def connect(self) -> Client:
+        from pilothouse import credentials
+        from pilothouse.client import Client
+
         material = credentials.from_config(self.config)
         if material is None:
             return Client(self.config.server)
@@ -44,7 +50,7 @@ class Context:
 
     def namespace(self, flag: str | None) -> str:
         """The namespace a verb acts in: `-n`, else the config file's, else "default"."""
-        return flag or self.config.namespace or kinds.DEFAULT_NAMESPACE
+        return flag or self.config.namespace or "default"  # kinds.DEFAULT_NAMESPACE
 
     def print(self, text: str = "") -> None:
         self.out.write(text + "\n")

@@ -7,39 +7,28 @@ Invariants:
   global flags given before the verb are handed on to it.
 - Every failure ends with a non-zero exit code and one `error: …` line per problem on stderr;
   a traceback is printed only with `--debug`. Usage errors exit 2, everything else 1, Ctrl-C 130.
-- Verb modules are wired here by hand, in one table; nothing registers itself at import time.
+- Verb modules are wired here by hand, in one table (`VERBS`: verb -> its module, the name of
+  its run coroutine and its one-line help); nothing registers itself at import time.
+- Start-up costs only what the command needs: a verb's module is imported when that verb runs
+  (never at import of this module), so `--version` and `--help` import no verb, no gRPC and
+  no protobuf, and a verb imports only its own module's dependencies. `--help` lists every
+  verb from the table's help lines; tests/unit/test_cli_startup.py checks they are the lines
+  each module's own parser gives.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import logging
 import sys
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn, TextIO
-
-import structlog
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import pilothouse
-from pilothouse import config, logs
-from pilothouse.cli import apply, delete, get, image, nodes, scale
-from pilothouse.cli import diff as diff_verb
-from pilothouse.cli import logs as logs_verb
-from pilothouse.cli import secrets as secrets_verb
-from pilothouse.cli import setimage as set_verb
-from pilothouse.cli import token as token_verb
-from pilothouse.cli.build import verb as build_verb
-from pilothouse.cli.cluster import verbs as cluster_verb
-from pilothouse.cli.context import Context
-from pilothouse.cli.describe import verbs as describe
-from pilothouse.cli.errors import describe_error
-from pilothouse.cli.resources import UsageError
-from pilothouse.cli.rollout import verbs as rollout_verb
-from pilothouse.client import unreachable_message
+from pilothouse.cli.usage import UsageError
+
+if TYPE_CHECKING:
+    from pilothouse.cli.context import Context
 
 # The control-plane and node-agent processes live in their own top-level packages, which this
 # shared package must never import (import-linter forbids it, so the layering stays one-way);
@@ -54,27 +43,57 @@ PROCESS_HELP = {
     "agent": "run a node agent",
 }
 
-Verb = Callable[[argparse.Namespace, Context], Awaitable[int]]
+Verb = Callable[[argparse.Namespace, "Context"], Awaitable[int]]
 
-# verb -> the coroutine that runs it; the parsers are added by the same modules below.
-VERBS: dict[str, Verb] = {
-    "apply": apply.run,
-    "get": get.run,
-    "describe": describe.run,
-    "delete": delete.run,
-    "scale": scale.run,
-    "logs": logs_verb.run,
-    "cordon": nodes.run_cordon,
-    "uncordon": nodes.run_uncordon,
-    "drain": nodes.run_drain,
-    "token": token_verb.run,
-    **image.VERBS,
-    **build_verb.VERBS,
-    **rollout_verb.VERBS,
-    **set_verb.VERBS,
-    **diff_verb.VERBS,
-    **secrets_verb.VERBS,
-    **cluster_verb.VERBS,
+
+@dataclass(frozen=True, slots=True)
+class VerbSpec:
+    """Where a verb lives: its module adds its parser (`add_parser` or `add_parsers`, which may
+    add sibling verbs too) and holds `run` (its coroutine, or a `VERBS` table naming it)."""
+
+    module: str
+    help: str  # what `pilothouse --help` shows; the module's parser says the same
+    run: str = "run"
+
+
+_CLI = "pilothouse.cli"
+# In `--help` order.
+VERBS: dict[str, VerbSpec] = {
+    "apply": VerbSpec(f"{_CLI}.apply", "create or update objects from manifests"),
+    "get": VerbSpec(f"{_CLI}.get", "show one or many objects"),
+    "describe": VerbSpec(
+        f"{_CLI}.describe.verbs", "show the details of an object, with its events"
+    ),
+    "delete": VerbSpec(f"{_CLI}.delete", "delete objects by name, selector or manifest"),
+    "scale": VerbSpec(f"{_CLI}.scale", "set the number of replicas of a deployment"),
+    "logs": VerbSpec(f"{_CLI}.logs", "print the logs of a pod's container"),
+    "cordon": VerbSpec(f"{_CLI}.nodes", "mark a node unschedulable", run="run_cordon"),
+    "uncordon": VerbSpec(f"{_CLI}.nodes", "mark a node schedulable again", run="run_uncordon"),
+    "drain": VerbSpec(
+        f"{_CLI}.nodes", "cordon a node and move its pods elsewhere", run="run_drain"
+    ),
+    "image": VerbSpec(
+        f"{_CLI}.image", "push image archives to a registry; build the busybox test image"
+    ),
+    "images": VerbSpec(
+        f"{_CLI}.nodeimages", "list the images on nodes, their sizes and the pods using them"
+    ),
+    "build": VerbSpec(
+        f"{_CLI}.build.verb",
+        "build an image from a Containerfile (layer cache, OCI output, --push)",
+    ),
+    "rollout": VerbSpec(
+        f"{_CLI}.rollout.verbs",
+        "manage the rollout of a deployment (status, history, undo, pause, resume, restart)",
+    ),
+    "up": VerbSpec(
+        f"{_CLI}.cluster.verbs", "start a local cluster: registry, control plane, N agents"
+    ),
+    "down": VerbSpec(f"{_CLI}.cluster.verbs", "stop the local cluster and remove what it made"),
+    "set": VerbSpec(f"{_CLI}.setimage", "change fields of objects (set image)"),
+    "diff": VerbSpec(f"{_CLI}.diff", "show what apply would change (exit 1 when something would)"),
+    "token": VerbSpec(f"{_CLI}.token", "manage bootstrap tokens with which nodes join"),
+    "secrets": VerbSpec(f"{_CLI}.secrets", "manage the encryption of Secrets at rest"),
 }
 
 EXIT_ERROR = 1
@@ -132,7 +151,13 @@ def split_globals(argv: Sequence[str]) -> tuple[GlobalFlags, list[str]]:
     return flags, rest
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module(verb: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    return importlib.import_module(VERBS[verb].module)
+
+
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = _Parser(
         prog="pilothouse",
         description="Pilothouse: a small multi-node container orchestrator.",
@@ -147,26 +172,50 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb, text in PROCESS_HELP.items():
         subparsers.add_parser(verb, help=text, add_help=False)
-    apply.add_parser(subparsers)
-    get.add_parser(subparsers)
-    describe.add_parser(subparsers)
-    delete.add_parser(subparsers)
-    scale.add_parser(subparsers)
-    logs_verb.add_parser(subparsers)
-    nodes.add_parsers(subparsers)
-    image.add_parsers(subparsers)
-    build_verb.add_parser(subparsers)
-    rollout_verb.add_parsers(subparsers)
-    cluster_verb.add_parsers(subparsers)
-    set_verb.add_parsers(subparsers)
-    diff_verb.add_parser(subparsers)
-    token_verb.add_parsers(subparsers)
-    secrets_verb.add_parsers(subparsers)
+    return parser, subparsers
+
+
+def help_parser() -> argparse.ArgumentParser:
+    """The top-level parser as `--help` shows it: every verb by its table line, none imported."""
+    parser, subparsers = _top_parser()
+    for verb, spec in VERBS.items():
+        subparsers.add_parser(verb, help=spec.help, add_help=False)
     return parser
+
+
+def build_parser(*verbs: str) -> argparse.ArgumentParser:
+    """The parser with the real parsers of `verbs`' modules (of every verb when none is named;
+    importing every verb module: for tests and documentation, not for running one verb)."""
+    parser, subparsers = _top_parser()
+    added: set[str] = set()
+    for verb in verbs or VERBS:
+        module = VERBS[verb].module
+        if module in added:
+            continue  # its add_parsers added its siblings already
+        added.add(module)
+        loaded = _module(verb)
+        adder = getattr(loaded, "add_parsers", None) or loaded.add_parser
+        adder(subparsers)
+    return parser
+
+
+def verb_function(verb: str) -> Verb:
+    """The coroutine that runs `verb` (its module imported now)."""
+    loaded = _module(verb)
+    table = getattr(loaded, "VERBS", None)
+    if isinstance(table, dict) and verb in table:
+        return table[verb]  # type: ignore[no-any-return]
+    return getattr(loaded, VERBS[verb].run)  # type: ignore[no-any-return]
 
 
 def _quiet_logs(*, debug: bool) -> None:
     """Structured logs on stderr: everything with --debug, otherwise warnings only."""
+    import logging
+
+    import structlog
+
+    from pilothouse import logs
+
     logs.setup(debug=debug)
     if not debug:
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -184,8 +233,35 @@ def forwarded(flags: GlobalFlags) -> list[str]:
 
 def run_process(verb: str, argv: list[str]) -> int:
     """Hand the rest of the command line to a process's own `main(argv) -> int`."""
+    import importlib
+
     module = importlib.import_module(PROCESSES[verb])
     return int(module.main(argv) or 0)
+
+
+# Optional renderers structlog imports when they are installed. Pilothouse depends on neither
+# (`rich` arrives with import-linter in test installs) and the CLI never renders with them, yet
+# importing rich costs ~40 ms of every command's start-up; the console script leaves them out,
+# as a plain install has them not.
+_OPTIONAL_RENDERERS = ("rich", "better_exceptions")
+
+
+def _leave_out_optional_renderers() -> None:
+    for name in _OPTIONAL_RENDERERS:
+        sys.modules.setdefault(name, None)  # type: ignore[assignment]  # import raises ImportError
+
+
+def _run_verb(verb: str, words: list[str], flags: GlobalFlags, out: TextIO, err: TextIO) -> int:
+    import asyncio
+
+    from pilothouse import config
+    from pilothouse.cli.context import Context
+
+    args = build_parser(verb).parse_args(words)
+    _quiet_logs(debug=flags.debug)
+    settings = config.resolve(server=flags.server, config_path=flags.config)
+    ctx = Context(config=settings, debug=flags.debug, out=out, err=err)
+    return asyncio.run(verb_function(args.verb)(args, ctx))
 
 
 def main(
@@ -193,6 +269,8 @@ def main(
 ) -> int:
     """Run one `pilothouse` command; returns the exit code (the console script exits with it)."""
     words = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the console script (a process of its own), not a caller in-process
+        _leave_out_optional_renderers()
     err = err or sys.stderr
     out = out or sys.stdout
     flags = GlobalFlags(debug="--debug" in words)
@@ -204,16 +282,15 @@ def main(
         if rest and rest[0] in PROCESSES:
             return run_process(rest[0], [*forwarded(flags), *rest[1:]])
         if not rest or rest[0] in ("-h", "--help", "help"):
-            out.write(build_parser().format_help())
+            out.write(help_parser().format_help())
             return 0
-        if not rest[0].startswith("-") and rest[0] not in VERBS:
+        if rest[0].startswith("-"):
+            help_parser().parse_args(rest)  # an unknown flag before any verb: a usage error
+            raise UsageError("no command given (see `pilothouse --help`)")
+        if rest[0] not in VERBS:
             known = ", ".join([*PROCESSES, *VERBS])
             raise UsageError(f'unknown command "{rest[0]}" (known: {known})')
-        args = build_parser().parse_args(rest)
-        _quiet_logs(debug=flags.debug)
-        settings = config.resolve(server=flags.server, config_path=flags.config)
-        ctx = Context(config=settings, debug=flags.debug, out=out, err=err)
-        return asyncio.run(VERBS[args.verb](args, ctx))
+        return _run_verb(rest[0], rest, flags, out, err)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except SystemExit as exc:  # --help inside a verb, or a process that exits
@@ -221,7 +298,11 @@ def main(
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception as exc:  # every failure reaches the person as one line (or a traceback)
+        from pilothouse.cli.errors import describe_error
+
         if flags.debug:
+            import traceback
+
             traceback.print_exc(file=err)
         for line in describe_error(exc).splitlines():
             err.write(f"error: {line}\n")
@@ -229,7 +310,7 @@ def main(
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
 
 
-__all__ = ["main", "split_globals", "unreachable_message"]
+__all__ = ["VERBS", "build_parser", "help_parser", "main", "split_globals"]
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Invariants: JSON and YAML are the Kubernetes object shape (`pilothouse.cli.shape.to_k8s`) with keys
 sorted, as kubectl prints them; several objects print as one `kind: List`. Names of resources
 read `deployment.apps/web` (kind lower-case, API group when it has one), as in kubectl output.
+The object shape (and with it the manifests package) and YAML are imported only when an object
+is printed in them: a table costs neither.
 """
 
 from __future__ import annotations
@@ -12,11 +14,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
 from google.protobuf.message import Message
 
 from pilothouse import kinds
-from pilothouse.cli import shape
 from pilothouse.kinds import Kind
 
 
@@ -53,6 +53,8 @@ def name_of(message: Message) -> str:
 
 
 def as_list(items: Sequence[Message]) -> dict[str, Any]:
+    from pilothouse.cli import shape
+
     return {
         "apiVersion": "v1",
         "items": [shape.to_k8s(item) for item in items],
@@ -66,6 +68,8 @@ def dump_json(data: dict[str, Any]) -> str:
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
+    import yaml
+
     return yaml.safe_dump(
         data, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 20
     )
@@ -75,6 +79,8 @@ def render(items: Sequence[Message], fmt: Format, *, single: bool) -> str:
     """Objects in a structured format; `single` prints one object rather than a List."""
     if fmt is Format.NAME:
         return "\n".join(name_of(item) for item in items)
+    from pilothouse.cli import shape
+
     data = shape.to_k8s(items[0]) if single and len(items) == 1 else as_list(items)
     if fmt is Format.JSON:
         return dump_json(data)

@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from pilothouse import kinds, selectors
+from pilothouse.cli.usage import UsageError
 from pilothouse.kinds import Kind
-
-
-class UsageError(ValueError):
-    """The command line is wrong; the message says how."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,6 +219,13 @@ class Client:
                 api.RotateSecretsKeyRequest(), timeout=max(self.timeout, 60.0)
             )
 
+    async def node_images(self, node: str = "") -> api.ListNodeImagesResponse:
+        """The images on `node` (or on every node), as their agents list them."""
+        with self._errors(Kind.NODE, node):
+            return await self._stub.ListNodeImages(
+                api.ListNodeImagesRequest(node=node), timeout=self.timeout
+            )
+
     async def controlplanes(self) -> api.ListControlPlanesResponse:
         """The control plane's members, its leader, etcd's health and the leader changes."""
         with self._errors(Kind.NODE, ""):

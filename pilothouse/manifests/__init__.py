@@ -15,19 +15,45 @@ source is invalid.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from google.protobuf.message import Message
 
-from pilothouse.manifests.defaults import set_defaults
-from pilothouse.manifests.loader import SUPPORTED, Document, load, parse, resolve_kind
 from pilothouse.manifests.problems import ManifestError, Problem
-from pilothouse.manifests.validation import check
-from pilothouse.manifests.validation import policy as _policy
-from pilothouse.manifests.validation.policy import ClusterPolicy
+
+if TYPE_CHECKING:
+    from pilothouse.manifests.defaults import set_defaults
+    from pilothouse.manifests.loader import SUPPORTED, Document, load, parse, resolve_kind
+    from pilothouse.manifests.validation.policy import ClusterPolicy
+
+# The heavier parts (the loader, defaults, validation) are imported when first asked for, so
+# that importing one small module of the package (`names`, `problems`) costs only that module:
+# the CLI's start-up (pilothouse.selectors uses `names`) does not pay for validation.
+_LAZY = {
+    "SUPPORTED": "pilothouse.manifests.loader",
+    "Document": "pilothouse.manifests.loader",
+    "load": "pilothouse.manifests.loader",
+    "parse": "pilothouse.manifests.loader",
+    "resolve_kind": "pilothouse.manifests.loader",
+    "set_defaults": "pilothouse.manifests.defaults",
+    "ClusterPolicy": "pilothouse.manifests.validation.policy",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def validate(message: Message, *, policy: ClusterPolicy | None = None) -> list[Problem]:
     """Every problem of one object (file "" and document 0: it came from no file), and with a
     `policy` (the API server's), every setting that policy does not allow."""
+    from pilothouse.manifests.validation import check
+    from pilothouse.manifests.validation import policy as _policy
+
     found = check(message)
     if policy is not None:
         found += _policy.check(message, policy)

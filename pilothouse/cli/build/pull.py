@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,8 +22,9 @@ from pilothouse.cli.build.store import BuildStore
 from pilothouse.oci import OCIError, reference
 from pilothouse.oci import manifest as m
 from pilothouse.oci.archive import ImageArchive
-from pilothouse.oci.registries import RegistriesConfig
-from pilothouse.oci.registry import RegistryClient
+
+if TYPE_CHECKING:
+    from pilothouse.oci.registries import RegistriesConfig
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,8 @@ async def resolve(
         local = store.lookup(str(ref))
         if local is not None:
             return local
+    from pilothouse.oci.registry import RegistryClient  # only when the store lacks the image
+
     client = RegistryClient(registries)
     try:
         resolved = await client.resolve(ref)

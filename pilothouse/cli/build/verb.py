@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from pilothouse.cli.context import Context
-from pilothouse.cli.resources import UsageError
+from pilothouse.cli.usage import UsageError
 
 DEFAULT_CACHE_LIMIT = "10Gi"
 
@@ -93,7 +93,7 @@ def _pairs(items: list[str]) -> dict[str, str]:
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
     from pilothouse import quantity
-    from pilothouse.cli.build import BuildError, publish, pull
+    from pilothouse.cli.build import BuildError
     from pilothouse.cli.build.executor import Builder, BuildOptions
     from pilothouse.cli.build.runstep import RuncDriver
     from pilothouse.cli.build.store import BuildStore, default_root
@@ -113,6 +113,8 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
             ctx.warn(text)
 
     try:
+        if args.load:
+            from pilothouse.cli.build import pull
         for archive in args.load:
             with store.locked():
                 for name, digest in pull.load(store, archive):
@@ -168,6 +170,8 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
             f"built {result.digest} in {result.seconds:.2f}s ({ran} step(s) run, "
             f"{sum(1 for s in result.steps if s.cached)} cached)"
         )
+        if args.output or args.push:
+            from pilothouse.cli.build import publish  # the registry client: only to push
         if args.output:
             name = result.names[0] if result.names else ""
             publish.write_layout(store, result.digest, args.output, name=name)
