@@ -216,6 +216,7 @@ class ImageGarbageCollector:
 
 
 def _named(image: StoredImage) -> str:
-    """"NAME (sha256:0123456789ab, " or "sha256:0123456789ab (" for an untagged image."""
+    """The head of the removal message: `NAME (sha256:0123456789ab, `, or for an untagged
+    image `sha256:0123456789ab (`."""
     short = image.digest[:19]
     return f"{image.names[0]} ({short}, " if image.names else f"{short} ("
