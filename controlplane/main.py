@@ -61,6 +61,7 @@ from controlplane.leader import Candidate, Election, Term
 from controlplane.leader import members as leader_members
 from controlplane.leader import settings as ha_flags
 from controlplane.leader.leadership import Leadership
+from controlplane.leader.placement import RaftPlacement
 from controlplane.leader.settings import HaSettings
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.agent import Connect, connector
@@ -98,6 +99,7 @@ def runnables(
     objects: ObjectStore,
     embedded: EmbeddedEtcd | None,
     election: Election,
+    raft_placement: Callable[[], Awaitable[str | None]] | None = None,
     nodes: NodeSettings | None = None,
     resolver: DigestResolver | None = None,
     connect: Connect | None = None,
@@ -121,7 +123,7 @@ def runnables(
     parts.append(AllocationRepair(objects, api.services))
 
     def team(term: Term, store: Store) -> list[Runnable]:
-        return leader_runnables(
+        team_parts = leader_runnables(
             ObjectStore(store, encryption=objects.encryption, graceful_pods=objects.graceful_pods),
             informers=informers,
             network=network,
@@ -130,6 +132,9 @@ def runnables(
             resolver=resolver,
             connect=while_leading(connect or connector(), term.valid),
         )
+        if raft_placement is not None:
+            team_parts.append(RaftPlacement(raft_placement))
+        return team_parts
 
     parts.append(Leadership(election, team=team, informers=list(informers.values())))
     return parts
@@ -394,6 +399,7 @@ async def serve(
             objects=objects,
             embedded=embedded,
             election=Election(store, candidate=candidate, ttl=ha.lease_ttl),
+            raft_placement=_raft_placement(store, embedded, ha),
             nodes=nodes,
             resolver=resolver,
             connect=connect,
@@ -419,6 +425,20 @@ async def serve(
             await embedded.stop()
         log.info("controlplane.stopped")
     return 0
+
+
+def _raft_placement(
+    store: EtcdStore, embedded: EmbeddedEtcd | None, ha: HaSettings
+) -> Callable[[], Awaitable[str | None]] | None:
+    """While leading, keep etcd's raft leader off this member's etcd (controlplane.leader.
+    placement); only for an embedded etcd that is one member of several."""
+    if embedded is None or ha.cluster() is None:
+        return None
+
+    async def move() -> str | None:
+        return await store.move_raft_leader(away_from=embedded.endpoint)
+
+    return move
 
 
 def _members_of(store: EtcdStore) -> Callable[[], Awaitable[None]]:

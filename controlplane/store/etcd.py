@@ -80,12 +80,16 @@ _CONNECTION_CODES = {
 # etcd stopping under a TLS connection ends open streams with RST_STREAM(NO_ERROR), which
 # gRPC reports as INTERNAL "Stream removed": a lost connection like any other.
 _STREAM_REMOVED = ("Stream removed", "RST_STREAM")
+# An etcd member that dies (or is SIGTERMed) under a call: the call ends with no status.
+_NO_STATUS = "No status received"
 
 
 def _lost_connection(error: rpc.AioRpcError) -> bool:
     if error.code() in _CONNECTION_CODES:
         return True
     details = error.details() or ""
+    if error.code() == rpc.StatusCode.UNKNOWN and _NO_STATUS in details:
+        return True
     return error.code() == rpc.StatusCode.INTERNAL and any(s in details for s in _STREAM_REMOVED)
 
 
@@ -196,6 +200,27 @@ class EtcdStore:
         if added:
             log.info("store.endpoints_added", endpoints=added)
         return added
+
+    async def move_raft_leader(self, *, away_from: str) -> str | None:
+        """If the etcd member serving `away_from` (a client URL) is the raft leader, hand
+        raft leadership to a healthy other member; returns that member's name (None: nothing
+        to do). etcd's MoveLeader, sent to the leader itself."""
+        members = await self.cluster_members()
+        own = next((m for m in members if away_from in m.client_urls), None)
+        if own is None or not own.leader:
+            return None
+        target = next((m for m in members if m.healthy and m.id != own.id), None)
+        if target is None:
+            return None
+        _, client = await self._client(self.endpoints.index(away_from))
+        try:
+            await rpc.MaintenanceStub(client.channel).MoveLeader(
+                rpc.MoveLeaderRequest(targetID=target.id), timeout=self._timeout
+            )
+        except rpc.AioRpcError as error:
+            raise self._translate(error) from error
+        log.info("store.raft_leader_moved", old=own.name, new=target.name)
+        return target.name
 
     async def cluster_members(self, *, status_within: float = 1.0) -> list[EtcdMember]:
         """The etcd cluster's members and how each answers right now (its own Status)."""
