@@ -198,6 +198,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept pods asking for seccompProfile: Unconfined (the nodes need the same flag)",
     )
+    p.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="accept privileged containers (securityContext.privileged; the nodes need the "
+        "same flag)",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -231,6 +237,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
         policy=ClusterPolicy(
             allow_probe_host=args.allow_probe_host,
             allow_unconfined_seccomp=args.allow_unconfined_seccomp,
+            allow_privileged=args.allow_privileged,
         ),
         join_listen=join_listen,
         tls_sans=sans,

@@ -88,6 +88,7 @@ class Config:
     memory_bytes: int | None = None  # --memory: capacity override, None: the machine's
     allow_probe_host: bool = False  # --allow-probe-host
     allow_unconfined_seccomp: bool = False  # --allow-unconfined-seccomp
+    allow_privileged: bool = False  # --allow-privileged
     eviction_hard: Threshold = field(default_factory=Threshold)  # nodefs.available<10%
     eviction_interval: float = 10.0
     eviction_transition: float = 30.0
@@ -210,6 +211,12 @@ def parser() -> argparse.ArgumentParser:
         "seccompProfile: Unconfined",
     )
     p.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="let containers run privileged (securityContext.privileged: every capability and "
+        "the node's devices)",
+    )
+    p.add_argument(
         "--eviction-hard",
         default="nodefs.available<10%",
         metavar="SIGNAL<VALUE",
@@ -305,6 +312,7 @@ def parse(argv: Sequence[str]) -> Config:
         insecure=args.insecure,
         allow_probe_host=args.allow_probe_host,
         allow_unconfined_seccomp=args.allow_unconfined_seccomp,
+        allow_privileged=args.allow_privileged,
         eviction_hard=_threshold(args.eviction_hard),
         eviction_interval=_positive("--eviction-interval", args.eviction_interval),
         eviction_transition=max(args.eviction_pressure_transition_period, 0.0),

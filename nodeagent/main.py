@@ -145,9 +145,11 @@ async def serve(config: settings.Config) -> int:
             restart_backoff=config.backoff,
             networks=networks,
             pod_files=pod_files,
+            node_mounts=config.runtime != "fake",  # tmpfs volumes, pinned pod namespaces
             policy=NodePolicy(
                 allow_probe_host=config.allow_probe_host,
                 allow_unconfined_seccomp=config.allow_unconfined_seccomp,
+                allow_privileged=config.allow_privileged,
             ),
         ),
         max_pods=config.max_pods,

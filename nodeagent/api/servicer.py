@@ -20,6 +20,7 @@ from nodeagent.api.nodeinfo import NodeFacts
 from nodeagent.discovery.convert import Pushed
 from nodeagent.discovery.sync import ServiceSync
 from nodeagent.images import ImageService
+from nodeagent.pods.configs import Configs
 from nodeagent.pods.events import NodeEvents
 from nodeagent.pods.manager import BadRequest, EventType, PodManager, PodNotFound
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
@@ -71,7 +72,11 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
                 pushed(request) if request.services_included else None,
                 exclude=leaving(self._pods.pods(), request.pods),
             )
-        rejected = await self._pods.sync(list(request.pods), fence=request.fence)
+        rejected = await self._pods.sync(
+            list(request.pods),
+            fence=request.fence,
+            configs=Configs.of(request.config_maps, request.secrets),
+        )
         return agent_pb2.SyncPodsResponse(
             rejected=rejected,
             services_programmed=outcome.programmed if outcome is not None else True,

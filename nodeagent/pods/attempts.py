@@ -35,15 +35,18 @@ from typing import Any
 
 from nodeagent.images import ImageError, ImageService
 from nodeagent.network.sandbox import HOST_NETNS, Sandbox
-from nodeagent.pods import security, specs
+from nodeagent.pods import containerspec, envsources, hooks, security, specs
+from nodeagent.pods.configs import Configs
 from nodeagent.pods.containers import PodContainers, terminated
 from nodeagent.pods.events import EventType, PodEvents, ProbeEvents, Reason
+from nodeagent.pods.fields import PodPlace
 from nodeagent.pods.memory import PodMemory
 from nodeagent.pods.pull import ImagePuller
 from nodeagent.pods.restart import Backoff, Exit
 from nodeagent.pods.security import NodePolicy
 from nodeagent.pods.status import ContainerRecord, Running, Terminated, Waiting, WaitingReason
-from nodeagent.pods.stop import probe_grace_seconds, stop_container
+from nodeagent.pods.stop import grace_seconds, probe_grace_seconds, stop_container
+from nodeagent.pods.volumes import PodVolumes
 from nodeagent.probes import Handler, Target
 from nodeagent.probes.prober import ContainerProber, initial
 from nodeagent.runtime import ContainerRuntime, ContainerState, Mount, RuntimeError_
@@ -75,6 +78,20 @@ class PodScope:
     stopping: bool = False  # the pod is being removed (its directory with it)
     # Writes the pod's /etc/resolv.conf and /etc/hosts; the bind mounts of its containers.
     pod_files: PodFiles | None = None
+    # The node's latest ConfigMaps and Secrets (env sources), the pod's volumes once made,
+    # the pod namespaces its containers join, and the node's address (status.hostIP).
+    configs: Callable[[], Configs] = Configs
+    volumes: PodVolumes | None = None
+    namespaces: dict[str, str] = dataclasses.field(default_factory=dict)
+    host_ip: str = ""
+
+    def place(self) -> PodPlace:
+        """Where the pod runs, for its downward API fields."""
+        return PodPlace(
+            node_name=self.pod.spec.node_name,
+            pod_ip=self.sandbox.pod_ip if self.sandbox is not None else "",
+            host_ip=self.host_ip,
+        )
 
     def event(
         self, container: str, reason: Reason, message: str, type: EventType = EventType.NORMAL
@@ -98,6 +115,11 @@ async def make(
         image = await scope.puller.pull(container, rec)
         try:
             mounts = await scope.images.prepare(cid, image)
+            rootfs = mounts
+            try:
+                sources = envsources.resolve(pod, container, scope.configs(), scope.place())
+            except envsources.EnvError as exc:
+                raise specs.SpecError(str(exc)) from None
             spec = specs.build(
                 pod=pod,
                 container=container,
@@ -106,6 +128,7 @@ async def make(
                 mounts=mounts,
                 state_dir=scope.state_dir,
                 pids_limit=scope.pids_limit,
+                sources=sources,
             )
             security.check_host_users(pod)
             spec = dataclasses.replace(
@@ -117,6 +140,16 @@ async def make(
                 pod_ip = scope.sandbox.pod_ip if scope.sandbox is not None else ""
                 mounts = scope.pod_files(pod, pod_ip, specs.pod_dir(scope.state_dir, pod))
                 spec = dataclasses.replace(spec, mounts=(*spec.mounts, *mounts))
+            spec = containerspec.complete(
+                spec,
+                pod=pod,
+                container=container,
+                image=image,
+                rootfs=rootfs,
+                volumes=scope.volumes,
+                namespaces=scope.namespaces,
+                policy=scope.policy,
+            )
             Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
             if scope.persisted is not None:
                 await scope.persisted()
@@ -125,6 +158,7 @@ async def make(
             scope.event(container.name, Reason.CREATED, f"Created container {container.name}")
             state = await scope.runtime.start(cid)
             scope.event(container.name, Reason.STARTED, f"Started container {container.name}")
+            await _post_start(scope, container, state)
         except (RuntimeError_, specs.SpecError, ImageError, OSError) as exc:
             reason = (
                 WaitingReason.CREATE_CONTAINER_CONFIG_ERROR
@@ -255,6 +289,34 @@ def back_off(scope: PodScope, rec: ContainerRecord, term: Terminated, *, delay: 
         f"pod={meta.name}_{meta.namespace}({meta.uid})",
     )
     scope.changed()
+
+
+async def _post_start(
+    scope: PodScope, container: objects_pb2.Container, state: ContainerState
+) -> None:
+    """Run the container's postStart hook; a failed one kills it (FailedPostStartHook)."""
+    failed = await hooks.post_start(
+        scope.pod, container, scope.probes, _target(scope, container, state)
+    )
+    if failed is None:
+        return
+    scope.event(
+        container.name,
+        Reason.FAILED_POST_START_HOOK,
+        f"PostStartHook failed: {failed}",
+        EventType.WARNING,
+    )
+    await stop_container(scope.runtime, state.id, grace=grace_seconds(scope.pod), log=scope.log)
+
+
+def _target(scope: PodScope, container: objects_pb2.Container, state: ContainerState) -> Target:
+    return Target(
+        container_id=state.id,
+        pid=state.pid,
+        pod_ip=scope.sandbox.pod_ip if scope.sandbox else "",
+        ports={p.name: p.container_port for p in container.ports if p.name},
+        host_network=scope.sandbox is not None and scope.sandbox.netns_path == HOST_NETNS,
+    )
 
 
 def _probed(scope: PodScope, rec: ContainerRecord, prober: ContainerProber) -> None:

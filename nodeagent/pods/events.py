@@ -55,6 +55,8 @@ class Reason(enum.Enum):
     ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     FAILED_CREATE_POD_SANDBOX = "FailedCreatePodSandBox"
     EVICTED = "Evicted"
+    FAILED_MOUNT = "FailedMount"
+    FAILED_POST_START_HOOK = "FailedPostStartHook"
 
 
 def field_path(container: str) -> str:

@@ -35,9 +35,11 @@ def log_path(worker: PodWorker, *, state_dir: Path, container: str, previous: bo
     names = [c.name for c in worker.pod.spec.containers]
     if not container:
         if len(names) != 1:
+            inits = [c.name for c in worker.pod.spec.init_containers]
+            also = f" or one of the init containers: [{' '.join(inits)}]" if inits else ""
             raise BadRequest(
                 f"a container name must be specified for pod {pod}, "
-                f"choose one of: [{' '.join(names)}]"
+                f"choose one of: [{' '.join(names)}]{also}"
             )
         container = names[0]
     if container not in worker.records:

@@ -35,6 +35,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ import structlog
 
 from nodeagent.images import ImageService
 from nodeagent.pods import adoption, logs, specs
+from nodeagent.pods.configs import Configs
 from nodeagent.pods.logs import BadRequest, PodNotFound
 from nodeagent.pods.persisting import DesiredSetWriter
 from nodeagent.pods.validation import validate
@@ -95,6 +97,8 @@ class PodManager:
             DesiredPods(config.state_dir), current=lambda: list(self._desired.values())
         )
         self._desired: dict[str, objects_pb2.Pod] = {}
+        # The ConfigMaps and Secrets of the last push (memory only: see `pods.configs`).
+        self._configs = Configs()
         self._workers: dict[str, PodWorker] = {}
         self._tasks: dict[PodWorker, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -175,10 +179,22 @@ class PodManager:
 
     # -- the API ------------------------------------------------------------------------------
 
-    async def sync(self, desired: list[objects_pb2.Pod], *, fence: bool = False) -> dict[str, str]:
+    async def sync(
+        self,
+        desired: list[objects_pb2.Pod],
+        *,
+        fence: bool = False,
+        configs: Configs | None = None,
+    ) -> dict[str, str]:
         """Make `desired` the node's pod set; returns the rejected pods with the reason.
+        `configs`: the ConfigMaps and Secrets those pods use (kept in memory only; a change
+        rewrites the pods' volume files).
 
         `fence`: every pod being removed ends now (SIGKILL) and this returns once it is gone."""
+        if configs is not None and not configs.same_objects(self._configs):
+            self._configs = dataclasses.replace(configs, version=self._configs.version + 1)
+            for worker in list(self._workers.values()):
+                worker.configs_changed()
         rejected: dict[str, str] = {}
         accepted: dict[str, objects_pb2.Pod] = {}
         for pod in desired:
@@ -312,6 +328,7 @@ class PodManager:
             adopted_all=known,
             persisted=persisted,
             on_change=self._published_changed,
+            configs=lambda: self._configs,
         )
 
     def _start_worker(

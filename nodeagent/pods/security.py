@@ -31,6 +31,7 @@ from pilothouse.v1 import objects_pb2
 class NodePolicy:
     allow_probe_host: bool = False  # --allow-probe-host
     allow_unconfined_seccomp: bool = False  # --allow-unconfined-seccomp
+    allow_privileged: bool = False  # --allow-privileged (securityContext.privileged)
 
 
 def check_host_users(pod: objects_pb2.Pod) -> None:

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from nodeagent.images import Image
+from nodeagent.pods.envsources import ResolvedEnv
 from nodeagent.runtime import ContainerSpec, Mount, Resources
 from pilothouse import quantity
 from pilothouse.manifests import names
@@ -113,16 +114,34 @@ def process_args(container: objects_pb2.Container, image: Image) -> tuple[str, .
 
 
 def environment(
-    pod: objects_pb2.Pod, container: objects_pb2.Container, image: Image
+    pod: objects_pb2.Pod,
+    container: objects_pb2.Container,
+    image: Image,
+    sources: ResolvedEnv | None = None,
 ) -> dict[str, str]:
+    """The container's environment: the image's, HOSTNAME, then `sources` (envFrom and env
+    as `pods.envsources` resolved them; without: `env` values alone). Only plain `value`s
+    are $(VAR)-expanded."""
     env: dict[str, str] = {}
     for item in (DEFAULT_PATH, *image.config.env):
         name, _, value = item.partition("=")
         env[name] = value
     env["HOSTNAME"] = pod.metadata.name
-    for var in container.env:
-        env[var.name] = expand(var.value, env)
+    if sources is None:
+        for var in container.env:
+            env[var.name] = expand(var.value, env)
+        return env
+    for name, source in sources.items:
+        env[name] = source.value if source.literal else expand(source.value, env)
     return env
+
+
+def secret_names(sources: ResolvedEnv | None) -> frozenset[str]:
+    """The variables whose final value came from a Secret (a later plain one overrides)."""
+    last: dict[str, bool] = {}
+    for name, source in sources.items if sources is not None else ():
+        last[name] = source.secret
+    return frozenset(name for name, secret in last.items() if secret)
 
 
 def resources(container: objects_pb2.Container, *, pids_limit: int) -> Resources:
@@ -210,8 +229,9 @@ def build(
     mounts: list[Mount],
     state_dir: Path,
     pids_limit: int,
+    sources: ResolvedEnv | None = None,
 ) -> ContainerSpec:
-    env = environment(pod, container, image)
+    env = environment(pod, container, image, sources)
     args = tuple(expand(a, env) for a in process_args(container, image))
     uid, gid = user_ids(image.config.user, mounts, image=image.reference)
     labels = {k: v for k, v in pod.metadata.annotations.items() if k not in OWN_LABELS}
@@ -239,4 +259,5 @@ def build(
         resources=resources(container, pids_limit=pids_limit),
         log_path=str(log_path(state_dir, pod, container.name, attempt)),
         labels=labels,
+        secret_env=secret_names(sources),
     )

@@ -8,8 +8,11 @@ Vocabulary:
 Invariants: `pod_status` is pure over the records and the pod; phase follows the kubelet's
 `getPhase`: Pending while a container waits without ever having run, Running while any runs
 (or will be restarted), Succeeded when all ended with 0 and none restarts, Failed when all
-ended, one non-zero, and none restarts. Condition transition times only move when a condition's
-status changes (`Conditions` remembers them).
+ended, one non-zero, and none restarts. While init containers run the pod is Pending
+(Initialized False, "containers with incomplete status"); an init container that failed for
+good (restartPolicy Never) makes it Failed. Sidecars count for readiness, not for phase.
+Condition transition times only move when a condition's status changes (`Conditions`
+remembers them).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class WaitingReason(enum.Enum):
     CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
     CREATE_CONTAINER_ERROR = "CreateContainerError"
     CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+    POD_INITIALIZING = "PodInitializing"  # waits for the pod's init containers
 
 
 class TerminatedReason(enum.Enum):
@@ -225,10 +229,22 @@ def pod_status(
     host_ip: str,
     generation: int,
     pod_ip: str = "",
+    init_records: list[ContainerRecord] | None = None,
+    initialized: bool = True,
+    init_failed: bool = False,
 ) -> objects_pb2.PodStatus:
+    """`init_records`: the init containers' (spec order); `initialized`: every one is done
+    (sidecars started); `init_failed`: one failed and will not run again."""
+    init_records = init_records or []
+    sidecars = {c.name for c in spec.init_containers if c.restart_policy == "Always"}
     current = phase(RestartPolicy.parse(spec.restart_policy), records)
-    all_ready = bool(records) and all(r.ready for r in records)
-    not_ready = [r.name for r in records if not r.ready]
+    if init_failed:
+        current = Phase.FAILED
+    elif not initialized:
+        current = Phase.PENDING
+    ready_set = records + [r for r in init_records if r.name in sidecars]
+    all_ready = initialized and bool(ready_set) and all(r.ready for r in ready_set)
+    not_ready = [r.name for r in ready_set if not r.ready]
     why = "" if all_ready else "ContainersNotReady"
     if current in (Phase.SUCCEEDED, Phase.FAILED):
         why = "PodCompleted"
@@ -238,11 +254,12 @@ def pod_status(
         pod_ip=pod_ip,
         observed_generation=generation,
         container_statuses=[container_status(r) for r in records],
+        init_container_statuses=[container_status(r) for r in init_records],
         conditions=conditions.update(
             now,
             {
                 "PodScheduled": (True, ""),
-                "Initialized": (True, ""),
+                "Initialized": (initialized, "" if initialized else "ContainersNotInitialized"),
                 "ContainersReady": (all_ready, why),
                 "Ready": (all_ready, why),
             },
@@ -257,9 +274,18 @@ def pod_status(
             message += f" ({'; '.join(probes)})"
         status.conditions[2].message = message
         status.conditions[3].message = status.conditions[2].message
+    if not initialized:
+        pending = [
+            r.name for r in init_records if not (r.name in sidecars and r.started) and not _done(r)
+        ]
+        status.conditions[1].message = f"containers with incomplete status: [{' '.join(pending)}]"
     status.start_time.CopyFrom(_ts(start_time))
     status.qos_class = qos_class(spec)
     return status
+
+
+def _done(record: ContainerRecord) -> bool:
+    return isinstance(record.state, Terminated) and record.state.exit_code == 0
 
 
 def qos_class(spec: objects_pb2.PodSpec) -> str:

@@ -20,14 +20,18 @@ def validate(pod: objects_pb2.Pod) -> str | None:
         return "metadata.uid is required"
     if not pod.spec.containers:
         return "spec.containers must not be empty"
-    names = [c.name for c in pod.spec.containers]
+    names = [c.name for c in (*pod.spec.init_containers, *pod.spec.containers)]
     if len(set(names)) != len(names) or not all(names):
-        return "spec.containers need unique, non-empty names"
-    for i, c in enumerate(pod.spec.containers):
-        if not c.image:
-            return f"spec.containers[{i}].image is required"
-        if c.image_pull_policy and c.image_pull_policy not in {p.value for p in PullPolicy}:
-            return f"spec.containers[{i}].imagePullPolicy: unsupported {c.image_pull_policy!r}"
+        return "spec.containers and spec.initContainers need unique, non-empty names"
+    for field, containers in (
+        ("initContainers", pod.spec.init_containers),
+        ("containers", pod.spec.containers),
+    ):
+        for i, c in enumerate(containers):
+            if not c.image:
+                return f"spec.{field}[{i}].image is required"
+            if c.image_pull_policy and c.image_pull_policy not in {p.value for p in PullPolicy}:
+                return f"spec.{field}[{i}].imagePullPolicy: unsupported {c.image_pull_policy!r}"
     if pod.spec.restart_policy and pod.spec.restart_policy not in {p.value for p in RestartPolicy}:
         return f"spec.restartPolicy: unsupported {pod.spec.restart_policy!r}"
     return None

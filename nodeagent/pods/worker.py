@@ -30,6 +30,11 @@ Invariants:
 - Cancelling the worker (agent shutdown) never touches containers; only `stop()` does.
 - A container is ready only while running, started (its startup probe passed, if any) and,
   with a readiness probe, passing it; every new attempt starts not ready and probes afresh.
+- Before any container: the pod's sandbox, then its volumes and shared namespaces
+  (`preparation`). Init containers run in order before the main containers, sidecars beside
+  them (`sequence`); stopping ends the main containers first and the sidecars last.
+  ConfigMaps and Secrets come from the node's latest push (`configs`); a new push rewrites
+  the pod's volume files (`configs_changed`).
 - What the runtime cannot tell a restarted agent lives in the pod's directory: each
   container's last started/ready (`<container>/probes.json`, for its attempt) and the
   conditions' transition times (`conditions.json`), so an agent restart neither flaps
@@ -39,6 +44,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,10 +57,12 @@ from nodeagent.images import ImageService
 from nodeagent.network.cni import CniError
 from nodeagent.network.netns import NetnsError
 from nodeagent.network.sandbox import Mode, PodNetworks
-from nodeagent.pods import attempts, eviction, specs
-from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted
+from nodeagent.pods import attempts, eviction, sequence, specs
+from nodeagent.pods.configs import Configs
+from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted, terminated
 from nodeagent.pods.events import EventType, PodEvents, Reason
 from nodeagent.pods.memory import PodMemory
+from nodeagent.pods.preparation import PodPreparation
 from nodeagent.pods.pull import ImagePuller, default_pull_policy
 from nodeagent.pods.restart import (
     Action,
@@ -72,9 +80,10 @@ from nodeagent.pods.status import (
     pod_status,
 )
 from nodeagent.pods.stop import DEFAULT_GRACE_SECONDS, grace_seconds, stop_container
+from nodeagent.pods.volumes import Resolver
 from nodeagent.probes import Handler
 from nodeagent.probes import handlers as probe_handlers
-from nodeagent.runtime import ContainerRuntime, ContainerState, Status
+from nodeagent.runtime import ContainerRuntime, ContainerState, RuntimeError_, Status
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
@@ -99,6 +108,12 @@ class WorkerConfig:
     )
     # Each pod's /etc/resolv.conf and /etc/hosts (None: the image's own, untouched).
     pod_files: attempts.PodFiles | None = None
+    # The node mounts what pods need (tmpfs volumes, pinned IPC/PID namespaces): the runc
+    # runtime's agents; off, plain directories and no shared namespaces (fake runtime).
+    node_mounts: bool = False
+    # Volume sources the pods package does not make itself (persistentVolumeClaim), by the
+    # Volume field's name: (pod, volume) -> the node directory to bind.
+    volume_resolvers: dict[str, Resolver] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -113,6 +128,7 @@ class PodWorker:
         on_change: Callable[[PodWorker], None],
         adopted_all: bool = False,
         persisted: Callable[[], Awaitable[None]] | None = None,
+        configs: Callable[[], Configs] = Configs,
     ) -> None:
         """`adopted`: containers of this pod found in the runtime; `adopted_all`: they are all
         there are (else the first pass lists the runtime). `persisted`: returns once the pod
@@ -140,9 +156,15 @@ class PodWorker:
             self._saved_conditions = self._conditions.version
         # What happened since the last report, in the kubelet's words (see pods.events).
         self.events = PodEvents(pod)
+        everyone = (*pod.spec.init_containers, *pod.spec.containers)
         self.records: dict[str, ContainerRecord] = {
-            c.name: ContainerRecord(name=c.name, image=c.image) for c in pod.spec.containers
+            c.name: ContainerRecord(name=c.name, image=c.image) for c in everyone
         }
+        self._progress = asyncio.Event()  # set (and replaced) by every `changed()`
+        self._initialized = not pod.spec.init_containers or sequence.started_main(pod, adopted)
+        self._init_failed = False
+        for c in pod.spec.containers if not self._initialized else ():
+            self.records[c.name].state = Waiting(WaitingReason.POD_INITIALIZING)
         # Every container of this pod the runtime may hold, while the worker knows them all
         # (known=None: it does not, and `stop` lists the runtime).
         self._containers = PodContainers(
@@ -174,9 +196,24 @@ class PodWorker:
             pids_limit=config.pids_limit,
             persisted=persisted,
             pod_files=config.pod_files,
+            configs=configs,
+            host_ip=config.host_ip,
         )
+        self._preparation = PodPreparation(
+            pod=pod,
+            pod_dir=specs.pod_dir(config.state_dir, pod),
+            node_mounts=config.node_mounts,
+            resolvers=config.volume_resolvers,
+            configs=configs,
+            place=self._scope.place,
+            events=self.events,
+            backoff=config.restart_backoff,
+            on_failure=self._preparing,
+            log=self._log,
+        )
+        self._scope.volumes = self._preparation.volumes
         self._adopted: dict[str, list[ContainerState]] = (
-            {c.name: [] for c in pod.spec.containers} if adopted_all else {}
+            {c.name: [] for c in everyone} if adopted_all else {}
         )
         for state in adopted:
             name = state.labels.get(specs.LABEL_CONTAINER, "")
@@ -211,6 +248,9 @@ class PodWorker:
             pod_status(
                 spec=self.pod.spec,
                 records=[self.records[c.name] for c in self.pod.spec.containers],
+                init_records=[self.records[c.name] for c in self.pod.spec.init_containers],
+                initialized=self._initialized,
+                init_failed=self._init_failed,
                 conditions=self._conditions,
                 now=datetime.now(UTC),
                 start_time=self.start_time,
@@ -232,6 +272,8 @@ class PodWorker:
     def changed(self) -> None:
         """Something a report shows changed: report it, and keep the conditions, once at the
         end of this turn of the event loop (a burst of changes makes one report)."""
+        self._progress.set()
+        self._progress = asyncio.Event()
         if self._report_due:
             return
         self._report_due = True
@@ -249,6 +291,7 @@ class PodWorker:
         evicted (`evict`: its containers end, and the worker only reports from then on)."""
         if self.evicted is None:
             await self._ensure_sandbox()
+            self._scope.namespaces = await self._preparation.ensure()
         if self.evicted is None:
             self._supervision = asyncio.create_task(self._supervise_all(), name=self.key)
             try:
@@ -269,9 +312,53 @@ class PodWorker:
         await asyncio.Event().wait()
 
     async def _supervise_all(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for c in self.pod.spec.containers:
-                tg.create_task(self._supervise(c), name=f"container {self.key}/{c.name}")
+        """Init containers in order, sidecars beside, then the main containers (`sequence`)."""
+        await sequence.run(
+            self.pod,
+            records=self.records,
+            policy=self._policy,
+            supervise=lambda c, policy, done: self._supervise(c, policy=policy, done=done),
+            wait_for=self._wait_for,
+            end_sidecar=self._end_sidecar,
+            on_initialized=lambda: self._set_init(initialized=True),
+            on_init_failed=lambda: self._set_init(failed=True),
+        )
+
+    def _set_init(self, *, initialized: bool = False, failed: bool = False) -> None:
+        self._initialized = self._initialized or initialized
+        self._init_failed = failed
+        self.changed()
+
+    async def _wait_for(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            await self._progress.wait()
+
+    async def _end_sidecar(self, container: objects_pb2.Container) -> None:
+        """Stop a sidecar for good: the pod's main containers are done."""
+        rec = self.records[container.name]
+        if not rec.container_id:
+            return
+        self._scope.event(container.name, Reason.KILLING, f"Stopping container {container.name}")
+        await stop_container(
+            self._runtime, rec.container_id, grace=grace_seconds(self.pod), log=self._log
+        )
+        with contextlib.suppress(RuntimeError_):  # gone already: it ended
+            rec.state = terminated(await self._runtime.state(rec.container_id))
+        rec.ready = rec.started = False
+        self.changed()
+
+    def _preparing(self) -> None:
+        """The pod's volumes or namespaces are not made yet: its containers wait."""
+        for rec in self.records.values():
+            if isinstance(rec.state, Waiting):
+                rec.state = Waiting(WaitingReason.CONTAINER_CREATING)
+        self.changed()
+
+    def configs_changed(self) -> None:
+        """The node was pushed other ConfigMaps or Secrets: rewrite this pod's volume files
+        from them (atomically), and let a volume that waited for them try again."""
+        if not self.stopping and self.evicted is None:
+            self._preparation.pushed()
 
     async def evict(self, message: str) -> None:
         """End the pod for good, as the kubelet evicts one: Failed, reason Evicted, `message`;
@@ -307,12 +394,21 @@ class PodWorker:
                 self.changed()
                 await asyncio.sleep(backoff.next())
 
-    async def _supervise(self, container: objects_pb2.Container) -> None:
+    async def _supervise(
+        self,
+        container: objects_pb2.Container,
+        *,
+        policy: RestartPolicy,
+        done: asyncio.Event | None = None,
+    ) -> None:
         retry = Backoff(self._config.restart_backoff)
         first = True
         while True:
             try:
-                await self._converge(container, adopted=self._adopted.pop(container.name, None))
+                adopted = self._adopted.pop(container.name, None)
+                await self._converge(container, adopted=adopted, policy=policy)
+                if done is not None:
+                    done.set()
                 await asyncio.Event().wait()  # the container is done for good; park
             except asyncio.CancelledError:
                 raise
@@ -338,7 +434,11 @@ class PodWorker:
         )
 
     async def _converge(
-        self, container: objects_pb2.Container, *, adopted: list[ContainerState] | None
+        self,
+        container: objects_pb2.Container,
+        *,
+        adopted: list[ContainerState] | None,
+        policy: RestartPolicy,
     ) -> None:
         """Run the container per its restart policy; return when it is not to run again."""
         name = container.name
@@ -366,7 +466,7 @@ class PodWorker:
                 self._log.info(
                     "pod.container_adopted", container=name, id=latest.id, attempt=attempt
                 )
-        tracker = RestartTracker(self._policy, self._config.restart_backoff)
+        tracker = RestartTracker(policy, self._config.restart_backoff)
         create_backoff = Backoff(self._config.restart_backoff)
         while True:
             if current is None:
@@ -392,7 +492,8 @@ class PodWorker:
             current = None
 
     def _container(self, name: str) -> objects_pb2.Container:
-        return next(c for c in self.pod.spec.containers if c.name == name)
+        spec = self.pod.spec
+        return next(c for c in (*spec.init_containers, *spec.containers) if c.name == name)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -406,9 +507,13 @@ class PodWorker:
         for state in running:
             name = state.labels.get(specs.LABEL_CONTAINER, "")
             self._scope.event(name, Reason.KILLING, f"Stopping container {name}")
-        await asyncio.gather(
-            *(stop_container(self._runtime, s.id, grace=grace, log=self._log) for s in running)
-        )
+        # Main containers first, then the sidecars one by one, within one grace period.
+        deadline = asyncio.get_running_loop().time() + grace
+        for group in sequence.stop_groups(self.pod, running):
+            left = max(deadline - asyncio.get_running_loop().time(), 0)
+            await asyncio.gather(
+                *(stop_container(self._runtime, s.id, grace=left, log=self._log) for s in group)
+            )
         for s in mine:
             await self._containers.remove(s.id)
         try:
@@ -416,7 +521,10 @@ class PodWorker:
         except (CniError, NetnsError, OSError) as exc:
             # The next agent start removes it (PodManager.start: detach_others).
             self._log.warning("pod.sandbox_remove_failed", error=str(exc))
-        shutil.rmtree(specs.pod_dir(self._config.state_dir, self.pod), ignore_errors=True)
+        pod_dir = specs.pod_dir(self._config.state_dir, self.pod)
+        # Volumes (tmpfs, files of Secrets) and pinned namespaces go before the directory.
+        await asyncio.to_thread(PodPreparation.remove, pod_dir)
+        shutil.rmtree(pod_dir, ignore_errors=True)
         self._log.info("pod.removed")
 
     async def expedite(self) -> None:

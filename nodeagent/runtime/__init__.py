@@ -81,6 +81,27 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)  # kept with the container, for re-adoption
     seccomp: Seccomp = Seccomp.RUNTIME_DEFAULT
+    privileges: Privileges = field(default_factory=lambda: Privileges())
+    # Join these namespaces of the pod (pinned files or /proc/<pid>/ns/… paths), by type:
+    # "ipc" (every container of a pod shares one), "pid" (shareProcessNamespace).
+    namespaces: dict[str, str] = field(default_factory=dict)
+    # Names of `env` variables whose values must never be written to disk (from Secrets):
+    # the runtime keeps them out of the bundle once the container is created.
+    secret_env: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Privileges:
+    """What the container's processes may do beyond the defaults (securityContext)."""
+
+    # Capability names ("CAP_NET_ADMIN"); None: the runtime's default set.
+    capabilities: tuple[str, ...] | None = None
+    no_new_privileges: bool = True  # allowPrivilegeEscalation: false (the default here)
+    read_only_root: bool = False
+    additional_gids: tuple[int, ...] = ()  # supplementalGroups and fsGroup
+    sysctls: tuple[tuple[str, str], ...] = ()  # namespaced sysctls set in the container
+    # Every capability, the node's devices, no masked paths (only where the node allows it).
+    privileged: bool = False
 
 
 class Status(enum.Enum):

@@ -7,7 +7,11 @@ Invariants of every config built here:
 - new pid, mount, uts, ipc and cgroup namespaces; a new network namespace unless the spec
   joins one (`netns_path`, the pod's sandbox);
 - Docker's default capability set in bounding/effective/permitted (never inheritable or
-  ambient), `noNewPrivileges`, Docker's masked and read-only /proc and /sys paths;
+  ambient), `noNewPrivileges`, Docker's masked and read-only /proc and /sys paths, unless the
+  spec's `Privileges` say otherwise (securityContext: capabilities, allowPrivilegeEscalation,
+  readOnlyRootFilesystem, supplementalGroups, sysctls; privileged: every capability, the
+  node's devices, nothing masked);
+- the pod's shared namespaces (`spec.namespaces`: ipc, pid) joined by path;
 - Docker's default seccomp profile (`runtime.seccomp`) unless the spec is Unconfined;
 - an absolute `cgroupsPath` under the node's cgroup parent (a relative or missing one makes
   runc nest the container's cgroups under the caller's own on cgroup v1);
@@ -44,6 +48,38 @@ DEFAULT_CAPABILITIES = (
     "CAP_SYS_CHROOT",
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
+)
+
+# Every capability of Linux 5.9+ (what a privileged container gets).
+ALL_CAPABILITIES = (
+    *DEFAULT_CAPABILITIES,
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_READ",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MAC_ADMIN",
+    "CAP_MAC_OVERRIDE",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BROADCAST",
+    "CAP_PERFMON",
+    "CAP_SYSLOG",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_WAKE_ALARM",
 )
 
 # Docker's defaults (moby oci/defaults.go).
@@ -111,10 +147,17 @@ def build(spec: ContainerSpec, *, settings: NodeSettings, rootfs: str) -> dict[s
     }
     if spec.seccomp is Seccomp.RUNTIME_DEFAULT:
         linux["seccomp"] = seccomp.profile()
+    privileges = spec.privileges
+    if privileges.sysctls:
+        linux["sysctl"] = dict(privileges.sysctls)
+    if privileges.privileged:
+        # As containerd runs a privileged container: nothing masked or read-only, every device.
+        linux["maskedPaths"], linux["readonlyPaths"] = [], []
+        linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
     return {
         "ociVersion": OCI_VERSION,
         "process": _process(spec, settings),
-        "root": {"path": rootfs, "readonly": False},
+        "root": {"path": rootfs, "readonly": spec.privileges.read_only_root},
         "hostname": spec.hostname,
         "mounts": [*_mounts(), *(_bind(m) for m in spec.mounts)],
         "linux": linux,
@@ -130,17 +173,26 @@ def _process(spec: ContainerSpec, settings: NodeSettings) -> dict[str, Any]:
         env.insert(0, DEFAULT_PATH)
     if "HOSTNAME" not in names:
         env.append(f"HOSTNAME={spec.hostname}")
-    caps = list(DEFAULT_CAPABILITIES)
+    privileges = spec.privileges
+    if privileges.privileged:
+        caps = list(ALL_CAPABILITIES)
+    elif privileges.capabilities is not None:
+        caps = list(privileges.capabilities)
+    else:
+        caps = list(DEFAULT_CAPABILITIES)
     nofile = settings.nofile_limit
+    user: dict[str, Any] = {"uid": spec.uid, "gid": spec.gid}
+    if privileges.additional_gids:
+        user["additionalGids"] = list(privileges.additional_gids)
     return {
         "terminal": False,
-        "user": {"uid": spec.uid, "gid": spec.gid},
+        "user": user,
         "args": list(spec.args),
         "env": env,
         "cwd": spec.cwd or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-        "noNewPrivileges": True,
+        "noNewPrivileges": privileges.no_new_privileges and not privileges.privileged,
     }
 
 
@@ -148,10 +200,16 @@ def _namespaces(spec: ContainerSpec) -> list[dict[str, str]]:
     network: dict[str, str] = {"type": "network"}
     if spec.netns_path:
         network["path"] = spec.netns_path
+    pid: dict[str, str] = {"type": "pid"}
+    ipc: dict[str, str] = {"type": "ipc"}
+    if "pid" in spec.namespaces:
+        pid["path"] = spec.namespaces["pid"]
+    if "ipc" in spec.namespaces:
+        ipc["path"] = spec.namespaces["ipc"]
     return [
-        {"type": "pid"},
+        pid,
         network,
-        {"type": "ipc"},
+        ipc,
         {"type": "uts"},
         {"type": "mount"},
         {"type": "cgroup"},

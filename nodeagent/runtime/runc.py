@@ -57,6 +57,7 @@ from nodeagent.runtime import (
     processes,
     records,
     recovery,
+    secretenv,
 )
 from nodeagent.runtime import logs as cri_logs
 from nodeagent.runtime.cgroups import Cgroups
@@ -297,19 +298,28 @@ class RuncRuntime:
             raise RuntimeError_(str(err)) from None
         # A second copy of meta.json, where runc keeps one too (see `_recover_meta`).
         config["annotations"] = {**config.get("annotations", {}), **records.meta_annotations(meta)}
-        records.write_json(cdir / "config.json", config)
-        pid = await conmon.spawn(
-            conmon=self.conmon,
-            runc=self.runc,
-            runc_root=self._runc_root,
-            container_id=spec.id,
-            container_uuid=meta["uuid"],
-            bundle=cdir,
-            log_path=log_path,
-            log_size_max=self.log_size_max,
-            exit_dir=self._exits,
-            socket_dir=self._sockets,
-        )
+        # Values from Secrets stay in memory: runc reads them from a tmpfs copy (secretenv).
+        memory = secretenv.stage(cdir, config, uuid=meta["uuid"]) if spec.secret_env else None
+        if memory is None:
+            records.write_json(cdir / "config.json", config)
+        try:
+            pid = await conmon.spawn(
+                conmon=self.conmon,
+                runc=self.runc,
+                runc_root=self._runc_root,
+                container_id=spec.id,
+                container_uuid=meta["uuid"],
+                bundle=cdir,
+                log_path=log_path,
+                log_size_max=self.log_size_max,
+                exit_dir=self._exits,
+                socket_dir=self._sockets,
+            )
+        finally:
+            if memory is not None:
+                redacted = secretenv.redacted(config, spec.secret_env)
+                records.write_json(cdir / "config.json", redacted)
+                secretenv.forget(memory)
         log.debug("container.created", container=spec.id, pid=pid)
         return ContainerState(id=spec.id, status=Status.CREATED, pid=pid, labels=dict(spec.labels))
 
