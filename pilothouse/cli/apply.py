@@ -16,7 +16,7 @@ from pilothouse import manifests
 from pilothouse.cli import output, resources
 from pilothouse.cli.context import Context
 from pilothouse.client import Applied, ClientError, ErrorCode
-from pilothouse.kinds import DEFAULT_NAMESPACE
+from pilothouse.kinds import DEFAULT_NAMESPACE, Kind
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +76,9 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
     suffix = {"none": "", "client": " (dry run)", "server": " (server dry run)"}[args.dry_run]
     failed = False
     async with ctx.connect() as client:
+        # Namespaces first: the objects that go into them are refused before they exist.
+        documents.sort(key=lambda doc: doc.kind is not Kind.NAMESPACE)
+        made_here = {d.message.metadata.name for d in documents if d.kind is Kind.NAMESPACE}  # type: ignore[attr-defined]
         if len(documents) > 1 and not dry_run:
             for doc in documents:
                 try:
@@ -83,6 +86,8 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 except ClientError as exc:
                     if exc.code in (ErrorCode.UNREACHABLE, ErrorCode.UNAVAILABLE):
                         raise
+                    if _only_missing_namespace(exc, made_here):
+                        continue  # this apply makes it, before the objects that go into it
                     ctx.error(_refused(doc, exc))
                     failed = True
             if failed:
@@ -100,6 +105,16 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 continue
             ctx.print(f"{ref} {applied.result.value}{suffix}")
     return 1 if failed else 0
+
+
+def _only_missing_namespace(exc: ClientError, namespaces: set[str]) -> bool:
+    """Was the object refused only because its namespace does not exist yet, and is that
+    namespace one this apply creates?"""
+    wanted = {f'namespaces "{name}" not found' for name in namespaces}
+    problems = exc.field_errors
+    return bool(problems) and all(
+        p.field == "metadata.namespace" and p.message in wanted for p in problems
+    )
 
 
 def _refused(doc: manifests.Document, exc: ClientError) -> str:

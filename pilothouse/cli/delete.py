@@ -30,6 +30,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-l", "--selector", default="", help="delete what this selects")
     parser.add_argument("--all", action="store_true", help="delete every object of the kind")
     parser.add_argument("--ignore-not-found", action="store_true")
+    parser.add_argument(
+        "--cascade",
+        default="background",
+        choices=("background", "foreground", "orphan", "true", "false"),
+        help="what happens to the objects it owns: deleted after it (background), before it "
+        "(foreground), or kept, no longer owned (orphan); true/false are the old names of "
+        "background/orphan",
+    )
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -52,6 +60,7 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 ctx,
                 target=(kind, name, namespace),
                 ignore_missing=args.ignore_not_found,
+                propagation=_PROPAGATION[args.cascade],
             )
             failed |= not deleted
     return 1 if failed else 0
@@ -88,12 +97,26 @@ async def _expand(
     return expanded
 
 
+_PROPAGATION = {
+    "background": "Background",
+    "true": "Background",
+    "foreground": "Foreground",
+    "orphan": "Orphan",
+    "false": "Orphan",
+}
+
+
 async def _delete(
-    client: Client, ctx: Context, *, target: tuple[Kind, str, str], ignore_missing: bool
+    client: Client,
+    ctx: Context,
+    *,
+    target: tuple[Kind, str, str],
+    ignore_missing: bool,
+    propagation: str = "Background",
 ) -> bool:
     kind, name, namespace = target
     try:
-        await client.delete(kind, name, namespace=namespace)
+        await client.delete(kind, name, namespace=namespace, propagation=propagation)
     except ClientError as exc:
         if exc.code is ErrorCode.UNREACHABLE:
             raise

@@ -65,6 +65,8 @@ VERBS: dict[str, VerbSpec] = {
         f"{_CLI}.describe.verbs", "show the details of an object, with its events"
     ),
     "delete": VerbSpec(f"{_CLI}.delete", "delete objects by name, selector or manifest"),
+    "create": VerbSpec(f"{_CLI}.create", "create a job (from a cronjob or image) or a namespace"),
+    "wait": VerbSpec(f"{_CLI}.wait", "wait until objects reach a condition (or are deleted)"),
     "scale": VerbSpec(f"{_CLI}.scale", "set the number of replicas of a deployment"),
     "logs": VerbSpec(f"{_CLI}.logs", "print the logs of a pod's container"),
     "cordon": VerbSpec(f"{_CLI}.nodes", "mark a node unschedulable", run="run_cordon"),
@@ -94,6 +96,7 @@ VERBS: dict[str, VerbSpec] = {
     "diff": VerbSpec(f"{_CLI}.diff", "show what apply would change (exit 1 when something would)"),
     "token": VerbSpec(f"{_CLI}.token", "manage bootstrap tokens with which nodes join"),
     "secrets": VerbSpec(f"{_CLI}.secrets", "manage the encryption of Secrets at rest"),
+    "node": VerbSpec(f"{_CLI}.nodeaccess", "approve or revoke a node's credentials"),
 }
 
 EXIT_ERROR = 1

@@ -12,6 +12,8 @@ from pilothouse.cli import output, resources
 from pilothouse.cli.context import Context
 from pilothouse.kinds import Kind
 
+_SCALABLE = (Kind.DEPLOYMENT, Kind.REPLICASET, Kind.STATEFULSET, Kind.REPLICATIONCONTROLLER)
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,8 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
     kind, name = resources.single(args.resources, verb="scale")
-    if kind not in (Kind.DEPLOYMENT, Kind.REPLICASET):
-        raise resources.UsageError(f"cannot scale {kind.info.plural}; only deployments scale")
+    if kind not in _SCALABLE:
+        raise resources.UsageError(
+            f"cannot scale {kind.info.plural}; deployments, replicasets, statefulsets and "
+            "replicationcontrollers scale"
+        )
     if args.replicas < 0:
         raise resources.UsageError("--replicas must be 0 or more")
     async with ctx.connect() as client:

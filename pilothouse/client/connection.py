@@ -156,13 +156,22 @@ class Client:
         )
 
     async def delete(
-        self, kind: Kind, name: str, *, namespace: str = "", resource_version: str = ""
+        self,
+        kind: Kind,
+        name: str,
+        *,
+        namespace: str = "",
+        resource_version: str = "",
+        propagation: str = "",
     ) -> Message | None:
+        """Delete; `propagation` is kubectl's --cascade: "Background" (the default),
+        "Foreground" or "Orphan"."""
         request = api.DeleteRequest(
             kind=kind.info.plural,
             namespace=_namespace(kind, namespace),
             name=name,
             resource_version=resource_version,
+            propagation_policy=propagation,
         )
         with self._errors(kind, name):
             response = await self._stub.Delete(request, timeout=self.timeout)
