@@ -218,3 +218,24 @@ async def test_create_namespace_and_delete_with_cascade(
     assert code == 0
     code, out, _ = await pilothouse("get", "ns", "batch")
     assert out.splitlines()[1].split()[:2] == ["batch", "Terminating"]
+
+
+async def test_describe_every_new_kind(pilothouse: Cli, tmp_path: Path) -> None:
+    manifest = tmp_path / "all.yaml"
+    manifest.write_text(GOOD)
+    assert (await pilothouse("apply", "-f", str(manifest)))[0] == 0
+    wanted = {
+        "job/pi": "Pods Statuses:",
+        "cronjob/tick": "Schedule:",
+        "daemonset/agent": "Desired Number of Nodes Scheduled:",
+        "statefulset/web": "Volume Claims:",
+        "pvc/scratch": "StorageClass:",
+        "sa/builder": "Mountable secrets:",
+    }
+    for target, field in wanted.items():
+        code, out, err = await pilothouse("describe", target, "-n", "batch")
+        assert code == 0 and field in out, f"{target}: {out}{err}"
+    code, out, _ = await pilothouse("describe", "sc", "local-path")
+    assert "IsDefaultClass:" in out and "Yes" in out
+    code, out, _ = await pilothouse("describe", "ns", "batch")
+    assert "Status:" in out and "Active" in out
