@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 # The control plane's default listen port is 7070 (controlplane/config.py documents it); this
 # package may not import the control plane, so the value is repeated here on purpose.
 DEFAULT_SERVER = "127.0.0.1:7070"
@@ -97,6 +95,8 @@ def _read(path: Path, *, required: bool) -> dict[str, object]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import yaml  # only with a file to read: a command run without one needs no YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
