@@ -92,6 +92,8 @@ class Config:
     eviction_hard: Threshold = field(default_factory=Threshold)  # nodefs.available<10%
     eviction_interval: float = 10.0
     eviction_transition: float = 30.0
+    usage_interval: float = 10.0  # --usage-interval: how often pods' usage is sampled, s
+    metrics_listen: str = ""  # --metrics-listen HOST:PORT: Prometheus metrics ("": off)
 
     @property
     def address_file(self) -> Path:
@@ -232,6 +234,24 @@ def parser() -> argparse.ArgumentParser:
         default=30.0,
         help="how long DiskPressure stays after the last pass below the threshold, s",
     )
+    p.add_argument(
+        "--usage-interval",
+        type=float,
+        default=10.0,
+        help="how often the pods' CPU, memory and network use is sampled (top, autoscaling), s",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on this address (off by default; a wildcard or public "
+        "address needs --metrics-public)",
+    )
+    p.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="allow --metrics-listen on a wildcard or public address (no authentication)",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -316,7 +336,18 @@ def parse(argv: Sequence[str]) -> Config:
         eviction_hard=_threshold(args.eviction_hard),
         eviction_interval=_positive("--eviction-interval", args.eviction_interval),
         eviction_transition=max(args.eviction_pressure_transition_period, 0.0),
+        usage_interval=_positive("--usage-interval", args.usage_interval),
+        metrics_listen=_metrics_listen(args.metrics_listen, public=args.metrics_public),
     )
+
+
+def _metrics_listen(listen: str, *, public: bool) -> str:
+    from pilothouse.process import metricserver
+
+    try:
+        return metricserver.check_listen(listen, public=public)
+    except ValueError as exc:
+        raise ConfigError(f"--metrics-listen: {exc}") from None
 
 
 def _threshold(text: str) -> Threshold:

@@ -35,9 +35,11 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from nodeagent import config as settings
+from nodeagent import metrics
 from nodeagent.api import nodeinfo
 from nodeagent.api.server import agent_server
 from nodeagent.api.servicer import NodeAgentServicer
+from nodeagent.api.streams import NodeUsageServicer, PodStreamsServicer
 from nodeagent.discovery.podfiles import PodFiles
 from nodeagent.discovery.sync import ServiceSync, route_device
 from nodeagent.images import ImageService
@@ -48,6 +50,7 @@ from nodeagent.pods.events import EventType, NodeEvents
 from nodeagent.pods.eviction import EvictionManager
 from nodeagent.pods.manager import PodManager
 from nodeagent.pods.security import NodePolicy
+from nodeagent.pods.usage import UsageSampler
 from nodeagent.pods.worker import WorkerConfig
 from nodeagent.registration import Registration, load_instance_id
 from nodeagent.runtime import ContainerRuntime, logrotation
@@ -180,12 +183,21 @@ async def serve(config: settings.Config) -> int:
         node_events=node_events,
         services=services,
     )
+    # Usage of the node and its pods (top, autoscaling), sampled every --usage-interval s.
+    usage = UsageSampler(
+        runtime, workers=pods.workers, interval=config.usage_interval, observe=metrics.observe
+    )
+    streams = (
+        PodStreamsServicer(pods=pods, runtime=runtime),
+        NodeUsageServicer(name=config.name, sampler=usage),
+    )
     server = (
-        agent_server(servicer=servicer, listen=config.listen)
+        agent_server(servicer=servicer, listen=config.listen, streams=streams)
         if certs is None
         else agent_server(
             servicer=servicer,
             listen=config.listen,
+            streams=streams,
             credentials=certs.server_credentials(),  # the node certificate, renewals included
             interceptors=[credentials.require_identity(pki.CONTROLPLANE)],
         )
@@ -207,7 +219,9 @@ async def serve(config: settings.Config) -> int:
             pods=len(pods.pods()),
         )
         print(f"pilothouse agent {config.name} serving on {address}", flush=True)
-        parts: list[Runnable] = [Task("pods", pods.run), server]
+        parts: list[Runnable] = [Task("pods", pods.run), server, usage]
+        if config.metrics_listen:  # Prometheus text format (off unless asked for)
+            parts.append(metrics.server(config.metrics_listen))
         if services is not None:
             parts.append(services)
         if config.runtime != "fake":  # hollow nodes' pods use no disk

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import grpc
 
 from nodeagent.api.servicer import NodeAgentServicer
+from nodeagent.api.streams import NodeUsageServicer, PodStreamsServicer
 from pilothouse.process import grpcserver
 from pilothouse.v1 import agent_pb2_grpc
 
@@ -26,6 +27,7 @@ def agent_server(
     *,
     servicer: NodeAgentServicer,
     listen: str,
+    streams: tuple[PodStreamsServicer, NodeUsageServicer] | None = None,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpcserver.Server:
@@ -33,6 +35,9 @@ def agent_server(
 
     def setup(server: grpc.aio.Server) -> int:
         agent_pb2_grpc.add_NodeAgentServicer_to_server(servicer, server)
+        if streams is not None:  # exec, attach, port-forward and usage (issue 16)
+            agent_pb2_grpc.add_PodStreamsServicer_to_server(streams[0], server)
+            agent_pb2_grpc.add_NodeUsageServicer_to_server(streams[1], server)
         return grpcserver.bind(server, listen, credentials)
 
     return grpcserver.Server(

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from nodeagent import metrics
 from nodeagent.images import (
     Image,
     ImageError,
@@ -82,6 +83,7 @@ class ImagePuller:
                 self._event(name, Reason.ERR_IMAGE_NEVER_PULL, str(exc), EventType.WARNING)
                 self._on_change()
             except ImageError as exc:
+                metrics.image_pull(ok=False)
                 self._log.warning("pod.image_pull_failed", image=image, error=str(exc))
                 rec.state = Waiting(WaitingReason.ERR_IMAGE_PULL, str(exc))
                 failed = f'Failed to pull image "{image}": {exc}'
@@ -110,6 +112,7 @@ class ImagePuller:
                 else:
                     message = f'Container image "{image}" already present on machine'
                 self._event(name, Reason.PULLED, message)
+                metrics.image_pull(ok=True, seconds=time.monotonic() - began if pulls else None)
                 return found
             await asyncio.sleep(backoff.next())
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from nodeagent import metrics
 from nodeagent.probes import Handler, Kind, Outcome, Result, Target, Timing, failure, has_action
 from pilothouse.v1 import objects_pb2
 
@@ -143,6 +144,7 @@ class ContainerProber:
         run = 0
         while True:
             result = await self._check(probe, timing)
+            metrics.probe_result(kind.value.lower(), ok=result.ok)
             run = run + 1 if result.outcome is last else 1
             last = result.outcome
             if not result.ok:
