@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pilothouse.cli import resources, rollout
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
+from pilothouse.cli.rollout import sets
 from pilothouse.kinds import Kind
 
 _TRUE = ("true", "t", "1", "yes")
@@ -88,7 +89,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     verbs = parser.add_subparsers(
         dest="rollout_verb", metavar="status|history|undo|pause|resume|restart", required=True
     )
-    target = "deployment/NAME | deployment NAME"
+    target = "KIND/NAME | KIND NAME"  # deployment; daemonset, statefulset (not pause/resume)
 
     status = verbs.add_parser(
         "status",
@@ -147,6 +148,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
     words = [*getattr(args, "leading", []), *args.resources]
+    kind, _ = resources.single(words, verb=f"rollout {args.rollout_verb}")
+    if kind in sets.SETS:
+        return await _set_verb(args, ctx, words=words)
     name = deployment_name(words, verb=f"rollout {args.rollout_verb}")
     namespace = ctx.namespace(args.namespace)
     if args.rollout_verb == "status":
@@ -218,6 +222,65 @@ async def _history(args: argparse.Namespace, ctx: Context, *, name: str, namespa
         return 0
     ctx.out.write(rollout.history_table(name, rows))
     ctx.out.flush()
+    return 0
+
+
+async def _set_verb(args: argparse.Namespace, ctx: Context, *, words: Sequence[str]) -> int:
+    """`rollout VERB daemonset/NAME` or `statefulset/NAME` (`rollout.sets`)."""
+    kind, name = resources.single(words, verb=f"rollout {args.rollout_verb}")
+    namespace = ctx.namespace(args.namespace)
+    verb = args.rollout_verb
+    try:
+        async with ctx.connect() as client:
+            if verb == "status":
+                give_up = parse_duration(args.timeout) or None
+                if not args.watch:
+                    ctx.print(sets.status_of(await client.get(kind, name, namespace=namespace))
+                              .message)  # fmt: skip
+                    return 0
+                progress = Progress(ctx, name=name)
+                try:
+                    done = await sets.watch_status(
+                        client, kind, name, namespace=namespace, give_up_after=give_up,
+                        progress=progress.show,
+                    )  # fmt: skip
+                except BaseException:
+                    progress.close(success=False)
+                    raise
+                progress.close(success=True)
+                ctx.print(done.message)
+                return 0
+            if verb == "history":
+                _, history = await sets.revisions(client, kind, name, namespace=namespace)
+                if args.revision:
+                    found = next((r for r in history if r.revision == args.revision), None)
+                    if found is None:
+                        raise rollout.RolloutError(
+                            f"unable to find the specified revision {args.revision}"
+                        )
+                    ctx.out.write(sets.revision_detail(kind, name, found))
+                elif not history:
+                    ctx.print("No rollout history found.")
+                else:
+                    ctx.out.write(sets.history_table(kind, name, history))
+                ctx.out.flush()
+                return 0
+            if verb == "undo":
+                message = await sets.undo(
+                    client, kind, name, namespace=namespace, to_revision=args.to_revision
+                )
+            elif verb == "restart":
+                message = await sets.restart(
+                    client, kind, name, namespace=namespace, now=ctx.now().timestamp()
+                )
+            else:
+                raise rollout.RolloutError(
+                    f'{kind.info.plural}.apps "{name}" {verb}ing is not supported'
+                )
+    except rollout.RolloutError as exc:
+        ctx.error(str(exc))
+        return 1
+    ctx.print(message)
     return 0
 
 
