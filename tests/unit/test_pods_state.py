@@ -91,13 +91,13 @@ async def test_unreadable_desired_set_is_quarantined_and_kills_nothing(
     desired = node.state_dir / "desired.json"
     desired.write_bytes(b'{"pods": [\n{"metadata": \x00\xff garbage')
     await node.manager.start()  # must not raise
-    assert quarantined(desired), "the unreadable desired.json was not moved aside"
     await asyncio.sleep(0.2)  # what a wrong start-up would have stopped by now, it stops
     assert await _pids(node) == before, "a container was stopped while the desired set was unknown"
     assert node.networks.attached == {sandbox_id(p) for p in pods}, (
         "a sandbox was removed while the desired set was unknown"
     )
     assert node.manager.pods() == [], "pods are reported before the desired set is known"
+    assert quarantined(desired), "the unreadable desired.json was not moved aside"
 
     await node.manager.sync(pods)  # the control plane pushes the same set again
     web = await node.until("re-adopted", running)
