@@ -90,16 +90,24 @@ def build_test_image(out: Path, *, tag: str = "busybox:stable", busybox: Path = 
     if not busybox.exists() and busybox == BUSYBOX and shutil.which("busybox"):
         busybox = Path(shutil.which("busybox") or BUSYBOX)
     layer = build_layer(busybox)
-    compressed = gzip.compress(layer, compresslevel=6, mtime=0)
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = {
         "architecture": "amd64",
         "os": "linux",
         "created": "2023-11-14T22:13:20Z",
         "config": {"Env": [PATH_ENV], "Cmd": ["sh"], "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "pilothouse.oci.testimage"}],
     }
+    return one_layer_archive(out, layer=layer, config=config, tag=tag)
+
+
+def one_layer_archive(
+    out: Path, *, layer: bytes, config: dict[str, object], tag: str, level: int = 6
+) -> Path:
+    """Write an image of one layer (an uncompressed tar, gzipped here at `level`) and this
+    config (its rootfs filled in) as an OCI layout archive at `out`, named `tag`."""
+    compressed = gzip.compress(layer, compresslevel=level, mtime=0)
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = {**config, "rootfs": {"type": "layers", "diff_ids": [diff_id]}}
     config_raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     layer_desc = m.Descriptor(m.OCI_LAYER_GZIP, sha256_digest(compressed), len(compressed))
     config_desc = m.Descriptor(m.OCI_CONFIG, sha256_digest(config_raw), len(config_raw))
