@@ -28,6 +28,9 @@ class Reason(enum.Enum):
     INSUFFICIENT_CPU = "Insufficient cpu"
     INSUFFICIENT_MEMORY = "Insufficient memory"
     VOLUME_NODE_AFFINITY = "node(s) had volume node affinity conflict"
+    POD_AFFINITY = "node(s) didn't match pod affinity rules"
+    POD_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
+    TOPOLOGY_SPREAD = "node(s) didn't match pod topology spread constraints"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from controlplane.objects.nodeselectors import matches as node_matches
-from controlplane.scheduler import scores
+from controlplane.scheduler import affinity, scores
 from controlplane.scheduler.filters import Reason, Rejection, first_rejection
 from controlplane.scheduler.snapshot import NodeInfo, Pod, Snapshot, demand_of
 from pilothouse.v1.objects_pb2 import NodeSelector
@@ -48,6 +48,9 @@ class Unschedulable:
 
 
 Decision = Placement | Unschedulable
+# What a pod prefers (node and pod affinity, ScheduleAnyway spread) weighs as Kubernetes
+# weighs NodeAffinity and InterPodAffinity against NodeResourcesFit: twice.
+AFFINITY_WEIGHT = 2
 
 
 def schedule(snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector] = ()) -> Decision:
@@ -59,6 +62,10 @@ def schedule(snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector
     for name in sorted(snapshot.nodes):
         info = snapshot.nodes[name]
         rejection = first_rejection(info, pod, demand)
+        if rejection is None:
+            rejection = affinity.node_affinity(info, pod, demand)
+        if rejection is None:
+            rejection = affinity.inter_pod(snapshot, info, pod)
         if rejection is None and not all(node_matches(c, info.node) for c in constraints):
             rejection = Rejection(
                 (Reason.VOLUME_NODE_AFFINITY,),
@@ -70,6 +77,11 @@ def schedule(snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector
             rejections[name] = rejection
     if not feasible:
         return Unschedulable(node_count=len(snapshot), rejections=MappingProxyType(rejections))
+
     # `feasible` is in name order and max() keeps the first of equals: ties go to the first name.
-    best = max(feasible, key=lambda info: scores.total(info, pod, demand, feasible))
-    return Placement(node=best.name, score=scores.total(best, pod, demand, feasible))
+    def score(info: NodeInfo) -> float:
+        preferred = affinity.preference(snapshot, info, pod)
+        return scores.total(info, pod, demand, feasible) + AFFINITY_WEIGHT * preferred
+
+    best = max(feasible, key=score)
+    return Placement(node=best.name, score=score(best))
