@@ -326,7 +326,12 @@ class LocalCluster:
         if self.credentials is not None:
             if "--join-server" in flags:
                 argv += ["--join-server", _reach(host, self._join)]
-            argv += ["--token", self._token, "--ca-cert-hash", self.credentials.ca_cert_hash]
+            # The agent refuses a token on its command line (every user can read those).
+            token_file = state / "join-token"
+            token_file.touch(mode=0o600)
+            token_file.write_text(self._token + "\n")
+            argv += ["--token-file", str(token_file)]
+            argv += ["--ca-cert-hash", self.credentials.ca_cert_hash]
         return host.command(argv)
 
     async def _start_agent(self, host: hosts.NodeHost) -> None:
