@@ -27,6 +27,7 @@ from pilothouse.cli.cluster.netns import NodeHost
 from pilothouse.kinds import Kind
 from pilothouse.manifests import loader
 from pilothouse.v1 import objects_pb2
+from tests import factories
 from tests.e2e.network import missing_support, node_hosts
 from tests.fixtures.controlplane import ControlPlaneProcess
 
@@ -147,6 +148,7 @@ async def test_pods_get_addresses_from_the_allocated_pod_cidr(
 
         documents, problems = loader.parse(DEPLOYMENT, source="web.yaml")
         assert not problems, problems
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(documents[0].message)
 
         async def addressed() -> bool:

@@ -155,6 +155,7 @@ def next_line(lines: queue.Queue[str], what: str) -> str:
 @pytest.fixture
 def pilothouse(shared_control_plane: Any, tmp_path: Path) -> Iterator[Pilothouse]:
     cli = Pilothouse(shared_control_plane, tmp_path / "home")
+    cli("create", "namespace", NAMESPACE)  # objects go only into namespaces that exist
     yield cli
     cli("delete", "deploy", "web", "-n", NAMESPACE, "--ignore-not-found")
 

@@ -19,6 +19,7 @@ import pytest
 from nodeagent.api.nodeinfo import memory_bytes
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 from tests.fixtures.agents import (
     Cluster,
     ClusterFactory,
@@ -41,6 +42,7 @@ async def test_six_replicas_run_as_real_containers_two_per_node_and_leave_with_t
 ) -> None:
     async with cluster.client() as client:
         await wait_all_ready(cluster, client)
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
         await wait_running(client, NAMESPACE, 6, within=60)
         placed = running(await pods(client, NAMESPACE))
@@ -74,6 +76,7 @@ async def test_a_cordoned_node_gets_no_new_pods_and_drain_moves_its_pods_elsewhe
         await wait_all_ready(cluster, client)
         cordon = await cluster.cli("cordon", "n3")
         assert cordon.returncode == 0, f"`pilothouse cordon n3` failed: {cordon.stderr}"
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
         await wait_running(client, NAMESPACE, 6)
         placed = running(await pods(client, NAMESPACE))
@@ -113,6 +116,7 @@ async def test_a_pod_too_big_for_every_node_waits_with_the_reason_and_runs_on_a_
     too_big = f"{2 * host_memory // 2**20}Mi"  # twice what any of the 3 nodes has
     async with cluster.client() as client:
         await wait_all_ready(cluster, client)
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(
             deployment("big", namespace=NAMESPACE, replicas=1, memory_request=too_big)
         )

@@ -18,6 +18,7 @@ import pytest
 
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 from tests.fixtures.agents import (
     Cluster,
     ClusterFactory,
@@ -48,6 +49,7 @@ async def test_a_lost_nodes_replicas_run_elsewhere_and_never_twice_when_it_retur
 ) -> None:
     async with cluster.client() as client:
         await wait_all_ready(cluster, client)
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=6))
         await wait_running(client, NAMESPACE, 6, within=60)
         lost = {p.metadata.uid for p in await pods(client, NAMESPACE) if p.spec.node_name == "n1"}
@@ -91,6 +93,7 @@ async def test_a_control_plane_killed_mid_creation_resumes_with_exactly_the_repl
         await wait_all_ready(cluster, client)
         # Killed as soon as the API has written the Deployment: the controller is then in
         # the middle of creating (and the scheduler of binding) its pods.
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(deployment("many", namespace=NAMESPACE, replicas=20))
         await cluster.kill_control_plane()
     await cluster.start_control_plane()

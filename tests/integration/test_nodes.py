@@ -31,6 +31,7 @@ from pilothouse.manifests import loader
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from tests import factories
 from tests.fixtures.agent_process import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
 
@@ -179,6 +180,8 @@ async def running_pods(stub: api_grpc.ControlPlaneStub) -> dict[str, str]:
 async def apply_deployment(stub: api_grpc.ControlPlaneStub) -> None:
     documents, problems = loader.parse(DEPLOYMENT, source="web.yaml")
     assert not problems, problems
+    namespace = kinds.wrap(factories.namespace(name=NAMESPACE))
+    await stub.Apply(api.ApplyRequest(object=namespace), timeout=10)
     await stub.Apply(api.ApplyRequest(object=kinds.wrap(documents[0].message)), timeout=10)
 
 

@@ -18,6 +18,7 @@ from pilothouse import kinds
 from pilothouse.manifests import loader
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+from tests import factories
 from tests.fixtures.controlplane import ControlPlaneProcess
 from tests.integration.test_nodes import Agent, eventually, listed
 
@@ -113,6 +114,8 @@ async def test_replicas_run_as_real_containers_with_logs_through_the_control_pla
         stub = api_grpc.ControlPlaneStub(channel)
         documents, problems = loader.parse(DEPLOYMENT, source="hello.yaml")
         assert not problems, problems
+        namespace = kinds.wrap(factories.namespace(name=NAMESPACE))
+        await stub.Apply(api.ApplyRequest(object=namespace), timeout=10)
         await stub.Apply(api.ApplyRequest(object=kinds.wrap(documents[0].message)), timeout=10)
 
         async def running() -> object:

@@ -20,6 +20,7 @@ from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.manifests import loader
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 from tests.fixtures.agents import Cluster, ClusterFactory, eventually, is_ready, pods
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -127,6 +128,7 @@ async def test_probes_drive_pod_readiness_deployment_availability_and_restarts(
             return ready == ["n1", "n2"] or ready
 
         await eventually(nodes_ready, "`get nodes` never showed n1 and n2 Ready")
+        await client.apply(factories.namespace(name=NAMESPACE))
         await client.apply(_deployment())
         await _wait_available(
             client, "the 2 replicas with passing probes never became available", within=40
