@@ -237,8 +237,9 @@ async def test_describe_pod_and_node_show_state_and_allocation(
     code, out, err = await pilothouse("describe", "pod", "web-a")
     assert code == 0, err
     for expected in (
-        "Status:         Running",
-        "Node:           n1",
+        "Status:           Running",
+        "Node:             n1",
+        "Service Account:  default  (no token mounted",
         "    State:          Waiting",
         "      Reason:       CrashLoopBackOff",
         "    Last State:     Terminated",

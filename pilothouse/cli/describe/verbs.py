@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from pilothouse.cli import controlplanes, resources
 from pilothouse.cli.context import Context
-from pilothouse.cli.describe import kinds15, nodes, sections, services, workloads
+from pilothouse.cli.describe import kinds15, nodes, podconfig, sections, services, workloads
 from pilothouse.cli.sheet import Sheet
 from pilothouse.client import Client
 from pilothouse.v1 import objects_pb2 as o
@@ -72,6 +72,12 @@ async def page(client: Client, obj: Message, *, now: datetime) -> str:
         await services.service(sheet, client, obj)
     elif isinstance(obj, o.EndpointSlice):
         services.endpoint_slice(sheet, obj)
+    elif isinstance(obj, o.ConfigMap):
+        sections.metadata(sheet, obj.metadata)
+        podconfig.config_map(sheet, obj)
+    elif isinstance(obj, o.Secret):
+        sections.metadata(sheet, obj.metadata)
+        podconfig.secret(sheet, obj)
     elif type(obj) in kinds15.DESCRIBERS:
         kinds15.DESCRIBERS[type(obj)](sheet, obj)
     if not isinstance(obj, o.Event):

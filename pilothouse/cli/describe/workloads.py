@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pilothouse.cli import tables
-from pilothouse.cli.describe import sections
+from pilothouse.cli.describe import podconfig, sections
 from pilothouse.cli.sheet import NONE, Sheet, mapping, timestamp
 from pilothouse.client import Client, ClientError
 from pilothouse.kinds import Kind
@@ -80,9 +80,14 @@ def replicaset(sheet: Sheet, rs: o.ReplicaSet) -> None:
 def _template(sheet: Sheet, template: o.PodTemplateSpec) -> None:
     sheet.heading("Pod Template:")
     sheet.field("Labels", mapping(template.metadata.labels), level=1)
+    if template.spec.init_containers:
+        sheet.heading("Init Containers:", level=1)
+        for container in template.spec.init_containers:
+            _container(sheet, container, None)
     sheet.heading("Containers:", level=1)
     for container in template.spec.containers:
         _container(sheet, container, None)
+    podconfig.volumes(sheet, template.spec, level=1)
     sheet.field("Node-Selectors", mapping(template.spec.node_selector), level=1)
     sheet.field("Restart Policy", template.spec.restart_policy or "Always", level=1)
 
@@ -120,7 +125,10 @@ def _container(sheet: Sheet, c: o.Container, status: o.ContainerStatus | None) -
     ):
         if c.HasField(probe_field):
             sheet.field(title, probe_text(getattr(c, probe_field)), level=2)
-    sheet.field("Environment", "\n".join(f"{e.name}: {e.value}" for e in c.env) or NONE, level=2)
+    if c.env_from:
+        sheet.field("Environment Variables from", podconfig.env_from(c), level=2)
+    sheet.field("Environment", podconfig.environment(c), level=2)
+    sheet.field("Mounts", podconfig.mounts(c), level=2)
 
 
 def _any_state(state: o.ContainerState) -> bool:
@@ -175,6 +183,7 @@ def pod(sheet: Sheet, pod: o.Pod) -> None:
     sheet.field("Name", pod.metadata.name)
     sheet.field("Namespace", pod.metadata.namespace)
     node = pod.spec.node_name
+    podconfig.service_account(sheet, pod.spec)
     sheet.field("Node", f"{node}/{pod.status.host_ip}" if node and pod.status.host_ip else node)
     sheet.field("Start Time", timestamp(pod.status.start_time))
     sheet.field("Labels", mapping(pod.metadata.labels))
@@ -190,13 +199,20 @@ def pod(sheet: Sheet, pod: o.Pod) -> None:
     sheet.field("IP", pod.status.pod_ip)
     owner = next((r for r in pod.metadata.owner_references if r.controller), None)
     sheet.field("Controlled By", f"{owner.kind}/{owner.name}" if owner else NONE)
+    if pod.spec.init_containers:
+        sheet.heading("Init Containers:")
+        inits = {s.name: s for s in pod.status.init_container_statuses}
+        for container in pod.spec.init_containers:
+            _container(sheet, container, inits.get(container.name, o.ContainerStatus()))
     sheet.heading("Containers:")
     statuses = {s.name: s for s in pod.status.container_statuses}
     for container in pod.spec.containers:
         _container(sheet, container, statuses.get(container.name, o.ContainerStatus()))
     _pod_conditions(sheet, pod.status.conditions)
+    podconfig.volumes(sheet, pod.spec)
     sheet.field("QoS Class", pod.status.qos_class)
     sheet.field("Node-Selectors", mapping(pod.spec.node_selector))
+    podconfig.scheduling(sheet, pod.spec)
 
 
 def _pod_conditions(sheet: Sheet, conditions: Sequence[o.Condition]) -> None:
