@@ -65,6 +65,7 @@ from controlplane.leader.placement import RaftPlacement
 from controlplane.leader.settings import HaSettings
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.agent import Connect, connector
+from controlplane.nodes.configs import ConfigView
 from controlplane.nodes.leading import while_leading
 from controlplane.nodes.leases import NodeLeases
 from controlplane.nodes.registry import NodeRegistry
@@ -204,6 +205,9 @@ def leader_runnables(
             events=node_events,
             resync_interval=nodes.resync_interval,
             connect=connect,
+            configs=ConfigView(
+                config_maps=informers[Kind.CONFIGMAP], secrets=informers[Kind.SECRET]
+            ),
             services=ServicesView(
                 services=informers[Kind.SERVICE],
                 slices=informers[Kind.ENDPOINTSLICE],
@@ -316,6 +320,8 @@ _CACHED_KINDS = (
     Kind.REPLICASET,
     Kind.SERVICE,
     Kind.ENDPOINTSLICE,
+    Kind.CONFIGMAP,
+    Kind.SECRET,
 )
 
 

@@ -140,12 +140,17 @@ class AgentClient:
         pods: Sequence[objects_pb2.Pod],
         *,
         fence: bool = False,
+        config_maps: Sequence[objects_pb2.ConfigMap] = (),
+        secrets: Sequence[objects_pb2.Secret] = (),
         services: ServicesState | None = None,
     ) -> Pushed:
         """Push the whole desired set; returns the pods the agent rejected, with why. `fence`:
         the agent ends the pods leaving its set at once and answers once they are stopped.
-        `services`: the cluster's Services (None: the agent keeps those it has)."""
-        request = agent_pb2.SyncPodsRequest(pods=pods, fence=fence)
+        `config_maps` and `secrets`: those the pods use (and no others). `services`: the
+        cluster's Services (None: the agent keeps those it has)."""
+        request = agent_pb2.SyncPodsRequest(
+            pods=pods, fence=fence, config_maps=config_maps, secrets=secrets
+        )
         if services is not None:
             request.services_included = True
             request.services.extend(services.services)

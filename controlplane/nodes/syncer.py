@@ -52,6 +52,7 @@ from controlplane.nodes.agent import (
     connector,
 )
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
+from controlplane.nodes.configs import ConfigView, NodeConfig
 from controlplane.nodes.reports import AgentReports
 from controlplane.nodes.services import Drains, ServicesState, ServicesView
 from controlplane.objects import ChangeType, ObjectStore
@@ -109,6 +110,7 @@ class NodeSyncer:
         nodes: Informer,
         pods: Informer,
         connect: Connect,
+        configs: ConfigView | None = None,
         events: EventRecorder | None = None,
         clock: Clock | None = None,
         resync_interval: float = RESYNC_INTERVAL,
@@ -127,6 +129,7 @@ class NodeSyncer:
         self._nodes = nodes
         self._pods = pods
         self._connect = connect
+        self._configs = configs  # the ConfigMaps and Secrets a push carries with its pods
         self._events = events
         self._clock = clock or SystemClock()
         self._resync_interval = resync_interval
@@ -213,6 +216,7 @@ class NodeSyncer:
 
     async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
         last: list[objects_pb2.Pod] | None = None
+        last_config: NodeConfig | None = None
         next_resync = 0.0
         pushed_services = 0  # the version of the Services state this session pushed
         while True:
@@ -229,13 +233,20 @@ class NodeSyncer:
                 desired = desired_pods(listing.items, self.node, draining=draining)
             else:
                 desired = desired_pods(self._pods.list(), self.node, draining=draining)
+            config = NodeConfig.for_pods(desired, self._configs)
             now = self._clock.now()
             state = self._services.current() if self._services is not None else None
             resync = last is None or fencing or now >= next_resync
             services = state if state and (resync or state.version != pushed_services) else None
-            if desired != last or services or resync:
+            if desired != last or config != last_config or services or resync:
                 fence = fencing or now < self._fenced_until
-                rejected = await client.sync_pods(desired, fence=fence, services=services)
+                rejected = await client.sync_pods(
+                    desired,
+                    fence=fence,
+                    config_maps=config.config_maps,
+                    secrets=config.secrets,
+                    services=services,
+                )
                 if services is not None:
                     pushed_services = services.version
                     self._programmed(
@@ -246,7 +257,7 @@ class NodeSyncer:
                     if self._failures:
                         log.info("node.sync_restored", node=self.node, endpoint=identity[0])
                         self._failures = 0
-                last = desired
+                last, last_config = desired, config
                 next_resync = now + self._resync_interval
                 log.debug("node.pushed", node=self.node, pods=len(desired))
                 for pod, why in rejected.items():
@@ -358,6 +369,7 @@ class NodeSyncManager:
         resync_interval: float = RESYNC_INTERVAL,
         rpc_timeout: float = DEFAULT_TIMEOUT,
         max_backoff: float = MAX_BACKOFF,
+        configs: ConfigView | None = None,
         services: ServicesView | None = None,
     ) -> None:
         self._objects = objects
@@ -369,6 +381,11 @@ class NodeSyncManager:
             services.on_change = self._poke_all
         self._nodes = nodes
         self._pods = pods
+        # A ConfigMap or Secret changed: every syncer looks again (each pushes only if the
+        # set its own pods use changed).
+        self._configs = configs
+        if configs is not None:
+            configs.on_change = self._poke_all
         self._events = events
         self._clock = clock or SystemClock()
         self._connect = connect or connector(timeout=rpc_timeout)
@@ -382,6 +399,8 @@ class NodeSyncManager:
     async def run(self) -> None:
         await self._nodes.wait_synced()
         await self._pods.wait_synced()
+        if self._configs is not None:
+            await self._configs.wait_synced()
         if self._services is not None:
             await self._services.wait_synced()
         self._running = True
@@ -437,6 +456,7 @@ class NodeSyncManager:
             nodes=self._nodes,
             pods=self._pods,
             connect=self._connect,
+            configs=self._configs,
             events=self._events,
             clock=self._clock,
             resync_interval=self._resync_interval,
