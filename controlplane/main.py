@@ -34,16 +34,20 @@ import grpc
 import structlog
 
 from controlplane import config as settings
+from controlplane import metrics
 from controlplane.api.controlplanes import ControlPlanesServicer
 from controlplane.api.server import ApiServer
 from controlplane.auth import bootstrap
 from controlplane.auth.serving import Security, join_listen_for
 from controlplane.auth.tokens import TokenStore
 from controlplane.cache.informer import Informer
+from controlplane.controllers.autoscaler import Settings as AutoscalerSettings
+from controlplane.controllers.autoscaler import horizontal_pod_autoscaler_controller
 from controlplane.controllers.cronjob import cronjob_controller
 from controlplane.controllers.daemonset import daemonset_controller
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.endpointslice import endpointslice_controller
+from controlplane.controllers.eventttl import EventExpiry
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.controllers.job import job_controller
 from controlplane.controllers.namespace import namespace_controller
@@ -55,6 +59,8 @@ from controlplane.controllers.replicaset import (
 )
 from controlplane.controllers.statefulset import statefulset_controller
 from controlplane.controllers.storage import storage_controller
+from controlplane.dashboard import settings as operate_flags
+from controlplane.dashboard.settings import OperateSettings
 from controlplane.digests import DigestResolver, NoDigests, RegistryDigestResolver
 from controlplane.events import EventRecorder
 from controlplane.leader import Candidate, Election, Term
@@ -72,6 +78,7 @@ from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.services import ClusterNetwork, ServicesView
 from controlplane.nodes.settings import NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
+from controlplane.nodes.usage import UsageGatherer
 from controlplane.objects import ObjectStore
 from controlplane.objects.encryption import Encryption, Keyring
 from controlplane.scheduler.claims import StorageView
@@ -105,6 +112,7 @@ def runnables(
     resolver: DigestResolver | None = None,
     connect: Connect | None = None,
     services: ServiceSettings | None = None,
+    operate: OperateSettings | None = None,
 ) -> list[Runnable]:
     """Every long-lived part of the control plane, in start order (see the module docstring)."""
     nodes = nodes or NodeSettings()
@@ -135,6 +143,14 @@ def runnables(
         )
         if raft_placement is not None:
             team_parts.append(RaftPlacement(raft_placement))
+        team_parts.extend(
+            operating_team(
+                ObjectStore(store, encryption=objects.encryption),
+                informers=informers,
+                usage=api.usage,
+                operate=operate or OperateSettings(),
+            )
+        )
         return team_parts
 
     parts.append(Leadership(election, team=team, informers=list(informers.values())))
@@ -305,6 +321,7 @@ _OWNING_KINDS = (
 
 _CACHED_KINDS = (
     Kind.NODE,
+    Kind.HORIZONTALPODAUTOSCALER,
     Kind.NAMESPACE,
     Kind.REPLICATIONCONTROLLER,
     Kind.JOB,
@@ -330,6 +347,7 @@ async def serve(
     nodes: NodeSettings | None = None,
     ha: HaSettings | None = None,
     services: ServiceSettings | None = None,
+    operate: OperateSettings | None = None,
 ) -> int:
     """Run the control plane until cancelled (0) or until a part fails (1)."""
     nodes = nodes or NodeSettings()
@@ -410,8 +428,10 @@ async def serve(
             resolver=resolver,
             connect=connect,
             services=services,
+            operate=operate,
         )
         parts.insert(1 if embedded else 0, Task("etcd.members", _members_of(store)))
+        parts[-1:-1] = operating_parts(api, operate or OperateSettings(), config, security)
         parts.insert(-1, leases)  # before the leadership, so it stops after the leader's parts
         await run_all(parts)
     except RunnableExited as error:
@@ -445,6 +465,59 @@ def _raft_placement(
         return await store.move_raft_leader(away_from=embedded.endpoint)
 
     return move
+
+
+def operating_team(
+    objects: ObjectStore,
+    *,
+    informers: Mapping[Kind, Informer],
+    usage: UsageGatherer,
+    operate: OperateSettings,
+) -> list[Runnable]:
+    """The leader's parts of issue 16: HorizontalPodAutoscalers (reading the agents' usage
+    through the API's gatherer) and the expiry of events after an hour."""
+    return [
+        horizontal_pod_autoscaler_controller(
+            objects,
+            autoscalers=informers[Kind.HORIZONTALPODAUTOSCALER],
+            pods=informers[Kind.POD],
+            metrics_source=usage.cpu_memory,
+            events=EventRecorder(objects, component="horizontal-pod-autoscaler"),
+            settings=AutoscalerSettings(
+                sync_period=operate.hpa_sync_period,
+                downscale_stabilization=operate.hpa_downscale_stabilization,
+                tolerance=operate.hpa_tolerance,
+            ),
+        ),
+        EventExpiry(objects),
+    ]
+
+
+def operating_parts(
+    api: ApiServer,
+    operate: OperateSettings,
+    config: settings.Config,
+    security: Security | None,
+) -> list[Runnable]:
+    """Every member's parts of issue 16: Prometheus metrics and the web dashboard, each only
+    when its flag names an address."""
+    parts: list[Runnable] = []
+    if operate.metrics_listen:
+        parts.append(metrics.server(operate.metrics_listen))
+    if operate.dashboard_listen:
+        from controlplane.dashboard.server import Dashboard
+
+        parts.append(
+            Dashboard(
+                listen=operate.dashboard_listen,
+                objects=api.objects,
+                usage=api.usage,
+                connect=api.connect,
+                data_dir=config.data_dir,
+                pki=security.pki if security is not None else None,
+            )
+        )
+    return parts
 
 
 def _members_of(store: EtcdStore) -> Callable[[], Awaitable[None]]:
@@ -562,11 +635,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         nodes, rest = node_flags.split(argv)
         ha, rest = ha_flags.split(rest)
         services, rest = service_flags.split(rest, cluster_cidr=nodes.cluster_cidr)
+        operate, rest = operate_flags.split(rest)
         if "-h" in rest or "--help" in rest:
             full = settings.parser()
             node_flags.add_flags(full)
             ha_flags.add_flags(full)
             service_flags.add_flags(full)
+            operate_flags.add_flags(full)
             full.print_help()
             return 0
         config = settings.parse(rest)
@@ -575,6 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         node_flags.SettingsError,
         ha_flags.SettingsError,
         service_flags.SettingsError,
+        operate_flags.SettingsError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -584,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"PKI made under {config.pki_dir}: copy it to the other members' data dirs")
         return 0
     try:
-        return asyncio.run(signals.run_until_signalled(serve(config, nodes, ha, services)))
+        return asyncio.run(signals.run_until_signalled(serve(config, nodes, ha, services, operate)))
     except (EtcdNotFound, EtcdStartFailed, BindError, settings.ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

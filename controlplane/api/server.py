@@ -19,11 +19,14 @@ import grpc
 import structlog
 
 from controlplane.api.controlplanes import ControlPlanesServicer
+from controlplane.api.metering import Metering
+from controlplane.api.podaccess import PodAccessServicer, ResourceUsageServicer
 from controlplane.api.registry import NodeRegistryServicer
 from controlplane.api.servicer import ControlPlaneServicer
 from controlplane.auth.serving import Security
-from controlplane.nodes.agent import Connect
+from controlplane.nodes.agent import Connect, connector
 from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.usage import UsageGatherer
 from controlplane.objects import ObjectStore
 from controlplane.services.addresses import ServiceAddresses
 from pilothouse.manifests.validation.policy import ClusterPolicy
@@ -49,12 +52,15 @@ class ApiServer:
         services: ServiceAddresses | None = None,
         policy: ClusterPolicy | None = None,
         controlplanes: ControlPlanesServicer | None = None,
+        usage: UsageGatherer | None = None,
     ) -> None:
         self._objects = objects
         self._controlplanes = controlplanes
         self._policy = policy
         self.services = services or ServiceAddresses(objects)
         self._connect = connect
+        # The agents' usage samples (top, autoscaling, the dashboard), one cache for all.
+        self.usage = usage or UsageGatherer(objects, connect=connect or connector())
         self._security = security
         self.join_address: str | None = None  # set by start() when secure
         # The node-lifecycle controller reads heartbeat times from the same registry.
@@ -64,13 +70,23 @@ class ApiServer:
             name=self.name,
             listen=listen,
             setup=self._setup,
-            interceptors=security.interceptors() if security else (),
+            # Metering first: it sees every call as the guard answered it (refusals too).
+            interceptors=(Metering(), *(security.interceptors() if security else ())),
             grace=_STOP_GRACE_SECONDS,
         )
 
     @property
     def address(self) -> str:
         return self._server.address
+
+    @property
+    def objects(self) -> ObjectStore:
+        return self._objects
+
+    @property
+    def connect(self) -> Connect:
+        """How this server dials agents (logs, exec, usage), for the dashboard."""
+        return self._connect or connector()
 
     def _setup(self, server: grpc.aio.Server) -> int:
         """Add the services and bind the ports; the API port is returned."""
@@ -81,6 +97,12 @@ class ApiServer:
             server,
         )
         api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
+        api_grpc.add_PodAccessServicer_to_server(
+            PodAccessServicer(self._objects, connect=self._connect), server
+        )
+        api_grpc.add_ResourceUsageServicer_to_server(
+            ResourceUsageServicer(self._objects, self.usage), server
+        )
         if self._controlplanes is not None:
             api_grpc.add_ControlPlanesServicer_to_server(self._controlplanes, server)
         security = self._security

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import structlog
 
+from controlplane import metrics
 from controlplane.leader import members
 from controlplane.leader.election import Election, LossReason, Term
 from controlplane.store import Store, StoreError
@@ -104,6 +105,7 @@ class Leadership:
             parts=[p.name for p in team],
         )
         self._set(term)
+        metrics.leading(True)
         runner = asyncio.create_task(run_all(team, leading=True), name="leader.team")
         lost = asyncio.create_task(term.lost.wait(), name="leader.lost")
         recording = asyncio.create_task(members.record_change(store, term=term))
@@ -116,6 +118,7 @@ class Leadership:
                 runner.cancel()
                 await asyncio.wait({runner})
             self._set(None)
+            metrics.leading(False)
             self._unsubscribe(before)
         if not runner.cancelled() and runner.exception() is not None:
             raise runner.exception()  # type: ignore[misc]

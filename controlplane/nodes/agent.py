@@ -220,6 +220,32 @@ class AgentClient:
         except grpc.aio.AioRpcError as error:
             raise self._failed("ListImages", error) from None
 
+    async def usage(self) -> agent_pb2.UsageResponse:
+        """The agent's latest usage sample of its node and pods (NodeUsage.Usage)."""
+        try:
+            return await agent_pb2_grpc.NodeUsageStub(self._channel).Usage(
+                agent_pb2.UsageRequest(), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise self._failed("Usage", error) from None
+
+    def streams(self) -> agent_pb2_grpc.PodStreamsStub:
+        """The agent's PodStreams (exec, attach, port-forward) on this client's channel; the
+        caller maps their errors (`failed`)."""
+        return agent_pb2_grpc.PodStreamsStub(self._channel)
+
+    def failed(self, method: str, error: grpc.aio.AioRpcError) -> AgentCallFailed:
+        """A failed stream of `streams()` as AgentCallFailed: the agent's own refusals (no
+        such pod or container, not running, nothing listening) keep its code and words."""
+        if error.code() in (
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.UNIMPLEMENTED,
+        ):
+            return AgentCallFailed(error.code().name, error.details() or "")
+        return self._failed(method, error)
+
     def _who(self) -> str:
         return (
             f'the agent of node "{self.node}" at {self.address}'

@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 
+from controlplane import metrics
 from controlplane.cache.informer import Informer, Notice
 from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions, deletions
@@ -240,13 +241,18 @@ class NodeSyncer:
             services = state if state and (resync or state.version != pushed_services) else None
             if desired != last or config != last_config or services or resync:
                 fence = fencing or now < self._fenced_until
-                rejected = await client.sync_pods(
-                    desired,
-                    fence=fence,
-                    config_maps=config.config_maps,
-                    secrets=config.secrets,
-                    services=services,
-                )
+                try:
+                    rejected = await client.sync_pods(
+                        desired,
+                        fence=fence,
+                        config_maps=config.config_maps,
+                        secrets=config.secrets,
+                        services=services,
+                    )
+                except Exception:
+                    metrics.pushed(ok=False)
+                    raise
+                metrics.pushed(ok=True)
                 if services is not None:
                     pushed_services = services.version
                     self._programmed(

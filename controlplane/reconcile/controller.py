@@ -12,11 +12,13 @@ every informer in `wait_for` has synced, so a reconciler never acts on a half-fi
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 import structlog
 
+from controlplane import metrics
 from controlplane.reconcile import Reconciler, Terminal
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.queue import Backoff, ShutDown, WorkQueue
@@ -58,6 +60,7 @@ class Controller:
         for informer in self._wait_for:
             await informer.wait_synced()
         log.info("controller.started", controller=self.name, workers=self.workers)
+        metrics.controller_started(self)  # its queue depth, while it lives
         try:
             async with asyncio.TaskGroup() as group:
                 for index in range(self.workers):
@@ -78,15 +81,21 @@ class Controller:
 
     async def process(self, key: str) -> None:
         """Reconcile one key and decide what happens to it next (see module docstring)."""
+        began = time.perf_counter()
+        outcome = "error"
         try:
             result = await self.reconciler.reconcile(key)
+            outcome = "requeue" if result.requeue_after is not None else "success"
         except asyncio.CancelledError:
+            outcome = "cancelled"
             raise
         except Terminal as error:
+            outcome = "terminal"
             self.queue.forget(key)
             log.error("controller.terminal_error", controller=self.name, key=key, error=str(error))
             return
         except Conflict:
+            outcome = "conflict"
             # Acted on a cache a step behind a write: routine, try again with fresher state.
             delay = self.queue.add_rate_limited(key)
             log.debug("controller.conflict", controller=self.name, key=key, retry_in=delay)
@@ -103,6 +112,9 @@ class Controller:
                 exc_info=not _expected(error),
             )
             return
+        finally:
+            if outcome != "cancelled":
+                metrics.reconciled(self.name, outcome, time.perf_counter() - began)
         self.queue.forget(key)
         if result.requeue_after is not None:
             self.queue.add_after(key, result.requeue_after)

@@ -94,6 +94,10 @@ class WorkQueue:
 
     # ----------------------------------------------------------------- handing out
 
+    def depth(self) -> int:
+        """Keys waiting to be handed to a worker (metrics)."""
+        return len(self._queue)
+
     async def get(self) -> str:
         """The next key to process; wait for one. Raises `ShutDown` once shut down."""
         while not self._queue:

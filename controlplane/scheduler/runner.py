@@ -22,11 +22,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import structlog
 
+from controlplane import metrics
 from controlplane.cache.informer import Informer, Notice, object_key
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
@@ -173,15 +175,25 @@ class Scheduler:
         if isinstance(resolved, volumes.Blocked):
             await self._mark_unschedulable(pod, resolved)
             return Result()
-        decision = schedule(self._snapshot(), pod, constraints=resolved.constraints)
-        if isinstance(decision, Placement) and not resolved.ready and self._storage:
-            # WaitForFirstConsumer: its claims are provisioned on this node first; a claim
-            # becoming Bound brings the pod back here (`_on_claim`).
-            await self._storage.select(self._objects, resolved.unbound, decision.node)
-        elif isinstance(decision, Placement):
-            await self._bind(pod, decision.node, annotations=resolved.annotations)
-        else:
-            await self._mark_unschedulable(pod, decision)
+        began, outcome = time.perf_counter(), "error"
+        try:
+            decision = schedule(self._snapshot(), pod, constraints=resolved.constraints)
+            if isinstance(decision, Placement) and not resolved.ready and self._storage:
+                # WaitForFirstConsumer: its claims are provisioned on this node first; a claim
+                # becoming Bound brings the pod back here (`_on_claim`).
+                outcome = "waiting_for_volumes"
+                await self._storage.select(self._objects, resolved.unbound, decision.node)
+            elif isinstance(decision, Placement):
+                outcome = "scheduled"
+                await self._bind(pod, decision.node, annotations=resolved.annotations)
+            else:
+                outcome = "unschedulable"
+                await self._mark_unschedulable(pod, decision)
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            metrics.scheduled(outcome, time.perf_counter() - began)
         return Result()
 
     def _assumed_now(self) -> dict[str, objects_pb2.Pod]:

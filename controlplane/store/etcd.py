@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -35,6 +36,7 @@ import structlog
 from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
+from controlplane import metrics
 from controlplane.store import (
     AlreadyExists,
     Change,
@@ -500,10 +502,12 @@ class EtcdStore:
         failures: list[str] = []
         count = len(self._endpoints)
         first = self._current
+        timer = metrics.etcd_timer(sys._getframe(1).f_code.co_name)  # the Store method's name
         for attempt in range(count):
             index, client = await self._client((first + attempt) % count)
             try:
-                result = await operation(_stub(client, service))
+                with timer:
+                    result = await operation(_stub(client, service))
             except rpc.AioRpcError as error:
                 if not _lost_connection(error):
                     raise self._translate(error) from error

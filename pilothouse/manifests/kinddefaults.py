@@ -66,6 +66,8 @@ def set_kind_defaults(message: Message, *, pod_spec: PodSpecDefaults) -> None:
             message.volume_binding_mode = "Immediate"
     elif isinstance(message, objects_pb2.Namespace) and not message.status.phase:
         message.status.phase = "Active"
+    elif isinstance(message, objects_pb2.HorizontalPodAutoscaler):
+        _autoscaler_spec(message.spec)
 
 
 def job_spec(spec: objects_pb2.JobSpec, *, pod_spec: PodSpecDefaults) -> None:
@@ -134,3 +136,19 @@ def _stateful_set_spec(spec: objects_pb2.StatefulSetSpec, *, pod_spec: PodSpecDe
 def claim_spec(spec: objects_pb2.PersistentVolumeClaimSpec) -> None:
     if not spec.HasField("volume_mode"):
         spec.volume_mode = "Filesystem"
+
+
+def _autoscaler_spec(spec: objects_pb2.HorizontalPodAutoscalerSpec) -> None:
+    """autoscaling/v2: minReplicas 1; no metrics means 80 % CPU utilization; a rule's
+    selectPolicy Max."""
+    if not spec.HasField("min_replicas"):
+        spec.min_replicas = 1
+    if not spec.metrics:
+        metric = spec.metrics.add(type="Resource")
+        metric.resource.name = "cpu"
+        metric.resource.target.type = "Utilization"
+        metric.resource.target.average_utilization = 80
+    behavior = spec.behavior
+    for rules in (behavior.scale_up, behavior.scale_down):
+        if rules.ListFields() and not rules.select_policy:
+            rules.select_policy = "Max"

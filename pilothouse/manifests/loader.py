@@ -48,6 +48,7 @@ SUPPORTED: dict[tuple[str, str], kinds.Kind] = {
     ("storage.k8s.io/v1", "StorageClass"): kinds.Kind.STORAGECLASS,
     ("v1", "ConfigMap"): kinds.Kind.CONFIGMAP,
     ("v1", "Secret"): kinds.Kind.SECRET,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): kinds.Kind.HORIZONTALPODAUTOSCALER,
 }
 _SUPPORTED_TEXT = ", ".join(f"{v} {k}" for v, k in SUPPORTED)
 

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from pilothouse.manifests import names
 from pilothouse.manifests.validation import (
+    autoscaling,
     batch,
     config,
     dns,
@@ -132,6 +133,7 @@ _MORE = {
     objects_pb2.Namespace: _namespace,
     objects_pb2.ConfigMap: config.config_map,
     objects_pb2.Secret: config.secret,
+    objects_pb2.HorizontalPodAutoscaler: autoscaling.autoscaler,
 }
 _CLUSTER_SCOPED = (objects_pb2.Namespace, objects_pb2.PersistentVolume, objects_pb2.StorageClass)
 _STS = objects_pb2.StatefulSet
