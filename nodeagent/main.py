@@ -46,6 +46,7 @@ from nodeagent.images import ImageService
 from nodeagent.images.diskgc import GcEvent, ImageGarbageCollector
 from nodeagent.join import JoinError, NodeCertificates
 from nodeagent.network.sandbox import Mode, PodNetworks
+from nodeagent.pods import claims
 from nodeagent.pods.events import EventType, NodeEvents
 from nodeagent.pods.eviction import EvictionManager
 from nodeagent.pods.manager import PodManager
@@ -148,6 +149,7 @@ async def serve(config: settings.Config) -> int:
             restart_backoff=config.backoff,
             networks=networks,
             pod_files=pod_files,
+            volume_resolvers=claims.RESOLVERS,  # persistentVolumeClaim: the bound node path
             node_mounts=config.runtime != "fake",  # tmpfs volumes, pinned pod namespaces
             policy=NodePolicy(
                 allow_probe_host=config.allow_probe_host,
