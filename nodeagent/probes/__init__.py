@@ -100,4 +100,9 @@ class Handler(Protocol):
 
 
 def has_action(probe: objects_pb2.Probe) -> bool:
-    return probe.HasField("exec") or probe.HasField("http_get") or probe.HasField("tcp_socket")
+    return (
+        probe.HasField("exec")
+        or probe.HasField("http_get")
+        or probe.HasField("tcp_socket")
+        or probe.HasField("grpc")
+    )

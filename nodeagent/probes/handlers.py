@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import h11
 import structlog
 
-from nodeagent.probes import SUCCESS, Result, Target, failure, has_action, netns
+from nodeagent.probes import SUCCESS, Result, Target, failure, grpchealth, has_action, netns
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
@@ -195,6 +195,8 @@ class ProbeHandlers:
                 return await self._http_get(probe.http_get, target, time_limit=time_limit)
             if probe.HasField("tcp_socket"):
                 return await self._tcp(probe.tcp_socket, target, time_limit=time_limit)
+            if probe.HasField("grpc"):
+                return await self._grpc(probe.grpc, target, time_limit=time_limit)
         except ValueError as exc:
             return failure(str(exc))
         return failure("the probe has no handler (exec, httpGet or tcpSocket)")
@@ -229,6 +231,31 @@ class ProbeHandlers:
             return failure(_dial_error(host, port, exc))
         sock.close()
         return SUCCESS
+
+    async def _grpc(
+        self, action: objects_pb2.GRPCAction, target: Target, *, time_limit: float
+    ) -> Result:
+        """grpc.health.v1.Health/Check on the pod's IP (`grpchealth`): SERVING or failure."""
+        host = target.pod_ip or "127.0.0.1"
+        address = _hostport(host, action.port)
+        try:
+            async with asyncio.timeout(time_limit):
+                sock = await _open(host, action.port, target, explicit=False)
+                reader, writer = await asyncio.open_connection(sock=sock)
+                try:
+                    healthy, why = await grpchealth.check(
+                        reader, writer, authority=address, service=action.service
+                    )
+                finally:
+                    writer.close()
+        except TimeoutError:
+            return failure(
+                f'timeout: failed to connect service "{address}" within {time_limit:g}s: '
+                "context deadline exceeded"
+            )
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            return failure(f'failed to connect service "{address}": {exc}')
+        return SUCCESS if healthy else failure(why)
 
     async def _http_get(
         self, action: objects_pb2.HTTPGetAction, target: Target, *, time_limit: float

@@ -167,6 +167,7 @@ def _probe(found: Findings, probe: objects_pb2.Probe, path: str, *, single_succe
             ("exec", "exec"),
             ("http_get", "httpGet"),
             ("tcp_socket", "tcpSocket"),
+            ("grpc", "grpc"),
         )
         if probe.HasField(field)
     ]
@@ -182,6 +183,8 @@ def _probe(found: Findings, probe: objects_pb2.Probe, path: str, *, single_succe
         if probe.http_get.scheme and probe.http_get.scheme not in schemes:
             found.unsupported(f"{path}.httpGet.scheme", probe.http_get.scheme, schemes)
         actions.http_get(found, probe.http_get, f"{path}.httpGet")
+    if probe.HasField("grpc"):
+        _port_number(found, f"{path}.grpc.port", probe.grpc.port)
     if probe.HasField("tcp_socket"):
         _probe_port(found, probe.tcp_socket, f"{path}.tcpSocket.port")
         actions.host(found, probe.tcp_socket.host, f"{path}.tcpSocket.host")
