@@ -1,0 +1,126 @@
+"""Issue 15 on `pilothouse up --nodes 3` (each node in a network namespace, mTLS), end to end
+through the CLI as a user types it:
+- a DaemonSet runs 3 pods, one on each node (`get ds` 3/3/3, `get pods -o wide`);
+- a CronJob scheduled every minute creates a Job on the next whole minute (one real minute),
+  whose pod runs to completion (`get jobs` Complete 1/1, `logs job/NAME`);
+- the built-in local-path class is the cluster's default (`get sc`).
+`down` then leaves nothing of the cluster (the fixture checks and cleans).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+from tests.e2e.network import missing_support
+from tests.fixtures.cluster import LocalClusterRun
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+T = TypeVar("T")
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: logger}
+spec:
+  selector: {matchLabels: {app: logger}}
+  template:
+    metadata: {labels: {app: logger}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: logger
+        image: busybox:stable
+        command: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "*/1 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - name: tick
+            image: busybox:stable
+            command: ["sh", "-c", "echo tick"]
+"""
+
+
+@pytest.fixture
+def cluster(local_cluster: LocalClusterRun) -> Iterator[LocalClusterRun]:
+    if reason := missing_support():
+        pytest.skip(reason)
+    yield local_cluster
+
+
+def wait_for(what: str, check: Callable[[], T | None], *, within: float) -> T:
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {within:.0f} s (last seen: {last!r})")
+
+
+def items(cluster: LocalClusterRun, *args: str) -> list[dict]:
+    got = cluster.cli("get", *args, "-o", "json")
+    if got.returncode != 0 or not got.stdout.strip():
+        return []
+    data = json.loads(got.stdout)
+    return list(data.get("items", [data]))
+
+
+def test_a_daemonset_on_three_nodes_and_a_cronjob_every_minute(cluster: LocalClusterRun) -> None:
+    started = cluster.up(nodes=3)
+    assert started.returncode == 0, f"`up -d --nodes 3` failed:\n{started.stderr}"
+    manifest = cluster.data_dir.parent / "workloads.yaml"
+    manifest.write_text(MANIFEST)
+    applied = cluster.cli("apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    applied_at = time.time()
+
+    def spread() -> dict[str, str] | None:
+        running = {
+            p["metadata"]["name"]: p["spec"].get("nodeName", "")
+            for p in items(cluster, "pods", "-l", "app=logger")
+            if p.get("status", {}).get("phase") == "Running"
+        }
+        return running if len(set(running.values())) == 3 and len(running) == 3 else None
+
+    placed = wait_for("a DaemonSet pod Running on each of the 3 nodes", spread, within=120)
+    assert sorted(placed.values()) == ["node-1", "node-2", "node-3"]
+    shown = cluster.cli("get", "ds", "logger")
+    assert shown.stdout.splitlines()[1].split()[:6] == ["logger", "3", "3", "3", "3", "3"], shown
+
+    def completed_job() -> str | None:
+        for job in items(cluster, "jobs"):
+            conditions = job.get("status", {}).get("conditions", [])
+            if any(c["type"] == "Complete" and c["status"] == "True" for c in conditions):
+                return str(job["metadata"]["name"])
+        return None
+
+    # The next whole minute after the apply, then the Job's pod: within two minutes.
+    name = wait_for("a Job made by the CronJob ran to completion", completed_job, within=150)
+    assert name.startswith("tick-")
+    scheduled = int(name.removeprefix("tick-")) * 60
+    assert scheduled >= applied_at - 60, "the Job is for a minute before the CronJob existed"
+    logs = cluster.cli("logs", f"job/{name}")
+    assert logs.stdout.strip() == "tick", logs
+    jobs = cluster.cli("get", "jobs")
+    row = next(line.split() for line in jobs.stdout.splitlines() if line.startswith(name))
+    assert row[1:3] == ["Complete", "1/1"], jobs.stdout
+    cronjob = cluster.cli("get", "cronjobs")
+    assert cronjob.stdout.splitlines()[1].split()[:2] == ["tick", "*/1"], cronjob.stdout
+    classes = cluster.cli("get", "sc")
+    assert "local-path (default)" in classes.stdout, classes.stdout
