@@ -17,9 +17,8 @@ A claim (Kubernetes' PV controller and the local-path provisioner):
    than ReadWriteOnce(Pod) are refused with an event; then the volume is made on that node and
    the claim bound to it.
 
-A volume: Bound while its claim exists (same uid); once the claim is gone it is Released, and
-with reclaim policy Delete its directory is removed on its node by a helper pod (in
-kube-system) and the volume deleted once that pod succeeded; Retain keeps it Released.
+A volume: `reclaim.VolumeReclaimer` (Bound while its claim exists, then Released, then
+deleted or retained by its reclaim policy).
 
 Invariants: every write is compare-and-swap or create-if-absent; the volume of a claim is
 named after the claim's uid, so a retry after a crash finds it instead of making another.
@@ -34,9 +33,9 @@ from google.protobuf.message import Message
 
 from controlplane.cache.informer import Informer, Notice
 from controlplane.controllers.storage import localpath
+from controlplane.controllers.storage.reclaim import VolumeReclaimer
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
-from controlplane.objects.namespaces import SYSTEM_NAMESPACE, ensure
 from controlplane.objects.nodeselectors import matches as node_matches
 from controlplane.reconcile import Result
 from controlplane.reconcile.controller import Controller
@@ -48,7 +47,6 @@ from pilothouse.v1 import objects_pb2
 log = structlog.get_logger(__name__)
 
 CLASS_KEY = "@class"
-HELPER_RECHECK = 2.0  # s between looks at a volume's helper pod
 
 
 class StorageReconciler:
@@ -72,6 +70,9 @@ class StorageReconciler:
         self._pods = pods
         self._events = events
         self._builtin = builtin_class
+        self._reclaimer = VolumeReclaimer(
+            objects, claims=claims, classes=classes, pods=pods, events=events
+        )
 
     def keys_for(self, notice: Notice) -> list[str]:
         obj = notice.object
@@ -113,7 +114,7 @@ class StorageReconciler:
             claim = self._claims.get(namespace, name)
             return await self._claim(claim) if claim is not None else Result()
         volume = self._volumes.get("", rest)
-        return await self._volume(volume) if volume is not None else Result()
+        return await self._reclaimer.reconcile(volume) if volume is not None else Result()
 
     # ------------------------------------------------------------------ claims
 
@@ -279,79 +280,6 @@ class StorageReconciler:
         updated.status.phase = phase
         with contextlib.suppress(NotFound):
             await self._objects.update_status(updated)
-
-    # ----------------------------------------------------------------- volumes
-
-    async def _volume(self, volume: objects_pb2.PersistentVolume) -> Result:
-        ref = volume.spec.claim_ref
-        if not ref.name:
-            return await self._volume_phase(volume, "Available")
-        claim = self._claims.get(ref.namespace, ref.name)
-        if claim is not None and (not ref.uid or claim.metadata.uid == ref.uid):
-            return await self._volume_phase(volume, "Bound")
-        if claim is None:
-            try:  # confirm with the store: the claim informer may lag a fresh claim
-                fresh = await self._objects.get(Kind.PERSISTENTVOLUMECLAIM, ref.namespace, ref.name)
-                if not ref.uid or fresh.metadata.uid == ref.uid:
-                    return Result()
-            except NotFound:
-                pass
-        await self._volume_phase(volume, "Released")
-        if volume.spec.persistent_volume_reclaim_policy != "Delete":
-            return Result()
-        return await self._reclaim(volume)
-
-    async def _reclaim(self, volume: objects_pb2.PersistentVolume) -> Result:
-        """Delete policy: a local-path volume's directory is removed first, then it goes."""
-        name = volume.metadata.name
-        if volume.metadata.annotations.get(localpath.PROVISIONED_BY) != localpath.PROVISIONER:
-            await self._delete_volume(volume)
-            return Result()
-        helper_name = f"{localpath.HELPER_PREFIX}{name}"
-        helper = self._pods.get(SYSTEM_NAMESPACE, helper_name)
-        if helper is None:
-            sc = self._classes.get("", volume.spec.storage_class_name)
-            pod = localpath.helper_pod(volume, sc, namespace=SYSTEM_NAMESPACE)
-            if pod is None:
-                await self._delete_volume(volume)
-                return Result()
-            await ensure(self._objects, SYSTEM_NAMESPACE)
-            with contextlib.suppress(AlreadyExists):
-                await self._objects.create(pod)
-            return Result(requeue_after=HELPER_RECHECK)
-        if helper.status.phase == "Succeeded":
-            await self._delete_volume(volume)
-            with contextlib.suppress(NotFound):
-                await self._objects.delete(Kind.POD, SYSTEM_NAMESPACE, helper_name)
-            return Result()
-        if helper.status.phase == "Failed":
-            await self._warn(
-                volume,
-                "VolumeFailedDelete",
-                f"the helper pod {helper_name} failed to remove {localpath.path_of(volume)}",
-            )
-            with contextlib.suppress(NotFound):
-                await self._objects.delete(Kind.POD, SYSTEM_NAMESPACE, helper_name)
-        return Result(requeue_after=HELPER_RECHECK)
-
-    async def _delete_volume(self, volume: objects_pb2.PersistentVolume) -> None:
-        with contextlib.suppress(NotFound):
-            await self._objects.delete(
-                Kind.PERSISTENTVOLUME,
-                "",
-                volume.metadata.name,
-                resource_version=volume.metadata.resource_version,
-            )
-            log.info("volume.deleted", volume=volume.metadata.name)
-
-    async def _volume_phase(self, volume: objects_pb2.PersistentVolume, phase: str) -> Result:
-        if volume.status.phase != phase:
-            updated = objects_pb2.PersistentVolume()
-            updated.CopyFrom(volume)
-            updated.status.phase = phase
-            with contextlib.suppress(NotFound):
-                await self._objects.update_status(updated)
-        return Result()
 
     # ------------------------------------------------------------------ events
 
