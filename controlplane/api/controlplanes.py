@@ -15,7 +15,7 @@ import grpc
 from controlplane.api.errors import translated
 from controlplane.leader import members as leader_members
 from controlplane.store import Store, StoreError
-from controlplane.store.etcd import EtcdMember
+from controlplane.store.etcdcluster import EtcdMember
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 

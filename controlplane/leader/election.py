@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 
 import structlog
 
+from controlplane.leader.writes import CountedFencedStore, WriteCounts
 from controlplane.store import (
     EventType,
     Fence,
-    Fenced,
     NotFound,
     Store,
     StoreError,
@@ -72,18 +72,6 @@ class Candidate:
             )
         except (ValueError, AttributeError):
             return cls(name="?")
-
-
-@dataclass(slots=True)
-class WriteCounts:
-    """Leader-only writes of one member, as its fenced stores saw them."""
-
-    committed: int = 0
-    refused: int = 0  # etcd answered Fenced
-    stale: int = 0  # started when the term was no longer valid()
-    stale_committed: int = 0  # of those, committed: always 0 (etcd checks the fence)
-    stale_refused: int = 0  # of those, refused by etcd (Fenced)
-    stale_unfinished: int = 0  # of those, cancelled or failed before etcd answered
 
 
 @dataclass(eq=False)
@@ -277,7 +265,8 @@ class Election:
 
     def store_for(self, term: Term) -> Store:
         """The store leader-only parts write through in `term`: fenced, and counted."""
-        return CountedFencedStore(self.store.fenced(term.fence), term=term, counts=self.writes)
+        fenced = self.store.fenced(term.fence)
+        return CountedFencedStore(fenced, valid=term.valid, term=term.revision, counts=self.writes)  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ internals
 
@@ -357,57 +346,3 @@ class Election:
             raise _SessionLost
         if watching.done() and not watching.cancelled() and watching.exception() is not None:
             raise watching.exception()  # type: ignore[misc]
-
-
-class CountedFencedStore:
-    """A fenced store view that counts its writes in `WriteCounts` and logs refusals."""
-
-    def __init__(self, fenced: Store, *, term: Term, counts: WriteCounts) -> None:
-        self._fenced = fenced
-        self._term = term
-        self._counts = counts
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._fenced, name)
-
-    async def _write(self, operation: str, key: str, call: Callable[[], object]) -> object:
-        stale = not self._term.valid()
-        if stale:
-            self._counts.stale += 1
-        try:
-            result = await call()  # type: ignore[misc]
-        except Fenced:
-            self._counts.refused += 1
-            self._counts.stale_refused += stale
-            log.warning(
-                "leader.write_fenced",
-                operation=operation,
-                key=key,
-                term=self._term.revision,
-                refused=self._counts.refused,
-            )
-            raise
-        except BaseException:
-            self._counts.stale_unfinished += stale
-            raise
-        self._counts.committed += 1
-        if stale:
-            self._counts.stale_committed += 1
-        return result
-
-    async def create(self, key: str, value: bytes, *, lease: int = 0):  # type: ignore[no-untyped-def]
-        return await self._write(
-            "create", key, lambda: self._fenced.create(key, value, lease=lease)
-        )
-
-    async def update(self, key: str, value: bytes, *, expected_revision: int):  # type: ignore[no-untyped-def]
-        return await self._write(
-            "update",
-            key,
-            lambda: self._fenced.update(key, value, expected_revision=expected_revision),
-        )
-
-    async def delete(self, key: str, *, expected_revision: int | None = None):  # type: ignore[no-untyped-def]
-        return await self._write(
-            "delete", key, lambda: self._fenced.delete(key, expected_revision=expected_revision)
-        )

@@ -16,7 +16,7 @@ Invariants:
 - Fenced writes (`fenced(fence)`) add a compare on the fence key's create revision to the same
   transaction; when the write fails, the failure branch reads both keys, so a refusal is
   `Fenced` when the fence no longer holds and the usual `Conflict`/`NotFound` otherwise.
-- Leases are etcd's own; `keep_alive` is one round on a LeaseKeepAlive stream.
+- Leases, the members of the cluster and raft leadership: `controlplane.store.etcdcluster`.
 - A watch survives outages: it re-establishes itself with backoff from the revision after the
   last change it delivered, so nothing is lost or duplicated; if that revision was compacted
   meanwhile it raises `Compacted` and the caller lists again.
@@ -46,12 +46,12 @@ from controlplane.store import (
     EventType,
     Fence,
     Fenced,
-    Lease,
     Listing,
     NotFound,
     StoreError,
     Unavailable,
 )
+from controlplane.store.etcdcluster import EtcdCluster
 from controlplane.store.fenced import FencedView
 
 log = structlog.get_logger(__name__)
@@ -122,20 +122,6 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class EtcdMember:
-    """One member of the etcd cluster as `cluster_members` found it."""
-
-    name: str
-    id: int
-    client_urls: tuple[str, ...]
-    healthy: bool
-    leader: bool
-    error: str = ""
-    db_size: int = 0
-    raft_term: int = 0
-
-
 def _stub(connection: _Connection, service: str) -> object:
     if service == "kv":
         return connection.kvstub
@@ -149,7 +135,7 @@ class _Connection:
     kvstub: rpc.KVStub
 
 
-class EtcdStore:
+class EtcdStore(EtcdCluster):
     """A Store over etcd. `endpoints` are client URLs such as "https://127.0.0.1:2379";
     `credentials` (grpc.ChannelCredentials, opaque here) secure the https ones."""
 
@@ -184,82 +170,6 @@ class EtcdStore:
     @property
     def endpoints(self) -> list[str]:
         return [endpoint.url for endpoint in self._endpoints]
-
-    def add_endpoints(self, urls: Sequence[str]) -> list[str]:
-        """Also use these client URLs (other members of the cluster); returns the new ones.
-        Existing endpoints keep their places, so the one in use stays in use."""
-        known = set(self.endpoints)
-        added = []
-        for url in urls:
-            if url in known:
-                continue
-            endpoint = Endpoint.parse(url)
-            if endpoint.secure != self._endpoints[0].secure:
-                continue  # a member advertising the other scheme: not for this store
-            self._endpoints.append(endpoint)
-            known.add(url)
-            added.append(url)
-        if added:
-            log.info("store.endpoints_added", endpoints=added)
-        return added
-
-    async def move_raft_leader(self, *, away_from: str) -> str | None:
-        """If the etcd member serving `away_from` (a client URL) is the raft leader, hand
-        raft leadership to a healthy other member; returns that member's name (None: nothing
-        to do). etcd's MoveLeader, sent to the leader itself."""
-        members = await self.cluster_members()
-        own = next((m for m in members if away_from in m.client_urls), None)
-        if own is None or not own.leader:
-            return None
-        target = next((m for m in members if m.healthy and m.id != own.id), None)
-        if target is None:
-            return None
-        _, client = await self._client(self.endpoints.index(away_from))
-        try:
-            await rpc.MaintenanceStub(client.channel).MoveLeader(
-                rpc.MoveLeaderRequest(targetID=target.id), timeout=self._timeout
-            )
-        except rpc.AioRpcError as error:
-            raise self._translate(error) from error
-        log.info("store.raft_leader_moved", old=own.name, new=target.name)
-        return target.name
-
-    async def cluster_members(self, *, status_within: float = 1.0) -> list[EtcdMember]:
-        """The etcd cluster's members and how each answers right now (its own Status)."""
-        listed = await self._call(
-            lambda stub: stub.MemberList(rpc.MemberListRequest(), timeout=self._timeout),
-            service="cluster",
-        )
-        self.add_endpoints([url for m in listed.members for url in m.clientURLs])
-        urls = self.endpoints
-        members = []
-        for member in listed.members:
-            status, error = None, "not started yet (no client URL)"
-            for url in member.clientURLs:
-                if url not in urls:
-                    continue
-                _, client = await self._client(urls.index(url))
-                try:
-                    status = await rpc.MaintenanceStub(client.channel).Status(
-                        rpc.StatusRequest(), timeout=status_within
-                    )
-                    error = ", ".join(status.errors)
-                    break
-                except rpc.AioRpcError as failure:
-                    error = f"{url}: {failure.code().name} {failure.details() or ''}".strip()
-            members.append(
-                EtcdMember(
-                    name=member.name,
-                    id=member.ID,
-                    client_urls=tuple(member.clientURLs),
-                    healthy=status is not None and not status.errors,
-                    leader=status is not None and status.leader == member.ID,
-                    error=error,
-                    db_size=status.dbSize if status is not None else 0,
-                    raft_term=status.raftTerm if status is not None else 0,
-                )
-            )
-        return members
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -374,38 +284,6 @@ class EtcdStore:
 
     def fenced(self, fence: Fence) -> FencedView:
         return FencedView(self, fence)
-
-    # -- leases --------------------------------------------------------------------------
-
-    async def grant_lease(self, ttl: int) -> Lease:
-        request = rpc.LeaseGrantRequest(TTL=ttl)
-        response = await self._call(
-            lambda stub: stub.LeaseGrant(request, timeout=self._timeout), service="lease"
-        )
-        if response.error:
-            raise StoreError(f"etcd refused a lease of {ttl} s: {response.error}")
-        return Lease(id=response.ID, ttl=response.TTL)
-
-    async def keep_alive(self, lease: int) -> int:
-        async def once(stub: rpc.LeaseStub) -> rpc.LeaseKeepAliveResponse:
-            call = stub.LeaseKeepAlive(timeout=self._timeout)
-            try:
-                await call.write(rpc.LeaseKeepAliveRequest(ID=lease))
-                return await call.read()
-            finally:
-                call.cancel()
-
-        response = await self._call(once, service="lease")
-        if not isinstance(response, rpc.LeaseKeepAliveResponse) or response.TTL <= 0:
-            raise NotFound(f"lease {lease:x} not found: it expired or was revoked")
-        return response.TTL
-
-    async def revoke_lease(self, lease: int) -> None:
-        request = rpc.LeaseRevokeRequest(ID=lease)
-        with contextlib.suppress(NotFound):  # it has ended already
-            await self._call(
-                lambda stub: stub.LeaseRevoke(request, timeout=self._timeout), service="lease"
-            )
 
     # -- watch ---------------------------------------------------------------------------
 
