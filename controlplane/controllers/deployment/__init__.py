@@ -12,7 +12,8 @@ Modules, in the order a pass uses them:
   `completion` (the Deployment's status written; what a finished or failed rollout means),
   `rollback` (back to the last fully available revision);
 - `writes` (the controller's own writes kept, so a stale cache never misleads a pass).
-There is no separate ReplicaSet controller: one pass sees the whole Deployment.
+A Deployment's ReplicaSets are run here, not by `controllers.replicaset` (which runs only the
+ReplicaSets no Deployment owns): one pass sees the whole Deployment.
 """
 
 from controlplane.controllers.deployment.controller import (

@@ -18,7 +18,7 @@ over one `context.Context`:
    available revision (`rollback`).
 
 Invariants: level-triggered (a crash half-way is healed by the next pass: ReplicaSet names are
-deterministic, pods are created under expectations (`expectations`), every other write is
+deterministic, pods are created under expectations (`objects.podtemplate`), every other write is
 create-if-absent or compare-and-swap). Reads come from informers
 and may be a step behind; objects this controller wrote itself are used instead of older cached
 copies (`writes.DeploymentWrites`), and pods it deleted are not counted, so a stale cache can
@@ -42,12 +42,12 @@ from controlplane.controllers.deployment import (
     status,
 )
 from controlplane.controllers.deployment.context import Context, Totals
-from controlplane.controllers.deployment.expectations import Expectations
-from controlplane.controllers.deployment.replicaset import ReplicaSetPods, Tombstones
+from controlplane.controllers.deployment.replicaset import ReplicaSetPods
 from controlplane.controllers.deployment.writes import DeploymentWrites
 from controlplane.events import EventRecorder
 from controlplane.objects import ChangeType, ObjectStore, owners
 from controlplane.objects.pods import is_active, ready_since
+from controlplane.objects.podtemplate import Expectations, Tombstones
 from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller

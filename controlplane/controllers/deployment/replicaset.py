@@ -1,7 +1,9 @@
 """A ReplicaSet's pods: make their number match its target, and report them in its status.
 
 The deployment controller calls this for every ReplicaSet of a Deployment after deciding the
-targets (there is no separate ReplicaSet controller: one pass sees the whole Deployment).
+targets (one pass sees the whole Deployment; `controllers.replicaset` runs only the
+ReplicaSets no Deployment owns). Pods are made by `objects.podtemplate`, as every workload
+controller makes them.
 
 Invariants:
 - Pods are named as Kubernetes names them, `generateName: <replicaset>-` (the base cut to 58
@@ -30,34 +32,21 @@ from typing import Any
 import structlog
 
 from controlplane.controllers.deployment import status
-from controlplane.controllers.deployment.expectations import Expectations
 from controlplane.objects import ObjectStore
-from controlplane.objects.pods import is_active, ready_since
-from controlplane.store import AlreadyExists, NotFound
+from controlplane.objects.pods import deletion_rank, is_active
+from controlplane.objects.podtemplate import (
+    Expectations,
+    Tombstones,
+    create_generated,
+    pod_from_template,
+)
+from controlplane.store import NotFound
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
 IN_FLIGHT = 32  # pod writes in flight at once per pass
-_NAME_ATTEMPTS = 5  # a random name taken already (1 in 14 million per pod and name): try again
-_PHASE_RANK = {"Pending": 0, "": 0, "Unknown": 1, "Running": 2}
-
-
-def deletion_rank(pod: objects_pb2.Pod) -> tuple[int, int, int, float, int, int, str]:
-    """Lower goes first when scaling down (Kubernetes' ActivePods ordering)."""
-    since = ready_since(pod)
-    created = pod.metadata.creation_timestamp
-    restarts = sum(c.restart_count for c in pod.status.container_statuses)
-    return (
-        0 if not pod.spec.node_name else 1,
-        _PHASE_RANK.get(pod.status.phase, 2),
-        0 if since is None else 1,
-        -(since or 0.0),  # ready more recently goes first
-        -restarts,
-        -(created.seconds * 10**9 + created.nanos),
-        pod.metadata.name,
-    )
 
 
 async def _bounded(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
@@ -70,34 +59,6 @@ async def _bounded(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
             await write
 
     await asyncio.gather(*(one(w) for w in writes))
-
-
-class Tombstones:
-    """Pods this process deleted that the pod informer may still show (by uid)."""
-
-    def __init__(self) -> None:
-        self._uids: dict[tuple[str, str], str] = {}
-
-    def bury(self, pod: objects_pb2.Pod) -> None:
-        self._uids[(pod.metadata.namespace, pod.metadata.name)] = pod.metadata.uid
-
-    def alive(self, pods: Iterable[objects_pb2.Pod]) -> list[objects_pb2.Pod]:
-        """`pods` (a cache listing) without the ones deleted here."""
-        return [
-            p
-            for p in pods
-            if self._uids.get((p.metadata.namespace, p.metadata.name)) != p.metadata.uid
-        ]
-
-    def prune(self, lookup: Callable[[str, str], objects_pb2.Pod | None]) -> None:
-        """Forget the pods that `lookup` (the pod informer) no longer shows as they were."""
-        for (namespace, name), uid in list(self._uids.items()):
-            seen = lookup(namespace, name)
-            if seen is None or seen.metadata.uid != uid:
-                del self._uids[(namespace, name)]
-
-    def __len__(self) -> int:
-        return len(self._uids)
 
 
 class ReplicaSetPods:
@@ -162,28 +123,5 @@ class ReplicaSetPods:
         log.info("pods.created", replicaset=rs.metadata.name, count=count)
 
     async def _create_pod(self, rs: objects_pb2.ReplicaSet) -> None:
-        pod = objects_pb2.Pod()
-        pod.metadata.generate_name = f"{rs.metadata.name}-"
-        pod.metadata.namespace = rs.metadata.namespace
-        pod.metadata.labels.update(rs.spec.template.metadata.labels)
-        pod.metadata.annotations.update(rs.spec.template.metadata.annotations)
-        pod.metadata.owner_references.add(
-            api_version=Kind.REPLICASET.info.api_version,
-            kind=Kind.REPLICASET.info.kind,
-            name=rs.metadata.name,
-            uid=rs.metadata.uid,
-            controller=True,
-            block_owner_deletion=True,
-        )
-        pod.spec.CopyFrom(rs.spec.template.spec)
-        pod.spec.node_name = ""
-        pod.status.phase = "Pending"
-        for attempt in range(_NAME_ATTEMPTS):
-            try:
-                created = await self._objects.create(pod)
-            except AlreadyExists:
-                if attempt == _NAME_ATTEMPTS - 1:
-                    raise
-                continue  # the random name is taken: draw another
-            self._expectations.created(rs.metadata.uid, int(created.metadata.resource_version))
-            return
+        pod = pod_from_template(rs.spec.template, owner=rs)  # generateName <replicaset>-
+        await create_generated(self._objects, pod, expectations=self._expectations)
