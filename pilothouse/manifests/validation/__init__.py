@@ -83,6 +83,10 @@ def check(message: Message) -> list[tuple[str, str]]:
     if isinstance(message, objects_pb2.Pod):
         volumes.reserved_annotations(found, message.metadata.annotations, "metadata.annotations")
     for spec, path in _pod_specs(message):
+        if path != "spec":  # a template: its annotations become its pods'
+            template = path.removesuffix(".spec")
+            annotations = _template_of(message).metadata.annotations
+            volumes.reserved_annotations(found, annotations, f"{template}.metadata.annotations")
         extra = sets.claim_template_names(message) if isinstance(message, _STS) else ()
         volumes.pod_volumes(found, spec, path, extra=extra)
         dns.pod_dns(found, spec, path)
@@ -114,6 +118,12 @@ def _pod_specs(message: Message) -> list[tuple[objects_pb2.PodSpec, str]]:
     ) and message.spec.HasField("template"):
         return [(message.spec.template.spec, "spec.template.spec")]
     return []
+
+
+def _template_of(message: Message) -> objects_pb2.PodTemplateSpec:
+    if isinstance(message, objects_pb2.CronJob):
+        return message.spec.job_template.spec.template
+    return message.spec.template
 
 
 def _namespace(found: Findings, message: objects_pb2.Namespace) -> None:
