@@ -244,6 +244,8 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                     tail_lines=request.tail_lines,
                     follow=request.follow,
                     previous=request.previous,
+                    since_time=request.since_time if request.HasField("since_time") else None,
+                    timestamps=request.timestamps,
                 )
                 async for data in chunks:
                     yield api.LogChunk(data=data)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from controlplane.nodes.services import ServicesState
 from pilothouse import credentials as tls_credentials
@@ -192,6 +193,8 @@ class AgentClient:
         tail_lines: int = -1,
         follow: bool = False,
         previous: bool = False,
+        since_time: Timestamp | None = None,
+        timestamps: bool = False,
     ) -> AsyncIterator[bytes]:
         """A container's log bytes as the agent streams them."""
         request = agent_pb2.LogsRequest(
@@ -201,7 +204,10 @@ class AgentClient:
             tail_lines=tail_lines,
             follow=follow,
             previous=previous,
+            timestamps=timestamps,
         )
+        if since_time is not None:
+            request.since_time.CopyFrom(since_time)
         call = self._stub.Logs(request, timeout=None if follow else self.timeout * 6)
         try:
             async for chunk in call:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC
 from pathlib import Path
 
 import grpc
@@ -141,6 +142,12 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
                 tail_lines=request.tail_lines,
                 follow=request.follow,
                 previous=request.previous,
+                since=(
+                    request.since_time.ToDatetime(tzinfo=UTC)
+                    if request.HasField("since_time")
+                    else None
+                ),
+                timestamps=request.timestamps,
             )
             async for data in chunks:
                 yield agent_pb2.LogsChunk(data=data)

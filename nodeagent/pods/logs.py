@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nodeagent.pods import specs
@@ -55,19 +56,51 @@ def log_path(worker: PodWorker, *, state_dir: Path, container: str, previous: bo
 
 
 async def lines(
-    path: Path, *, tail_lines: int, follow: bool, finished: Callable[[], bool]
+    path: Path,
+    *,
+    tail_lines: int,
+    follow: bool,
+    finished: Callable[[], bool],
+    since: datetime | None = None,
+    timestamps: bool = False,
 ) -> AsyncIterator[bytes]:
-    """The log's output lines (`tail_lines` < 0: all); `follow` streams until `finished()`."""
+    """The log's output lines (`tail_lines` < 0: all); `follow` streams until `finished()`.
+    `since`: only lines written at or after it (before the tail is taken, as the kubelet
+    does); `timestamps`: each line prefixed with its RFC 3339 time."""
     count = None if tail_lines < 0 else tail_lines
+
+    def render(line: cri_logs.LogLine) -> bytes:
+        if timestamps:
+            stamp = line.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            return f"{stamp} {line.text}\n".encode()
+        return line.text.encode() + b"\n"
+
     if not follow:
         batch: list[bytes] = []
-        for line in await asyncio.to_thread(cri_logs.tail, path, count):
-            batch.append(line.text.encode() + b"\n")
+        found = await asyncio.to_thread(cri_logs.tail, path, None if since else count)
+        if since is not None:
+            found = [line for line in found if line.time >= since]
+            if count is not None:
+                found = found[-count:] if count else []
+        for line in found:
+            batch.append(render(line))
             if len(batch) >= 512:
                 yield b"".join(batch)
                 batch.clear()
         if batch:
             yield b"".join(batch)
         return
-    async for line in cri_logs.follow(path, lines=count, done=finished):
-        yield line.text.encode() + b"\n"
+    if since is None:
+        async for line in cri_logs.follow(path, lines=count, done=finished):
+            yield render(line)
+        return
+    # The initial tail of the lines since `since`, then every new line.
+    recent = [
+        line for line in await asyncio.to_thread(cri_logs.tail, path, None) if line.time >= since
+    ]
+    if count is not None:
+        recent = recent[-count:] if count else []
+    for line in recent:
+        yield render(line)
+    async for line in cri_logs.follow(path, lines=0, done=finished):
+        yield render(line)

@@ -39,6 +39,7 @@ import dataclasses
 import enum
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,8 @@ class PodManager:
         tail_lines: int = -1,
         follow: bool = False,
         previous: bool = False,
+        since: datetime | None = None,
+        timestamps: bool = False,
     ) -> AsyncIterator[bytes]:
         """A container's output lines (CRI log decoded); `follow` streams until it stops."""
         path = self.log_path(namespace=namespace, pod=pod, container=container, previous=previous)
@@ -286,7 +289,12 @@ class PodManager:
             return rec is None or not rec.started or path.name != f"{rec.restart_count}.log"
 
         async for chunk in logs.lines(
-            path, tail_lines=tail_lines, follow=follow, finished=finished
+            path,
+            tail_lines=tail_lines,
+            follow=follow,
+            finished=finished,
+            since=since,
+            timestamps=timestamps,
         ):
             yield chunk
 

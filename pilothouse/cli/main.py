@@ -69,6 +69,13 @@ VERBS: dict[str, VerbSpec] = {
     "wait": VerbSpec(f"{_CLI}.wait", "wait until objects reach a condition (or are deleted)"),
     "scale": VerbSpec(f"{_CLI}.scale", "set the number of replicas of a deployment"),
     "logs": VerbSpec(f"{_CLI}.logs", "print the logs of a pod's container"),
+    "exec": VerbSpec(f"{_CLI}.podexec", "run a command in a container"),
+    "attach": VerbSpec(
+        f"{_CLI}.podexec", "show the output of a container's main process as it runs"
+    ),
+    "cp": VerbSpec(f"{_CLI}.copy", "copy files between a container and this machine"),
+    "port-forward": VerbSpec(f"{_CLI}.portforward", "forward local ports to a pod"),
+    "top": VerbSpec(f"{_CLI}.top", "show the CPU and memory use of pods or nodes"),
     "cordon": VerbSpec(f"{_CLI}.nodes", "mark a node unschedulable", run="run_cordon"),
     "uncordon": VerbSpec(f"{_CLI}.nodes", "mark a node schedulable again", run="run_uncordon"),
     "drain": VerbSpec(

@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from pilothouse import quantity
-from pilothouse.cli import workloadtables
+from pilothouse.cli import autoscalingtable, workloadtables
 from pilothouse.cli.cells import NONE, age, selector_text
 from pilothouse.cli.cells import human_duration as human_duration  # tables.human_duration
 from pilothouse.cli.podstatus import pod_status
@@ -370,4 +370,5 @@ _COLUMNS = {
     Kind.SERVICE: _service_columns,
     Kind.ENDPOINTSLICE: _endpointslice_columns,
     **workloadtables.COLUMNS,
+    **autoscalingtable.COLUMNS,
 }

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -251,6 +252,8 @@ class Client:
         tail_lines: int = -1,
         follow: bool = False,
         previous: bool = False,
+        since: datetime | None = None,
+        timestamps: bool = False,
     ) -> AsyncIterator[bytes]:
         request = api.PodLogsRequest(
             namespace=namespace or kinds.DEFAULT_NAMESPACE,
@@ -259,7 +262,10 @@ class Client:
             tail_lines=tail_lines,
             follow=follow,
             previous=previous,
+            timestamps=timestamps,
         )
+        if since is not None:
+            request.since_time.FromDatetime(since)
         call = self._stub.PodLogs(request)
         try:
             with self._errors(Kind.POD, pod):
@@ -267,6 +273,15 @@ class Client:
                     yield chunk.data
         finally:
             call.cancel()
+
+    def service(self, stub_class: type) -> Any:
+        """A stub of another service every member serves (PodAccess, ResourceUsage), failing
+        over as the ControlPlane stub does; wrap its calls in `errors`."""
+        return self._members.stub(stub_class)
+
+    def errors(self, kind: Kind, name: str) -> AbstractContextManager[None]:
+        """Turn a failed call about `kind`/`name` into a ClientError (as every method does)."""
+        return self._errors(kind, name)
 
     @contextmanager
     def _errors(self, kind: Kind, name: str) -> Iterator[None]:

@@ -81,10 +81,41 @@ async def node(sheet: Sheet, client: Client, node: o.Node, *, now: datetime) -> 
         and p.spec.node_name == node.metadata.name
         and p.status.phase not in ("Succeeded", "Failed")
     ]
-    _node_pods(sheet, node, pods, now=now)
+    usage = await _usage(client, node.metadata.name)
+    _node_pods(sheet, node, pods, now=now, usage=usage)
 
 
-def _node_pods(sheet: Sheet, node: o.Node, pods: list[o.Pod], *, now: datetime) -> None:
+async def _usage(client: Client, node: str) -> dict[tuple[str, str], tuple[int, int]]:
+    """(namespace, pod) -> (CPU millicores, memory bytes) the agents measured last; empty when
+    nothing could be read (the page shows <unknown>)."""
+    from pilothouse.v1 import controlplane_pb2 as api
+    from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+
+    try:
+        with client.errors(Kind.NODE, node):
+            answer = await client.service(api_grpc.ResourceUsageStub).TopPods(
+                api.TopPodsRequest(), timeout=client.timeout
+            )
+    except ClientError:
+        return {}
+    return {
+        (p.namespace, p.name): (
+            round(sum(c.cpu_nanocores for c in p.containers) / 1e6),
+            sum(c.memory_working_set_bytes for c in p.containers),
+        )
+        for p in answer.pods
+    }
+
+
+def _node_pods(
+    sheet: Sheet,
+    node: o.Node,
+    pods: list[o.Pod],
+    *,
+    now: datetime,
+    usage: dict[tuple[str, str], tuple[int, int]] | None = None,
+) -> None:
+    usage = usage or {}
     sheet.field("Non-terminated Pods", f"({len(pods)} in total)")
     allocatable = node.status.allocatable or node.status.capacity
     cpu_total = _parsed(quantity.parse_cpu, allocatable.get("cpu", "0"))
@@ -108,6 +139,7 @@ def _node_pods(sheet: Sheet, node: o.Node, pods: list[o.Pod], *, now: datetime) 
         ml = sums(pod, "limits", "memory", quantity.parse_memory)
         for key, value in (("cr", cr), ("cl", cl), ("mr", mr), ("ml", ml)):
             totals[key] += value
+        used = usage.get((pod.metadata.namespace, pod.metadata.name))
         rows.append(
             (
                 pod.metadata.namespace,
@@ -116,6 +148,8 @@ def _node_pods(sheet: Sheet, node: o.Node, pods: list[o.Pod], *, now: datetime) 
                 share(cl, cpu_total, quantity.format_cpu),
                 share(mr, mem_total, quantity.human_memory),
                 share(ml, mem_total, quantity.human_memory),
+                share(used[0], cpu_total, quantity.format_cpu) if used else "<unknown>",
+                share(used[1], mem_total, quantity.human_memory) if used else "<unknown>",
                 tables.age(pod.metadata.creation_timestamp, now),
             )
         )
@@ -128,6 +162,8 @@ def _node_pods(sheet: Sheet, node: o.Node, pods: list[o.Pod], *, now: datetime) 
                 "CPU Limits",
                 "Memory Requests",
                 "Memory Limits",
+                "CPU Usage",
+                "Memory Usage",
                 "Age",
             ),
             rows,
