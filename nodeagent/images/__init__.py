@@ -32,9 +32,9 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from nodeagent.runtime import Mount
 
@@ -120,8 +120,11 @@ class ImageService(Protocol):
         """The image present for `reference`, or None; never contacts a registry."""
         ...
 
-    async def ensure(self, reference: str, policy: PullPolicy) -> Image:
-        """Make the image present per policy and return it, as the kubelet does: Never never
+    async def ensure(
+        self, reference: str, policy: PullPolicy, *, credentials: Mapping[str, Any] | None = None
+    ) -> Image:
+        """Make the image present per policy and return it, as the kubelet does (with a pod's
+        registry `credentials` by host, from its imagePullSecrets, for this pull): Never never
         pulls (`NotPresent` when absent); IfNotPresent pulls only an absent image; Always asks
         the registry every time and fetches only when the digest it names differs from the
         one present (a HEAD of the manifest). Concurrent ensures of one reference share one

@@ -44,7 +44,7 @@ from nodeagent.images import (
     StoredImage,
     gcplan,
 )
-from nodeagent.images.pulls import Pulls
+from nodeagent.images.pulls import Auths, Pulls
 from nodeagent.runtime import Mount
 from pilothouse.oci.reference import InvalidReference, Reference, parse
 
@@ -80,6 +80,7 @@ class FakeImageService:
         self.sizes = {normalize(k): v for k, v in (sizes or {}).items()}
         self.clock = clock or _ticking()
         self.pulls: list[str] = []  # every reference the registry was asked for, in order
+        self.pull_credentials: list[dict[str, object]] = []  # and with what credentials
         self.pull_records: deque[PullRecord] = deque(maxlen=100)
         self.prepared: dict[str, Image] = {}  # container key -> image
         self.stored: dict[str, Image] = {}  # digest -> image on the node
@@ -135,13 +136,16 @@ class FakeImageService:
         image = self.stored.get(digest) if digest else None
         return dataclasses.replace(image, reference=str(ref)) if image else None
 
-    async def ensure(self, reference: str, policy: PullPolicy) -> Image:
-        image = await self._pulls.ensure(reference, policy)
+    async def ensure(
+        self, reference: str, policy: PullPolicy, *, credentials: Auths | None = None
+    ) -> Image:
+        image = await self._pulls.ensure(reference, policy, credentials=credentials)
         self.last_used[image.digest] = self.clock()
         return image
 
-    async def _pull(self, ref: Reference) -> Image:
+    async def _pull(self, ref: Reference, credentials: Auths) -> Image:
         self.pulls.append(str(ref))
+        self.pull_credentials.append(dict(credentials))
         await asyncio.sleep(self.pull_seconds)
         message = self._knob(self.pull_errors, ref)
         if message is not None:

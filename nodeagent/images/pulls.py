@@ -12,10 +12,13 @@ reference, shielded: a caller cancelled while it waits does not cancel the pull 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from nodeagent.images import Image, NotPresent, PullError, PullPolicy
+from pilothouse.oci.dockerconfig import Credentials
 from pilothouse.oci.reference import InvalidReference, Reference, parse
+
+Auths = Mapping[str, Credentials]  # registry host -> a pod's pull credentials
 
 
 class Pulls:
@@ -23,14 +26,17 @@ class Pulls:
         self,
         *,
         lookup: Callable[[str], Image | None],
-        pull: Callable[[Reference], Awaitable[Image]],
+        pull: Callable[[Reference, Auths], Awaitable[Image]],
     ) -> None:
-        """`lookup`: the image present for a normalized reference; `pull`: fetch it."""
+        """`lookup`: the image present for a normalized reference; `pull`: fetch it (with a
+        pod's registry credentials, when it has any)."""
         self._lookup = lookup
         self._pull = pull
         self._running: dict[str, asyncio.Task[Image]] = {}
 
-    async def ensure(self, reference: str, policy: PullPolicy) -> Image:
+    async def ensure(
+        self, reference: str, policy: PullPolicy, *, credentials: Auths | None = None
+    ) -> Image:
         """The image for `reference`, present per `policy` (see the module docstring)."""
         try:
             ref = parse(reference)
@@ -43,13 +49,13 @@ class Pulls:
                     f'Container image "{reference}" is not present with pull policy of Never'
                 )
             return local
-        return await self._once(ref)
+        return await self._once(ref, credentials or {})
 
-    async def _once(self, ref: Reference) -> Image:
+    async def _once(self, ref: Reference, credentials: Auths) -> Image:
         key = str(ref)
         task = self._running.get(key)
         if task is None:
-            task = asyncio.create_task(self._pull(ref), name=f"pull {key}")
+            task = asyncio.create_task(self._pull(ref, credentials), name=f"pull {key}")
             self._running[key] = task
             task.add_done_callback(
                 lambda done: self._running.pop(key) if self._running.get(key) is done else None

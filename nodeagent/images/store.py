@@ -54,10 +54,10 @@ from nodeagent.images import (
 from nodeagent.images.content import ContentStore
 from nodeagent.images.gate import Gate
 from nodeagent.images.layers import LayerStore
-from nodeagent.images.pulls import Pulls
+from nodeagent.images.pulls import Auths, Pulls
 from nodeagent.images.records import ImageRecords, write_json
 from nodeagent.runtime import Mount
-from pilothouse.oci import OCIError
+from pilothouse.oci import OCIError, dockerconfig
 from pilothouse.oci import manifest as m
 from pilothouse.oci.archive import ImageArchive
 from pilothouse.oci.reference import Reference, parse
@@ -108,19 +108,26 @@ class LocalImageService:
         return [i for i in found if i]
 
     # -- ensure ---------------------------------------------------------------------------------
-    async def ensure(self, reference: str, policy: PullPolicy) -> Image:
-        image = await self._pulls.ensure(reference, policy)
+    async def ensure(
+        self, reference: str, policy: PullPolicy, *, credentials: Auths | None = None
+    ) -> Image:
+        image = await self._pulls.ensure(reference, policy, credentials=credentials)
         self.records.touch(image.digest)
         return image
 
-    async def _pull(self, ref: Reference) -> Image:
+    async def _pull(self, ref: Reference, credentials: Auths) -> Image:
         started = time.monotonic()
+        # A pod's imagePullSecrets: this pull's credentials for their registries.
+        client = self.client
+        if credentials:
+            config = dockerconfig.with_credentials(self.client.config, credentials)
+            client = RegistryClient(config, platform=self.client.platform)
         try:
             async with self._gate.shared():
-                image = await self._unchanged(ref)
+                image = await self._unchanged(ref, client)
                 if image is not None:
                     return image
-                resolved = await self.client.resolve(ref)
+                resolved = await client.resolve(ref)
                 repo, manifest = resolved.repository, resolved.manifest
                 await self._fetch_all(repo, (manifest.config, *manifest.layers))
                 self.content.put(resolved.digest, resolved.raw)
@@ -139,12 +146,12 @@ class LocalImageService:
         )
         return image
 
-    async def _unchanged(self, ref: Reference) -> Image | None:
+    async def _unchanged(self, ref: Reference, client: RegistryClient) -> Image | None:
         """The image present for `ref` if the registry still names it (a HEAD, no fetch)."""
         local = self.lookup(str(ref))
         if local is None:
             return None
-        named = await self.client.named_digest(ref)
+        named = await client.named_digest(ref)
         if named is None or named not in (local.digest, self.records.named().get(str(ref))):
             return None
         self.records.touch(local.digest)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nodeagent import metrics
@@ -33,6 +33,7 @@ from nodeagent.images import (
 from nodeagent.pods.events import EventType, PodEvents, Reason, duration_text
 from nodeagent.pods.restart import Backoff, BackoffConfig
 from nodeagent.pods.status import ContainerRecord, Waiting, WaitingReason
+from pilothouse.oci.dockerconfig import Credentials
 from pilothouse.v1 import objects_pb2
 
 __all__ = ["ImagePuller", "default_pull_policy"]
@@ -49,8 +50,10 @@ class ImagePuller:
         events: PodEvents,
         on_change: Callable[[], None],
         log: Any,
+        credentials: Callable[[], Mapping[str, Credentials]] | None = None,
     ) -> None:
         self._images = images
+        self._credentials = credentials  # the pod's imagePullSecrets, read at each pull
         self._backoff = backoff
         self._events = events
         self._on_change = on_change
@@ -77,7 +80,8 @@ class ImagePuller:
                 self._event(name, Reason.PULLING, f'Pulling image "{image}"')
             began = time.monotonic()
             try:
-                found = await self._images.ensure(image, policy)
+                auths = self._credentials() if self._credentials is not None else None
+                found = await self._images.ensure(image, policy, credentials=auths)
             except NotPresent as exc:
                 rec.state = Waiting(WaitingReason.ERR_IMAGE_NEVER_PULL, str(exc))
                 self._event(name, Reason.ERR_IMAGE_NEVER_PULL, str(exc), EventType.WARNING)

@@ -64,6 +64,7 @@ from nodeagent.pods.events import EventType, PodEvents, Reason
 from nodeagent.pods.memory import PodMemory
 from nodeagent.pods.preparation import PodPreparation
 from nodeagent.pods.pull import ImagePuller, default_pull_policy
+from nodeagent.pods.pullsecrets import PullSecrets
 from nodeagent.pods.restart import (
     Action,
     Backoff,
@@ -183,6 +184,7 @@ class PodWorker:
                 events=self.events,
                 on_change=self.changed,
                 log=self._log,
+                credentials=PullSecrets(pod=pod, configs=configs, events=self.events),
             ),
             containers=self._containers,
             events=self.events,
