@@ -138,9 +138,18 @@ async def test_deleting_the_claim_reclaims_the_volume() -> None:
             lambda: stored_claim(p) is not None and stored_claim(p).spec.volume_name != "", "bound"
         )
         volume_name = stored_claim(p).spec.volume_name
-        await p.objects.delete(Kind.POD, "default", "app")
-        await p.objects.delete(Kind.PERSISTENTVOLUMECLAIM, "default", "data")
         helper_name = HELPER_PREFIX + volume_name
+        await p.objects.delete(Kind.PERSISTENTVOLUMECLAIM, "default", "data")
+        await eventually(
+            lambda: p.informers[Kind.PERSISTENTVOLUME].get("", volume_name).status.phase
+            == "Released",
+            "the volume was not Released",
+        )
+        await settle()
+        assert p.informers[Kind.POD].get("kube-system", helper_name) is None, (
+            "the volume's directory was to be removed while a pod still mounts it"
+        )
+        await p.objects.delete(Kind.POD, "default", "app")
         await eventually(
             lambda: p.informers[Kind.POD].get("kube-system", helper_name) is not None,
             "no helper pod to empty the directory",

@@ -3,7 +3,8 @@
 Rules (Kubernetes' PV controller, with the local-path provisioner's deleter):
 - a volume with no claimRef is Available; with a claim that exists (same uid), Bound;
 - once its claim is gone (confirmed with a read from the store) it is Released; reclaim
-  policy Retain keeps it so; Delete deletes it, and a local-path volume's directory is first
+  policy Retain keeps it so; Delete deletes it once no pod mounts the claim any more (as
+  Kubernetes' pvc-protection keeps a claim in use), and a local-path volume's directory is first
   removed on its node by a helper pod (in kube-system, `rm -rf` of the directory), the volume
   going once that pod succeeded (a failed helper: a VolumeFailedDelete event, then another).
 """
@@ -66,8 +67,11 @@ class VolumeReclaimer:
         return await self._reclaim(volume)
 
     async def _reclaim(self, volume: objects_pb2.PersistentVolume) -> Result:
-        """Delete policy: a local-path volume's directory is removed first, then it goes."""
+        """Delete policy: a local-path volume's directory is removed first, then it goes;
+        never while a pod still mounts its claim (Kubernetes' pvc-protection)."""
         name = volume.metadata.name
+        if self._in_use(volume):
+            return Result(requeue_after=HELPER_RECHECK)
         if volume.metadata.annotations.get(localpath.PROVISIONED_BY) != localpath.PROVISIONER:
             await self._delete_volume(volume)
             return Result()
@@ -97,6 +101,18 @@ class VolumeReclaimer:
             with contextlib.suppress(NotFound):
                 await self._objects.delete(Kind.POD, SYSTEM_NAMESPACE, helper_name)
         return Result(requeue_after=HELPER_RECHECK)
+
+    def _in_use(self, volume: objects_pb2.PersistentVolume) -> bool:
+        ref = volume.spec.claim_ref
+        for pod in self._pods.list(ref.namespace):
+            if pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            for v in pod.spec.volumes:
+                if v.HasField("persistent_volume_claim") and (
+                    v.persistent_volume_claim.claim_name == ref.name
+                ):
+                    return True
+        return False
 
     async def _delete_volume(self, volume: objects_pb2.PersistentVolume) -> None:
         with contextlib.suppress(NotFound):
