@@ -2,10 +2,13 @@
 
 Every `interval` seconds (the agent's `--eviction-interval`; the kubelet's housekeeping is
 10 s) the manager measures and acts, in this order:
-1. each pod's local storage: its containers' writable layers (their overlay upper dirs) and
-   its directory (logs), counted in allocated blocks as `du` counts them;
-2. limits: a pod whose usage exceeds the sum of its containers' `ephemeral-storage` limits is
-   evicted ("Pod ephemeral local storage usage exceeds the total limit of containers 10Mi."),
+1. each pod's local storage: its containers' writable layers (their overlay upper dirs), its
+   directory (logs) and its emptyDir volumes on disk, counted in allocated blocks as `du`
+   counts them;
+2. limits: an emptyDir past its sizeLimit evicts the pod ("Usage of EmptyDir volume "cache"
+   exceeds the limit "1Gi"."), checked first as the kubelet does; a pod whose usage exceeds
+   the sum of its containers' `ephemeral-storage` limits is evicted ("Pod ephemeral local
+   storage usage exceeds the total limit of containers 10Mi."),
    and so is one whose container alone exceeds its own limit ("Container app exceeded its
    local ephemeral storage limit "10Mi"."), the kubelet's words and order;
 3. node pressure: when the file system of the agent's state dir has less available than the
@@ -95,6 +98,8 @@ class Usage:
 
     containers: dict[str, int]
     total: int
+    # emptyDir volumes on the node's disk (medium Memory is memory, not counted), by name.
+    volumes: dict[str, int] = field(default_factory=dict)
 
 
 def allocated_bytes(path: Path) -> int:
@@ -135,7 +140,13 @@ def measure(pod: objects_pb2.Pod, *, state_dir: Path, writable_root: Path | None
     pod_dir = specs.pod_dir(state_dir, pod)
     for name in names:
         per[name] += allocated_bytes(pod_dir / name)
-    return Usage(containers=per, total=sum(per.values()) + _files_of(pod_dir))
+    volumes = {
+        v.name: allocated_bytes(pod_dir / "volumes" / "kubernetes.io~empty-dir" / v.name)
+        for v in pod.spec.volumes
+        if v.HasField("empty_dir") and v.empty_dir.medium != "Memory"
+    }
+    total = sum(per.values()) + sum(volumes.values()) + _files_of(pod_dir)
+    return Usage(containers=per, total=total, volumes=volumes)
 
 
 def _files_of(directory: Path) -> int:
@@ -164,6 +175,15 @@ def _amounts(pod: objects_pb2.Pod, kind: str) -> dict[str, int]:
 
 def limit_violation(pod: objects_pb2.Pod, usage: Usage) -> str | None:
     """Why the pod must be evicted for its own limits (the kubelet's words), or None."""
+    for volume in pod.spec.volumes:  # the kubelet checks emptyDir sizeLimits first
+        size = volume.empty_dir.size_limit if volume.HasField("empty_dir") else ""
+        if size and volume.name in usage.volumes:
+            try:
+                over = usage.volumes[volume.name] > quantity.parse_memory(size)
+            except quantity.QuantityError:
+                continue
+            if over:
+                return f'Usage of EmptyDir volume "{volume.name}" exceeds the limit "{size}".'
     limits = _amounts(pod, "limits")
     if limits and usage.total > sum(limits.values()):
         total = quantity.format_memory(sum(limits.values()))
