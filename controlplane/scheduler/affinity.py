@@ -8,6 +8,10 @@ Filters (a node passes or is rejected with Kubernetes' reason):
   own anti-affinity forbids this pod there), and topology spread constraints with
   `whenUnsatisfiable: DoNotSchedule` (placing the pod keeps the skew within maxSkew).
 
+Spread constraints count the pods of the domains the pod could go to: nodes its node
+selector and affinity allow (unless nodeAffinityPolicy: Ignore) whose taints it tolerates
+(with nodeTaintsPolicy: Honor).
+
 `preference` (0..100) scores what a pod prefers: preferred node affinity and pod
 (anti-)affinity terms by weight, and ScheduleAnyway spread constraints (fewer matching pods
 in the node's domain is better).
@@ -24,6 +28,7 @@ from collections.abc import Iterable, Mapping
 
 from controlplane.objects.nodeselectors import matches as node_matches
 from controlplane.objects.nodeselectors import term_matches
+from controlplane.objects.taints import untolerated
 from controlplane.scheduler.filters import Reason, Rejection
 from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, Snapshot
 from pilothouse.v1 import objects_pb2
@@ -205,12 +210,15 @@ def _domain_counts(
 ) -> dict[str, int]:
     """Matching pods per domain, over the nodes the pod could go to by its node rules."""
     honor_affinity = constraint.node_affinity_policy != "Ignore"
+    honor_taints = constraint.node_taints_policy == "Honor"
     counts: dict[str, int] = {}
     for node in snapshot.nodes.values():
         value = node.node.metadata.labels.get(constraint.topology_key)
         if value is None:
             continue
         if honor_affinity and not _node_rules_allow(node, pod):
+            continue
+        if honor_taints and untolerated(node.node.spec.taints, pod.spec.tolerations):
             continue
         counts.setdefault(value, 0)
         counts[value] += sum(
