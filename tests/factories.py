@@ -1,5 +1,7 @@
 """Test objects made in one place (as Nomad's `mock` package makes jobs, nodes and allocs):
-the Pods, containers, Deployments, ReplicaSets, Nodes and node reports tests need.
+the Pods, containers, Deployments, ReplicaSets, Nodes and node reports tests need, and the
+kinds of issue 15 (Jobs, CronJobs, DaemonSets, StatefulSets, claims, storage classes,
+namespaces, ReplicationControllers).
 
 Each factory returns a new message with the defaults below; a test names only what matters
 to it (keyword-only arguments) and may change the message further. Nothing here reads the
