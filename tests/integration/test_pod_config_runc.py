@@ -236,3 +236,66 @@ def _mount_options(path: Path) -> tuple[str, str] | None:
                 dash = fields.index("-")
                 return fields[dash + 1], fields[dash + 3]
     return None
+
+
+async def test_init_containers_retry_then_sidecar_first_and_last(tmp_path: Path) -> None:
+    """An init container fails twice and is retried, the main container starts only after it
+    succeeded; a sidecar starts before it and is stopped after it (marks in a hostPath)."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    setup = factories.container(
+        name="setup",
+        script="n=$(cat /work/n 2>/dev/null || echo 0); echo $((n+1)) > /work/n; "
+        'echo "setup-attempt $n" >> /marks/log; [ "$n" -ge 2 ]',
+    )
+    setup.volume_mounts.add(name="work", mount_path="/work")
+    setup.volume_mounts.add(name="marks", mount_path="/marks")
+    sidecar = factories.container(
+        name="proxy",
+        script="echo proxy-started >> /marks/log; "
+        "trap 'echo proxy-stopped >> /marks/log; exit 0' TERM; sleep 100000 & wait",
+    )
+    sidecar.restart_policy = "Always"
+    sidecar.volume_mounts.add(name="marks", mount_path="/marks")
+    app = factories.container(
+        name="app",
+        script="echo app-started-after-$(cat /work/n) >> /marks/log; "
+        "trap 'echo app-stopped >> /marks/log; exit 0' TERM; sleep 100000 & wait",
+    )
+    app.volume_mounts.add(name="work", mount_path="/work")
+    app.volume_mounts.add(name="marks", mount_path="/marks")
+    app.lifecycle.post_start.exec.command[:] = ["sh", "-c", "echo app-post-start >> /marks/log"]
+    made = factories.pod(name="ordered", grace=5, containers=[app])
+    made.spec.init_containers.extend([sidecar, setup])
+    made.spec.volumes.add(name="work").empty_dir.SetInParent()
+    host = made.spec.volumes.add(name="marks").host_path
+    host.path, host.type = str(marks), "Directory"
+    manifests.set_defaults(made)
+    async with (
+        runc_agent("--backoff-initial", "0.2") as agent,
+        grpc.aio.insecure_channel(agent.address) as channel,
+    ):
+        stub = agent_pb2_grpc.NodeAgentStub(channel)
+        await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=[made]))
+        seen = await wait_for(stub, "Running", running("ordered"))
+        statuses = {s.name: s for s in seen["ordered"].status.init_container_statuses}
+        assert statuses["setup"].restart_count == 2, statuses["setup"]
+        await stub.SyncPods(agent_pb2.SyncPodsRequest())
+        for _ in range(150):
+            if "proxy-stopped" in _text(marks / "log"):
+                break
+            await asyncio.sleep(0.1)
+    lines = _text(marks / "log").splitlines()
+    assert lines[0] == "proxy-started", lines
+    assert [line for line in lines if line.startswith("setup-attempt")] == [
+        "setup-attempt 0",
+        "setup-attempt 1",
+        "setup-attempt 2",
+    ]
+    assert lines.index("app-started-after-3") > lines.index("setup-attempt 2"), lines
+    assert "app-post-start" in lines, lines
+    assert lines[-2:] == ["app-stopped", "proxy-stopped"], f"the sidecar did not stop last: {lines}"
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
