@@ -2,7 +2,8 @@
 
 Vocabulary: a *snapshot* (`Configs`) is one push's ConfigMaps and Secrets by namespace and
 name; `version` grows with every push that changed anything, so a pod's volumes know when to
-look again.
+look again; version 0 means nothing was pushed since the agent started (a re-adopted pod's
+volumes keep their files until the first push).
 
 Invariants:
 - Only in memory: a Secret is never written to the agent's disk (the desired pod set on disk

@@ -192,7 +192,9 @@ class PodManager:
         rewrites the pods' volume files).
 
         `fence`: every pod being removed ends now (SIGKILL) and this returns once it is gone."""
-        if configs is not None and not configs.same_objects(self._configs):
+        if configs is not None and (
+            not configs.same_objects(self._configs) or self._configs.version == 0
+        ):
             self._configs = dataclasses.replace(configs, version=self._configs.version + 1)
             for worker in list(self._workers.values()):
                 worker.configs_changed()

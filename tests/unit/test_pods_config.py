@@ -207,3 +207,21 @@ async def test_volumes_go_with_the_pod(node: Node) -> None:
             break
         await asyncio.sleep(0.01)
     assert not volumes.exists(), "the pod's volumes stayed on the node"
+
+
+async def test_a_restarted_agent_keeps_volume_files_until_its_first_push(node: Node) -> None:
+    pod = make_pod()
+    pod.spec.volumes.add(name="conf").config_map.name = "cfg"
+    pod.spec.containers[0].volume_mounts.add(name="conf", mount_path="/etc/app")
+    await push(node, pod, config_map({"color": "blue"}))
+    await node.until("Running", running)
+    directory = node.state_dir / "pods" / "default_web_uid-1" / "volumes"
+    conf = directory / "kubernetes.io~configmap" / "conf"
+    await node.restart_agent()  # no push yet: the agent has no ConfigMaps at all
+    await node.until("Running", running)
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert read(conf / "color") == "blue", "a restart emptied the volume before any push"
+    assert [c.id for c in await node.runtime.list()] == ["default_web_app_0"], "a restart"
+    await node.manager.sync([pod], configs=Configs.of([config_map({"color": "red"})], []))
+    assert read(conf / "color") == "red"

@@ -130,9 +130,13 @@ class PodVolumes:
         if volume.HasField("host_path"):
             return VolumeDir(self._host.host_path(volume.host_path.path, volume.host_path.type))
         if sources.is_payload(volume):
-            files = sources.payload(self._pod, volume, configs, place)
             path = self._dir(volume)
             self._host.memory_dir(path, mode=0o755)
+            if configs.version == 0 and (path / atomic.DATA).is_symlink():
+                # A restarted agent, before its first push: keep the files the volume has
+                # (the push that follows refreshes them).
+                return VolumeDir(path, read_only=True)
+            files = sources.payload(self._pod, volume, configs, place)
             atomic.write(path, files, gid=self._gid)
             return VolumeDir(path, read_only=True)
         field = _source_field(volume)
