@@ -17,7 +17,9 @@ Invariants:
   encryption was on; the next write seals it). An envelope of an unknown key, or one that fails
   authentication, raises `DecryptionFailed` naming the key id, never any content.
 - The key file is replaced atomically (written beside, fsynced, renamed), never rewritten in
-  place, and its keys never appear in logs.
+  place, and its keys never appear in logs. Every control plane of a cluster has the same key
+  file (it is part of the `pki/` they share); an envelope of a key this one does not hold makes
+  it read the file again (a rotation made by another member, its file copied here).
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ class Encryption:
             return stored  # written before encryption: plaintext until its next write
         key = self._keyring.get(key_id)
         if key is None:
+            key = self._reload(key_id)
+        if key is None:
             raise DecryptionFailed(
                 f"{storage_key} is sealed with key {key_id!r}, which is not in "
                 f"{self._keyring.path}: restore that key file (it is the same on every "
@@ -171,6 +175,19 @@ class Encryption:
                 f"{storage_key} does not open with key {key_id!r} (altered, or moved from "
                 "another key)"
             ) from None
+
+    def _reload(self, key_id: str) -> Key | None:
+        """The key file again, for a key another control plane made (`secrets rotate-key`
+        ran there and its key file was copied here): its keys replace ours if it has it."""
+        try:
+            ring = Keyring.load(self._keyring.path)
+        except DecryptionFailed:
+            return None
+        key = ring.get(key_id)
+        if key is not None:
+            self._keyring = ring
+            log.info("secrets.keys_reloaded", key_id=key_id)
+        return key
 
     def current(self, stored: bytes) -> bool:
         """Whether `stored` is sealed with the primary key (nothing to re-encrypt)."""

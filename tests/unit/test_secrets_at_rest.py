@@ -161,3 +161,21 @@ async def test_a_secrets_type_cannot_change(objects: ObjectStore) -> None:
     retyped.type = "kubernetes.io/basic-auth"
     with pytest.raises(ManifestError, match=r'type: Invalid value: "kubernetes\.io/basic-auth"'):
         await objects.apply(retyped)
+
+
+async def test_a_key_made_by_another_control_plane_is_read_from_the_copied_file(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    Keyring.ensure(tmp_path / "pki")
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    (other_dir / KEY_FILE).write_bytes((tmp_path / "pki" / KEY_FILE).read_bytes())
+    here = ObjectStore(store, encryption=Encryption(Keyring.ensure(tmp_path / "pki")))
+    there = ObjectStore(store, encryption=Encryption(Keyring.ensure(other_dir)))
+    assert there.encryption is not None
+    there.encryption.rotate()  # another member rotates and re-seals
+    await there.create(secret())
+    with pytest.raises(DecryptionFailed, match="not in"):
+        await here.get(Kind.SECRET, "default", "db")
+    (tmp_path / "pki" / KEY_FILE).write_bytes((other_dir / KEY_FILE).read_bytes())
+    assert (await here.get(Kind.SECRET, "default", "db")).data["password"] == VALUE
