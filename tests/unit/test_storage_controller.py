@@ -141,8 +141,9 @@ async def test_deleting_the_claim_reclaims_the_volume() -> None:
         helper_name = HELPER_PREFIX + volume_name
         await p.objects.delete(Kind.PERSISTENTVOLUMECLAIM, "default", "data")
         await eventually(
-            lambda: p.informers[Kind.PERSISTENTVOLUME].get("", volume_name).status.phase
-            == "Released",
+            lambda: (
+                p.informers[Kind.PERSISTENTVOLUME].get("", volume_name).status.phase == "Released"
+            ),
             "the volume was not Released",
         )
         await settle()
