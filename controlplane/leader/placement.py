@@ -25,7 +25,7 @@ from controlplane.store import StoreError
 
 log = structlog.get_logger(__name__)
 
-INTERVAL = 5.0
+INTERVAL = 2.0
 
 
 class RaftPlacement:

@@ -87,6 +87,17 @@ class HaCluster:
             return None
         return next((m.name for m in answer.members if m.leader and m.alive), None)
 
+    async def steady_leader(self) -> str | None:
+        """The leader, once etcd's raft leader is on another member (as the leader keeps it:
+        controlplane.leader.placement), else None."""
+        try:
+            async with self.client(timeout=2.0) as client:
+                answer = await client.controlplanes()
+        except Exception:
+            return None
+        lead = next((m for m in answer.members if m.leader and m.alive), None)
+        return lead.name if lead is not None and not lead.etcd.leader else None
+
     def signal(self, pid: int | None, sig: signal.Signals) -> None:
         if pid is None:
             return

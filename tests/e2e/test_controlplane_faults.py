@@ -117,8 +117,7 @@ async def test_killing_the_leader_restarts_nothing_and_a_new_deployment_rolls_ou
             p.metadata.name: p.spec.node_name  # type: ignore[attr-defined]
             for p in (await client.list(Kind.POD, namespace="default")).items
         }
-    leader = await ha.leader()
-    assert leader is not None
+    leader = await until("a leader, with etcd's raft leader elsewhere", ha.steady_leader, 30)
     os.kill(ha.pid(leader), signal.SIGKILL)  # type: ignore[arg-type]
     killed = time.monotonic()
 
