@@ -169,7 +169,7 @@ class PodStreamsServicer(agent_pb2_grpc.PodStreamsServicer):
                 raise Refused(
                     grpc.StatusCode.INVALID_ARGUMENT, f"invalid port number: {start.port}"
                 )
-            pid = 0 if worker.pod.spec.host_network else await self._pod_pid(worker)
+            pid = await self._pod_pid(worker)  # its netns (the node's under --network host)
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     sock = await netns.connect("127.0.0.1", start.port, pid=pid)

@@ -24,7 +24,7 @@ from pilothouse.cli import podtarget
 from pilothouse.cli.context import Context
 from pilothouse.cli.usage import UsageError
 from pilothouse.client import Client
-from pilothouse.client.errors import ClientError
+from pilothouse.client.errors import ClientError, ErrorCode
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2, objects_pb2
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
@@ -92,7 +92,10 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
             for server in servers:
                 server.close()
             await forward.close()
-    raise UsageError(f'lost connection to pod "{pod.metadata.name}": {why}; the forward ended')
+    raise ClientError(
+        ErrorCode.UNAVAILABLE,
+        f'lost connection to pod "{pod.metadata.name}": {why}; the forward ended',
+    )
 
 
 def _remote_port(remote: str, pod: objects_pb2.Pod, owner: object) -> int:
