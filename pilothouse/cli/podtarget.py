@@ -1,5 +1,6 @@
 """Which pod a command that enters one means: `NAME`, `pod/NAME`, or one pod of
-`deployment/NAME`, `replicaset/NAME`, `statefulset/NAME`, `service/NAME` (`svc/NAME`), as
+`deployment/NAME`, `replicaset/NAME`, `statefulset/NAME`, `daemonset/NAME`, `job/NAME`,
+`replicationcontroller/NAME`, `service/NAME` (`svc/NAME`), as
 kubectl chooses it: a running pod first, then a ready one, then the oldest.
 
 Invariant: the choice is said on stderr when there were several candidates, so a person knows
@@ -18,7 +19,17 @@ from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
 
-OWNERS = (Kind.DEPLOYMENT, Kind.REPLICASET, Kind.STATEFULSET, Kind.REPLICATIONCONTROLLER)
+OWNERS = (
+    Kind.DEPLOYMENT,
+    Kind.REPLICASET,
+    Kind.STATEFULSET,
+    Kind.REPLICATIONCONTROLLER,
+    Kind.DAEMONSET,
+    Kind.JOB,
+)
+# A Job selects its pods by the label Kubernetes generates from its uid (Pilothouse keeps its
+# spec.selector empty: see controlplane.controllers.job).
+JOB_UID = "batch.kubernetes.io/controller-uid"
 
 
 def parse(word: str, *, verb: str) -> tuple[Kind, str]:
@@ -28,7 +39,7 @@ def parse(word: str, *, verb: str) -> tuple[Kind, str]:
     if kind is not Kind.POD and kind not in OWNERS and kind is not Kind.SERVICE:
         raise resources.UsageError(
             f"{verb} enters pods: give POD, pod/NAME, deployment/NAME, replicaset/NAME, "
-            "statefulset/NAME or svc/NAME"
+            "statefulset/NAME, daemonset/NAME, job/NAME, replicationcontroller/NAME or svc/NAME"
         )
     return kind, name
 
@@ -54,6 +65,8 @@ async def resolve(
         match = (
             selector.match_labels if isinstance(selector, objects_pb2.LabelSelector) else selector
         )
+        if kind is Kind.JOB and not match:
+            match = {JOB_UID: owner.metadata.uid}  # type: ignore[attr-defined]
         wanted = selectors.from_match_labels(match)
     listed = await client.list(Kind.POD, namespace=namespace, label_selector=str(wanted))
     pods = [p for p in listed.items if not p.metadata.HasField("deletion_timestamp")]
