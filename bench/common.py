@@ -250,3 +250,10 @@ async def runc_floor(count: int) -> Floor:
         Cgroups().remove(parent)
         shutil.rmtree(work, ignore_errors=True)
     return Floor(count=count, sequential=sequential, parallel=parallel)
+
+
+async def ensure_namespace(client: Client, name: str) -> None:
+    """The benchmark's namespace, created if need be (what lives in one needs it to exist)."""
+    namespace = o.Namespace()
+    namespace.metadata.name = name
+    await client.apply(namespace)

@@ -1,7 +1,12 @@
 """Apply -> all Running, on a real cluster, beside the bare-runc floor in the same run (as root).
 
-A control plane (embedded etcd) and 3 agents with real runc, the busybox test image imported
-(and warmed by one pod per node first). For 1, 10 and 50 replicas of a busybox sleeper:
+The cluster is what users run (`--cluster up`, the default): `pilothouse up --nodes 3`, with
+mutual TLS, CNI pod networks and each node in a network namespace of its own
+(bench/upcluster.py), busybox pulled from up's registry. `--cluster processes` is the older,
+lighter set-up: a control plane and 3 agents as plain processes on the host's network,
+plaintext, no pod network (`--network none`), the test image imported. The JSON names the
+configuration and what it omits. Both warm up with one pod per node first.
+For 1, 10 and 50 replicas of a busybox sleeper:
 - all Running: from just before Apply until the API's watch has shown every pod Running;
 - per-pod startup: the watch first showing the pod (created) -> first showing it Running
   (creationTimestamp has whole-second resolution), p50/p99
@@ -13,7 +18,7 @@ The Deployment is deleted, and every container gone, between rounds. The last li
 Goals (issue #4): p99 pod startup <= 0.5 s; 10 replicas all Running <= 0.4 s; 50 replicas
 all Running within 2x the runc floor for 50 (compared with the faster of the two floors).
 
-Usage: python3 bench/startup.py [--counts 1,10,50] [--rounds 3]
+Usage: python3 bench/startup.py [--counts 1,10,50] [--rounds 3] [--cluster up|processes]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
     PodWatch,
+    ensure_namespace,
     ms,
     percentile,
     require_root,
@@ -37,15 +43,29 @@ from bench.common import (
     running_cluster,
     wait_no_containers,
 )
+from bench.upcluster import CONFIGURATION, UpCluster, up_cluster
 from pilothouse.kinds import Kind
 from tests.fixtures.agents import Cluster, deployment
+
+PROCESSES = {
+    "cluster": "control plane + 3 agents as processes (tests.fixtures.agents)",
+    "mutual_tls": False,
+    "pod_network": "none (each container a network namespace of its own, loopback only)",
+    "nodes_in": "the host's network",
+    "etcd": "embedded, one member",
+    "images": "the test image imported on each node",
+    "omitted": ["mutual TLS", "CNI pod networking", "nodes in network namespaces"],
+}
 
 NAMESPACE = "bench-startup"
 
 
-async def one_round(cluster: Cluster, name: str, replicas: int) -> tuple[float, list[float]]:
+async def one_round(
+    cluster: Cluster | UpCluster, name: str, replicas: int
+) -> tuple[float, list[float]]:
     """(apply -> all Running, per-pod startup latencies), then the Deployment removed."""
     async with cluster.client() as client:
+        await ensure_namespace(client, NAMESPACE)
         async with PodWatch(client, NAMESPACE) as watch:
             manifest = deployment(name, namespace=NAMESPACE, replicas=replicas)
             t0 = time.time()
@@ -63,12 +83,24 @@ async def main() -> None:
     parser.add_argument("--counts", default="1,10,50")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy the logs here")
+    parser.add_argument("--cluster", choices=("up", "processes"), default="up")
     opts = parser.parse_args()
     require_root()
     counts = [int(c) for c in opts.counts.split(",")]
-    result: dict[str, object] = {"nodes": 3, "rounds": opts.rounds}
-    async with asyncio.timeout(900), running_cluster(agents=3, keep_logs=opts.keep_logs) as cluster:
-        await one_round(cluster, "warmup", 3)  # one pod per node: image layers, caches
+    configuration = CONFIGURATION if opts.cluster == "up" else PROCESSES
+    result: dict[str, object] = {
+        "nodes": 3,
+        "rounds": opts.rounds,
+        "configuration": configuration,
+    }
+    print(f"configuration: {configuration}", file=sys.stderr, flush=True)
+    cluster_of = (
+        up_cluster(nodes=3)
+        if opts.cluster == "up"
+        else running_cluster(agents=3, keep_logs=opts.keep_logs)
+    )
+    async with asyncio.timeout(1200), cluster_of as cluster:
+        await one_round(cluster, "warmup", 3)  # one pod per node: image pulls, caches
         for count in counts:
             totals, latencies = [], []
             for i in range(opts.rounds):
