@@ -82,6 +82,14 @@ _CONNECTION_CODES = {
 # etcd stopping under a TLS connection ends open streams with RST_STREAM(NO_ERROR), which
 # gRPC reports as INTERNAL "Stream removed": a lost connection like any other.
 _STREAM_REMOVED = ("Stream removed", "RST_STREAM")
+# What etcd answers while its raft leadership moves (a member stopping, a MoveLeader): the
+# request may not have been applied; a retry, here or on another member, is the answer.
+_TRANSIENT = (
+    "raft proposal dropped",
+    "leader changed",
+    "no leader",
+    "timed out waiting for read index",
+)
 # An etcd member that dies (or is SIGTERMed) under a call: the call ends with no status.
 _NO_STATUS = "No status received"
 
@@ -409,6 +417,8 @@ class EtcdStore(EtcdCluster):
             return NotFound(f"etcd: {details}: the lease expired or was revoked")
         if error.code() == rpc.StatusCode.OUT_OF_RANGE and "future revision" in details:
             return StoreError(f"etcd: {details}: the store has not reached that revision yet")
+        if any(reason in details for reason in _TRANSIENT):
+            return Unavailable(f"etcd: {details} (its members are changing leader): retry")
         return StoreError(f"etcd answered {error.code().name}: {details}")
 
     def _expect(self, full: bytes, expected_revision: int | None) -> list[rpc.Compare]:
