@@ -237,7 +237,7 @@ async def run(
         )
         scope.changed()
         grace = probe_grace_seconds(scope.pod, container, verdict.kind)
-        await stop_container(scope.runtime, state.id, grace=grace, log=scope.log)
+        await stop_with_hook(scope, container, state, grace=grace)
         return await waiting, verdict.message
     finally:
         for task in (probing, waiting):
@@ -307,6 +307,27 @@ async def _post_start(
         EventType.WARNING,
     )
     await stop_container(scope.runtime, state.id, grace=grace_seconds(scope.pod), log=scope.log)
+
+
+async def stop_with_hook(
+    scope: PodScope, container: objects_pb2.Container, state: ContainerState, *, grace: float
+) -> None:
+    """The container's preStop hook (FailedPreStopHook when it fails), then SIGTERM and,
+    once what is left of `grace` has passed, SIGKILL."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    failed = await hooks.pre_stop(
+        container, scope.probes, _target(scope, container, state), limit=grace
+    )
+    if failed is not None:
+        scope.event(
+            container.name,
+            Reason.FAILED_PRE_STOP_HOOK,
+            f"PreStopHook failed: {failed}",
+            EventType.WARNING,
+        )
+    left = max(deadline - loop.time(), 0)
+    await stop_container(scope.runtime, state.id, grace=left, log=scope.log)
 
 
 def _target(scope: PodScope, container: objects_pb2.Container, state: ContainerState) -> Target:

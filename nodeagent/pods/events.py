@@ -57,6 +57,7 @@ class Reason(enum.Enum):
     EVICTED = "Evicted"
     FAILED_MOUNT = "FailedMount"
     FAILED_POST_START_HOOK = "FailedPostStartHook"
+    FAILED_PRE_STOP_HOOK = "FailedPreStopHook"
     FAILED_TO_RETRIEVE_IMAGE_PULL_SECRET = "FailedToRetrieveImagePullSecret"
 
 

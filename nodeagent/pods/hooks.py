@@ -1,11 +1,14 @@
-"""A container's postStart hook: run right after the container started, as the kubelet does.
+"""A container's lifecycle hooks, run as the kubelet runs them: postStart right after the
+container started, preStop before it is sent SIGTERM.
 
 The hook's action (exec in the container, httpGet or tcpSocket against the pod, or sleep)
 runs through the pod's probe handlers, so it reaches the container exactly as its probes
 do. It has at most the pod's termination grace period to finish. When it fails, the kubelet
 records FailedPostStartHook with the hook's output and kills the container, which then
 restarts per the pod's restart policy; while it runs, the container is not started (a
-sidecar holds the next init container back until its hook is done).
+sidecar holds the next init container back until its hook is done). preStop runs within the
+container's grace period (what it takes is no longer left for SIGTERM); a failure is the
+kubelet's FailedPreStopHook warning and the container is stopped all the same.
 """
 
 from __future__ import annotations
@@ -44,3 +47,30 @@ async def post_start(
     if result.outcome is Outcome.SUCCESS:
         return None
     return result.message or "the postStart hook failed"
+
+
+async def pre_stop(
+    container: objects_pb2.Container, handler: Handler, target: Target, *, limit: float
+) -> str | None:
+    """Run the container's preStop hook within `limit` seconds (its part of the grace period);
+    None when it succeeded or there is none, else why it failed (termination goes on)."""
+    if not container.lifecycle.HasField("pre_stop") or limit <= 0:
+        return None
+    hook = container.lifecycle.pre_stop
+    try:
+        if hook.HasField("sleep"):
+            await asyncio.sleep(min(max(hook.sleep.seconds, 0), limit))
+            return None
+        probe = objects_pb2.Probe()
+        if hook.HasField("exec"):
+            probe.exec.CopyFrom(hook.exec)
+        elif hook.HasField("http_get"):
+            probe.http_get.CopyFrom(hook.http_get)
+        elif hook.HasField("tcp_socket"):
+            probe.tcp_socket.CopyFrom(hook.tcp_socket)
+        else:
+            return "the preStop hook has no action"
+        result = await asyncio.wait_for(handler.check(probe, target, time_limit=limit), limit)
+    except TimeoutError:
+        return f"the preStop hook did not finish within the grace period ({limit:g}s)"
+    return None if result.outcome is Outcome.SUCCESS else (result.message or "it failed")

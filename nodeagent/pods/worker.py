@@ -341,10 +341,10 @@ class PodWorker:
         if not rec.container_id:
             return
         self._scope.event(container.name, Reason.KILLING, f"Stopping container {container.name}")
-        await stop_container(
-            self._runtime, rec.container_id, grace=grace_seconds(self.pod), log=self._log
-        )
         with contextlib.suppress(RuntimeError_):  # gone already: it ended
+            state = await self._runtime.state(rec.container_id)
+            grace = grace_seconds(self.pod)
+            await attempts.stop_with_hook(self._scope, container, state, grace=grace)
             rec.state = terminated(await self._runtime.state(rec.container_id))
         rec.ready = rec.started = False
         self.changed()
@@ -513,9 +513,7 @@ class PodWorker:
         deadline = asyncio.get_running_loop().time() + grace
         for group in sequence.stop_groups(self.pod, running):
             left = max(deadline - asyncio.get_running_loop().time(), 0)
-            await asyncio.gather(
-                *(stop_container(self._runtime, s.id, grace=left, log=self._log) for s in group)
-            )
+            await asyncio.gather(*(self._stop_one(s, grace=left) for s in group))
         for s in mine:
             await self._containers.remove(s.id)
         try:
@@ -528,6 +526,16 @@ class PodWorker:
         await asyncio.to_thread(PodPreparation.remove, pod_dir)
         shutil.rmtree(pod_dir, ignore_errors=True)
         self._log.info("pod.removed")
+
+    async def _stop_one(self, state: ContainerState, *, grace: float) -> None:
+        """One running container of the pod: its preStop hook, then SIGTERM/SIGKILL."""
+        name = state.labels.get(specs.LABEL_CONTAINER, "")
+        try:
+            container = self._container(name)
+        except StopIteration:  # an orphan's container (no spec): no hook to run
+            await stop_container(self._runtime, state.id, grace=grace, log=self._log)
+            return
+        await attempts.stop_with_hook(self._scope, container, state, grace=grace)
 
     async def expedite(self) -> None:
         """End this pod's containers now (SIGKILL, no grace period): the node is being fenced

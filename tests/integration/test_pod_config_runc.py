@@ -240,7 +240,8 @@ def _mount_options(path: Path) -> tuple[str, str] | None:
 
 async def test_init_containers_retry_then_sidecar_first_and_last(tmp_path: Path) -> None:
     """An init container fails twice and is retried, the main container starts only after it
-    succeeded; a sidecar starts before it and is stopped after it (marks in a hostPath)."""
+    succeeded (postStart runs); when the pod goes, its preStop hook runs before SIGTERM, and a
+    sidecar started before everything stops after it (marks in a hostPath)."""
     marks = tmp_path / "marks"
     marks.mkdir()
     setup = factories.container(
@@ -265,6 +266,7 @@ async def test_init_containers_retry_then_sidecar_first_and_last(tmp_path: Path)
     app.volume_mounts.add(name="work", mount_path="/work")
     app.volume_mounts.add(name="marks", mount_path="/marks")
     app.lifecycle.post_start.exec.command[:] = ["sh", "-c", "echo app-post-start >> /marks/log"]
+    app.lifecycle.pre_stop.exec.command[:] = ["sh", "-c", "echo app-pre-stop >> /marks/log"]
     made = factories.pod(name="ordered", grace=5, containers=[app])
     made.spec.init_containers.extend([sidecar, setup])
     made.spec.volumes.add(name="work").empty_dir.SetInParent()
@@ -294,7 +296,9 @@ async def test_init_containers_retry_then_sidecar_first_and_last(tmp_path: Path)
     ]
     assert lines.index("app-started-after-3") > lines.index("setup-attempt 2"), lines
     assert "app-post-start" in lines, lines
-    assert lines[-2:] == ["app-stopped", "proxy-stopped"], f"the sidecar did not stop last: {lines}"
+    assert lines[-3:] == ["app-pre-stop", "app-stopped", "proxy-stopped"], (
+        f"preStop, then SIGTERM, then the sidecar last: {lines}"
+    )
 
 
 def _text(path: Path) -> str:

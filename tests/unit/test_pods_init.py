@@ -121,3 +121,39 @@ async def test_logs_name_the_init_containers(node: Node) -> None:
     await node.until("Running", lambda p: shown(p) == "Running")
     with pytest.raises(Exception, match=r"or one of the init containers: \[setup\]"):
         node.manager.log_path(namespace="default", pod="web")
+
+
+async def test_pre_stop_runs_before_sigterm_and_a_failure_is_reported(node: Node) -> None:
+    pod = make_pod(grace=2)
+    pod.spec.containers[0].lifecycle.pre_stop.exec.command[:] = ["/bin/drain"]
+    manifests.set_defaults(pod)
+    checked: list[str] = []
+
+    class Hooks:
+        async def check(self, probe, target, *, time_limit):  # type: ignore[no-untyped-def]
+            from nodeagent.probes import failure
+
+            checked.append(" ".join(probe.exec.command))
+            return failure("drain: exit 1")
+
+    await node.sync(pod)
+    await node.until("Running", lambda p: shown(p) == "Running")
+    worker = next(iter(node.manager._workers.values()))
+    worker._scope.probes = Hooks()  # the pod's exec handler (the fake runtime runs nothing)
+    kills: list[int] = []
+    kill = node.runtime.kill
+
+    async def recording(container_id: str, *, signal: int = 15) -> None:
+        kills.append(signal)
+        await kill(container_id, signal=signal)
+
+    node.runtime.kill = recording  # type: ignore[method-assign]
+    await node.manager.sync([])
+    for _ in range(300):
+        if not node.runtime.node.containers:
+            break
+        await asyncio.sleep(0.01)
+    assert checked == ["/bin/drain"], "the preStop hook did not run"
+    assert kills and kills[0] == 15, "the container was not sent SIGTERM after the hook"
+    events = [e.reason for e in worker.events.drain()]
+    assert "FailedPreStopHook" in events, events
