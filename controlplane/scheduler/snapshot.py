@@ -53,22 +53,41 @@ def _quantity(resources: objects_pb2.ResourceRequirements, name: str) -> str | N
     return resources.limits.get(name)
 
 
+def _requests(container: objects_pb2.Container) -> tuple[int, int]:
+    cpu = memory = 0
+    try:
+        if (value := _quantity(container.resources, "cpu")) is not None:
+            cpu = parse_cpu(value)
+        if (value := _quantity(container.resources, "memory")) is not None:
+            memory = parse_memory(value)
+    except QuantityError:
+        pass  # validated at apply time; an unparseable leftover asks for nothing
+    return cpu, memory
+
+
 def demand_of(pod: Pod) -> Demand:
+    """The pod's effective requests, as Kubernetes computes them with init containers: the
+    main containers and the sidecars together, or an init container (with the sidecars
+    started before it) if that is more."""
     cpu = memory = 0
     ports: list[HostPort] = []
+    side_cpu = side_memory = init_cpu = init_memory = 0
+    for init in pod.spec.init_containers:
+        c, m = _requests(init)
+        if init.restart_policy == "Always":
+            side_cpu, side_memory = side_cpu + c, side_memory + m
+        else:
+            init_cpu, init_memory = max(init_cpu, side_cpu + c), max(init_memory, side_memory + m)
     for container in pod.spec.containers:
-        try:
-            if (value := _quantity(container.resources, "cpu")) is not None:
-                cpu += parse_cpu(value)
-            if (value := _quantity(container.resources, "memory")) is not None:
-                memory += parse_memory(value)
-        except QuantityError:
-            pass  # validated at apply time; an unparseable leftover asks for nothing
+        c, m = _requests(container)
+        cpu, memory = cpu + c, memory + m
+    for container in (*pod.spec.init_containers, *pod.spec.containers):
         for port in container.ports:
             if port.host_port > 0:
                 ports.append(
                     HostPort(port.host_ip or _ANY_IP, port.protocol or "TCP", port.host_port)
                 )
+    cpu, memory = max(cpu + side_cpu, init_cpu), max(memory + side_memory, init_memory)
     return Demand(cpu=cpu, memory=memory, host_ports=tuple(ports))
 
 

@@ -114,3 +114,16 @@ def test_topology_spread_keeps_the_skew_within_max_skew() -> None:
         per_zone["b" if where == "n3" else "a"] += 1
         snapshot = snapshot.assume(p, where)
     assert per_zone == {"a": 2, "b": 2}, f"zones got {per_zone}"
+
+
+def test_init_containers_and_sidecars_count_as_kubernetes_counts_them() -> None:
+    from controlplane.scheduler.snapshot import demand_of
+
+    p = pod(name="p", containers=[factories.container(name="app", cpu="100m", memory="64Mi")])
+    side = factories.container(name="proxy", cpu="50m", memory="32Mi")
+    side.restart_policy = "Always"
+    p.spec.init_containers.extend([side, factories.container(name="setup", cpu="1", memory="16Mi")])
+    demand = demand_of(p)
+    # cpu: the init container (1000m) with the sidecar before it (50m) outweighs 100m + 50m;
+    # memory: the main container with the sidecar (96Mi) outweighs 32Mi + 16Mi.
+    assert (demand.cpu, demand.memory) == (1050, 96 * 1024 * 1024)
