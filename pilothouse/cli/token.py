@@ -18,7 +18,7 @@ from pilothouse import credentials
 from pilothouse.cli import tables
 from pilothouse.cli.context import Context
 from pilothouse.cli.resources import UsageError
-from pilothouse.client import ClientError, ErrorCode, unreachable_message
+from pilothouse.client import ClientError, ErrorCode, failover, unreachable_message
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -67,8 +67,10 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
             "(written by `pilothouse controlplane`) or set PILOTHOUSE_CONFIG"
         )
     server = ctx.config.server
-    async with credentials.secure_channel(server, material) as channel:
-        stub = api_grpc.TokensStub(channel)
+    # Any member of the control plane serves tokens: the first that answers.
+    members = failover.split(server)
+    async with failover.Members(members, lambda a: credentials.secure_channel(a, material)) as m:
+        stub = m.stub(api_grpc.TokensStub)
         try:
             if args.token_verb == "create":
                 return await _create(args, ctx, stub, server)

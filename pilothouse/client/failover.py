@@ -72,6 +72,12 @@ class Members:
         for channel in channels.values():
             await channel.close()
 
+    async def __aenter__(self) -> Members:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
 
 class _Stub:
     """A stub over `Members` (see the module docstring)."""
