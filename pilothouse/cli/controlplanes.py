@@ -5,7 +5,8 @@ Not objects of a kind: the members of the control plane, as any member reads the
 etcd member answers, and the last leader changes.
 
 `get` columns: NAME, STATUS (Ready while it campaigns, else NotReady), ROLE (leader or -),
-ADDRESS (its API), ETCD (its etcd member: healthy, "healthy, raft leader", or the error),
+ADDRESS (its API), ETCD (its etcd member: healthy, "healthy, raft leader", unreachable or
+unhealthy; describe gives the error),
 TERM (the create revision of its campaign key: the leader's fencing token). `-o json|yaml`
 prints the whole answer. `describe` adds each member's etcd endpoint and the leader changes,
 newest first: when, who, its term, who led before, and why that term ended.
@@ -75,7 +76,8 @@ def table(answer: api.ListControlPlanesResponse, members: list) -> tables.Table:
     return tables.Table(headers=("NAME", "STATUS", "ROLE", "ADDRESS", "ETCD", "TERM"), rows=rows)
 
 
-def etcd_health(member: api.ControlPlaneMember) -> str:
+def etcd_health(member: api.ControlPlaneMember, *, short: bool = True) -> str:
+    """The member's etcd as a table cell (`short`: the reason cut to its kind)."""
     if not member.etcd_endpoint and not member.HasField("etcd"):
         return "external"
     if not member.HasField("etcd"):
@@ -83,7 +85,12 @@ def etcd_health(member: api.ControlPlaneMember) -> str:
     etcd = member.etcd
     if etcd.healthy:
         return "healthy, raft leader" if etcd.leader else "healthy"
-    return f"unhealthy: {etcd.error}" if etcd.error else "unhealthy"
+    if not etcd.error:
+        return "unhealthy"
+    if not short:
+        return f"unhealthy: {etcd.error}"
+    unreachable = any(w in etcd.error for w in ("UNAVAILABLE", "connect", "DEADLINE"))
+    return "unreachable" if unreachable else "unhealthy"
 
 
 async def describe(args: argparse.Namespace, ctx: Context) -> int:
@@ -111,7 +118,7 @@ def page(
         f"Address:        {member.address or '-'}",
         f"Term:           {member.term or '-'}",
         f"Etcd:           {member.etcd_endpoint or 'external'}",
-        f"  Health:       {etcd_health(member)}",
+        f"  Health:       {etcd_health(member, short=False)}",
     ]
     if member.HasField("etcd"):
         lines.append(f"  Member:       {member.etcd.name} (raft term {member.etcd.raft_term})")
