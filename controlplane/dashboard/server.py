@@ -38,10 +38,12 @@ from controlplane.nodes.usage import UsageGatherer
 from controlplane.objects import ObjectStore
 from controlplane.store import NotFound
 from pilothouse import pki as pki_lib
+from pilothouse.process import addressfile
 
 log = structlog.get_logger(__name__)
 
 TOKEN_FILE = "dashboard-token"
+ADDRESS_FILE = "dashboard.url"  # where it serves, for `up` (removed when it stops)
 COOKIE = "pilothouse_dashboard"
 STATIC = Path(__file__).resolve().parent / "static"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -85,6 +87,7 @@ class Dashboard:
         self._usage = usage
         self._connect = connect
         self._token = ensure_token(data_dir)
+        self._address_file = data_dir / ADDRESS_FILE
         self._tls = _tls_context(pki, data_dir) if pki is not None else None
         self._server: asyncio.Server | None = None
         self.address = ""
@@ -97,6 +100,7 @@ class Dashboard:
         bound = self._server.sockets[0].getsockname()
         self.address = f"{host}:{bound[1]}"
         scheme = "https" if self._tls else "http"
+        addressfile.write(self._address_file, f"{scheme}://{self.address}/")
         log.info("dashboard.serving", url=f"{scheme}://{self.address}/")
         return self.address
 
@@ -104,8 +108,11 @@ class Dashboard:
         if self._server is None:
             await self.start()
         assert self._server is not None
-        async with self._server:
-            await self._server.serve_forever()
+        try:
+            async with self._server:
+                await self._server.serve_forever()
+        finally:
+            addressfile.remove(self._address_file)
 
     # -- one connection -----------------------------------------------------------------------
 

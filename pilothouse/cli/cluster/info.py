@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from pilothouse.cli.cluster.layout import Layout
 
@@ -28,6 +29,8 @@ class ClusterInfo:
     # With several control-plane members: member name -> its API address (data dir
     # <data-dir>/controlplanes/<name>, child <name>); empty with one.
     controlplanes: dict[str, str] = field(default_factory=dict)
+    # The control plane's web dashboard (issue 16), "" when it serves none.
+    dashboard: str = ""
 
     @classmethod
     def read(cls, layout: Layout) -> ClusterInfo | None:
@@ -62,4 +65,8 @@ class ClusterInfo:
                 )
         if self.client_config:
             lines.append(f"client config: {self.client_config} (server: {self.controlplane})")
+        if self.dashboard:
+            token = Path(self.data_dir) / "controlplane" / "dashboard-token"
+            shown = token.read_text().strip() if token.exists() else "<see " + str(token) + ">"
+            lines.append(f"dashboard: {self.dashboard}?token={shown}")
         return "\n".join(lines)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -94,6 +95,8 @@ class LocalCluster:
         self._agent_flags: set[str] = set()
         self._client_config: Path | None = None
         self._client_settings: dict[str, str] = {}
+        self._controlplane_extra: list[str] = []  # flags every control-plane member gets
+        self._dashboard = ""  # its URL, when the control plane serves one
 
     @property
     def admin_tls(self) -> TlsMaterial | None:
@@ -113,7 +116,13 @@ class LocalCluster:
         await local_registry.push_test_image(self.layout.test_image, registry_address=registry)
         self._registry = registry
         self._agent_flags = await _flags("nodeagent", AGENT_FLAGS)
-        controlplane_flags = await _flags("controlplane", ("--insecure",))
+        controlplane_flags = await _flags("controlplane", ("--insecure", "--local-path-dir"))
+        # Volumes of the local-path class in the data dir, so `down` removes them too.
+        self._controlplane_extra = (
+            ["--local-path-dir", str(self.layout.storage)]
+            if "--local-path-dir" in controlplane_flags
+            else []
+        )
         # Secure by default when both sides can; a control plane that is secure by default
         # but agents that cannot join yet: plaintext on purpose.
         secure = "--insecure" in controlplane_flags and self._agent_flags >= JOIN_FLAGS
@@ -159,6 +168,7 @@ class LocalCluster:
             secure=secure,
             client_settings=dict(self._client_settings),
             controlplanes={m.name: m.listen for m in self.members.members} if self.members else {},
+            dashboard=self._dashboard,
         )
         self.info.write(self.layout)
         log.info(
@@ -212,6 +222,7 @@ class LocalCluster:
             controlplanes.plan(self.layout, placed),
             registry=self._registry,
             insecure=not secure,
+            flags=self._controlplane_extra,
         )
         address = await self.members.start()
         self._join = self.members.join_addresses
@@ -263,9 +274,15 @@ class LocalCluster:
             directory / "registries.yaml", registry_address=self._registry
         )
         argv = [sys.executable, "-m", "controlplane", "--data-dir", str(directory)]
-        argv += ["--registries", str(mirrors)]
+        argv += ["--registries", str(mirrors), *self._controlplane_extra]
         if insecure_flag and not secure:
             argv.append("--insecure")
+        operate = await _flags("controlplane", ("--dashboard-listen", "--metrics-listen"))
+        if operate:  # the web dashboard and Prometheus metrics on the control plane's address
+            host = self.network.service_host
+            argv += ["--dashboard-listen", f"{host}:0"]
+            argv += ["--metrics-listen", f"{host}:{_free_port(host)}"]
+            addressfile.remove(directory / "dashboard.url")
         log_path = self.layout.log("controlplane")
         await self.supervisor.start(
             ChildSpec(
@@ -292,6 +309,9 @@ class LocalCluster:
             return await probes.controlplane_serves(address, tls=tls)
 
         await probes.wait_until(serves, what="the control plane API", deadline_s=READY_TIMEOUT_S)
+        if operate:
+            dashboard = directory / "dashboard.url"
+            self._dashboard = await _address_from(dashboard, what=what, alive=alive)
         return address
 
     def _agent_argv(self, host: hosts.NodeHost, *, listen: str) -> list[str]:
@@ -437,6 +457,13 @@ def node_resolv_conf(state: Path) -> Path:
 
 
 JOIN_FLAGS = frozenset({"--token", "--ca-cert-hash"})
+
+
+def _free_port(host: str) -> int:
+    """A port nothing listens on at `host` now (for fixed ports a scrape config can name)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host.strip("[]"), 0))
+        return int(probe.getsockname()[1])
 
 
 async def _flags(module: str, wanted: Sequence[str]) -> set[str]:
