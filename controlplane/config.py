@@ -79,6 +79,7 @@ class Config:
     join_listen: str = ""  # empty: the API port + 1 (see controlplane.auth.serving)
     tls_sans: tuple[str, ...] = ()
     etcd_tls: EtcdClientFiles | None = None  # --etcd-cafile/--etcd-certfile/--etcd-keyfile
+    node_rejoin_grace: float = 300.0  # --node-rejoin-grace (controlplane.auth.admission)
     # --allow-probe-host, --allow-unconfined-seccomp: what apply accepts beyond the syntax.
     policy: ClusterPolicy = field(default_factory=ClusterPolicy)
 
@@ -181,6 +182,14 @@ def parser() -> argparse.ArgumentParser:
         "e.g. the VM's address",
     )
     p.add_argument(
+        "--node-rejoin-grace",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a join token may take over the name of a node only after it has been NotReady "
+        "this long (default %(default)g s); sooner only with `pilothouse node approve`",
+    )
+    p.add_argument(
         "--insecure",
         action="store_true",
         help="DEVELOPMENT ONLY: serve plaintext gRPC with no authentication (anyone who can "
@@ -242,7 +251,14 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
         join_listen=join_listen,
         tls_sans=sans,
         etcd_tls=etcd_tls,
+        node_rejoin_grace=_nonnegative("--node-rejoin-grace", args.node_rejoin_grace),
     )
+
+
+def _nonnegative(flag: str, value: float) -> float:
+    if value < 0:
+        raise ConfigError(f"{flag} must not be negative, got {value:g}")
+    return value
 
 
 def _etcd_tls(args: argparse.Namespace, endpoints: tuple[str, ...]) -> EtcdClientFiles | None:

@@ -38,6 +38,9 @@ from controlplane import metrics
 from controlplane.api.controlplanes import ControlPlanesServicer
 from controlplane.api.server import ApiServer
 from controlplane.auth import bootstrap
+from controlplane.auth.admission import NodeAccessRules, node_lookup
+from controlplane.auth.approvals import Approvals
+from controlplane.auth.revocations import Revocations
 from controlplane.auth.serving import Security, join_listen_for
 from controlplane.auth.tokens import TokenStore
 from controlplane.cache.informer import Informer
@@ -594,12 +597,20 @@ def _security(config: settings.Config, store: EtcdStore) -> tuple[Security | Non
     cluster_pki = bootstrap.ensure(
         config.pki_dir, hosts=bootstrap.serving_hosts(config.listen, config.tls_sans)
     )
+    revocations = Revocations(store)
     security = Security(
         pki=cluster_pki,
         tokens=TokenStore(store),
         join_listen=config.join_listen or join_listen_for(config.listen),
+        access=NodeAccessRules(
+            revocations=revocations,
+            approvals=Approvals(store),
+            lookup=node_lookup(ObjectStore(store)),
+            grace=config.node_rejoin_grace,
+        ),
     )
-    return security, connector(tls=cluster_pki.agent_client())
+    # No pod, Secret or log request goes to a node that is cut off (revoked or deleted).
+    return security, connector(tls=cluster_pki.agent_client(), refuse=revocations.cut_off)
 
 
 def _local(address: str) -> str:

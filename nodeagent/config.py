@@ -17,12 +17,16 @@ Defaults:
   control plane allocates (remembered in `<state-dir>/pod-cidr`, so a restarted agent asks for
   the same one). A standalone `--network cni` agent needs `--pod-cidr`.
 - `--server HOST:PORT`: the control plane to register with and heartbeat. Secure by default
-  (issue #7): the first start joins with `--token` and `--ca-cert-hash sha256:…` (both printed
-  by `pilothouse token create --print-join-command`) at `--join-server` (default: the server's
-  port + 1), verifying the control plane's CA by that hash before trusting anything; the node
-  certificate, its key and the CA are kept in `<state-dir>/pki/`, so later starts need no
-  token. Registration and heartbeats then use mutual TLS, and the agent's own gRPC server
-  requires TLS with a client certificate of the control plane's identity.
+  (issue #7): the first start joins with a bootstrap token and `--ca-cert-hash sha256:…` (both
+  printed by `pilothouse token create --print-join-command`) at `--join-server` (default: the
+  server's port + 1), verifying the control plane's CA by that hash before trusting anything;
+  the node certificate, its key and the CA are kept in `<state-dir>/pki/`, so later starts need
+  no token. The token never goes on a command line, where every user of the machine can read
+  it (`ps`, /proc/*/cmdline): `--token-file PATH` (a file only root can read, mode 0600; read
+  when the node joins, so it may be gone once it has) or `--token -` (one line on standard
+  input). `--token VALUE` is refused with a pointer to both. Registration and heartbeats then
+  use mutual TLS, and the agent's own gRPC server requires TLS with a client certificate of
+  the control plane's identity.
 - Administrators' decisions, off by default (issue 11): `--allow-probe-host` lets probes
   connect to a `host` outside their pod (still from the pod's network namespace), and
   `--allow-unconfined-seccomp` lets containers ask for `seccompProfile: Unconfined` (every
@@ -43,6 +47,7 @@ import argparse
 import ipaddress
 import os
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +80,8 @@ class Config:
     backoff: BackoffConfig
     debug: bool
     network: str = "none"  # none | host | cni (nodeagent.network.sandbox.Mode)
-    token: str = ""
+    token: str = ""  # read from standard input (--token -)
+    token_file: Path | None = None  # --token-file: read when the node joins
     ca_cert_hash: str = ""
     join_server: str = ""  # where to join; default: the server's port + 1
     insecure: bool = False
@@ -152,7 +158,19 @@ def parser() -> argparse.ArgumentParser:
         "control-plane members (default: standalone, no control plane)",
     )
     p.add_argument(
-        "--token", default="", help="bootstrap token for the first join (pilothouse token create)"
+        "--token",
+        default="",
+        metavar="-",
+        help="read the bootstrap token for the first join from standard input (`-`); a token "
+        "value here is refused: every user can read command lines",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="file holding the bootstrap token for the first join (mode 0600; `pilothouse "
+        "token create` prints one)",
     )
     p.add_argument(
         "--ca-cert-hash",
@@ -286,13 +304,24 @@ def parse(argv: Sequence[str]) -> Config:
     memory_bytes = _capacity("--memory", args.memory, quantity.parse_memory)
     if args.server and ":" not in args.server:
         raise ConfigError(f"--server must be HOST:PORT, got {args.server!r}")
-    if (args.token or args.ca_cert_hash or args.join_server) and not args.server:
-        raise ConfigError("--token, --ca-cert-hash and --join-server need --server")
-    if args.insecure and (args.token or args.ca_cert_hash):
-        raise ConfigError("--insecure joins nothing: drop --token/--ca-cert-hash or --insecure")
-    if args.token and not args.ca_cert_hash:
+    if args.token and args.token != "-":
         raise ConfigError(
-            "--token needs --ca-cert-hash sha256:… to verify the control plane "
+            "--token with the token itself puts it where every user of this machine can read "
+            "it (ps, /proc/*/cmdline); write it to a file only root can read (umask 077) and "
+            "pass --token-file FILE, or pass it on standard input with --token -"
+        )
+    if args.token and args.token_file is not None:
+        raise ConfigError("--token - and --token-file both give the token: pass one")
+    given_token = bool(args.token) or args.token_file is not None
+    if (given_token or args.ca_cert_hash or args.join_server) and not args.server:
+        raise ConfigError("--token, --token-file, --ca-cert-hash and --join-server need --server")
+    if args.insecure and (given_token or args.ca_cert_hash):
+        raise ConfigError(
+            "--insecure joins nothing: drop --token/--token-file/--ca-cert-hash or --insecure"
+        )
+    if given_token and not args.ca_cert_hash:
+        raise ConfigError(
+            "a join token needs --ca-cert-hash sha256:… to verify the control plane "
             "(`pilothouse token create --print-join-command` prints both)"
         )
     if args.ca_cert_hash:
@@ -326,7 +355,8 @@ def parse(argv: Sequence[str]) -> Config:
         resolv_conf=args.resolv_conf,
         cpu_millis=cpu_millis,
         memory_bytes=memory_bytes,
-        token=args.token.strip(),
+        token=_stdin_token() if args.token == "-" else "",
+        token_file=args.token_file.expanduser().resolve() if args.token_file else None,
         ca_cert_hash=args.ca_cert_hash.strip(),
         join_server=args.join_server or (join_server_for(args.server) if args.server else ""),
         insecure=args.insecure,
@@ -361,6 +391,14 @@ def _positive(flag: str, value: float) -> float:
     if value <= 0:
         raise ConfigError(f"{flag} must be more than zero, got {value}")
     return value
+
+
+def _stdin_token() -> str:
+    """The token on standard input (its first line), for `--token -`."""
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise ConfigError("--token -: standard input held no token (one line: <id>.<secret>)")
+    return line
 
 
 def _pod_cidr(text: str) -> str:

@@ -233,7 +233,7 @@ async def _sign(
 
 def _refusal(error: grpc.aio.AioRpcError, *, node_name: str, address: str) -> str:
     code = error.code()
-    if code is grpc.StatusCode.UNAUTHENTICATED:
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return f"the control plane refused node {node_name!r}: {error.details()}"
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         return f"the control plane cannot sign for node {node_name!r}: {error.details()}"
@@ -271,6 +271,7 @@ class NodeCertificates:
         server: str,
         join_server: str = "",
         token: str = "",
+        token_file: Path | None = None,
         ca_cert_hash: str = "",
         now: Callable[[], datetime.datetime] = pki.utcnow,
         fraction: float = 2 / 3,
@@ -280,6 +281,7 @@ class NodeCertificates:
         self._server = server
         self._join_server = join_server or server
         self._token = token
+        self._token_file = token_file
         self._ca_cert_hash = ca_cert_hash
         self._now = now
         self._fraction = fraction
@@ -302,20 +304,42 @@ class NodeCertificates:
             if pki.needs_renewal(found.cert, now, self._fraction):
                 await self.renew_once()
             return self.current
-        if not self._token or not self._ca_cert_hash:
+        token = self._token or self._read_token_file()
+        if not token or not self._ca_cert_hash:
             raise JoinError(
                 f"node {self._node_name!r} has no valid certificate in {self._directory}; "
-                "join it with --token and --ca-cert-hash (`pilothouse token create` prints both)"
+                "join it with --token-file (or --token -) and --ca-cert-hash "
+                "(`pilothouse token create --print-join-command` prints how)"
             )
         joined = await join(
             join_address=self._join_server,
-            token=self._token,
+            token=token,
             ca_cert_hash=self._ca_cert_hash,
             node_name=self._node_name,
         )
         joined.save(self._directory)
         self._current = joined
         return joined
+
+    def _read_token_file(self) -> str:
+        """The token in --token-file ("" without one); a file others may read is used, with a
+        warning."""
+        path = self._token_file
+        if path is None:
+            return ""
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text().strip()
+        except OSError as error:
+            raise JoinError(f"cannot read the join token file {path}: {error.strerror}") from None
+        if mode & 0o077:
+            log.warning(
+                "node.token_file_readable",
+                path=str(path),
+                mode=oct(mode & 0o777),
+                note="other users can read the join token: chmod 600 it",
+            )
+        return text.splitlines()[0].strip() if text else ""
 
     async def renew_once(self) -> NodeCredentials:
         renewed = await renew(address=self._server, current=self.current)

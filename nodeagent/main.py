@@ -11,7 +11,8 @@ The wiring is explicit and happens only here. Order matters:
    registration returns before anything else happens after it, since pods pushed next need
    addresses from it (a pod that comes earlier waits for it, see `network.sandbox`);
 0. before all of that, with `--server` (unless `--insecure`), the node's credentials: loaded
-   from `<state-dir>/pki/`, or obtained by joining with `--token`/`--ca-cert-hash`. A join that
+   from `<state-dir>/pki/`, or obtained by joining with the token (`--token-file` or
+   `--token -`) and `--ca-cert-hash`. A join that
    fails ends the agent at once with one line saying why (wrong or expired token, wrong CA
    hash, control plane unreachable), before any container is touched. The agent's own server
    then requires mutual TLS and admits only the control plane's identity, and the
@@ -104,6 +105,7 @@ async def node_certificates(config: settings.Config) -> NodeCertificates | None:
         server=config.server,
         join_server=config.join_server,
         token=config.token,
+        token_file=config.token_file,
         ca_cert_hash=config.ca_cert_hash,
     )
     try:

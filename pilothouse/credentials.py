@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import structlog
 import yaml
+from cryptography import x509
 
 from pilothouse import pki
 from pilothouse.config import Config
@@ -163,6 +164,17 @@ def write_client_config(
 @functools.lru_cache(maxsize=256)
 def _identity_of_pem(pem: bytes) -> pki.Identity:
     return pki.Identity.of(pki.load_cert(pem))
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_of_pem(pem: bytes) -> x509.Certificate:
+    return pki.load_cert(pem)
+
+
+def peer_certificate(context: grpc.aio.ServicerContext) -> x509.Certificate | None:
+    """The caller's verified certificate, or None when it showed none."""
+    pems = context.auth_context().get("x509_pem_cert")
+    return _certificate_of_pem(pems[0]) if pems else None
 
 
 def peer_identity(context: grpc.aio.ServicerContext) -> pki.Identity | None:

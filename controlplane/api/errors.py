@@ -10,6 +10,7 @@
 | ManifestError, objects.Invalid, a bad     | INVALID_ARGUMENT    |
 | kind name or selector                     |                     |
 | nodes.registry.NodeTaken                  | FAILED_PRECONDITION |
+| nodes.registry.LabelsForbidden            | PERMISSION_DENIED   |
 | nodes.registry.NotRegistered              | NOT_FOUND           |
 | nodes.agent.AgentCallFailed               | the agent's code    |
 |   (unreachable agent)                     | UNAVAILABLE         |
@@ -31,7 +32,7 @@ import grpc
 import structlog
 
 from controlplane.nodes.agent import AgentCallFailed
-from controlplane.nodes.registry import NodeTaken, NotRegistered
+from controlplane.nodes.registry import LabelsForbidden, NodeTaken, NotRegistered
 from controlplane.objects import Invalid
 from controlplane.store import (
     AlreadyExists,
@@ -60,6 +61,7 @@ _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (UnknownKind, grpc.StatusCode.INVALID_ARGUMENT),
     (SelectorError, grpc.StatusCode.INVALID_ARGUMENT),
     (NodeTaken, grpc.StatusCode.FAILED_PRECONDITION),
+    (LabelsForbidden, grpc.StatusCode.PERMISSION_DENIED),
     (NotRegistered, grpc.StatusCode.NOT_FOUND),
 )
 

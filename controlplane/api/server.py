@@ -114,6 +114,8 @@ class ApiServer:
 
     async def start(self) -> str:
         address = await self._server.start()
+        if self._security is not None:
+            await self._security.start()  # the join port: a server of its own
         log.info(
             "api.serving",
             address=address,
@@ -128,4 +130,6 @@ class ApiServer:
         await self._server.run()
 
     async def stop(self) -> None:
+        if self._security is not None:
+            await self._security.stop()
         await self._server.stop()

@@ -1,6 +1,8 @@
 """The per-RPC policy: which identity may call which method, on which node.
 
 Rules, first match wins:
+0. A node certificate on the deny list (`controlplane.auth.revocations`: `node revoke`, or its
+   Node deleted) is UNAUTHENTICATED on every call, Join included.
 1. `Join.*`: anyone, also without a certificate (the servicer checks the token).
 2. No client certificate: UNAUTHENTICATED.
 3. Admin (`O=system:masters`): everything.
@@ -36,6 +38,7 @@ from typing import Any
 import grpc
 import structlog
 
+from controlplane.auth.revocations import Revocations
 from pilothouse import credentials, pki
 from pilothouse.pki import Role
 
@@ -113,9 +116,31 @@ class Authorizer:
             else f"{identity} may not call {method} for node {node_name!r}",
         )
 
-    def interceptor(self) -> credentials.GuardInterceptor:
+    def interceptor(
+        self, *, revocations: Revocations | None = None
+    ) -> credentials.GuardInterceptor:
+        """The guard of a server: `decide`, and first, for a node's certificate, the deny
+        list (`revocations`, in memory): a revoked or deleted node's certificate is refused
+        on every call, whatever the method."""
+
         async def check(context: grpc.aio.ServicerContext, method: str, request: Any) -> None:
             identity = credentials.peer_identity(context)
+            if revocations is not None and identity is not None and identity.node_name:
+                cert = credentials.peer_certificate(context)
+                revoked = (
+                    revocations.refused(
+                        identity.node_name, issued_at=pki.issued_at(cert).timestamp()
+                    )
+                    if cert is not None
+                    else None
+                )
+                if revoked is not None:
+                    await deny(
+                        context,
+                        Decision(Outcome.UNAUTHENTICATED, revoked.describe()),
+                        identity=identity,
+                        method=method,
+                    )
             decision = self.decide(identity, method, request)
             if not decision.allowed:
                 await deny(context, decision, identity=identity, method=method)

@@ -4,7 +4,15 @@ Vocabulary:
 - token: `<id>.<secret>`, kubeadm's format `[a-z0-9]{6}.[a-z0-9]{16}`. The id is public (it
   names the token in `token list`/`delete` and in logs); the secret never is.
 - record: what is stored under `/pilothouse/bootstrap-tokens/<id>`: the sha256 of the secret,
-  description, creation and expiry times, and whether the token was revoked.
+  description, creation and expiry times, whether the token was revoked, its usages, the node
+  it is bound to (if any), whether it is single-use and whether it was used.
+- usage (`Usage`): what a token may be exchanged for; today only `join` (a node certificate).
+  A token without the usage asked for verifies as WRONG_USAGE.
+- node binding (`node`): a token made with `token create --for-node NAME` joins only NAME
+  (WRONG_NODE for another name), and counts as the admin's approval to join NAME over an
+  existing Node (see `controlplane.auth.servicer`).
+- single use: `consume` marks the token used (compare-and-swap, so two joins racing with one
+  token cannot both succeed); afterwards it verifies as USED.
 
 Invariants:
 - The secret is shown once, by `create`, and never stored or logged: only its sha256.
@@ -17,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import hmac
@@ -47,12 +56,34 @@ class Verdict(enum.Enum):
     EXPIRED = "expired"
     UNKNOWN = "unknown"
     REVOKED = "revoked"
+    USED = "used"
+    WRONG_USAGE = "wrong-usage"
+    WRONG_NODE = "wrong-node"
 
 
 class State(enum.Enum):
     VALID = "valid"
     EXPIRED = "expired"
     REVOKED = "revoked"
+    USED = "used"
+
+
+class Usage(enum.Enum):
+    JOIN = "join"  # exchange the token for a node certificate
+
+
+DEFAULT_USAGES = (Usage.JOIN,)
+
+
+def parse_usages(values: list[str] | tuple[str, ...]) -> tuple[Usage, ...]:
+    """Usages from their names ("join"); ValueError naming the known ones otherwise."""
+    if not values:
+        return DEFAULT_USAGES
+    known = {usage.value: usage for usage in Usage}
+    unknown = [value for value in values if value not in known]
+    if unknown:
+        raise ValueError(f"unknown token usage {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return tuple(dict.fromkeys(known[value] for value in values))
 
 
 class TokenNotFound(LookupError):
@@ -70,10 +101,16 @@ class TokenInfo:
     created: float
     expires: float
     revoked: bool
+    usages: tuple[Usage, ...] = DEFAULT_USAGES
+    node: str = ""  # "": any node name
+    single_use: bool = False
+    used: bool = False
 
     def state(self, now: float) -> State:
         if self.revoked:
             return State.REVOKED
+        if self.used:
+            return State.USED
         return State.EXPIRED if now >= self.expires else State.VALID
 
 
@@ -91,6 +128,7 @@ class Check:
     verdict: Verdict
     token_id: str
     message: str
+    info: TokenInfo | None = None  # the token's record, when the secret matched
 
     @property
     def ok(self) -> bool:
@@ -122,9 +160,19 @@ class TokenStore:
         """The store's clock (epoch seconds)."""
         return self._now()
 
-    async def create(self, *, ttl: float = DEFAULT_TTL, description: str = "") -> CreatedToken:
+    async def create(
+        self,
+        *,
+        ttl: float = DEFAULT_TTL,
+        description: str = "",
+        usages: tuple[Usage, ...] = DEFAULT_USAGES,
+        node: str = "",
+        single_use: bool = False,
+    ) -> CreatedToken:
         if ttl <= 0:
             raise ValueError(f"a token's time to live must be positive, not {ttl:g} s")
+        if not usages:
+            raise ValueError("a token needs at least one usage (join)")
         now = self._now()
         secret = _random(16)
         while True:
@@ -135,13 +183,24 @@ class TokenStore:
                 created=now,
                 expires=now + ttl,
                 revoked=False,
+                usages=tuple(usages),
+                node=node,
+                single_use=single_use,
             )
             try:
                 await self._store.create(PREFIX + token_id, _encode(info, _hash(secret)))
             except AlreadyExists:
                 continue  # 36^6 ids: a collision is rare, and a retry picks another
             break
-        log.info("token.created", token_id=token_id, expires=info.expires, ttl=ttl)
+        log.info(
+            "token.created",
+            token_id=token_id,
+            expires=info.expires,
+            ttl=ttl,
+            usages=",".join(u.value for u in usages),
+            node=node or None,
+            single_use=single_use,
+        )
         return CreatedToken(token=f"{token_id}.{secret}", info=info)
 
     async def list(self) -> list[TokenInfo]:
@@ -174,13 +233,7 @@ class TokenStore:
             info, secret_hash = _decode(entry.value)
             if info.revoked:
                 return info
-            revoked = TokenInfo(
-                id=info.id,
-                description=info.description,
-                created=info.created,
-                expires=info.expires,
-                revoked=True,
-            )
+            revoked = dataclasses.replace(info, revoked=True)
             try:
                 await self._store.update(
                     key, _encode(revoked, secret_hash), expected_revision=entry.revision
@@ -190,7 +243,10 @@ class TokenStore:
             log.info("token.revoked", token_id=token_id)
             return revoked
 
-    async def verify(self, token: str) -> Check:
+    async def verify(
+        self, token: str, *, usage: Usage = Usage.JOIN, node: str | None = None
+    ) -> Check:
+        """Whether `token` may be used for `usage` (and for node `node`, when given)."""
         parsed = parse(token)
         if parsed is None:
             return Check(
@@ -226,6 +282,13 @@ class TokenStore:
                 f'the join token "{token_id}" was revoked; create a new one with '
                 "`pilothouse token create`",
             )
+        if info.used:
+            return Check(
+                Verdict.USED,
+                token_id,
+                f'the join token "{token_id}" was for a single use and has been used; create a '
+                "new one with `pilothouse token create`",
+            )
         if now >= info.expires:
             ago = now - info.expires
             return Check(
@@ -234,7 +297,44 @@ class TokenStore:
                 f'the join token "{token_id}" expired {_duration(ago)} ago; create a new one '
                 "with `pilothouse token create`",
             )
-        return Check(Verdict.OK, token_id, "ok")
+        if usage not in info.usages:
+            usages = ", ".join(u.value for u in info.usages)
+            return Check(
+                Verdict.WRONG_USAGE,
+                token_id,
+                f'the token "{token_id}" may be used for {usages}, not {usage.value}',
+            )
+        if node is not None and info.node and info.node != node:
+            return Check(
+                Verdict.WRONG_NODE,
+                token_id,
+                f'the join token "{token_id}" joins only node "{info.node}", not "{node}"; '
+                f"create one with `pilothouse token create --for-node {node}`",
+            )
+        return Check(Verdict.OK, token_id, "ok", info=info)
+
+    async def consume(self, token_id: str) -> bool:
+        """Mark a single-use token used; False when it was used (or removed) meanwhile. A
+        token that is not single-use is left as it is (True)."""
+        key = PREFIX + token_id
+        try:
+            entry = await self._store.get(key)
+        except NotFound:
+            return False
+        info, secret_hash = _decode(entry.value)
+        if not info.single_use:
+            return True
+        if info.used:
+            return False
+        used = dataclasses.replace(info, used=True)
+        try:
+            await self._store.update(
+                key, _encode(used, secret_hash), expected_revision=entry.revision
+            )
+        except (Conflict, NotFound):
+            return False
+        log.info("token.used", token_id=token_id)
+        return True
 
 
 def _encode(info: TokenInfo, secret_hash: str) -> bytes:
@@ -246,6 +346,10 @@ def _encode(info: TokenInfo, secret_hash: str) -> bytes:
             "created": info.created,
             "expires": info.expires,
             "revoked": info.revoked,
+            "usages": [usage.value for usage in info.usages],
+            "node": info.node,
+            "singleUse": info.single_use,
+            "used": info.used,
         },
         sort_keys=True,
     ).encode()
@@ -259,6 +363,11 @@ def _decode(value: bytes) -> tuple[TokenInfo, str]:
         created=float(data["created"]),
         expires=float(data["expires"]),
         revoked=bool(data.get("revoked", False)),
+        # Records from before usages existed were join tokens.
+        usages=tuple(Usage(u) for u in data.get("usages", [u.value for u in DEFAULT_USAGES])),
+        node=str(data.get("node", "")),
+        single_use=bool(data.get("singleUse", False)),
+        used=bool(data.get("used", False)),
     )
     return info, str(data["secretSha256"])
 

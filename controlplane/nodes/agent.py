@@ -10,6 +10,9 @@ Invariants:
 - With `tls` (the control plane's client certificate and the cluster CA), the channel is
   mutual TLS and the agent must present a certificate for the node's own name, whatever
   address it registered: a node cannot stand in for another.
+- A connector with `refuse` (the deny list: a revoked or deleted node that has not joined
+  again) dials no agent it names: every call fails as PERMISSION_DENIED with the reason, so
+  nothing (no pod, no Secret) is pushed to a cut-off node, and no status is read from it.
 """
 
 from __future__ import annotations
@@ -48,9 +51,17 @@ def connector(
     timeout: float = DEFAULT_TIMEOUT,
     credentials: grpc.ChannelCredentials | None = None,
     tls: tls_credentials.TlsMaterial | None = None,
+    refuse: Callable[[str], str | None] | None = None,
 ) -> Connect:
     def connect(address: str, node: str) -> AgentClient:
-        return AgentClient(address, node=node, timeout=timeout, credentials=credentials, tls=tls)
+        return AgentClient(
+            address,
+            node=node,
+            timeout=timeout,
+            credentials=credentials,
+            tls=tls,
+            refused=refuse(node) if refuse is not None and node else None,
+        )
 
     return connect
 
@@ -112,10 +123,15 @@ class AgentClient:
         timeout: float = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         tls: tls_credentials.TlsMaterial | None = None,
+        refused: str | None = None,
     ) -> None:
         self.address = address
         self.node = node
         self.timeout = timeout
+        self._refused = refused
+        self._channel: grpc.aio.Channel | None = None
+        if refused is not None:
+            return  # no channel: every call fails at once (`_check_refused`)
         if tls is not None:
             # Verify the agent's certificate names this node, not the address dialed.
             self._channel = tls_credentials.secure_channel(
@@ -134,7 +150,12 @@ class AgentClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close(grace=None)
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+
+    def _check_refused(self) -> None:
+        if self._refused is not None:
+            raise AgentCallFailed("PERMISSION_DENIED", f"{self._who()} is cut off: {self._refused}")
 
     async def sync_pods(
         self,
@@ -149,6 +170,7 @@ class AgentClient:
         the agent ends the pods leaving its set at once and answers once they are stopped.
         `config_maps` and `secrets`: those the pods use (and no others). `services`: the
         cluster's Services (None: the agent keeps those it has)."""
+        self._check_refused()
         request = agent_pb2.SyncPodsRequest(
             pods=pods, fence=fence, config_maps=config_maps, secrets=secrets
         )
@@ -172,6 +194,7 @@ class AgentClient:
 
     async def watch_pods(self) -> AsyncIterator[PodChange]:
         """The agent's pod statuses: every pod's current one first, then each change."""
+        self._check_refused()
         call = self._stub.WatchPods(agent_pb2.WatchPodsRequest())
         try:
             async for event in call:
@@ -197,6 +220,7 @@ class AgentClient:
         timestamps: bool = False,
     ) -> AsyncIterator[bytes]:
         """A container's log bytes as the agent streams them."""
+        self._check_refused()
         request = agent_pb2.LogsRequest(
             namespace=namespace,
             pod=pod,
@@ -221,6 +245,7 @@ class AgentClient:
 
     async def list_images(self) -> agent_pb2.ListImagesResponse:
         """The node's images, their sizes and the pods using them."""
+        self._check_refused()
         try:
             return await self._stub.ListImages(agent_pb2.ListImagesRequest(), timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
@@ -228,6 +253,7 @@ class AgentClient:
 
     async def usage(self) -> agent_pb2.UsageResponse:
         """The agent's latest usage sample of its node and pods (NodeUsage.Usage)."""
+        self._check_refused()
         try:
             return await agent_pb2_grpc.NodeUsageStub(self._channel).Usage(
                 agent_pb2.UsageRequest(), timeout=self.timeout
@@ -238,6 +264,7 @@ class AgentClient:
     def streams(self) -> agent_pb2_grpc.PodStreamsStub:
         """The agent's PodStreams (exec, attach, port-forward) on this client's channel; the
         caller maps their errors (`failed`)."""
+        self._check_refused()
         return agent_pb2_grpc.PodStreamsStub(self._channel)
 
     def failed(self, method: str, error: grpc.aio.AioRpcError) -> AgentCallFailed:

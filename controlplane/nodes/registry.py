@@ -8,6 +8,10 @@ Invariants:
   nodeInfo, labels) and sets Ready=False reason Fencing: the node syncer sets Ready=True once its
   first push to this agent succeeded (see `controlplane.nodes`). Spec (cordon, taints) and
   labels set by people survive re-registration; the agent's own labels win on conflict.
+- A node sets only the labels `controlplane.nodes.labels` allows (NodeRestriction): its
+  hostname label only to its own name, nothing under node-role.kubernetes.io/ or
+  node-restriction.*; a registration reporting any other is refused whole (`LabelsForbidden`,
+  PERMISSION_DENIED), so an admin's labels are never overwritten by a node.
 - A heartbeat from the owner is recorded in memory at once. The store is written only when it
   matters: on a transition (a node marked lost by the lifecycle controller goes back to
   Fencing), when the agent reports changed capacity, and otherwise at most once per
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 import structlog
 
 from controlplane.nodes import conditions, podcidr
+from controlplane.nodes import labels as node_labels
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.leases import NodeLeases
 from controlplane.objects import Invalid, ObjectStore
@@ -70,6 +75,10 @@ class PodCidrUnavailable(NodeTaken):
     """The agent cannot have the pod CIDR it asked for (another Node holds it, or its Node
     already has another one), or none is free. A refusal like `NodeTaken` (the agent retries
     and logs the message), with the pod CIDR's reason."""
+
+
+class LabelsForbidden(Exception):
+    """The agent reported labels a node may not set on itself (see `controlplane.nodes.labels`)."""
 
 
 class NotRegistered(Exception):
@@ -140,6 +149,10 @@ class NodeRegistry:
             raise Invalid(f'node name "{name}": {"; ".join(problems)}')
         if not instance_id:
             raise Invalid(f'node "{name}": RegisterNode needs an instance id')
+        refused = node_labels.forbidden(name, node.metadata.labels)
+        if refused:
+            log.warning("node.labels_forbidden", node=name, labels=",".join(refused))
+            raise LabelsForbidden(f'node "{name}" may not set these labels: {"; ".join(refused)}')
         for attempt in range(_ATTEMPTS):
             try:
                 async with self._registering:

@@ -46,4 +46,5 @@ def agent_server(
         setup=setup,
         interceptors=interceptors,
         grace=_STOP_GRACE_SECONDS,
+        limits=grpcserver.AGENT_LIMITS,
     )

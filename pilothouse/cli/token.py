@@ -1,9 +1,15 @@
 """`pilothouse token create|list|delete`: bootstrap tokens with which nodes join (admin only).
 
 Invariants: the whole token is printed once, by `create`, on stdout and nothing else there
-(scripts capture it, as with `kubeadm token create`); `--print-join-command` prints the agent
-command line instead. The calls need the admin credentials of the config file; without them
-the verb says so instead of sending a call that can only be refused.
+(scripts capture it, as with `kubeadm token create`); `--print-join-command` prints the line
+that joins a node instead: `echo TOKEN | pilothouse agent … --token -`, so the token reaches
+the agent on its standard input (echo is the shell's own: no process shows the token in its
+command line). The calls need the admin credentials of the config file; without them the verb
+says so instead of sending a call that can only be refused.
+
+`--for-node NAME` makes a token that joins only NAME, also over an existing Node (the admin's
+approval said in advance, as `pilothouse node approve NAME`); `--single-use` one that the first
+join spends; `--usages` what it may be used for (today: join).
 """
 
 from __future__ import annotations
@@ -37,6 +43,21 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     create = verbs.add_parser("create", help="create a token and print it")
     create.add_argument("--ttl", default="24h", help="lifetime, e.g. 30m, 24h, 1h30m")
     create.add_argument("--description", default="", help="a note shown by `token list`")
+    create.add_argument(
+        "--for-node",
+        default="",
+        metavar="NAME",
+        help="the token joins only this node, also over an existing one (an approval)",
+    )
+    create.add_argument(
+        "--single-use", action="store_true", help="the first successful join spends the token"
+    )
+    create.add_argument(
+        "--usages",
+        default="join",
+        metavar="LIST",
+        help="comma-separated usages (default: join)",
+    )
     create.add_argument(
         "--print-join-command",
         action="store_true",
@@ -78,28 +99,43 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 return await _list(ctx, stub)
             return await _delete(args, ctx, stub)
         except grpc.aio.AioRpcError as error:
-            raise _translate(error, server) from None
+            raise translate(error, server) from None
 
 
 async def _create(
     args: argparse.Namespace, ctx: Context, stub: api_grpc.TokensStub, server: str
 ) -> int:
     ttl = parse_ttl(args.ttl)
+    usages = [u.strip() for u in args.usages.split(",") if u.strip()]
     created = await stub.CreateToken(
-        api.CreateTokenRequest(ttl_seconds=round(ttl), description=args.description),
+        api.CreateTokenRequest(
+            ttl_seconds=round(ttl),
+            description=args.description,
+            usages=usages,
+            node_name=args.for_node,
+            single_use=args.single_use,
+        ),
         timeout=_TIMEOUT,
     )
     if not args.print_join_command:
         ctx.print(created.token)
         return 0
-    words = ["pilothouse agent", f"--server {server}"]
+    ctx.print(join_command(created, server=server, node=args.for_node))
+    return 0
+
+
+def join_command(created: api.CreateTokenResponse, *, server: str, node: str = "") -> str:
+    """`echo TOKEN | pilothouse agent …`: the token on the agent's standard input."""
+    words = ["pilothouse agent"]
+    if node:
+        words.append(f"--name {node}")
+    words.append(f"--server {server}")
     join_port = created.join_address.rpartition(":")[2]
     host, _, port = server.rpartition(":")
     if port.isdigit() and join_port != str(int(port) + 1):
         words.append(f"--join-server {host}:{join_port}")
-    words += [f"--token {created.token}", f"--ca-cert-hash {created.ca_cert_hash}"]
-    ctx.print(" ".join(words))
-    return 0
+    words += [f"--ca-cert-hash {created.ca_cert_hash}", "--token -"]
+    return f"echo {created.token} | " + " ".join(words)
 
 
 async def _list(ctx: Context, stub: api_grpc.TokensStub) -> int:
@@ -115,13 +151,15 @@ async def _list(ctx: Context, stub: api_grpc.TokensStub) -> int:
                 tables.human_duration(left) if left > 0 else "<expired>",
                 expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 token.state,
+                ",".join(token.usages) or "join",
+                token.node_name or tables.NONE,
                 token.description or tables.NONE,
             )
         )
     if not rows:
         ctx.warn("No bootstrap tokens found.")
         return 0
-    headers = ("TOKEN ID", "TTL", "EXPIRES", "STATE", "DESCRIPTION")
+    headers = ("TOKEN ID", "TTL", "EXPIRES", "STATE", "USAGES", "NODE", "DESCRIPTION")
     ctx.print(tables.render(tables.Table(headers=headers, rows=tuple(rows))))
     return 0
 
@@ -134,7 +172,7 @@ async def _delete(args: argparse.Namespace, ctx: Context, stub: api_grpc.TokensS
     return 0
 
 
-def _translate(error: grpc.aio.AioRpcError, server: str) -> ClientError:
+def translate(error: grpc.aio.AioRpcError, server: str) -> ClientError:
     code, details = error.code(), (error.details() or "").strip()
     if code is grpc.StatusCode.UNAVAILABLE:
         return ClientError(ErrorCode.UNREACHABLE, unreachable_message(server, details))

@@ -68,6 +68,7 @@ from pilothouse.pki.pem import (
 from pilothouse.pki.verify import (
     ca_cert_hash,
     check_hash_format,
+    issued_at,
     needs_renewal,
     not_after,
     renewal_time,
@@ -101,6 +102,7 @@ __all__ = [
     "issue_client",
     "issue_for",
     "issue_serving",
+    "issued_at",
     "key_pem",
     "load_cert",
     "load_key",

@@ -25,8 +25,9 @@ CA_VALIDITY = datetime.timedelta(days=3650)
 SERVING_VALIDITY = datetime.timedelta(days=365)
 CLIENT_VALIDITY = datetime.timedelta(days=365)
 NODE_VALIDITY = datetime.timedelta(days=30)
-# Tolerate clocks a little behind the CA's when a certificate is issued.
-_BACKDATE = datetime.timedelta(minutes=5)
+# Tolerate clocks a little behind the CA's when a certificate is issued: every certificate is
+# valid from exactly this long before it was issued (`verify.issued_at` relies on it).
+BACKDATE = datetime.timedelta(minutes=5)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -48,7 +49,7 @@ def create_ca(
         .issuer_name(name)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
@@ -249,7 +250,7 @@ def _issue(
         .issuer_name(ca.cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + valid_for, ca.cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

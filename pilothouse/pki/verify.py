@@ -15,6 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pilothouse.pki.issue import BACKDATE
 from pilothouse.pki.pem import PkiError, load_cert
 
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -56,6 +57,12 @@ def check_hash_format(value: str) -> str:
             "(`pilothouse token create` prints it)"
         )
     return normal
+
+
+def issued_at(cert: x509.Certificate) -> datetime.datetime:
+    """When the cluster CA issued `cert` (to the second): its notBefore is backdated by
+    exactly `issue.BACKDATE`."""
+    return cert.not_valid_before_utc + BACKDATE
 
 
 def not_after(cert: x509.Certificate) -> datetime.datetime:

@@ -1,8 +1,14 @@
 """gRPC servers of the control plane and the node agent: options, binding, start and stop.
 
 Invariants:
-- Both processes serve with the same options (large messages, clients may keep idle watches
-  open and ping).
+- Every server is made with explicit `Limits` (issue 11: bounded inputs): `API_LIMITS` (4 MiB
+  per received message, 100 concurrent streams per connection; clients may keep idle watches
+  open and ping) unless it says otherwise. `JOIN_LIMITS` is for the one port anonymous
+  callers reach: 64 KiB messages, 4 streams per connection, idle connections closed after
+  30 s and every connection after 5 min, and an HTTP/2 flow-control window of 64 KiB with
+  BDP probing off, so a stream never has more than that buffered: gRPC checks the message
+  size only once it has the whole message, and without the small window a 60 MiB request
+  is read into memory before it is refused.
 - A listen address that cannot be bound raises `BindError` naming the address, never a silent
   port 0; the bound address keeps the host that was asked for, with the port actually bound
   (port 0 resolved).
@@ -16,19 +22,62 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 import structlog
 
 log = structlog.get_logger(__name__)
 
-SERVER_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024**2),
-    ("grpc.max_send_message_length", 64 * 1024**2),
-    # Clients may keep idle watches open for hours; let them ping.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+KiB = 1024
+MiB = 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one server accepts from its callers (see the module docstring)."""
+
+    max_receive: int = 4 * MiB  # bytes of one received message
+    max_send: int = 64 * MiB  # bytes of one message sent (our own answers)
+    max_concurrent_streams: int = 100  # per connection
+    flow_window: int | None = None  # HTTP/2 stream window; None: gRPC's (grows with BDP)
+    max_connection_idle_ms: int | None = None
+    max_connection_age_ms: int | None = None
+
+    def options(self) -> tuple[tuple[str, int], ...]:
+        options = [
+            ("grpc.max_receive_message_length", self.max_receive),
+            ("grpc.max_send_message_length", self.max_send),
+            ("grpc.max_concurrent_streams", self.max_concurrent_streams),
+            # Clients may keep idle watches open for hours; let them ping.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ]
+        if self.flow_window is not None:
+            options += [
+                ("grpc.http2.lookahead_bytes", self.flow_window),
+                ("grpc.http2.bdp_probe", 0),
+            ]
+        if self.max_connection_idle_ms is not None:
+            options.append(("grpc.max_connection_idle_ms", self.max_connection_idle_ms))
+        if self.max_connection_age_ms is not None:
+            options.append(("grpc.max_connection_age_ms", self.max_connection_age_ms))
+        return tuple(options)
+
+
+API_LIMITS = Limits()
+# The agent's server: only the control plane may call it (mutual TLS), and SyncPods carries a
+# node's whole desired state with every Service and EndpointSlice of the cluster.
+AGENT_LIMITS = Limits(max_receive=16 * MiB)
+JOIN_LIMITS = Limits(
+    max_receive=64 * KiB,
+    max_send=64 * KiB,
+    max_concurrent_streams=4,
+    flow_window=64 * KiB,
+    max_connection_idle_ms=30_000,
+    max_connection_age_ms=300_000,
 )
+SERVER_OPTIONS = API_LIMITS.options()
 
 
 class BindError(RuntimeError):
@@ -74,13 +123,16 @@ class Server:
         setup: Setup,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         grace: float,
+        limits: Limits = API_LIMITS,
     ) -> None:
         self.name = name
+        self.limits = limits
         self._listen = listen
         self._setup = setup
         self._interceptors = tuple(interceptors)
         self._grace = grace
         self._server: grpc.aio.Server | None = None
+        self._started = False
         self._address: str | None = None
 
     @property
@@ -92,20 +144,31 @@ class Server:
     @property
     def serving(self) -> bool:
         """Started and not stopped yet."""
-        return self._server is not None
+        return self._server is not None and self._started
+
+    def bind(self) -> str:
+        """Make the server and bind its ports (`setup`), not serving yet; the bound address.
+        `start()` does this itself when it has not been done."""
+        if self._server is None:
+            server = grpc.aio.server(
+                options=self.limits.options(), interceptors=self._interceptors or None
+            )
+            port = self._setup(server)
+            self._server = server
+            self._address = bound_address(self._listen, port)
+        return self.address
 
     async def start(self) -> str:
-        """Bind and serve; returns the bound address."""
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=self._interceptors or None)
-        port = self._setup(server)
-        await server.start()
-        self._server = server
-        self._address = bound_address(self._listen, port)
-        return self._address
+        """Bind (unless `bind()` did) and serve; returns the bound address."""
+        self.bind()
+        assert self._server is not None
+        if not self._started:
+            await self._server.start()
+            self._started = True
+        return self.address
 
     async def run(self) -> None:
-        if self._server is None:
-            await self.start()
+        await self.start()
         assert self._server is not None
         try:
             await self._server.wait_for_termination()
@@ -114,6 +177,7 @@ class Server:
 
     async def stop(self) -> None:
         server, self._server = self._server, None
+        self._started = False
         if server is not None:
             await server.stop(self._grace)
             log.info("grpc.stopped", server=self.name, address=self._address or "")

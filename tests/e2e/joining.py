@@ -42,28 +42,40 @@ class JoiningAgent:
         self.name = name
         self.host = host
         self.state = Path(tempfile.mkdtemp(prefix="ph-join-"))
-        self.words = words  # --server … [--token … --ca-cert-hash …]
+        self.words = words  # --server … [--token TOKEN (piped in) --ca-cert-hash …]
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ""
 
     def start(self, words: list[str] | None = None) -> None:
+        """Start the agent with `words`; a `--token TOKEN` pair among them is given as the
+        printed join line gives it: `--token -` on the command line, TOKEN on standard input
+        (a token value on the command line is refused, every user could read it there)."""
         listen = f"{self.host.address}:0" if self.host else "127.0.0.1:0"
         node_ip = self.host.address if self.host else "127.0.0.1"
+        flags = list(self.words if words is None else words)
+        token = None
+        if "--token" in flags and flags[flags.index("--token") + 1] != "-":
+            token = flags[flags.index("--token") + 1]
+            flags[flags.index("--token") + 1] = "-"
         argv = [
             sys.executable, "-m", "pilothouse.cli.main", "agent", "--name", self.name,
             "--listen", listen, "--node-ip", node_ip, "--state-dir", str(self.state),
-            "--runtime", "fake", *(self.words if words is None else words),
+            "--runtime", "fake", *flags,
         ]  # fmt: skip
         (self.state / "agent.addr").unlink(missing_ok=True)
         with (self.state / "agent.log").open("ab") as log:
             self.process = subprocess.Popen(
                 self.host.command(argv) if self.host else argv,
                 cwd=REPO,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if token is None else subprocess.PIPE,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
+        if token is not None:
+            assert self.process.stdin is not None
+            self.process.stdin.write(token.encode() + b"\n")
+            self.process.stdin.close()
 
     def wait_serving(self) -> None:
         assert self.process is not None
@@ -131,12 +143,22 @@ def cli(plane: ControlPlaneProcess, home: Path, *argv: str) -> subprocess.Comple
 
 
 def join_words(plane: ControlPlaneProcess, home: Path, *create_flags: str) -> list[str]:
-    """The agent flags of `pilothouse token create --print-join-command`'s line."""
+    """The agent flags of `pilothouse token create --print-join-command`'s line
+    (`echo TOKEN | pilothouse agent … --token -`), with the piped token as `--token TOKEN`
+    (`JoiningAgent.start` pipes it in again)."""
     printed = cli(plane, home, "token", "create", "--print-join-command", *create_flags)
     assert printed.returncode == 0, f"token create failed: {printed.stderr}"
-    words = shlex.split(printed.stdout.strip())
+    piped, bar, command = printed.stdout.strip().partition(" | ")
+    echoed = shlex.split(piped)
+    assert bar and echoed[0] == "echo" and len(echoed) == 2, (
+        f"not `echo TOKEN | …`: {printed.stdout!r}"
+    )
+    words = shlex.split(command)
     assert words[:2] == ["pilothouse", "agent"], f"not an agent command: {printed.stdout!r}"
-    return words[2:]
+    words = words[2:]
+    assert words[words.index("--token") + 1] == "-", f"the token is not piped: {printed.stdout!r}"
+    words[words.index("--token") + 1] = echoed[1]
+    return words
 
 
 def flag(words: list[str], name: str) -> str:

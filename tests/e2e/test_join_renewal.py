@@ -50,6 +50,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, str, RecordingRegis
     api_grpc.add_NodeRegistryServicer_to_server(registry, server)
     ports = security.install(server, listen="127.0.0.1:0")
     await server.start()
+    await security.start()  # the join port is a server of its own
     token = (await tokens.create(ttl=600)).token
     try:
         yield (
@@ -59,6 +60,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[str, str, RecordingRegis
             f"{token} {cluster_pki.ca_cert_hash}",
         )
     finally:
+        await security.stop()
         await server.stop(0)
         await store.close()
 

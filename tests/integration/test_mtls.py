@@ -80,6 +80,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     api_grpc.add_NodeRegistryServicer_to_server(registry, server)
     ports = security.install(server, listen="127.0.0.1:0")
     await server.start()
+    await security.start()  # the join port is a server of its own
     api = f"127.0.0.1:{ports.api}"
     admin_config = bootstrap.ensure_admin_config(
         cluster_pki, path=tmp_path / "admin.conf", server=api
@@ -95,6 +96,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             admin_config=admin_config,
         )
     finally:
+        await security.stop()
         await server.stop(0)
 
 
@@ -276,7 +278,7 @@ async def test_node_certificates_join_once_then_renew_over_mtls(
     assert (await later.ensure()).cert_pem != renewed.cert_pem
     # Another node's name on the same files: refused to reuse, and no token to join with.
     other = join.NodeCertificates(tmp_path / "pki", node_name="n2", server=cluster.api)
-    with pytest.raises(join.JoinError, match="join it with --token and --ca-cert-hash"):
+    with pytest.raises(join.JoinError, match=r"join it with --token-file \(or --token -\) and --ca-cert-hash"):
         await other.ensure()
 
 
@@ -350,15 +352,22 @@ async def test_token_cli_create_list_delete(cluster: Cluster) -> None:
 
     args, ctx, out = _token_cli(cluster, "create", "--print-join-command")
     assert await token_verb.run(args, ctx) == 0
-    command = out.getvalue().strip()
+    line = out.getvalue().strip()
+    # The token reaches the agent on its standard input (`echo` is the shell's own), never in
+    # a command line that `ps` shows.
+    piped, _, command = line.partition(" | ")
+    assert piped.startswith("echo ") and (await cluster.tokens.verify(piped[5:])).ok, line
     assert command.startswith(f"pilothouse agent --server {cluster.api} ")
     assert f"--join-server {cluster.join}" in command
     assert f"--ca-cert-hash {cluster.pki.ca_cert_hash}" in command
+    assert command.endswith("--token -") and piped[5:] not in command, line
 
     args, ctx, out = _token_cli(cluster, "list")
     assert await token_verb.run(args, ctx) == 0
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["TOKEN", "ID", "TTL", "EXPIRES", "STATE", "DESCRIPTION"]
+    assert lines[0].split() == [
+        "TOKEN", "ID", "TTL", "EXPIRES", "STATE", "USAGES", "NODE", "DESCRIPTION"
+    ]  # fmt: skip
     assert any(line.startswith(token.split(".")[0]) and "rack 3" in line for line in lines)
 
     args, ctx, out = _token_cli(cluster, "delete", token)
