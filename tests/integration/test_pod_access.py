@@ -4,6 +4,7 @@ etcd, one runc agent), through the `pilothouse` command as a person runs it:
 - `exec -it` on a pseudo-terminal: `tty` names a device, `stty size` follows a resize of the
   local terminal, Ctrl-C interrupts the command in the container, `exit 3` exits 3;
 - `exec -i` without a terminal passes 1 MiB through `cat` byte for byte;
+- `attach` shows the main process's output as it is written;
 - `cp` out of and into a container, and a copy refused (nothing written) when the container's
   archive has a link pointing out of the destination;
 - `port-forward` to busybox httpd: 100 requests at once all answered; deleting the pod ends the
@@ -126,7 +127,24 @@ async def test_exec_cp_and_port_forward(cluster_factory: ClusterFactory, tmp_pat
         web.spec.containers[0].ports.add(container_port=8080, name="http")
         await client.apply(web)
         await client.apply(_pod("broken", "sleep 1", image="busybox:no-such-tag"))
-    await _running(cluster, "shell", "web")
+        await client.apply(
+            _pod("ticker", "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done")
+        )
+    await _running(cluster, "shell", "web", "ticker")
+
+    # attach: the main process's output from now on.
+    attach = await asyncio.create_subprocess_exec(
+        *_cli(cluster, "attach", "ticker"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert attach.stdout is not None
+        first = await asyncio.wait_for(attach.stdout.readline(), 20)
+        second = await asyncio.wait_for(attach.stdout.readline(), 20)
+        assert first.startswith(b"tick-") and second.startswith(b"tick-"), (first, second)
+        assert int(second[5:]) == int(first[5:]) + 1, "attach skipped or repeated output"
+    finally:
+        attach.kill()
+        await attach.wait()
 
     # exec -it: a terminal inside, resizes, Ctrl-C, the exit code.
     term = Terminal(_cli(cluster, "exec", "-it", "shell", "--", "sh"))
