@@ -44,6 +44,7 @@ from pathlib import Path
 
 import structlog
 
+from pilothouse import pki
 from pilothouse.cli.cluster import cleanup, clientconfig, controlplanes, hosts, probes, volumes
 from pilothouse.cli.cluster import registry as local_registry
 from pilothouse.cli.cluster.info import ClusterInfo
@@ -90,7 +91,6 @@ class LocalCluster:
         self._agents: dict[str, str] = {}
         self._controlplane = ""
         self._join = ""
-        self._token = ""
         self._registry = ""
         self._agent_flags: set[str] = set()
         self._client_config: Path | None = None
@@ -140,7 +140,11 @@ class LocalCluster:
             )
             self._client_settings = self.credentials.client_settings()
             first = self.members.first.listen if self.members else self._controlplane
-            self._token = await create_join_token(first, self.credentials.admin)
+            # One short-lived, single-use token per node, good for that node's name only, in
+            # a 0600 file of its state dir (never on a command line); removed once it is Ready.
+            for host in self.hosts:
+                token = await create_join_token(first, self.credentials.admin, node=host.name)
+                pki.write_secret(self._token_file(host), token.encode() + b"\n")
         with_server = "--server" in self._agent_flags
         in_order = with_server and any(h.pod_cidr for h in self.hosts)
         for host in self.hosts:
@@ -153,6 +157,8 @@ class LocalCluster:
                 self._agents[host.name] = await self._agent_ready(host)
         if with_server:
             await self._wait_nodes({h.name for h in self.hosts}, ready=True)
+            for host in self.hosts:  # spent: each node holds its certificate now
+                self._token_file(host).unlink(missing_ok=True)
             await self._check_pod_cidrs()
         clientconfig.point_at(client_config, self._controlplane, self._client_settings)
         self._client_config = client_config
@@ -347,12 +353,12 @@ class LocalCluster:
             if "--join-server" in flags:
                 argv += ["--join-server", _reach(host, self._join)]
             # The agent refuses a token on its command line (every user can read those).
-            token_file = state / "join-token"
-            token_file.touch(mode=0o600)
-            token_file.write_text(self._token + "\n")
-            argv += ["--token-file", str(token_file)]
+            argv += ["--token-file", str(self._token_file(host))]
             argv += ["--ca-cert-hash", self.credentials.ca_cert_hash]
         return host.command(argv)
+
+    def _token_file(self, host: hosts.NodeHost) -> Path:
+        return self.layout.node(host.name) / "join-token"
 
     async def _start_agent(self, host: hosts.NodeHost) -> None:
         state = self.layout.node(host.name)
@@ -435,7 +441,7 @@ async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> 
 AGENT_FLAGS = (
     "--server",
     "--network",
-    "--token",
+    "--token-file",
     "--ca-cert-hash",
     "--join-server",
     "--resolv-conf",
@@ -456,7 +462,7 @@ def node_resolv_conf(state: Path) -> Path:
     return path
 
 
-JOIN_FLAGS = frozenset({"--token", "--ca-cert-hash"})
+JOIN_FLAGS = frozenset({"--token-file", "--ca-cert-hash"})
 
 
 def _free_port(host: str) -> int:

@@ -4,7 +4,7 @@ agents, check on its parts and point the CLI at the cluster (issue #7's secure m
 The control plane makes its CA and certificates under `<controlplane-dir>/pki/` on first start
 and writes `admin.conf` (the admin's CLI config) before `controlplane.addr`. From them:
 - the admin's TLS material: the CLI's config points at these files, `up`'s probes and the
-  join token's creation use them;
+  join tokens' creation use them (one per node: bound to its name, single use, 10 minutes);
 - the control plane's client certificate: the only identity an agent answers, so draining an
   agent at `down` dials with it (verifying the node's name);
 - the CA's hash, which agents check before they trust the control plane (`--ca-cert-hash`).
@@ -27,8 +27,8 @@ from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 ADMIN_CONFIG = "admin.conf"
 JOIN_ADDRESS_FILE = "join.addr"
-TOKEN_TTL_S = 24 * 3600
-TOKEN_DESCRIPTION = "pilothouse up: the local cluster's agents"
+TOKEN_TTL_S = 600  # agents join within seconds of `up` starting them
+TOKEN_DESCRIPTION = "pilothouse up: node"
 CALL_TIMEOUT = 10.0
 
 
@@ -86,13 +86,19 @@ class ClusterCredentials:
         }
 
 
-async def create_join_token(server: str, tls: credentials.TlsMaterial) -> str:
-    """A bootstrap token for the cluster's agents, made as `pilothouse token create` does."""
+async def create_join_token(server: str, tls: credentials.TlsMaterial, *, node: str) -> str:
+    """A bootstrap token for one agent, made as `pilothouse token create --for-node NODE
+    --single-use --ttl 10m` does: short-lived, spent by its join, good for NODE only."""
     async with credentials.secure_channel(server, tls) as channel:
         stub = api_grpc.TokensStub(channel)
         try:
             created = await stub.CreateToken(
-                api.CreateTokenRequest(ttl_seconds=TOKEN_TTL_S, description=TOKEN_DESCRIPTION),
+                api.CreateTokenRequest(
+                    ttl_seconds=TOKEN_TTL_S,
+                    description=f"{TOKEN_DESCRIPTION} {node}",
+                    node_name=node,
+                    single_use=True,
+                ),
                 timeout=CALL_TIMEOUT,
             )
         except grpc.aio.AioRpcError as error:
