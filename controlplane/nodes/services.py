@@ -13,9 +13,10 @@ Vocabulary:
 `ServicesView` builds the state from the Service and EndpointSlice informers, again only
 when one of them changed, and calls `on_change` (the manager pokes every syncer). `Drains`
 keeps what each node programmed and answers `drained(pod)`: True once no live node (Ready,
-or not yet marked lost) routes to the pod, or once `MAX_DRAIN_S` (at most the pod's grace
-period) have passed since it was deleted, so a node that stopped answering cannot hold a
-deletion up for longer than that.
+or not yet marked lost) has routed a new connection to the pod for `SETTLE_S` (requests sent
+just before the last node stopped choosing it finish before SIGTERM), or once `MAX_DRAIN_S`
+(at most the pod's grace period) have passed since it was deleted, so a node that stopped
+answering cannot hold a deletion up for longer than that. Once drained, a pod stays drained.
 
 Invariant: Kubernetes' order for a rolling update without dropped requests, enforced by the
 control plane instead of a preStop sleep: the endpoint is marked terminating, every node's
@@ -34,6 +35,8 @@ from pilothouse.conditions import seconds
 from pilothouse.v1 import objects_pb2
 
 MAX_DRAIN_S = 10.0
+SETTLE_S = 1.0
+_FORGET_S = 600.0  # a drained pod's record is dropped this long after (it is gone by then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +106,12 @@ class ServicesView:
 class Drains:
     """What each node's agent programmed, and whether a deleted pod may be stopped."""
 
-    def __init__(self, *, max_drain: float = MAX_DRAIN_S) -> None:
+    def __init__(self, *, max_drain: float = MAX_DRAIN_S, settle: float = SETTLE_S) -> None:
         self.max_drain = max_drain
+        self.settle = settle
         self._acked: dict[str, ServicesState] = {}
+        self._quiet: dict[str, float] = {}  # pod uid -> since when no live node routes to it
+        self._drained: dict[str, float] = {}  # pod uid -> when it was found drained
 
     def programmed(self, node: str, state: ServicesState) -> None:
         self._acked[node] = state
@@ -123,16 +129,35 @@ class Drains:
         start = seconds(meta.deletion_timestamp) - grace
         return start + min(grace, self.max_drain)
 
+    def next_look(self, pod: objects_pb2.Pod) -> float:
+        """When `drained(pod)` may change without anything else changing."""
+        quiet = self._quiet.get(pod.metadata.uid)
+        settled = quiet + self.settle if quiet is not None else float("inf")
+        return min(self.deadline(pod), settled)
+
     def drained(self, pod: objects_pb2.Pod, *, live_nodes: Iterable[str], now: float) -> bool:
         if not pod.metadata.HasField("deletion_timestamp"):
             return False
-        if now >= self.deadline(pod) or not pod.status.pod_ip:
+        uid = pod.metadata.uid
+        if uid in self._drained:
             return True
+        if now >= self.deadline(pod) or not pod.status.pod_ip:
+            return self._done(uid, now)
         address = pod.status.pod_ip
         for node in live_nodes:
             state = self._acked.get(node)
             if state is None or address in state.ready:
+                self._quiet.pop(uid, None)
                 return False
+        quiet = self._quiet.setdefault(uid, now)
+        return self._done(uid, now) if now >= quiet + self.settle else False
+
+    def _done(self, uid: str, now: float) -> bool:
+        self._quiet.pop(uid, None)
+        self._drained[uid] = now
+        for old, when in list(self._drained.items()):
+            if now - when > _FORGET_S:
+                del self._drained[old]
         return True
 
 

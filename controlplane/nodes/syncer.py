@@ -287,9 +287,9 @@ class NodeSyncer:
             log.warning("node.services_not_programmed", node=self.node, error=error)
 
     def _next_drain(self, pushed: Iterable[objects_pb2.Pod]) -> float:
-        """When the first draining pod of `pushed` is stopped whatever the nodes say."""
+        """When a draining pod of `pushed` is to be looked at again (settled, or its deadline)."""
         ends = [
-            self._drains.deadline(p) for p in pushed if p.metadata.HasField("deletion_timestamp")
+            self._drains.next_look(p) for p in pushed if p.metadata.HasField("deletion_timestamp")
         ]
         return min(ends, default=float("inf"))
 

@@ -83,7 +83,7 @@ def deleting(ip: str = "10.244.1.5", *, at: float = NOW, grace: int = 30) -> obj
 
 
 def test_a_pod_drains_once_no_live_node_routes_to_it() -> None:
-    drains = Drains(max_drain=10)
+    drains = Drains(max_drain=10, settle=0)
     pod = deleting()
     drains.programmed("n1", state(1, "10.244.1.5"))
     drains.programmed("n2", state(1, "10.244.1.5"))
@@ -96,17 +96,19 @@ def test_a_pod_drains_once_no_live_node_routes_to_it() -> None:
 
 
 def test_a_node_that_is_not_live_does_not_hold_a_drain() -> None:
-    drains = Drains(max_drain=10)
+    drains = Drains(max_drain=10, settle=0)
     drains.programmed("n1", state(2))
     drains.programmed("lost", state(1, "10.244.1.5"))
     assert drains.drained(deleting(), live_nodes=("n1",), now=NOW + 1)
-    assert not drains.drained(deleting(), live_nodes=("n1", "silent"), now=NOW + 1), (
+    other = Drains(max_drain=10, settle=0)
+    other.programmed("n1", state(2))
+    assert not other.drained(deleting(), live_nodes=("n1", "silent"), now=NOW + 1), (
         "a live node that never programmed anything may still route to the pod"
     )
 
 
 def test_the_drain_ends_by_its_deadline_and_the_grace_period() -> None:
-    drains = Drains(max_drain=10)
+    drains = Drains(max_drain=10, settle=0)
     drains.programmed("n1", state(1, "10.244.1.5"))
     assert not drains.drained(deleting(), live_nodes=("n1",), now=NOW + 9.9)
     assert drains.drained(deleting(), live_nodes=("n1",), now=NOW + 10)
@@ -134,3 +136,14 @@ async def test_pod_gc_removes_a_deleted_pod_nobody_finished(objects: ObjectStore
         await asyncio.gather(task, return_exceptions=True)
     with pytest.raises(NotFound):
         await objects.get(Kind.POD, "default", "a")
+
+
+def test_a_drained_pod_waits_the_settle_time_and_stays_drained() -> None:
+    drains = Drains(max_drain=10, settle=1)
+    drains.programmed("n1", state(2))
+    pod = deleting()
+    assert not drains.drained(pod, live_nodes=("n1",), now=NOW + 2), "released before settling"
+    assert drains.next_look(pod) == NOW + 3
+    assert drains.drained(pod, live_nodes=("n1",), now=NOW + 3)
+    drains.programmed("n1", state(3, "10.244.1.5"))  # whatever comes later
+    assert drains.drained(pod, live_nodes=("n1",), now=NOW + 3.5), "a drained pod came back"
