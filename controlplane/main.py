@@ -79,7 +79,7 @@ from controlplane.nodes.leading import while_leading
 from controlplane.nodes.leases import NodeLeases
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.services import ClusterNetwork, ServicesView
-from controlplane.nodes.settings import NodeSettings
+from controlplane.nodes.settings import DEFAULT_LOCAL_PATH_DIR, NodeSettings
 from controlplane.nodes.syncer import NodeSyncManager
 from controlplane.nodes.usage import UsageGatherer
 from controlplane.objects import ObjectStore
@@ -200,7 +200,9 @@ def leader_runnables(
         )
     )
     parts.append(pod_garbage_collector(objects, pods=pods))
-    parts.extend(workload_controllers(objects, informers=informers))
+    parts.extend(
+        workload_controllers(objects, informers=informers, local_path_dir=nodes.local_path_dir)
+    )
     parts.append(
         Scheduler(
             objects,
@@ -249,10 +251,14 @@ def leader_runnables(
 
 
 def workload_controllers(
-    objects: ObjectStore, *, informers: Mapping[Kind, Informer]
+    objects: ObjectStore,
+    *,
+    informers: Mapping[Kind, Informer],
+    local_path_dir: str = DEFAULT_LOCAL_PATH_DIR,
 ) -> list[Runnable]:
     """The controllers of the workload kinds beyond Deployments (issue 15), one per kind,
-    independent of each other; leader-only like every Controller."""
+    independent of each other; leader-only like every Controller. `local_path_dir`: where
+    the built-in local-path class puts volumes on the nodes (`--local-path-dir`)."""
     pods = informers[Kind.POD]
     revisions = informers[Kind.CONTROLLERREVISION]
     return [
@@ -304,6 +310,7 @@ def workload_controllers(
             nodes=informers[Kind.NODE],
             pods=pods,
             events=EventRecorder(objects, component="persistentvolume-controller"),
+            node_path=local_path_dir,
         ),
     ]
 

@@ -9,6 +9,10 @@
   nothing changed.
 - `--cluster-cidr 10.244.0.0/16`: the range nodes' pod CIDRs (a /24 each) are allocated from
   at registration (see `controlplane.nodes.podcidr`).
+- `--local-path-dir /var/lib/pilothouse/storage`: the directory on every node under which the
+  built-in local-path provisioner makes volumes (the `nodePath` of the `local-path`
+  StorageClass the control plane makes when it is missing); `pilothouse up` puts it in its
+  data dir, so `down` removes it.
 
 `split(argv)` takes these flags out of a control-plane command line and leaves the rest for
 `controlplane.config`, so both sets parse together (`add_flags` shows them in `--help`).
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 
 from controlplane.nodes import podcidr
 
+DEFAULT_LOCAL_PATH_DIR = "/var/lib/pilothouse/storage"
+
 
 class SettingsError(ValueError):
     """A node flag with an unusable value."""
@@ -34,6 +40,7 @@ class NodeSettings:
     heartbeat_interval: float = 1.0
     resync_interval: float = 10.0
     cluster_cidr: str = podcidr.DEFAULT_CLUSTER_CIDR
+    local_path_dir: str = DEFAULT_LOCAL_PATH_DIR
 
     def pod_cidrs(self) -> podcidr.Allocator:
         """The allocator of nodes' pod CIDRs (validated by `split`)."""
@@ -77,6 +84,15 @@ _FLAGS: tuple[tuple[str, str, type, str, str], ...] = (
         "CIDR",
         "pod addresses: each node gets a /24 of it (default %(default)s)",
     ),
+    (
+        "--local-path-dir",
+        "local_path_dir",
+        str,
+        "DIR",
+        "where the built-in local-path provisioner puts volumes on every node: the nodePath "
+        "of the local-path StorageClass, when the control plane makes it (default "
+        "%(default)s)",
+    ),
 )
 
 
@@ -111,6 +127,11 @@ def split(argv: Sequence[str]) -> tuple[NodeSettings, list[str]]:
     ):
         if value <= 0:
             raise SettingsError(f"{flag} must be greater than 0, got {value:g}")
+    path = settings.local_path_dir
+    if not path.startswith("/") or path.rstrip("/") == "" or ".." in path.split("/"):
+        raise SettingsError(
+            f"--local-path-dir must be an absolute directory other than /, got {path!r}"
+        )
     if settings.eviction_timeout < 0:
         raise SettingsError(
             f"--pod-eviction-timeout must not be negative, got {settings.eviction_timeout:g}"

@@ -8,7 +8,8 @@ resolver of `PodVolumes` (`WorkerConfig.volume_resolvers`): the directory is mad
 (DirectoryOrCreate) and bound into the containers like a hostPath volume, so what a pod writes
 there survives the pod and is found again by the next pod of the same claim on this node.
 A claim volume without the annotation is not ready: the pod waits in ContainerCreating with
-a FailedMount event naming the claim, and a later push of the bound pod brings it.
+a FailedMount event naming the claim, and the push that brings it (a pod made with its node
+gets it from the storage controller, not the scheduler) makes the volume try again at once.
 """
 
 from __future__ import annotations

@@ -313,6 +313,7 @@ class PodManager:
                 self._retire(worker)
             elif want.metadata != worker.pod.metadata:
                 worker.pod.metadata.CopyFrom(want.metadata)  # labels etc.: no restart
+                worker.metadata_changed()
                 self._published_changed(worker)
         for key, pod in self._desired.items():
             if key not in self._workers and not self._stopping_uids.get(pod.metadata.uid):

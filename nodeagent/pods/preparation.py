@@ -3,7 +3,9 @@
 `PodPreparation` is one pod's: `ensure()` makes its volumes (retrying a failed one with the
 kubelet's FailedMount event, and at once when a push brings new ConfigMaps or Secrets) and then
 pins its IPC (and PID) namespaces; `pushed()` rewrites its volume files from a new push;
-`remove(pod_dir)` undoes everything (also for an orphan known only by its directory).
+`retry()` lets a volume that waits try again at once (the pod's annotations changed: a claim's
+node path arrived); `remove(pod_dir)` undoes everything (also for an orphan known only by its
+directory).
 
 Invariant: no container of the pod is made before `ensure()` returned; until then the pod's
 containers show ContainerCreating.
@@ -83,6 +85,10 @@ class PodPreparation:
         self._log.warning("pod.preparation_failed", volume=volume or None, error=message)
         self._events.record(type=EventType.WARNING, reason=reason, message=message)
         self._on_failure()
+
+    def retry(self) -> None:
+        """Let a volume that waits try again now (the pod's annotations changed)."""
+        self._pushed.set()
 
     def pushed(self) -> list[str]:
         """The node got other ConfigMaps or Secrets: rewrite the pod's volume files (the

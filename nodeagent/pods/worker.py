@@ -362,6 +362,12 @@ class PodWorker:
         if not self.stopping and self.evicted is None:
             self._preparation.pushed()
 
+    def metadata_changed(self) -> None:
+        """The pod's labels or annotations changed (no restart): a volume that waited for
+        them (a claim's node path, `claims`) tries again now."""
+        if not self.stopping and self.evicted is None:
+            self._preparation.retry()
+
     async def evict(self, message: str) -> None:
         """End the pod for good, as the kubelet evicts one: Failed, reason Evicted, `message`;
         its containers are killed at once and removed (by `run`), and it never runs again."""

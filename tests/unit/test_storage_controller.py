@@ -1,9 +1,12 @@
 """Storage over the memory store: the built-in local-path class, WaitForFirstConsumer (the pod
 and its volume on one node), the scheduler honouring a bound volume's node, reclaim Delete
 (a helper pod empties the directory, then the volume goes) and Retain, a missing class
-(Pending with an event), access modes the provisioner cannot serve, static volumes."""
+(Pending with an event), access modes the provisioner cannot serve, static volumes; pods made
+with their node (provisioned on it, or a conflict event), and `--local-path-dir`."""
 
 from __future__ import annotations
+
+import pytest
 
 from controlplane.cache.informer import Informer
 from controlplane.controllers.storage import storage_controller
@@ -30,7 +33,7 @@ KINDS = (
 )
 
 
-def plane() -> Plane:
+def plane(node_path: str = "/var/lib/pilothouse/storage") -> Plane:
     def build(objects: ObjectStore, informers: dict[Kind, Informer]) -> list:
         return [
             storage_controller(
@@ -41,6 +44,7 @@ def plane() -> Plane:
                 nodes=informers[Kind.NODE],
                 pods=informers[Kind.POD],
                 events=EventRecorder(objects, component="persistentvolume-controller"),
+                node_path=node_path,
             ),
             Scheduler(
                 objects,
@@ -223,3 +227,85 @@ async def test_a_static_volume_binds_and_is_retained() -> None:
             lambda: p.informers[Kind.PERSISTENTVOLUME].get("", "manual").status.phase == "Released",
             "Retain: the volume should stay, Released",
         )
+
+
+def bound_to(name: str, node: str) -> objects_pb2.Pod:
+    """A pod made with its node (as a DaemonSet's are): the scheduler never sees it."""
+    pod = user(name)
+    pod.spec.node_name = node
+    return pod
+
+
+async def test_a_pod_made_with_its_node_gets_its_claim_provisioned_there() -> None:
+    async with plane() as p:
+        for name in ("n1", "n2", "n3"):
+            await p.objects.create(factories.node(name=name, cpu="8" if name == "n1" else "2"))
+        await claim(p)
+        await p.objects.create(bound_to("pinned", "n2"))
+
+        def resolved() -> bool:
+            pod = p.informers[Kind.POD].get("default", "pinned")
+            return pod is not None and "pilothouse.io/volume.data" in pod.metadata.annotations
+
+        await eventually(resolved, "the pre-bound pod never got its volume's node path")
+        claimed = stored_claim(p)
+        assert claimed.status.phase == "Bound"
+        assert claimed.metadata.annotations["volume.kubernetes.io/selected-node"] == "n2"
+        volume = p.informers[Kind.PERSISTENTVOLUME].get("", claimed.spec.volume_name)
+        assert volume.metadata.annotations["local.path.provisioner/selected-node"] == "n2", (
+            "the volume was made on another node than the pod's"
+        )
+        pod = p.informers[Kind.POD].get("default", "pinned")
+        assert pod.metadata.annotations["pilothouse.io/volume.data"] == volume.spec.host_path.path
+        assert pod.spec.node_name == "n2"
+
+
+async def test_a_pod_made_on_another_node_than_its_volume_waits_with_an_event() -> None:
+    async with plane() as p:
+        for name in ("n1", "n2"):
+            await p.objects.create(factories.node(name=name))
+        await claim(p)
+        await p.objects.create(bound_to("first", "n1"))
+        await eventually(
+            lambda: stored_claim(p) is not None and stored_claim(p).status.phase == "Bound",
+            "the claim of the first pod was not bound",
+        )
+        await p.objects.create(bound_to("second", "n2"))
+
+        async def warned() -> bool:
+            listed = await p.objects.list(Kind.EVENT, "default")
+            return any(
+                e.involved_object.name == "second"
+                and e.reason == "FailedMount"
+                and "volume node affinity conflict" in e.message
+                for e in listed.items
+            )
+
+        await eventually(warned, "no FailedMount event for the pod on the wrong node")
+        second = p.informers[Kind.POD].get("default", "second")
+        assert "pilothouse.io/volume.data" not in second.metadata.annotations, (
+            "a pod was given a volume of another node"
+        )
+
+
+async def test_the_builtin_class_puts_volumes_under_the_local_path_dir() -> None:
+    from controlplane.nodes.settings import SettingsError, split
+
+    settings, rest = split(["--local-path-dir", "/srv/cluster/storage", "--debug"])
+    assert (settings.local_path_dir, rest) == ("/srv/cluster/storage", ["--debug"])
+    assert split([])[0].local_path_dir == "/var/lib/pilothouse/storage"
+    for bad in ("relative/dir", "/", "/srv/../etc"):
+        with pytest.raises(SettingsError, match="--local-path-dir"):
+            split(["--local-path-dir", bad])
+    async with plane(node_path="/srv/cluster/storage") as p:
+        await p.objects.create(factories.node(name="n1"))
+        await claim(p)
+        await p.objects.create(user("app"))
+        await eventually(
+            lambda: stored_claim(p) is not None and stored_claim(p).status.phase == "Bound",
+            "the claim was not bound",
+        )
+        sc = p.informers[Kind.STORAGECLASS].get("", "local-path")
+        assert sc.parameters["nodePath"] == "/srv/cluster/storage"
+        volume = p.informers[Kind.PERSISTENTVOLUME].get("", stored_claim(p).spec.volume_name)
+        assert volume.spec.host_path.path.startswith("/srv/cluster/storage/pvc-")

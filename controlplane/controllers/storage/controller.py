@@ -1,6 +1,8 @@
 """The storage controller: claims bound to volumes, volumes provisioned and reclaimed.
 
-Keys: "claim:<namespace>/<name>", "volume:<name>", and "@class" (the built-in class).
+Keys: "claim:<namespace>/<name>", "volume:<name>", "pod:<namespace>/<name>" (a pod bound
+without the scheduler, `prebound`), and "@class" (the built-in class, its nodePath the
+control plane's `--local-path-dir`).
 
 A claim (Kubernetes' PV controller and the local-path provisioner):
 1. bound already (spec.volumeName, and that volume's claimRef is this claim): status Bound,
@@ -32,7 +34,7 @@ import structlog
 from google.protobuf.message import Message
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.storage import localpath
+from controlplane.controllers.storage import localpath, prebound
 from controlplane.controllers.storage.reclaim import VolumeReclaimer
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
@@ -61,6 +63,7 @@ class StorageReconciler:
         pods: Informer,
         events: EventRecorder | None = None,
         builtin_class: bool = True,
+        node_path: str = localpath.DEFAULT_NODE_PATH,
     ) -> None:
         self._objects = objects
         self._claims = claims
@@ -70,8 +73,18 @@ class StorageReconciler:
         self._pods = pods
         self._events = events
         self._builtin = builtin_class
+        self._node_path = node_path
         self._reclaimer = VolumeReclaimer(
             objects, claims=claims, classes=classes, pods=pods, events=events
+        )
+        self._prebound = prebound.PreboundPods(
+            objects,
+            claims=claims,
+            volumes=volumes,
+            classes=classes,
+            nodes=nodes,
+            pods=pods,
+            events=events,
         )
 
     def keys_for(self, notice: Notice) -> list[str]:
@@ -80,6 +93,7 @@ class StorageReconciler:
             keys = [f"claim:{obj.metadata.namespace}/{obj.metadata.name}"]
             if notice.type is ChangeType.DELETED and obj.spec.volume_name:
                 keys.append(f"volume:{obj.spec.volume_name}")
+            keys.extend(self._prebound.keys_for_claim(obj))
             return keys
         if isinstance(obj, objects_pb2.PersistentVolume):
             keys = [f"volume:{obj.metadata.name}"]
@@ -96,19 +110,23 @@ class StorageReconciler:
             if notice.type is ChangeType.DELETED and obj.metadata.name == localpath.CLASS_NAME:
                 keys.append(CLASS_KEY)
             return keys
-        if isinstance(obj, objects_pb2.Pod) and obj.metadata.name.startswith(
-            localpath.HELPER_PREFIX
-        ):
-            return [f"volume:{obj.metadata.name.removeprefix(localpath.HELPER_PREFIX)}"]
-        return []
+        if not isinstance(obj, objects_pb2.Pod):
+            return []
+        keys = [prebound.key(obj)] if prebound.waiting(obj) else []
+        if obj.metadata.name.startswith(localpath.HELPER_PREFIX):
+            keys.append(f"volume:{obj.metadata.name.removeprefix(localpath.HELPER_PREFIX)}")
+        return keys
 
     async def reconcile(self, key: str) -> Result:
         if key == CLASS_KEY:
             if self._builtin:
                 with contextlib.suppress(AlreadyExists):
-                    await self._objects.create(localpath.builtin_class())
+                    await self._objects.create(localpath.builtin_class(self._node_path))
             return Result()
         what, _, rest = key.partition(":")
+        if what == "pod":
+            await self._prebound.reconcile(rest)
+            return Result()
         if what == "claim":
             namespace, name = rest.split("/", 1)
             claim = self._claims.get(namespace, name)
@@ -308,10 +326,11 @@ def storage_controller(
     pods: Informer,
     events: EventRecorder | None = None,
     builtin_class: bool = True,
+    node_path: str = localpath.DEFAULT_NODE_PATH,
     workers: int = 2,
 ) -> Controller:
     """Claims, volumes and the local-path provisioner; makes the built-in `local-path` class
-    when `builtin_class` and it is missing."""
+    (volumes under `node_path` on every node) when `builtin_class` and it is missing."""
     reconciler = StorageReconciler(
         objects,
         claims=claims,
@@ -321,6 +340,7 @@ def storage_controller(
         pods=pods,
         events=events,
         builtin_class=builtin_class,
+        node_path=node_path,
     )
     controller = Controller(
         "controller.storage",

@@ -5,8 +5,9 @@ Vocabulary:
 - the class: StorageClass `local-path`, provisioner `pilothouse.io/local-path`, the cluster's
   default (annotation storageclass.kubernetes.io/is-default-class), WaitForFirstConsumer, so a
   claim is provisioned on the node its first pod was placed on, reclaim policy Delete;
-  parameters `nodePath` (the directory volumes go under on every node, default
-  `/var/lib/pilothouse/storage`) and `helperImage` (what empties a deleted volume);
+  parameters `nodePath` (the directory volumes go under on every node: the control plane's
+  `--local-path-dir` when it made the class, default `/var/lib/pilothouse/storage`; `up`
+  puts it in its data dir) and `helperImage` (what empties a deleted volume);
 - a volume: PersistentVolume `pvc-<claim uid>`, hostPath `<nodePath>/pvc-<uid>_<ns>_<claim>`
   (DirectoryOrCreate: the node's agent makes it when a pod first mounts it), node affinity
   to the chosen node, capacity and access modes from the claim;
@@ -18,13 +19,14 @@ Access modes: a directory on one node serves ReadWriteOnce and ReadWriteOncePod 
 
 from __future__ import annotations
 
+from controlplane.nodes.settings import DEFAULT_LOCAL_PATH_DIR
 from controlplane.objects.nodeselectors import for_node
 from pilothouse.v1 import objects_pb2
 
 PROVISIONER = "pilothouse.io/local-path"
 CLASS_NAME = "local-path"
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
-DEFAULT_NODE_PATH = "/var/lib/pilothouse/storage"
+DEFAULT_NODE_PATH = DEFAULT_LOCAL_PATH_DIR
 DEFAULT_HELPER_IMAGE = "busybox:stable"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
@@ -33,7 +35,7 @@ SUPPORTED_MODES = frozenset({"ReadWriteOnce", "ReadWriteOncePod"})
 HELPER_PREFIX = "helper-pod-delete-"
 
 
-def builtin_class() -> objects_pb2.StorageClass:
+def builtin_class(node_path: str = DEFAULT_NODE_PATH) -> objects_pb2.StorageClass:
     sc = objects_pb2.StorageClass()
     sc.api_version, sc.kind = "storage.k8s.io/v1", "StorageClass"
     sc.metadata.name = CLASS_NAME
@@ -41,6 +43,7 @@ def builtin_class() -> objects_pb2.StorageClass:
     sc.provisioner = PROVISIONER
     sc.reclaim_policy = "Delete"
     sc.volume_binding_mode = "WaitForFirstConsumer"
+    sc.parameters["nodePath"] = node_path
     return sc
 
 

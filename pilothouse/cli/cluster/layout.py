@@ -10,6 +10,8 @@
     <data-dir>/controlplane/          the control plane's data dir (embedded etcd)
     <data-dir>/controlplanes/cp-N/    each member's, with `up --control-planes N` (N > 1)
     <data-dir>/nodes/<node>/          one agent's state dir, and its registries.yaml
+    <data-dir>/storage/               local-path volumes of every node (the control plane's
+                                      --local-path-dir; the nodes share the machine)
 
 Invariants: every path the cluster writes is derived here from the data dir, so `down` finds
 everything from the data dir alone; the cgroup parent is unique per data dir, so two local
@@ -82,6 +84,11 @@ class Layout:
         return self.nodes / name
 
     @property
+    def storage(self) -> Path:
+        """Where the built-in local-path provisioner makes volumes (`--local-path-dir`)."""
+        return self.data_dir / "storage"
+
+    @property
     def controlplanes(self) -> Path:
         return self.data_dir / "controlplanes"
 
@@ -113,5 +120,6 @@ class Layout:
             self.controlplane,
             self.controlplanes,
             self.nodes,
+            self.storage,
             self.up_pid,
         ]
