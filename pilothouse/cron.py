@@ -1,9 +1,12 @@
 """Cron schedules as a CronJob's `schedule` and `timeZone` mean them (pure; over croniter).
 
 Vocabulary: a schedule is Kubernetes' standard cron syntax: five fields (minute, hour, day of
-month, month, day of week) or a descriptor (@yearly, @annually, @monthly, @weekly, @daily,
-@midnight, @hourly); a time zone is an IANA name ("Europe/Paris"), UTC when unset. Times are
-seconds since the epoch (floats), as the control plane's clocks give them.
+month, month, day of week) or a descriptor, which is exactly one of the five-field schedules
+(`DESCRIPTORS`: @yearly and @annually "0 0 1 1 *", @monthly "0 0 1 * *", @weekly "0 0 * * 0",
+@daily and @midnight "0 0 * * *", @hourly "0 * * * *"), in lower case as Kubernetes' parser
+takes them (@every is not Kubernetes' and is refused); a time zone is an IANA name
+("Europe/Paris"), UTC when unset. Times are seconds since the epoch (floats), as the control
+plane's clocks give them.
 
 Invariants: `problem` says why a schedule or zone is unusable (in Kubernetes' words where it
 has them) or None, and `Schedule` is only built from text without a problem; `TZ=`/`CRON_TZ=`
@@ -18,9 +21,15 @@ from dataclasses import dataclass
 
 from croniter import CroniterError, croniter
 
-DESCRIPTORS = frozenset(
-    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-)
+DESCRIPTORS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
 
 
 class ScheduleError(ValueError):
@@ -45,7 +54,7 @@ def problem(schedule: str) -> str | None:
     if text.startswith(("TZ=", "CRON_TZ=")):
         return "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
     if text.startswith("@"):
-        if text.lower() not in DESCRIPTORS:
+        if text not in DESCRIPTORS:
             return f"unrecognized descriptor: {text}"
         return None
     fields = text.split()
@@ -72,7 +81,8 @@ class Schedule:
         why = problem(expression) or zone_problem(zone)
         if why is not None:
             raise ScheduleError(why)
-        return cls(expression=expression.strip(), zone=zone)
+        text = expression.strip()
+        return cls(expression=DESCRIPTORS.get(text, text), zone=zone)
 
     def _tz(self) -> datetime.tzinfo:
         return zoneinfo.ZoneInfo(self.zone) if self.zone else datetime.UTC

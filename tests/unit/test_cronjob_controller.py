@@ -1,6 +1,6 @@
 """The CronJob controller on a fake clock: Jobs on schedule, Forbid and Replace, missed runs
 after an outage (only the most recent one, within startingDeadlineSeconds), suspend, history
-limits and time zones."""
+limits, time zones and the @hourly descriptor."""
 
 from __future__ import annotations
 
@@ -158,3 +158,18 @@ async def test_time_zone_moves_the_schedule() -> None:
         await create(p, factories.cron_job(schedule="14 17 * * *", time_zone="America/New_York"))
         await clock.advance(40.5)
         await eventually(lambda: len(jobs(p)) == 1, "17:14 New York time is 22:14 UTC")
+
+
+async def test_hourly_makes_a_job_at_the_top_of_each_hour() -> None:
+    clock = ManualClock(START)  # 22:13:20 UTC
+    async with plane(clock) as p:
+        await create(p, factories.cron_job(schedule="@hourly"))
+        await clock.advance(40 + 46 * 60 - 1)  # 22:59:59
+        await settle()
+        assert jobs(p) == [], "@hourly ran before the hour"
+        await clock.advance(1.5)
+        await eventually(lambda: len(jobs(p)) == 1, "no Job at 23:00")
+        assert jobs(p)[0].metadata.annotations[SCHEDULED_AT] == "2023-11-14T23:00:00Z"
+        await clock.advance(3600)
+        await eventually(lambda: len(jobs(p)) == 2, "no Job at midnight")
+        assert jobs(p)[1].metadata.annotations[SCHEDULED_AT] == "2023-11-15T00:00:00Z"
