@@ -22,7 +22,7 @@ class ClusterNetwork(_message.Message):
     def __init__(self, service_cidr: _Optional[str] = ..., cluster_cidr: _Optional[str] = ..., cluster_domain: _Optional[str] = ...) -> None: ...
 
 class SyncPodsRequest(_message.Message):
-    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network", "fence", "config_maps", "secrets")
+    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network", "fence", "config_maps", "secrets", "peers_included", "peers")
     PODS_FIELD_NUMBER: _ClassVar[int]
     SERVICES_INCLUDED_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,8 @@ class SyncPodsRequest(_message.Message):
     FENCE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_MAPS_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_INCLUDED_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
     pods: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Pod]
     services_included: bool
     services: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Service]
@@ -39,10 +41,22 @@ class SyncPodsRequest(_message.Message):
     fence: bool
     config_maps: _containers.RepeatedCompositeFieldContainer[_objects_pb2.ConfigMap]
     secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
-    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ..., fence: _Optional[bool] = ..., config_maps: _Optional[_Iterable[_Union[_objects_pb2.ConfigMap, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
+    peers_included: bool
+    peers: _containers.RepeatedCompositeFieldContainer[PeerNode]
+    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ..., fence: _Optional[bool] = ..., config_maps: _Optional[_Iterable[_Union[_objects_pb2.ConfigMap, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., peers_included: _Optional[bool] = ..., peers: _Optional[_Iterable[_Union[PeerNode, _Mapping]]] = ...) -> None: ...
+
+class PeerNode(_message.Message):
+    __slots__ = ("name", "address", "pod_cidr")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    POD_CIDR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    pod_cidr: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., pod_cidr: _Optional[str] = ...) -> None: ...
 
 class SyncPodsResponse(_message.Message):
-    __slots__ = ("rejected", "services_programmed", "services_error")
+    __slots__ = ("rejected", "services_programmed", "services_error", "routes_programmed", "routes_error")
     class RejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,10 +67,14 @@ class SyncPodsResponse(_message.Message):
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     SERVICES_PROGRAMMED_FIELD_NUMBER: _ClassVar[int]
     SERVICES_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_PROGRAMMED_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_ERROR_FIELD_NUMBER: _ClassVar[int]
     rejected: _containers.ScalarMap[str, str]
     services_programmed: bool
     services_error: str
-    def __init__(self, rejected: _Optional[_Mapping[str, str]] = ..., services_programmed: _Optional[bool] = ..., services_error: _Optional[str] = ...) -> None: ...
+    routes_programmed: bool
+    routes_error: str
+    def __init__(self, rejected: _Optional[_Mapping[str, str]] = ..., services_programmed: _Optional[bool] = ..., services_error: _Optional[str] = ..., routes_programmed: _Optional[bool] = ..., routes_error: _Optional[str] = ...) -> None: ...
 
 class ListPodsRequest(_message.Message):
     __slots__ = ()
