@@ -55,6 +55,7 @@ INITIAL_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
 REFUSED_RETRY = 1.0
 CALL_TIMEOUT = 5.0
+RETRY_WHILE_FAILING = 0.25  # s between heartbeats while they fail (a healed link is seen soon)
 _REREGISTER = frozenset(
     {
         grpc.StatusCode.NOT_FOUND,
@@ -304,6 +305,9 @@ class Registration:
                         note="pods keep running; retrying",
                     )
                 failing = True
+                # Heard from again within a fraction of a beat once the link is back: the
+                # control plane fences the node as soon as it hears from it.
+                next_beat = min(next_beat, time.monotonic() + RETRY_WHILE_FAILING)
                 continue
             if failing:
                 log.info("heartbeat.restored", node=self.node_name, server=self.server)

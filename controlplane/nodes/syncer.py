@@ -22,7 +22,8 @@ Invariants:
   in the same Fencing episode (same agent instance, same transition time). Until then the
   scheduler places nothing there.
 - A node that comes back (it enters Fencing) is pushed to at once, even while a session's
-  back-off is running, and a failed push while Fencing is retried within `FENCE_BACKOFF`
+  back-off is running or an unfenced push of an older view is still in flight (a new session
+  on a new connection), and a failed push while Fencing is retried within `FENCE_BACKOFF`
   seconds, not after the periodic resync.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
 - SERVICES: a push that follows a change of the cluster's Services or EndpointSlices (and
@@ -104,6 +105,11 @@ class NodeSyncer:
     """Keeps one node's agent in step (see the module docstring). Run `run()` as a task."""
 
     def __init__(
+class _Returned(Exception):
+    """The node came back while a push of an older view was in flight: start a new session
+    at once (that call may hang on a connection from before the node was lost)."""
+
+
         self,
         node: str,
         *,
@@ -142,6 +148,8 @@ class NodeSyncer:
         self._reports = AgentReports(
             node, objects=objects, pods=pods, events=events, clock=self._clock
         )
+        self._changed = asyncio.Event()  # poked, for `_watch_return`
+        self._unfenced_call = False  # a push without `fence` is in flight
 
     def poke(self) -> None:
         """Something about the node or its pods changed: look again soon."""
@@ -152,6 +160,7 @@ class NodeSyncer:
             group.create_task(self._reports.run(), name=f"nodesync.{self.node}.reports")
             group.create_task(self._sessions(), name=f"nodesync.{self.node}.push")
 
+        self._changed.set()
     # ------------------------------------------------------------------ sessions
 
     def _identity(self) -> tuple[str, str] | None:
@@ -171,7 +180,7 @@ class NodeSyncer:
             self._pushed = False
             try:
                 await self._session(identity)
-            except _EndpointChanged:
+            except (_EndpointChanged, _Returned):
                 backoff, self._failures = INITIAL_BACKOFF, 0
                 continue
             except (AgentCallFailed, StoreError) as error:
@@ -211,16 +220,30 @@ class NodeSyncer:
     async def _session(self, identity: tuple[str, str]) -> None:
         client = self._connect(identity[0], self.node)
         try:
-            await _first_of(self._push(client, identity), self._consume(client))
+            await _first_of(
+                self._push(client, identity), self._consume(client), self._watch_return()
+            )
         finally:
             await client.close()
 
     async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
+        self._unfenced_call = False
         last: list[objects_pb2.Pod] | None = None
         last_config: NodeConfig | None = None
         next_resync = 0.0
         pushed_services = 0  # the version of the Services state this session pushed
         while True:
+    async def _watch_return(self) -> None:
+        """Raise `_Returned` when the node enters Fencing while an unfenced push is in flight:
+        the fenced push goes out on a new connection at once, not after that call's deadline
+        (a link that was cut leaves its connection in TCP's retransmission back-off)."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if self._unfenced_call and self._fencing() is not None:
+                log.info("node.returned_during_push", node=self.node)
+                raise _Returned
+
             if self._identity() != identity:
                 raise _EndpointChanged
             node = self._fencing()
@@ -250,6 +273,7 @@ class NodeSyncer:
                         services=services,
                     )
                 except Exception:
+                self._unfenced_call = not fence
                     metrics.pushed(ok=False)
                     raise
                 metrics.pushed(ok=True)
@@ -262,6 +286,8 @@ class NodeSyncer:
                     self._pushed = True
                     if self._failures:
                         log.info("node.sync_restored", node=self.node, endpoint=identity[0])
+                finally:
+                    self._unfenced_call = False
                         self._failures = 0
                 last, last_config = desired, config
                 next_resync = now + self._resync_interval
