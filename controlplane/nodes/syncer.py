@@ -101,15 +101,15 @@ class _EndpointChanged(Exception):
     """The node now has another endpoint or agent instance: start a new session at once."""
 
 
-class NodeSyncer:
-    """Keeps one node's agent in step (see the module docstring). Run `run()` as a task."""
-
-    def __init__(
 class _Returned(Exception):
     """The node came back while a push of an older view was in flight: start a new session
     at once (that call may hang on a connection from before the node was lost)."""
 
 
+class NodeSyncer:
+    """Keeps one node's agent in step (see the module docstring). Run `run()` as a task."""
+
+    def __init__(
         self,
         node: str,
         *,
@@ -142,25 +142,25 @@ class _Returned(Exception):
         self._resync_interval = resync_interval
         self._max_backoff = max_backoff
         self._poked = asyncio.Event()
+        self._changed = asyncio.Event()  # poked, for `_watch_return`
+        self._unfenced_call = False  # a push without `fence` is in flight
         self._pushed = False  # the current session has pushed successfully
         self._fenced_until = 0.0  # pushes are fenced until then (see FENCE_LINGER)
         self._failures = 0  # failed sessions in a row
         self._reports = AgentReports(
             node, objects=objects, pods=pods, events=events, clock=self._clock
         )
-        self._changed = asyncio.Event()  # poked, for `_watch_return`
-        self._unfenced_call = False  # a push without `fence` is in flight
 
     def poke(self) -> None:
         """Something about the node or its pods changed: look again soon."""
         self._poked.set()
+        self._changed.set()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._reports.run(), name=f"nodesync.{self.node}.reports")
             group.create_task(self._sessions(), name=f"nodesync.{self.node}.push")
 
-        self._changed.set()
     # ------------------------------------------------------------------ sessions
 
     def _identity(self) -> tuple[str, str] | None:
@@ -219,6 +219,7 @@ class _Returned(Exception):
 
     async def _session(self, identity: tuple[str, str]) -> None:
         client = self._connect(identity[0], self.node)
+        self._unfenced_call = False
         try:
             await _first_of(
                 self._push(client, identity), self._consume(client), self._watch_return()
@@ -226,13 +227,6 @@ class _Returned(Exception):
         finally:
             await client.close()
 
-    async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
-        self._unfenced_call = False
-        last: list[objects_pb2.Pod] | None = None
-        last_config: NodeConfig | None = None
-        next_resync = 0.0
-        pushed_services = 0  # the version of the Services state this session pushed
-        while True:
     async def _watch_return(self) -> None:
         """Raise `_Returned` when the node enters Fencing while an unfenced push is in flight:
         the fenced push goes out on a new connection at once, not after that call's deadline
@@ -244,6 +238,12 @@ class _Returned(Exception):
                 log.info("node.returned_during_push", node=self.node)
                 raise _Returned
 
+    async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
+        last: list[objects_pb2.Pod] | None = None
+        last_config: NodeConfig | None = None
+        next_resync = 0.0
+        pushed_services = 0  # the version of the Services state this session pushed
+        while True:
             if self._identity() != identity:
                 raise _EndpointChanged
             node = self._fencing()
@@ -264,6 +264,7 @@ class _Returned(Exception):
             services = state if state and (resync or state.version != pushed_services) else None
             if desired != last or config != last_config or services or resync:
                 fence = fencing or now < self._fenced_until
+                self._unfenced_call = not fence
                 try:
                     rejected = await client.sync_pods(
                         desired,
@@ -273,9 +274,10 @@ class _Returned(Exception):
                         services=services,
                     )
                 except Exception:
-                self._unfenced_call = not fence
                     metrics.pushed(ok=False)
                     raise
+                finally:
+                    self._unfenced_call = False
                 metrics.pushed(ok=True)
                 if services is not None:
                     pushed_services = services.version
@@ -286,8 +288,6 @@ class _Returned(Exception):
                     self._pushed = True
                     if self._failures:
                         log.info("node.sync_restored", node=self.node, endpoint=identity[0])
-                finally:
-                    self._unfenced_call = False
                         self._failures = 0
                 last, last_config = desired, config
                 next_resync = now + self._resync_interval
