@@ -14,6 +14,8 @@ Defaults:
 - The embedded etcd (no `--etcd`) speaks only mutual TLS on loopback, with a CA of its own
   under `<data-dir>/pki/etcd/` (see `controlplane.store.tls`), no HTTP gateway. With
   `--insecure` it is plaintext on loopback, like the API.
+- `--reserved-host-ports PORT,…` and `--min-host-port PORT`: hostPorts a pod may not ask for,
+  besides the cluster's own ports, which are always refused (`controlplane.api.hostports`).
 - `--registries FILE`: the registries.yaml the agents use (mirrors, credentials); with it, new
   revisions pin image tags to digests. Without it tags are not resolved (no registry lookups).
 - Security is on by default (issue #7): the API port requires a client certificate signed by
@@ -213,6 +215,20 @@ def parser() -> argparse.ArgumentParser:
         help="accept privileged containers (securityContext.privileged; the nodes need the "
         "same flag)",
     )
+    p.add_argument(
+        "--reserved-host-ports",
+        default="",
+        metavar="PORT,…",
+        help="more host ports no pod may take (besides the API's, the join port's, etcd's, "
+        "every node agent's and the defaults 2379,2380,5000,7070,7071,7080)",
+    )
+    p.add_argument(
+        "--min-host-port",
+        type=int,
+        default=1,
+        metavar="PORT",
+        help="refuse hostPorts below this (default %(default)s: any)",
+    )
     p.add_argument("--debug", action="store_true", help="debug logging")
     return p
 
@@ -247,12 +263,31 @@ def parse(argv: Sequence[str], env: Mapping[str, str] = os.environ) -> Config:
             allow_probe_host=args.allow_probe_host,
             allow_unconfined_seccomp=args.allow_unconfined_seccomp,
             allow_privileged=args.allow_privileged,
+            reserved_host_ports=_ports("--reserved-host-ports", args.reserved_host_ports),
+            min_host_port=_port_floor(args.min_host_port),
         ),
         join_listen=join_listen,
         tls_sans=sans,
         etcd_tls=etcd_tls,
         node_rejoin_grace=_nonnegative("--node-rejoin-grace", args.node_rejoin_grace),
     )
+
+
+def _ports(flag: str, text: str) -> frozenset[int]:
+    ports = set()
+    for word in text.replace(" ", ",").split(","):
+        if not word:
+            continue
+        if not word.isdigit() or not 0 < int(word) < 65536:
+            raise ConfigError(f"{flag}: {word!r} is not a port number (1-65535)")
+        ports.add(int(word))
+    return frozenset(ports)
+
+
+def _port_floor(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"--min-host-port must be a port number (1-65535), got {value}")
+    return value
 
 
 def _nonnegative(flag: str, value: float) -> float:

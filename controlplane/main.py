@@ -36,6 +36,7 @@ import structlog
 from controlplane import config as settings
 from controlplane import metrics
 from controlplane.api.controlplanes import ControlPlanesServicer
+from controlplane.api.hostports import port_of
 from controlplane.api.server import ApiServer
 from controlplane.auth import bootstrap
 from controlplane.auth.admission import NodeAccessRules, node_lookup
@@ -398,8 +399,13 @@ async def serve(
             controlplanes=ControlPlanesServicer(
                 store, served_by=ha.member, etcd_status=store.cluster_members
             ),
+            services=ServiceAddresses(objects, services),
         )
         address = await api.start()
+        # etcd's ports are the cluster's own: no pod may take them as a hostPort.
+        api.reserved_ports.add(*(port_of(url) for url in endpoints))
+        if embedded is not None:
+            api.reserved_ports.add(*embedded.ports)
         if security is not None:
             bootstrap.ensure_admin_config(
                 security.pki, path=config.admin_config, server=_local(address)

@@ -19,6 +19,7 @@ import grpc
 import structlog
 
 from controlplane.api.controlplanes import ControlPlanesServicer
+from controlplane.api.hostports import ReservedPorts, port_of
 from controlplane.api.metering import Metering
 from controlplane.api.podaccess import PodAccessServicer, ResourceUsageServicer
 from controlplane.api.registry import NodeRegistryServicer
@@ -53,8 +54,11 @@ class ApiServer:
         policy: ClusterPolicy | None = None,
         controlplanes: ControlPlanesServicer | None = None,
         usage: UsageGatherer | None = None,
+        reserved_ports: ReservedPorts | None = None,
     ) -> None:
         self._objects = objects
+        # The host ports no pod may take; this server adds the ports it binds.
+        self.reserved_ports = reserved_ports or ReservedPorts(objects)
         self._controlplanes = controlplanes
         self._policy = policy
         self.services = services or ServiceAddresses(objects)
@@ -92,7 +96,11 @@ class ApiServer:
         """Add the services and bind the ports; the API port is returned."""
         api_grpc.add_ControlPlaneServicer_to_server(
             ControlPlaneServicer(
-                self._objects, connect=self._connect, services=self.services, policy=self._policy
+                self._objects,
+                connect=self._connect,
+                services=self.services,
+                policy=self._policy,
+                reserved=self.reserved_ports,
             ),
             server,
         )
@@ -116,6 +124,7 @@ class ApiServer:
         address = await self._server.start()
         if self._security is not None:
             await self._security.start()  # the join port: a server of its own
+        self.reserved_ports.add(port_of(address), port_of(self.join_address or ""))
         log.info(
             "api.serving",
             address=address,

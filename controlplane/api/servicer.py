@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from controlplane.api import watch
 from controlplane.api.errors import Failure, translated
+from controlplane.api.hostports import ReservedPorts
 from controlplane.api.nodeimages import list_node_images
 from controlplane.nodes import conditions
 from controlplane.nodes.agent import Connect, connector
@@ -73,10 +74,13 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
         connect: Connect | None = None,
         services: ServiceAddresses | None = None,
         policy: ClusterPolicy | None = None,
+        reserved: ReservedPorts | None = None,
     ) -> None:
         self._objects = objects
         # What the cluster's admin allows beyond the syntax (probe hosts, Unconfined seccomp).
         self._policy = policy or ClusterPolicy()
+        # The host ports no pod may take (the cluster's own), filled into the policy per object.
+        self._reserved = reserved or ReservedPorts(objects)
         self._connect = connect or connector()  # to node agents (PodLogs, ListNodeImages)
         self._services = services or ServiceAddresses(objects)
 
@@ -88,7 +92,8 @@ class ControlPlaneServicer(api_grpc.ControlPlaneServicer):
                 raise Invalid("Apply needs an object (a Deployment, Pod, Node …)")
             message = kinds.unwrap(request.object)
             manifests.set_defaults(message)
-            problems = manifests.validate(message, policy=self._policy)
+            policy = await self._reserved.policy(self._policy, message)
+            problems = manifests.validate(message, policy=policy)
             if problems:
                 raise ManifestError(problems)
             # The namespace must exist and not be Terminating (`default` is made on first use).

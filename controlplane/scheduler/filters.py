@@ -112,6 +112,16 @@ def node_selector(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
 
 
 def host_ports(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
+    # The node agent's own port (as its Node reports it) is taken on every address: a pod
+    # there would cut the control plane off from the node. The API refuses such a hostPort
+    # already; this covers a node that registered after the pod was applied.
+    agent_port = info.node.status.daemon_endpoints.kubelet_endpoint.port
+    for wanted in demand.host_ports:
+        if agent_port and wanted.port == agent_port and wanted.protocol == "TCP":
+            return Rejection(
+                (Reason.HOST_PORT_CONFLICT,),
+                f'node "{info.name}" serves its agent on host port {agent_port}/TCP',
+            )
     for wanted in demand.host_ports:
         for used in info.requested.host_ports:
             if wanted.conflicts(used):

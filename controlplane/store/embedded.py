@@ -264,6 +264,12 @@ class EmbeddedEtcd:
         return f"{scheme}://{_url_host(f'{member.host}:{member.client_port}')}"
 
     @property
+    def ports(self) -> tuple[int, int]:
+        """(client port, peer port); (0, 0) before the first start chose them."""
+        member = self._member or self._load_member()
+        return (member.client_port, member.peer_port) if member else (0, 0)
+
+    @property
     def pid(self) -> int | None:
         process = self._process
         return process.pid if process and process.returncode is None else None

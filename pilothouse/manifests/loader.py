@@ -6,6 +6,13 @@ returned; if any one is invalid, `load` raises a `ManifestError` listing every p
 source, so a caller that writes the result writes all of it or none of it. Documents are
 numbered from 1 within their file, counting empty ones so the number matches what a person
 counts; empty documents produce no object.
+
+Bounded inputs (issue 11): a source larger than `MAX_SOURCE_BYTES` (3 MiB, the Kubernetes API
+server's request limit) is refused without reading the rest of it; before any document is
+built, the YAML's events are scanned and a manifest nested deeper than `MAX_DEPTH` levels, or
+whose aliases would expand it to more than `MAX_NODES` nodes (a "billion laughs"), is refused
+with the line where it went over. Objects that reach the control plane over the API are bounded
+by its 4 MiB message limit and the schema's own nesting.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from pilothouse.manifests import defaults, validation
 from pilothouse.manifests.decode import describe, to_message
 from pilothouse.manifests.problems import ManifestError, Problem
 
+MAX_SOURCE_BYTES = 3 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 200_000
 STDIN = "-"
 STDIN_NAME = "<stdin>"
 EXTENSIONS = (".yaml", ".yml", ".json")
@@ -109,7 +119,8 @@ def load(sources: Sequence[str], *, stdin: TextIO | None = None) -> list[Documen
 
 def _read(source: str, stdin: TextIO | None) -> Iterator[tuple[str, str, Problem | None]]:
     if source == STDIN:
-        yield STDIN_NAME, (stdin or sys.stdin).read(), None
+        text = (stdin or sys.stdin).read(MAX_SOURCE_BYTES + 1)
+        yield STDIN_NAME, text, _too_large(STDIN_NAME, len(text.encode()))
         return
     if os.path.isdir(source):
         files = sorted(entry for entry in os.listdir(source) if entry.lower().endswith(EXTENSIONS))
@@ -121,7 +132,8 @@ def _read(source: str, stdin: TextIO | None) -> Iterator[tuple[str, str, Problem
         return
     try:
         with open(source, encoding="utf-8") as handle:
-            yield source, handle.read(), None
+            text = handle.read(MAX_SOURCE_BYTES + 1)
+            yield source, text, _too_large(source, len(text.encode()))
     except FileNotFoundError:
         yield source, "", Problem(source, 0, "", f'the path "{source}" does not exist')
     except UnicodeDecodeError as exc:
@@ -130,10 +142,74 @@ def _read(source: str, stdin: TextIO | None) -> Iterator[tuple[str, str, Problem
         yield source, "", Problem(source, 0, "", f"cannot be read: {exc.strerror}")
 
 
+def _too_large(source: str, size: int) -> Problem | None:
+    if size <= MAX_SOURCE_BYTES:
+        return None
+    return Problem(
+        source,
+        0,
+        "",
+        f"is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MiB: split it into several files",
+    )
+
+
+def _shape_problem(text: str, *, source: str) -> Problem | None:
+    """A manifest too deep or too large once its aliases expand, found from the YAML's events
+    alone (nothing is built); None when its shape is fine, or for YAML errors (the loader
+    reports those with their own words)."""
+    depth = 0
+    nodes = 0
+    starts: list[tuple[str | None, int]] = []  # (anchor, nodes before it) per open collection
+    sizes: dict[str, int] = {}  # anchor -> nodes it expands to
+    document = 0
+    try:
+        for event in yaml.parse(text, Loader=_SafeLoader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                document += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                nodes += 1
+                if depth > MAX_DEPTH:
+                    return _shape(
+                        source, document, event, f"is nested deeper than {MAX_DEPTH} levels"
+                    )
+                starts.append((event.anchor, nodes))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+                anchor, before = starts.pop()
+                if anchor:
+                    sizes[anchor] = nodes - before + 1
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                if event.anchor:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.AliasEvent):
+                nodes += sizes.get(event.anchor, 1)
+            if nodes > MAX_NODES:
+                return _shape(
+                    source, document, event, f"expands to more than {MAX_NODES} YAML nodes"
+                )
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _shape(source: str, document: int, event: yaml.Event, what: str) -> Problem:
+    mark = event.start_mark
+    where = f" (line {mark.line + 1})" if mark is not None else ""
+    return Problem(source, max(document, 1), "", f"the manifest {what}{where}; refused")
+
+
 def parse(text: str, *, source: str = "") -> tuple[list[Document], list[Problem]]:
     """The objects of one file's text and the problems of its documents (all of them)."""
     documents: list[Document] = []
     problems: list[Problem] = []
+    too_large = _too_large(source, len(text.encode()))
+    if too_large is not None:
+        return [], [too_large]
+    shape = _shape_problem(text, source=source)
+    if shape is not None:
+        return [], [shape]
     index = 0
     try:
         for data in yaml.load_all(text, Loader=_Loader):
