@@ -395,7 +395,6 @@ async def serve(
             connect=connect,
             security=security,
             policy=config.policy,
-            services=ServiceAddresses(objects, services),
             controlplanes=ControlPlanesServicer(
                 store, served_by=ha.member, etcd_status=store.cluster_members
             ),
