@@ -78,6 +78,7 @@ from controlplane.nodes.agent import Connect, connector
 from controlplane.nodes.configs import ConfigView
 from controlplane.nodes.leading import while_leading
 from controlplane.nodes.leases import NodeLeases
+from controlplane.nodes.peers import PeersView
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.services import ClusterNetwork, ServicesView
 from controlplane.nodes.settings import DEFAULT_LOCAL_PATH_DIR, NodeSettings
@@ -235,6 +236,7 @@ def leader_runnables(
                 slices=informers[Kind.ENDPOINTSLICE],
                 network=network or ClusterNetwork(cluster_cidr=nodes.cluster_cidr),
             ),
+            peers=PeersView(nodes=node_cache),  # agents route to each other's pods by it
         )
     )
     parts.append(

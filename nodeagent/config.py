@@ -15,7 +15,9 @@ Defaults:
   per pod from the node's pod CIDR). The pod CIDR is `--pod-cidr`, which the agent asks the
   control plane for at registration; with `--server` and no `--pod-cidr` it is the block the
   control plane allocates (remembered in `<state-dir>/pod-cidr`, so a restarted agent asks for
-  the same one). A standalone `--network cni` agent needs `--pod-cidr`.
+  the same one). A standalone `--network cni` agent needs `--pod-cidr`. In cni mode the agent
+  routes to the other nodes' pods itself, from the node list the control plane pushes with the
+  pods (`--pod-routes`, default auto: host-gw on a shared link, VXLAN otherwise).
 - `--server HOST:PORT`: the control plane to register with and heartbeat. Secure by default
   (issue #7): the first start joins with a bootstrap token and `--ca-cert-hash sha256:…` (both
   printed by `pilothouse token create --print-join-command`) at `--join-server` (default: the
@@ -86,6 +88,9 @@ class Config:
     join_server: str = ""  # where to join; default: the server's port + 1
     insecure: bool = False
     pod_cidr: str = ""
+    # How the other nodes' pods are reached in cni mode (nodeagent.network.routes.RouteMode):
+    # auto (host-gw on a shared link, else VXLAN), host-gw, vxlan, none.
+    pod_routes: str = "auto"
     cni_plugin_dir: Path = Path("/usr/lib/cni")
     # The node's resolvers: DNS forwards names outside the cluster to them, and pods with
     # dnsPolicy Default get them (the kubelet's --resolv-conf).
@@ -208,6 +213,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         help="this node's pod CIDR, e.g. 10.244.1.0/24, asked of the control plane (default "
         "with --server: the block it allocates; needed by --network cni without --server)",
+    )
+    p.add_argument(
+        "--pod-routes",
+        choices=("auto", "host-gw", "vxlan", "none"),
+        default="auto",
+        help="how this node routes to the other nodes' pods (from the node list the control "
+        "plane pushes): auto (host-gw on a shared link, VXLAN otherwise), host-gw, vxlan, none",
     )
     p.add_argument("--cni-plugin-dir", type=Path, default=Path("/usr/lib/cni"))
     p.add_argument(
@@ -351,6 +363,7 @@ def parse(argv: Sequence[str]) -> Config:
         debug=args.debug,
         network=args.network,
         pod_cidr=args.pod_cidr,
+        pod_routes=args.pod_routes,
         cni_plugin_dir=args.cni_plugin_dir,
         resolv_conf=args.resolv_conf,
         cpu_millis=cpu_millis,

@@ -46,6 +46,7 @@ from nodeagent.discovery.sync import ServiceSync, route_device
 from nodeagent.images import ImageService
 from nodeagent.images.diskgc import GcEvent, ImageGarbageCollector
 from nodeagent.join import JoinError, NodeCertificates
+from nodeagent.network import routes as pod_routes
 from nodeagent.network.sandbox import Mode, PodNetworks
 from nodeagent.pods import claims
 from nodeagent.pods.events import EventType, NodeEvents
@@ -124,13 +125,26 @@ async def serve(config: settings.Config) -> int:
     certs = await node_certificates(config)
     runtime = make_runtime(config)
     images = make_images(config)
+    routing = _route_mode(config)
     networks = PodNetworks(
         mode=Mode(config.network),
+        mtu=await _pod_mtu(config, routing),
         state_dir=config.state_dir,
         node_ip=config.node_ip,
         pod_cidr=config.pod_cidr or None,
         plugin_dir=config.cni_plugin_dir,
         pod_cidr_from_registration=bool(config.server),
+    )
+    # Routes to the other nodes' pods; the pod CIDR is read at each push (bound by then).
+    routes = (
+        pod_routes.PeerRoutes(
+            node=config.name,
+            node_ip=config.node_ip,
+            mode=routing,
+            own_pod_cidr=lambda: networks.pod_cidr,
+        )
+        if routing is not None
+        else None
     )
     # The node's Services (nftables) and DNS, with a pod network to serve (cni mode).
     services = await _service_sync(config, networks)
@@ -186,6 +200,7 @@ async def serve(config: settings.Config) -> int:
         image_filesystem=image_filesystem,
         node_events=node_events,
         services=services,
+        routes=routes,
     )
     # Usage of the node and its pods (top, autoscaling), sampled every --usage-interval s.
     usage = UsageSampler(
@@ -267,6 +282,21 @@ async def serve(config: settings.Config) -> int:
 def _node_event(events: NodeEvents, event: GcEvent) -> None:
     kind = EventType.WARNING if event.warning else EventType.NORMAL
     events.record(type=kind, reason=event.reason, message=event.message)
+
+
+def _route_mode(config: settings.Config) -> pod_routes.RouteMode | None:
+    """How this node routes to the other nodes' pods: in cni mode, by the node list pushed
+    with the pods (None: no routes of ours)."""
+    if config.network != "cni" or config.runtime == "fake":
+        return None
+    return pod_routes.RouteMode(config.pod_routes)
+
+
+async def _pod_mtu(config: settings.Config, mode: pod_routes.RouteMode | None) -> int | None:
+    """The pods' MTU: the node's link, less VXLAN's header when it may be used."""
+    if mode is None:
+        return None
+    return pod_routes.pod_mtu(await pod_routes.link_mtu(config.node_ip), mode)
 
 
 async def _service_sync(config: settings.Config, networks: PodNetworks) -> ServiceSync | None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from controlplane.nodes.peers import PeersState
 from controlplane.nodes.services import ServicesState
 from pilothouse import credentials as tls_credentials
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
@@ -84,11 +85,19 @@ class Pushed(dict[str, str]):
     data plane routes by the Services the push carried."""
 
     def __init__(
-        self, rejected: Mapping[str, str], *, services_programmed: bool, services_error: str
+        self,
+        rejected: Mapping[str, str],
+        *,
+        services_programmed: bool,
+        services_error: str,
+        routes_programmed: bool = True,
+        routes_error: str = "",
     ) -> None:
         super().__init__(rejected)
         self.services_programmed = services_programmed
         self.services_error = services_error
+        self.routes_programmed = routes_programmed
+        self.routes_error = routes_error
 
 
 class PodChangeType(enum.Enum):
@@ -165,11 +174,13 @@ class AgentClient:
         config_maps: Sequence[objects_pb2.ConfigMap] = (),
         secrets: Sequence[objects_pb2.Secret] = (),
         services: ServicesState | None = None,
+        peers: PeersState | None = None,
     ) -> Pushed:
         """Push the whole desired set; returns the pods the agent rejected, with why. `fence`:
         the agent ends the pods leaving its set at once and answers once they are stopped.
         `config_maps` and `secrets`: those the pods use (and no others). `services`: the
-        cluster's Services (None: the agent keeps those it has)."""
+        cluster's Services (None: the agent keeps those it has). `peers`: the cluster's nodes,
+        which the agent routes to (None: it keeps its routes)."""
         self._check_refused()
         request = agent_pb2.SyncPodsRequest(
             pods=pods, fence=fence, config_maps=config_maps, secrets=secrets
@@ -182,6 +193,12 @@ class AgentClient:
             request.network.service_cidr = network.service_cidr
             request.network.cluster_cidr = network.cluster_cidr
             request.network.cluster_domain = network.cluster_domain
+        if peers is not None:
+            request.peers_included = True
+            request.peers.extend(
+                agent_pb2.PeerNode(name=p.name, address=p.address, pod_cidr=p.pod_cidr)
+                for p in peers.peers
+            )
         try:
             response = await self._stub.SyncPods(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
@@ -190,6 +207,8 @@ class AgentClient:
             response.rejected,
             services_programmed=response.services_programmed,
             services_error=response.services_error,
+            routes_programmed=response.routes_programmed or peers is None,
+            routes_error=response.routes_error,
         )
 
     async def watch_pods(self) -> AsyncIterator[PodChange]:

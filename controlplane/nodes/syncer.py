@@ -32,6 +32,9 @@ Invariants:
   being deleted stays in its node's set while it drains (a live node still routes new
   connections to it), so its containers are stopped only once no node chooses it; the
   agent's report of it gone then removes it (`deletions.finalize`).
+- PEERS: a push that follows a change of the node list (a node joined, left, or changed its
+  address or pod CIDR), and the first of a session and every resync, carries every node's
+  address and pod CIDR (`peers.PeersState`); the agent routes to the other nodes' pods by it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from controlplane.nodes.agent import (
 )
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.configs import ConfigView, NodeConfig
+from controlplane.nodes.peers import PeersView
 from controlplane.nodes.reports import AgentReports
 from controlplane.nodes.services import Drains, ServicesState, ServicesView
 from controlplane.objects import ChangeType, ObjectStore
@@ -126,8 +130,10 @@ class NodeSyncer:
         drains: Drains | None = None,
         live_nodes: Callable[[], Iterable[str]] = tuple,
         on_programmed: Callable[[str], None] = lambda node: None,
+        peers: PeersView | None = None,
     ) -> None:
         self.node = node
+        self._peers = peers  # every node's address and pod CIDR, pushed to every agent
         self._services = services  # the cluster's Services, pushed to every agent
         self._drains = drains or Drains()
         self._live_nodes = live_nodes
@@ -243,6 +249,7 @@ class NodeSyncer:
         last_config: NodeConfig | None = None
         next_resync = 0.0
         pushed_services = 0  # the version of the Services state this session pushed
+        pushed_peers = 0  # the version of the node list this session pushed
         while True:
             if self._identity() != identity:
                 raise _EndpointChanged
@@ -262,7 +269,9 @@ class NodeSyncer:
             state = self._services.current() if self._services is not None else None
             resync = last is None or fencing or now >= next_resync
             services = state if state and (resync or state.version != pushed_services) else None
-            if desired != last or config != last_config or services or resync:
+            listed = self._peers.current() if self._peers is not None else None
+            peers = listed if listed and (resync or listed.version != pushed_peers) else None
+            if desired != last or config != last_config or services or peers or resync:
                 fence = fencing or now < self._fenced_until
                 self._unfenced_call = not fence
                 try:
@@ -272,6 +281,7 @@ class NodeSyncer:
                         config_maps=config.config_maps,
                         secrets=config.secrets,
                         services=services,
+                        peers=peers,
                     )
                 except Exception:
                     metrics.pushed(ok=False)
@@ -284,6 +294,14 @@ class NodeSyncer:
                     self._programmed(
                         services, rejected.services_programmed, rejected.services_error
                     )
+                if peers is not None:
+                    pushed_peers = peers.version
+                    if not rejected.routes_programmed:
+                        log.warning(
+                            "node.routes_not_programmed",
+                            node=self.node,
+                            error=rejected.routes_error,
+                        )
                 if not self._pushed:
                     self._pushed = True
                     if self._failures:
@@ -403,8 +421,13 @@ class NodeSyncManager:
         max_backoff: float = MAX_BACKOFF,
         configs: ConfigView | None = None,
         services: ServicesView | None = None,
+        peers: PeersView | None = None,
     ) -> None:
         self._objects = objects
+        # The node list changed (joined, left, moved): every syncer pushes it.
+        self._peers = peers
+        if peers is not None:
+            peers.on_change = self._poke_all
         # The cluster's Services changed: every syncer pushes them; an agent programmed them:
         # the syncers of nodes with pods being deleted look whether those have drained.
         self._services = services
@@ -435,6 +458,8 @@ class NodeSyncManager:
             await self._configs.wait_synced()
         if self._services is not None:
             await self._services.wait_synced()
+        if self._peers is not None:
+            await self._peers.wait_synced()
         self._running = True
         try:
             for node in self._nodes.list():
@@ -497,6 +522,7 @@ class NodeSyncManager:
             drains=self._drains,
             live_nodes=self._live_nodes,
             on_programmed=self._on_programmed,
+            peers=self._peers,
         )
         task = asyncio.create_task(self._guarded(syncer), name=f"nodesync.{name}")
         self._syncers[name] = (syncer, task)

@@ -21,6 +21,7 @@ from nodeagent.api.nodeinfo import NodeFacts
 from nodeagent.discovery.convert import Pushed
 from nodeagent.discovery.sync import ServiceSync
 from nodeagent.images import ImageService
+from nodeagent.network.routes import Peer, PeerRoutes
 from nodeagent.pods.configs import Configs
 from nodeagent.pods.events import NodeEvents
 from nodeagent.pods.manager import BadRequest, EventType, PodManager, PodNotFound
@@ -54,8 +55,10 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
         image_filesystem: Path | None = None,
         node_events: NodeEvents | None = None,
         services: ServiceSync | None = None,
+        routes: PeerRoutes | None = None,
     ) -> None:
         self._services = services
+        self._routes = routes  # to the other nodes' pods, from the pushed node list
         self._name = name
         self._pods = pods
         self._facts = facts
@@ -66,6 +69,11 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
     async def SyncPods(
         self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SyncPodsResponse:
+        routed = None
+        if self._routes is not None and request.peers_included:
+            routed = await self._routes.push(
+                [Peer(name=p.name, address=p.address, pod_cidr=p.pod_cidr) for p in request.peers]
+            )
         outcome = None
         if self._services is not None:
             # Out of the node's load balancing first, then stopped (see nodeagent.discovery).
@@ -82,6 +90,8 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
             rejected=rejected,
             services_programmed=outcome.programmed if outcome is not None else True,
             services_error=outcome.error if outcome is not None else "",
+            routes_programmed=routed.programmed if routed is not None else True,
+            routes_error=routed.error if routed is not None else "",
         )
 
     async def ListPods(

@@ -98,12 +98,14 @@ def conflist(
     ipam_dir: str | None = None,
     ip_masq: bool = False,
     port_map: bool = True,
+    mtu: int | None = None,
 ) -> dict[str, Any]:
     """Our pod network: a gateway bridge, host-local addresses from `pod_cidr`, hostPorts.
 
     `ipam_dir` keeps host-local's leases apart when several nodes share one machine (its
     default, /var/lib/cni/networks, is machine-wide). `ip_masq` stays off by default: pods
     reach each other by pod IP without NAT, and nothing is routed beyond the cluster.
+    `mtu`: the bridge's and the pods' (None: the plugin's default, the bridge's own).
     """
     network = ipaddress.ip_network(pod_cidr, strict=True)
     ipam: dict[str, Any] = {
@@ -123,6 +125,8 @@ def conflist(
             "ipam": ipam,
         }
     ]
+    if mtu is not None:
+        plugins[0]["mtu"] = mtu
     if port_map:
         plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "snat": True})
     return {"cniVersion": CNI_VERSION, "name": name, "plugins": plugins}

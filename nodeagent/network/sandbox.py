@@ -140,12 +140,15 @@ class PodNetworks:
         exec_prefix: Sequence[str] = (),
         pod_cidr_from_registration: bool = False,
         pod_cidr_wait: float = POD_CIDR_WAIT_S,
+        mtu: int | None = None,
     ) -> None:
         """`exec_prefix` runs the plugins in the node's namespace when the caller is not in
         it (tests); an agent runs in its node's namespace and leaves it empty.
         `pod_cidr_from_registration`: the pod CIDR may be unknown until `bind` (cni mode);
-        the remembered one is bound now unless `pod_cidr` says otherwise."""
+        the remembered one is bound now unless `pod_cidr` says otherwise. `mtu`: the pods'
+        (None: the bridge plugin's default)."""
         self.mode = mode
+        self._mtu = mtu
         self.node_ip = node_ip
         self._state_dir = Path(state_dir)
         self._netns_dir = self._state_dir / "netns"
@@ -197,7 +200,10 @@ class PodNetworks:
     def _use(self, pod_cidr: str, *, source: str) -> None:
         assert self._cni is not None
         self._cni.conf = cni.conflist(
-            pod_cidr, bridge=self._bridge, ipam_dir=str(self._state_dir / "cni" / "ipam")
+            pod_cidr,
+            bridge=self._bridge,
+            ipam_dir=str(self._state_dir / "cni" / "ipam"),
+            mtu=self._mtu,
         )
         self.pod_cidr = pod_cidr
         self._bound.set()

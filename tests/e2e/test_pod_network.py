@@ -1,8 +1,10 @@
 """Two real agents, each in its own node host, with CNI pod networking (as root).
 
 What a user relies on: a pod gets an IP from its node's pod CIDR, shown as status.podIP; a pod
-on node-1 fetches a page from a busybox httpd pod on node-2 by that IP; the pod's hostPort
-answers on node-2's address; removing the pods removes their namespaces and addresses.
+on node-1 fetches a page from a busybox httpd pod on node-2 by that IP, through the routes the
+agents make from the node list pushed with the pods (the test pushes it, as the control plane
+does; nobody else adds a route); the pod's hostPort answers on node-2's address; removing the
+pods removes their namespaces and addresses.
 """
 
 from __future__ import annotations
@@ -147,20 +149,32 @@ async def pod_status(address: str, name: str, check: object) -> objects_pb2.Pod:
     raise AssertionError(f"pod {name} never reached the expected state; last: {last}")
 
 
-async def sync(address: str, *pods: objects_pb2.Pod) -> None:
+async def sync(
+    address: str, *pods: objects_pb2.Pod, peers: list[agent_pb2.PeerNode] | None = None
+) -> None:
+    """Push `pods` (and, given `peers`, the node list the agent routes by)."""
+    request = agent_pb2.SyncPodsRequest(pods=list(pods))
+    if peers is not None:
+        request.peers_included = True
+        request.peers.extend(peers)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = agent_pb2_grpc.NodeAgentStub(channel)
-        resp = await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=list(pods)), timeout=10)
+        resp = await stub.SyncPods(request, timeout=10)
         assert dict(resp.rejected) == {}
+        assert resp.routes_programmed, f"the agent did not route to its peers: {resp.routes_error}"
 
 
 async def test_a_pod_fetches_a_page_from_a_pod_on_another_node(
     agents: list[NodeAgent],
 ) -> None:
     one, two = agents
+    peers = [
+        agent_pb2.PeerNode(name=a.host.name, address=a.host.address, pod_cidr=a.host.pod_cidr)
+        for a in agents
+    ]
     port = 0 if missing_iptables() else 30080
     web = make_pod("web", "exec httpd -f -p 8080 -h /etc", host_port=port)
-    await sync(two.address, web)
+    await sync(two.address, web, peers=peers)
     running = await pod_status(
         two.address, "web", lambda p: p.status.pod_ip and p.status.phase == "Running"
     )
@@ -175,7 +189,7 @@ async def test_a_pod_fetches_a_page_from_a_pod_on_another_node(
         "grep -q root /tmp/page && exit 0; sleep 0.2; done; exit 1",
         never=True,
     )
-    await sync(one.address, client)
+    await sync(one.address, client, peers=peers)
     done = await pod_status(
         one.address, "client", lambda p: p.status.phase in ("Succeeded", "Failed")
     )

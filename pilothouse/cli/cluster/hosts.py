@@ -9,7 +9,8 @@ removes them again, by the cluster's name alone (after a crash `down` has nothin
 Two placements (`Placement`, `up --network`):
 - `netns` (the default, `NetnsNetwork`): each node is a network namespace of its own on the
   cluster's bridge (`netns.HostNetwork`), its pods wired by CNI from the node's
-  pod CIDR, with routes between the nodes' pod CIDRs; services listen on the bridge's address;
+  pod CIDR (the agents route between the nodes' pod CIDRs themselves); services listen on the
+  bridge's address;
 - `host` (`SharedNetwork`): every node shares the machine's network (address 127.0.0.1,
   commands unchanged, nothing to make); the escape hatch where namespaces cannot be made.
 

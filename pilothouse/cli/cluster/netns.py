@@ -5,14 +5,15 @@ cluster's bridge, like a VM on a switch (kind does the same with Docker containe
 
     root namespace:  bridge (default "phb<hash>", 172.30.0.1/24)  <- control plane, registry
                         |  veth "phv<hash><hash>" per node
-    node namespace:  eth0 172.30.0.(10+i)/24, lo up, ip_forward on,
-                     a route to every other node's pod CIDR via that node's address
+    node namespace:  eth0 172.30.0.(10+i)/24, lo up, ip_forward on
 
 Pods live in namespaces below their node (the CNI bridge "ph0" is created inside the node
 namespace), so pod CIDRs (10.244.i.0/24) exist only inside node namespaces. Nothing here adds
 a default route, NAT or forwarding in the root namespace: traffic from a node or a pod can reach
 the bridge subnet and the other nodes' pods, and nothing else. Nodes switch at layer 2 on the
-bridge, so the root namespace's ip_forward is never needed and never touched.
+bridge, so the root namespace's ip_forward is never needed and never touched. The routes to the
+other nodes' pod CIDRs are the agents' own (host-gw over the bridge, from the node list the
+control plane pushes: nodeagent.network.routes), as on machines that are not made here.
 
 Invariants:
 - every name derives from the cluster's name (netns "ph-<cluster>-<node>", bridge alias
@@ -64,7 +65,7 @@ class NodeHost:
     name: str  # the node's name, e.g. "node-1"
     netns: str  # the namespace's name under /run/netns, "ph-<cluster>-<node>"
     address: str  # the node's IP on the bridge: agents listen on it, report it as hostIP
-    pod_cidr: str  # the node's pod CIDR, routed to this node by every other node
+    pod_cidr: str  # the node's pod CIDR, routed to this node by every other node's agent
     gateway: str = ""  # the bridge's address: how the node reaches the machine's services
     link: str = ""  # the root-namespace end of the node's veth (cut it to isolate the node)
 
@@ -194,11 +195,6 @@ class HostNetwork:
             self._ensure_bridge(cluster)
             for host in hosts:
                 self._ensure_node(cluster, host)
-            for host in hosts:
-                for other in hosts:
-                    if other is not host:
-                        iproute.ip("-n", host.netns, "route", "replace", other.pod_cidr,
-                            "via", other.address, "dev", "eth0")  # fmt: skip
             self._ensure_forwarding(cluster)
         except BaseException:
             with contextlib.suppress(Exception):
