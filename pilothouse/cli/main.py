@@ -37,10 +37,12 @@ if TYPE_CHECKING:
 PROCESSES: dict[str, str] = {
     "controlplane": "controlplane.main",
     "agent": "nodeagent.main",
+    "hollow": "nodeagent.hollow.main",
 }
 PROCESS_HELP = {
     "controlplane": "run the control plane (API server, etcd, controllers, scheduler)",
     "agent": "run a node agent",
+    "hollow": "run N simulated nodes (hollow agents) in one process",
 }
 
 Verb = Callable[[argparse.Namespace, "Context"], Awaitable[int]]

@@ -68,5 +68,5 @@ def test_a_verb_parses_with_its_module_alone() -> None:
     args = cli.build_parser("images").parse_args(["images", "--node", "n1"])
     assert (args.verb, args.node) == ("images", "n1")
     assert json.dumps(sorted(cli.build_parser("cordon")._subparsers._group_actions[0].choices)) == (  # type: ignore[union-attr]
-        json.dumps(sorted(["controlplane", "agent", "cordon", "uncordon", "drain"]))
+        json.dumps(sorted(["controlplane", "agent", "hollow", "cordon", "uncordon", "drain"]))
     ), "a verb's module should add its own parsers (and its siblings'), no others"
