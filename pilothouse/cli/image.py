@@ -2,7 +2,9 @@
 
 Invariant: the image code (`pilothouse.oci`) is imported only when an image verb runs, so the
 rest of the CLI starts fast and does not depend on it. `--insecure` allows plain http to the
-registry of that one reference (loopback registries are always allowed plain http).
+registry of that one reference (loopback registries are always allowed plain http);
+`--registries FILE` reads credentials (and mirrors) from a registries.yaml, e.g. the one `up`
+writes for its registry, which takes no anonymous push.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("archive", type=Path, metavar="ARCHIVE")
     push.add_argument("reference", metavar="REF")
     push.add_argument("--insecure", action="store_true", help="allow plain http to this registry")
+    push.add_argument(
+        "--registries",
+        type=Path,
+        metavar="FILE",
+        help="registries.yaml with the registry's credentials (`up` prints its own)",
+    )
     build = verbs.add_parser(
         "build-test",
         help="build the offline busybox test image as an OCI archive",
@@ -52,9 +60,22 @@ async def _push(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"archive {args.archive} does not exist")
     try:
         config = None
+        data: dict[str, dict[str, dict[str, object]]] = {"configs": {}}
+        if args.registries is not None:
+            if not args.registries.is_file():
+                raise UsageError(f"--registries {args.registries}: no such file")
+            import yaml
+
+            try:
+                data = yaml.safe_load(args.registries.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise UsageError(f"--registries {args.registries}: not valid YAML: {exc}") from None
+            data.setdefault("configs", {})
         if args.insecure:
             host = reference.parse(args.reference).registry
-            config = registries.RegistriesConfig.from_dict({"configs": {host: {"insecure": True}}})
+            data["configs"].setdefault(host, {})["insecure"] = True
+        if args.registries is not None or args.insecure:
+            config = registries.RegistriesConfig.from_dict(data)
         digest = await registry.push_archive(args.archive, args.reference, config=config)
     except OCIError as exc:
         raise UsageError(f"cannot push {args.archive} to {args.reference}: {exc}") from None

@@ -138,6 +138,7 @@ class ControlPlanes:
             mirrors = local_registry.write_mirrors(
                 member.data_dir / "registries.yaml",
                 registry_address=member.host.reach(self._registry),
+                account=local_registry.credentials(self.layout.registry),
             )
             argv += ["--registries", str(mirrors)]
         return [*argv, *self._flags]

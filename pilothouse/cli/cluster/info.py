@@ -31,6 +31,8 @@ class ClusterInfo:
     controlplanes: dict[str, str] = field(default_factory=dict)
     # The control plane's web dashboard (issue 16), "" when it serves none.
     dashboard: str = ""
+    # The CLI's registries.yaml with the registry's account ("" from an older `up`).
+    registry_config: str = ""
 
     @classmethod
     def read(cls, layout: Layout) -> ClusterInfo | None:
@@ -52,6 +54,11 @@ class ClusterInfo:
             lines[0] = f"{'control plane':<{width}}  {len(self.controlplanes)} members ({mode})"
             lines += [f"{name:<{width}}  {address}" for name, address in self.controlplanes.items()]
         lines.append(f"{'registry':<{width}}  {self.registry} (mirror of docker.io)")
+        if self.registry_config:
+            lines.append(
+                f"{'':<{width}}  push with: pilothouse build --registries "
+                f"{self.registry_config} --push -t {self.registry}/NAME:TAG DIR"
+            )
         for name, address in self.nodes.items():
             cidr = self.pod_cidrs.get(name)
             lines.append(f"{name:<{width}}  {address}" + (f"  pods {cidr}" if cidr else ""))

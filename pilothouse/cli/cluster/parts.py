@@ -113,7 +113,15 @@ class LocalCluster:
             self.network.create, self.layout.cluster_id, self.node_names
         )
         registry = await self._start_registry()
-        await local_registry.push_test_image(self.layout.test_image, registry_address=registry)
+        # Every push, pull and delete needs the registry's account: the test image's push, the
+        # nodes' and the control plane's registries.yaml, and the CLI's (registry_config).
+        account = local_registry.credentials(self.layout.registry)
+        await local_registry.push_test_image(
+            self.layout.test_image, registry_address=registry, account=account
+        )
+        registry_config = local_registry.write_mirrors(
+            self.layout.registry / "registries.yaml", registry_address=registry, account=account
+        )
         self._registry = registry
         self._agent_flags = await _flags("nodeagent", AGENT_FLAGS)
         controlplane_flags = await _flags("controlplane", ("--insecure", "--local-path-dir"))
@@ -167,6 +175,7 @@ class LocalCluster:
             pid=os.getpid(),
             controlplane=self._controlplane,
             registry=registry,
+            registry_config=str(registry_config),
             nodes=dict(self._agents),
             client_config=str(client_config),
             network=self.placement.value,
@@ -277,7 +286,9 @@ class LocalCluster:
         addressfile.remove(address_file, join_file)  # stale ones from an earlier run
         # The same mirrors as the nodes', so new revisions pin `busybox:stable` to its digest.
         mirrors = local_registry.write_mirrors(
-            directory / "registries.yaml", registry_address=self._registry
+            directory / "registries.yaml",
+            registry_address=self._registry,
+            account=local_registry.credentials(self.layout.registry),
         )
         argv = [sys.executable, "-m", "controlplane", "--data-dir", str(directory)]
         argv += ["--registries", str(mirrors), *self._controlplane_extra]
@@ -323,7 +334,9 @@ class LocalCluster:
     def _agent_argv(self, host: hosts.NodeHost, *, listen: str) -> list[str]:
         state = self.layout.node(host.name)
         mirrors = local_registry.write_mirrors(
-            state / "registries.yaml", registry_address=host.reach(self._registry)
+            state / "registries.yaml",
+            registry_address=host.reach(self._registry),
+            account=local_registry.credentials(self.layout.registry),
         )
         flags = self._agent_flags
         argv = [

@@ -12,6 +12,17 @@ Nodes reach it through a registries.yaml that mirrors `docker.io` to it, so mani
 tagged `busybox:latest` (as on Docker Hub, where both name the current stable busybox), so a
 walkthrough can `set image` to another tag and roll out without the internet.
 
+Credentials (issue 11): the registry requires HTTP basic auth for everything (htpasswd with a
+bcrypt hash, distribution's `auth.htpasswd`), pull included, so no local user can push, delete
+or read images without them. One account (`pilothouse`, a random password made once per data
+dir and kept in `<data-dir>/registry/auth.yaml`, 0600) is written, with the mirror, into every
+registries.yaml `up` writes (0600): the agents', the control plane's (digests) and the CLI's
+(`<data-dir>/registry/registries.yaml`, for `pilothouse build --registries …` and
+`pilothouse image push --registries …`). docker-registry's htpasswd has no read-only users, so
+nodes hold the same account: a node's root can push, as it can run anything on that node.
+It listens only on the address nodes reach it at (`service_host`: loopback, or the nodes'
+bridge), never on every interface.
+
 Invariant: storage lives under `<data-dir>/registry/storage`, nowhere else.
 """
 
@@ -19,11 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import yaml
 
+from pilothouse import pki
 from pilothouse.cli.cluster.supervisor import ChildSpec
 from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.oci.registry import push_archive
@@ -51,9 +66,45 @@ def binary() -> str:
     return found
 
 
+USERNAME = "pilothouse"
+REALM = "pilothouse-local-registry"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The registry's one account (see the module docstring)."""
+
+    username: str
+    password: str
+
+    def auth(self) -> dict[str, str]:
+        """registries.yaml's `configs.<host>.auth`."""
+        return {"username": self.username, "password": self.password}
+
+
+def credentials(directory: Path) -> Credentials:
+    """The account of the registry in `directory`: made once (random password, bcrypt
+    htpasswd), then read back."""
+    saved = directory / "auth.yaml"
+    try:
+        data = yaml.safe_load(saved.read_text()) or {}
+        found = Credentials(username=str(data["username"]), password=str(data["password"]))
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        found = None
+    if found is not None and (directory / "htpasswd").exists():
+        return found
+    made = Credentials(username=USERNAME, password=secrets.token_urlsafe(24))
+    hashed = bcrypt.hashpw(made.password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    directory.mkdir(parents=True, exist_ok=True)
+    pki.write_secret(directory / "htpasswd", f"{made.username}:{hashed}\n".encode())
+    pki.write_secret(saved, yaml.safe_dump(made.auth(), sort_keys=False).encode())
+    return made
+
+
 def write_config(directory: Path, *, listen: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "storage").mkdir(exist_ok=True)
+    credentials(directory)  # the htpasswd file the config names
     config = {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": True}},
@@ -62,6 +113,7 @@ def write_config(directory: Path, *, listen: str) -> Path:
             "delete": {"enabled": True},
         },
         "http": {"addr": listen},
+        "auth": {"htpasswd": {"realm": REALM, "path": str(directory / "htpasswd")}},
     }
     path = directory / "config.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -91,26 +143,35 @@ def bound_address(log_path: Path, *, offset: int) -> str | None:
     return found[-1] if found else None
 
 
-def mirrors(registry_address: str) -> dict[str, object]:
+def mirrors(registry_address: str, account: Credentials | None = None) -> dict[str, object]:
     """The registries.yaml content that mirrors docker.io to the local registry ("HOST:PORT"),
-    which serves plain http."""
+    which serves plain http, with the registry's account."""
+    config: dict[str, object] = {"insecure": True}
+    if account is not None:
+        config["auth"] = account.auth()
     return {
         "mirrors": {"docker.io": {"endpoint": [f"http://{registry_address}"]}},
-        "configs": {registry_address: {"insecure": True}},
+        "configs": {registry_address: config},
     }
 
 
-def write_mirrors(path: Path, *, registry_address: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(mirrors(registry_address), sort_keys=False))
+def write_mirrors(path: Path, *, registry_address: str, account: Credentials | None = None) -> Path:
+    """Write a registries.yaml (0600: it holds the registry's password)."""
+    text = yaml.safe_dump(mirrors(registry_address, account), sort_keys=False)
+    pki.write_secret(path, text.encode())
     return path
 
 
-async def push_test_image(archive: Path, *, registry_address: str) -> str:
+async def push_test_image(
+    archive: Path, *, registry_address: str, account: Credentials | None = None
+) -> str:
     """Build the busybox test image (once per data dir) and push it under `TEST_IMAGE_PATH` and
     each of `EXTRA_TAGS`; returns its digest."""
     await asyncio.to_thread(_build_once, archive)
-    config = RegistriesConfig.from_dict({"configs": {registry_address: {"insecure": True}}})
+    host: dict[str, object] = {"insecure": True}
+    if account is not None:
+        host["auth"] = account.auth()
+    config = RegistriesConfig.from_dict({"configs": {registry_address: host}})
     digest = await push_archive(archive, f"{registry_address}/{TEST_IMAGE_PATH}", config=config)
     repository = TEST_IMAGE_PATH.rsplit(":", 1)[0]
     for tag in EXTRA_TAGS:
