@@ -32,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(
                 local.up(
                     nodes=args.nodes,
+                    hollow_nodes=args.hollow_nodes,
                     control_planes=args.control_planes,
                     data_dir=args.data_dir,
                     detach=args.detach,

@@ -17,6 +17,13 @@ NETWORKS = ("netns", "host")  # hosts.Placement's values, the default first
 def add_up(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=1, help="number of agents (default 1)")
     parser.add_argument(
+        "--hollow-nodes",
+        type=int,
+        default=0,
+        help="also run N simulated nodes in one `pilothouse hollow` process (capacity "
+        "planning, scale tests; default 0)",
+    )
+    parser.add_argument(
         "--control-planes",
         type=int,
         default=1,

@@ -55,6 +55,7 @@ def running(layout: Layout) -> processes.ProcessRecord | None:
 async def up(
     *,
     nodes: int = 1,
+    hollow_nodes: int = 0,
     control_planes: int = 1,
     data_dir: Path | None = None,
     detach: bool = False,
@@ -85,6 +86,7 @@ async def up(
         return await _detach(
             layout,
             nodes=nodes,
+            hollow_nodes=hollow_nodes,
             control_planes=control_planes,
             client_config=config_file,
             placement=placement,
@@ -93,6 +95,7 @@ async def up(
     return await _foreground(
         layout,
         nodes=nodes,
+        hollow_nodes=hollow_nodes,
         control_planes=control_planes,
         client_config=config_file,
         placement=placement,
@@ -105,6 +108,7 @@ async def _detach(
     layout: Layout,
     *,
     nodes: int,
+    hollow_nodes: int = 0,
     control_planes: int = 1,
     client_config: Path,
     placement: hosts.Placement,
@@ -121,6 +125,8 @@ async def _detach(
         "up",
         "--nodes",
         str(nodes),
+        "--hollow-nodes",
+        str(hollow_nodes),
         "--control-planes",
         str(control_planes),
         "--network",
@@ -178,6 +184,7 @@ async def _foreground(
     layout: Layout,
     *,
     nodes: int,
+    hollow_nodes: int = 0,
     control_planes: int = 1,
     client_config: Path,
     placement: hosts.Placement,
@@ -199,6 +206,7 @@ async def _foreground(
         nodes=hosts.node_names(nodes),
         placement=placement,
         control_planes=control_planes,
+        hollow_nodes=hollow_nodes,
     )
     try:
         starting = asyncio.create_task(cluster.start(client_config=client_config))

@@ -45,7 +45,15 @@ from pathlib import Path
 import structlog
 
 from pilothouse import pki
-from pilothouse.cli.cluster import cleanup, clientconfig, controlplanes, hosts, probes, volumes
+from pilothouse.cli.cluster import (
+    cleanup,
+    clientconfig,
+    controlplanes,
+    hollow,
+    hosts,
+    probes,
+    volumes,
+)
 from pilothouse.cli.cluster import registry as local_registry
 from pilothouse.cli.cluster.info import ClusterInfo
 from pilothouse.cli.cluster.layout import Layout
@@ -77,8 +85,10 @@ class LocalCluster:
         nodes: list[str],
         placement: hosts.Placement = hosts.Placement.HOST,
         control_planes: int = 1,
+        hollow_nodes: int = 0,
     ) -> None:
         self.layout = layout
+        self.hollow_nodes = hollow_nodes  # simulated nodes of one `pilothouse hollow` child
         self.network = network
         self.placement = placement
         self.control_planes = control_planes
@@ -131,6 +141,9 @@ class LocalCluster:
             if "--local-path-dir" in controlplane_flags
             else []
         )
+        self._controlplane_extra += hollow.cluster_cidr_flags(
+            nodes=len(self.node_names), hollow_nodes=self.hollow_nodes
+        )
         # Secure by default when both sides can; a control plane that is secure by default
         # but agents that cannot join yet: plaintext on purpose.
         secure = "--insecure" in controlplane_flags and self._agent_flags >= JOIN_FLAGS
@@ -168,6 +181,8 @@ class LocalCluster:
             for host in self.hosts:  # spent: each node holds its certificate now
                 self._token_file(host).unlink(missing_ok=True)
             await self._check_pod_cidrs()
+        if self.hollow_nodes:
+            await self._start_hollow()
         clientconfig.point_at(client_config, self._controlplane, self._client_settings)
         self._client_config = client_config
         self.info = ClusterInfo(
@@ -211,6 +226,44 @@ class LocalCluster:
             f"(logs: {self.layout.log('node-1').parent})",
             deadline_s=READY_TIMEOUT_S,
         )
+
+    async def _start_hollow(self) -> None:
+        """The hollow nodes (see `cli.cluster.hollow`), once the real ones are Ready."""
+        state = self.layout.node(hollow.NAME)
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        token_file = None
+        if self.credentials is not None:
+            token_file = state / "join-token"
+            token = await hollow.create_token(
+                self._controlplane, self.credentials.admin, nodes=self.hollow_nodes
+            )
+            pki.write_secret(token_file, token.encode() + b"\n")
+        await self.supervisor.start(
+            hollow.child(
+                state_dir=state,
+                log_path=self.layout.log(hollow.NAME),
+                count=self.hollow_nodes,
+                server=self._controlplane,
+                join_server=self._join,
+                token_file=token_file,
+                ca_cert_hash=self.credentials.ca_cert_hash if self.credentials else "",
+                node_ip=self.network.service_host,
+            )
+        )
+        wanted = hollow.names(self.hollow_nodes)
+
+        async def ready() -> bool:
+            if self.supervisor.pid(hollow.NAME) is None:
+                raise ClusterStartError(f"the hollow nodes ended: {self.layout.log(hollow.NAME)}")
+            return wanted <= await probes.ready_nodes(self._controlplane, tls=self.admin_tls)
+
+        await probes.wait_until(
+            ready,
+            what=f"{self.hollow_nodes} hollow nodes Ready (log: {self.layout.log(hollow.NAME)})",
+            deadline_s=READY_TIMEOUT_S + self.hollow_nodes * 0.2,
+        )
+        if token_file is not None:
+            token_file.unlink(missing_ok=True)  # spent: each hollow node holds its certificate
 
     async def _check_pod_cidrs(self) -> None:
         """Each Node's pod CIDR (the control plane's) is the one its host routes."""

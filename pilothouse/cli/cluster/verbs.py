@@ -41,6 +41,7 @@ async def run_up(args: argparse.Namespace, ctx: Context) -> int:
     try:
         return await local.up(
             nodes=args.nodes,
+            hollow_nodes=args.hollow_nodes,
             control_planes=args.control_planes,
             placement=hosts.Placement(args.network),
             data_dir=args.data_dir,

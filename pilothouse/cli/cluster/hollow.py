@@ -1,0 +1,80 @@
+"""`up --hollow-nodes N`: one `pilothouse hollow` process beside the real agents.
+
+The hollow nodes join as any node does: with a join token (made for them over the API, short-
+lived, used by each of their joins, in a 0600 file of `<data-dir>/nodes/hollow/`, never on a
+command line, removed once they are all Ready) and the CA's hash; they listen on the address
+the control plane reaches nodes at (`service_host`) and are supervised as one child
+("hollow"). Past what the default cluster CIDR holds (a /24 per node out of a /16), the
+control plane is started with a larger one (`cluster_cidr`).
+
+Invariant: nothing of the control plane knows these nodes are simulated.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pilothouse import credentials
+from pilothouse.cli.cluster.supervisor import ChildSpec
+from pilothouse.v1 import controlplane_pb2 as api
+from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
+
+NAME = "hollow"
+NAME_PREFIX = "hollow-"
+TOKEN_TTL_S = 30 * 60
+# 10.240.0.0/12: 4,096 /24 blocks (the default 10.244.0.0/16 inside it, so real nodes' ranges
+# stay where they were); only when the default's 255 blocks would not do.
+LARGE_CLUSTER_CIDR = "10.240.0.0/12"
+DEFAULT_CIDR_NODES = 250
+
+
+def cluster_cidr_flags(*, nodes: int, hollow_nodes: int) -> list[str]:
+    """The control plane's --cluster-cidr for this many nodes ([] for the default)."""
+    if nodes + hollow_nodes <= DEFAULT_CIDR_NODES:
+        return []
+    return ["--cluster-cidr", LARGE_CLUSTER_CIDR]
+
+
+async def create_token(server: str, tls: credentials.TlsMaterial, *, nodes: int) -> str:
+    """A join token for the hollow nodes: not bound to one node, used by each of them."""
+    async with credentials.secure_channel(server, tls) as channel:
+        created = await api_grpc.TokensStub(channel).CreateToken(
+            api.CreateTokenRequest(
+                ttl_seconds=TOKEN_TTL_S, description=f"pilothouse up: {nodes} hollow nodes"
+            ),
+            timeout=10.0,
+        )
+    return str(created.token)
+
+
+def child(
+    *,
+    state_dir: Path,
+    log_path: Path,
+    count: int,
+    server: str,
+    join_server: str,
+    token_file: Path | None,
+    ca_cert_hash: str,
+    node_ip: str,
+) -> ChildSpec:
+    """The supervised `pilothouse hollow` process."""
+    argv = [sys.executable, "-m", "nodeagent.hollow", "--nodes", str(count)]
+    argv += ["--name-prefix", NAME_PREFIX, "--state-dir", str(state_dir), "--node-ip", node_ip]
+    argv += ["--server", server]
+    if token_file is None:
+        argv.append("--insecure")
+    else:
+        argv += ["--join-server", join_server, "--token-file", str(token_file)]
+        argv += ["--ca-cert-hash", ca_cert_hash]
+    return ChildSpec(name=NAME, argv=tuple(argv), log_path=log_path, stop_timeout=15.0)
+
+
+def names(count: int) -> set[str]:
+    """The hollow nodes' names, as `pilothouse hollow` makes them."""
+    width = max(4, len(str(count)))
+    return {f"{NAME_PREFIX}{i:0{width}d}" for i in range(1, count + 1)}
+
+
+__all__ = ["NAME", "child", "cluster_cidr_flags", "create_token", "names"]
