@@ -278,7 +278,9 @@ async def test_node_certificates_join_once_then_renew_over_mtls(
     assert (await later.ensure()).cert_pem != renewed.cert_pem
     # Another node's name on the same files: refused to reuse, and no token to join with.
     other = join.NodeCertificates(tmp_path / "pki", node_name="n2", server=cluster.api)
-    with pytest.raises(join.JoinError, match=r"join it with --token-file \(or --token -\) and --ca-cert-hash"):
+    with pytest.raises(
+        join.JoinError, match=r"join it with --token-file \(or --token -\) and --ca-cert-hash"
+    ):
         await other.ensure()
 
 
