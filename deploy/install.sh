@@ -2,7 +2,8 @@
 # Install Pilothouse and everything it runs on, on Debian 12, as root.
 #
 # System packages: etcd (the store), runc + conmon (containers), docker-registry (local OCI
-# registry), busybox-static (the offline test image), CNI plugins (pod networking), iproute2.
+# registry), busybox-static (the offline test image), CNI plugins (pod networking), iproute2,
+# nftables + conntrack (the Services data plane).
 # Python: a virtualenv at $PILOTHOUSE_VENV (default: <repo>/.venv) with the package installed
 # editable, and `pilothouse` linked into /usr/local/bin.
 #
@@ -29,7 +30,7 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 PACKAGES=(etcd-server runc conmon docker-registry busybox-static containernetworking-plugins
-  iproute2 iptables python3 python3-venv python3-pip ca-certificates)
+  iproute2 iptables nftables conntrack python3 python3-venv python3-pip ca-certificates)
 # --test: skopeo and umoci read `pilothouse build` output in tests; buildah is bench/build.py's peer;
 # chromium and its driver open the dashboard in tests (Selenium comes with the test extras).
 [[ -n "$EXTRAS" ]] && PACKAGES+=(skopeo umoci buildah chromium chromium-driver)

@@ -36,6 +36,7 @@ from nodeagent.discovery.convert import Pushed, convert
 from nodeagent.dns.records import ClusterRecords
 from nodeagent.dns.server import DnsServer
 from nodeagent.services import requirements
+from nodeagent.services.conntrack import Conntrack
 from nodeagent.services.proxy import DataPlane, DataPlaneError
 
 log = structlog.get_logger(__name__)
@@ -87,6 +88,8 @@ class ServiceSync:
         self._wake = asyncio.Event()
         self._finished = asyncio.Condition()
         self.last_seconds = 0.0  # how long the last pass took (render + nft)
+        self._conntrack = Conntrack(netns=plane.netns) if plane is not None else None
+        self._routed: frozenset[str] = frozenset()  # endpoint addresses in the table
 
     @property
     def cluster_dns(self) -> str:
@@ -166,6 +169,9 @@ class ServiceSync:
             self.dns.update(converted.records)
         error = ""
         if self.plane is not None:
+            routed = frozenset(
+                ep.ip for s in converted.state.services for p in s.ports for ep in p.endpoints
+            )
             try:
                 if pushed.services:
                     await self.plane.program(converted.state)
@@ -174,6 +180,10 @@ class ServiceSync:
             except DataPlaneError as failed:
                 error = str(failed)
                 log.error("services.program_failed", error=error)
+            else:
+                gone, self._routed = self._routed - routed, routed
+                if gone and self._conntrack is not None:
+                    await self._conntrack.forget(gone)
         self.last_seconds = time.perf_counter() - started
         async with self._finished:
             self._done = max(self._done, version)
