@@ -9,7 +9,9 @@ pods of its namespace:
 - a pod with no controller reference whose labels match is *adopted* (a controlling reference
   to the owner is added), unless the pod or the owner is being deleted; the owner is read from
   the store first, so nothing is adopted by an owner that was deleted meanwhile;
-- a pod controlled by anything else is never touched.
+- a pod controlled by anything else is never touched;
+- `finalizers` are added to a pod as it is adopted (a Job's tracking finalizer), in the same
+  write.
 
 Invariants: every write is a compare-and-swap on the pod as cached; a conflict leaves the pod
 out of this pass (the next one sees it fresh). Returns the pods the owner controls now.
@@ -18,7 +20,7 @@ out of this pass (the next one sees it fresh). Returns the pods the owner contro
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import structlog
 from google.protobuf.message import Message
@@ -41,6 +43,7 @@ async def claim(
     pods: Iterable[objects_pb2.Pod],
     *,
     matches: LabelMatch,
+    finalizers: Sequence[str] = (),
 ) -> list[objects_pb2.Pod]:
     """The pods `owner` controls after adopting and releasing as the module says."""
     uid = owner.metadata.uid
@@ -64,7 +67,7 @@ async def claim(
             orphans.append(pod)
     if orphans and await _still_there(objects, owner):
         for pod in orphans:
-            adopted = await _adopt(objects, pod, owner)
+            adopted = await _adopt(objects, pod, owner, finalizers=finalizers)
             if adopted is not None:
                 mine.append(adopted)
     return mine
@@ -81,11 +84,13 @@ async def _still_there(objects: ObjectStore, owner: Message) -> bool:
 
 
 async def _adopt(
-    objects: ObjectStore, pod: objects_pb2.Pod, owner: Message
+    objects: ObjectStore, pod: objects_pb2.Pod, owner: Message, *, finalizers: Sequence[str]
 ) -> objects_pb2.Pod | None:
     updated = objects_pb2.Pod()
     updated.CopyFrom(pod)
     updated.metadata.owner_references.append(owner_reference(owner))
+    missing = [f for f in finalizers if f not in updated.metadata.finalizers]
+    updated.metadata.finalizers.extend(missing)
     try:
         written = await objects.update(updated)
     except (Conflict, NotFound):

@@ -8,6 +8,9 @@ Vocabulary (Kubernetes'):
 - pods are deleted gracefully by the ObjectStore itself (`ObjectStore.delete`): a bound pod is
   Terminating until its node's agent reports it stopped, so its name stays taken meanwhile.
 
+- a pod's finalizers (the Job controller's `batch.kubernetes.io/job-tracking`) hold it where
+  it would otherwise be removed: it stays Terminating until they are released.
+
 Invariants: every write is a compare-and-swap; marking is idempotent (a second delete of a
 Terminating object adds its finalizer, never a second timestamp); `release` deletes the object
 only when the last finalizer went and it is still Terminating.
@@ -95,7 +98,11 @@ async def mark(
 
 
 async def release(objects: ObjectStore, obj: Message, finalizer: str) -> None:
-    """Drop `finalizer` from a Terminating object; delete it when none is left."""
+    """Drop `finalizer` from the object; delete it when it is Terminating and none is left.
+
+    A pod is first written without the finalizer, then deleted: one held only by its
+    finalizers (grace period 0, `ObjectStore.delete`) goes at once, one still stopping
+    gracefully goes when its node reports it stopped."""
     kind = of_message(obj)
     meta = obj.metadata
     for _ in range(_ATTEMPTS):
@@ -107,17 +114,20 @@ async def release(objects: ObjectStore, obj: Message, finalizer: str) -> None:
             return
         left = [f for f in current.metadata.finalizers if f != finalizer]
         try:
-            if left or not is_terminating(current):
+            if kind is Kind.POD or left or not is_terminating(current):
                 if len(left) != len(current.metadata.finalizers):
                     del current.metadata.finalizers[:]
                     current.metadata.finalizers.extend(left)
-                    await objects.update(current)
-                return
+                    current = await objects.update(current)
+                if left or not is_terminating(current):
+                    return
+            held = kind is Kind.POD and current.metadata.deletion_grace_period_seconds == 0
             await objects.delete(
                 kind,
                 current.metadata.namespace,
                 current.metadata.name,
                 resource_version=current.metadata.resource_version,
+                grace_period_seconds=0 if held else None,
             )
             return
         except NotFound:

@@ -218,9 +218,13 @@ class ObjectStore:
         and returned so; its node's agent stops it and the node sync removes it once the
         agent reports it gone. Deleting a pod already marked changes nothing; a grace period
         of 0 removes it at once (`--force`).
+
+        A pod with finalizers (the Job controller's `batch.kubernetes.io/job-tracking`) is
+        never removed here: where it would go at once it is marked with a grace period of 0
+        instead, and goes when its last finalizer is released (`deletion.release`).
         """
         namespace = namespace_for(kind, namespace)
-        if kind is Kind.POD and self.graceful_pods and grace_period_seconds != 0:
+        if kind is Kind.POD:
             marked = await self._mark_deleting(
                 namespace, name, resource_version=resource_version, grace=grace_period_seconds
             )
@@ -247,28 +251,40 @@ class ObjectStore:
             probe.metadata.resource_version = resource_version or ""
             current, entry = await self._current(Kind.POD, probe)
             meta = current.metadata
-            if not current.spec.node_name or current.status.phase in ("Succeeded", "Failed"):
-                return None
-            if meta.HasField("deletion_timestamp"):
+            graceful = (
+                self.graceful_pods
+                and grace != 0
+                and bool(current.spec.node_name)
+                and current.status.phase not in ("Succeeded", "Failed")
+            )
+            wait = grace
+            if not graceful:
+                if not meta.finalizers:
+                    return None
+                wait = 0  # held by its finalizers: it goes when they are released
+            if meta.HasField("deletion_timestamp") and (
+                graceful or meta.deletion_grace_period_seconds == 0
+            ):
                 return current
-            if grace is None:
+            if wait is None:
                 spec = current.spec
-                grace = (
+                wait = (
                     spec.termination_grace_period_seconds
                     if spec.HasField("termination_grace_period_seconds")
                     else _DEFAULT_GRACE_SECONDS
                 )
             marked = type(current)()
             marked.CopyFrom(current)
-            marked.metadata.deletion_timestamp.FromSeconds(int(self._clock()) + max(grace, 0))
-            marked.metadata.deletion_grace_period_seconds = max(grace, 0)
+            if not meta.HasField("deletion_timestamp"):
+                marked.metadata.deletion_timestamp.FromSeconds(int(self._clock()) + max(wait, 0))
+            marked.metadata.deletion_grace_period_seconds = max(wait, 0)
             try:
                 written = await self._write(Kind.POD, current, marked, entry)
             except Conflict:
                 if resource_version or attempt == _APPLY_RETRIES - 1:
                     raise
                 continue
-            log.debug("object.deleting", kind="Pod", namespace=namespace, name=name, grace=grace)
+            log.debug("object.deleting", kind="Pod", namespace=namespace, name=name, grace=wait)
             return written
         raise AssertionError("unreachable")
 

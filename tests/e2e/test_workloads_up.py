@@ -3,8 +3,12 @@ through the CLI as a user types it:
 - a DaemonSet runs 3 pods, one on each node (`get ds` 3/3/3, `get pods -o wide`);
 - a CronJob scheduled every minute creates a Job on the next whole minute (one real minute),
   whose pod runs to completion (`get jobs` Complete 1/1, `logs job/NAME`);
-- the built-in local-path class is the cluster's default (`get sc`).
-`down` then leaves nothing of the cluster (the fixture checks and cleans).
+- the built-in local-path class is the cluster's default (`get sc`), and a claim used by a pod
+  made with its node (`nodeName: node-2`, as DaemonSet pods are: the scheduler never sees it)
+  is provisioned on that node, under the cluster's data dir, and mounted: the pod writes a
+  file there;
+`down` then leaves nothing of the cluster, its volumes included (the fixture checks and
+cleans).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -52,6 +57,28 @@ spec:
           - name: tick
             image: busybox:stable
             command: ["sh", "-c", "echo tick"]
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: notes}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 10Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pinned}
+spec:
+  nodeName: node-2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: busybox:stable
+    command: ["sh", "-c", "echo kept > /data/note; trap 'exit 0' TERM; sleep 100000 & wait"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {claimName: notes}
 """
 
 
@@ -124,3 +151,27 @@ def test_a_daemonset_on_three_nodes_and_a_cronjob_every_minute(cluster: LocalClu
     assert cronjob.stdout.splitlines()[1].split()[:2] == ["tick", "*/1"], cronjob.stdout
     classes = cluster.cli("get", "sc")
     assert "local-path (default)" in classes.stdout, classes.stdout
+
+    def pinned_running() -> dict | None:
+        pods = [p for p in items(cluster, "pod", "pinned") if p["metadata"]["name"] == "pinned"]
+        running = pods and pods[0].get("status", {}).get("phase") == "Running"
+        return pods[0] if running else None
+
+    pod = wait_for("the pod made with its node Running with its claim", pinned_running, within=90)
+    assert pod["spec"]["nodeName"] == "node-2"
+    claim = items(cluster, "pvc", "notes")[0]
+    assert claim["status"]["phase"] == "Bound", claim
+    volume = items(cluster, "pv", claim["spec"]["volumeName"])[0]
+    path = Path(volume["spec"]["hostPath"]["path"])
+    storage = cluster.data_dir / "storage"
+    assert path.parent == storage, f"the volume is at {path}, not under {storage}"
+    assert pod["metadata"]["annotations"]["pilothouse.io/volume.data"] == str(path)
+    note = wait_for(
+        "the pod's file on its volume",
+        lambda: (path / "note").exists() and (path / "note").read_text(),
+        within=30,
+    )
+    assert note == "kept\n"
+    down = cluster.down()
+    assert down.returncode == 0, f"`down` failed:\n{down.stderr}"
+    assert not storage.exists(), f"`down` left the cluster's volumes in {storage}"

@@ -2,19 +2,33 @@
 
 One pass over one Job (key "namespace/name"):
 1. its pods: those it controls (owner uid); with `manualSelector`, also orphans its selector
-   adopts (`objects.adoption`);
-2. a finished Job (condition Complete or Failed) only stops what still runs, and is deleted
-   once `ttlSecondsAfterFinished` has passed since it finished (its pods go with it);
-3. a suspended Job stops its active pods (condition Suspended);
-4. otherwise `progress.plan` decides: finish (Complete; Failed with BackoffLimitExceeded or
-   DeadlineExceeded), create pods (generateName `<job>-`, or `<job>-<index>-` for Indexed
-   Jobs, with JOB_COMPLETION_INDEX in each container's environment), or stop surplus ones;
-5. status: startTime (first pods), active, ready, succeeded, failed, completedIndexes,
-   completionTime and the conditions, written when they changed.
+   adopts (`objects.adoption`); pods of a Job of that name that is gone or was replaced only
+   lose their tracking finalizer (`finalizers.strays`);
+2. its counts (`tracking`): every pod it makes or adopts carries the job-tracking finalizer;
+   a finished pod is recorded in status.uncountedTerminatedPods (Indexed: completedIndexes),
+   then its finalizer is released, then it moves to succeeded or failed, so a finished pod
+   deleted by anyone, at any moment, is counted exactly once;
+3. a finished (condition Complete or Failed) or Terminating Job only stops what still runs and
+   releases every finalizer, and is deleted once `ttlSecondsAfterFinished` has passed since it
+   finished (its pods go with it);
+4. a suspended Job stops its active pods (condition Suspended);
+5. otherwise `progress.plan` decides, from those counts: finish (Complete; Failed with
+   BackoffLimitExceeded or DeadlineExceeded), create pods (generateName `<job>-`, or
+   `<job>-<index>-` for Indexed Jobs, with JOB_COMPLETION_INDEX in each container's
+   environment), or stop surplus ones. Pods stopped because the Job failed count as failed
+   (Kubernetes' rule); pods stopped as surplus, at completion or for a suspension lose their
+   finalizer first and count as nothing;
+6. status: startTime (first pods), active, ready, the counts, completionTime and the
+   conditions, written when they changed; Complete or Failed only once nothing is uncounted.
+
+Keys "pod:<namespace>/<name>": a pod that carries the finalizer with no Job controlling it
+loses the finalizer.
 
 Invariants: pods made here are under expectations (nothing is created twice on a cache a step
-behind); pods are never created for a Job that is finished, suspended or Terminating; finished
-pods are kept (their logs stay readable) until the Job itself goes.
+behind); a status older than the one this process wrote is never acted on (the Job cache is a
+step behind: the next notice brings the new one); pods are never created for a Job that is
+finished, suspended or Terminating; finished pods are kept (their logs stay readable) until
+the Job itself goes.
 """
 
 from __future__ import annotations
@@ -25,10 +39,10 @@ import contextlib
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.job import progress
-from controlplane.controllers.job.indexes import INDEX_KEY, format_ranges
+from controlplane.controllers.job import finalizers, progress, tracking
+from controlplane.controllers.job.indexes import INDEX_KEY, parse_ranges
 from controlplane.events import EventRecorder, EventType
-from controlplane.objects import ObjectStore, adoption, owners
+from controlplane.objects import ChangeType, ObjectStore, adoption, owners
 from controlplane.objects.podtemplate import (
     Expectations,
     Tombstones,
@@ -47,6 +61,7 @@ from pilothouse.v1 import objects_pb2
 log = structlog.get_logger(__name__)
 
 EXPECTED = 1.0
+ORPHAN_KEY = "pod:"
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"
 LEGACY_UID, LEGACY_NAME = "controller-uid", "job-name"
@@ -81,6 +96,9 @@ class JobReconciler:
         self._backoff_base = backoff_base
         self._expectations = Expectations()
         self._tombstones = Tombstones()
+        self._releases = finalizers.Releases(objects)
+        # "namespace/name" -> (the Job's uid, the revision of our last write of its status)
+        self._written: dict[str, tuple[str, int]] = {}
 
     def key_for(self, notice: Notice) -> str | None:
         obj = notice.object
@@ -89,30 +107,52 @@ class JobReconciler:
         ref = owners.controller_of(obj)
         if ref is not None and ref.kind == "Job":
             return f"{obj.metadata.namespace}/{ref.name}"
+        if finalizers.orphaned(obj) and notice.type is not ChangeType.DELETED:
+            return f"{ORPHAN_KEY}{obj.metadata.namespace}/{obj.metadata.name}"
         return None
 
     # ------------------------------------------------------------------ one pass
 
     async def reconcile(self, key: str) -> Result:
+        if key.startswith(ORPHAN_KEY):
+            namespace, name = key.removeprefix(ORPHAN_KEY).split("/", 1)
+            pod = self._pods.get(namespace, name)
+            if pod is not None and finalizers.orphaned(pod):
+                await self._releases.release("", [pod])
+            return Result()
         namespace, name = key.split("/", 1)
         job = self._jobs.get(namespace, name)
+        uid = job.metadata.uid if job is not None else None
+        stray = finalizers.strays(self._pods.list(namespace), job_name=name, job_uid=uid)
+        await self._releases.release("", stray)
         if job is None:
+            gone = self._written.pop(key, None)
+            if gone is not None:
+                self._releases.forget(gone[0])
             return Result()
+        written_uid, written = self._written.get(key, ("", 0))
+        if written_uid == job.metadata.uid and _revision(job) < written:
+            return Result(requeue_after=EXPECTED)  # our newer status is on its way
         now = self._clock.now()
-        pods = await self._pods_of(job)
+        pods = await self._pods_of(job)  # adopts first: an adopted pod is counted too
+        everyone = [p for p in self._pods.list(namespace) if owners.owned_by(p, job.metadata.uid)]
         spec = job.spec
-        observed = progress.observe(pods, restart_policy=spec.template.spec.restart_policy)
+        counts = self._tally(job, everyone, failing=False)
+        observed = self._observe(job, pods, counts)
         status = objects_pb2.JobStatus()
         status.CopyFrom(job.status)
         result = Result()
+        outcome: progress.Outcome | None = None
         done = finished(job)
-        if job.metadata.HasField("deletion_timestamp"):
-            pass
-        elif done is not None:
-            await self._stop(list(observed.active))
-            result = await self._expire(job, done, now=now)
+        if job.metadata.HasField("deletion_timestamp") or done is not None:
+            if done is not None:
+                await self._stop(list(observed.active), counted=False)
+                result = await self._expire(job, done, now=now)
+            # Nothing more is counted: every pod is let go.
+            await self._releases.release(job.metadata.uid, _tracked(everyone))
+            counts = tracking.Tally(status=job.status, release=(), succeeded=0, failed=0)
         elif spec.suspend:
-            await self._stop(list(observed.active))
+            await self._stop(list(observed.active), counted=False)
             self._condition(status, "Suspended", "True", "JobSuspended", "Job suspended", now)
         elif not self._expectations.satisfied(job.metadata.uid, seen=self._pods.revision):
             result = Result(requeue_after=EXPECTED)
@@ -127,19 +167,59 @@ class JobReconciler:
                 now=now,
                 backoff_base=self._backoff_base,
             )
-            await self._stop(list(step.delete))
+            outcome = step.outcome
+            failing = outcome not in (None, progress.Outcome.COMPLETE)
+            await self._stop(list(step.delete), counted=failing)
             await self._create(job, count=step.create, indexes=step.indexes)
-            if step.outcome is not None:
-                await self._finish(job, status, step.outcome, now=now)
-                if spec.HasField("ttl_seconds_after_finished"):
-                    result = Result(requeue_after=max(spec.ttl_seconds_after_finished, 0.0))
-            elif step.wait is not None:
+            if failing:  # what still ran counts as failed
+                counts = self._tally(job, everyone, failing=True)
+            if step.wait is not None and outcome is None:
                 result = Result(requeue_after=step.wait)
             if step.create or step.indexes:
                 result = Result(requeue_after=min(result.requeue_after or EXPECTED, EXPECTED))
-        self._counts(status, job, observed)
+        self._counts(status, job, observed, counts.status)
+        job = await self._write_status(job, status)
+        await self._releases.release(job.metadata.uid, counts.release)
+        pending = self._releases.pending(job.metadata.uid, everyone)  # now with those
+        still = {p.metadata.uid for p in everyone if tracking.tracked(p, released=pending)}
+        tracking.settle(status, still_tracked=still)
+        uncounted = status.uncounted_terminated_pods
+        if outcome is not None and not (uncounted.succeeded or uncounted.failed):
+            await self._finish(job, status, outcome, now=now)
+            if spec.HasField("ttl_seconds_after_finished"):
+                result = Result(requeue_after=max(spec.ttl_seconds_after_finished, 0.0))
+        elif outcome is not None:
+            result = Result(requeue_after=EXPECTED)  # finished once every pod is counted
         await self._write_status(job, status)
         return result
+
+    def _tally(
+        self, job: objects_pb2.Job, pods: list[objects_pb2.Pod], *, failing: bool
+    ) -> tracking.Tally:
+        spec = job.spec
+        return tracking.tally(
+            job.status,
+            pods,
+            released=self._releases.pending(job.metadata.uid, pods),
+            failing=failing,
+            completions=spec.completions if spec.HasField("completions") else None,
+            indexed=spec.completion_mode == "Indexed",
+        )
+
+    @staticmethod
+    def _observe(
+        job: objects_pb2.Job, pods: list[objects_pb2.Pod], counts: tracking.Tally
+    ) -> progress.Observed:
+        indexed = job.spec.completion_mode == "Indexed"
+        return progress.observe(
+            pods,
+            restart_policy=job.spec.template.spec.restart_policy,
+            succeeded=counts.succeeded,
+            failed=counts.failed,
+            done_indexes=frozenset(parse_ranges(counts.status.completed_indexes))
+            if indexed
+            else frozenset(),
+        )
 
     async def _pods_of(self, job: objects_pb2.Job) -> list[objects_pb2.Pod]:
         self._tombstones.prune(self._pods.get)
@@ -147,7 +227,13 @@ class JobReconciler:
         candidates = self._tombstones.alive(self._pods.list(namespace))
         if job.spec.manual_selector and job.spec.selector.match_labels:
             wanted = selectors.from_match_labels(job.spec.selector.match_labels)
-            return await adoption.claim(self._objects, job, candidates, matches=wanted.matches)
+            return await adoption.claim(
+                self._objects,
+                job,
+                candidates,
+                matches=wanted.matches,
+                finalizers=(tracking.FINALIZER,),
+            )
         return [p for p in candidates if owners.owned_by(p, job.metadata.uid)]
 
     # ------------------------------------------------------------------- actions
@@ -176,6 +262,7 @@ class JobReconciler:
                 labels=extra,
                 annotations=annotations,
             )
+            pod.metadata.finalizers.append(tracking.FINALIZER)
             if index is not None:
                 pod.spec.hostname = pod.spec.hostname or f"{job.metadata.name}-{index}"
                 for container in pod.spec.containers:
@@ -194,7 +281,15 @@ class JobReconciler:
                 job, EventType.NORMAL, "SuccessfulCreate", f"Created {len(targets)} pod(s)"
             )
 
-    async def _stop(self, pods: list[objects_pb2.Pod]) -> None:
+    async def _stop(self, pods: list[objects_pb2.Pod], *, counted: bool) -> None:
+        """Delete `pods`; unless `counted` (the Job failed: they count as failed), their
+        finalizer is released first, so they count as nothing."""
+        if not counted:
+            owner = {ref.uid for p in pods if (ref := owners.controller_of(p)) is not None}
+            for uid in owner:
+                mine = [p for p in pods if owners.owned_by(p, uid)]
+                await self._releases.release(uid, _tracked(mine))
+
         async def one(pod: objects_pb2.Pod) -> None:
             with contextlib.suppress(NotFound):
                 await self._objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
@@ -263,23 +358,44 @@ class JobReconciler:
 
     @staticmethod
     def _counts(
-        status: objects_pb2.JobStatus, job: objects_pb2.Job, observed: progress.Observed
+        status: objects_pb2.JobStatus,
+        job: objects_pb2.Job,
+        observed: progress.Observed,
+        counted: objects_pb2.JobStatus,
     ) -> None:
         status.active = 0 if finished(job) is not None else len(observed.active)
         status.ready = observed.ready
-        status.succeeded = max(status.succeeded, len(observed.succeeded))
-        status.failed = max(status.failed, len(observed.failed))
-        if job.spec.completion_mode == "Indexed":
-            status.completed_indexes = format_ranges(observed.succeeded_indexes())
+        status.succeeded, status.failed = counted.succeeded, counted.failed
+        status.completed_indexes = counted.completed_indexes
+        status.uncounted_terminated_pods.CopyFrom(counted.uncounted_terminated_pods)
 
-    async def _write_status(self, job: objects_pb2.Job, status: objects_pb2.JobStatus) -> None:
+    async def _write_status(
+        self, job: objects_pb2.Job, status: objects_pb2.JobStatus
+    ) -> objects_pb2.Job:
+        """Write `status` if it changed; the Job as stored now (as it was if not written)."""
         if status == job.status:
-            return
+            return job
         updated = objects_pb2.Job()
         updated.CopyFrom(job)
         updated.status.CopyFrom(status)
-        with contextlib.suppress(NotFound):
-            await self._objects.update_status(updated)
+        try:
+            written = await self._objects.update_status(updated)
+        except NotFound:
+            return job
+        key = f"{job.metadata.namespace}/{job.metadata.name}"
+        self._written[key] = (job.metadata.uid, _revision(written))
+        return written
+
+
+def _tracked(pods: list[objects_pb2.Pod]) -> list[objects_pb2.Pod]:
+    return [p for p in pods if tracking.FINALIZER in p.metadata.finalizers]
+
+
+def _revision(job: objects_pb2.Job) -> int:
+    try:
+        return int(job.metadata.resource_version or 0)
+    except ValueError:
+        return 0
 
 
 def job_controller(

@@ -2,11 +2,13 @@
 
 Vocabulary:
 - active: the Job's pods neither finished (Succeeded/Failed) nor being deleted;
-- failures: its Failed pods, plus, with restartPolicy OnFailure, its containers' restarts
+- succeeded, failed: the Job's counts (`tracking`: what its status counted, and what it is
+  counting), whether the pods are still there or not;
+- failures: the failed count, plus, with restartPolicy OnFailure, its containers' restarts
   (Kubernetes counts both against `backoffLimit`);
 - completions: NonIndexed, `succeeded >= completions`; Indexed, every index 0..completions-1
-  has a Succeeded pod; with no `completions` (a work queue) the Job is complete once a pod
-  succeeded and none is active;
+  has succeeded (completedIndexes); with no `completions` (a work queue) the Job is complete
+  once a pod succeeded and none is active;
 - pod backoff: after failures, a new pod waits base * 2^(failures-1) seconds (base 10 s, at
   most 6 minutes, as Kubernetes' DefaultJobPodFailureBackOff) from the last failure.
 
@@ -45,33 +47,44 @@ MESSAGES = {
 @dataclass(frozen=True, slots=True)
 class Observed:
     active: tuple[objects_pb2.Pod, ...]
-    succeeded: tuple[objects_pb2.Pod, ...]
-    failed: tuple[objects_pb2.Pod, ...]
+    failed: tuple[objects_pb2.Pod, ...]  # the Failed pods still there (the last failure)
     restarts: int  # container restarts of OnFailure pods
+    succeeded_count: int  # the Job's count (see the module)
+    failed_count: int
+    done_indexes: frozenset[int] = frozenset()  # Indexed: the indexes that succeeded
 
     @property
     def failures(self) -> int:
-        return len(self.failed) + self.restarts
+        return self.failed_count + self.restarts
 
     @property
     def ready(self) -> int:
         return sum(1 for p in self.active if ready_since(p) is not None)
 
-    def succeeded_indexes(self) -> set[int]:
-        return {i for p in self.succeeded if (i := index_of(p)) is not None}
-
     def active_indexes(self) -> set[int]:
         return {i for p in self.active if (i := index_of(p)) is not None}
 
 
-def observe(pods: Sequence[objects_pb2.Pod], *, restart_policy: str) -> Observed:
-    active = tuple(p for p in pods if is_active(p))
-    succeeded = tuple(p for p in pods if p.status.phase == "Succeeded")
-    failed = tuple(p for p in pods if p.status.phase == "Failed")
+def observe(
+    pods: Sequence[objects_pb2.Pod],
+    *,
+    restart_policy: str,
+    succeeded: int,
+    failed: int,
+    done_indexes: frozenset[int] = frozenset(),
+) -> Observed:
+    """The Job's pods with its counts (`succeeded`, `failed`: `tracking.Tally`'s)."""
     restarts = 0
     if restart_policy == "OnFailure":
         restarts = sum(c.restart_count for p in pods for c in p.status.container_statuses)
-    return Observed(active=active, succeeded=succeeded, failed=failed, restarts=restarts)
+    return Observed(
+        active=tuple(p for p in pods if is_active(p)),
+        failed=tuple(p for p in pods if p.status.phase == "Failed"),
+        restarts=restarts,
+        succeeded_count=succeeded,
+        failed_count=failed,
+        done_indexes=done_indexes,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +133,7 @@ def plan(
     parallelism = spec.parallelism if spec.HasField("parallelism") else 1
     indexed = spec.completion_mode == "Indexed"
     if indexed:
-        done = observed.succeeded_indexes()
+        done = set(observed.done_indexes)
         if len(done & set(range(spec.completions))) >= spec.completions:
             return Plan(delete=observed.active, outcome=Outcome.COMPLETE)
         running = observed.active_indexes()
@@ -135,7 +148,7 @@ def plan(
             base=backoff_base,
             deadline_wait=deadline_wait,
         )
-    succeeded = len(observed.succeeded)
+    succeeded = observed.succeeded_count
     if spec.HasField("completions"):
         if succeeded >= spec.completions:
             return Plan(delete=observed.active, outcome=Outcome.COMPLETE)
@@ -164,7 +177,7 @@ def _paced(
             create=step.create, indexes=step.indexes, delete=step.delete, wait=deadline_wait
         )
     last = last_failure(observed)
-    ready_at = (last or now) + backoff_delay(len(observed.failed), base=base)
+    ready_at = (last or now) + backoff_delay(observed.failed_count, base=base)
     if last is not None and ready_at > now:
         wait = ready_at - now
         if deadline_wait is not None:
