@@ -114,7 +114,13 @@ class Scheduler:
             "scheduler.queue", self, workers=WORKERS, clock=self._clock, wait_for=(pods, nodes)
         )
         pods.add_handler(self._on_pod)
+        # The node informer replays every node to a new handler: one scan of the pending pods
+        # for all of them, not one per node (nodes x pods at each start of a term).
+        self._replaying: bool | None = True  # None: a node replayed, the scan is owed
         nodes.add_handler(self._on_node)
+        owed, self._replaying = self._replaying is None, False
+        if owed:
+            self._enqueue_pending()
         self._storage = storage
         if storage is not None:
             storage.claims.add_handler(self._on_claim)
@@ -152,6 +158,9 @@ class Scheduler:
 
     def _on_node(self, notice: Notice) -> None:
         if notice.type is ChangeType.DELETED or _node_matters(notice.old, notice.object):
+            if self._replaying is not False:
+                self._replaying = None  # scanned once the replay is over (`__init__`)
+                return
             self._enqueue_pending()
 
     def _enqueue_pending(self) -> None:

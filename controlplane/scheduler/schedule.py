@@ -79,9 +79,11 @@ def schedule(snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector
         return Unschedulable(node_count=len(snapshot), rejections=MappingProxyType(rejections))
 
     # `feasible` is in name order and max() keeps the first of equals: ties go to the first name.
+    most = scores.most_owned(pod, feasible)  # once per pod: spread would be O(nodes²) per pod
+
     def score(info: NodeInfo) -> float:
         preferred = affinity.preference(snapshot, info, pod)
-        return scores.total(info, pod, demand, feasible) + AFFINITY_WEIGHT * preferred
+        return scores.total(info, pod, demand, feasible, most=most) + AFFINITY_WEIGHT * preferred
 
     best = max(feasible, key=score)
     return Placement(node=best.name, score=score(best))

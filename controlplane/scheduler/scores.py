@@ -36,17 +36,37 @@ def least_allocated(info: NodeInfo, pod: Pod, demand: Demand) -> float:
     ) / 2
 
 
-def spread(info: NodeInfo, pod: Pod, feasible: Sequence[NodeInfo]) -> float:
+def most_owned(pod: Pod, feasible: Sequence[NodeInfo]) -> int:
+    """The most pods of `pod`'s controller on one feasible node (0 for a bare pod): the same
+    for every node scored for one pod, so computed once per pod, not once per node."""
+    owner = controller_uid(pod)
+    if not owner:
+        return 0
+    return max(candidate.count_owned_by(owner) for candidate in feasible)
+
+
+def spread(
+    info: NodeInfo, pod: Pod, feasible: Sequence[NodeInfo], *, most: int | None = None
+) -> float:
     owner = controller_uid(pod)
     if not owner:
         return MAX_SCORE
-    most = max(candidate.count_owned_by(owner) for candidate in feasible)
+    if most is None:
+        most = most_owned(pod, feasible)
     if most == 0:
         return MAX_SCORE
     return MAX_SCORE * (most - info.count_owned_by(owner)) / most
 
 
-def total(info: NodeInfo, pod: Pod, demand: Demand, feasible: Sequence[NodeInfo]) -> float:
+def total(
+    info: NodeInfo,
+    pod: Pod,
+    demand: Demand,
+    feasible: Sequence[NodeInfo],
+    *,
+    most: int | None = None,
+) -> float:
+    """`most`: `most_owned(pod, feasible)` when the caller has it (else computed here)."""
     return LEAST_ALLOCATED_WEIGHT * least_allocated(info, pod, demand) + SPREAD_WEIGHT * spread(
-        info, pod, feasible
+        info, pod, feasible, most=most
     )
