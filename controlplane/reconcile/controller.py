@@ -7,14 +7,16 @@ Invariants (the only place that decides retries, as in controller-runtime):
 - raises anything else -> logged, retried with the key's exponential backoff.
 A key is reconciled by one worker at a time (the queue guarantees it). Workers start only once
 every informer in `wait_for` has synced, so a reconciler never acts on a half-filled cache.
+`follow(informers, keys)` is how a controller hears of changes: every notice of those informers
+enqueues the keys `keys(notice)` names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -29,6 +31,16 @@ log = structlog.get_logger(__name__)
 
 class Synced(Protocol):
     async def wait_synced(self) -> None: ...
+
+
+class Notifying(Protocol):
+    """What delivers notices (an informer: `controlplane.cache.Informer`)."""
+
+    def add_handler(self, handler: Callable[[Any], None]) -> None: ...
+
+
+# The key (or keys) a notice means for a controller; None: none.
+KeysFor = Callable[[Any], "str | Iterable[str] | None"]
 
 
 class Controller:
@@ -55,6 +67,19 @@ class Controller:
 
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
+
+    def follow(self, sources: Iterable[Notifying], keys: KeysFor) -> None:
+        """Enqueue what `keys(notice)` names for every notice of each of `sources`."""
+
+        def enqueue(notice: Any) -> None:
+            found = keys(notice)
+            if found is None:
+                return
+            for key in (found,) if isinstance(found, str) else found:
+                self.queue.add(key)
+
+        for source in sources:
+            source.add_handler(enqueue)
 
     async def run(self) -> None:
         for informer in self._wait_for:

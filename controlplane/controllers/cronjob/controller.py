@@ -60,13 +60,7 @@ class CronJobReconciler:
         self._clock = clock or SystemClock()
 
     def key_for(self, notice: Notice) -> str | None:
-        obj = notice.object
-        if isinstance(obj, objects_pb2.CronJob):
-            return f"{obj.metadata.namespace}/{obj.metadata.name}"
-        ref = owners.controller_of(obj)
-        if ref is not None and ref.kind == "CronJob":
-            return f"{obj.metadata.namespace}/{ref.name}"
-        return None
+        return owners.key_of(notice.object, owner=objects_pb2.CronJob)
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
@@ -256,11 +250,5 @@ def cronjob_controller(
         "controller.cronjob", reconciler, workers=workers, clock=clock, wait_for=(cronjobs, jobs)
     )
 
-    def enqueue(notice: Notice) -> None:
-        key = reconciler.key_for(notice)
-        if key is not None:
-            controller.enqueue(key)
-
-    cronjobs.add_handler(enqueue)
-    jobs.add_handler(enqueue)
+    controller.follow((cronjobs, jobs), reconciler.key_for)
     return controller

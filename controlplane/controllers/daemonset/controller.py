@@ -77,14 +77,12 @@ class DaemonSetReconciler:
 
     def keys_for(self, notice: Notice) -> list[str]:
         obj = notice.object
-        if isinstance(obj, objects_pb2.DaemonSet):
-            return [f"{obj.metadata.namespace}/{obj.metadata.name}"]
         if isinstance(obj, objects_pb2.Node):
+            if not _node_matters(notice):
+                return []
             return [f"{d.metadata.namespace}/{d.metadata.name}" for d in self._daemonsets.list()]
-        ref = owners.controller_of(obj)
-        if ref is not None and ref.kind == "DaemonSet":
-            return [f"{obj.metadata.namespace}/{ref.name}"]
-        return []
+        key = owners.key_of(obj, owner=objects_pb2.DaemonSet)
+        return [key] if key is not None else []
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
@@ -266,14 +264,7 @@ def daemonset_controller(
         wait_for=(daemonsets, pods, nodes, controllerrevisions),
     )
 
-    def enqueue(notice: Notice) -> None:
-        if isinstance(notice.object, objects_pb2.Node) and not _node_matters(notice):
-            return
-        for key in reconciler.keys_for(notice):
-            controller.enqueue(key)
-
-    for informer in (daemonsets, pods, nodes):
-        informer.add_handler(enqueue)
+    controller.follow((daemonsets, pods, nodes), reconciler.keys_for)
     return controller
 
 

@@ -305,11 +305,5 @@ def deployment_controller(
         wait_for=(deployments, replicasets, pods),
     )
 
-    def enqueue(notice: Notice) -> None:
-        key = reconciler.key_for(notice)
-        if key is not None:
-            controller.enqueue(key)
-
-    for informer in (deployments, replicasets, pods):
-        informer.add_handler(enqueue)
+    controller.follow((deployments, replicasets, pods), reconciler.key_for)
     return controller

@@ -102,11 +102,9 @@ class JobReconciler:
 
     def key_for(self, notice: Notice) -> str | None:
         obj = notice.object
-        if isinstance(obj, objects_pb2.Job):
-            return f"{obj.metadata.namespace}/{obj.metadata.name}"
-        ref = owners.controller_of(obj)
-        if ref is not None and ref.kind == "Job":
-            return f"{obj.metadata.namespace}/{ref.name}"
+        key = owners.key_of(obj, owner=objects_pb2.Job)
+        if key is not None:
+            return key
         if finalizers.orphaned(obj) and notice.type is not ChangeType.DELETED:
             return f"{ORPHAN_KEY}{obj.metadata.namespace}/{obj.metadata.name}"
         return None
@@ -416,11 +414,5 @@ def job_controller(
         "controller.job", reconciler, workers=workers, clock=clock, wait_for=(jobs, pods)
     )
 
-    def enqueue(notice: Notice) -> None:
-        key = reconciler.key_for(notice)
-        if key is not None:
-            controller.enqueue(key)
-
-    jobs.add_handler(enqueue)
-    pods.add_handler(enqueue)
+    controller.follow((jobs, pods), reconciler.key_for)
     return controller

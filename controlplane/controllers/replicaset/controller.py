@@ -217,13 +217,7 @@ def _controller(
         name, reconciler, workers=workers, clock=clock, wait_for=(owners_informer, pods)
     )
 
-    def enqueue(notice: Notice) -> None:
-        key = reconciler.key_for(notice)
-        if key is not None:
-            controller.enqueue(key)
-
-    owners_informer.add_handler(enqueue)
-    pods.add_handler(enqueue)
+    controller.follow((owners_informer, pods), reconciler.key_for)
     return controller
 
 

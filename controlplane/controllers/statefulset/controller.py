@@ -71,13 +71,7 @@ class StatefulSetReconciler:
         self._clock = clock or SystemClock()
 
     def key_for(self, notice: Notice) -> str | None:
-        obj = notice.object
-        if isinstance(obj, objects_pb2.StatefulSet):
-            return f"{obj.metadata.namespace}/{obj.metadata.name}"
-        ref = owners.controller_of(obj)
-        if ref is not None and ref.kind == "StatefulSet":
-            return f"{obj.metadata.namespace}/{ref.name}"
-        return None
+        return owners.key_of(notice.object, owner=objects_pb2.StatefulSet)
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
@@ -289,11 +283,5 @@ def statefulset_controller(
         wait_for=(statefulsets, pods, controllerrevisions),
     )
 
-    def enqueue(notice: Notice) -> None:
-        key = reconciler.key_for(notice)
-        if key is not None:
-            controller.enqueue(key)
-
-    statefulsets.add_handler(enqueue)
-    pods.add_handler(enqueue)
+    controller.follow((statefulsets, pods), reconciler.key_for)
     return controller

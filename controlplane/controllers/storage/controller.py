@@ -78,7 +78,7 @@ class StorageReconciler:
             objects, claims=claims, classes=classes, pods=pods, events=events
         )
         self._prebound = prebound.PreboundPods(
-            objects,
+            objects=objects,
             claims=claims,
             volumes=volumes,
             classes=classes,
@@ -350,11 +350,5 @@ def storage_controller(
     )
     if builtin_class:
         controller.enqueue(CLASS_KEY)
-
-    def enqueue(notice: Notice) -> None:
-        for key in reconciler.keys_for(notice):
-            controller.enqueue(key)
-
-    for informer in (claims, volumes, classes, pods):
-        informer.add_handler(enqueue)
+    controller.follow((claims, volumes, classes, pods), reconciler.keys_for)
     return controller

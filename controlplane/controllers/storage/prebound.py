@@ -21,6 +21,7 @@ Keys: "pod:<namespace>/<name>". A claim that changes wakes the pre-bound pods wa
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import structlog
 
@@ -66,48 +67,40 @@ def key(pod: objects_pb2.Pod) -> str:
     return f"{KEY_PREFIX}{pod.metadata.namespace}/{pod.metadata.name}"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PreboundPods:
-    def __init__(
-        self,
-        objects: ObjectStore,
-        *,
-        claims: Informer,
-        volumes: Informer,
-        classes: Informer,
-        nodes: Informer,
-        pods: Informer,
-        events: EventRecorder | None,
-    ) -> None:
-        self._objects = objects
-        self._claims = claims
-        self._volumes = volumes
-        self._classes = classes
-        self._nodes = nodes
-        self._pods = pods
-        self._events = events
+    """The storage reconciler's part for pre-bound pods (its store, caches and events)."""
+
+    objects: ObjectStore
+    claims: Informer
+    volumes: Informer
+    classes: Informer
+    nodes: Informer
+    pods: Informer
+    events: EventRecorder | None
 
     def keys_for_claim(self, claim: objects_pb2.PersistentVolumeClaim) -> list[str]:
         """The pre-bound pods that wait for `claim`."""
         name = claim.metadata.name
         return [
             key(pod)
-            for pod in self._pods.list(claim.metadata.namespace)
+            for pod in self.pods.list(claim.metadata.namespace)
             if any(c == name for _, c in waiting(pod))
         ]
 
     async def reconcile(self, rest: str) -> None:
         namespace, name = rest.split("/", 1)
-        pod = self._pods.get(namespace, name)
+        pod = self.pods.get(namespace, name)
         if pod is None:
             return
         node = pod.spec.node_name
         paths: dict[str, str] = {}
         for volume_name, claim_name in waiting(pod):
-            claim = self._claims.get(namespace, claim_name)
+            claim = self.claims.get(namespace, claim_name)
             if claim is None or claim.metadata.HasField("deletion_timestamp"):
                 continue  # the agent says so (FailedMount); the claim's arrival wakes us
             if claim.spec.volume_name and claim.status.phase == "Bound":
-                volume = self._volumes.get("", claim.spec.volume_name)
+                volume = self.volumes.get("", claim.spec.volume_name)
                 if volume is None:
                     continue
                 if not self._usable_on(volume, node):
@@ -127,7 +120,7 @@ class PreboundPods:
             await self._annotate(pod, paths)
 
     def _usable_on(self, volume: objects_pb2.PersistentVolume, node: str) -> bool:
-        node_obj = self._nodes.get("", node)
+        node_obj = self.nodes.get("", node)
         if node_obj is not None:
             return node_matches(volume.spec.node_affinity.required, node_obj)
         pinned = localpath.node_of(volume)
@@ -135,7 +128,7 @@ class PreboundPods:
 
     async def _select(self, pod: objects_pb2.Pod, claim: objects_pb2.PersistentVolumeClaim) -> None:
         """A WaitForFirstConsumer claim is provisioned on the pre-bound pod's node."""
-        sc = self._classes.get("", claim.spec.storage_class_name)
+        sc = self.classes.get("", claim.spec.storage_class_name)
         if sc is None or sc.volume_binding_mode != "WaitForFirstConsumer":
             return
         node = pod.spec.node_name
@@ -153,7 +146,7 @@ class PreboundPods:
         updated.CopyFrom(claim)
         updated.metadata.annotations[localpath.SELECTED_NODE] = node
         with contextlib.suppress(NotFound, Conflict):  # a newer claim is looked at again
-            await self._objects.update(updated)
+            await self.objects.update(updated)
             log.info(
                 "claim.node_selected",
                 claim=f"{claim.metadata.namespace}/{claim.metadata.name}",
@@ -166,7 +159,7 @@ class PreboundPods:
         updated.CopyFrom(pod)
         updated.metadata.annotations.update(paths)
         with contextlib.suppress(NotFound, Conflict):  # a newer pod is looked at again
-            await self._objects.update(updated)
+            await self.objects.update(updated)
             log.info(
                 "pod.volumes_resolved",
                 pod=f"{pod.metadata.namespace}/{pod.metadata.name}",
@@ -175,5 +168,5 @@ class PreboundPods:
             )
 
     async def _conflict(self, pod: objects_pb2.Pod, message: str) -> None:
-        if self._events is not None:
-            await self._events.record(pod, EventType.WARNING, "FailedMount", message)
+        if self.events is not None:
+            await self.events.record(pod, EventType.WARNING, "FailedMount", message)
