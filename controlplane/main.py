@@ -47,8 +47,8 @@ from controlplane.auth.tokens import TokenStore
 from controlplane.cache.informer import Informer
 from controlplane.controllers.autoscaler import Settings as AutoscalerSettings
 from controlplane.controllers.autoscaler import horizontal_pod_autoscaler_controller
-from controlplane.controllers.cronjob import cronjob_controller
-from controlplane.controllers.daemonset import daemonset_controller
+from controlplane.controllers.cronjob import CronJobReconciler
+from controlplane.controllers.daemonset import DaemonSetReconciler
 from controlplane.controllers.deployment import deployment_controller
 from controlplane.controllers.endpointslice import endpointslice_controller
 from controlplane.controllers.eventttl import EventExpiry
@@ -57,11 +57,8 @@ from controlplane.controllers.job import job_controller
 from controlplane.controllers.namespace import namespace_controller
 from controlplane.controllers.nodelifecycle import Heartbeats, NodeLifecycleController
 from controlplane.controllers.podgc import pod_garbage_collector
-from controlplane.controllers.replicaset import (
-    replicaset_controller,
-    replication_controller_controller,
-)
-from controlplane.controllers.statefulset import statefulset_controller
+from controlplane.controllers.replicaset import ReplicaSetReconciler
+from controlplane.controllers.statefulset import StatefulSetReconciler
 from controlplane.controllers.storage import storage_controller
 from controlplane.dashboard import settings as operate_flags
 from controlplane.dashboard.settings import OperateSettings
@@ -266,45 +263,47 @@ def workload_controllers(
     revisions = informers[Kind.CONTROLLERREVISION]
     return [
         namespace_controller(objects, namespaces_informer=informers[Kind.NAMESPACE]),
-        replicaset_controller(
-            objects,
-            replicasets=informers[Kind.REPLICASET],
+        ReplicaSetReconciler(
+            objects=objects,
+            kind=Kind.REPLICASET,
+            owners_informer=informers[Kind.REPLICASET],
             pods=pods,
             events=EventRecorder(objects, component="replicaset-controller"),
-        ),
-        replication_controller_controller(
-            objects,
-            replicationcontrollers=informers[Kind.REPLICATIONCONTROLLER],
+        ).controller(),
+        ReplicaSetReconciler(
+            objects=objects,
+            kind=Kind.REPLICATIONCONTROLLER,
+            owners_informer=informers[Kind.REPLICATIONCONTROLLER],
             pods=pods,
             events=EventRecorder(objects, component="replication-controller"),
-        ),
+        ).controller(),
         job_controller(
             objects,
             jobs=informers[Kind.JOB],
             pods=pods,
             events=EventRecorder(objects, component="job-controller"),
         ),
-        cronjob_controller(
-            objects,
+        CronJobReconciler(
+            objects=objects,
             cronjobs=informers[Kind.CRONJOB],
             jobs=informers[Kind.JOB],
             events=EventRecorder(objects, component="cronjob-controller"),
-        ),
-        daemonset_controller(
-            objects,
+        ).controller(),
+        DaemonSetReconciler(
+            objects=objects,
             daemonsets=informers[Kind.DAEMONSET],
             pods=pods,
             nodes=informers[Kind.NODE],
             controllerrevisions=revisions,
             events=EventRecorder(objects, component="daemonset-controller"),
-        ),
-        statefulset_controller(
-            objects,
+        ).controller(),
+        StatefulSetReconciler(
+            objects=objects,
             statefulsets=informers[Kind.STATEFULSET],
             pods=pods,
             controllerrevisions=revisions,
             events=EventRecorder(objects, component="statefulset-controller"),
-        ),
+        ).controller(),
         storage_controller(
             objects,
             claims=informers[Kind.PERSISTENTVOLUMECLAIM],

@@ -12,7 +12,7 @@ from controlplane.cache.informer import Informer
 from controlplane.controllers.garbage import garbage_collector
 from controlplane.controllers.job import job_controller
 from controlplane.controllers.namespace import QUIET, namespace_controller
-from controlplane.controllers.replicaset import replicaset_controller
+from controlplane.controllers.replicaset import ReplicaSetReconciler
 from controlplane.objects import Invalid, ObjectStore, deletion, owners
 from controlplane.objects.deletion import Propagation
 from controlplane.store import NotFound
@@ -30,9 +30,12 @@ def plane() -> Plane:
     def build(objects: ObjectStore, informers: dict[Kind, Informer]) -> list:
         followed = {k: informers[k] for k in (Kind.REPLICASET, Kind.JOB, Kind.POD)}
         return [
-            replicaset_controller(
-                objects, replicasets=informers[Kind.REPLICASET], pods=informers[Kind.POD]
-            ),
+            ReplicaSetReconciler(
+                objects=objects,
+                kind=Kind.REPLICASET,
+                owners_informer=informers[Kind.REPLICASET],
+                pods=informers[Kind.POD],
+            ).controller(),
             job_controller(objects, jobs=informers[Kind.JOB], pods=informers[Kind.POD]),
             garbage_collector(objects, informers=followed),
             namespace_controller(objects, namespaces_informer=informers[Kind.NAMESPACE]),

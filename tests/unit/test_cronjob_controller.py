@@ -5,7 +5,7 @@ limits, time zones and the @hourly descriptor."""
 from __future__ import annotations
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.cronjob import cronjob_controller
+from controlplane.controllers.cronjob import CronJobReconciler
 from controlplane.controllers.cronjob.jobs import SCHEDULED_AT
 from controlplane.objects import ObjectStore
 from controlplane.reconcile.clock import ManualClock, settle
@@ -23,9 +23,12 @@ START = 1_700_000_000.0  # 22:13:20 UTC: 40 s before a whole minute
 def plane(clock: ManualClock, objects: ObjectStore | None = None) -> Plane:
     def build(objects: ObjectStore, informers: dict[Kind, Informer]) -> list:
         return [
-            cronjob_controller(
-                objects, cronjobs=informers[Kind.CRONJOB], jobs=informers[Kind.JOB], clock=clock
-            )
+            CronJobReconciler(
+                objects=objects,
+                cronjobs=informers[Kind.CRONJOB],
+                jobs=informers[Kind.JOB],
+                clock=clock,
+            ).controller()
         ]
 
     objects = objects or ObjectStore(MemoryStore(), clock=clock.now)

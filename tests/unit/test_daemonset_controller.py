@@ -5,7 +5,7 @@ at a time with ControllerRevisions, OnDelete."""
 from __future__ import annotations
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.daemonset import daemonset_controller
+from controlplane.controllers.daemonset import DaemonSetReconciler
 from controlplane.objects import ObjectStore, revisions
 from controlplane.objects.pods import is_active
 from controlplane.reconcile.clock import settle
@@ -20,13 +20,13 @@ from tests.unit.workload_support import Plane, set_phase
 def plane() -> Plane:
     def build(objects: ObjectStore, informers: dict[Kind, Informer]) -> list:
         return [
-            daemonset_controller(
-                objects,
+            DaemonSetReconciler(
+                objects=objects,
                 daemonsets=informers[Kind.DAEMONSET],
                 pods=informers[Kind.POD],
                 nodes=informers[Kind.NODE],
                 controllerrevisions=informers[Kind.CONTROLLERREVISION],
-            )
+            ).controller()
         ]
 
     return Plane((Kind.DAEMONSET, Kind.POD, Kind.NODE, Kind.CONTROLLERREVISION), build)

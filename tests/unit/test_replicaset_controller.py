@@ -5,10 +5,7 @@ ReplicaSet left alone."""
 from __future__ import annotations
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.replicaset import (
-    replicaset_controller,
-    replication_controller_controller,
-)
+from controlplane.controllers.replicaset import ReplicaSetReconciler
 from controlplane.objects import ObjectStore, owners
 from controlplane.objects.pods import is_active
 from controlplane.reconcile.clock import settle
@@ -22,14 +19,13 @@ from tests.unit.workload_support import Plane, set_phase
 def plane() -> Plane:
     def build(objects: ObjectStore, informers: dict[Kind, Informer]) -> list:
         return [
-            replicaset_controller(
-                objects, replicasets=informers[Kind.REPLICASET], pods=informers[Kind.POD]
-            ),
-            replication_controller_controller(
-                objects,
-                replicationcontrollers=informers[Kind.REPLICATIONCONTROLLER],
+            ReplicaSetReconciler(
+                objects=objects,
+                kind=kind,
+                owners_informer=informers[kind],
                 pods=informers[Kind.POD],
-            ),
+            ).controller()
+            for kind in (Kind.REPLICASET, Kind.REPLICATIONCONTROLLER)
         ]
 
     return Plane((Kind.REPLICASET, Kind.REPLICATIONCONTROLLER, Kind.POD), build)

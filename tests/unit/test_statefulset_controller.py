@@ -5,7 +5,7 @@ Parallel management, scale down from the top, RollingUpdate with a partition, On
 from __future__ import annotations
 
 from controlplane.cache.informer import Informer
-from controlplane.controllers.statefulset import statefulset_controller
+from controlplane.controllers.statefulset import StatefulSetReconciler
 from controlplane.objects import ObjectStore
 from controlplane.objects.pods import is_active
 from controlplane.reconcile.clock import settle
@@ -21,12 +21,12 @@ from tests.unit.workload_support import Plane, set_phase
 def plane(*, graceful: bool = False) -> Plane:
     def build(objects: ObjectStore, informers: dict[Kind, Informer]) -> list:
         return [
-            statefulset_controller(
-                objects,
+            StatefulSetReconciler(
+                objects=objects,
                 statefulsets=informers[Kind.STATEFULSET],
                 pods=informers[Kind.POD],
                 controllerrevisions=informers[Kind.CONTROLLERREVISION],
-            )
+            ).controller()
         ]
 
     objects = ObjectStore(MemoryStore())

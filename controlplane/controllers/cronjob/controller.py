@@ -21,16 +21,16 @@ name of a run's Job is fixed) and never runs a scheduled time twice.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import structlog
 
-from controlplane.cache.informer import Informer, Notice
+from controlplane.cache.informer import Informer
 from controlplane.controllers.cronjob import jobs as cronjobs
-from controlplane.events import EventRecorder, EventType
-from controlplane.objects import ObjectStore, owners
+from controlplane.controllers.reconciling import Reconciling
+from controlplane.events import EventType
+from controlplane.objects import owners
 from controlplane.reconcile import Result
-from controlplane.reconcile.clock import Clock, SystemClock
-from controlplane.reconcile.controller import Controller
 from controlplane.store import AlreadyExists, NotFound
 from pilothouse import cron
 from pilothouse.conditions import seconds
@@ -43,32 +43,24 @@ TOO_MANY_MISSED = 100
 NEXT_DELTA = 0.1  # s after a scheduled time: look just after it, never just before
 
 
-class CronJobReconciler:
-    def __init__(
-        self,
-        objects: ObjectStore,
-        *,
-        cronjobs: Informer,
-        jobs: Informer,
-        events: EventRecorder | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self._objects = objects
-        self._cronjobs = cronjobs
-        self._jobs = jobs
-        self._events = events
-        self._clock = clock or SystemClock()
+@dataclass(kw_only=True, eq=False)
+class CronJobReconciler(Reconciling):
+    cronjobs: Informer
+    jobs: Informer
 
-    def key_for(self, notice: Notice) -> str | None:
-        return owners.key_of(notice.object, owner=objects_pb2.CronJob)
+    NAME = "controller.cronjob"
+    OWNER = objects_pb2.CronJob
+
+    def caches(self) -> tuple[Informer, ...]:
+        return (self.cronjobs, self.jobs)
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
-        cronjob = self._cronjobs.get(namespace, name)
+        cronjob = self.cronjobs.get(namespace, name)
         if cronjob is None:
             return Result()
-        now = self._clock.now()
-        owned = [j for j in self._jobs.list(namespace) if owners.owned_by(j, cronjob.metadata.uid)]
+        now = self.clock.now()
+        owned = [j for j in self.jobs.list(namespace) if owners.owned_by(j, cronjob.metadata.uid)]
         status = objects_pb2.CronJobStatus()
         status.CopyFrom(cronjob.status)
         active = [j for j in owned if cronjobs.outcome(j) is None]
@@ -92,7 +84,7 @@ class CronJobReconciler:
         status.active.extend(
             cronjobs.reference(j) for j in sorted(active, key=lambda j: j.metadata.name)
         )
-        await self._write_status(cronjob, status)
+        await self.write_status(cronjob, status)
         return result
 
     async def _run_due(
@@ -137,7 +129,7 @@ class CronJobReconciler:
         if active and policy == "Replace":
             for job in list(active):
                 with contextlib.suppress(NotFound):
-                    await self._objects.delete(Kind.JOB, job.metadata.namespace, job.metadata.name)
+                    await self.objects.delete(Kind.JOB, job.metadata.namespace, job.metadata.name)
                 active.remove(job)
                 await self._event(
                     cronjob,
@@ -147,14 +139,14 @@ class CronJobReconciler:
                 )
         job = cronjobs.new_job(cronjob, scheduled)
         try:
-            created = await self._objects.create(job)
+            created = await self.objects.create(job)
             await self._event(
                 cronjob, EventType.NORMAL, "SuccessfulCreate", f"Created job {job.metadata.name}"
             )
             log.info("cronjob.job_created", job=f"{job.metadata.namespace}/{job.metadata.name}")
         except AlreadyExists:
             try:
-                created = await self._objects.get(
+                created = await self.objects.get(
                     Kind.JOB, job.metadata.namespace, job.metadata.name
                 )
             except NotFound:
@@ -179,7 +171,7 @@ class CronJobReconciler:
         )
         for job in doomed:
             with contextlib.suppress(NotFound):
-                await self._objects.delete(
+                await self.objects.delete(
                     Kind.JOB,
                     job.metadata.namespace,
                     job.metadata.name,
@@ -206,17 +198,6 @@ class CronJobReconciler:
             ):
                 status.last_successful_time.FromNanoseconds(int(newest * 1e9))
 
-    async def _write_status(
-        self, cronjob: objects_pb2.CronJob, status: objects_pb2.CronJobStatus
-    ) -> None:
-        if status == cronjob.status:
-            return
-        updated = objects_pb2.CronJob()
-        updated.CopyFrom(cronjob)
-        updated.status.CopyFrom(status)
-        with contextlib.suppress(NotFound):
-            await self._objects.update_status(updated)
-
     async def _warn(self, cronjob: objects_pb2.CronJob, reason: str, message: str) -> None:
         log.warning(
             "cronjob.warning",
@@ -229,26 +210,5 @@ class CronJobReconciler:
     async def _event(
         self, cronjob: objects_pb2.CronJob, type_: EventType, reason: str, message: str
     ) -> None:
-        if self._events is not None:
-            await self._events.record(cronjob, type_, reason, message)
-
-
-def cronjob_controller(
-    objects: ObjectStore,
-    *,
-    cronjobs: Informer,
-    jobs: Informer,
-    events: EventRecorder | None = None,
-    clock: Clock | None = None,
-    workers: int = 2,
-) -> Controller:
-    """The CronJob controller, subscribed to its informers (which must also run)."""
-    reconciler = CronJobReconciler(
-        objects, cronjobs=cronjobs, jobs=jobs, events=events, clock=clock
-    )
-    controller = Controller(
-        "controller.cronjob", reconciler, workers=workers, clock=clock, wait_for=(cronjobs, jobs)
-    )
-
-    controller.follow((cronjobs, jobs), reconciler.key_for)
-    return controller
+        if self.events is not None:
+            await self.events.record(cronjob, type_, reason, message)

@@ -25,13 +25,15 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import structlog
 
 from controlplane.cache.informer import Informer, Notice
 from controlplane.controllers.daemonset import placement
-from controlplane.events import EventRecorder, EventType
-from controlplane.objects import ObjectStore, adoption, owners, revisions
+from controlplane.controllers.reconciling import Reconciling
+from controlplane.events import EventType
+from controlplane.objects import adoption, owners, revisions
 from controlplane.objects.pods import is_active, is_available, ready_since
 from controlplane.objects.podtemplate import (
     Expectations,
@@ -40,8 +42,6 @@ from controlplane.objects.podtemplate import (
     pod_from_template,
 )
 from controlplane.reconcile import Result
-from controlplane.reconcile.clock import Clock, SystemClock
-from controlplane.reconcile.controller import Controller
 from controlplane.store import NotFound
 from pilothouse import selectors
 from pilothouse.kinds import Kind
@@ -53,46 +53,40 @@ EXPECTED = 1.0
 GENERATION_LABEL = "pod-template-generation"
 
 
-class DaemonSetReconciler:
-    def __init__(
-        self,
-        objects: ObjectStore,
-        *,
-        daemonsets: Informer,
-        pods: Informer,
-        nodes: Informer,
-        revisions_informer: Informer,
-        events: EventRecorder | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self._objects = objects
-        self._daemonsets = daemonsets
-        self._pods = pods
-        self._nodes = nodes
-        self._revisions = revisions_informer
-        self._events = events
-        self._clock = clock or SystemClock()
-        self._expectations = Expectations()
-        self._tombstones = Tombstones()
+@dataclass(kw_only=True, eq=False)
+class DaemonSetReconciler(Reconciling):
+    daemonsets: Informer
+    pods: Informer
+    nodes: Informer
+    controllerrevisions: Informer
+    _expectations: Expectations = field(init=False, default_factory=Expectations)
+    _tombstones: Tombstones = field(init=False, default_factory=Tombstones)
 
-    def keys_for(self, notice: Notice) -> list[str]:
-        obj = notice.object
-        if isinstance(obj, objects_pb2.Node):
-            if not _node_matters(notice):
-                return []
-            return [f"{d.metadata.namespace}/{d.metadata.name}" for d in self._daemonsets.list()]
-        key = owners.key_of(obj, owner=objects_pb2.DaemonSet)
-        return [key] if key is not None else []
+    NAME = "controller.daemonset"
+    OWNER = objects_pb2.DaemonSet
+
+    def caches(self) -> tuple[Informer, ...]:
+        return (self.daemonsets, self.pods, self.nodes, self.controllerrevisions)
+
+    def watched(self) -> tuple[Informer, ...]:
+        return (self.daemonsets, self.pods, self.nodes)
+
+    def keys_for(self, notice: Notice) -> str | list[str] | None:
+        if not isinstance(notice.object, objects_pb2.Node):
+            return super().keys_for(notice)
+        if not _node_matters(notice):
+            return None
+        return [f"{d.metadata.namespace}/{d.metadata.name}" for d in self.daemonsets.list()]
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
-        ds = self._daemonsets.get(namespace, name)
+        ds = self.daemonsets.get(namespace, name)
         if ds is None:
             return Result()
-        now = self._clock.now()
+        now = self.clock.now()
         terminating = ds.metadata.HasField("deletion_timestamp")
-        history = revisions.owned_revisions(self._revisions.list(namespace), ds)
-        current = None if terminating else await revisions.ensure(self._objects, ds, history)
+        history = revisions.owned_revisions(self.controllerrevisions.list(namespace), ds)
+        current = None if terminating else await revisions.ensure(self.objects, ds, history)
         current_hash = current.metadata.labels[revisions.HASH_LABEL] if current else ""
         pods = await self._pods_of(ds)
         finished = [p for p in pods if not is_active(p) and not _terminating(p)]
@@ -101,7 +95,7 @@ class DaemonSetReconciler:
         by_node: dict[str, list[objects_pb2.Pod]] = defaultdict(list)
         for pod in sorted(active, key=lambda p: p.metadata.creation_timestamp.seconds):
             by_node[pod.spec.node_name].append(pod)
-        nodes = {n.metadata.name: n for n in self._nodes.list()}
+        nodes = {n.metadata.name: n for n in self.nodes.list()}
         eligible = sorted(
             n for n, node in nodes.items() if placement.eligible(node, ds.spec.template.spec)
         )
@@ -113,7 +107,7 @@ class DaemonSetReconciler:
         def is_new(pod: objects_pb2.Pod) -> bool:
             return pod.metadata.labels.get(revisions.HASH_LABEL) == current_hash
 
-        waiting = not self._expectations.satisfied(ds.metadata.uid, seen=self._pods.revision)
+        waiting = not self._expectations.satisfied(ds.metadata.uid, seen=self.pods.revision)
         if current is not None and not waiting:
             step = placement.plan(
                 strategy=ds.spec.update_strategy,
@@ -127,7 +121,7 @@ class DaemonSetReconciler:
             if current is not None and ds.spec.HasField("revision_history_limit"):
                 used = {p.metadata.labels.get(revisions.HASH_LABEL, "") for p in active}
                 await revisions.trim(
-                    self._objects,
+                    self.objects,
                     [r for r in history if r.metadata.name != current.metadata.name],
                     limit=ds.spec.revision_history_limit,
                     in_use=used | {current_hash},
@@ -137,7 +131,7 @@ class DaemonSetReconciler:
         )
         if waiting or (
             current is not None
-            and not self._expectations.satisfied(ds.metadata.uid, seen=self._pods.revision)
+            and not self._expectations.satisfied(ds.metadata.uid, seen=self.pods.revision)
         ):
             return Result(requeue_after=EXPECTED)
         if min_ready:
@@ -151,12 +145,12 @@ class DaemonSetReconciler:
         return Result()
 
     async def _pods_of(self, ds: objects_pb2.DaemonSet) -> list[objects_pb2.Pod]:
-        self._tombstones.prune(self._pods.get)
-        candidates = self._tombstones.alive(self._pods.list(ds.metadata.namespace))
+        self._tombstones.prune(self.pods.get)
+        candidates = self._tombstones.alive(self.pods.list(ds.metadata.namespace))
         wanted = selectors.from_match_labels(ds.spec.selector.match_labels)
         if not ds.spec.selector.match_labels:
             return [p for p in candidates if owners.owned_by(p, ds.metadata.uid)]
-        return await adoption.claim(self._objects, ds, candidates, matches=wanted.matches)
+        return await adoption.claim(self.objects, ds, candidates, matches=wanted.matches)
 
     async def _create(
         self,
@@ -174,7 +168,7 @@ class DaemonSetReconciler:
         async def one(node: str) -> None:
             pod = pod_from_template(ds.spec.template, owner=ds, labels=labels)
             pod.spec.node_name = node
-            await create_generated(self._objects, pod, expectations=self._expectations)
+            await create_generated(self.objects, pod, expectations=self._expectations)
 
         await asyncio.gather(*(one(n) for n in nodes))
         log.info(
@@ -182,8 +176,8 @@ class DaemonSetReconciler:
             daemonset=f"{ds.metadata.namespace}/{ds.metadata.name}",
             nodes=",".join(nodes),
         )
-        if self._events is not None:
-            await self._events.record(
+        if self.events is not None:
+            await self.events.record(
                 ds,
                 EventType.NORMAL,
                 "SuccessfulCreate",
@@ -193,7 +187,7 @@ class DaemonSetReconciler:
     async def _delete(self, pods: list[objects_pb2.Pod]) -> None:
         async def one(pod: objects_pb2.Pod) -> None:
             with contextlib.suppress(NotFound):
-                await self._objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
+                await self.objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
             self._tombstones.bury(pod)
 
         await asyncio.gather(*(one(p) for p in pods))
@@ -228,44 +222,11 @@ class DaemonSetReconciler:
         updated.CopyFrom(ds)
         updated.status.CopyFrom(status)
         with contextlib.suppress(NotFound):
-            await self._objects.update_status(updated)
+            await self.objects.update_status(updated)
 
 
 def _terminating(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.HasField("deletion_timestamp")
-
-
-def daemonset_controller(
-    objects: ObjectStore,
-    *,
-    daemonsets: Informer,
-    pods: Informer,
-    nodes: Informer,
-    controllerrevisions: Informer,
-    events: EventRecorder | None = None,
-    clock: Clock | None = None,
-    workers: int = 2,
-) -> Controller:
-    """The DaemonSet controller, subscribed to its informers (which must also run)."""
-    reconciler = DaemonSetReconciler(
-        objects,
-        daemonsets=daemonsets,
-        pods=pods,
-        nodes=nodes,
-        revisions_informer=controllerrevisions,
-        events=events,
-        clock=clock,
-    )
-    controller = Controller(
-        "controller.daemonset",
-        reconciler,
-        workers=workers,
-        clock=clock,
-        wait_for=(daemonsets, pods, nodes, controllerrevisions),
-    )
-
-    controller.follow((daemonsets, pods, nodes), reconciler.keys_for)
-    return controller
 
 
 def _node_matters(notice: Notice) -> bool:

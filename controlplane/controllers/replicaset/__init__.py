@@ -2,16 +2,12 @@
 ReplicationControllers: each keeps `spec.replicas` pods of its template running.
 
 Modules: `controller` (the reconciler: adopt and release pods by selector, create and delete
-to match the count, status; `replicaset_controller` and `replication_controller_controller`
-wire one reconciler per kind to the engine), `workload` (what differs between the two kinds:
-the selector's shape and where its parts live).
+to match the count, status; one per kind, `Kind.REPLICASET` or `Kind.REPLICATIONCONTROLLER`,
+run by its `.controller()`), `workload` (what differs between the two kinds: the selector's
+shape and where its parts live).
 A ReplicaSet with a controlling owner (a Deployment's revision) is left to its owner.
 """
 
-from controlplane.controllers.replicaset.controller import (
-    ReplicaSetReconciler,
-    replicaset_controller,
-    replication_controller_controller,
-)
+from controlplane.controllers.replicaset.controller import ReplicaSetReconciler
 
-__all__ = ["ReplicaSetReconciler", "replicaset_controller", "replication_controller_controller"]
+__all__ = ["ReplicaSetReconciler"]

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass, field
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane.cache.informer import Informer, Notice
+from controlplane.controllers.reconciling import Reconciling
 from controlplane.controllers.replicaset.workload import matcher, replicas_of, selector_of
-from controlplane.events import EventRecorder, EventType
-from controlplane.objects import ObjectStore, adoption, owners
+from controlplane.events import EventType
+from controlplane.objects import adoption, owners
 from controlplane.objects.pods import deletion_rank, is_active, is_available, ready_since
 from controlplane.objects.podtemplate import (
     Expectations,
@@ -35,8 +37,6 @@ from controlplane.objects.podtemplate import (
     pod_from_template,
 )
 from controlplane.reconcile import Result
-from controlplane.reconcile.clock import Clock, SystemClock
-from controlplane.reconcile.controller import Controller
 from controlplane.store import NotFound
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -47,58 +47,52 @@ EXPECTED = 1.0  # s: another look while creates are not observed yet
 BURST = 32  # pod writes in flight at once
 
 
-class ReplicaSetReconciler:
-    def __init__(
-        self,
-        objects: ObjectStore,
-        *,
-        kind: Kind,
-        owners_informer: Informer,
-        pods: Informer,
-        events: EventRecorder | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self._objects = objects
-        self._kind = kind
-        self._owners = owners_informer
-        self._pods = pods
-        self._events = events
-        self._clock = clock or SystemClock()
-        self._expectations = Expectations()
-        self._tombstones = Tombstones()
+@dataclass(kw_only=True, eq=False)
+class ReplicaSetReconciler(Reconciling):
+    kind: Kind  # REPLICASET or REPLICATIONCONTROLLER
+    owners_informer: Informer
+    pods: Informer
+    _expectations: Expectations = field(init=False, default_factory=Expectations)
+    _tombstones: Tombstones = field(init=False, default_factory=Tombstones)
 
-    def key_for(self, notice: Notice) -> str | None:
+    def controller_name(self) -> str:
+        return f"controller.{self.kind.info.kind.lower()}"
+
+    def caches(self) -> tuple[Informer, ...]:
+        return (self.owners_informer, self.pods)
+
+    def keys_for(self, notice: Notice) -> str | None:
         obj = notice.object
         namespace = obj.metadata.namespace
         if not isinstance(obj, objects_pb2.Pod):
             return f"{namespace}/{obj.metadata.name}"
         ref = owners.controller_of(obj)
         if ref is not None:
-            return f"{namespace}/{ref.name}" if ref.kind == self._kind.info.kind else None
+            return f"{namespace}/{ref.name}" if ref.kind == self.kind.info.kind else None
         # An orphan: any of our objects in its namespace whose selector matches may adopt it.
-        for owner in self._owners.list(namespace):
+        for owner in self.owners_informer.list(namespace):
             if owners.controller_of(owner) is None and matcher(owner)(obj.metadata.labels):
                 return f"{namespace}/{owner.metadata.name}"
         return None
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
-        owner = self._owners.get(namespace, name)
+        owner = self.owners_informer.get(namespace, name)
         if owner is None:
             return Result()
         if owners.controller_of(owner) is not None:
             return Result()  # a Deployment's revision
         if not selector_of(owner):
             return Result()  # validation refuses this; nothing to select
-        self._tombstones.prune(self._pods.get)
-        candidates = self._tombstones.alive(self._pods.list(namespace))
-        pods = await adoption.claim(self._objects, owner, candidates, matches=matcher(owner))
+        self._tombstones.prune(self.pods.get)
+        candidates = self._tombstones.alive(self.pods.list(namespace))
+        pods = await adoption.claim(self.objects, owner, candidates, matches=matcher(owner))
         uid = owner.metadata.uid
-        waiting = not self._expectations.satisfied(uid, seen=self._pods.revision)
+        waiting = not self._expectations.satisfied(uid, seen=self.pods.revision)
         if not waiting and not owner.metadata.HasField("deletion_timestamp"):
             pods = await self._converge(owner, pods)
         await self._write_status(owner, pods)
-        if waiting or not self._expectations.satisfied(uid, seen=self._pods.revision):
+        if waiting or not self._expectations.satisfied(uid, seen=self.pods.revision):
             return Result(requeue_after=EXPECTED)
         return self._next_availability(owner, pods)
 
@@ -113,17 +107,17 @@ class ReplicaSetReconciler:
             async def create() -> None:
                 async with limit:
                     pod = pod_from_template(owner.spec.template, owner=owner)
-                    await create_generated(self._objects, pod, expectations=self._expectations)
+                    await create_generated(self.objects, pod, expectations=self._expectations)
 
             await asyncio.gather(*(create() for _ in range(missing)))
             log.info(
                 "pods.created",
-                kind=self._kind.info.kind,
+                kind=self.kind.info.kind,
                 owner=f"{owner.metadata.namespace}/{owner.metadata.name}",
                 count=missing,
             )
-            if self._events is not None:
-                await self._events.record(
+            if self.events is not None:
+                await self.events.record(
                     owner,
                     EventType.NORMAL,
                     "SuccessfulCreate",
@@ -134,9 +128,9 @@ class ReplicaSetReconciler:
             surplus = ranked[:-missing]
             await self._delete(surplus)
             active = ranked[-missing:]
-            if self._events is not None:
+            if self.events is not None:
                 names = ", ".join(p.metadata.name for p in surplus)
-                await self._events.record(
+                await self.events.record(
                     owner, EventType.NORMAL, "SuccessfulDelete", f"Deleted pod(s): {names}"
                 )
         return active
@@ -144,13 +138,13 @@ class ReplicaSetReconciler:
     async def _delete(self, pods: list[objects_pb2.Pod]) -> None:
         async def one(pod: objects_pb2.Pod) -> None:
             with contextlib.suppress(NotFound):
-                await self._objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
+                await self.objects.delete(Kind.POD, pod.metadata.namespace, pod.metadata.name)
             self._tombstones.bury(pod)
 
         await asyncio.gather(*(one(p) for p in pods))
 
     async def _write_status(self, owner: Message, pods: list[objects_pb2.Pod]) -> None:
-        now = self._clock.now()
+        now = self.clock.now()
         active = [p for p in pods if is_active(p)]
         template_labels = owner.spec.template.metadata.labels
         wanted = objects_pb2.ReplicaSetStatus()
@@ -174,14 +168,14 @@ class ReplicaSetReconciler:
         updated.CopyFrom(owner)
         updated.status.CopyFrom(wanted)
         with contextlib.suppress(NotFound):
-            await self._objects.update_status(updated)
+            await self.objects.update_status(updated)
 
     def _next_availability(self, owner: Message, pods: list[objects_pb2.Pod]) -> Result:
         """A pod Ready but not yet for minReadySeconds becomes available later: look then."""
         min_ready = owner.spec.min_ready_seconds
         if not min_ready:
             return Result()
-        now = self._clock.now()
+        now = self.clock.now()
         waits = [
             since + min_ready - now
             for p in pods
@@ -192,74 +186,3 @@ class ReplicaSetReconciler:
 
 def _terminating(pod: objects_pb2.Pod) -> bool:
     return pod.metadata.HasField("deletion_timestamp")
-
-
-def _controller(
-    objects: ObjectStore,
-    *,
-    kind: Kind,
-    name: str,
-    owners_informer: Informer,
-    pods: Informer,
-    events: EventRecorder | None,
-    clock: Clock | None,
-    workers: int,
-) -> Controller:
-    reconciler = ReplicaSetReconciler(
-        objects,
-        kind=kind,
-        owners_informer=owners_informer,
-        pods=pods,
-        events=events,
-        clock=clock,
-    )
-    controller = Controller(
-        name, reconciler, workers=workers, clock=clock, wait_for=(owners_informer, pods)
-    )
-
-    controller.follow((owners_informer, pods), reconciler.key_for)
-    return controller
-
-
-def replicaset_controller(
-    objects: ObjectStore,
-    *,
-    replicasets: Informer,
-    pods: Informer,
-    events: EventRecorder | None = None,
-    clock: Clock | None = None,
-    workers: int = 2,
-) -> Controller:
-    """Standalone ReplicaSets (those no Deployment controls)."""
-    return _controller(
-        objects,
-        kind=Kind.REPLICASET,
-        name="controller.replicaset",
-        owners_informer=replicasets,
-        pods=pods,
-        events=events,
-        clock=clock,
-        workers=workers,
-    )
-
-
-def replication_controller_controller(
-    objects: ObjectStore,
-    *,
-    replicationcontrollers: Informer,
-    pods: Informer,
-    events: EventRecorder | None = None,
-    clock: Clock | None = None,
-    workers: int = 2,
-) -> Controller:
-    """Legacy ReplicationControllers."""
-    return _controller(
-        objects,
-        kind=Kind.REPLICATIONCONTROLLER,
-        name="controller.replicationcontroller",
-        owners_informer=replicationcontrollers,
-        pods=pods,
-        events=events,
-        clock=clock,
-        workers=workers,
-    )

@@ -24,18 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from dataclasses import dataclass
 
 import structlog
 
-from controlplane.cache.informer import Informer, Notice
+from controlplane.cache.informer import Informer
+from controlplane.controllers.reconciling import Reconciling
 from controlplane.controllers.statefulset import claims, ordinals
-from controlplane.events import EventRecorder, EventType
-from controlplane.objects import ObjectStore, adoption, owners, revisions
+from controlplane.events import EventType
+from controlplane.objects import adoption, owners, revisions
 from controlplane.objects.pods import is_active, is_available, ready_since
 from controlplane.objects.podtemplate import pod_from_template
 from controlplane.reconcile import Result
-from controlplane.reconcile.clock import Clock, SystemClock
-from controlplane.reconcile.controller import Controller
 from controlplane.store import AlreadyExists, NotFound
 from pilothouse import selectors
 from pilothouse.kinds import Kind
@@ -52,33 +52,27 @@ def ordinal_of(set_name: str, pod_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class StatefulSetReconciler:
-    def __init__(
-        self,
-        objects: ObjectStore,
-        *,
-        statefulsets: Informer,
-        pods: Informer,
-        revisions_informer: Informer,
-        events: EventRecorder | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        self._objects = objects
-        self._sets = statefulsets
-        self._pods = pods
-        self._revisions = revisions_informer
-        self._events = events
-        self._clock = clock or SystemClock()
+@dataclass(kw_only=True, eq=False)
+class StatefulSetReconciler(Reconciling):
+    statefulsets: Informer
+    pods: Informer
+    controllerrevisions: Informer
 
-    def key_for(self, notice: Notice) -> str | None:
-        return owners.key_of(notice.object, owner=objects_pb2.StatefulSet)
+    NAME = "controller.statefulset"
+    OWNER = objects_pb2.StatefulSet
+
+    def caches(self) -> tuple[Informer, ...]:
+        return (self.statefulsets, self.pods, self.controllerrevisions)
+
+    def watched(self) -> tuple[Informer, ...]:
+        return (self.statefulsets, self.pods)
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
-        sts = self._sets.get(namespace, name)
+        sts = self.statefulsets.get(namespace, name)
         if sts is None:
             return Result()
-        now = self._clock.now()
+        now = self.clock.now()
         pods = await self._pods_of(sts)
         by_ordinal = {o: p for p in pods if (o := ordinal_of(name, p.metadata.name)) is not None}
         strays = [p for p in pods if ordinal_of(name, p.metadata.name) is None]
@@ -91,8 +85,8 @@ class StatefulSetReconciler:
             return is_active(pod) and pod.status.phase == "Running" and ready_since(pod) is not None
 
         if not sts.metadata.HasField("deletion_timestamp"):
-            history = revisions.owned_revisions(self._revisions.list(namespace), sts)
-            update = await revisions.ensure(self._objects, sts, history)
+            history = revisions.owned_revisions(self.controllerrevisions.list(namespace), sts)
+            update = await revisions.ensure(self.objects, sts, history)
             update_name = update.metadata.name
             current_name = status.current_revision or update_name
             strategy = sts.spec.update_strategy
@@ -124,7 +118,7 @@ class StatefulSetReconciler:
             used = {_revision_of(p) for p in pods} | {update_name, current_name}
             if sts.spec.HasField("revision_history_limit"):
                 await revisions.trim(
-                    self._objects,
+                    self.objects,
                     [r for r in history if r.metadata.name not in used],
                     limit=sts.spec.revision_history_limit,
                     in_use=set(),
@@ -142,7 +136,7 @@ class StatefulSetReconciler:
             1 for p in existing if is_active(p) and _revision_of(p) == status.update_revision
         )
         status.observed_generation = sts.metadata.generation
-        await self._write_status(sts, status)
+        await self.write_status(sts, status)
         if min_ready:
             waits = [
                 since + min_ready - now
@@ -154,11 +148,11 @@ class StatefulSetReconciler:
         return Result()
 
     async def _pods_of(self, sts: objects_pb2.StatefulSet) -> list[objects_pb2.Pod]:
-        candidates = self._pods.list(sts.metadata.namespace)
+        candidates = self.pods.list(sts.metadata.namespace)
         if not sts.spec.selector.match_labels:
             return [p for p in candidates if owners.owned_by(p, sts.metadata.uid)]
         wanted = selectors.from_match_labels(sts.spec.selector.match_labels)
-        return await adoption.claim(self._objects, sts, candidates, matches=wanted.matches)
+        return await adoption.claim(self.objects, sts, candidates, matches=wanted.matches)
 
     async def _create(
         self,
@@ -188,14 +182,14 @@ class StatefulSetReconciler:
             pod.spec.hostname = pod_name
             pod.spec.subdomain = sts.spec.service_name
             claims.attach(pod, sts)
-            await claims.ensure_claims(self._objects, sts, pod_name)
+            await claims.ensure_claims(self.objects, sts, pod_name)
             try:
-                await self._objects.create(pod)
+                await self.objects.create(pod)
             except AlreadyExists:
                 continue  # made already, or its predecessor is still terminating
             log.info("statefulset.pod_created", pod=f"{sts.metadata.namespace}/{pod_name}")
-            if self._events is not None:
-                await self._events.record(
+            if self.events is not None:
+                await self.events.record(
                     sts,
                     EventType.NORMAL,
                     "SuccessfulCreate",
@@ -205,15 +199,15 @@ class StatefulSetReconciler:
     async def _delete(self, sts: objects_pb2.StatefulSet, pods: list[objects_pb2.Pod]) -> None:
         async def one(pod: objects_pb2.Pod) -> None:
             with contextlib.suppress(NotFound):
-                await self._objects.delete(
+                await self.objects.delete(
                     Kind.POD,
                     pod.metadata.namespace,
                     pod.metadata.name,
                     resource_version=pod.metadata.resource_version,
                 )
             log.info("statefulset.pod_deleted", pod=f"{pod.metadata.namespace}/{pod.metadata.name}")
-            if self._events is not None:
-                await self._events.record(
+            if self.events is not None:
+                await self.events.record(
                     sts,
                     EventType.NORMAL,
                     "SuccessfulDelete",
@@ -230,7 +224,7 @@ class StatefulSetReconciler:
         prefix = f"{sts.metadata.name}-"
         for template in sts.spec.volume_claim_templates:
             start = f"{template.metadata.name}-{prefix}"
-            listing = await self._objects.list(Kind.PERSISTENTVOLUMECLAIM, sts.metadata.namespace)
+            listing = await self.objects.list(Kind.PERSISTENTVOLUMECLAIM, sts.metadata.namespace)
             for claim in listing.items:
                 if not claim.metadata.name.startswith(start):
                     continue
@@ -238,50 +232,8 @@ class StatefulSetReconciler:
                     sts.metadata.name, claim.metadata.name[len(template.metadata.name) + 1 :]
                 )
                 if ordinal is not None and ordinal >= replicas and ordinal not in by_ordinal:
-                    await claims.delete_claims(self._objects, sts, f"{prefix}{ordinal}")
-
-    async def _write_status(
-        self, sts: objects_pb2.StatefulSet, status: objects_pb2.StatefulSetStatus
-    ) -> None:
-        if status == sts.status:
-            return
-        updated = objects_pb2.StatefulSet()
-        updated.CopyFrom(sts)
-        updated.status.CopyFrom(status)
-        with contextlib.suppress(NotFound):
-            await self._objects.update_status(updated)
+                    await claims.delete_claims(self.objects, sts, f"{prefix}{ordinal}")
 
 
 def _revision_of(pod: objects_pb2.Pod) -> str:
     return pod.metadata.labels.get(revisions.HASH_LABEL, "")
-
-
-def statefulset_controller(
-    objects: ObjectStore,
-    *,
-    statefulsets: Informer,
-    pods: Informer,
-    controllerrevisions: Informer,
-    events: EventRecorder | None = None,
-    clock: Clock | None = None,
-    workers: int = 2,
-) -> Controller:
-    """The StatefulSet controller, subscribed to its informers (which must also run)."""
-    reconciler = StatefulSetReconciler(
-        objects,
-        statefulsets=statefulsets,
-        pods=pods,
-        revisions_informer=controllerrevisions,
-        events=events,
-        clock=clock,
-    )
-    controller = Controller(
-        "controller.statefulset",
-        reconciler,
-        workers=workers,
-        clock=clock,
-        wait_for=(statefulsets, pods, controllerrevisions),
-    )
-
-    controller.follow((statefulsets, pods), reconciler.key_for)
-    return controller
