@@ -1,4 +1,6 @@
-"""Services benchmarks. Part (d): the cost of programming a node's Services table.
+"""Services benchmarks: (a) programming latency, (b) data-path throughput, (c) DNS lookups on a
+live `up --nodes 3` cluster (bench/services_live.py), and (d) the cost of programming a node's
+Services table.
 
 (d) In a scratch network namespace, program N Services x E ready endpoints (every other one a
 NodePort) with `DataPlane.program` — render + one `nft -f` transaction replacing the whole
@@ -6,13 +8,15 @@ table — for growing N (default 100, 250, 500, 1000 with E = 10), and report pe
 first program into an empty namespace, a re-program of the same size over the full table
 (what every later change costs, since the table is always rebuilt whole), the time spent
 rendering alone, and the size of the table: chains, rules, map/set elements, the rules the
-kernel lists, and the bytes of nft text. Parts (a)-(c) (programming latency on a live
-cluster, throughput through a ClusterIP, DNS lookups from a pod) come with the end-to-end
-Services phase.
+kernel lists, and the bytes of nft text.
 
-Everything is removed at the end (table, namespace), also on failure. The last line is JSON.
+(a)-(c): see bench/services_live.py (one `up --nodes 3` in a temp dir, removed at the end).
 
-Usage: python3 bench/services.py [--sizes 100,250,500,1000] [--endpoints 10] [--repeats 3]
+Everything is removed at the end (cluster, table, namespace), also on failure. The last line
+is JSON with every part run.
+
+Usage: python3 bench/services.py [--parts a,b,c,d] [--flips 20] [--seconds 5] [--concurrency 8]
+       [--rounds 3] [--lookups 2000] [--sizes 100,250,500,1000] [--endpoints 10] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -105,9 +110,38 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,250,500,1000")
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="a,b,c,d")
+    parser.add_argument("--flips", type=int, default=20, help="(a) readiness flips")
+    parser.add_argument("--seconds", type=float, default=5.0, help="(b) seconds per round")
+    parser.add_argument("--concurrency", type=int, default=8, help="(b) requests in flight")
+    parser.add_argument("--rounds", type=int, default=3, help="(b) rounds of each path")
+    parser.add_argument("--lookups", type=int, default=2000, help="(c) DNS lookups")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        raise SystemExit("run as root: the bench makes a network namespace")
+        raise SystemExit("run as root: the bench makes network namespaces and a cluster")
+    parts = set(args.parts.split(","))
+    results: dict[str, object] = {"bench": "services", "nft": _nft_version()}
+    if parts & {"a", "b", "c"}:
+        from bench.services_live import run as live
+
+        with tempfile.TemporaryDirectory(prefix="ph-bench-svc-") as root:
+            results.update(
+                live(
+                    ",".join(sorted(parts)),
+                    root=Path(root),
+                    flips=args.flips,
+                    seconds=args.seconds,
+                    concurrency=args.concurrency,
+                    rounds=args.rounds,
+                    count=args.lookups,
+                )
+            )
+        for part in ("a", "b", "c"):
+            if part in results:
+                print(f"({part}) {json.dumps(results[part])}", file=sys.stderr)
+    if "d" not in parts:
+        print(json.dumps(results))
+        return
     name = f"phbench-{secrets.token_hex(3)}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
@@ -124,7 +158,8 @@ def main() -> None:
             rows.append(row)
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=False)
-    print(json.dumps({"bench": "services", "part": "d", "nft": _nft_version(), "sizes": rows}))
+    results["d"] = {"sizes": rows}
+    print(json.dumps(results))
 
 
 def _nft_version() -> str:
