@@ -179,16 +179,15 @@ def _satisfied(
 
 def _forbidden_by_running(snapshot: Snapshot, info: NodeInfo, pod: Pod) -> bool:
     """A running pod's required anti-affinity selects `pod` in `info`'s domain."""
-    for node in snapshot.nodes.values():
-        for other in node.pods:
-            anti = other.spec.affinity.pod_anti_affinity
-            for term in anti.required_during_scheduling_ignored_during_execution:
-                key = term.topology_key
-                value = node.node.metadata.labels.get(key)
-                if value is None or info.node.metadata.labels.get(key) != value:
-                    continue
-                if _selected(other, term, pod):
-                    return True
+    for node, other in snapshot.anti_affine():
+        anti = other.spec.affinity.pod_anti_affinity
+        for term in anti.required_during_scheduling_ignored_during_execution:
+            key = term.topology_key
+            value = node.node.metadata.labels.get(key)
+            if value is None or info.node.metadata.labels.get(key) != value:
+                continue
+            if _selected(other, term, pod):
+                return True
     return False
 
 

@@ -186,11 +186,32 @@ class NodeInfo:
         return self.owners.get(uid, 0)
 
 
+def _required_anti(pod: Pod) -> bool:
+    return bool(
+        pod.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Nodes by name, each with its bound pods. Build with `Snapshot.build`."""
 
     nodes: Mapping[str, NodeInfo]
+    # The bound pods with required pod anti-affinity, found once per snapshot (`anti_affine`).
+    _anti: tuple[tuple[NodeInfo, Pod], ...] | None = field(default=None, compare=False, repr=False)
+
+    def anti_affine(self) -> tuple[tuple[NodeInfo, Pod], ...]:
+        """(node, pod) for every bound pod with a required pod anti-affinity term: what every
+        node's check would otherwise find by walking every pod (nodes x pods per decision)."""
+        if self._anti is None:
+            found = tuple(
+                (info, pod)
+                for info in self.nodes.values()
+                for pod in info.pods
+                if _required_anti(pod)
+            )
+            object.__setattr__(self, "_anti", found)  # a cache: the snapshot is unchanged
+        return self._anti  # type: ignore[return-value]
 
     @classmethod
     def build(cls, nodes: Iterable[Node], pods: Iterable[Pod]) -> Snapshot:
