@@ -27,13 +27,21 @@ TOKEN_TTL_S = 30 * 60
 # stay where they were); only when the default's 255 blocks would not do.
 LARGE_CLUSTER_CIDR = "10.240.0.0/12"
 DEFAULT_CIDR_NODES = 250
+# A large cluster's control plane stalls its event loop for more than the default 2 s lease
+# (measured: bench/scale.py at 100 nodes and 3,000 pods lost its term every ~3 s, each new
+# term starting every controller and node sync again); Kubernetes' leases are 15 s.
+LARGE_LEASE_NODES = 50
+LARGE_LEASE_TTL_S = 10
 
 
-def cluster_cidr_flags(*, nodes: int, hollow_nodes: int) -> list[str]:
-    """The control plane's --cluster-cidr for this many nodes ([] for the default)."""
-    if nodes + hollow_nodes <= DEFAULT_CIDR_NODES:
-        return []
-    return ["--cluster-cidr", LARGE_CLUSTER_CIDR]
+def controlplane_flags(*, nodes: int, hollow_nodes: int, control_planes: int) -> list[str]:
+    """The control plane's flags for this many nodes ([] for the defaults)."""
+    flags = []
+    if nodes + hollow_nodes > DEFAULT_CIDR_NODES:
+        flags += ["--cluster-cidr", LARGE_CLUSTER_CIDR]
+    if nodes + hollow_nodes > LARGE_LEASE_NODES and control_planes == 1:
+        flags += ["--leader-lease-ttl", str(LARGE_LEASE_TTL_S)]
+    return flags
 
 
 async def create_token(server: str, tls: credentials.TlsMaterial, *, nodes: int) -> str:
@@ -77,4 +85,4 @@ def names(count: int) -> set[str]:
     return {f"{NAME_PREFIX}{i:0{width}d}" for i in range(1, count + 1)}
 
 
-__all__ = ["NAME", "child", "cluster_cidr_flags", "create_token", "names"]
+__all__ = ["NAME", "child", "controlplane_flags", "create_token", "names"]

@@ -141,8 +141,10 @@ class LocalCluster:
             if "--local-path-dir" in controlplane_flags
             else []
         )
-        self._controlplane_extra += hollow.cluster_cidr_flags(
-            nodes=len(self.node_names), hollow_nodes=self.hollow_nodes
+        self._controlplane_extra += hollow.controlplane_flags(
+            nodes=len(self.node_names),
+            hollow_nodes=self.hollow_nodes,
+            control_planes=self.control_planes,
         )
         # Secure by default when both sides can; a control plane that is secure by default
         # but agents that cannot join yet: plaintext on purpose.
