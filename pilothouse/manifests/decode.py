@@ -99,7 +99,6 @@ KUBERNETES_ONLY = frozenset(
         "loadBalancerSourceRanges",
         "managedFields",
         "matchExpressions",
-        "postStart",
         "priorityClassName",
         "securityContext",
         "serviceAccountName",

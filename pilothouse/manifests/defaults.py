@@ -143,9 +143,10 @@ def _container(container: objects_pb2.Container) -> None:
     for field in ("liveness_probe", "readiness_probe", "startup_probe"):
         if container.HasField(field):
             _probe(getattr(container, field))
-    pre_stop = container.lifecycle.pre_stop
-    if container.lifecycle.HasField("pre_stop") and pre_stop.HasField("http_get"):
-        _http_get(pre_stop.http_get)
+    for hook in ("pre_stop", "post_start"):
+        handler = getattr(container.lifecycle, hook)
+        if container.lifecycle.HasField(hook) and handler.HasField("http_get"):
+            _http_get(handler.http_get)
 
 
 def _probe(probe: objects_pb2.Probe) -> None:

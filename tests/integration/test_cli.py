@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-WEB = REPO / "deploy" / "examples" / "web.yaml"
+# deploy/examples/web.yaml's Deployment alone (the example also holds its Service).
+WEB = REPO / "tests" / "data" / "manifests" / "web-deployment.yaml"
 NAMESPACE = "cli-test"
 WAIT_SECONDS = 30.0
 

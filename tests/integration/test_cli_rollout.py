@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-WEB = REPO / "deploy" / "examples" / "web.yaml"
+# deploy/examples/web.yaml's Deployment alone (the example also holds its Service).
+WEB = REPO / "tests" / "data" / "manifests" / "web-deployment.yaml"
 WAIT_SECONDS = 30.0
 
 

@@ -20,7 +20,8 @@ from tests import factories
 from tests.unit.cli_support import Cli
 
 REPO = Path(__file__).resolve().parents[2]
-WEB = REPO / "deploy" / "examples" / "web.yaml"
+# deploy/examples/web.yaml's Deployment alone (the example also holds its Service).
+WEB = REPO / "tests" / "data" / "manifests" / "web-deployment.yaml"
 
 NODE_YAML = """\
 apiVersion: v1

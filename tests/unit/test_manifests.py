@@ -18,6 +18,8 @@ from pilothouse.v1 import objects_pb2
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "manifests"
 WEB = ROOT / "deploy" / "examples" / "web.yaml"
+# The example's first document, its Deployment (a Service follows it in the file).
+WEB_DEPLOYMENT = WEB.read_text().split("\n---\n")[0] + "\n"
 
 POD_SPEC_DEFAULTS = {
     "restartPolicy": "Always",
@@ -113,8 +115,8 @@ def _assert_same(got: Any, want: Any, path: str = "") -> None:
     ids=lambda p: p.name,
 )
 def test_deployment_reads_back_as_the_manifest_plus_defaults(path: Path) -> None:
-    manifest = yaml.safe_load(path.read_text())
-    [document] = manifests.load([str(path)])
+    manifest = next(yaml.safe_load_all(path.read_text()))
+    document = manifests.load([str(path)])[0]
     assert document.kind is kinds.Kind.DEPLOYMENT
     assert (document.source, document.index) == (str(path), 1)
     _assert_same(shape.to_k8s(document.message), _with_deployment_defaults(manifest))
@@ -132,7 +134,11 @@ def test_nginx_example_from_the_kubernetes_docs_loads_unchanged() -> None:
 
 
 def test_web_example_is_what_the_readme_promises() -> None:
-    [document] = manifests.load([str(WEB)])
+    document, service = manifests.load([str(WEB)])
+    assert service.kind is kinds.Kind.SERVICE and service.message.spec.type == "NodePort"
+    assert [
+        (p.port, p.target_port.string_value, p.node_port) for p in service.message.spec.ports
+    ] == [(80, "http", 30080)]
     deployment = document.message
     [container] = deployment.spec.template.spec.containers
     assert deployment.metadata.name == "web" and deployment.spec.replicas == 3
@@ -152,7 +158,7 @@ def test_shape_reads_its_own_output_back_unchanged() -> None:
 
 
 def test_output_of_get_o_yaml_can_be_applied_again() -> None:
-    [document] = manifests.load([str(WEB)])
+    document = manifests.load([str(WEB)])[0]
     document.message.metadata.uid = "0b5c"
     document.message.metadata.generation = 4
     document.message.metadata.creation_timestamp.FromJsonString("2024-05-01T10:00:00Z")
@@ -215,7 +221,7 @@ def test_directory_loads_its_manifest_files_sorted_and_not_nested_ones() -> None
 
 
 def test_stdin_is_read_for_a_dash() -> None:
-    text = WEB.read_text() + "---\n" + (DATA / "nginx-deployment.yaml").read_text()
+    text = WEB_DEPLOYMENT + "---\n" + (DATA / "nginx-deployment.yaml").read_text()
     documents = manifests.load(["-"], stdin=io.StringIO(text))
     assert [(d.source, d.index, d.message.metadata.name) for d in documents] == [
         ("<stdin>", 1, "web"),
@@ -224,14 +230,14 @@ def test_stdin_is_read_for_a_dash() -> None:
 
 
 def test_stdin_defaults_to_the_process_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdin", io.StringIO(WEB.read_text()))
+    monkeypatch.setattr("sys.stdin", io.StringIO(WEB_DEPLOYMENT))
     [document] = manifests.load(["-"])
     assert document.message.metadata.name == "web"
 
 
 def test_one_bad_file_among_good_ones_loads_nothing_and_reports_all(tmp_path: Path) -> None:
-    (tmp_path / "a-good.yaml").write_text(WEB.read_text())
-    (tmp_path / "b-bad.yaml").write_text(WEB.read_text().replace("replicas: 3", "replicas: -3"))
+    (tmp_path / "a-good.yaml").write_text(WEB_DEPLOYMENT)
+    (tmp_path / "b-bad.yaml").write_text(WEB_DEPLOYMENT.replace("replicas: 3", "replicas: -3"))
     (tmp_path / "c-bad.json").write_text(json.dumps({"apiVersion": "v1", "kind": "LimitRange"}))
     with pytest.raises(manifests.ManifestError) as caught:
         manifests.load([str(tmp_path), str(tmp_path / "missing.yaml")])
@@ -275,7 +281,7 @@ def test_image_pull_policy_defaults_like_kubernetes(image: str, policy: str) -> 
 
 
 def test_set_defaults_is_idempotent_and_keeps_what_was_given() -> None:
-    [document] = manifests.load([str(WEB)])
+    document = manifests.load([str(WEB)])[0]
     once = document.message
     twice = objects_pb2.Deployment()
     twice.CopyFrom(once)
@@ -285,7 +291,7 @@ def test_set_defaults_is_idempotent_and_keeps_what_was_given() -> None:
 
 
 def test_rollback_on_failure_extension_is_read() -> None:
-    text = WEB.read_text().replace("  replicas: 3\n", "  replicas: 3\n  rollbackOnFailure: true\n")
+    text = WEB_DEPLOYMENT.replace("  replicas: 3\n", "  replicas: 3\n  rollbackOnFailure: true\n")
     [document], problems = manifests.parse(text, source="web.yaml")
     assert problems == []
     assert document.message.spec.rollback_on_failure is True
@@ -322,7 +328,7 @@ def test_validate_accepts_a_minimal_pod_and_node() -> None:
 
 
 def test_replica_sets_made_by_the_controller_are_checked_like_deployments() -> None:
-    [document] = manifests.load([str(WEB)])
+    document = manifests.load([str(WEB)])[0]
     replica_set = objects_pb2.ReplicaSet()
     replica_set.metadata.name = "web-5d8f9c7b6"
     replica_set.spec.replicas = 3
@@ -334,15 +340,20 @@ def test_replica_sets_made_by_the_controller_are_checked_like_deployments() -> N
     assert [p.field for p in manifests.validate(replica_set)] == ["spec.template.metadata.labels"]
 
 
+def test_the_tests_web_deployment_is_the_examples() -> None:
+    copy = DATA / "web-deployment.yaml"
+    assert copy.read_text() == WEB_DEPLOYMENT, f"{copy} differs from {WEB}'s Deployment: copy it"
+
+
 def test_every_shipped_example_loads() -> None:
     documents = manifests.load([str(ROOT / "deploy" / "examples")])
     assert {Path(d.source).name for d in documents} >= {"web.yaml", "web-safe-rollout.yaml"}
 
 
 def test_yaml_error_names_the_document_it_is_in() -> None:
-    text = WEB.read_text() + "---\n" + WEB.read_text() + "---\nkind: [unclosed\n"
+    text = WEB_DEPLOYMENT + "---\n" + WEB_DEPLOYMENT + "---\nkind: [unclosed\n"
     documents, problems = manifests.parse(text, source="three.yaml")
     assert len(documents) == 2, "parse returns the good documents; load refuses them all"
     assert [str(p).split(": invalid YAML")[0] for p in problems] == ["three.yaml: document 3"]
     line = int(problems[0].message.split("line ")[1].split(",")[0])
-    assert line > 2 * len(WEB.read_text().splitlines()), f"{problems[0]} points before document 3"
+    assert line > 2 * len(WEB_DEPLOYMENT.splitlines()), f"{problems[0]} points before document 3"

@@ -205,3 +205,10 @@ def test_pre_stop_needs_exactly_one_action() -> None:
     (doc,) = load(POD + "    lifecycle:\n      preStop:\n        httpGet: {port: 8080}\n")
     hook = doc.message.spec.containers[0].lifecycle.pre_stop
     assert (hook.http_get.path, hook.http_get.scheme) == ("/", "HTTP")
+
+
+def test_post_start_is_checked_like_pre_stop() -> None:
+    found = problems(POD + "    lifecycle:\n      postStart:\n        exec: {command: []}\n")
+    assert found == ["spec.containers[0].lifecycle.postStart.exec.command: Required value"]
+    (doc,) = load(POD + "    lifecycle:\n      postStart:\n        httpGet: {port: 8080}\n")
+    assert doc.message.spec.containers[0].lifecycle.post_start.http_get.path == "/"

@@ -1,5 +1,5 @@
-"""A container's lifecycle hooks: `preStop` with exactly one action (exec, httpGet, tcpSocket
-or sleep), as Kubernetes' validateLifecycle checks them.
+"""A container's lifecycle hooks: `preStop` and `postStart`, each with exactly one action
+(exec, httpGet, tcpSocket or sleep), as Kubernetes' validateLifecycle checks them.
 """
 
 from __future__ import annotations
@@ -15,13 +15,27 @@ _ACTIONS = (("exec", "exec"), ("http_get", "httpGet"), ("tcp_socket", "tcpSocket
             ("sleep", "sleep"))  # fmt: skip
 
 
+_HOOKS = (("pre_stop", "preStop"), ("post_start", "postStart"))
+
+
 def lifecycle(
     found: Findings, container: objects_pb2.Container, path: str, *, grace_seconds: int | None
 ) -> None:
-    if not container.HasField("lifecycle") or not container.lifecycle.HasField("pre_stop"):
+    if not container.HasField("lifecycle"):
         return
-    hook = container.lifecycle.pre_stop
-    where = f"{path}.lifecycle.preStop"
+    for field, json_name in _HOOKS:
+        if container.lifecycle.HasField(field):
+            _hook(
+                found,
+                getattr(container.lifecycle, field),
+                f"{path}.lifecycle.{json_name}",
+                grace_seconds=grace_seconds,
+            )
+
+
+def _hook(
+    found: Findings, hook: objects_pb2.LifecycleHandler, where: str, *, grace_seconds: int | None
+) -> None:
     present = [json_name for field, json_name in _ACTIONS if hook.HasField(field)]
     if not present:
         found.required(where, "must specify a handler type")
