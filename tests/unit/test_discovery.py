@@ -126,3 +126,33 @@ def test_pod_files_are_written_and_mounted(tmp_path: Path) -> None:
     assert "nameserver 192.0.2.53" in resolv and "search example.org" in resolv
     hosts = Path(mounts[1].source).read_text()
     assert "10.244.1.5\tweb-1" in hosts and "10.1.2.3\tdb.local" in hosts
+
+
+async def test_service_sync_answers_dns_from_each_push() -> None:
+    import asyncio
+
+    import dns.asyncquery
+    import dns.message
+
+    from nodeagent.discovery.sync import ServiceSync
+
+    sync = ServiceSync(plane=None, node_ips=(), pod_cidr=lambda: "127.0.0.0/8", dns_port=0,
+                       resolv_conf=None)  # fmt: skip
+    task = asyncio.create_task(sync.run())
+    try:
+        for _ in range(100):
+            if sync.dns is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert sync.dns is not None, "the DNS server did not start on the pod CIDR's gateway"
+        assert sync.cluster_dns == "127.0.0.1"
+        outcome = await sync.push(Pushed(services=(service(),)))
+        assert outcome.programmed, "a node without a data plane routes by nothing: programmed"
+        query = dns.message.make_query("web.default.svc.cluster.local", "A")
+        answer = await dns.asyncquery.udp(query, "127.0.0.1", port=sync.dns.port, timeout=2)
+        assert [r.to_text() for r in answer.answer[0]] == ["10.96.0.10"]
+        again = await sync.push(Pushed(services=(service(),)))
+        assert again.programmed, "the same push again"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

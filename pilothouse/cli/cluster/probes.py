@@ -145,8 +145,8 @@ async def drain(
     deadline_s: float,
     tls: TlsMaterial | None = None,
 ) -> bool:
-    """Ask the agent to run no pods (SyncPods with an empty set) and wait until its runtime
-    holds no container. True if it emptied in time.
+    """Ask the agent to run no pods and route no Services (SyncPods with empty sets) and
+    wait until its runtime holds no container. True if it emptied in time.
 
     The agent stops each container within its grace period and removes its mounts and
     cgroups itself: the clean way. Whatever is left after `deadline_s` is for the forced
@@ -155,7 +155,9 @@ async def drain(
     async with _agent_channel(address, name=name, tls=tls) as channel:
         stub = agent_pb2_grpc.NodeAgentStub(channel)
         try:
-            await stub.SyncPods(agent_pb2.SyncPodsRequest(), timeout=CALL_TIMEOUT * 5)
+            # No pods and no Services: the agent also takes its Services table away.
+            request = agent_pb2.SyncPodsRequest(services_included=True)
+            await stub.SyncPods(request, timeout=CALL_TIMEOUT * 5)
         except grpc.aio.AioRpcError:
             return False
     containers = state_dir / "runtime" / "containers"
