@@ -11,10 +11,12 @@ the pod's grace period); that exit goes through the same restart policy and back
 `expedite()` (a fenced node) ends its containers at once with SIGKILL.
 Along the way it records the kubelet's events (`self.events`: Pulling, Pulled, Failed,
 BackOff, Created, Started, Killing, Unhealthy); the manager sends them with the next report.
-The worker wires its parts: `attempts` (making one attempt of a container and running it
-under its probes), `pull` (images, their events and backoff), `containers` (the pod's
-containers in the runtime: adoption, lookup, removal), `stop` (grace periods, SIGTERM then
-SIGKILL) and `memory` (what it keeps on disk for a restarted agent).
+The worker wires its parts: `supervision` (the pod's sandbox, each container's restart
+loop), `attempts` (making one attempt of a container and running it under its probes),
+`teardown` (ending the pod), `workerconfig` (its settings), `pull` (images, their events
+and backoff), `containers` (the pod's containers in the runtime: adoption, lookup,
+removal), `stop` (grace periods, SIGTERM then SIGKILL) and `memory` (what it keeps on disk
+for a restarted agent).
 
 Invariants:
 - The runtime is the source of truth: a loop (re)starts from the pod's containers in the
@@ -45,76 +47,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import structlog
 
 from nodeagent.images import ImageService
-from nodeagent.network.cni import CniError
-from nodeagent.network.netns import NetnsError
-from nodeagent.network.sandbox import Mode, PodNetworks
-from nodeagent.pods import attempts, eviction, sequence, specs
+from nodeagent.pods import attempts, eviction, sequence, specs, supervision, teardown
 from nodeagent.pods.configs import Configs
-from nodeagent.pods.containers import PodContainers, attempt_of, observe_adopted, terminated
+from nodeagent.pods.containers import PodContainers, observe_adopted, terminated
 from nodeagent.pods.events import EventType, PodEvents, Reason
 from nodeagent.pods.memory import PodMemory
 from nodeagent.pods.preparation import PodPreparation
 from nodeagent.pods.pull import ImagePuller, default_pull_policy
 from nodeagent.pods.pullsecrets import PullSecrets
-from nodeagent.pods.restart import (
-    Action,
-    Backoff,
-    BackoffConfig,
-    RestartPolicy,
-    RestartTracker,
-)
-from nodeagent.pods.security import NodePolicy
-from nodeagent.pods.status import (
-    Conditions,
-    ContainerRecord,
-    Waiting,
-    WaitingReason,
-    pod_status,
-)
-from nodeagent.pods.stop import DEFAULT_GRACE_SECONDS, grace_seconds, stop_container
-from nodeagent.pods.volumes import Resolver
-from nodeagent.probes import Handler
+from nodeagent.pods.restart import RestartPolicy
+from nodeagent.pods.status import Conditions, ContainerRecord, Waiting, WaitingReason, pod_status
+from nodeagent.pods.stop import DEFAULT_GRACE_SECONDS, grace_seconds
+from nodeagent.pods.workerconfig import WorkerConfig
 from nodeagent.probes import handlers as probe_handlers
-from nodeagent.runtime import ContainerRuntime, ContainerState, RuntimeError_, Status
+from nodeagent.runtime import ContainerRuntime, ContainerState, RuntimeError_
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "PodWorker", "WorkerConfig", "default_pull_policy"]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerConfig:
-    state_dir: Path
-    pids_limit: int = 1024
-    host_ip: str = "127.0.0.1"
-    restart_backoff: BackoffConfig = field(default_factory=BackoffConfig)
-    image_backoff: BackoffConfig = field(default_factory=BackoffConfig)
-    # Who performs probe checks; None: the handlers that fit the runtime (runc: real ones).
-    probes: Handler | None = None
-    # What the node's administrator allows (--allow-probe-host, --allow-unconfined-seccomp).
-    policy: NodePolicy = field(default_factory=NodePolicy)
-    # The pod's network sandbox: made before its containers, removed after them.
-    networks: PodNetworks = field(
-        default_factory=lambda: PodNetworks(mode=Mode.NONE, state_dir=Path("."))
-    )
-    # Each pod's /etc/resolv.conf and /etc/hosts (None: the image's own, untouched).
-    pod_files: attempts.PodFiles | None = None
-    # The node mounts what pods need (tmpfs volumes, pinned IPC/PID namespaces): the runc
-    # runtime's agents; off, plain directories and no shared namespaces (fake runtime).
-    node_mounts: bool = False
-    # Volume sources the pods package does not make itself (persistentVolumeClaim), by the
-    # Volume field's name: (pod, volume) -> the node directory to bind.
-    volume_resolvers: dict[str, Resolver] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -292,7 +249,12 @@ class PodWorker:
         """Supervise every container until cancelled (containers outlive cancellation) or
         evicted (`evict`: its containers end, and the worker only reports from then on)."""
         if self.evicted is None:
-            await self._ensure_sandbox()
+            await supervision.attach_sandbox(  # idempotent: a re-adopted pod keeps it
+                self._scope,
+                networks=self._config.networks,
+                backoff=self._config.restart_backoff,
+                records=self.records,
+            )
             self._scope.namespaces = await self._preparation.ensure()
         if self.evicted is None:
             self._supervision = asyncio.create_task(self._supervise_all(), name=self.key)
@@ -380,28 +342,6 @@ class PodWorker:
         if self._supervision is not None:
             self._supervision.cancel()
 
-    async def _ensure_sandbox(self) -> None:
-        """Attach the pod's network (idempotent: a re-adopted pod keeps its sandbox)."""
-        backoff = Backoff(self._config.restart_backoff)
-        while True:
-            try:
-                self._scope.sandbox = await self._config.networks.attach(self.pod)
-                self.changed()
-                return
-            except (CniError, NetnsError, OSError) as exc:
-                self._log.warning("pod.sandbox_failed", error=str(exc))
-                self.events.record(
-                    type=EventType.WARNING,
-                    reason=Reason.FAILED_CREATE_POD_SANDBOX,
-                    message=f"Failed to create pod sandbox: {exc}",
-                )
-                for rec in self.records.values():
-                    rec.state = Waiting(
-                        WaitingReason.CONTAINER_CREATING, f"FailedCreatePodSandBox: {exc}"
-                    )
-                self.changed()
-                await asyncio.sleep(backoff.next())
-
     async def _supervise(
         self,
         container: objects_pb2.Container,
@@ -409,28 +349,16 @@ class PodWorker:
         policy: RestartPolicy,
         done: asyncio.Event | None = None,
     ) -> None:
-        retry = Backoff(self._config.restart_backoff)
-        first = True
-        while True:
-            try:
-                adopted = self._adopted.pop(container.name, None)
-                await self._converge(container, adopted=adopted, policy=policy)
-                if done is not None:
-                    done.set()
-                await asyncio.Event().wait()  # the container is done for good; park
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Unexpected: log and start over from the runtime's state (level-triggered).
-                self._log.exception("pod.supervise_failed", container=container.name)
-                self._containers.forget()
-                if first:
-                    self.records[container.name].state = Waiting(
-                        WaitingReason.CREATE_CONTAINER_ERROR, str(exc)
-                    )
-                    self.changed()
-                first = False
-                await asyncio.sleep(retry.next())
+        await supervision.supervise(
+            self._scope,
+            container,
+            self.records[container.name],
+            policy=policy,
+            backoff=self._config.restart_backoff,
+            take_adopted=lambda: self._adopted.pop(container.name, None),
+            observe=self._observe_adopted,
+            done=done,
+        )
 
     def _observe_adopted(self, rec: ContainerRecord, states: list[ContainerState]) -> None:
         """Fill a record from the containers found in the runtime (re-adoption)."""
@@ -440,64 +368,6 @@ class PodWorker:
             container=lambda: self._container(rec.name),
             remembered=lambda cid: self._memory.probes(rec.name, cid),
         )
-
-    async def _converge(
-        self,
-        container: objects_pb2.Container,
-        *,
-        adopted: list[ContainerState] | None,
-        policy: RestartPolicy,
-    ) -> None:
-        """Run the container per its restart policy; return when it is not to run again."""
-        name = container.name
-        rec = self.records[name]
-        if adopted is None:
-            adopted = [
-                s
-                for s in await self._runtime.list()
-                if s.labels.get(specs.LABEL_UID) == self.uid
-                and s.labels.get(specs.LABEL_CONTAINER) == name
-            ]
-        current: ContainerState | None = None
-        attempt = 0
-        if adopted:
-            self._observe_adopted(rec, adopted)
-            attempt = rec.restart_count
-            latest = max(adopted, key=attempt_of)
-            for s in adopted:
-                if attempt_of(s) < attempt - 1:
-                    await self._containers.remove(s.id)
-            if latest.status is Status.CREATED or latest.status is Status.UNKNOWN:
-                await self._containers.remove(latest.id)  # never started: create it afresh
-            else:
-                current = latest
-                self._log.info(
-                    "pod.container_adopted", container=name, id=latest.id, attempt=attempt
-                )
-        tracker = RestartTracker(policy, self._config.restart_backoff)
-        create_backoff = Backoff(self._config.restart_backoff)
-        while True:
-            if current is None:
-                current = await attempts.make(
-                    self._scope, container, rec, attempt=attempt, backoff=create_backoff
-                )
-                if attempt >= 2:
-                    old = specs.container_id(self.pod, name, attempt - 2)
-                    await self._containers.remove(old)
-            verdict = ""
-            if current.status is not Status.STOPPED:
-                current, verdict = await attempts.run(self._scope, container, rec, current)
-            term, exit_ = attempts.ended(
-                self._scope, rec, current, verdict=verdict, attempt=attempt
-            )
-            decision = tracker.on_exit(exit_)
-            if decision.action is Action.STOP:
-                self.changed()
-                return
-            attempts.back_off(self._scope, rec, term, delay=decision.delay)
-            await asyncio.sleep(decision.delay)
-            attempt += 1
-            current = None
 
     def _container(self, name: str) -> objects_pb2.Container:
         spec = self.pod.spec
@@ -509,39 +379,13 @@ class PodWorker:
         """Stop and remove every container of this pod (by uid), then its files. Idempotent."""
         self.stopping = True
         grace = 0 if self._expedited else grace_seconds(self.pod)
-        mine = await self._containers.all()
-        running = [s for s in mine if s.status is Status.RUNNING]
-        self._log.info("pod.stopping", containers=len(mine), grace_seconds=grace)
-        for state in running:
-            name = state.labels.get(specs.LABEL_CONTAINER, "")
-            self._scope.event(name, Reason.KILLING, f"Stopping container {name}")
-        # Main containers first, then the sidecars one by one, within one grace period.
-        deadline = asyncio.get_running_loop().time() + grace
-        for group in sequence.stop_groups(self.pod, running):
-            left = max(deadline - asyncio.get_running_loop().time(), 0)
-            await asyncio.gather(*(self._stop_one(s, grace=left) for s in group))
-        for s in mine:
-            await self._containers.remove(s.id)
-        try:
-            await self._config.networks.detach(self.pod)
-        except (CniError, NetnsError, OSError) as exc:
-            # The next agent start removes it (PodManager.start: detach_others).
-            self._log.warning("pod.sandbox_remove_failed", error=str(exc))
-        pod_dir = specs.pod_dir(self._config.state_dir, self.pod)
-        # Volumes (tmpfs, files of Secrets) and pinned namespaces go before the directory.
-        await asyncio.to_thread(PodPreparation.remove, pod_dir)
-        shutil.rmtree(pod_dir, ignore_errors=True)
-        self._log.info("pod.removed")
-
-    async def _stop_one(self, state: ContainerState, *, grace: float) -> None:
-        """One running container of the pod: its preStop hook, then SIGTERM/SIGKILL."""
-        name = state.labels.get(specs.LABEL_CONTAINER, "")
-        try:
-            container = self._container(name)
-        except StopIteration:  # an orphan's container (no spec): no hook to run
-            await stop_container(self._runtime, state.id, grace=grace, log=self._log)
-            return
-        await attempts.stop_with_hook(self._scope, container, state, grace=grace)
+        await teardown.stop_pod(
+            self._scope,
+            grace=grace,
+            networks=self._config.networks,
+            state_dir=self._config.state_dir,
+            container_of=self._container,
+        )
 
     async def expedite(self) -> None:
         """End this pod's containers now (SIGKILL, no grace period): the node is being fenced
@@ -552,6 +396,4 @@ class PodWorker:
             return
         self._expedited = True
         self._log.info("pod.expedited", note="node fenced: no grace period")
-        for state in await self._containers.all():
-            if state.status is not Status.STOPPED:
-                await stop_container(self._runtime, state.id, grace=0, log=self._log)
+        await teardown.kill_now(self._scope)
