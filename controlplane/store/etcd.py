@@ -16,7 +16,8 @@ Invariants:
 - Fenced writes (`fenced(fence)`) add a compare on the fence key's create revision to the same
   transaction; when the write fails, the failure branch reads both keys, so a refusal is
   `Fenced` when the fence no longer holds and the usual `Conflict`/`NotFound` otherwise.
-- Leases, the members of the cluster and raft leadership: `controlplane.store.etcdcluster`.
+- Leases, the members of the cluster and raft leadership: `controlplane.store.etcdcluster`;
+  endpoints, channels, error classification and transaction compares: `etcdrpc`.
 - A watch survives outages: it re-establishes itself with backoff from the revision after the
   last change it delivered, so nothing is lost or duplicated; if that revision was compacted
   meanwhile it raises `Compacted` and the caller lists again.
@@ -28,9 +29,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import structlog
 from aetcd import rpc
@@ -41,15 +40,14 @@ from controlplane.store import (
     AlreadyExists,
     Change,
     Compacted,
-    Conflict,
     Entry,
     EventType,
     Fence,
-    Fenced,
     Listing,
     NotFound,
     StoreError,
     Unavailable,
+    etcdrpc,
 )
 from controlplane.store.etcdcluster import EtcdCluster
 from controlplane.store.fenced import FencedView
@@ -60,87 +58,6 @@ T = TypeVar("T")
 T_stub = TypeVar("T_stub")
 
 _PAGE_SIZE = 1000
-_CHANNEL_OPTIONS = {
-    # Reconnect within a second of etcd coming back, however long the outage was.
-    "grpc.initial_reconnect_backoff_ms": 200,
-    "grpc.min_reconnect_backoff_ms": 200,
-    "grpc.max_reconnect_backoff_ms": 1000,
-    # Notice a hung etcd under an idle watch; etcd refuses pings more often than every 5 s.
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.max_receive_message_length": 64 * 1024**2,
-    # etcd is reached directly; an http_proxy meant for the outside world must not apply.
-    "grpc.enable_http_proxy": 0,
-}
-_NOT_SENT = "failed to connect to all addresses"
-_CONNECTION_CODES = {
-    rpc.StatusCode.UNAVAILABLE,
-    rpc.StatusCode.DEADLINE_EXCEEDED,
-    rpc.StatusCode.CANCELLED,
-}
-# etcd stopping under a TLS connection ends open streams with RST_STREAM(NO_ERROR), which
-# gRPC reports as INTERNAL "Stream removed": a lost connection like any other.
-_STREAM_REMOVED = ("Stream removed", "RST_STREAM")
-# What etcd answers while its raft leadership moves (a member stopping, a MoveLeader): the
-# request may not have been applied; a retry, here or on another member, is the answer.
-_TRANSIENT = (
-    "raft proposal dropped",
-    "leader changed",
-    "no leader",
-    "timed out waiting for read index",
-)
-# An etcd member that dies (or is SIGTERMed) under a call: the call ends with no status.
-_NO_STATUS = "No status received"
-
-
-def _lost_connection(error: rpc.AioRpcError) -> bool:
-    if error.code() in _CONNECTION_CODES:
-        return True
-    details = error.details() or ""
-    if error.code() == rpc.StatusCode.UNKNOWN and _NO_STATUS in details:
-        return True
-    return error.code() == rpc.StatusCode.INTERNAL and any(s in details for s in _STREAM_REMOVED)
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    url: str
-    host: str
-    port: int
-    secure: bool
-
-    @classmethod
-    def parse(cls, url: str) -> Endpoint:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(
-                f"etcd endpoint {url!r}: expected https://HOST:PORT (or http:// for a "
-                "plaintext etcd)"
-            )
-        if not parts.hostname:
-            raise ValueError(f"etcd endpoint {url!r} has no host; expected https://HOST:PORT")
-        return cls(
-            url=url, host=parts.hostname, port=parts.port or 2379, secure=parts.scheme == "https"
-        )
-
-    @property
-    def target(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def _stub(connection: _Connection, service: str) -> object:
-    if service == "kv":
-        return connection.kvstub
-    stubs = {"lease": rpc.LeaseStub, "cluster": rpc.ClusterStub, "maintenance": rpc.MaintenanceStub}
-    return stubs[service](connection.channel)
-
-
-@dataclass(slots=True)
-class _Connection:
-    channel: rpc.Channel
-    kvstub: rpc.KVStub
 
 
 class EtcdStore(EtcdCluster):
@@ -157,7 +74,7 @@ class EtcdStore(EtcdCluster):
     ) -> None:
         if not endpoints:
             raise ValueError("EtcdStore needs at least one etcd endpoint")
-        self._endpoints = [Endpoint.parse(url) for url in endpoints]
+        self._endpoints = [etcdrpc.Endpoint.parse(url) for url in endpoints]
         secure = {endpoint.secure for endpoint in self._endpoints}
         if len(secure) > 1:
             raise ValueError("etcd endpoints mix https:// and http://; use one scheme for all")
@@ -171,7 +88,7 @@ class EtcdStore(EtcdCluster):
         self._credentials = credentials
         self._root = root.rstrip("/")
         self._timeout = timeout
-        self._clients: dict[int, _Connection] = {}
+        self._clients: dict[int, etcdrpc.Connection] = {}
         self._current = 0
         self._closed = False
 
@@ -224,14 +141,14 @@ class EtcdStore(EtcdCluster):
                     result=rpc.Compare.EQUAL,
                     create_revision=0,
                 ),
-                *self._fence_compares(fence),
+                *etcdrpc.fence_compares(fence, root=self._root),
             ],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, lease=lease))],
-            failure=self._fence_reads(fence),
+            failure=etcdrpc.fence_reads(fence, root=self._root),
         )
         response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
         if not response.succeeded:
-            self._check_fence(response, fence, first=0)
+            etcdrpc.check_fence(response, fence, first=0)
             raise AlreadyExists(f"{key} already exists")
         revision = response.header.revision
         return Entry(key=key, value=value, revision=revision, create_revision=revision)
@@ -241,19 +158,22 @@ class EtcdStore(EtcdCluster):
     ) -> Entry:
         full = self._full(key)
         request = rpc.TxnRequest(
-            compare=[*self._expect(full, expected_revision), *self._fence_compares(fence)],
+            compare=[
+                *etcdrpc.expect(full, expected_revision),
+                *etcdrpc.fence_compares(fence, root=self._root),
+            ],
             success=[
                 rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, prev_kv=True))
             ],
             failure=[
                 rpc.RequestOp(request_range=rpc.RangeRequest(key=full)),
-                *self._fence_reads(fence),
+                *etcdrpc.fence_reads(fence, root=self._root),
             ],
         )
         response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
         if not response.succeeded:
-            self._check_fence(response, fence, first=1)
-            self._raise_mismatch(key, response, expected_revision)
+            etcdrpc.check_fence(response, fence, first=1)
+            etcdrpc.raise_mismatch(key, response, expected_revision)
         previous = response.responses[0].response_put.prev_kv
         return Entry(
             key=key,
@@ -267,19 +187,22 @@ class EtcdStore(EtcdCluster):
     ) -> Entry:
         full = self._full(key)
         request = rpc.TxnRequest(
-            compare=[*self._expect(full, expected_revision), *self._fence_compares(fence)],
+            compare=[
+                *etcdrpc.expect(full, expected_revision),
+                *etcdrpc.fence_compares(fence, root=self._root),
+            ],
             success=[
                 rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=full, prev_kv=True))
             ],
             failure=[
                 rpc.RequestOp(request_range=rpc.RangeRequest(key=full)),
-                *self._fence_reads(fence),
+                *etcdrpc.fence_reads(fence, root=self._root),
             ],
         )
         response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
         if not response.succeeded:
-            self._check_fence(response, fence, first=1)
-            self._raise_mismatch(key, response, expected_revision)
+            etcdrpc.check_fence(response, fence, first=1)
+            etcdrpc.raise_mismatch(key, response, expected_revision)
         return self._entry(response.responses[0].response_delete_range.prev_kvs[0])
 
     async def compact(self, revision: int) -> None:
@@ -340,8 +263,8 @@ class EtcdStore(EtcdCluster):
                     return  # close() cancelled the stream, not the caller its task
                 raise
             except rpc.AioRpcError as error:
-                if not _lost_connection(error):
-                    raise self._translate(error) from error
+                if not etcdrpc.lost_connection(error):
+                    raise etcdrpc.translate(error) from error
                 if self._closed:
                     return
                 log.warning(
@@ -367,18 +290,18 @@ class EtcdStore(EtcdCluster):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    async def _client(self, index: int) -> tuple[int, _Connection]:
+    async def _client(self, index: int) -> tuple[int, etcdrpc.Connection]:
         if self._closed:
             raise Unavailable("the etcd store was closed")
         client = self._clients.get(index)
         if client is None:
             endpoint = self._endpoints[index]
-            options = list(_CHANNEL_OPTIONS.items())
+            options = list(etcdrpc.CHANNEL_OPTIONS.items())
             if endpoint.secure:
                 channel = rpc.secure_channel(endpoint.target, self._credentials, options=options)
             else:
                 channel = rpc.insecure_channel(endpoint.target, options=options)
-            client = _Connection(channel=channel, kvstub=rpc.KVStub(channel))
+            client = etcdrpc.Connection(channel=channel, kvstub=rpc.KVStub(channel))
             self._clients[index] = client
         return index, client
 
@@ -393,13 +316,13 @@ class EtcdStore(EtcdCluster):
             index, client = await self._client((first + attempt) % count)
             try:
                 with timer:
-                    result = await operation(_stub(client, service))
+                    result = await operation(etcdrpc.stub(client, service))
             except rpc.AioRpcError as error:
-                if not _lost_connection(error):
-                    raise self._translate(error) from error
+                if not etcdrpc.lost_connection(error):
+                    raise etcdrpc.translate(error) from error
                 failures.append(f"{self._endpoints[index].url}: {error.details()}")
                 self._current = (index + 1) % count
-                if _NOT_SENT in (error.details() or ""):
+                if etcdrpc.NOT_SENT in (error.details() or ""):
                     continue  # the request never left: safe to send it elsewhere
                 break
             self._current = index
@@ -407,72 +330,6 @@ class EtcdStore(EtcdCluster):
         urls = ", ".join(self.endpoints)
         raise Unavailable(
             f"etcd at {urls} is unreachable: start etcd or pass --etcd ({'; '.join(failures)})"
-        )
-
-    def _translate(self, error: rpc.AioRpcError) -> StoreError:
-        details = error.details() or ""
-        if error.code() == rpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
-            return Compacted(f"etcd: {details}")
-        if error.code() == rpc.StatusCode.NOT_FOUND and "lease not found" in details:
-            return NotFound(f"etcd: {details}: the lease expired or was revoked")
-        if error.code() == rpc.StatusCode.OUT_OF_RANGE and "future revision" in details:
-            return StoreError(f"etcd: {details}: the store has not reached that revision yet")
-        if any(reason in details for reason in _TRANSIENT):
-            return Unavailable(f"etcd: {details} (its members are changing leader): retry")
-        return StoreError(f"etcd answered {error.code().name}: {details}")
-
-    def _expect(self, full: bytes, expected_revision: int | None) -> list[rpc.Compare]:
-        compares = [
-            rpc.Compare(key=full, target=rpc.Compare.VERSION, result=rpc.Compare.GREATER, version=0)
-        ]
-        if expected_revision is not None:
-            compares.append(
-                rpc.Compare(
-                    key=full,
-                    target=rpc.Compare.MOD,
-                    result=rpc.Compare.EQUAL,
-                    mod_revision=expected_revision,
-                )
-            )
-        return compares
-
-    def _fence_compares(self, fence: Fence | None) -> list[rpc.Compare]:
-        if fence is None:
-            return []
-        return [
-            rpc.Compare(
-                key=self._full(fence.key),
-                target=rpc.Compare.CREATE,
-                result=rpc.Compare.EQUAL,
-                create_revision=fence.revision,
-            )
-        ]
-
-    def _fence_reads(self, fence: Fence | None) -> list[rpc.RequestOp]:
-        if fence is None:
-            return []
-        read = rpc.RangeRequest(key=self._full(fence.key), keys_only=True)
-        return [rpc.RequestOp(request_range=read)]
-
-    def _check_fence(self, response: rpc.TxnResponse, fence: Fence | None, *, first: int) -> None:
-        """Raise `Fenced` when a failed transaction failed because the fence no longer holds
-        (its read is the failure branch's response at index `first`)."""
-        if fence is None:
-            return
-        found = response.responses[first].response_range.kvs
-        if not found or found[0].create_revision != fence.revision:
-            raise Fenced(
-                f"write refused: the term of {fence.key} at revision {fence.revision} has "
-                "ended (its key is gone or was created again)"
-            )
-
-    def _raise_mismatch(self, key: str, response: rpc.TxnResponse, expected: int | None) -> None:
-        found = response.responses[0].response_range.kvs
-        if not found:
-            raise NotFound(f"{key} not found")
-        raise Conflict(
-            f"{key} is at revision {found[0].mod_revision}, not {expected}: "
-            "it was changed by someone else; read it again and retry"
         )
 
     def _full(self, key: str) -> bytes:

@@ -171,6 +171,6 @@ class EtcdCluster:
 
 
 def _parse(url: str) -> Any:
-    from controlplane.store.etcd import Endpoint  # the store's own parsing (no import cycle)
+    from controlplane.store.etcdrpc import Endpoint  # the store's own parsing
 
     return Endpoint.parse(url)
