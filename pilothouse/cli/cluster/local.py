@@ -148,7 +148,9 @@ async def _detach(
             cwd="/",
         )
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + READY_TIMEOUT_S + 30
+    # Hollow nodes join a few at a time: the child's own wait for them (parts) is longer.
+    started = loop.time()
+    deadline = started + READY_TIMEOUT_S + 30 + hollow_nodes * 0.2
     while True:
         info = ClusterInfo.read(layout)
         if info is not None and info.pid == child.pid:
@@ -164,7 +166,7 @@ async def _detach(
         if loop.time() > deadline:
             child.send_signal(signal.SIGTERM)
             raise ClusterError(
-                f"the cluster was not ready within {READY_TIMEOUT_S + 30:.0f} s and was "
+                f"the cluster was not ready within {deadline - started:.0f} s and was "
                 f"stopped; its log is {layout.up_log}:\n{_tail(layout.up_log, offset)}"
             )
         await asyncio.sleep(0.1)
