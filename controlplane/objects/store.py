@@ -3,23 +3,21 @@
 The package docstring (`controlplane.objects`) has the vocabulary and the invariants every
 method here keeps: resourceVersion is the entry's revision, every write is a compare-and-swap,
 the store sets identity fields, `update` never writes status and `update_status` only status,
-and a write that would change nothing is skipped.
+and a write that would change nothing is skipped. Value types and the stored encoding:
+`controlplane.objects.stored`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.objects import immutable
+from controlplane.objects import immutable, stored
 from controlplane.objects.apply import Applied, ApplyOutcome, applied, spec_equal
 from controlplane.objects.encryption import Encryption
 from controlplane.objects.keys import (
@@ -29,6 +27,13 @@ from controlplane.objects.keys import (
     namespace_for,
     object_key,
 )
+from controlplane.objects.stored import (
+    ChangeType,
+    Invalid,
+    LabelMatcher,
+    ObjectChange,
+    ObjectList,
+)
 from controlplane.store import (
     AlreadyExists,
     Change,
@@ -37,9 +42,8 @@ from controlplane.store import (
     EventType,
     NotFound,
     Store,
-    StoreError,
 )
-from pilothouse.kinds import Kind, of_message
+from pilothouse.kinds import Kind
 from pilothouse.manifests import names
 from pilothouse.manifests.problems import ManifestError, Problem
 
@@ -47,38 +51,6 @@ log = structlog.get_logger(__name__)
 
 _APPLY_RETRIES = 5
 _DEFAULT_GRACE_SECONDS = 30  # Kubernetes' terminationGracePeriodSeconds
-
-
-class Invalid(StoreError):
-    """The object cannot be stored as given (missing name, unknown kind …)."""
-
-
-class LabelMatcher(Protocol):
-    """A label selector (pilothouse.selectors.Selector satisfies this)."""
-
-    def matches(self, labels: Any) -> bool: ...
-
-
-class ChangeType(enum.Enum):
-    ADDED = "ADDED"
-    MODIFIED = "MODIFIED"
-    DELETED = "DELETED"
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectChange:
-    """One change seen by a watch. For DELETED, `object` is its last state, with the deletion's
-    revision as resourceVersion."""
-
-    type: ChangeType
-    object: Message
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectList:
-    items: list[Message]
-    revision: int
 
 
 class ObjectStore:
@@ -173,12 +145,12 @@ class ObjectStore:
         CAS on `metadata.resourceVersion` (empty: the current one). Bumps generation when the
         spec changed. Returns the stored object (unchanged, with no write, if nothing changed).
         """
-        kind = _kind_of(message)
+        kind = stored.kind_of(message)
         current, entry = await self._current(kind, message)
         updated = type(current)()
         updated.CopyFrom(message)
-        _keep_identity(updated, current, kind)
-        if _has_status(updated):
+        stored.keep_identity(updated, current, kind)
+        if stored.has_status(updated):
             updated.ClearField("status")
             if current.HasField("status"):
                 updated.status.CopyFrom(current.status)
@@ -190,11 +162,11 @@ class ObjectStore:
 
     async def update_status(self, message: Message) -> Message:
         """Write only `status` (CAS as `update`); spec and metadata stay as stored."""
-        kind = _kind_of(message)
+        kind = stored.kind_of(message)
         current, entry = await self._current(kind, message)
         updated = type(current)()
         updated.CopyFrom(current)
-        if not _has_status(updated):
+        if not stored.has_status(updated):
             raise Invalid(f"a {kind.info.kind} has no status")
         updated.ClearField("status")
         if message.HasField("status"):
@@ -230,7 +202,9 @@ class ObjectStore:
             )
             if marked is not None:
                 return marked
-        expected = _revision(resource_version, kind, namespace, name) if resource_version else None
+        expected = (
+            stored.revision(resource_version, kind, namespace, name) if resource_version else None
+        )
         key = object_key(kind, namespace, name)
         try:
             entry = await self._store.delete(key, expected_revision=expected)
@@ -297,7 +271,7 @@ class ObjectStore:
         object carries a resourceVersion it must still be current (`Conflict`); without one,
         a race with another writer (a controller writing status) is retried here.
         """
-        kind = _kind_of(message)
+        kind = stored.kind_of(message)
         pinned = bool(message.metadata.resource_version)
         for attempt in range(_APPLY_RETRIES):
             try:
@@ -337,7 +311,7 @@ class ObjectStore:
         return Applied(object=await self.update(desired), outcome=ApplyOutcome.CONFIGURED)
 
     def _prepare_new(self, message: Message) -> tuple[Kind, Message]:
-        kind = _kind_of(message)
+        kind = stored.kind_of(message)
         obj = type(message)()
         obj.CopyFrom(message)
         meta = obj.metadata
@@ -364,7 +338,7 @@ class ObjectStore:
         except NotFound:
             raise NotFound(f"{describe(kind, namespace, meta.name)} not found") from None
         if meta.resource_version and (
-            _revision(meta.resource_version, kind, namespace, meta.name) != entry.revision
+            stored.revision(meta.resource_version, kind, namespace, meta.name) != entry.revision
         ):
             raise Conflict(conflict_message(kind, namespace, meta.name))
         return self._decode(kind, entry), entry
@@ -388,7 +362,7 @@ class ObjectStore:
         return updated
 
     def _encode(self, kind: Kind, key: str, message: Message) -> bytes:
-        value = _encode(message)
+        value = stored.encode(message)
         if self._encryption is not None and kind in self._encryption.kinds:
             return self._encryption.seal(key, value)
         return value
@@ -397,7 +371,7 @@ class ObjectStore:
         value = entry.value
         if self._encryption is not None and kind in self._encryption.kinds:
             value = self._encryption.open(entry.key, value)
-        return _decode(kind, value, entry.revision)
+        return stored.decode(kind, value, entry.revision)
 
     async def reencrypt(self, kind: Kind) -> int:
         """Rewrite every object of `kind` not sealed with the primary key (after a key
@@ -423,54 +397,3 @@ class ObjectStore:
                     break
         log.info("objects.reencrypted", kind=kind.info.plural, rewritten=rewritten)
         return rewritten
-
-
-def _has_status(message: Message) -> bool:
-    return "status" in message.DESCRIPTOR.fields_by_name
-
-
-def _kind_of(message: Message) -> Kind:
-    try:
-        return of_message(message)
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
-
-
-def _keep_identity(updated: Message, current: Message, kind: Kind) -> None:
-    """What no caller may change: uid, creationTimestamp, name, namespace, apiVersion, kind."""
-    meta, old = updated.metadata, current.metadata
-    meta.uid = old.uid
-    meta.creation_timestamp.CopyFrom(old.creation_timestamp)
-    meta.name = old.name
-    meta.namespace = old.namespace
-    meta.resource_version = old.resource_version
-    if old.HasField("deletion_timestamp"):  # once being deleted, always being deleted
-        meta.deletion_timestamp.CopyFrom(old.deletion_timestamp)
-        if old.HasField("deletion_grace_period_seconds"):
-            meta.deletion_grace_period_seconds = old.deletion_grace_period_seconds
-    updated.api_version = kind.info.api_version
-    updated.kind = kind.info.kind
-
-
-def _revision(resource_version: str, kind: Kind, namespace: str, name: str) -> int:
-    try:
-        return int(resource_version)
-    except ValueError:
-        raise Invalid(
-            f'{describe(kind, namespace, name)}: resourceVersion "{resource_version}" '
-            "is not one this server issued"
-        ) from None
-
-
-def _encode(message: Message) -> bytes:
-    stored = type(message)()
-    stored.CopyFrom(message)
-    stored.metadata.resource_version = ""
-    return stored.SerializeToString(deterministic=True)
-
-
-def _decode(kind: Kind, value: bytes, revision: int) -> Message:
-    obj = kind.info.message()
-    obj.ParseFromString(value)
-    obj.metadata.resource_version = str(revision)
-    return obj

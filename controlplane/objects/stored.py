@@ -1,0 +1,106 @@
+"""How an object is kept in the byte-level store, and what reads and watches return.
+
+Role: the value types of `ObjectStore` (`ObjectList`, `ObjectChange`, `ChangeType`,
+`Invalid`) and the rules it applies to every stored object: the encoding (deterministic
+protobuf without resourceVersion; the revision becomes resourceVersion on decode), the
+identity fields no update may change (`keep_identity`), and a resourceVersion parsed back
+into a revision.
+
+Invariants: `decode(kind, encode(obj), r)` equals `obj` with resourceVersion `str(r)`;
+once an object has a deletionTimestamp, `keep_identity` never takes it away.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from google.protobuf.message import Message
+
+from controlplane.objects.keys import describe
+from controlplane.store import StoreError
+from pilothouse.kinds import Kind, of_message
+
+
+class Invalid(StoreError):
+    """The object cannot be stored as given (missing name, unknown kind …)."""
+
+
+class LabelMatcher(Protocol):
+    """A label selector (pilothouse.selectors.Selector satisfies this)."""
+
+    def matches(self, labels: Any) -> bool: ...
+
+
+class ChangeType(enum.Enum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    """One change seen by a watch. For DELETED, `object` is its last state, with the deletion's
+    revision as resourceVersion."""
+
+    type: ChangeType
+    object: Message
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectList:
+    items: list[Message]
+    revision: int
+
+
+def has_status(message: Message) -> bool:
+    return "status" in message.DESCRIPTOR.fields_by_name
+
+
+def kind_of(message: Message) -> Kind:
+    try:
+        return of_message(message)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def keep_identity(updated: Message, current: Message, kind: Kind) -> None:
+    """What no caller may change: uid, creationTimestamp, name, namespace, apiVersion, kind."""
+    meta, old = updated.metadata, current.metadata
+    meta.uid = old.uid
+    meta.creation_timestamp.CopyFrom(old.creation_timestamp)
+    meta.name = old.name
+    meta.namespace = old.namespace
+    meta.resource_version = old.resource_version
+    if old.HasField("deletion_timestamp"):  # once being deleted, always being deleted
+        meta.deletion_timestamp.CopyFrom(old.deletion_timestamp)
+        if old.HasField("deletion_grace_period_seconds"):
+            meta.deletion_grace_period_seconds = old.deletion_grace_period_seconds
+    updated.api_version = kind.info.api_version
+    updated.kind = kind.info.kind
+
+
+def revision(resource_version: str, kind: Kind, namespace: str, name: str) -> int:
+    try:
+        return int(resource_version)
+    except ValueError:
+        raise Invalid(
+            f'{describe(kind, namespace, name)}: resourceVersion "{resource_version}" '
+            "is not one this server issued"
+        ) from None
+
+
+def encode(message: Message) -> bytes:
+    stored = type(message)()
+    stored.CopyFrom(message)
+    stored.metadata.resource_version = ""
+    return stored.SerializeToString(deterministic=True)
+
+
+def decode(kind: Kind, value: bytes, revision: int) -> Message:
+    obj = kind.info.message()
+    obj.ParseFromString(value)
+    obj.metadata.resource_version = str(revision)
+    return obj
