@@ -1,5 +1,6 @@
-"""autoscaling/v2 HorizontalPodAutoscalers: `algorithm` (Kubernetes' arithmetic, pure) and
-`controller` (reads usage, scales the target, writes status)."""
+"""autoscaling/v2 HorizontalPodAutoscalers: `algorithm` (Kubernetes' arithmetic, pure),
+`proposal` (the metrics' proposal from pods and usage, pure) and `controller` (reads usage,
+scales the target, writes status)."""
 
 from controlplane.controllers.autoscaler.controller import (
     SCALABLE,

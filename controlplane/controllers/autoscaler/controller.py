@@ -9,7 +9,7 @@ One reconcile of "namespace/name":
    their requests and their latest usage (`MetricsSource`: the agents' samples);
 3. a proposal per metric, the largest wins, then stabilization (the recommendations of the
    last window, kept in memory per HPA) and the scaling policies (the changes this controller
-   made within each period), then min/max replicas;
+   made within each period), then min/max replicas (the proposal itself: `proposal`);
 4. a different count is written to the target's spec.replicas (compare-and-swap; a conflict
    is the engine's retry) with a SuccessfulRescale event;
 5. the HPA's status: current/desired replicas, current metrics, lastScaleTime, conditions
@@ -29,21 +29,20 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 from google.protobuf.message import Message
 
 from controlplane import metrics
 from controlplane.cache.informer import Informer, Notice
-from controlplane.controllers.autoscaler import algorithm
+from controlplane.controllers.autoscaler import algorithm, proposal
+from controlplane.controllers.autoscaler.proposal import PodUsage
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore
 from controlplane.reconcile import Result
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
 from controlplane.store import NotFound
-from pilothouse import quantity, selectors
 from pilothouse.conditions import set_condition
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -59,13 +58,6 @@ SCALABLE = {
 _HISTORY_LIMIT = 64
 
 
-class PodUsage(Protocol):
-    """What the controller reads of one pod's sample (`nodes.usage.PodCpuMemory`)."""
-
-    cpu_millis: float
-    memory_bytes: int
-
-
 # namespace -> pod name -> its latest sample
 MetricsSource = Callable[[str], Awaitable[Mapping[str, PodUsage]]]
 
@@ -75,17 +67,6 @@ class Settings:
     sync_period: float = 15.0
     downscale_stabilization: float = 300.0
     tolerance: float = algorithm.DEFAULT_TOLERANCE
-
-
-@dataclass(frozen=True, slots=True)
-class _Evaluation:
-    proposal: int
-    metric_statuses: tuple[objects_pb2.MetricStatus, ...]
-    reason: str  # for the event: "cpu resource utilization (percentage of request) above target"
-
-
-class _Unmeasurable(Exception):
-    """A metric cannot be computed (no samples, no requests): ScalingActive=False."""
 
 
 class HorizontalPodAutoscalers:
@@ -185,7 +166,7 @@ class HorizontalPodAutoscalers:
             return
         try:
             evaluation = await self._proposal(hpa, target, current)
-        except _Unmeasurable as why:
+        except proposal.Unmeasurable as why:
             status.desired_replicas = current
             self._condition(status, "ScalingActive", "False", "FailedGetResourceMetric", str(why))
             await self._events.record(hpa, EventType.WARNING, "FailedGetResourceMetric", str(why))
@@ -232,9 +213,9 @@ class HorizontalPodAutoscalers:
 
     async def _proposal(
         self, hpa: objects_pb2.HorizontalPodAutoscaler, target: Message, current: int
-    ) -> _Evaluation:
+    ) -> proposal.Evaluation:
         namespace = hpa.metadata.namespace
-        selector = _selector_of(target)
+        selector = proposal.selector_of(target)
         pods = [
             p
             for p in self._pods.list(namespace, selector)
@@ -243,69 +224,9 @@ class HorizontalPodAutoscalers:
             and p.status.phase not in ("Succeeded", "Failed")
         ]
         usage = await self._metrics(namespace)
-        best: tuple[int, str] | None = None
-        statuses = []
-        for metric in hpa.spec.metrics or [_default_metric()]:
-            resource = metric.resource.name
-            samples, missing = [], 0
-            for pod in pods:
-                request = _requests(pod, resource)
-                sample = usage.get(pod.metadata.name)
-                if sample is None:
-                    missing += 1
-                    continue
-                used = sample.cpu_millis if resource == "cpu" else float(sample.memory_bytes)
-                samples.append(algorithm.PodSample(used, request, ready=_ready(pod)))
-            target = metric.resource.target
-            value = objects_pb2.MetricValueStatus()
-            try:
-                if target.type == "AverageValue":
-                    amount = (
-                        quantity.parse_cpu(target.average_value)
-                        if resource == "cpu"
-                        else quantity.parse_memory(target.average_value)
-                    )
-                    proposal = algorithm.average_value_proposal(
-                        current_replicas=current,
-                        samples=samples,
-                        target=float(amount),
-                        tolerance=self._settings.tolerance,
-                    )
-                    value.average_value = (
-                        quantity.format_cpu(round(proposal.current))
-                        if resource == "cpu"
-                        else str(round(proposal.current))
-                    )
-                    reason = f"{resource} resource"
-                else:
-                    missing_request = [p.metadata.name for p in pods if _requests(p, resource) <= 0]
-                    if missing_request:
-                        raise _Unmeasurable(
-                            f"failed to get {resource} utilization: missing request for "
-                            f"{resource} in pod {missing_request[0]}"
-                        )
-                    proposal = algorithm.utilization_proposal(
-                        current_replicas=current,
-                        samples=samples,
-                        missing=missing,
-                        target_percent=float(target.average_utilization),
-                        tolerance=self._settings.tolerance,
-                        unready_count_zero=resource == "cpu",
-                    )
-                    value.average_utilization = round(proposal.current)
-                    reason = f"{resource} resource utilization (percentage of request)"
-            except ValueError as why:
-                raise _Unmeasurable(f"failed to get {resource} utilization: {why}") from None
-            statuses.append(
-                objects_pb2.MetricStatus(
-                    type="Resource",
-                    resource=objects_pb2.ResourceMetricStatus(name=resource, current=value),
-                )
-            )
-            if best is None or proposal.replicas > best[0]:
-                best = (proposal.replicas, reason)
-        assert best is not None
-        return _Evaluation(proposal=best[0], metric_statuses=tuple(statuses), reason=best[1])
+        return proposal.propose(
+            hpa, pods=pods, usage=usage, current=current, tolerance=self._settings.tolerance
+        )
 
     def _stabilize(
         self,
@@ -353,16 +274,6 @@ class HorizontalPodAutoscalers:
         status.conditions.extend(merged)
 
 
-def _default_metric() -> objects_pb2.MetricSpec:
-    """autoscaling/v2's default: 80 % CPU utilization."""
-    return objects_pb2.MetricSpec(
-        type="Resource",
-        resource=objects_pb2.ResourceMetricSource(
-            name="cpu", target=objects_pb2.MetricTarget(type="Utilization", average_utilization=80)
-        ),
-    )
-
-
 def _rules(
     hpa: objects_pb2.HorizontalPodAutoscaler, settings: Settings
 ) -> tuple[algorithm.Rules, algorithm.Rules]:
@@ -390,28 +301,6 @@ def _rule(given: objects_pb2.HPAScalingRules, default: algorithm.Rules) -> algor
         policies=tuple(algorithm.Policy(p.type, p.value, p.period_seconds) for p in given.policies)
         or default.policies,
     )
-
-
-def _selector_of(target: Message) -> selectors.Selector:
-    selector = target.spec.selector
-    if isinstance(selector, objects_pb2.LabelSelector):
-        return selectors.from_match_labels(selector.match_labels)
-    return selectors.from_match_labels(selector)  # a ReplicationController's plain map
-
-
-def _requests(pod: objects_pb2.Pod, resource: str) -> float:
-    total = 0.0
-    for container in pod.spec.containers:
-        resources = container.resources
-        amount = resources.requests.get(resource) or resources.limits.get(resource)
-        if not amount:
-            return 0.0
-        total += quantity.parse_cpu(amount) if resource == "cpu" else quantity.parse_memory(amount)
-    return total
-
-
-def _ready(pod: objects_pb2.Pod) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
 
 
 def horizontal_pod_autoscaler_controller(
