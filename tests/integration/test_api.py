@@ -42,9 +42,18 @@ async def stub(connect: Callable[[], grpc.aio.Channel]) -> AsyncIterator[api_grp
 
 
 @pytest.fixture
-def ns() -> str:
-    """A namespace of this test's own, so tests sharing a control plane stay apart."""
-    return f"t-{uuid.uuid4().hex[:10]}"
+async def ns(stub: api_grpc.ControlPlaneStub) -> str:
+    """A namespace of this test's own, so tests sharing a control plane stay apart (created
+    first: the API refuses objects in a namespace that does not exist, as Kubernetes does)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    await create_namespace(stub, name)
+    return name
+
+
+async def create_namespace(stub: api_grpc.ControlPlaneStub, name: str) -> None:
+    namespace = objects_pb2.Namespace()
+    namespace.metadata.name = name
+    await stub.Apply(api.ApplyRequest(object=kinds.wrap(namespace)), timeout=30)
 
 
 async def apply(stub: api_grpc.ControlPlaneStub, obj) -> api.ApplyResponse:
@@ -160,6 +169,7 @@ async def test_get_and_list_with_selectors(stub: api_grpc.ControlPlaneStub, ns: 
     await apply(stub, deployment(name="a", namespace=ns, labels={"app": "a", "tier": "front"}))
     await apply(stub, deployment(name="b", namespace=ns, labels={"app": "b", "tier": "back"}))
     other_ns = f"{ns}-other"
+    await create_namespace(stub, other_ns)
     await apply(
         stub, deployment(name="c", namespace=other_ns, labels={"app": "c", "tier": "front"})
     )
