@@ -14,8 +14,9 @@ Layout under the state dir (everything a restarted agent needs to re-adopt its c
         conmon.pid, container.pid      the monitor's and the container's pids
         exit, oom, ctl, winsz, attach  conmon's markers, control fifos and attach socket
 
-Beside it: `conmon` (starting and finding a container's monitor), `records` (the bundle's
-small files) and `processes` (spawning and awaiting processes through pidfds).
+Beside it: `bundles` (making a container's bundle and spawning its monitor), `conmon`
+(starting and finding a container's monitor), `records` (the bundle's small files) and
+`processes` (spawning and awaiting processes through pidfds).
 
 Invariants:
 - conmon, not the agent, is the parent of `runc create`: it holds the container's stdio,
@@ -38,7 +39,6 @@ import os
 import shutil
 import signal as signals
 import subprocess
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,13 +51,13 @@ from nodeagent.runtime import (
     ContainerState,
     RuntimeError_,
     Status,
+    bundles,
     conmon,
     mounts,
     ocispec,
     processes,
     records,
     recovery,
-    secretenv,
 )
 from nodeagent.runtime import logs as cri_logs
 from nodeagent.runtime.cgroups import Cgroups
@@ -101,7 +101,17 @@ class RuncRuntime:
         except FileExistsError:
             raise RuntimeError_(f'container "{spec.id}" already exists') from None
         try:
-            return await self._create(spec, cdir)
+            return await bundles.create(
+                spec,
+                cdir,
+                settings=self.settings,
+                conmon_binary=self.conmon,
+                runc_binary=self.runc,
+                runc_root=self._runc_root,
+                exit_dir=self._exits,
+                socket_dir=self._sockets,
+                log_size_max=self.log_size_max,
+            )
         except BaseException:
             await self.delete(spec.id)
             raise
@@ -268,61 +278,6 @@ class RuncRuntime:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _create(self, spec: ContainerSpec, cdir: Path) -> ContainerState:
-        if not spec.rootfs_mounts and not spec.rootfs:
-            raise RuntimeError_(f'container "{spec.id}" has no rootfs (neither a path nor mounts)')
-        # Every file and directory made here costs about a millisecond on a VM's disk: keep
-        # the bundle to one directory and two files (three with an assembled rootfs).
-        log_path = Path(spec.log_path) if spec.log_path else cdir / "container.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        meta: dict[str, Any] = {
-            "id": spec.id,
-            "labels": dict(spec.labels),
-            "log_path": str(log_path),
-            "cgroups_path": ocispec.cgroups_path(spec.id, self.settings),
-            "created_at": datetime.now(UTC).isoformat(),
-            # Recorded before mounting: a crash mid-mount still unmounts on delete.
-            "rootfs_mounted": bool(spec.rootfs_mounts),
-            "uuid": str(uuid.uuid4()),
-        }
-        records.write_json(cdir / "meta.json", meta)
-        if spec.rootfs_mounts:
-            root = cdir / "rootfs"
-            root.mkdir()
-            mounts.perform(spec.rootfs_mounts, root=root)
-        else:
-            root = _real_path(spec.rootfs)
-        try:
-            config = ocispec.build(spec, settings=self.settings, rootfs=str(root))
-        except ValueError as err:
-            raise RuntimeError_(str(err)) from None
-        # A second copy of meta.json, where runc keeps one too (see `_recover_meta`).
-        config["annotations"] = {**config.get("annotations", {}), **records.meta_annotations(meta)}
-        # Values from Secrets stay in memory: runc reads them from a tmpfs copy (secretenv).
-        memory = secretenv.stage(cdir, config, uuid=meta["uuid"]) if spec.secret_env else None
-        if memory is None:
-            records.write_json(cdir / "config.json", config)
-        try:
-            pid = await conmon.spawn(
-                conmon=self.conmon,
-                runc=self.runc,
-                runc_root=self._runc_root,
-                container_id=spec.id,
-                container_uuid=meta["uuid"],
-                bundle=cdir,
-                log_path=log_path,
-                log_size_max=self.log_size_max,
-                exit_dir=self._exits,
-                socket_dir=self._sockets,
-            )
-        finally:
-            if memory is not None:
-                redacted = secretenv.redacted(config, spec.secret_env)
-                records.write_json(cdir / "config.json", redacted)
-                secretenv.forget(memory)
-        log.debug("container.created", container=spec.id, pid=pid)
-        return ContainerState(id=spec.id, status=Status.CREATED, pid=pid, labels=dict(spec.labels))
-
     def _finish(
         self, container_id: str, meta: dict[str, Any], *, started_at: datetime | None
     ) -> ContainerState:
@@ -421,10 +376,3 @@ class RuncRuntime:
         if proc.returncode != 0:
             raise RuntimeError_(conmon.runc_message(err.decode(errors="replace")))
         return out.decode(errors="replace")
-
-
-# -- small pure helpers ---------------------------------------------------------------------
-
-
-def _real_path(path: str) -> Path:
-    return Path(os.path.realpath(path))
