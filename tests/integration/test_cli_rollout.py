@@ -71,6 +71,9 @@ def make(shared_control_plane: Any, tmp_path: Path) -> Iterator[Callable[[str], 
 
     def cli(namespace: str) -> Pilothouse:
         made.append(Pilothouse(shared_control_plane, tmp_path / "home", namespace))
+        # The API refuses objects in a namespace that does not exist, as Kubernetes does.
+        created = made[-1]("create", "namespace", namespace)
+        assert created.returncode == 0 or "already exists" in created.stderr, created.stderr
         return made[-1]
 
     yield cli
