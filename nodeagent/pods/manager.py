@@ -7,7 +7,7 @@ uid or spec hash), is stopped and removed, and a changed pod is started again on
 predecessor is gone (one pod name never runs twice at once). `pods()` and
 `watch()` report the observed status, and `watch()` also hands over each pod's events (what
 its worker recorded since the last report); `logs()` reads a container's log files
-(`pods.logs`).
+(`pods.logs`). Publishing the statuses and events to watchers: `pods.publishing`.
 
 Invariants:
 - Level-triggered: `sync` is idempotent, and `start()` rebuilds the same workers from the
@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from nodeagent.pods import adoption, logs, specs
 from nodeagent.pods.configs import Configs
 from nodeagent.pods.logs import BadRequest, PodNotFound
 from nodeagent.pods.persisting import DesiredSetWriter
+from nodeagent.pods.publishing import EventType, PodEvent, Publisher
 from nodeagent.pods.validation import validate
 from nodeagent.pods.worker import PodWorker, WorkerConfig
 from nodeagent.runtime import ContainerRuntime, ContainerState
@@ -66,19 +65,6 @@ __all__ = [
     "PodNotFound",
     "validate",
 ]
-
-
-class EventType(enum.Enum):
-    UPDATED = "UPDATED"
-    REMOVED = "REMOVED"
-
-
-@dataclass(frozen=True, slots=True)
-class PodEvent:
-    type: EventType
-    pod: objects_pb2.Pod
-    # Kubernetes Events about the pod recorded since its previous report (see pods.events).
-    events: tuple[objects_pb2.Event, ...] = ()
 
 
 class PodManager:
@@ -103,8 +89,7 @@ class PodManager:
         self._workers: dict[str, PodWorker] = {}
         self._tasks: dict[PodWorker, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._published: dict[str, objects_pb2.Pod] = {}
-        self._watchers: set[asyncio.Queue[PodEvent]] = set()
+        self._publisher = Publisher()
         self._started = False
         # pod key -> workers of that key being stopped (orphans included); pod uid -> the same.
         self._stopping: dict[str, int] = {}
@@ -240,18 +225,9 @@ class PodManager:
         """The workers of the pods the node runs (not those being removed), for eviction."""
         return [w for w in self._workers.values() if not w.stopping]
 
-    async def watch(self) -> AsyncIterator[PodEvent]:
+    def watch(self) -> AsyncIterator[PodEvent]:
         """Every pod's current status first, then each change as it happens."""
-        queue: asyncio.Queue[PodEvent] = asyncio.Queue()
-        self._watchers.add(queue)
-        try:
-            for worker in list(self._workers.values()):
-                if not worker.stopping:
-                    yield PodEvent(EventType.UPDATED, worker.observed(), self._events_of(worker))
-            while True:
-                yield await queue.get()
-        finally:
-            self._watchers.discard(queue)
+        return self._publisher.watch(lambda: self._workers.values())
 
     def log_path(
         self, *, namespace: str, pod: str, container: str = "", previous: bool = False
@@ -385,10 +361,7 @@ class PodManager:
                 counts[key] = left
         if self._workers.get(worker.key) is worker:
             del self._workers[worker.key]
-        last = self._published.get(worker.key)
-        if last is not None and last.metadata.uid == worker.uid:
-            del self._published[worker.key]
-            self._emit(PodEvent(EventType.REMOVED, last, self._events_of(worker)))
+        self._publisher.removed(worker)
         self._reconcile()
 
     def _task_ended(self, task: asyncio.Task[None]) -> None:
@@ -402,19 +375,7 @@ class PodManager:
     def _published_changed(self, worker: PodWorker) -> None:
         if worker.stopping or self._workers.get(worker.key) is not worker:
             return
-        pod = worker.observed()
-        if self._published.get(worker.key) == pod and not (worker.events and self._watchers):
-            return
-        self._published[worker.key] = pod
-        self._emit(PodEvent(EventType.UPDATED, pod, self._events_of(worker)))
-
-    def _events_of(self, worker: PodWorker) -> tuple[objects_pb2.Event, ...]:
-        """The worker's new events, handed over only when someone watches (else they wait)."""
-        return tuple(worker.events.drain()) if self._watchers else ()
-
-    def _emit(self, event: PodEvent) -> None:
-        for queue in self._watchers:
-            queue.put_nowait(event)
+        self._publisher.update(worker)
 
     @staticmethod
     def _skeleton(key: str, uid: str) -> objects_pb2.Pod:
