@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -224,6 +225,9 @@ async def test_agents_get_pod_cidrs_from_the_control_plane_and_keep_them(
     async with plane.client() as client:
         await client.delete(Kind.NODE, "n1")
         await client.delete(Kind.NODE, "n2")
+    # Deleting a Node cuts its certificate off: the agent joins again with a token, as a
+    # person brings such a node back (its state dir keeps everything but its credentials).
+    shutil.rmtree(n2.state_dir / "pki")
     await n2.start()
     assert await registered_pod_cidr(plane, n2) == "10.244.1.0/24", (
         "a restarted agent took a new pod CIDR while its pods have addresses from the old one"
