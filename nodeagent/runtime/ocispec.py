@@ -26,29 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.runtime import ContainerSpec, Mount, Seccomp, seccomp
+from pilothouse.oci.capabilities import DEFAULT_CAPABILITIES  # Docker's default set
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CFS_PERIOD_US = 100_000
 NOFILE_CEILING = 1_048_576
-
-# Docker's default set (moby oci/caps/defaults.go).
-DEFAULT_CAPABILITIES = (
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-)
 
 # Every capability of Linux 5.9+ (what a privileged container gets).
 ALL_CAPABILITIES = (

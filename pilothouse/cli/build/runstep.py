@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from pilothouse import libc
+from pilothouse.oci.capabilities import DEFAULT_CAPABILITIES
 
 log = structlog.get_logger(__name__)
 
@@ -48,22 +49,7 @@ HOSTNAME = "pilothouse-build"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Mount points runc may create in the rootfs; dropped from the layer when they were made empty.
 MOUNT_POINTS = ("proc", "dev", "sys", "etc/resolv.conf")
-CAPABILITIES = [  # Docker's default set, as pods get
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
+CAPABILITIES = list(DEFAULT_CAPABILITIES)  # Docker's default set, as pods get
 MASKED = [
     "/proc/asound",
     "/proc/acpi",
