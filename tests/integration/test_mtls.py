@@ -17,7 +17,7 @@ import pytest
 from controlplane.api.servicer import ControlPlaneServicer
 from controlplane.auth import bootstrap
 from controlplane.auth.serving import Security
-from controlplane.auth.tokens import TokenStore
+from controlplane.auth.tokens import CreatedToken, TokenStore
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from nodeagent import join
@@ -247,9 +247,8 @@ async def test_wrong_ca_hash_is_refused_before_anything_is_sent(cluster: Cluster
         await _join(cluster, "n1", token=token.token, ca_cert_hash="sha256:abc")
 
 
-async def test_node_certificates_join_once_then_renew_over_mtls(
-    cluster: Cluster, tmp_path: Path
-) -> None:
+async def _joining(cluster: Cluster, tmp_path: Path) -> tuple[CreatedToken, join.NodeCertificates]:
+    """A new bootstrap token, and node n1's certificates set to join with it."""
     token = await cluster.tokens.create()
     certs = join.NodeCertificates(
         tmp_path / "pki",
@@ -259,6 +258,13 @@ async def test_node_certificates_join_once_then_renew_over_mtls(
         token=token.token,
         ca_cert_hash=cluster.pki.ca_cert_hash,
     )
+    return token, certs
+
+
+async def test_node_certificates_join_once_then_renew_over_mtls(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    token, certs = await _joining(cluster, tmp_path)
     first = await certs.ensure()
     # A restart finds the files and does not join again (the token may be gone by then).
     await cluster.tokens.delete(token.info.id)
@@ -292,15 +298,7 @@ class EchoAgent(agent_pb2_grpc.NodeAgentServicer):
 async def test_agent_server_accepts_only_the_control_plane(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    token = await cluster.tokens.create()
-    certs = join.NodeCertificates(
-        tmp_path / "pki",
-        node_name="n1",
-        server=cluster.api,
-        join_server=cluster.join,
-        token=token.token,
-        ca_cert_hash=cluster.pki.ca_cert_hash,
-    )
+    _, certs = await _joining(cluster, tmp_path)
     node = await certs.ensure()
     server = grpc.aio.server(interceptors=[credentials.require_identity(pki.CONTROLPLANE)])
     agent_pb2_grpc.add_NodeAgentServicer_to_server(EchoAgent(), server)
