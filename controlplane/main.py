@@ -79,7 +79,7 @@ from controlplane.nodes.peers import PeersView
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.services import ClusterNetwork, ServicesView
 from controlplane.nodes.settings import DEFAULT_LOCAL_PATH_DIR, NodeSettings
-from controlplane.nodes.syncer import NodeSyncManager
+from controlplane.nodes.syncmanager import NodeSyncManager
 from controlplane.nodes.usage import UsageGatherer
 from controlplane.objects import ObjectStore
 from controlplane.objects.encryption import Encryption, Keyring

@@ -1,7 +1,7 @@
 """Node sync: each node's agent runs exactly the pods bound to it, and their status comes back.
 
 One `NodeSyncer` per Node (started and stopped by the `NodeSyncManager` runnable as Nodes come
-and go) holds a session with that node's agent:
+and go, `controlplane.nodes.syncmanager`) holds a session with that node's agent:
 - it pushes the node's whole desired pod set with `SyncPods` when the set changes (pod
   informer), and every `resync_interval` seconds anyway (heals an agent that lost its state);
 - it consumes `WatchPods` and hands every change to `reports.AgentReports`, which writes the
@@ -45,23 +45,21 @@ from collections.abc import Awaitable, Callable, Iterable
 import structlog
 
 from controlplane import metrics
-from controlplane.cache.informer import Informer, Notice
+from controlplane.cache.informer import Informer
 from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions, deletions
 from controlplane.nodes.agent import (
-    DEFAULT_TIMEOUT,
     AgentCallFailed,
     AgentClient,
     Connect,
     PodChangeType,
-    connector,
 )
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.configs import ConfigView, NodeConfig
 from controlplane.nodes.peers import PeersView
 from controlplane.nodes.reports import AgentReports
 from controlplane.nodes.services import Drains, ServicesState, ServicesView
-from controlplane.objects import ChangeType, ObjectStore
+from controlplane.objects import ObjectStore
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Conflict, NotFound, StoreError
 from pilothouse.kinds import Kind
@@ -399,167 +397,3 @@ async def _first_of(*coroutines: Awaitable[None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
         task.result()
-
-
-class NodeSyncManager:
-    """A Runnable: one NodeSyncer per Node, started and stopped as Nodes come and go."""
-
-    name = "nodesync"
-    needs_leadership = True  # pushes desired pods to agents: the leader's alone
-
-    def __init__(
-        self,
-        objects: ObjectStore,
-        *,
-        nodes: Informer,
-        pods: Informer,
-        events: EventRecorder | None = None,
-        clock: Clock | None = None,
-        connect: Connect | None = None,
-        resync_interval: float = RESYNC_INTERVAL,
-        rpc_timeout: float = DEFAULT_TIMEOUT,
-        max_backoff: float = MAX_BACKOFF,
-        configs: ConfigView | None = None,
-        services: ServicesView | None = None,
-        peers: PeersView | None = None,
-    ) -> None:
-        self._objects = objects
-        # The node list changed (joined, left, moved): every syncer pushes it.
-        self._peers = peers
-        if peers is not None:
-            peers.on_change = self._poke_all
-        # The cluster's Services changed: every syncer pushes them; an agent programmed them:
-        # the syncers of nodes with pods being deleted look whether those have drained.
-        self._services = services
-        self._drains = Drains()
-        if services is not None:
-            services.on_change = self._poke_all
-        self._nodes = nodes
-        self._pods = pods
-        # A ConfigMap or Secret changed: every syncer looks again (each pushes only if the
-        # set its own pods use changed).
-        self._configs = configs
-        if configs is not None:
-            configs.on_change = self._poke_all
-        self._events = events
-        self._clock = clock or SystemClock()
-        self._connect = connect or connector(timeout=rpc_timeout)
-        self._resync_interval = resync_interval
-        self._max_backoff = max_backoff
-        self._syncers: dict[str, tuple[NodeSyncer, asyncio.Task[None]]] = {}
-        self._running = False
-        nodes.add_handler(self._on_node)
-        pods.add_handler(self._on_pod)
-
-    async def run(self) -> None:
-        await self._nodes.wait_synced()
-        await self._pods.wait_synced()
-        if self._configs is not None:
-            await self._configs.wait_synced()
-        if self._services is not None:
-            await self._services.wait_synced()
-        if self._peers is not None:
-            await self._peers.wait_synced()
-        self._running = True
-        try:
-            for node in self._nodes.list():
-                self._start(node.metadata.name)
-            log.info("nodesync.started", nodes=len(self._syncers))
-            await asyncio.Event().wait()
-        finally:
-            self._running = False
-            tasks = [task for _, task in self._syncers.values()]
-            self._syncers.clear()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _on_node(self, notice: Notice) -> None:
-        if not self._running:
-            return
-        name = notice.object.metadata.name
-        if notice.type is ChangeType.DELETED:
-            self._stop(name)
-        elif name in self._syncers:
-            self._syncers[name][0].poke()
-        else:
-            self._start(name)
-
-    def _on_pod(self, notice: Notice) -> None:
-        pod, old = notice.object, notice.old
-        if (
-            notice.type is ChangeType.MODIFIED
-            and old is not None
-            and old.spec == pod.spec
-            and old.metadata.HasField("deletion_timestamp")
-            == pod.metadata.HasField("deletion_timestamp")
-            and old.metadata.uid == pod.metadata.uid
-        ):
-            return  # a status write: the desired sets did not change
-        for name in {pod.spec.node_name, old.spec.node_name if old is not None else ""}:
-            entry = self._syncers.get(name) if name else None
-            if entry is not None:
-                entry[0].poke()
-
-    def _poke_all(self) -> None:
-        if self._running:
-            for syncer, _ in self._syncers.values():
-                syncer.poke()
-
-    def _start(self, name: str) -> None:
-        syncer = NodeSyncer(
-            name,
-            objects=self._objects,
-            nodes=self._nodes,
-            pods=self._pods,
-            connect=self._connect,
-            configs=self._configs,
-            events=self._events,
-            clock=self._clock,
-            resync_interval=self._resync_interval,
-            max_backoff=self._max_backoff,
-            services=self._services,
-            drains=self._drains,
-            live_nodes=self._live_nodes,
-            on_programmed=self._on_programmed,
-            peers=self._peers,
-        )
-        task = asyncio.create_task(self._guarded(syncer), name=f"nodesync.{name}")
-        self._syncers[name] = (syncer, task)
-        log.debug("nodesync.node_added", node=name)
-
-    def _live_nodes(self) -> list[str]:
-        """Nodes whose data plane may route: registered and not lost."""
-        return [
-            n.metadata.name
-            for n in self._nodes.list()
-            if not conditions.is_lost(n) and n.metadata.name in self._syncers
-        ]
-
-    def _on_programmed(self, node: str) -> None:
-        """A node's data plane took a new state: pods being deleted may have drained."""
-        waiting = {
-            p.spec.node_name for p in self._pods.list() if p.metadata.HasField("deletion_timestamp")
-        }
-        for name in waiting:
-            entry = self._syncers.get(name)
-            if entry is not None:
-                entry[0].poke()
-
-    def _stop(self, name: str) -> None:
-        self._drains.forget(name)
-        entry = self._syncers.pop(name, None)
-        if entry is not None:
-            entry[1].cancel()
-            log.debug("nodesync.node_removed", node=name)
-
-    async def _guarded(self, syncer: NodeSyncer) -> None:
-        """A syncer must never die for good: log a bug and start it again."""
-        while True:
-            try:
-                await syncer.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.error("nodesync.syncer_failed", node=syncer.node, exc_info=True)
-            await self._clock.sleep(self._max_backoff)

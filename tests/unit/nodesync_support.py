@@ -19,7 +19,7 @@ from controlplane.cache.informer import Informer
 from controlplane.events import EventRecorder
 from controlplane.nodes.agent import Connect
 from controlplane.nodes.registry import NodeRegistry
-from controlplane.nodes.syncer import NodeSyncManager
+from controlplane.nodes.syncmanager import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

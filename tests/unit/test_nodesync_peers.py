@@ -15,7 +15,7 @@ import grpc
 from controlplane.cache.informer import Informer
 from controlplane.nodes.peers import Peer, PeersView
 from controlplane.nodes.registry import NodeRegistry
-from controlplane.nodes.syncer import NodeSyncManager
+from controlplane.nodes.syncmanager import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind

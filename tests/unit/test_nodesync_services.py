@@ -15,7 +15,7 @@ import grpc
 from controlplane.cache.informer import Informer
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.nodes.services import ClusterNetwork, ServicesView
-from controlplane.nodes.syncer import NodeSyncManager
+from controlplane.nodes.syncmanager import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.objects.endpoints import SERVICE_NAME_LABEL
 from controlplane.store import NotFound
