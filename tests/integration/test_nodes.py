@@ -34,6 +34,7 @@ from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from tests import factories
 from tests.fixtures.agent_process import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
+from tests.unit import waiting
 
 NAMESPACE = "nodes-test"
 WAIT = 30.0
@@ -142,17 +143,7 @@ async def cluster(
 
 
 async def eventually(check: Callable[[], object], what: str, *, within: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result is True:
-            return
-        if loop.time() > deadline:
-            pytest.fail(f"{what}: got {result!r}")
-        await asyncio.sleep(0.1)
+    await waiting.eventually(check, what, within, interval=0.1)
 
 
 async def listed(stub: api_grpc.ControlPlaneStub, kind: str, namespace: str = "") -> list:

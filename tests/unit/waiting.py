@@ -23,9 +23,11 @@ from controlplane.store import Conflict
 from pilothouse.kinds import Kind
 
 
-async def eventually(check: Callable[[], object], what: str, within: float = 5.0) -> None:
-    """Poll `check` (plain or async) until it returns True; fail with `what` and its last
-    answer after `within` seconds."""
+async def eventually(
+    check: Callable[[], object], what: str, within: float = 5.0, *, interval: float = 0.01
+) -> None:
+    """Poll `check` (plain or async) every `interval` seconds until it returns True; fail
+    with `what` and its last answer after `within` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -36,7 +38,7 @@ async def eventually(check: Callable[[], object], what: str, within: float = 5.0
             return
         if loop.time() > deadline:
             pytest.fail(f"{what}: got {result!r}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)
 
 
 class Queued(Protocol):
