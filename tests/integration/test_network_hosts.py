@@ -61,6 +61,12 @@ async def pods(hosts: list[NodeHost], tmp_path: Path) -> AsyncIterator[list[Sand
             await sandboxes.close()
 
 
+async def run(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(*argv, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, f"{' '.join(argv)} failed: {err.decode()}"
+
+
 async def test_a_node_reaches_the_other_node_and_the_bridge(hosts: list[NodeHost]) -> None:
     one, two = hosts
     assert await reachable(one.exec_prefix(), two.address), (
@@ -97,6 +103,10 @@ async def test_pods_on_different_nodes_reach_each_other_by_pod_ip(
     assert web.network.ip.startswith("10.244.2."), f"{web.ip} is not from node-2's pod CIDR"
     assert client.network.ip.startswith("10.244.1.")
     pods[1].serve(web, 8080, "served on node-2")
+    # Agents route to the other nodes' pod CIDRs themselves (nodeagent.network.routes); here
+    # no agent runs, so the test adds the host-gw routes an agent would.
+    for here, there in ((hosts[0], hosts[1]), (hosts[1], hosts[0])):
+        await run("ip", "-n", here.netns, "route", "replace", there.pod_cidr, "via", there.address)
     body = await fetch(pod_prefix(client), f"http://{web.ip}:8080/")
     assert body == "served on node-2", "a pod on node-1 cannot fetch from a pod on node-2"
 
