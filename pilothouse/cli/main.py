@@ -40,7 +40,8 @@ PROCESSES: dict[str, str] = {
     "hollow": "nodeagent.hollow.main",
 }
 PROCESS_HELP = {
-    "controlplane": "run the control plane (API server, etcd, controllers, scheduler)",
+    "controlplane": "run the control plane (API server, etcd, controllers, scheduler); "
+    "`controlplane install USER@HOST` puts one on a host over SSH",
     "agent": "run a node agent",
     "hollow": "run N simulated nodes (hollow agents) in one process",
 }
@@ -105,7 +106,10 @@ VERBS: dict[str, VerbSpec] = {
     "diff": VerbSpec(f"{_CLI}.diff", "show what apply would change (exit 1 when something would)"),
     "token": VerbSpec(f"{_CLI}.token", "manage bootstrap tokens with which nodes join"),
     "secrets": VerbSpec(f"{_CLI}.secrets", "manage the encryption of Secrets at rest"),
-    "node": VerbSpec(f"{_CLI}.nodeaccess", "approve or revoke a node's credentials"),
+    "node": VerbSpec(
+        f"{_CLI}.nodeaccess",
+        "add or remove nodes over SSH; approve or revoke a node's credentials",
+    ),
 }
 
 EXIT_ERROR = 1
@@ -276,6 +280,29 @@ def _run_verb(verb: str, words: list[str], flags: GlobalFlags, out: TextIO, err:
     return asyncio.run(verb_function(args.verb)(args, ctx))
 
 
+def _run_controlplane_install(
+    words: list[str], flags: GlobalFlags, out: TextIO, err: TextIO
+) -> int:
+    """`controlplane install USER@HOST`: the CLI's own (pilothouse.cli.remote), not the
+    process's; its global flags are taken out as after any verb."""
+    import asyncio
+
+    from pilothouse import config
+    from pilothouse.cli.context import Context
+    from pilothouse.cli.remote import flags as remote_flags
+    from pilothouse.cli.remote.controlplanes import run_install
+
+    more, rest = split_globals(["install", *words])
+    debug = flags.debug or more.debug
+    args = remote_flags.controlplane_install_parser().parse_args(rest[1:])
+    _quiet_logs(debug=debug)
+    settings = config.resolve(
+        server=more.server or flags.server, config_path=more.config or flags.config
+    )
+    ctx = Context(config=settings, debug=debug, out=out, err=err)
+    return asyncio.run(run_install(args, ctx))
+
+
 def main(
     argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
@@ -291,6 +318,8 @@ def main(
         if flags.version:
             out.write(f"pilothouse {pilothouse.__version__}\n")
             return 0
+        if rest[:2] == ["controlplane", "install"]:
+            return _run_controlplane_install(rest[2:], flags, out, err)
         if rest and rest[0] in PROCESSES:
             return run_process(rest[0], [*forwarded(flags), *rest[1:]])
         if not rest or rest[0] in ("-h", "--help", "help"):

@@ -1,4 +1,6 @@
 """`pilothouse node approve|revoke NAME`: who may hold a node's certificate (admin only).
+(`node add USER@HOST...` and `node remove NAME`, which install and remove agents over SSH,
+live in pilothouse.cli.remote and are dispatched from here.)
 
 - `node approve NAME [--ttl 1h]`: the next join for NAME (with any valid token, within the
   time given) may take the name over although a Node NAME exists and is alive, or was revoked;
@@ -21,6 +23,7 @@ import grpc
 
 from pilothouse import credentials
 from pilothouse.cli.context import Context
+from pilothouse.cli.remote import flags as remote_flags
 from pilothouse.cli.resources import UsageError
 from pilothouse.cli.token import parse_ttl, translate
 from pilothouse.v1 import controlplane_pb2 as api
@@ -32,11 +35,16 @@ _TIMEOUT = 30.0
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "node",
-        help="approve or revoke a node's credentials",
-        description="`node approve NAME [--ttl 1h]`: let the next join take the name NAME "
-        "over; `node revoke NAME`: refuse every certificate NAME holds from now on.",
+        help="add or remove nodes over SSH; approve or revoke a node's credentials",
+        description="`node add USER@HOST...`: install an agent over SSH and join it; `node "
+        "remove NAME`: drain it, stop its agent, delete it; `node approve NAME [--ttl 1h]`: let "
+        "the next join take the name NAME over; `node revoke NAME`: refuse every certificate "
+        "NAME holds from now on.",
     )
-    verbs = parser.add_subparsers(dest="node_verb", metavar="approve|revoke", required=True)
+    verbs = parser.add_subparsers(
+        dest="node_verb", metavar="add|remove|approve|revoke", required=True
+    )
+    remote_flags.add_subverbs(verbs)
     approve = verbs.add_parser("approve", help="let the next join for NAME take it over")
     approve.add_argument("name", metavar="NAME")
     approve.add_argument("--ttl", default="1h", help="how long the approval waits, e.g. 30m")
@@ -45,6 +53,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, ctx: Context) -> int:
+    if args.node_verb == "add":
+        from pilothouse.cli.remote.nodes import run_add
+
+        return await run_add(args, ctx)
+    if args.node_verb == "remove":
+        from pilothouse.cli.remote.removal import run_remove
+
+        return await run_remove(args, ctx)
     material = credentials.from_config(ctx.config)
     if material is None or material.cert_pem is None:
         raise UsageError(
