@@ -27,6 +27,7 @@ from tests.fixtures.etcd import EtcdServer
 # A bare Deployment: no namespace (the API defaults it), no labels of its own.
 deployment = functools.partial(factories.deployment, namespace="", labels={})
 
+
 def apply_request(obj: objects_pb2.Deployment) -> api.ApplyRequest:
     return api.ApplyRequest(object=kinds.wrap(obj))
 
