@@ -18,12 +18,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint_is_clean() -> None:
-    result = _run(sys.executable, "-m", "ruff", "check", ".")
+    result = _run(sys.executable, "-m", "ruff", "check", "--no-cache", ".")
     assert result.returncode == 0, f"ruff found problems:\n{result.stdout}{result.stderr}"
 
 
 def test_ruff_format_is_clean() -> None:
-    result = _run(sys.executable, "-m", "ruff", "format", "--check", ".")
+    result = _run(sys.executable, "-m", "ruff", "format", "--no-cache", "--check", ".")
     assert result.returncode == 0, f"files need `ruff format`:\n{result.stdout}{result.stderr}"
 
 
