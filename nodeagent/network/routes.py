@@ -22,8 +22,9 @@ Invariants:
   VXLAN device and its neighbour and forwarding entries with the peers, and adds, replaces and
   deletes until they match; a push of the same peers changes nothing; routes of anyone else
   are never touched;
-- this node itself, peers with no address or pod CIDR, and a peer whose pod CIDR is this
-  node's own are skipped;
+- this node itself, peers with no address or pod CIDR, a peer whose pod CIDR is this node's
+  own, and peers on this very machine (this node's address, or loopback: several agents
+  sharing one network namespace) are skipped: routes to them would lead nowhere;
 - pushes are serialised; one that fails says why (`RoutesOutcome.error`) and the next push
   (at the latest the control plane's periodic resync) tries again from the state it finds.
 """
@@ -105,6 +106,7 @@ def plan(
     own_pod_cidr: str,
     mode: RouteMode,
     on_link: dict[str, str],
+    node_ip: str = "",
 ) -> tuple[list[PeerRoute], list[str]]:
     """The routes to make for `peers` (pure). `on_link`: peer address -> the link it is
     directly on (absent: behind a router). Returns the routes and, for peers that cannot be
@@ -118,6 +120,8 @@ def plan(
             continue
         if own_pod_cidr and peer.pod_cidr == own_pod_cidr:
             continue
+        if peer.address == node_ip or _loopback(peer.address):
+            continue
         link = on_link.get(peer.address)
         if mode is RouteMode.VXLAN or (mode is RouteMode.AUTO and link is None):
             routes.append(PeerRoute(peer, Backend.VXLAN, VXLAN_DEVICE))
@@ -126,6 +130,13 @@ def plan(
         else:
             routes.append(PeerRoute(peer, Backend.HOST_GW, link))
     return routes, problems
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def pod_mtu(link_mtu: int, mode: RouteMode) -> int:
@@ -182,7 +193,12 @@ class PeerRoutes:
                 if found:
                     on_link[peer.address] = found
         routes, problems = plan(
-            peers, node=self._node, own_pod_cidr=own, mode=self._mode, on_link=on_link
+            peers,
+            node=self._node,
+            own_pod_cidr=own,
+            mode=self._mode,
+            on_link=on_link,
+            node_ip=self._node_ip,
         )
         vxlan = [r for r in routes if r.backend is Backend.VXLAN]
         if vxlan:

@@ -58,6 +58,19 @@ def test_a_peer_holding_this_nodes_pod_cidr_is_never_routed_to() -> None:
     assert routes == []
 
 
+def test_peers_on_this_very_machine_are_never_routed_to() -> None:
+    shared = [Peer("b", "127.0.0.1", "10.244.2.0/24"), Peer("c", "10.0.0.1", "10.244.3.0/24")]
+    routes, problems = plan(
+        shared,
+        node="a",
+        own_pod_cidr="10.244.1.0/24",
+        mode=RouteMode.AUTO,
+        on_link={},
+        node_ip="10.0.0.1",
+    )
+    assert (routes, problems) == ([], [])
+
+
 def test_vtep_and_mtu_follow_from_the_pod_cidr_and_the_link() -> None:
     assert vtep_address("10.244.3.0/24") == "10.244.3.0"
     assert vtep_mac("10.244.3.0/24") == "02:70:0a:f4:03:00"
