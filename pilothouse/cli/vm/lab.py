@@ -12,6 +12,8 @@ the `with` whatever happened inside, and `sweep()` removes the namespaces a cras
 
 The lab's SSH client key is `key.private`; `known_hosts` holds every machine's host key from
 the start (the lab made them), so `node add` verifies hosts strictly, no trust on first use.
+The machines have no internet: each comes with the busybox test image (`busybox:stable`, as
+`up`'s registry serves it) in the agent's import directory, which an agent loads when it starts.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from pilothouse.cli.vm import accel, image, seed
 from pilothouse.cli.vm.image import Image, Recipe
 from pilothouse.cli.vm.machine import DEFAULT_MEMORY_MIB, Machine, MachineError, MachineSpec
 from pilothouse.cli.vm.network import LabNetwork, leftover_labs
+from pilothouse.oci.testimage import build_test_image
 
 log = structlog.get_logger(__name__)
 
 SSH_WAIT_SECONDS = 300.0  # emulated machines under load take minutes
+# Where an agent finds image archives to load when it starts (nodeagent.images).
+IMPORTED_IMAGE = "var/lib/pilothouse/agent/images/import/busybox.tar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class Lab:
         self.key = seed.client_key(self.keys)
         self.known_hosts = directory / "known_hosts"
         self.known_hosts.touch(mode=0o600)
+        archive = build_test_image(directory / "busybox.tar")
+        self._seed_files = {IMPORTED_IMAGE: archive.read_bytes()}
 
     # -- making ----------------------------------------------------------------------------
 
@@ -112,7 +119,10 @@ class Lab:
         directory = self.directory / name
         directory.mkdir(parents=True, exist_ok=True)
         seed_file = seed.write_seed(
-            directory / "seed.tar", host=host, authorized_keys=self.key.public + "\n"
+            directory / "seed.tar",
+            host=host,
+            authorized_keys=self.key.public + "\n",
+            extra=self._seed_files,
         )
         spec = MachineSpec(
             name=name,

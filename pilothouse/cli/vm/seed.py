@@ -58,12 +58,16 @@ def known_hosts_line(address: str, host: KeyPair) -> str:
     return f"{address} {kind} {blob}"
 
 
-def write_seed(path: Path, *, host: KeyPair, authorized_keys: str) -> Path:
-    """The seed archive for one machine: its host key and root's authorized keys."""
+def write_seed(
+    path: Path, *, host: KeyPair, authorized_keys: str, extra: dict[str, bytes] | None = None
+) -> Path:
+    """The seed archive for one machine: its host key, root's authorized keys, and `extra`
+    files (path relative to / -> content, 0644)."""
     files = [
         ("etc/ssh/ssh_host_ed25519_key", 0o600, host.private.read_bytes()),
         ("etc/ssh/ssh_host_ed25519_key.pub", 0o644, (host.public + "\n").encode()),
         ("root/.ssh/authorized_keys", 0o600, authorized_keys.encode()),
+        *((name, 0o644, data) for name, data in (extra or {}).items()),
     ]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
