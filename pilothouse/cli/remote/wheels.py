@@ -11,7 +11,9 @@ with the pool alone and no index (no network needed: this machine may reach the 
 the internet, as inside a VM lab's namespace), and only when the pool lacks something asks
 pip's index, then keeps the dependencies it got in the pool.
 
-Invariant: a cache entry is complete or absent (built in a temporary directory, renamed).
+Invariants: a cache entry is complete or absent (built in a temporary directory, renamed); the
+build runs on a copy of the sources (`pyproject.toml`, `README.md` and the three packages), so
+it leaves nothing in the source tree (no build/ or egg-info) and packs nothing stale from one.
 """
 
 from __future__ import annotations
@@ -108,16 +110,18 @@ def build(root: Path | None = None, *, cache: Path | None = None) -> WheelSet:
     try:
         pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(work),
                "--find-links", str(pool)]  # fmt: skip
+        source = _copy_sources(root, work / "source")
         # The pool alone, offline; this venv's setuptools builds Pilothouse itself.
-        done = _pip([*pip, "--no-index", "--no-build-isolation", str(root)])
+        done = _pip([*pip, "--no-index", "--no-build-isolation", str(source)])
         if done.returncode != 0:
-            done = _pip([*pip, str(root)])  # pip's index for what the pool lacks
+            done = _pip([*pip, str(source)])  # pip's index for what the pool lacks
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
             raise WheelError(f"pip wheel {root} failed:\n{tail}")
         for wheel in work.glob("*.whl"):
             if not wheel.name.startswith("pilothouse-") and not (pool / wheel.name).exists():
                 shutil.copy2(wheel, pool / wheel.name)
+        shutil.rmtree(source)
         (work / "complete").write_text("")
         if out.exists():
             shutil.rmtree(out)
@@ -128,6 +132,16 @@ def build(root: Path | None = None, *, cache: Path | None = None) -> WheelSet:
     built = _wheel_set(out)
     log.info("wheels.built", directory=str(out), wheels=len(built.files))
     return built
+
+
+def _copy_sources(root: Path, target: Path) -> Path:
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    target.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(root / name, target / name)
+    for package in _PACKAGES:
+        shutil.copytree(root / package, target / package, ignore=skip)
+    return target
 
 
 def _pip(argv: list[str]) -> subprocess.CompletedProcess[str]:
