@@ -1,11 +1,12 @@
 """`python3 -m pilothouse.cli.vm --machines 3`: a disposable VM lab on this machine (as root).
 
-Builds (or reuses) the image, boots the machines on a bridge in a network namespace of their
-own, prints how to reach them (the namespace, the addresses, the SSH key and known_hosts),
-and keeps them until Ctrl-C or SIGTERM, then removes everything. Inside the namespace
-(`nsenter --net=/run/netns/phvm-<lab> bash`) the bridge's address (10.77.0.1) is this machine:
-run a control plane there and `pilothouse node add` the machines, as README's "Running on VMs"
-shows.
+Builds (or reuses) the image and Pilothouse's wheels (here, where pip's index is reachable:
+`node add` inside the namespace then builds from the wheel pool offline), boots the machines on
+a bridge in a network namespace of their own, prints how to reach them (the namespace, the
+addresses, the SSH key and known_hosts), and keeps them until Ctrl-C or SIGTERM, then removes
+everything. Inside the namespace (`nsenter --net=/run/netns/phvm-<lab> bash`) the bridge's
+address (10.77.0.1) is this machine: run a control plane there and `pilothouse node add` the
+machines, as README's "Running on VMs" shows.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace) -> int:
     directory = args.dir or Path(tempfile.mkdtemp(prefix="phvm-"))
+    from pilothouse.cli.remote import wheels
+
+    built = await asyncio.to_thread(wheels.build)
     with Lab.create(directory, machines=args.machines, memory_mib=args.memory) as lab:
         booted = await lab.boot_all()
         print(f"lab {lab.name}: {len(booted)} machines ({lab.accel}), image {lab.image.key}")
@@ -41,6 +45,8 @@ async def _run(args: argparse.Namespace) -> int:
         for machine, took in zip(lab.machines, booted, strict=True):
             print(f"  {machine.name}: root@{machine.address} (SSH after {took.seconds:.0f} s)")
         print(f"  ssh -i {lab.key.private} -o UserKnownHostsFile={lab.known_hosts} root@ADDRESS")
+        print(f"  node add --ssh-key {lab.key.private} --known-hosts {lab.known_hosts} "
+              f"[--wheels {built.directory}] root@ADDRESS ...")  # fmt: skip
         print("Ctrl-C removes the machines and the namespace.", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
