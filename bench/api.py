@@ -5,12 +5,18 @@ Measures, for N Deployments (default 1,000):
 - sequential latency (one call at a time, one client): p50 / p99 / mean of Apply-create, Get
   and Apply-unchanged (a re-apply that writes nothing);
 - throughput with C concurrent clients (default 32, each with its own channel): Apply-create
-  and Get of another N Deployments.
+  and Get of another N Deployments;
+- List of P pods (default 10,000; created through Apply, bound to a node that does not exist
+  so no scheduler or agent touches them): the time of one List of them all;
+- Watch fan-out: W watchers (default 100, each its own stream) of ConfigMaps from the
+  resourceVersion of a List; the time from one ConfigMap update until every watcher has seen
+  it, over several updates.
 
 Starts `python3 -m controlplane` in a temp dir (or uses `--server ADDR`) and stops it and its
 etcd afterwards. Prints a readable summary, then one JSON object on the last line.
 
-    python3 bench/api.py [--count 1000] [--concurrency 32] [--server HOST:PORT]
+    python3 bench/api.py [--count 1000] [--concurrency 32] [--pods 10000] [--watchers 100]
+                         [--server HOST:PORT]
 """
 
 from __future__ import annotations
@@ -58,6 +64,29 @@ def deployment(name: str, *, replicas: int = 0) -> objects_pb2.Deployment:
     container.resources.requests["cpu"] = "100m"
     container.resources.requests["memory"] = "64Mi"
     return d
+
+
+def pod(name: str) -> objects_pb2.Pod:
+    p = objects_pb2.Pod(api_version="v1", kind="Pod")
+    p.metadata.name = name
+    p.metadata.namespace = NAMESPACE
+    p.metadata.labels["app"] = "listed"
+    p.spec.node_name = "bench-nowhere"  # bound: the scheduler leaves it alone
+    container = p.spec.containers.add()
+    container.name = "web"
+    container.image = "busybox:stable"
+    container.command.extend(["httpd", "-f", "-p", "8080"])
+    container.resources.requests["cpu"] = "100m"
+    container.resources.requests["memory"] = "64Mi"
+    return p
+
+
+def configmap(name: str, value: str) -> objects_pb2.ConfigMap:
+    c = objects_pb2.ConfigMap(api_version="v1", kind="ConfigMap")
+    c.metadata.name = name
+    c.metadata.namespace = NAMESPACE
+    c.data["value"] = value
+    return c
 
 
 @contextlib.contextmanager
@@ -152,6 +181,8 @@ async def run(
     count: int,
     concurrency: int,
     replicas: int = 0,
+    pods: int = 0,
+    watchers: int = 0,
 ) -> dict[str, object]:
     channels = [
         credentials.secure_channel(address, tls) if tls else grpc.aio.insecure_channel(address)
@@ -161,6 +192,9 @@ async def run(
         stubs = [api_grpc.ControlPlaneStub(channel) for channel in channels]
         stub = stubs[0]
         await stub.List(api.ListRequest(kind="deployments"), timeout=30)  # warm the channel
+        namespace = objects_pb2.Namespace(api_version="v1", kind="Namespace")
+        namespace.metadata.name = NAMESPACE
+        await stub.Apply(api.ApplyRequest(object=kinds.wrap(namespace)), timeout=30)
 
         def apply(s: api_grpc.ControlPlaneStub, prefix: str) -> Callable[[int], Awaitable[object]]:
             async def call(i: int) -> object:
@@ -190,10 +224,86 @@ async def run(
         listing = await stub.List(api.ListRequest(kind="deployments", namespace=NAMESPACE))
         if len(listing.items) != 2 * count:
             raise RuntimeError(f"expected {2 * count} deployments, found {len(listing.items)}")
+        if pods:
+            results["list_pods"] = await list_pods(stubs, pods)
+        if watchers:
+            results["watch_fanout"] = await watch_fanout(address, tls, stub, watchers)
         return results
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def list_pods(stubs: list[api_grpc.ControlPlaneStub], count: int) -> dict[str, float]:
+    """Create `count` pods (concurrently), then time Lists of all of them."""
+
+    def create(s: api_grpc.ControlPlaneStub) -> Callable[[int], Awaitable[object]]:
+        async def call(i: int) -> object:
+            request = api.ApplyRequest(object=kinds.wrap(pod(f"listed-{i}")))
+            return await s.Apply(request, timeout=30)
+
+        return call
+
+    created = await concurrent([create(s) for s in stubs], count)
+    seconds = []
+    for _ in range(5):
+        start = time.perf_counter()
+        listing = await stubs[0].List(api.ListRequest(kind="pods", namespace=NAMESPACE), timeout=60)
+        seconds.append(time.perf_counter() - start)
+        if len(listing.items) != count:
+            raise RuntimeError(f"expected {count} pods, found {len(listing.items)}")
+    result = summary(seconds)
+    result["pods"] = count
+    result["create_ops_per_s"] = created["ops_per_s"]
+    result["create_p99_ms"] = created["p99_ms"]
+    return result
+
+
+async def watch_fanout(
+    address: str,
+    tls: credentials.TlsMaterial | None,
+    stub: api_grpc.ControlPlaneStub,
+    watchers: int,
+    updates: int = 20,
+) -> dict[str, float]:
+    """`watchers` Watch streams of ConfigMaps; per update, the time until all have seen it."""
+    await stub.Apply(api.ApplyRequest(object=kinds.wrap(configmap("fanout", "0"))), timeout=30)
+    listing = await stub.List(api.ListRequest(kind="configmaps", namespace=NAMESPACE))
+    channel = (
+        credentials.secure_channel(address, tls) if tls else grpc.aio.insecure_channel(address)
+    )
+    watch_stub = api_grpc.ControlPlaneStub(channel)
+    seen: list[asyncio.Queue[str]] = [asyncio.Queue() for _ in range(watchers)]
+
+    async def watcher(queue: asyncio.Queue[str]) -> None:
+        request = api.WatchRequest(
+            kind="configmaps", namespace=NAMESPACE, resource_version=listing.resource_version
+        )
+        async for event in watch_stub.Watch(request):
+            queue.put_nowait(kinds.unwrap(event.object).data["value"])
+
+    tasks = [asyncio.create_task(watcher(queue)) for queue in seen]
+    try:
+        seconds = []
+        for i in range(1, updates + 1):
+            value = str(i)
+            start = time.perf_counter()
+            await stub.Apply(
+                api.ApplyRequest(object=kinds.wrap(configmap("fanout", value))), timeout=30
+            )
+            for queue in seen:
+                while await asyncio.wait_for(queue.get(), 30) != value:
+                    pass
+            seconds.append(time.perf_counter() - start)
+        result = summary(seconds)
+        result["watchers"] = watchers
+        del result["ops_per_s"]
+        return result
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await channel.close()
 
 
 def main() -> int:
@@ -207,6 +317,8 @@ def main() -> int:
         help="replicas per Deployment (default 0: the API alone; with N the controllers also "
         "create N pending pods per Deployment while the API is measured)",
     )
+    parser.add_argument("--pods", type=int, default=10000, help="pods to List (0: skip)")
+    parser.add_argument("--watchers", type=int, default=100, help="Watch fan-out (0: skip)")
     parser.add_argument("--server", help="an existing control plane; default: start one")
     parser.add_argument(
         "--config", type=Path, help="with --server: the admin config (default: plaintext)"
@@ -214,7 +326,16 @@ def main() -> int:
     args = parser.parse_args()
 
     def bench(address: str, tls: credentials.TlsMaterial | None) -> dict[str, object]:
-        return asyncio.run(run(address, tls=tls, count=args.count, concurrency=args.concurrency))
+        return asyncio.run(
+            run(
+                address,
+                tls=tls,
+                count=args.count,
+                concurrency=args.concurrency,
+                pods=args.pods,
+                watchers=args.watchers,
+            )
+        )
 
     if args.server:
         results = bench(args.server, admin_tls(args.config) if args.config else None)
@@ -229,6 +350,8 @@ def main() -> int:
         "deployments": args.count,
         "concurrency": args.concurrency,
         "replicas_per_deployment": args.replicas,
+        "pods_listed": args.pods,
+        "watchers": args.watchers,
         "store": "etcd (embedded)" if not args.server else "given server",
         "transport": "mTLS" if not args.server or args.config else "plaintext",
         "cpus": os.cpu_count(),
