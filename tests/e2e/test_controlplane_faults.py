@@ -40,7 +40,6 @@ pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.fault]
 
 SECONDS = float(os.environ.get("PILOTHOUSE_FAULT_SECONDS", "30"))
 REPLICAS, SURGE = 12, 3
-FAILOVER_GOAL_S = 3.0
 
 
 @pytest.fixture
@@ -119,14 +118,11 @@ async def test_killing_the_leader_restarts_nothing_and_a_new_deployment_rolls_ou
         }
     leader = await until("a leader, with etcd's raft leader elsewhere", ha.steady_leader, 30)
     os.kill(ha.pid(leader), signal.SIGKILL)  # type: ignore[arg-type]
-    killed = time.monotonic()
 
-    async def new_leader() -> bool:
+    async def new_leader() -> bool:  # how soon: bench/failover.py
         return (await ha.leader()) not in (None, leader)
 
     await until("a new leader", new_leader, within=15)
-    took = time.monotonic() - killed
-    assert took <= FAILOVER_GOAL_S + 0.5, f"a new leader took {took:.2f} s after kill -9"
     async with ha.client() as client:
         await client.apply(web(1, replicas=3, name="after"))
         await until("the Deployment applied after the kill", lambda: rolled_out(client, "after", 1))

@@ -182,14 +182,11 @@ async def test_volumes_files_and_env_from_configmaps_and_secrets() -> None:
         changed = agent_pb2.SyncPodsRequest(
             pods=[app], config_maps=[config_map({"color": "green"})], secrets=[secret()]
         )
-        started = asyncio.get_running_loop().time()
         await stub.SyncPods(changed)
         seen = await until_logged(stub, "files", "reader", "file=green", within=10)
-        took = asyncio.get_running_loop().time() - started
         last = [line for line in seen.splitlines() if "file=green" in line][-1]
         assert "sub=blue" in last, f"the subPath mount changed: {last}"
         assert "env=blue" in last, f"the env var changed without a restart: {last}"
-        assert took < 10
         # Everything the pod mounted goes with it.
         await stub.SyncPods(agent_pb2.SyncPodsRequest())
         for _ in range(100):

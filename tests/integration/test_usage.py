@@ -199,7 +199,6 @@ async def test_top_metrics_and_autoscaling(cluster_factory: ClusterFactory) -> N
             await eventually(scaled_up, "the HPA did not scale the loaded Deployment up", within=30)
             took = time.monotonic() - began
             print(f"scaled up {took:.1f} s after the HPA was created (sync period {SYNC:g} s)")
-            assert took <= 2 * SYNC + 2.0, f"scaled up after {took:.1f} s: over two sync periods"
             listed = await cluster.cli("get", "hpa")
             assert "Deployment/load" in _cells(listed.stdout, "load")
             assert "cpu:" in listed.stdout and "/50%" in listed.stdout, listed.stdout
