@@ -11,24 +11,29 @@ Invariants:
   `x509_pem_cert` into the auth context only then); no certificate means anonymous (None).
 - A guarded server refuses before the handler runs: UNAUTHENTICATED without an identity,
   PERMISSION_DENIED with the wrong one; each refusal is logged as `auth.denied`.
+- Loading files needs no certificate parser: OpenSSL (the `ssl` module asyncio has loaded
+  anyway) checks that each file is PEM and that the key belongs to the certificate, so a CLI
+  command that only hands the files to gRPC never imports cryptography.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
-import yaml
-from cryptography import x509
 
 from pilothouse import pki
 from pilothouse.config import Config
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = structlog.get_logger(__name__)
 
@@ -110,18 +115,40 @@ def load_files(
         cert_pem=read(client_cert, "client certificate") if client_cert else None,
         key_pem=read(client_key, "client key") if client_key else None,
     )
-    try:
-        pki.load_cert(material.ca_pem)
-        if material.cert_pem and material.key_pem:
-            cert = pki.load_cert(material.cert_pem)
-            key = pki.load_key(material.key_pem)
-            if cert.public_key() != key.public_key():
-                raise CredentialsError(
-                    f"client key {client_key} does not belong to certificate {client_cert}"
-                )
-    except pki.PkiError as error:
-        raise CredentialsError(str(error)) from None
+    _check_files(ca_cert, material, client_cert=client_cert, client_key=client_key)
     return material
+
+
+def _check_files(
+    ca_cert: Path, material: TlsMaterial, *, client_cert: Path | None, client_key: Path | None
+) -> None:
+    """Raise CredentialsError unless each file holds what it should and the client key belongs
+    to the client certificate (OpenSSL's checks, the ones the TLS handshake would make)."""
+    _check_certificate(material.ca_pem, f"CA certificate {ca_cert}")
+    if client_cert is None or client_key is None or material.cert_pem is None:
+        return
+    _check_certificate(material.cert_pem, f"client certificate {client_cert}")
+    try:
+        # A key that needs a password is refused (the password given is empty, never a prompt).
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            client_cert, client_key, password=""
+        )
+    except ssl.SSLError as error:
+        if error.reason == "KEY_VALUES_MISMATCH":
+            raise CredentialsError(
+                f"client key {client_key} does not belong to certificate {client_cert}"
+            ) from None
+        reason = error.reason or "no key found"
+        raise CredentialsError(
+            f"client key {client_key}: not an unencrypted PEM private key ({reason})"
+        ) from None
+
+
+def _check_certificate(pem: bytes, what: str) -> None:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as error:
+        raise CredentialsError(f"{what}: not a PEM certificate ({error})") from None
 
 
 def from_config(config: Config) -> TlsMaterial | None:
@@ -148,6 +175,8 @@ def write_client_config(
             return str(target.resolve().relative_to(path.parent.resolve()))
         except ValueError:
             return str(target.resolve())
+
+    import yaml
 
     text = yaml.safe_dump(
         {

@@ -65,6 +65,12 @@ def translate(exc: grpc.aio.AioRpcError, *, kind: Kind, name: str, address: str)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
         return ClientError(ErrorCode.CONFLICT, details or "precondition failed")
     if code == grpc.StatusCode.UNAVAILABLE:
+        if "certificate_verify_failed" in details.lower():
+            return ClientError(
+                ErrorCode.UNREACHABLE,
+                f"the control plane at {address} shows a certificate the CA in your config "
+                "(ca-cert) did not issue: is the config for this cluster?",
+            )
         reason = connection_failure(details)
         if reason is not None:
             return ClientError(ErrorCode.UNREACHABLE, unreachable_message(address, reason))

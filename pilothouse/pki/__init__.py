@@ -21,59 +21,122 @@ Vocabulary:
 Invariants: everything here is pure data work (no sockets, no grpc); times come from the caller
 (`now`) so tests can move the clock; private keys are only ever written with mode 0600.
 
-The names below are the package's API (`pki.Identity`, `pki.create_ca` …).
+The names below are the package's API (`pki.Identity`, `pki.create_ca` …); each sub-module is
+imported when one of its names is first used.
 """
 
-from pilothouse.pki.identity import (
-    ADMIN,
-    ADMIN_USER,
-    CONTROLPLANE,
-    CONTROLPLANE_GROUP,
-    CONTROLPLANE_USER,
-    MASTERS_GROUP,
-    NODE_USER_PREFIX,
-    NODES_GROUP,
-    SERVER_NAME,
-    Identity,
-    Role,
-    node_identity,
-)
-from pilothouse.pki.issue import (
-    CA_VALIDITY,
-    CLIENT_VALIDITY,
-    NODE_VALIDITY,
-    SERVING_VALIDITY,
-    check_node_name,
-    create_ca,
-    create_csr,
-    issue_client,
-    issue_for,
-    issue_serving,
-    sign_node_csr,
-    subject_alt_names,
-    utcnow,
-)
-from pilothouse.pki.pem import (
-    Issued,
-    PkiError,
-    cert_pem,
-    key_pem,
-    load_cert,
-    load_key,
-    new_key,
-    write_cert,
-    write_key,
-    write_secret,
-)
-from pilothouse.pki.verify import (
-    ca_cert_hash,
-    check_hash_format,
-    issued_at,
-    needs_renewal,
-    not_after,
-    renewal_time,
-    verify_issued_by,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pilothouse.pki.identity import (
+        ADMIN,
+        ADMIN_USER,
+        CONTROLPLANE,
+        CONTROLPLANE_GROUP,
+        CONTROLPLANE_USER,
+        MASTERS_GROUP,
+        NODE_USER_PREFIX,
+        NODES_GROUP,
+        SERVER_NAME,
+        Identity,
+        Role,
+        node_identity,
+    )
+    from pilothouse.pki.issue import (
+        CA_VALIDITY,
+        CLIENT_VALIDITY,
+        NODE_VALIDITY,
+        SERVING_VALIDITY,
+        check_node_name,
+        create_ca,
+        create_csr,
+        issue_client,
+        issue_for,
+        issue_serving,
+        sign_node_csr,
+        subject_alt_names,
+        utcnow,
+    )
+    from pilothouse.pki.pem import (
+        Issued,
+        PkiError,
+        cert_pem,
+        key_pem,
+        load_cert,
+        load_key,
+        new_key,
+        write_cert,
+        write_key,
+        write_secret,
+    )
+    from pilothouse.pki.verify import (
+        ca_cert_hash,
+        check_hash_format,
+        issued_at,
+        needs_renewal,
+        not_after,
+        renewal_time,
+        verify_issued_by,
+    )
+
+# Each name's sub-module, imported on first use (PEP 562): `pki.SERVER_NAME` costs no
+# cryptography, so a CLI command that only hands PEM files to gRPC never loads it.
+_HOME = {
+    "ADMIN": "identity",
+    "ADMIN_USER": "identity",
+    "CONTROLPLANE": "identity",
+    "CONTROLPLANE_GROUP": "identity",
+    "CONTROLPLANE_USER": "identity",
+    "MASTERS_GROUP": "identity",
+    "NODE_USER_PREFIX": "identity",
+    "NODES_GROUP": "identity",
+    "SERVER_NAME": "identity",
+    "Identity": "identity",
+    "Role": "identity",
+    "node_identity": "identity",
+    "CA_VALIDITY": "issue",
+    "CLIENT_VALIDITY": "issue",
+    "NODE_VALIDITY": "issue",
+    "SERVING_VALIDITY": "issue",
+    "check_node_name": "issue",
+    "create_ca": "issue",
+    "create_csr": "issue",
+    "issue_client": "issue",
+    "issue_for": "issue",
+    "issue_serving": "issue",
+    "sign_node_csr": "issue",
+    "subject_alt_names": "issue",
+    "utcnow": "issue",
+    "Issued": "pem",
+    "PkiError": "pem",
+    "cert_pem": "pem",
+    "key_pem": "pem",
+    "load_cert": "pem",
+    "load_key": "pem",
+    "new_key": "pem",
+    "write_cert": "pem",
+    "write_key": "pem",
+    "write_secret": "pem",
+    "ca_cert_hash": "verify",
+    "check_hash_format": "verify",
+    "issued_at": "verify",
+    "needs_renewal": "verify",
+    "not_after": "verify",
+    "renewal_time": "verify",
+    "verify_issued_by": "verify",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ADMIN",

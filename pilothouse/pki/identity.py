@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:  # cryptography is imported by `Identity.of`, the one place that reads it
+    from cryptography import x509
 
 SERVER_NAME = "pilothouse-controlplane"
 ADMIN_USER = "admin"
@@ -58,6 +59,8 @@ class Identity:
 
     @classmethod
     def of(cls, cert: x509.Certificate | x509.CertificateSigningRequest) -> Identity:
+        from cryptography.x509.oid import NameOID
+
         subject = cert.subject
         names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         groups = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
