@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
-from google.protobuf.json_format import MessageToDict
-
 from pilothouse.cli import output, tables
 from pilothouse.cli.context import Context
 from pilothouse.cli.output import Format
@@ -49,6 +47,8 @@ async def get(args: argparse.Namespace, ctx: Context) -> int:
         ctx.warn(f'error: controlplane "{name}" not found')
     fmt = Format(args.output or "")
     if fmt in (Format.JSON, Format.YAML):
+        from google.protobuf.json_format import MessageToDict  # only for -o json/yaml
+
         data = MessageToDict(answer, preserving_proto_field_name=False)
         data["members"] = [d for d in data.get("members", []) if not names or d["name"] in names]
         ctx.print(output.dump_json(data) if fmt is Format.JSON else output.dump_yaml(data))

@@ -11,7 +11,6 @@ ends with '-' or '.'.
 from __future__ import annotations
 
 import re
-import secrets
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN = rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*"
@@ -142,6 +141,8 @@ MAX_GENERATED_BASE = MAX_NAME_LENGTH - RANDOM_LENGTH  # 58
 
 
 def random_suffix(length: int = RANDOM_LENGTH) -> str:
+    import secrets  # only when a name is made: a CLI that reads names needs no CSPRNG
+
     return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(length))
 
 
