@@ -63,6 +63,33 @@ def node_affinity(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
     )
 
 
+def inter_pod_applies(snapshot: Snapshot, pod: Pod) -> bool:
+    """Can `inter_pod` reject any node for this pod? (No: the pod states no required pod
+    (anti-)affinity or DoNotSchedule spread, and no counted pod has a required anti-affinity.)"""
+    affinity = pod.spec.affinity
+    return bool(
+        affinity.pod_affinity.required_during_scheduling_ignored_during_execution
+        or affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
+        or any(
+            c.when_unsatisfiable == "DoNotSchedule" for c in pod.spec.topology_spread_constraints
+        )
+        or snapshot.anti_affine()
+    )
+
+
+def prefers(pod: Pod) -> bool:
+    """Does the pod state any preference (`preference` is 0 for every node when it does not)?"""
+    affinity = pod.spec.affinity
+    return bool(
+        affinity.node_affinity.preferred_during_scheduling_ignored_during_execution
+        or affinity.pod_affinity.preferred_during_scheduling_ignored_during_execution
+        or affinity.pod_anti_affinity.preferred_during_scheduling_ignored_during_execution
+        or any(
+            c.when_unsatisfiable == "ScheduleAnyway" for c in pod.spec.topology_spread_constraints
+        )
+    )
+
+
 def inter_pod(snapshot: Snapshot, info: NodeInfo, pod: Pod) -> Rejection | None:
     """Why `info` breaks the pod's (or a running pod's) inter-pod rules; None: it does not."""
     affinity = pod.spec.affinity

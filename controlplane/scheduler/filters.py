@@ -3,8 +3,11 @@
 Invariants: a filter looks only at the node info and the pod (pure, no I/O); a rejection names
 its `Reason`s, whose values are Kubernetes' own words for the histogram in the pod's
 "0/3 nodes are available: …" message, and carries a sentence about this node for a person.
-`FILTERS` runs in Kubernetes' order (cheap, node-level checks before resource arithmetic); the
-first filter that rejects a node decides its reasons, as in Kubernetes.
+`checker(pod)` runs them in Kubernetes' order (cheap, node-level checks before resource
+arithmetic) and the first that rejects a node decides its reasons, as in Kubernetes. It is
+built once per pod and skips what cannot reject that pod (a node selector it lacks, host ports
+it does not ask for); what a node's own state decides (readiness, cordon, pressure, taints) is
+found once per node version and kept in its info (`node_checks`).
 """
 
 from __future__ import annotations
@@ -155,23 +158,63 @@ def resource_fit(info: NodeInfo, pod: Pod, demand: Demand) -> Rejection | None:
     return None
 
 
-# Order matters only for which reason a node reports when several apply: Kubernetes runs
-# NodeUnschedulable, TaintToleration, NodeAffinity, NodePorts, then NodeResourcesFit.
-FILTERS: tuple[Filter, ...] = (
-    node_ready,
-    schedulable,
-    taint_toleration,
-    node_pressure,
-    node_selector,
-    host_ports,
-    resource_fit,
-)
+@dataclass(frozen=True, slots=True)
+class NodeChecks:
+    """The filters' verdicts on a node alone (the same for every pod)."""
+
+    unready: Rejection | None  # not Ready, or cordoned
+    pressure: Rejection | None
+    tainted: bool
+
+
+def node_checks(info: NodeInfo) -> NodeChecks:
+    """The node's `NodeChecks`, found once per node info (kept in it)."""
+    checks = info.node_checks
+    if not isinstance(checks, NodeChecks):
+        none = Demand(0, 0)
+        checks = NodeChecks(
+            unready=node_ready(info, Pod(), none) or schedulable(info, Pod(), none),
+            pressure=node_pressure(info, Pod(), none),
+            tainted=bool(info.node.spec.taints),
+        )
+        object.__setattr__(info, "node_checks", checks)  # a cache: the node is unchanged
+    return checks
+
+
+Check = Callable[[NodeInfo], Rejection | None]
+
+
+def checker(pod: Pod, demand: Demand | None = None) -> Check:
+    """The filters for `pod`, in Kubernetes' order: NodeUnschedulable (and readiness),
+    TaintToleration, disk pressure, NodeAffinity's node selector, NodePorts, NodeResourcesFit.
+    Order matters only for which reason a node reports when several apply."""
+    demand = demand if demand is not None else demand_of(pod)
+    selector = bool(pod.spec.node_selector)
+    ports = bool(demand.host_ports)
+    cpu, memory = demand.cpu, demand.memory
+
+    def check(info: NodeInfo) -> Rejection | None:
+        node = info.node_checks or node_checks(info)
+        if node.unready is not None:
+            return node.unready
+        if node.tainted and (rejection := taint_toleration(info, pod, demand)) is not None:
+            return rejection
+        if node.pressure is not None:
+            return node.pressure
+        if selector and (rejection := node_selector(info, pod, demand)) is not None:
+            return rejection
+        if ports and (rejection := host_ports(info, pod, demand)) is not None:
+            return rejection
+        if (
+            len(info.pods) < info.allocatable_pods
+            and (cpu <= 0 or cpu <= info.allocatable_cpu - info.requested.cpu)
+            and (memory <= 0 or memory <= info.allocatable_memory - info.requested.memory)
+        ):
+            return None
+        return resource_fit(info, pod, demand)
+
+    return check
 
 
 def first_rejection(info: NodeInfo, pod: Pod, demand: Demand | None = None) -> Rejection | None:
-    demand = demand if demand is not None else demand_of(pod)
-    for check in FILTERS:
-        rejection = check(info, pod, demand)
-        if rejection is not None:
-            return rejection
-    return None
+    return checker(pod, demand)(info)

@@ -1,15 +1,17 @@
 """The scheduler runnable: binds each unscheduled pod to a node, or says why it cannot.
 
 Invariants:
-- Several pods at once (`WORKERS`), each decided over a fresh snapshot of the informers' nodes
-  and pods plus the pods this scheduler is binding or bound whose binding the pod informer has
-  not shown yet ("assumed": counted from the moment of the decision, before the write), so a
-  burst of pods never overfills a node.
-- Binding is a compare-and-swap update of `spec.nodeName` on the pod as the cache saw it; a
-  conflict means someone else changed the pod, and the decision is made again on fresh state.
-  The pod then gets a Normal "Scheduled" event and condition PodScheduled=True, written after
-  the bind and off the scheduling path (at most `AFTER_BIND_WRITERS` at once): the next pod
-  is decided without waiting for them. The node's first status report carries PodScheduled=
+- Decisions are made one at a time over a snapshot of `cluster.ClusterView`, which the pod and
+  node informers keep up to date (nothing is rebuilt per pod). A decided pod is assumed into
+  the view before its binding is written, so the next decision (made while the write is in
+  flight) counts it: a burst of pods never overfills a node.
+- Large clusters are searched from where the previous search stopped (`schedule`'s
+  `start`/`searched`), so every node gets its turn when only a sample is scored.
+- Binding is a compare-and-swap update of `spec.nodeName` on the pod as the cache saw it,
+  written off the deciding path (at most `BINDERS` at once). A failed binding un-assumes the
+  pod and the decision is made again on fresh state. The pod then gets a Normal "Scheduled"
+  event and condition PodScheduled=True, written after the bind and off the scheduling path
+  (at most `AFTER_BIND_WRITERS` at once). The node's first status report carries PodScheduled=
   True (see `nodes.syncer`), so the scheduler writes the condition itself only if, after
   `condition_delay` seconds, the pod still lacks it (a node slow to report, or none).
 - A pod no node can take stays Pending with PodScheduled=False, reason Unschedulable and
@@ -38,8 +40,8 @@ from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
 from controlplane.scheduler import volumes
 from controlplane.scheduler.claims import StorageView
+from controlplane.scheduler.cluster import ClusterView
 from controlplane.scheduler.schedule import Placement, Unschedulable, schedule
-from controlplane.scheduler.snapshot import Snapshot
 from controlplane.store import Conflict, NotFound, StoreError
 from pilothouse.conditions import set_condition
 from pilothouse.kinds import Kind
@@ -49,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 RETRY_INTERVAL = 10.0
 WORKERS = 4
+BINDERS = 64
 AFTER_BIND_WRITERS = 4
 CONDITION_DELAY = 1.0
 
@@ -104,15 +107,17 @@ class Scheduler:
         self._clock = clock or SystemClock()
         self._retry_interval = retry_interval
         self._condition_delay = condition_delay
-        # pod key -> the bound pod as we wrote it, until the pod informer shows the binding.
-        self._assumed: dict[str, objects_pb2.Pod] = {}
-        # pod key -> the pod as we are binding it (decided, write in flight).
-        self._binding: dict[str, objects_pb2.Pod] = {}
+        # Nodes and the pods counted on each, assumed bindings included (informer-fed).
+        self.cluster = ClusterView()
+        self._next_start = 0  # where the next search of a sampled cluster begins
         self._background: set[asyncio.Task[None]] = set()
+        self._binders = asyncio.Semaphore(BINDERS)
         self._after_bind = asyncio.Semaphore(AFTER_BIND_WRITERS)
         self.controller = Controller(
             "scheduler.queue", self, workers=WORKERS, clock=self._clock, wait_for=(pods, nodes)
         )
+        pods.add_handler(self.cluster.on_pod)
+        nodes.add_handler(self.cluster.on_node)
         pods.add_handler(self._on_pod)
         # The node informer replays every node to a new handler: one scan of the pending pods
         # for all of them, not one per node (nodes x pods at each start of a term).
@@ -178,7 +183,7 @@ class Scheduler:
     async def reconcile(self, key: str) -> Result:
         namespace, name = key.split("/", 1)
         pod = self._pods.get(namespace, name)
-        if pod is None or not is_pending(pod) or key in self._assumed_now() or key in self._binding:
+        if pod is None or not is_pending(pod) or self.cluster.is_assumed(key):
             return Result()
         resolved = self._storage.resolve(pod) if self._storage else volumes.Resolved()
         if isinstance(resolved, volumes.Blocked):
@@ -186,7 +191,12 @@ class Scheduler:
             return Result()
         began, outcome = time.perf_counter(), "error"
         try:
-            decision = schedule(self._snapshot(), pod, constraints=resolved.constraints)
+            snapshot = self.cluster.snapshot()
+            decision = schedule(
+                snapshot, pod, constraints=resolved.constraints, start=self._next_start
+            )
+            if len(snapshot):
+                self._next_start = (self._next_start + decision.searched) % len(snapshot)
             if isinstance(decision, Placement) and not resolved.ready and self._storage:
                 # WaitForFirstConsumer: its claims are provisioned on this node first; a claim
                 # becoming Bound brings the pod back here (`_on_claim`).
@@ -205,49 +215,43 @@ class Scheduler:
             metrics.scheduled(outcome, time.perf_counter() - began)
         return Result()
 
-    def _assumed_now(self) -> dict[str, objects_pb2.Pod]:
-        """Drop assumptions the pod informer has caught up with (bound, or gone)."""
-        for key, bound in list(self._assumed.items()):
-            namespace, name = key.split("/", 1)
-            cached = self._pods.get(namespace, name)
-            if (
-                cached is None
-                or cached.spec.node_name
-                or (
-                    int(cached.metadata.resource_version or 0)
-                    >= int(bound.metadata.resource_version or 0)
-                )
-            ):
-                del self._assumed[key]
-        return self._assumed
-
-    def _snapshot(self) -> Snapshot:
-        assumed = {**self._assumed_now(), **self._binding}
-        pods = [p for p in self._pods.list() if object_key(p) not in assumed]
-        return Snapshot.build(self._nodes.list(), [*pods, *assumed.values()])
-
     async def _bind(
         self, pod: objects_pb2.Pod, node: str, *, annotations: Mapping[str, str] | None = None
     ) -> None:
+        """Assume the placement now, write it in the background (waiting only for a binder)."""
         bound = objects_pb2.Pod()
         bound.CopyFrom(pod)
         bound.spec.node_name = node
         bound.metadata.annotations.update(annotations or {})  # where its volumes are
-        key = object_key(bound)
-        # Counted as placed from now on: concurrent decisions see it (no await before this).
-        self._binding[key] = bound
+        # Counted as placed from now on: the next decisions see it (no await before this).
+        self.cluster.assume(bound)
+        await self._binders.acquire()
+        self._spawn(self._write_binding(bound), name="scheduler.bind")
+
+    async def _write_binding(self, bound: objects_pb2.Pod) -> None:
+        key, node = object_key(bound), bound.spec.node_name
         try:
-            bound = await self._objects.update(bound)
-            self._assumed[key] = bound
-        except (Conflict, NotFound):
-            log.debug("pod.bind_conflict", pod=pod.metadata.name, node=node)
-            raise  # decided on stale state: the controller retries with the newer pod
+            written = await self._objects.update(bound)
+        except (Conflict, NotFound) as error:
+            # Decided on stale state: decided again on the newer pod (or it is gone).
+            log.debug("pod.bind_conflict", pod=bound.metadata.name, node=node, error=str(error))
+            self.cluster.forget(key)
+            self.controller.queue.add_rate_limited(key)
+            return
+        except Exception as error:
+            log.warning("pod.bind_failed", pod=bound.metadata.name, node=node, error=str(error))
+            self.cluster.forget(key)
+            self.controller.queue.add_rate_limited(key)
+            return
         finally:
-            del self._binding[key]
+            self._binders.release()
         log.info(
-            "pod.scheduled", pod=pod.metadata.name, namespace=pod.metadata.namespace, node=node
+            "pod.scheduled",
+            pod=bound.metadata.name,
+            namespace=bound.metadata.namespace,
+            node=node,
         )
-        self._spawn(self._bound(bound, node), name="scheduler.bound")
+        await self._bound(written, node)
 
     async def _bound(self, bound: objects_pb2.Pod, node: str) -> None:
         """What follows a bind: the Scheduled event, then PodScheduled=True unless the node's

@@ -1,30 +1,52 @@
 """The scheduling decision: one pod, one snapshot, one answer.
 
 Invariants: `schedule` is a pure function. It returns `Placement` naming the best feasible node
-(highest total score; ties go to the alphabetically first node name, so the same inputs always
-give the same node) or `Unschedulable` whose message is Kubernetes' own
+it found (highest total score; ties go to the alphabetically first node name, so the same
+inputs always give the same node) or `Unschedulable` whose message is Kubernetes' own
 ("0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 Insufficient
 memory."): every rejected node's reasons counted, the "count reason" strings sorted as strings.
+
+Sampling (Kubernetes' percentageOfNodesToScore, adaptive): below `MIN_NODES_TO_FIND` nodes every
+node is filtered and scored; above, the search walks the nodes in the snapshot's order from
+`start` (wrapping around) and stops once `nodes_to_find(n)` feasible nodes are found: 50% of
+the nodes less one point per 125 nodes, never under 5% nor under 100 nodes. Both answers say
+how many nodes were `searched`, so the caller starts the next search where this one stopped and
+every node gets its turn. Filters still run on every node chosen; a pod is Unschedulable only
+when every node was searched.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from controlplane.objects.nodeselectors import matches as node_matches
 from controlplane.scheduler import affinity, scores
-from controlplane.scheduler.filters import Reason, Rejection, first_rejection
-from controlplane.scheduler.snapshot import NodeInfo, Pod, Snapshot, demand_of
+from controlplane.scheduler.filters import Check, Reason, Rejection, checker
+from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, Snapshot, demand_of
 from pilothouse.v1.objects_pb2 import NodeSelector
+
+MIN_NODES_TO_FIND = 100
+BASE_PERCENTAGE = 50
+MIN_PERCENTAGE = 5
+
+
+def nodes_to_find(total: int) -> int:
+    """How many feasible nodes to find among `total` before choosing (kube-scheduler's
+    numFeasibleNodesToFind with its adaptive percentage)."""
+    if total < MIN_NODES_TO_FIND:
+        return total
+    percentage = max(BASE_PERCENTAGE - total // 125, MIN_PERCENTAGE)
+    return max(total * percentage // 100, MIN_NODES_TO_FIND)
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
     node: str
     score: float
+    searched: int = field(default=0, compare=False)  # nodes filtered, from `start`
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +55,7 @@ class Unschedulable:
 
     node_count: int
     rejections: Mapping[str, Rejection]
+    searched: int = field(default=0, compare=False)
 
     @property
     def message(self) -> str:
@@ -53,37 +76,74 @@ Decision = Placement | Unschedulable
 AFFINITY_WEIGHT = 2
 
 
-def schedule(snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector] = ()) -> Decision:
-    """The best node for `pod`; `constraints` are the node affinities of the volumes it
-    mounts (every one must match the node)."""
+def _pod_rules(
+    snapshot: Snapshot, pod: Pod, demand: Demand, constraints: Sequence[NodeSelector]
+) -> Check | None:
+    """The filters after `checker`'s that this pod can fail (required node affinity, inter-pod
+    rules, its volumes' nodes), as one check; None when it can fail none of them."""
+    required = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    node_affinity = bool(required.node_selector_terms)
+    inter_pod = affinity.inter_pod_applies(snapshot, pod)
+    if not (node_affinity or inter_pod or constraints):
+        return None
+
+    def check(info: NodeInfo) -> Rejection | None:
+        if node_affinity and (rejection := affinity.node_affinity(info, pod, demand)):
+            return rejection
+        if inter_pod and (rejection := affinity.inter_pod(snapshot, info, pod)):
+            return rejection
+        if not all(node_matches(c, info.node) for c in constraints):
+            return Rejection(
+                (Reason.VOLUME_NODE_AFFINITY,),
+                f'node "{info.name}" is not where the pod\'s persistent volumes are',
+            )
+        return None
+
+    return check
+
+
+def schedule(
+    snapshot: Snapshot, pod: Pod, *, constraints: Sequence[NodeSelector] = (), start: int = 0
+) -> Decision:
+    """The best node for `pod` among those searched from `start` (an index into the
+    snapshot's node order); `constraints` are the node affinities of the volumes it mounts
+    (every one must match the node)."""
     demand = demand_of(pod)
+    check = checker(pod, demand)
+    rules = _pod_rules(snapshot, pod, demand, constraints)
+    infos = list(snapshot.nodes.values())
+    total = len(infos)
+    wanted = nodes_to_find(total)
+    start = start % total if total else 0
     feasible: list[NodeInfo] = []
     rejections: dict[str, Rejection] = {}
-    for name in sorted(snapshot.nodes):
-        info = snapshot.nodes[name]
-        rejection = first_rejection(info, pod, demand)
-        if rejection is None:
-            rejection = affinity.node_affinity(info, pod, demand)
-        if rejection is None:
-            rejection = affinity.inter_pod(snapshot, info, pod)
-        if rejection is None and not all(node_matches(c, info.node) for c in constraints):
-            rejection = Rejection(
-                (Reason.VOLUME_NODE_AFFINITY,),
-                f'node "{name}" is not where the pod\'s persistent volumes are',
-            )
-        if rejection is None:
-            feasible.append(info)
-        else:
-            rejections[name] = rejection
+    searched = 0
+    for info in infos[start:] + infos[:start]:
+        searched += 1
+        rejection = check(info)
+        if rejection is None and rules is not None:
+            rejection = rules(info)
+        if rejection is not None:
+            rejections[info.name] = rejection
+            continue
+        feasible.append(info)
+        if len(feasible) >= wanted:
+            break
     if not feasible:
-        return Unschedulable(node_count=len(snapshot), rejections=MappingProxyType(rejections))
+        return Unschedulable(
+            node_count=total, rejections=MappingProxyType(rejections), searched=searched
+        )
 
-    # `feasible` is in name order and max() keeps the first of equals: ties go to the first name.
-    most = scores.most_owned(pod, feasible)  # once per pod: spread would be O(nodes²) per pod
+    score = scores.scorer(pod, demand, feasible)
+    if affinity.prefers(pod):
+        base = score
 
-    def score(info: NodeInfo) -> float:
-        preferred = affinity.preference(snapshot, info, pod)
-        return scores.total(info, pod, demand, feasible, most=most) + AFFINITY_WEIGHT * preferred
+        def score(info: NodeInfo) -> float:
+            return base(info) + AFFINITY_WEIGHT * affinity.preference(snapshot, info, pod)
 
-    best = max(feasible, key=score)
-    return Placement(node=best.name, score=score(best))
+    best, best_score = feasible[0], score(feasible[0])
+    for info in feasible[1:]:
+        value = score(info)
+        if value > best_score or (value == best_score and info.name < best.name):
+            best, best_score = info, value
+    return Placement(node=best.name, score=best_score, searched=searched)

@@ -1,15 +1,17 @@
 """Scores: among the nodes that passed every filter, which suits the pod best (0..100 each).
 
 Invariants: pure functions of the node info, the pod and the feasible set; higher is better.
-`least_allocated` is Kubernetes' NodeResourcesLeastAllocated (cpu and memory equally weighted,
-the pod's own demand counted, a pod asking for nothing counted as 100m cpu and 200 MiB, as
-Kubernetes' non-zero defaults do) so empty nodes fill first. `spread` prefers the node holding
-the fewest pods of the same controller (one ReplicaSet), so one Deployment's replicas spread.
+`scorer(pod, demand, feasible)` is built once per pod and adds, weighted: least allocated
+(Kubernetes' NodeResourcesLeastAllocated: cpu and memory equally weighted, the pod's own demand
+counted, a pod asking for nothing counted as 100m cpu and 200 MiB, as
+Kubernetes' non-zero defaults do), so empty nodes fill first; spread, which prefers the node
+holding the fewest pods of the same controller (one ReplicaSet) among the feasible nodes, so one
+Deployment's replicas spread: a node holding `most` of them scores 0, one holding none 100.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from controlplane.scheduler.snapshot import Demand, NodeInfo, Pod, controller_uid, non_zero
 
@@ -21,52 +23,30 @@ SPREAD_WEIGHT = 2
 LEAST_ALLOCATED_WEIGHT = 1
 
 
-def _free_fraction(capacity: int, requested: int) -> float:
-    if capacity <= 0 or requested > capacity:
-        return 0.0
-    return (capacity - requested) * MAX_SCORE / capacity
+Score = Callable[[NodeInfo], float]
 
 
-def least_allocated(info: NodeInfo, pod: Pod, demand: Demand) -> float:
+def scorer(pod: Pod, demand: Demand, feasible: Sequence[NodeInfo]) -> Score:
+    """The total score of a node for `pod` (least allocated + spread, weighted), with what is
+    the same for every node found once per pod: its non-zero demand, its controller, and the
+    most pods of that controller on one feasible node."""
     cpu, memory = non_zero(demand)
-    used_cpu, used_memory = info.scoring_requested
-    return (
-        _free_fraction(info.allocatable_cpu, used_cpu + cpu)
-        + _free_fraction(info.allocatable_memory, used_memory + memory)
-    ) / 2
-
-
-def most_owned(pod: Pod, feasible: Sequence[NodeInfo]) -> int:
-    """The most pods of `pod`'s controller on one feasible node (0 for a bare pod): the same
-    for every node scored for one pod, so computed once per pod, not once per node."""
     owner = controller_uid(pod)
-    if not owner:
-        return 0
-    return max(candidate.count_owned_by(owner) for candidate in feasible)
+    most = max((c.owners.get(owner, 0) for c in feasible), default=0) if owner else 0
 
+    def score(info: NodeInfo) -> float:
+        used_cpu, used_memory = info.scoring_requested
+        used_cpu += cpu
+        used_memory += memory
+        capacity_cpu, capacity_memory = info.allocatable_cpu, info.allocatable_memory
+        free = 0.0
+        if capacity_cpu > 0 and used_cpu <= capacity_cpu:
+            free += (capacity_cpu - used_cpu) * MAX_SCORE / capacity_cpu
+        if capacity_memory > 0 and used_memory <= capacity_memory:
+            free += (capacity_memory - used_memory) * MAX_SCORE / capacity_memory
+        spread = MAX_SCORE
+        if most:
+            spread = MAX_SCORE * (most - info.owners.get(owner, 0)) / most
+        return LEAST_ALLOCATED_WEIGHT * free / 2 + SPREAD_WEIGHT * spread
 
-def spread(
-    info: NodeInfo, pod: Pod, feasible: Sequence[NodeInfo], *, most: int | None = None
-) -> float:
-    owner = controller_uid(pod)
-    if not owner:
-        return MAX_SCORE
-    if most is None:
-        most = most_owned(pod, feasible)
-    if most == 0:
-        return MAX_SCORE
-    return MAX_SCORE * (most - info.count_owned_by(owner)) / most
-
-
-def total(
-    info: NodeInfo,
-    pod: Pod,
-    demand: Demand,
-    feasible: Sequence[NodeInfo],
-    *,
-    most: int | None = None,
-) -> float:
-    """`most`: `most_owned(pod, feasible)` when the caller has it (else computed here)."""
-    return LEAST_ALLOCATED_WEIGHT * least_allocated(info, pod, demand) + SPREAD_WEIGHT * spread(
-        info, pod, feasible, most=most
-    )
+    return score

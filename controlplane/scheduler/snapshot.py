@@ -5,15 +5,17 @@ Vocabulary:
   containers' requests (a container with a limit and no request requests its limit).
 - node info: one node plus the pods bound to it and what they have requested in total.
 
-Invariants: a `Snapshot` never changes after it is built; `assume` returns a new snapshot with
-one more pod bound, so a burst of placements sees its own earlier choices. Pods that have
+Invariants: a `Snapshot` and a `NodeInfo` never change after they are built (`with_pod`,
+`without_pod`, `with_node` and `assume` return new ones), so a burst of placements sees its own
+earlier choices and an incremental keeper (`cluster.ClusterView`) can hand out snapshots that
+later events do not alter. A node info's sums are always those of its `pods`. Pods that have
 finished (phase Succeeded or Failed) hold no resources. Nothing here reads the network.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from pilothouse.quantity import QuantityError, parse_cpu, parse_memory
@@ -124,27 +126,29 @@ class NodeInfo:
     """A node, the pods bound to it, and their sums (computed once, when built)."""
 
     node: Node
+    name: str = ""  # the node's
     pods: tuple[Pod, ...] = ()
     requested: Demand = field(default_factory=lambda: Demand(0, 0))
     scoring_requested: tuple[int, int] = (0, 0)  # cpu, memory with non-zero defaults
-    owners: Mapping[str, int] = field(default_factory=dict)  # controller uid -> pod count
+    # controller uid -> pod count; a plain dict for speed, never changed once built
+    owners: dict[str, int] = field(default_factory=dict)
     allocatable_cpu: int = 0
     allocatable_memory: int = 0
     allocatable_pods: int = 0
+    # What the filters found of the node alone (readiness, cordon, pressure), kept while the
+    # node is unchanged (`filters.node_rejections`); a cache, not part of the value.
+    node_checks: object = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, node: Node, pods: Iterable[Pod] = ()) -> NodeInfo:
         info = cls(
             node=node,
+            name=node.metadata.name,
             allocatable_cpu=_allocatable(node, "cpu"),
             allocatable_memory=_allocatable(node, "memory"),
             allocatable_pods=_allocatable(node, "pods"),
         )
         return info.with_pods(pods)
-
-    @property
-    def name(self) -> str:
-        return self.node.metadata.name
 
     def with_pods(self, pods: Iterable[Pod]) -> NodeInfo:
         added = tuple(pods)
@@ -170,23 +174,69 @@ class NodeInfo:
                 owners[owner] = owners.get(owner, 0) + 1
         return NodeInfo(
             node=self.node,
+            name=self.name,
             pods=self.pods + added,
             requested=Demand(cpu=cpu, memory=memory, host_ports=tuple(ports)),
             scoring_requested=(score_cpu, score_memory),
-            owners=MappingProxyType(owners),
+            owners=owners,
             allocatable_cpu=self.allocatable_cpu,
             allocatable_memory=self.allocatable_memory,
             allocatable_pods=self.allocatable_pods,
+            node_checks=self.node_checks,
         )
 
     def with_pod(self, pod: Pod) -> NodeInfo:
         return self.with_pods((pod,))
 
+    def without_pod(self, pod: Pod) -> NodeInfo:
+        """This node info less `pod` (the very object `with_pod` was given): its sums
+        subtracted, nothing recounted."""
+        pods = tuple(p for p in self.pods if p is not pod)
+        if len(pods) == len(self.pods):
+            return self
+        demand = demand_of(pod)
+        ports = list(self.requested.host_ports)
+        for port in demand.host_ports:
+            ports.remove(port)
+        extra_cpu, extra_memory = non_zero(demand)
+        owners = dict(self.owners)
+        owner = controller_uid(pod)
+        if owner:
+            owners[owner] -= 1
+            if not owners[owner]:
+                del owners[owner]
+        return replace(
+            self,
+            pods=pods,
+            requested=Demand(
+                cpu=self.requested.cpu - demand.cpu,
+                memory=self.requested.memory - demand.memory,
+                host_ports=tuple(ports),
+            ),
+            scoring_requested=(
+                self.scoring_requested[0] - extra_cpu,
+                self.scoring_requested[1] - extra_memory,
+            ),
+            owners=owners,
+        )
+
+    def with_node(self, node: Node) -> NodeInfo:
+        """The same pods on a newer version of the node (allocatable read again)."""
+        return replace(
+            self,
+            node=node,
+            name=node.metadata.name,
+            allocatable_cpu=_allocatable(node, "cpu"),
+            allocatable_memory=_allocatable(node, "memory"),
+            allocatable_pods=_allocatable(node, "pods"),
+            node_checks=None,
+        )
+
     def count_owned_by(self, uid: str) -> int:
         return self.owners.get(uid, 0)
 
 
-def _required_anti(pod: Pod) -> bool:
+def required_anti(pod: Pod) -> bool:
     return bool(
         pod.spec.affinity.pod_anti_affinity.required_during_scheduling_ignored_during_execution
     )
@@ -208,7 +258,7 @@ class Snapshot:
                 (info, pod)
                 for info in self.nodes.values()
                 for pod in info.pods
-                if _required_anti(pod)
+                if required_anti(pod)
             )
             object.__setattr__(self, "_anti", found)  # a cache: the snapshot is unchanged
         return self._anti  # type: ignore[return-value]

@@ -13,6 +13,7 @@ from controlplane.events import EventRecorder
 from controlplane.objects import ObjectStore
 from controlplane.reconcile.clock import settle
 from controlplane.scheduler.runner import Scheduler
+from controlplane.store import Conflict
 from controlplane.store.memory import MemoryStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -211,3 +212,24 @@ async def test_heartbeats_do_not_retrigger_but_uncordon_does() -> None:
 async def _count_is(counter: Callable[[], object], want: int) -> object:
     got = await counter()  # type: ignore[misc]
     return got == want or got
+
+
+async def test_a_failed_binding_un_assumes_so_the_node_is_not_left_full() -> None:
+    async with Plane() as plane:
+        await plane.objects.create(factories.node(name="one", pods="1", reason="AgentReady"))
+        update, failures = plane.objects.update, []
+
+        async def failing_once(message: Any) -> Any:
+            if not failures:
+                failures.append(message.metadata.name)
+                raise Conflict("the pod changed meanwhile")
+            return await update(message)
+
+        plane.objects.update = failing_once  # type: ignore[method-assign]
+        await plane.objects.create(factories.pod(name="p", **REPLICA))
+
+        async def bound() -> object:
+            return (await plane.pod("p")).spec.node_name == "one" or "not bound"
+
+        await eventually(bound, "after a failed binding the pod never got the node's one slot")
+        assert failures == ["p"]
