@@ -40,7 +40,6 @@ from pilothouse.process import addressfile
 log = structlog.get_logger(__name__)
 
 API_PORT, JOIN_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = 7070, 7071, 2379, 2380
-READY_TIMEOUT_S = 120.0
 
 
 def names(count: int) -> list[str]:
@@ -71,7 +70,7 @@ def plan(layout: Layout, placed: Sequence[hosts.NodeHost]) -> list[Member]:
         address = host.address
 
         def port(fixed: int, *, own: bool = own_network) -> int:
-            return fixed if own else _free_port()
+            return fixed if own else hosts.free_port()
 
         members.append(
             Member(
@@ -191,21 +190,10 @@ class ControlPlanes:
         def alive() -> bool:
             return self.supervisor.pid(member.name) is not None
 
-        async def written() -> bool:
-            return bool(await asyncio.to_thread(addressfile.read, address_file))
-
-        await probes.wait_until(written, what=what, deadline_s=READY_TIMEOUT_S, alive=alive)
+        await probes.address_from(address_file, what=what, alive=alive)
         tls = None if self._insecure else self.credentials().admin
 
         async def serves() -> bool:
             return await probes.controlplane_serves(member.listen, tls=tls)
 
-        await probes.wait_until(serves, what=f"{what}: its API", deadline_s=READY_TIMEOUT_S)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        await probes.wait_until(serves, what=f"{what}: its API", deadline_s=probes.READY_TIMEOUT_S)

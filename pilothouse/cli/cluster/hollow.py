@@ -15,8 +15,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pilothouse import credentials
-from pilothouse.cli.cluster.supervisor import ChildSpec
+from pilothouse import credentials, pki
+from pilothouse.cli.cluster import probes
+from pilothouse.cli.cluster.layout import Layout
+from pilothouse.cli.cluster.security import ClusterCredentials
+from pilothouse.cli.cluster.supervisor import ChildSpec, Supervisor
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -79,10 +82,59 @@ def child(
     return ChildSpec(name=NAME, argv=tuple(argv), log_path=log_path, stop_timeout=15.0)
 
 
+async def start(
+    supervisor: Supervisor,
+    layout: Layout,
+    *,
+    count: int,
+    server: str,
+    join_server: str,
+    secured: ClusterCredentials | None,
+    node_ip: str,
+) -> None:
+    """Start the hollow nodes' child and wait until all `count` are Ready (once the real
+    nodes are); with `secured` (the cluster's credentials) they join with a token made for
+    them, removed after."""
+    state = layout.node(NAME)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token_file = None
+    if secured is not None:
+        token_file = state / "join-token"
+        token = await create_token(server, secured.admin, nodes=count)
+        pki.write_secret(token_file, token.encode() + b"\n")
+    await supervisor.start(
+        child(
+            state_dir=state,
+            log_path=layout.log(NAME),
+            count=count,
+            server=server,
+            join_server=join_server,
+            token_file=token_file,
+            ca_cert_hash=secured.ca_cert_hash if secured else "",
+            node_ip=node_ip,
+        )
+    )
+    wanted = names(count)
+    admin = secured.admin if secured else None
+
+    async def ready() -> bool:
+        if supervisor.pid(NAME) is None:
+            raise probes.NotReady(f"the hollow nodes ended: {layout.log(NAME)}")
+        return wanted <= await probes.ready_nodes(server, tls=admin)
+
+    await probes.wait_until(
+        ready,
+        what=f"{count} hollow nodes Ready (log: {layout.log(NAME)})",
+        deadline_s=probes.READY_TIMEOUT_S + count * 0.2,
+    )
+    if token_file is not None:
+        token_file.unlink(missing_ok=True)  # spent: each hollow node holds its certificate
+
+
 def names(count: int) -> set[str]:
     """The hollow nodes' names, as `pilothouse hollow` makes them."""
     width = max(4, len(str(count)))
     return {f"{NAME_PREFIX}{i:0{width}d}" for i in range(1, count + 1)}
 
 
-__all__ = ["NAME", "child", "controlplane_flags", "create_token", "names"]
+__all__ = ["NAME", "child", "controlplane_flags", "create_token", "names", "start"]

@@ -29,6 +29,7 @@ import ipaddress
 import os
 import secrets
 import shutil
+import socket
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -233,3 +234,10 @@ def pod_cidrs(nodes: Sequence[str]) -> dict[str, str]:
 
 def node_names(count: int) -> list[str]:
     return [f"node-{i}" for i in range(1, count + 1)]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at `host` now (for fixed ports a config can name)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host.strip("[]"), 0))
+        return int(probe.getsockname()[1])

@@ -12,11 +12,11 @@ Start, each part waiting for the one before to serve:
    token is made with the admin's credentials; else `--insecure` plaintext. With
    `control_planes` > 1, that many members instead, each on a host of its own with its etcd
    member (`controlplanes`), and agents and the CLI get all their addresses;
-4. one agent per node on its host, each with its own state dir, listen address, registries.yaml,
-   cgroup parent, pod network (CNI from the host's pod CIDR), and `--server` (and the join
-   flags when secure). With pod CIDRs, agents start one after the other, each once the one
-   before has registered: the control plane allocates pod CIDRs in registration order, so
-   node i gets the CIDR its host routes (checked once all are Ready);
+4. one agent per node on its host (`agents`), each with its own state dir, listen address,
+   registries.yaml, cgroup parent, pod network (CNI from the host's pod CIDR), and `--server`
+   (and the join flags when secure). With pod CIDRs, agents start one after the other, each
+   once the one before has registered: the control plane allocates pod CIDRs in registration
+   order, so node i gets the CIDR its host routes (checked once all are Ready);
 5. the CLI's config points at the control plane (with the admin's credentials when secure);
    `cluster.json` is written last, which is what a detached `up` waits for.
 Every child binds port 0 on its first run; the address it got is then fixed in its argv (or
@@ -37,15 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
 from pilothouse import pki
 from pilothouse.cli.cluster import (
+    agents,
     cleanup,
     clientconfig,
     controlplanes,
@@ -57,6 +57,7 @@ from pilothouse.cli.cluster import (
 from pilothouse.cli.cluster import registry as local_registry
 from pilothouse.cli.cluster.info import ClusterInfo
 from pilothouse.cli.cluster.layout import Layout
+from pilothouse.cli.cluster.probes import READY_TIMEOUT_S
 from pilothouse.cli.cluster.security import ClusterCredentials, create_join_token
 from pilothouse.cli.cluster.supervisor import ChildSpec, Supervisor
 from pilothouse.credentials import TlsMaterial
@@ -64,7 +65,6 @@ from pilothouse.process import addressfile
 
 log = structlog.get_logger(__name__)
 
-READY_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 10.0
 
 __all__ = ["DRAIN_TIMEOUT_S", "READY_TIMEOUT_S", "ClusterInfo", "LocalCluster"]
@@ -102,7 +102,7 @@ class LocalCluster:
         self._controlplane = ""
         self._join = ""
         self._registry = ""
-        self._agent_flags: set[str] = set()
+        self._agent_flags: frozenset[str] = frozenset()
         self._client_config: Path | None = None
         self._client_settings: dict[str, str] = {}
         self._controlplane_extra: list[str] = []  # flags every control-plane member gets
@@ -122,7 +122,12 @@ class LocalCluster:
         self.hosts = await asyncio.to_thread(
             self.network.create, self.layout.cluster_id, self.node_names
         )
-        registry = await self._start_registry()
+        registry = await local_registry.start(
+            self.supervisor,
+            self.layout.registry,
+            listen=f"{self.network.service_host}:0",
+            log_path=self.layout.log("registry"),
+        )
         # Every push, pull and delete needs the registry's account: the test image's push, the
         # nodes' and the control plane's registries.yaml, and the CLI's (registry_config).
         account = local_registry.credentials(self.layout.registry)
@@ -133,7 +138,7 @@ class LocalCluster:
             self.layout.registry / "registries.yaml", registry_address=registry, account=account
         )
         self._registry = registry
-        self._agent_flags = await _flags("nodeagent", AGENT_FLAGS)
+        self._agent_flags = frozenset(await _flags("nodeagent", agents.AGENT_FLAGS))
         controlplane_flags = await _flags("controlplane", ("--insecure", "--local-path-dir"))
         # Volumes of the local-path class in the data dir, so `down` removes them too.
         self._controlplane_extra = (
@@ -148,7 +153,7 @@ class LocalCluster:
         )
         # Secure by default when both sides can; a control plane that is secure by default
         # but agents that cannot join yet: plaintext on purpose.
-        secure = "--insecure" in controlplane_flags and self._agent_flags >= JOIN_FLAGS
+        secure = "--insecure" in controlplane_flags and self._agent_flags >= agents.JOIN_FLAGS
         if self.control_planes > 1:
             self._controlplane = await self._start_controlplanes(secure=secure)
         else:
@@ -167,24 +172,41 @@ class LocalCluster:
             # a 0600 file of its state dir (never on a command line); removed once it is Ready.
             for host in self.hosts:
                 token = await create_join_token(first, self.credentials.admin, node=host.name)
-                pki.write_secret(self._token_file(host), token.encode() + b"\n")
+                pki.write_secret(agents.token_file(self.layout, host), token.encode() + b"\n")
+        launcher = agents.AgentLauncher(
+            layout=self.layout,
+            supervisor=self.supervisor,
+            flags=self._agent_flags,
+            registry=self._registry,
+            controlplane=self._controlplane,
+            join=self._join,
+            credentials=self.credentials,
+        )
         with_server = "--server" in self._agent_flags
         in_order = with_server and any(h.pod_cidr for h in self.hosts)
         for host in self.hosts:
-            await self._start_agent(host)
+            await launcher.start(host)
             if in_order:
-                self._agents[host.name] = await self._agent_ready(host)
+                self._agents[host.name] = await launcher.ready(host)
                 await self._wait_nodes({host.name}, ready=False)
         for host in self.hosts:
             if host.name not in self._agents:
-                self._agents[host.name] = await self._agent_ready(host)
+                self._agents[host.name] = await launcher.ready(host)
         if with_server:
             await self._wait_nodes({h.name for h in self.hosts}, ready=True)
             for host in self.hosts:  # spent: each node holds its certificate now
-                self._token_file(host).unlink(missing_ok=True)
+                agents.token_file(self.layout, host).unlink(missing_ok=True)
             await self._check_pod_cidrs()
         if self.hollow_nodes:
-            await self._start_hollow()
+            await hollow.start(
+                self.supervisor,
+                self.layout,
+                count=self.hollow_nodes,
+                server=self._controlplane,
+                join_server=self._join,
+                secured=self.credentials,
+                node_ip=self.network.service_host,
+            )
         clientconfig.point_at(client_config, self._controlplane, self._client_settings)
         self._client_config = client_config
         self.info = ClusterInfo(
@@ -229,44 +251,6 @@ class LocalCluster:
             deadline_s=READY_TIMEOUT_S,
         )
 
-    async def _start_hollow(self) -> None:
-        """The hollow nodes (see `cli.cluster.hollow`), once the real ones are Ready."""
-        state = self.layout.node(hollow.NAME)
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        token_file = None
-        if self.credentials is not None:
-            token_file = state / "join-token"
-            token = await hollow.create_token(
-                self._controlplane, self.credentials.admin, nodes=self.hollow_nodes
-            )
-            pki.write_secret(token_file, token.encode() + b"\n")
-        await self.supervisor.start(
-            hollow.child(
-                state_dir=state,
-                log_path=self.layout.log(hollow.NAME),
-                count=self.hollow_nodes,
-                server=self._controlplane,
-                join_server=self._join,
-                token_file=token_file,
-                ca_cert_hash=self.credentials.ca_cert_hash if self.credentials else "",
-                node_ip=self.network.service_host,
-            )
-        )
-        wanted = hollow.names(self.hollow_nodes)
-
-        async def ready() -> bool:
-            if self.supervisor.pid(hollow.NAME) is None:
-                raise ClusterStartError(f"the hollow nodes ended: {self.layout.log(hollow.NAME)}")
-            return wanted <= await probes.ready_nodes(self._controlplane, tls=self.admin_tls)
-
-        await probes.wait_until(
-            ready,
-            what=f"{self.hollow_nodes} hollow nodes Ready (log: {self.layout.log(hollow.NAME)})",
-            deadline_s=READY_TIMEOUT_S + self.hollow_nodes * 0.2,
-        )
-        if token_file is not None:
-            token_file.unlink(missing_ok=True)  # spent: each hollow node holds its certificate
-
     async def _check_pod_cidrs(self) -> None:
         """Each Node's pod CIDR (the control plane's) is the one its host routes."""
         wanted = {h.name: h.pod_cidr for h in self.hosts if h.pod_cidr}
@@ -296,29 +280,6 @@ class LocalCluster:
         )
         address = await self.members.start()
         self._join = self.members.join_addresses
-        return address
-
-    async def _start_registry(self) -> str:
-        log_path = self.layout.log("registry")
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        spec = local_registry.child(
-            self.layout.registry, listen=f"{self.network.service_host}:0", log_path=log_path
-        )
-        await self.supervisor.start(spec)
-        address = ""
-
-        async def listening() -> bool:
-            nonlocal address
-            address = local_registry.bound_address(log_path, offset=offset) or ""
-            return bool(address) and await probes.registry_serves(address)
-
-        await probes.wait_until(
-            listening,
-            what=f"the registry (log: {log_path})",
-            deadline_s=READY_TIMEOUT_S,
-            alive=lambda: self.supervisor.pid("registry") is not None,
-        )
-        local_registry.write_config(self.layout.registry, listen=address)  # keep it on restarts
         return address
 
     async def _start_controlplane(self, *, secure: bool, insecure_flag: bool) -> str:
@@ -353,7 +314,7 @@ class LocalCluster:
         if operate:  # the web dashboard and Prometheus metrics on the control plane's address
             host = self.network.service_host
             argv += ["--dashboard-listen", f"{host}:0"]
-            argv += ["--metrics-listen", f"{host}:{_free_port(host)}"]
+            argv += ["--metrics-listen", f"{host}:{hosts.free_port(host)}"]
             addressfile.remove(directory / "dashboard.url")
         log_path = self.layout.log("controlplane")
         await self.supervisor.start(
@@ -369,10 +330,10 @@ class LocalCluster:
             return self.supervisor.pid("controlplane") is not None
 
         what = f"the control plane (log: {log_path})"
-        address = await _address_from(address_file, what=what, alive=alive)
+        address = await probes.address_from(address_file, what=what, alive=alive)
         kept = [*argv, "--listen", address]
         if secure:
-            self._join = await _address_from(join_file, what=what, alive=alive)
+            self._join = await probes.address_from(join_file, what=what, alive=alive)
             kept += ["--join-listen", self._join]
         self.supervisor.update("controlplane", argv=kept)
         tls = ClusterCredentials.load(directory).admin if secure else None
@@ -383,79 +344,7 @@ class LocalCluster:
         await probes.wait_until(serves, what="the control plane API", deadline_s=READY_TIMEOUT_S)
         if operate:
             dashboard = directory / "dashboard.url"
-            self._dashboard = await _address_from(dashboard, what=what, alive=alive)
-        return address
-
-    def _agent_argv(self, host: hosts.NodeHost, *, listen: str) -> list[str]:
-        state = self.layout.node(host.name)
-        mirrors = local_registry.write_mirrors(
-            state / "registries.yaml",
-            registry_address=host.reach(self._registry),
-            account=local_registry.credentials(self.layout.registry),
-        )
-        flags = self._agent_flags
-        argv = [
-            sys.executable,
-            "-m",
-            "nodeagent",
-            "--name",
-            host.name,
-            "--listen",
-            listen,
-            "--state-dir",
-            str(state),
-            "--registries",
-            str(mirrors),
-            "--cgroup-parent",
-            self.layout.node_cgroup_parent(host.name),
-            "--node-ip",
-            host.address,
-        ]
-        if host.pod_cidr and "--network" in flags:
-            argv += ["--network", "cni", "--pod-cidr", host.pod_cidr]
-            if "--resolv-conf" in flags:
-                argv += ["--resolv-conf", str(node_resolv_conf(state))]
-        if "--server" in flags:
-            argv += ["--server", _reach(host, self._controlplane)]
-        if self.credentials is not None:
-            if "--join-server" in flags:
-                argv += ["--join-server", _reach(host, self._join)]
-            # The agent refuses a token on its command line (every user can read those).
-            argv += ["--token-file", str(self._token_file(host))]
-            argv += ["--ca-cert-hash", self.credentials.ca_cert_hash]
-        return host.command(argv)
-
-    def _token_file(self, host: hosts.NodeHost) -> Path:
-        return self.layout.node(host.name) / "join-token"
-
-    async def _start_agent(self, host: hosts.NodeHost) -> None:
-        state = self.layout.node(host.name)
-        state.mkdir(parents=True, exist_ok=True)
-        addressfile.remove(state / "agent.addr")
-        argv = self._agent_argv(host, listen=f"{host.address}:0")
-        await self.supervisor.start(
-            ChildSpec(
-                name=host.name,
-                argv=tuple(argv),
-                log_path=self.layout.log(host.name),
-                stop_timeout=15.0,
-            )
-        )
-
-    async def _agent_ready(self, host: hosts.NodeHost) -> str:
-        log_path = self.layout.log(host.name)
-        address = await _address_from(
-            self.layout.node(host.name) / "agent.addr",
-            what=f"agent {host.name} (log: {log_path})",
-            alive=lambda: self.supervisor.pid(host.name) is not None,
-        )
-        self.supervisor.update(host.name, argv=self._agent_argv(host, listen=address))
-        tls = self.agent_tls
-
-        async def serves() -> bool:
-            return await probes.agent_serves(address, name=host.name, tls=tls)
-
-        await probes.wait_until(serves, what=f"agent {host.name}", deadline_s=READY_TIMEOUT_S)
+            self._dashboard = await probes.address_from(dashboard, what=what, alive=alive)
         return address
 
     async def shutdown(self) -> None:
@@ -485,59 +374,6 @@ class LocalCluster:
         if self._client_config is not None:
             clientconfig.forget(self._client_config, self._controlplane, self._client_settings)
         log.info("cluster.stopped", data_dir=str(self.layout.data_dir), leftovers=bool(left))
-
-
-def _reach(host: hosts.NodeHost, addresses: str) -> str:
-    """How `host` reaches each of "a:1,b:2" (several control-plane members)."""
-    return ",".join(host.reach(address) for address in addresses.split(","))
-
-
-async def _address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> str:
-    """Wait for a process to write its bound address ("HOST:PORT") to `file`."""
-    address = ""
-
-    async def written() -> bool:
-        nonlocal address
-        address = await asyncio.to_thread(addressfile.read, file)
-        return bool(address)
-
-    await probes.wait_until(written, what=what, deadline_s=READY_TIMEOUT_S, alive=alive)
-    return address
-
-
-# Agent flags `up` uses when this build has them: registration, pod network, secure join.
-AGENT_FLAGS = (
-    "--server",
-    "--network",
-    "--token-file",
-    "--ca-cert-hash",
-    "--join-server",
-    "--resolv-conf",
-)
-NODE_RESOLV_CONF = """\
-# The resolvers of this node of a local cluster (the agent's --resolv-conf): none, since
-# nothing outside the cluster is routed from its namespace. The node's DNS answers cluster
-# names and SERVFAIL for others; add a `nameserver ADDRESS` line the node can reach to
-# forward them (the agent reads this file again when it changes).
-"""
-
-
-def node_resolv_conf(state: Path) -> Path:
-    """The node's resolv.conf (made once; a person's edits are kept)."""
-    path = state / "resolv.conf"
-    if not path.exists():
-        path.write_text(NODE_RESOLV_CONF)
-    return path
-
-
-JOIN_FLAGS = frozenset({"--token-file", "--ca-cert-hash"})
-
-
-def _free_port(host: str) -> int:
-    """A port nothing listens on at `host` now (for fixed ports a scrape config can name)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host.strip("[]"), 0))
-        return int(probe.getsockname()[1])
 
 
 async def _flags(module: str, wanted: Sequence[str]) -> set[str]:

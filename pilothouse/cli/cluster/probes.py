@@ -24,9 +24,11 @@ from pilothouse.client import Client, ClientError
 from pilothouse.credentials import TlsMaterial
 from pilothouse.credentials import secure_channel as _secure_channel
 from pilothouse.kinds import Kind
+from pilothouse.process import addressfile
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 
 CALL_TIMEOUT = 2.0
+READY_TIMEOUT_S = 120.0  # how long `up` waits for any one part to serve
 
 
 class NotReady(RuntimeError):
@@ -52,6 +54,19 @@ async def wait_until(
         if loop.time() > deadline:
             raise NotReady(f"{what}: not ready within {deadline_s:.0f} s")
         await asyncio.sleep(interval)
+
+
+async def address_from(file: Path, *, what: str, alive: Callable[[], bool]) -> str:
+    """Wait for a process to write its bound address ("HOST:PORT") to `file`."""
+    address = ""
+
+    async def written() -> bool:
+        nonlocal address
+        address = await asyncio.to_thread(addressfile.read, file)
+        return bool(address)
+
+    await wait_until(written, what=what, deadline_s=READY_TIMEOUT_S, alive=alive)
+    return address
 
 
 async def registry_serves(address: str) -> bool:

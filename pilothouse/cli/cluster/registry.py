@@ -39,7 +39,8 @@ import bcrypt
 import yaml
 
 from pilothouse import pki
-from pilothouse.cli.cluster.supervisor import ChildSpec
+from pilothouse.cli.cluster import probes
+from pilothouse.cli.cluster.supervisor import ChildSpec, Supervisor
 from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.oci.registry import push_archive
 from pilothouse.oci.testimage import build_test_image
@@ -129,6 +130,32 @@ def child(directory: Path, *, listen: str, log_path: Path) -> ChildSpec:
         log_path=log_path,
         stop_timeout=5.0,
     )
+
+
+async def start(supervisor: Supervisor, directory: Path, *, listen: str, log_path: Path) -> str:
+    """Start the registry under `supervisor` and wait until it serves: the address it got,
+    now fixed in its config so a restart serves on the same one."""
+    offset = _size(log_path)
+    await supervisor.start(child(directory, listen=listen, log_path=log_path))
+    address = ""
+
+    async def listening() -> bool:
+        nonlocal address
+        address = bound_address(log_path, offset=offset) or ""
+        return bool(address) and await probes.registry_serves(address)
+
+    await probes.wait_until(
+        listening,
+        what=f"the registry (log: {log_path})",
+        deadline_s=probes.READY_TIMEOUT_S,
+        alive=lambda: supervisor.pid("registry") is not None,
+    )
+    write_config(directory, listen=address)  # keep it on restarts
+    return address
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def bound_address(log_path: Path, *, offset: int) -> str | None:
