@@ -40,6 +40,7 @@ import structlog
 
 from controlplane.cache.informer import Informer, Notice
 from controlplane.controllers.job import finalizers, progress, tracking
+from controlplane.controllers.job import status as jobstatus
 from controlplane.controllers.job.indexes import INDEX_KEY, parse_ranges
 from controlplane.events import EventRecorder, EventType
 from controlplane.objects import ChangeType, ObjectStore, adoption, owners
@@ -54,7 +55,7 @@ from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.reconcile.controller import Controller
 from controlplane.store import NotFound
 from pilothouse import selectors
-from pilothouse.conditions import find_condition, seconds, set_condition
+from pilothouse.conditions import seconds
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
 
@@ -66,15 +67,6 @@ CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 JOB_NAME = "batch.kubernetes.io/job-name"
 LEGACY_UID, LEGACY_NAME = "controller-uid", "job-name"
 INDEX_ENV = "JOB_COMPLETION_INDEX"
-
-
-def finished(job: objects_pb2.Job) -> objects_pb2.Condition | None:
-    """The Job's Complete or Failed condition when it is True."""
-    for type_ in ("Complete", "Failed"):
-        condition = find_condition(job.status.conditions, type_)
-        if condition is not None and condition.status == "True":
-            return condition
-    return None
 
 
 class JobReconciler:
@@ -141,7 +133,7 @@ class JobReconciler:
         status.CopyFrom(job.status)
         result = Result()
         outcome: progress.Outcome | None = None
-        done = finished(job)
+        done = jobstatus.finished(job)
         if job.metadata.HasField("deletion_timestamp") or done is not None:
             if done is not None:
                 await self._stop(list(observed.active), counted=False)
@@ -151,11 +143,13 @@ class JobReconciler:
             counts = tracking.Tally(status=job.status, release=(), succeeded=0, failed=0)
         elif spec.suspend:
             await self._stop(list(observed.active), counted=False)
-            self._condition(status, "Suspended", "True", "JobSuspended", "Job suspended", now)
+            jobstatus.put_condition(
+                status, "Suspended", "True", "JobSuspended", "Job suspended", now
+            )
         elif not self._expectations.satisfied(job.metadata.uid, seen=self._pods.revision):
             result = Result(requeue_after=EXPECTED)
         else:
-            self._condition(status, "Suspended", "False", "JobResumed", "Job resumed", now)
+            jobstatus.put_condition(status, "Suspended", "False", "JobResumed", "Job resumed", now)
             if not status.HasField("start_time"):
                 status.start_time.FromNanoseconds(int(now * 1e9))
             step = progress.plan(
@@ -175,7 +169,7 @@ class JobReconciler:
                 result = Result(requeue_after=step.wait)
             if step.create or step.indexes:
                 result = Result(requeue_after=min(result.requeue_after or EXPECTED, EXPECTED))
-        self._counts(status, job, observed, counts.status)
+        jobstatus.copy_counts(status, job, observed, counts.status)
         job = await self._write_status(job, status)
         await self._releases.release(job.metadata.uid, counts.release)
         pending = self._releases.pending(job.metadata.uid, everyone)  # now with those
@@ -304,12 +298,12 @@ class JobReconciler:
         now: float,
     ) -> None:
         if outcome is progress.Outcome.COMPLETE:
-            self._condition(status, "Complete", "True", "", "", now)
+            jobstatus.put_condition(status, "Complete", "True", "", "", now)
             status.completion_time.FromNanoseconds(int(now * 1e9))
             reason, message, kind = "Completed", "Job completed", EventType.NORMAL
         else:
             message = progress.MESSAGES[outcome]
-            self._condition(status, "Failed", "True", outcome.value, message, now)
+            jobstatus.put_condition(status, "Failed", "True", outcome.value, message, now)
             reason, kind = outcome.value, EventType.WARNING
         log.info(
             "job.finished",
@@ -340,32 +334,6 @@ class JobReconciler:
         return Result()
 
     # -------------------------------------------------------------------- status
-
-    @staticmethod
-    def _condition(
-        status: objects_pb2.JobStatus, type_: str, value: str, reason: str, message: str, now: float
-    ) -> None:
-        if value == "False" and find_condition(status.conditions, type_) is None:
-            return  # never suspended: no condition to clear
-        wanted = objects_pb2.Condition(type=type_, status=value, reason=reason, message=message)
-        conditions = set_condition(status.conditions, wanted, now=now, update_time=False)
-        for condition in conditions:
-            condition.last_probe_time.CopyFrom(condition.last_transition_time)
-        del status.conditions[:]
-        status.conditions.extend(conditions)
-
-    @staticmethod
-    def _counts(
-        status: objects_pb2.JobStatus,
-        job: objects_pb2.Job,
-        observed: progress.Observed,
-        counted: objects_pb2.JobStatus,
-    ) -> None:
-        status.active = 0 if finished(job) is not None else len(observed.active)
-        status.ready = observed.ready
-        status.succeeded, status.failed = counted.succeeded, counted.failed
-        status.completed_indexes = counted.completed_indexes
-        status.uncounted_terminated_pods.CopyFrom(counted.uncounted_terminated_pods)
 
     async def _write_status(
         self, job: objects_pb2.Job, status: objects_pb2.JobStatus

@@ -6,8 +6,8 @@ Rules (core/v1 validation, apimachinery's wording):
   only to "Always" (a sidecar); an init container that is not a sidecar may have no
   lifecycle hooks and no liveness, readiness or startup probe;
 - `env[].valueFrom` names exactly one source and excludes `value`; a fieldRef names a field
-  the pod exposes (`FIELD_PATHS_ENV`), a resourceFieldRef a resource of a container of the
-  pod, a configMapKeyRef/secretKeyRef a name and a valid key; `envFrom[]` exactly one of
+  the pod exposes, a resourceFieldRef a resource of a container of the pod (`references`), a
+  configMapKeyRef/secretKeyRef a name and a valid key; `envFrom[]` exactly one of
   configMapRef and secretRef, with a name;
 - configMap, secret, downwardAPI and projected volumes: a name, `items` with valid keys and
   relative paths without "..", modes within 0-0777; a projected volume's sources one each;
@@ -21,46 +21,16 @@ Kubernetes, that is found when the container is made (CreateContainerConfigError
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from pilothouse.manifests import names
-from pilothouse.manifests.validation import lifecycle
+from pilothouse.manifests.validation import lifecycle, references
 from pilothouse.manifests.validation.config import key_errors
 from pilothouse.manifests.validation.findings import Findings
 from pilothouse.manifests.validation.pods import _container as container_fields
-from pilothouse.manifests.validation.pods import quantity
 from pilothouse.v1 import objects_pb2
 
 SIDECAR = "Always"
-FIELD_PATHS_ENV = (
-    "metadata.annotations",
-    "metadata.labels",
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.hostIP",
-    "status.hostIPs",
-    "status.podIP",
-    "status.podIPs",
-)
-# In a downwardAPI volume: whole label and annotation maps too, but no node or pod IPs.
-FIELD_PATHS_VOLUME = (
-    "metadata.annotations",
-    "metadata.labels",
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-)
-RESOURCES = (
-    "limits.cpu",
-    "limits.ephemeral-storage",
-    "limits.memory",
-    "requests.cpu",
-    "requests.ephemeral-storage",
-    "requests.memory",
-)
 PROPAGATIONS = ("HostToContainer", "None")
 MAX_MODE = 0o777
 
@@ -156,9 +126,11 @@ def _env(
         elif len(chosen) > 1:
             found.invalid(where, "", "may not have more than one field specified at a time")
         if source.HasField("field_ref"):
-            _field_ref(found, source.field_ref, f"{where}.fieldRef", FIELD_PATHS_ENV)
+            references.field_ref(
+                found, source.field_ref, f"{where}.fieldRef", references.FIELD_PATHS_ENV
+            )
         if source.HasField("resource_field_ref"):
-            _resource_ref(
+            references.resource_ref(
                 found,
                 source.resource_field_ref,
                 f"{where}.resourceFieldRef",
@@ -171,7 +143,7 @@ def _env(
         ):
             if source.HasField(field):
                 ref = getattr(source, field)
-                _name(found, ref.name, f"{where}.{json_name}.name")
+                references.config_name(found, ref.name, f"{where}.{json_name}.name")
                 if not ref.key:
                     found.required(f"{where}.{json_name}.key")
                 for error in key_errors(ref.key) if ref.key else ():
@@ -191,71 +163,10 @@ def _env(
         elif len(refs) > 1:
             found.invalid(where, "", "may not have more than one field specified at a time")
         for json_name, ref in refs:
-            _name(found, ref.name, f"{where}.{json_name}.name")
+            references.config_name(found, ref.name, f"{where}.{json_name}.name")
         if source.prefix:
             for error in names.env_var_name(source.prefix):
                 found.invalid(f"{where}.prefix", source.prefix, error)
-
-
-def _field_ref(
-    found: Findings, ref: objects_pb2.ObjectFieldSelector, path: str, allowed: Sequence[str]
-) -> None:
-    if ref.api_version and ref.api_version != "v1":
-        found.unsupported(f"{path}.apiVersion", ref.api_version, ("v1",))
-    if not ref.field_path:
-        found.required(f"{path}.fieldPath")
-        return
-    base, key = _subscript(ref.field_path)
-    if key is not None and base in ("metadata.labels", "metadata.annotations"):
-        errors = names.qualified_name(key)
-        for error in errors:
-            found.invalid(f"{path}.fieldPath", ref.field_path, error)
-        return
-    whole_maps = ("metadata.labels", "metadata.annotations")
-    if ref.field_path not in allowed or (
-        allowed is FIELD_PATHS_ENV and ref.field_path in whole_maps
-    ):
-        supported = [p for p in allowed if allowed is not FIELD_PATHS_ENV or p not in whole_maps]
-        found.unsupported(f"{path}.fieldPath", ref.field_path, supported)
-
-
-def _subscript(field_path: str) -> tuple[str, str | None]:
-    """("metadata.labels", "app") for "metadata.labels['app']"; (path, None) otherwise."""
-    if field_path.endswith("']") and "['" in field_path:
-        base, _, rest = field_path.partition("['")
-        return base, rest[:-2]
-    return field_path, None
-
-
-def _resource_ref(
-    found: Findings,
-    ref: objects_pb2.ResourceFieldSelector,
-    path: str,
-    containers: set[str],
-    *,
-    needs_container: bool,
-) -> None:
-    if not ref.container_name:
-        if needs_container:
-            found.required(f"{path}.containerName")
-    elif ref.container_name not in containers:
-        found.items.append((f"{path}.containerName", f'Not found: "{ref.container_name}"'))
-    if not ref.resource:
-        found.required(f"{path}.resource")
-    elif ref.resource not in RESOURCES:
-        found.unsupported(f"{path}.resource", ref.resource, RESOURCES)
-    if ref.divisor:
-        value = quantity(found, f"{path}.divisor", ref.divisor)
-        if value is not None and value <= 0:
-            found.invalid(f"{path}.divisor", ref.divisor, "must be greater than 0")
-
-
-def _name(found: Findings, name: str, path: str) -> None:
-    if not name:
-        found.required(path)
-        return
-    for error in names.dns1123_subdomain(name):
-        found.invalid(path, name, error)
 
 
 def _volume(
@@ -264,12 +175,12 @@ def _volume(
     containers = {c.name for c in (*spec.init_containers, *spec.containers)}
     if volume.HasField("config_map"):
         source = volume.config_map
-        _name(found, source.name, f"{path}.configMap.name")
+        references.config_name(found, source.name, f"{path}.configMap.name")
         _items(found, source.items, f"{path}.configMap.items")
         _mode(found, source, "default_mode", f"{path}.configMap.defaultMode")
     if volume.HasField("secret"):
         source = volume.secret
-        _name(found, source.secret_name, f"{path}.secret.secretName")
+        references.config_name(found, source.secret_name, f"{path}.secret.secretName")
         _items(found, source.items, f"{path}.secret.items")
         _mode(found, source, "default_mode", f"{path}.secret.defaultMode")
     if volume.HasField("downward_api"):
@@ -297,7 +208,7 @@ def _volume(
             for field, json_name in (("secret", "secret"), ("config_map", "configMap")):
                 if source.HasField(field):
                     ref = getattr(source, field)
-                    _name(found, ref.name, f"{where}.{json_name}.name")
+                    references.config_name(found, ref.name, f"{where}.{json_name}.name")
                     _items(found, ref.items, f"{where}.{json_name}.items", paths=paths)
             if source.HasField("downward_api"):
                 _downward(
@@ -348,9 +259,11 @@ def _downward(
                 else "must specify one of: `fieldRef` or `resourceFieldRef`",
             )
         if has_field:
-            _field_ref(found, item.field_ref, f"{where}.fieldRef", FIELD_PATHS_VOLUME)
+            references.field_ref(
+                found, item.field_ref, f"{where}.fieldRef", references.FIELD_PATHS_VOLUME
+            )
         if has_resource:
-            _resource_ref(
+            references.resource_ref(
                 found,
                 item.resource_field_ref,
                 f"{where}.resourceFieldRef",
