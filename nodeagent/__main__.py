@@ -2,6 +2,10 @@
 
 import sys
 
-from nodeagent.main import main
+from pilothouse.process import footprint
+
+footprint.lean_process()  # before the process's modules import structlog
+
+from nodeagent.main import main  # noqa: E402
 
 sys.exit(main())

@@ -18,8 +18,10 @@ from __future__ import annotations
 import datetime
 import zoneinfo
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from croniter import CroniterError, croniter
+if TYPE_CHECKING:  # croniter is imported where a schedule is read (not by every importer)
+    from croniter import croniter
 
 DESCRIPTORS = {
     "@yearly": "0 0 1 1 *",
@@ -60,6 +62,8 @@ def problem(schedule: str) -> str | None:
     fields = text.split()
     if len(fields) != 5:
         return f"expected exactly 5 fields, found {len(fields)}: {text}"
+    from croniter import CroniterError, croniter
+
     if not croniter.is_valid(text):
         try:
             croniter(text)
@@ -84,20 +88,25 @@ class Schedule:
         text = expression.strip()
         return cls(expression=DESCRIPTORS.get(text, text), zone=zone)
 
+    def _iterator(self, start: datetime.datetime) -> croniter:
+        from croniter import croniter
+
+        return croniter(self.expression, start)
+
     def _tz(self) -> datetime.tzinfo:
         return zoneinfo.ZoneInfo(self.zone) if self.zone else datetime.UTC
 
     def next_after(self, seconds: float) -> float:
         """The first scheduled time strictly after `seconds`."""
         start = datetime.datetime.fromtimestamp(seconds, tz=self._tz())
-        return float(croniter(self.expression, start).get_next(float))
+        return float(self._iterator(start).get_next(float))
 
     def most_recent(self, after: float, until: float) -> tuple[float | None, int]:
         """The latest scheduled time t with after < t <= until (None if there is none), and
         how many such times there are, counted up to `MISSED_COUNT_CAP` (Kubernetes needs to
         know only whether more than 100 were missed)."""
         start = datetime.datetime.fromtimestamp(until, tz=self._tz())
-        latest = float(croniter(self.expression, start).get_prev(float))
+        latest = float(self._iterator(start).get_prev(float))
         following = self.next_after(latest)
         if following <= until:
             latest = following

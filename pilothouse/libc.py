@@ -2,9 +2,10 @@
 
 mount(2), umount2(2), setns(2) and statfs(2) are called by the node agent (rootfs and volume
 mounts, pod network namespaces, probes from inside a pod's namespace) and by the local-cluster
-tooling's forced clean-up. Each wrapper behaves like its `os` counterpart would: it returns on
-success and raises `OSError` carrying the call's errno (and the path, where there is one) on
-failure; callers translate that into their own errors.
+tooling's forced clean-up; glibc's mallopt(3) by long-lived processes that bound their memory
+(`pilothouse.process.footprint`). Each wrapper behaves like its `os` counterpart would: it
+returns on success and raises `OSError` carrying the call's errno (and the path, where there is
+one) on failure; callers translate that into their own errors.
 
 Invariants: libc is loaded once, on first use (importing this module touches nothing); the
 errno read after a call is the calling thread's own (`use_errno`), so these are safe from the
@@ -28,6 +29,7 @@ MS_REC = 16384
 MNT_DETACH = 2
 CLONE_NEWNET = 0x40000000
 NSFS_MAGIC = 0x6E736673
+M_ARENA_MAX = -8  # mallopt(3): how many malloc arenas threads may spread over
 
 
 @functools.cache
@@ -87,3 +89,10 @@ def filesystem_type(path: str | os.PathLike[str]) -> int:
     if _libc().statfs(os.fsencode(path), buf) != 0:
         raise _fail(path)
     return int.from_bytes(buf.raw[:8], "little")
+
+
+def mallopt(param: int, value: int) -> bool:
+    """glibc's mallopt(3): True when the setting was taken (False where the C library lacks
+    it, e.g. musl)."""
+    function = getattr(_libc(), "mallopt", None)
+    return function is not None and function(param, value) == 1

@@ -251,20 +251,11 @@ def run_process(verb: str, argv: list[str]) -> int:
     """Hand the rest of the command line to a process's own `main(argv) -> int`."""
     import importlib
 
+    from pilothouse.process import footprint
+
+    footprint.limit_malloc_arenas()
     module = importlib.import_module(PROCESSES[verb])
     return int(module.main(argv) or 0)
-
-
-# Optional renderers structlog imports when they are installed. Pilothouse depends on neither
-# (`rich` arrives with import-linter in test installs) and the CLI never renders with them, yet
-# importing rich costs ~40 ms of every command's start-up; the console script leaves them out,
-# as a plain install has them not.
-_OPTIONAL_RENDERERS = ("rich", "better_exceptions")
-
-
-def _leave_out_optional_renderers() -> None:
-    for name in _OPTIONAL_RENDERERS:
-        sys.modules.setdefault(name, None)  # type: ignore[assignment]  # import raises ImportError
 
 
 def _run_verb(verb: str, words: list[str], flags: GlobalFlags, out: TextIO, err: TextIO) -> int:
@@ -309,7 +300,9 @@ def main(
     """Run one `pilothouse` command; returns the exit code (the console script exits with it)."""
     words = list(sys.argv[1:] if argv is None else argv)
     if argv is None:  # the console script (a process of its own), not a caller in-process
-        _leave_out_optional_renderers()
+        from pilothouse.process import footprint
+
+        footprint.leave_out_optional_renderers()
     err = err or sys.stderr
     out = out or sys.stdout
     flags = GlobalFlags(debug="--debug" in words)
