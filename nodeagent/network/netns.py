@@ -48,20 +48,28 @@ async def create(path: str | os.PathLike[str]) -> str:
     target = Path(path)
     if is_namespace(target):
         return str(target)
-    _make_mount_point(target)
+    error = await pin(target, "--net")
+    if error is not None:
+        delete(target)
+        raise NetnsError(f"cannot create network namespace at {target}: {error}")
+    log.debug("netns.created", netns=str(target))
+    return str(target)
+
+
+async def pin(target: Path, flag: str) -> str | None:
+    """Make a new namespace of the kind `unshare` calls `flag` ("--net", "--ipc") and pin it
+    at `target` (made an empty file first): None once pinned, else unshare's error. The
+    caller removes what a failure left."""
+    make_mount_point(target)
     proc = await asyncio.create_subprocess_exec(
         "unshare",
-        f"--net={target}",
+        f"{flag}={target}",
         "true",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()
-    if proc.returncode != 0:
-        delete(target)
-        raise NetnsError(f"cannot create network namespace at {target}: {err.decode().strip()}")
-    log.debug("netns.created", netns=str(target))
-    return str(target)
+    return None if proc.returncode == 0 else err.decode().strip()
 
 
 def delete(path: str | os.PathLike[str]) -> None:
@@ -82,13 +90,14 @@ def delete(path: str | os.PathLike[str]) -> None:
     log.debug("netns.deleted", netns=str(target))
 
 
-def _make_mount_point(target: Path) -> None:
+def make_mount_point(target: Path) -> None:
+    """The empty file a namespace is bind-mounted on."""
     target.parent.mkdir(parents=True, exist_ok=True)
     target.touch(mode=0o444, exist_ok=True)
 
 
 def is_namespace(path: str | os.PathLike[str]) -> bool:
-    """True when `path` is a pinned network namespace (an nsfs file)."""
+    """True when `path` is a pinned namespace (an nsfs file), of any kind."""
     try:
         return libc.filesystem_type(path) == libc.NSFS_MAGIC
     except OSError:

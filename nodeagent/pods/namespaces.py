@@ -26,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from nodeagent.network import netns
 from pilothouse import libc
 
 log = structlog.get_logger(__name__)
@@ -66,11 +67,11 @@ class PodNamespaces:
 
     async def _pause(self) -> str:
         path = self._dir / "pid"
-        if _is_namespace(path) and _alive(_read_pid(self._dir / "pause.pid")):
+        if netns.is_namespace(path) and _alive(_read_pid(self._dir / "pause.pid")):
             return str(path)
         _end_pause(self._dir)
         _unpin(path)
-        _mount_point(path)
+        netns.make_mount_point(path)
         proc = await asyncio.create_subprocess_exec(
             "unshare",
             f"--pid={path}",
@@ -85,7 +86,7 @@ class PodNamespaces:
         )
         _record(self._dir / "pause.pid", proc.pid)
         for _ in range(100):  # the namespace is pinned once unshare has forked
-            if _is_namespace(path):
+            if netns.is_namespace(path):
                 log.debug("pod.pid_namespace", path=str(path), pause=proc.pid)
                 return str(path)
             if proc.returncode is not None:
@@ -106,41 +107,21 @@ class PodNamespaces:
 
 
 async def _pin(path: Path, flag: str) -> str:
-    if _is_namespace(path):
+    if netns.is_namespace(path):
         return str(path)
-    _mount_point(path)
-    proc = await asyncio.create_subprocess_exec(
-        "unshare",
-        f"{flag}={path}",
-        "true",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
+    error = await netns.pin(path, flag)
+    if error is not None:
         _unpin(path)
-        raise NamespaceError(f"cannot make the pod's namespace at {path}: {err.decode().strip()}")
+        raise NamespaceError(f"cannot make the pod's namespace at {path}: {error}")
     return str(path)
-
-
-def _mount_point(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o444, exist_ok=True)
 
 
 def _record(path: Path, pid: int) -> None:
     path.write_text(str(pid))
 
 
-def _is_namespace(path: Path) -> bool:
-    try:
-        return libc.filesystem_type(path) == libc.NSFS_MAGIC
-    except OSError:
-        return False
-
-
 def _unpin(path: Path) -> None:
-    while _is_namespace(path):
+    while netns.is_namespace(path):
         try:
             libc.umount2(path, libc.MNT_DETACH)
         except OSError as exc:

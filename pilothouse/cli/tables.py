@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from pilothouse import quantity
 from pilothouse.cli import autoscalingtable, workloadtables
-from pilothouse.cli.cells import NONE, age, selector_text
+from pilothouse.cli.cells import NONE, age, selector_text, template_cells
 from pilothouse.cli.cells import human_duration as human_duration  # tables.human_duration
 from pilothouse.cli.podstatus import pod_status
 from pilothouse.kinds import Kind
@@ -163,40 +163,10 @@ def _deployment_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _
             age(d.metadata.creation_timestamp, now),
         )
         if wide:
-            cells += _template_cells(d.spec.template, d.spec.selector)
+            cells += template_cells(d.spec.template, d.spec.selector)
         return cells
 
     return headers, row
-
-
-def _replicaset_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
-    headers = ("NAME", "DESIRED", "CURRENT", "READY", "AGE")
-    if wide:
-        headers += ("CONTAINERS", "IMAGES", "SELECTOR")
-
-    def row(rs: o.ReplicaSet, now: datetime) -> tuple[str, ...]:
-        desired = rs.spec.replicas if rs.spec.HasField("replicas") else 1
-        cells = (
-            rs.metadata.name,
-            str(desired),
-            str(rs.status.replicas),
-            str(rs.status.ready_replicas),
-            age(rs.metadata.creation_timestamp, now),
-        )
-        if wide:
-            cells += _template_cells(rs.spec.template, rs.spec.selector)
-        return cells
-
-    return headers, row
-
-
-def _template_cells(template: o.PodTemplateSpec, selector: o.LabelSelector) -> tuple[str, ...]:
-    containers = template.spec.containers
-    return (
-        ",".join(c.name for c in containers) or NONE,
-        ",".join(c.image for c in containers) or NONE,
-        selector_text(selector.match_labels),
-    )
 
 
 def _pod_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...], _RowFn]:
@@ -361,7 +331,7 @@ def _endpointslice_columns(*, wide: bool, pods: object) -> tuple[tuple[str, ...]
 
 _COLUMNS = {
     Kind.DEPLOYMENT: _deployment_columns,
-    Kind.REPLICASET: _replicaset_columns,
+    Kind.REPLICASET: workloadtables.replicas(lambda rs: rs.spec.selector),
     Kind.POD: _pod_columns,
     Kind.NODE: _node_columns,
     Kind.EVENT: _event_columns,

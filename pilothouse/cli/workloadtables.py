@@ -160,26 +160,34 @@ def _stateful_set(*, wide: bool, pods: object) -> Columns:
     return headers, row
 
 
-def _replication_controller(*, wide: bool, pods: object) -> Columns:
-    headers = ("NAME", "DESIRED", "CURRENT", "READY", "AGE")
-    if wide:
-        headers += ("CONTAINERS", "IMAGES", "SELECTOR")
+def replicas(selector: Callable[[Any], o.LabelSelector]) -> Callable[..., Columns]:
+    """The columns of a ReplicaSet or a ReplicationController; `selector` gives its selector
+    as a LabelSelector (a ReplicationController's is a plain map)."""
 
-    def row(rc: o.ReplicationController, now: datetime) -> tuple[str, ...]:
-        desired = rc.spec.replicas if rc.spec.HasField("replicas") else 1
-        cells = (
-            rc.metadata.name,
-            str(desired),
-            str(rc.status.replicas),
-            str(rc.status.ready_replicas),
-            age(rc.metadata.creation_timestamp, now),
-        )
+    def columns(*, wide: bool, pods: object) -> Columns:
+        headers = ("NAME", "DESIRED", "CURRENT", "READY", "AGE")
         if wide:
-            selector = o.LabelSelector(match_labels=dict(rc.spec.selector))
-            cells += template_cells(rc.spec.template, selector)
-        return cells
+            headers += ("CONTAINERS", "IMAGES", "SELECTOR")
 
-    return headers, row
+        def row(owner: Any, now: datetime) -> tuple[str, ...]:
+            desired = owner.spec.replicas if owner.spec.HasField("replicas") else 1
+            cells = (
+                owner.metadata.name,
+                str(desired),
+                str(owner.status.replicas),
+                str(owner.status.ready_replicas),
+                age(owner.metadata.creation_timestamp, now),
+            )
+            if wide:
+                cells += template_cells(owner.spec.template, selector(owner))
+            return cells
+
+        return headers, row
+
+    return columns
+
+
+_replication_controller = replicas(lambda rc: o.LabelSelector(match_labels=dict(rc.spec.selector)))
 
 
 def _controller_revision(*, wide: bool, pods: object) -> Columns:
