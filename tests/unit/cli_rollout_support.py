@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from controlplane.api.server import ApiServer
 from controlplane.objects import ObjectStore
 from controlplane.reconcile.clock import ManualClock
@@ -56,6 +58,13 @@ async def running(clock: ManualClock | None = None) -> AsyncIterator[tuple[Plane
     finally:
         await api.stop()
         await store.close()
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[Plane, Cli]]:
+    """The rig of `running()` for one test (import it by name into the test module)."""
+    async with running() as rig:
+        yield rig
 
 
 async def create(pilothouse: Cli, deployment: objects_pb2.Deployment) -> None:

@@ -56,6 +56,14 @@ class Cli:
         code = await task
         return code, out.getvalue(), err.getvalue()
 
+    async def describe(self, kind: str, name: str, *expected: str) -> str:
+        """`describe KIND NAME`: it succeeds and its page holds every one of `expected`."""
+        code, out, err = await self("describe", kind, name)
+        assert code == 0, err
+        for line in expected:
+            assert line in out, f"describe {kind} lacks {line!r}:\n{out}"
+        return out
+
 
 @pytest.fixture
 def pilothouse(memory_control_plane: object) -> Cli:

@@ -9,17 +9,14 @@ the control loops run in the test's loop; the tests check what a person reads an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from pilothouse.cli import rollout
+from tests.unit import cli_rollout_support
 from tests.unit.cli_rollout_support import (
     MANIFEST,
     create,
     rolled_out_web,
-    running,
 )
 from tests.unit.cli_support import Cli
 from tests.unit.rollout_support import (
@@ -29,12 +26,7 @@ from tests.unit.rollout_support import (
     make_deployment,
 )
 
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[tuple[Plane, Cli]]:
-    async with running() as rig:
-        yield rig
-
+cluster = cli_rollout_support.cluster  # the fixture, shared with the other rollout tests
 
 # ------------------------------------------------------------------------- history, undo
 

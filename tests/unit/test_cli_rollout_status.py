@@ -9,7 +9,6 @@ the control loops run in the test's loop; the tests check what a person reads an
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,6 +17,7 @@ from pilothouse.cli import rollout
 from pilothouse.cli.resources import UsageError
 from pilothouse.cli.rollout.verbs import bar, parse_duration
 from pilothouse.kinds import Kind
+from tests.unit import cli_rollout_support
 from tests.unit.cli_rollout_support import (
     DONE,
     WAITING,
@@ -33,12 +33,7 @@ from tests.unit.rollout_support import (
     make_deployment,
 )
 
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[tuple[Plane, Cli]]:
-    async with running() as rig:
-        yield rig
-
+cluster = cli_rollout_support.cluster  # the fixture, shared with the other rollout tests
 
 # ------------------------------------------------------------------------------- parsing
 

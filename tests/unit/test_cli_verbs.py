@@ -136,9 +136,9 @@ async def test_describe_deployment_shows_its_sections_and_only_its_events(
         event.involved_object.name = target
         event.source.component = "deployment-controller"
         await objects.create(event)
-    code, out, err = await pilothouse("describe", "deploy", "web")
-    assert code == 0, err
-    for expected in (
+    out = await pilothouse.describe(
+        "deploy",
+        "web",
         "Name:                   web",
         "Namespace:              default",
         "Selector:               app=web",
@@ -150,8 +150,7 @@ async def test_describe_deployment_shows_its_sections_and_only_its_events(
         "      memory:  64Mi",
         "    Readiness:     http-get http://:8080/index.html delay=0s timeout=1s period=2s",
         "Events:",
-    ):
-        assert expected in out, f"describe lacks {expected!r}:\n{out}"
+    )
     assert "ScalingReplicaSet" in out and "about web" in out
     assert "SomethingElse" not in out, "describe showed another object's event"
 
@@ -235,9 +234,9 @@ async def test_describe_pod_and_node_show_state_and_allocation(
     status.last_state.terminated.reason = "Error"
     await objects.update_status(pod)
 
-    code, out, err = await pilothouse("describe", "pod", "web-a")
-    assert code == 0, err
-    for expected in (
+    out = await pilothouse.describe(
+        "pod",
+        "web-a",
         "Status:           Running",
         "Node:             n1",
         "Service Account:  default  (no token mounted",
@@ -246,8 +245,7 @@ async def test_describe_pod_and_node_show_state_and_allocation(
         "    Last State:     Terminated",
         "      Exit Code:    1",
         "    Restart Count:  4",
-    ):
-        assert expected in out, f"describe pod lacks {expected!r}:\n{out}"
+    )
     code, out, _ = await pilothouse("get", "pods")
     assert out.splitlines()[1].split()[:4] == ["web-a", "0/1", "CrashLoopBackOff", "4"], out
 
