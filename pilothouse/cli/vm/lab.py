@@ -38,7 +38,7 @@ from pilothouse.oci.testimage import build_test_image
 
 log = structlog.get_logger(__name__)
 
-SSH_WAIT_SECONDS = 300.0  # emulated machines under load take minutes
+SSH_WAIT_SECONDS = 900.0  # emulated machines take minutes, many more on a loaded machine
 # Where an agent finds image archives to load when it starts (nodeagent.images).
 IMPORTED_IMAGE = "var/lib/pilothouse/agent/images/import/busybox.tar"
 
