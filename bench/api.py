@@ -224,14 +224,26 @@ async def run(
         listing = await stub.List(api.ListRequest(kind="deployments", namespace=NAMESPACE))
         if len(listing.items) != 2 * count:
             raise RuntimeError(f"expected {2 * count} deployments, found {len(listing.items)}")
+        for name, value in results.items():
+            print(f"{name:28} {value}", flush=True)
         if pods:
-            results["list_pods"] = await list_pods(stubs, pods)
+            results["list_pods"] = await stage(list_pods(stubs, pods))
         if watchers:
-            results["watch_fanout"] = await watch_fanout(address, tls, stub, watchers)
+            results["watch_fanout"] = await stage(watch_fanout(address, tls, stub, watchers))
         return results
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def stage(measured: Awaitable[dict[str, float]]) -> dict[str, object]:
+    """A stage's figures, or the error that stopped it (the other stages' figures stand)."""
+    try:
+        result: dict[str, object] = dict(await measured)
+    except grpc.aio.AioRpcError as error:
+        result = {"error": f"{error.code().name}: {error.details()}"}
+    print(f"{'':28} {result}", flush=True)
+    return result
 
 
 async def list_pods(stubs: list[api_grpc.ControlPlaneStub], count: int) -> dict[str, float]:
@@ -240,7 +252,7 @@ async def list_pods(stubs: list[api_grpc.ControlPlaneStub], count: int) -> dict[
     def create(s: api_grpc.ControlPlaneStub) -> Callable[[int], Awaitable[object]]:
         async def call(i: int) -> object:
             request = api.ApplyRequest(object=kinds.wrap(pod(f"listed-{i}")))
-            return await s.Apply(request, timeout=30)
+            return await s.Apply(request, timeout=120)
 
         return call
 
@@ -358,8 +370,6 @@ def main() -> int:
         "loadavg_1m": round(os.getloadavg()[0], 2),
         **results,
     }
-    for name, value in results.items():
-        print(f"{name:28} {value}")
     print(json.dumps(report))
     return 0
 

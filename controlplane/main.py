@@ -50,6 +50,7 @@ from controlplane.services.settings import ServiceSettings
 from controlplane.store import StoreError
 from controlplane.store.embedded import EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
+from controlplane.store.watchcache import WatchCache
 from pilothouse import logs
 from pilothouse.oci.registries import RegistriesConfig
 from pilothouse.process import addressfile, signals
@@ -77,12 +78,14 @@ async def serve(
     try:
         endpoints = [await embedded.start()] if embedded else list(config.etcd_endpoints)
         store = EtcdStore(endpoints, credentials=foundation.etcd_credentials(config, embedded))
+        # Objects are read and watched from memory: one etcd watch feeds every reader.
+        cache = WatchCache(store)
         # Secrets are sealed with the keys of the pki dir (made on first start, see
         # controlplane.objects.encryption) before anything can write one.
         # Pods are deleted gracefully: marked, stopped by their agent (after their endpoints
         # left every node's load balancing), then removed (see controlplane.nodes).
         objects = ObjectStore(
-            store, encryption=Encryption(Keyring.ensure(config.pki_dir)), graceful_pods=True
+            cache, encryption=Encryption(Keyring.ensure(config.pki_dir)), graceful_pods=True
         )
         # Heartbeats reach any member; every member publishes and sees them all.
         leases = NodeLeases(store, member=ha.member)
@@ -143,7 +146,7 @@ async def serve(
             api=api,
             objects=objects,
             embedded=embedded,
-            election=Election(store, candidate=candidate, ttl=ha.lease_ttl),
+            election=Election(cache, candidate=candidate, ttl=ha.lease_ttl),
             raft_placement=foundation.raft_placement(store, embedded, ha),
             nodes=nodes,
             resolver=resolver,
@@ -152,6 +155,7 @@ async def serve(
             operate=operate,
         )
         parts.insert(1 if embedded else 0, Task("etcd.members", foundation.members_of(store)))
+        parts.insert(1 if embedded else 0, cache)
         parts[-1:-1] = assembly.operating_parts(api, operate or OperateSettings(), config, security)
         parts.insert(-1, leases)  # before the leadership, so it stops after the leader's parts
         await run_all(parts)

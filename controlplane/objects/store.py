@@ -4,20 +4,21 @@ The package docstring (`controlplane.objects`) has the vocabulary and the invari
 method here keeps: resourceVersion is the entry's revision, every write is a compare-and-swap,
 the store sets identity fields, `update` never writes status and `update_status` only status,
 and a write that would change nothing is skipped. Value types and the stored encoding:
-`controlplane.objects.stored`.
+`controlplane.objects.stored`. Reads are fresh (every write finished before is seen), except
+the read before a compare-and-swap: it may take the store's cached copy, because the write
+checks it; a decision made without a write (unchanged, refused) is only made on a fresh read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.objects import immutable, stored
+from controlplane.objects import immutable, reencryption, stored
 from controlplane.objects.apply import Applied, ApplyOutcome, applied, spec_equal
 from controlplane.objects.encryption import Encryption
 from controlplane.objects.keys import (
@@ -27,30 +28,19 @@ from controlplane.objects.keys import (
     namespace_for,
     object_key,
 )
-from controlplane.objects.stored import (
-    ChangeType,
-    Invalid,
-    LabelMatcher,
-    ObjectChange,
-    ObjectList,
-)
-from controlplane.store import (
-    AlreadyExists,
-    Change,
-    Conflict,
-    Entry,
-    EventType,
-    NotFound,
-    Store,
-)
+from controlplane.objects.stored import ChangeType, Invalid, LabelMatcher, ObjectChange, ObjectList
+from controlplane.store import AlreadyExists, Change, Conflict, Entry, EventType, NotFound, Store
 from pilothouse.kinds import Kind
-from pilothouse.manifests import names
 from pilothouse.manifests.problems import ManifestError, Problem
 
 log = structlog.get_logger(__name__)
 
 _APPLY_RETRIES = 5
 _DEFAULT_GRACE_SECONDS = 30  # Kubernetes' terminationGracePeriodSeconds
+
+
+class _Stale(Exception):
+    """An answer read from a copy that may be stale: read fresh and decide again."""
 
 
 class ObjectStore:
@@ -126,7 +116,7 @@ class ObjectStore:
 
     async def create(self, message: Message) -> Message:
         """Store a new object. Sets uid, creationTimestamp, generation 1, apiVersion, kind."""
-        kind, obj = self._prepare_new(message)
+        kind, obj = stored.prepare_new(message, now=self._clock())
         meta = obj.metadata
         key = object_key(kind, meta.namespace, meta.name)
         try:
@@ -145,33 +135,56 @@ class ObjectStore:
         CAS on `metadata.resourceVersion` (empty: the current one). Bumps generation when the
         spec changed. Returns the stored object (unchanged, with no write, if nothing changed).
         """
+
+        def change(current: Message) -> Message:
+            updated = type(current)()
+            updated.CopyFrom(message)
+            stored.keep_identity(updated, current, kind)
+            if stored.has_status(updated):
+                updated.ClearField("status")
+                if current.HasField("status"):
+                    updated.status.CopyFrom(current.status)
+            spec_changed = not spec_equal(updated, current)
+            updated.metadata.generation = current.metadata.generation + spec_changed
+            return updated
+
         kind = stored.kind_of(message)
-        current, entry = await self._current(kind, message)
-        updated = type(current)()
-        updated.CopyFrom(message)
-        stored.keep_identity(updated, current, kind)
-        if stored.has_status(updated):
-            updated.ClearField("status")
-            if current.HasField("status"):
-                updated.status.CopyFrom(current.status)
-        if not spec_equal(updated, current):
-            updated.metadata.generation = current.metadata.generation + 1
-        else:
-            updated.metadata.generation = current.metadata.generation
-        return await self._write(kind, current, updated, entry)
+        return await self._rewrite(kind, message, change)
 
     async def update_status(self, message: Message) -> Message:
         """Write only `status` (CAS as `update`); spec and metadata stay as stored."""
+
+        def change(current: Message) -> Message:
+            updated = type(current)()
+            updated.CopyFrom(current)
+            if not stored.has_status(updated):
+                raise Invalid(f"a {kind.info.kind} has no status")
+            updated.ClearField("status")
+            if message.HasField("status"):
+                updated.status.CopyFrom(message.status)
+            return updated
+
         kind = stored.kind_of(message)
-        current, entry = await self._current(kind, message)
-        updated = type(current)()
-        updated.CopyFrom(current)
-        if not stored.has_status(updated):
-            raise Invalid(f"a {kind.info.kind} has no status")
-        updated.ClearField("status")
-        if message.HasField("status"):
-            updated.status.CopyFrom(message.status)
-        return await self._write(kind, current, updated, entry)
+        return await self._rewrite(kind, message, change)
+
+    async def _rewrite(
+        self, kind: Kind, message: Message, change: Callable[[Message], Message]
+    ) -> Message:
+        """Write `change(current)` with a compare-and-swap. `current` is first read as the
+        store last saw it (a watch cache's copy: no etcd read); only when that copy may have
+        been stale (the write lost, or there was nothing to write) is it read fresh and the
+        write made once more."""
+        for fresh in (False, True):
+            current, entry = await self._current(kind, message, fresh=fresh)
+            updated = change(current)
+            if updated == current and not fresh:
+                continue
+            try:
+                return await self._write(kind, current, updated, entry)
+            except Conflict:
+                if fresh:
+                    raise
+        raise AssertionError("unreachable")
 
     async def delete(
         self,
@@ -223,7 +236,7 @@ class ObjectStore:
             probe = Kind.POD.info.message()
             probe.metadata.namespace, probe.metadata.name = namespace, name
             probe.metadata.resource_version = resource_version or ""
-            current, entry = await self._current(Kind.POD, probe)
+            current, entry = await self._current(Kind.POD, probe, fresh=attempt > 0)
             meta = current.metadata
             graceful = (
                 self.graceful_pods
@@ -275,7 +288,12 @@ class ObjectStore:
         pinned = bool(message.metadata.resource_version)
         for attempt in range(_APPLY_RETRIES):
             try:
-                return await self._apply_once(kind, message, dry_run=dry_run)
+                # The first try reads the store's last seen copy; an answer that wrote nothing
+                # (unchanged, a refusal) is only given from a fresh read.
+                fresh = attempt > 0 or dry_run
+                return await self._apply_once(kind, message, dry_run=dry_run, fresh=fresh)
+            except _Stale:
+                continue
             except (Conflict, AlreadyExists, NotFound):
                 # The object appeared, changed or vanished between our read and our write.
                 if pinned or attempt == _APPLY_RETRIES - 1:
@@ -285,24 +303,33 @@ class ObjectStore:
 
     # -------------------------------------------------------------- internals
 
-    async def _apply_once(self, kind: Kind, message: Message, *, dry_run: bool) -> Applied:
+    async def _apply_once(
+        self, kind: Kind, message: Message, *, dry_run: bool, fresh: bool
+    ) -> Applied:
         namespace = namespace_for(kind, message.metadata.namespace)
         name = message.metadata.name
+        key = object_key(kind, namespace, name)
         try:
-            current = await self.get(kind, namespace, name)
+            current = self._decode(kind, await self._store.get(key, fresh=fresh))
         except NotFound:
             if message.metadata.resource_version:
-                raise
+                if not fresh:
+                    raise _Stale from None
+                raise NotFound(f"{describe(kind, namespace, name)} not found") from None
             if dry_run:
-                _, obj = self._prepare_new(message)
+                _, obj = stored.prepare_new(message, now=self._clock())
                 return Applied(object=obj, outcome=ApplyOutcome.CREATED)
             return Applied(object=await self.create(message), outcome=ApplyOutcome.CREATED)
         if message.metadata.resource_version and (
             message.metadata.resource_version != current.metadata.resource_version
         ):
+            if not fresh:
+                raise _Stale
             raise Conflict(conflict_message(kind, namespace, name))
         desired = applied(current, message)
         if desired == current:
+            if not fresh:
+                raise _Stale
             return Applied(object=current, outcome=ApplyOutcome.UNCHANGED)
         if dry_run:
             if not spec_equal(desired, current):
@@ -310,36 +337,25 @@ class ObjectStore:
             return Applied(object=desired, outcome=ApplyOutcome.CONFIGURED)
         return Applied(object=await self.update(desired), outcome=ApplyOutcome.CONFIGURED)
 
-    def _prepare_new(self, message: Message) -> tuple[Kind, Message]:
-        kind = stored.kind_of(message)
-        obj = type(message)()
-        obj.CopyFrom(message)
-        meta = obj.metadata
-        if not meta.name and meta.generate_name:
-            meta.name = names.generate(meta.generate_name)
-        if not meta.name:
-            raise Invalid(f"a {kind.info.kind} needs metadata.name")
-        meta.namespace = namespace_for(kind, meta.namespace)
-        meta.uid = str(uuid.uuid4())
-        meta.creation_timestamp.FromSeconds(int(self._clock()))
-        meta.generation = 1
-        meta.resource_version = ""
-        obj.api_version = kind.info.api_version
-        obj.kind = kind.info.kind
-        return kind, obj
-
-    async def _current(self, kind: Kind, message: Message) -> tuple[Message, Entry]:
-        """The stored object `message` refers to, checked against its resourceVersion."""
+    async def _current(
+        self, kind: Kind, message: Message, *, fresh: bool = True
+    ) -> tuple[Message, Entry]:
+        """The stored object `message` refers to, checked against its resourceVersion; not
+        `fresh`, the store's last seen copy, read again fresh before it is refused."""
         meta = message.metadata
         namespace = namespace_for(kind, meta.namespace)
         key = object_key(kind, namespace, meta.name)
         try:
-            entry = await self._store.get(key)
+            entry = await self._store.get(key, fresh=fresh)
         except NotFound:
+            if not fresh:
+                return await self._current(kind, message)
             raise NotFound(f"{describe(kind, namespace, meta.name)} not found") from None
         if meta.resource_version and (
             stored.revision(meta.resource_version, kind, namespace, meta.name) != entry.revision
         ):
+            if not fresh:
+                return await self._current(kind, message)
             raise Conflict(conflict_message(kind, namespace, meta.name))
         return self._decode(kind, entry), entry
 
@@ -374,26 +390,5 @@ class ObjectStore:
         return stored.decode(kind, value, entry.revision)
 
     async def reencrypt(self, kind: Kind) -> int:
-        """Rewrite every object of `kind` not sealed with the primary key (after a key
-        rotation, or plaintext stored before encryption); returns how many were rewritten.
-        Each is a compare-and-swap of the same object, retried when a writer got there first."""
-        encryption = self._encryption
-        if encryption is None or kind not in encryption.kinds:
-            return 0
-        rewritten = 0
-        for entry in (await self._store.list(key_prefix(kind))).entries:
-            while not encryption.current(entry.value):
-                sealed = encryption.seal(entry.key, encryption.open(entry.key, entry.value))
-                try:
-                    await self._store.update(entry.key, sealed, expected_revision=entry.revision)
-                    rewritten += 1
-                    break
-                except Conflict:
-                    try:
-                        entry = await self._store.get(entry.key)
-                    except NotFound:
-                        break
-                except NotFound:
-                    break
-        log.info("objects.reencrypted", kind=kind.info.plural, rewritten=rewritten)
-        return rewritten
+        """Rewrite every object of `kind` not sealed with the primary key (`reencryption`)."""
+        return await reencryption.reencrypt(self._store, self._encryption, kind)

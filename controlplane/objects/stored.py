@@ -13,14 +13,16 @@ once an object has a deletionTimestamp, `keep_identity` never takes it away.
 from __future__ import annotations
 
 import enum
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
-from controlplane.objects.keys import describe
+from controlplane.objects.keys import describe, namespace_for
 from controlplane.store import StoreError
 from pilothouse.kinds import Kind, of_message
+from pilothouse.manifests import names
 
 
 class Invalid(StoreError):
@@ -104,3 +106,24 @@ def decode(kind: Kind, value: bytes, revision: int) -> Message:
     obj.ParseFromString(value)
     obj.metadata.resource_version = str(revision)
     return obj
+
+
+def prepare_new(message: Message, *, now: float) -> tuple[Kind, Message]:
+    """A copy of `message` as it is first stored: named (from generateName), in its
+    namespace, with a fresh uid, creationTimestamp `now`, generation 1, apiVersion and kind."""
+    kind = kind_of(message)
+    obj = type(message)()
+    obj.CopyFrom(message)
+    meta = obj.metadata
+    if not meta.name and meta.generate_name:
+        meta.name = names.generate(meta.generate_name)
+    if not meta.name:
+        raise Invalid(f"a {kind.info.kind} needs metadata.name")
+    meta.namespace = namespace_for(kind, meta.namespace)
+    meta.uid = str(uuid.uuid4())
+    meta.creation_timestamp.FromSeconds(int(now))
+    meta.generation = 1
+    meta.resource_version = ""
+    obj.api_version = kind.info.api_version
+    obj.kind = kind.info.kind
+    return kind, obj

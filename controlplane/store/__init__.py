@@ -9,6 +9,8 @@ Vocabulary:
 Invariants:
 - Every write is a compare-and-swap: `create` fails if the key exists, `update` and `delete`
   fail unless the entry still has `expected_revision`.
+- Reads see every write that finished before them; `get(key, fresh=False)` may not (a
+  cache's copy), for a reader whose next step is a compare-and-swap write.
 - `list` returns the entries and the revision they were read at; `watch(prefix, since=rev)`
   yields every change with revision > rev, in order, so list-then-watch misses nothing.
 - A watch from a compacted revision raises `Compacted`; callers answer by listing again.
@@ -114,7 +116,10 @@ class Change:
 
 
 class Store(Protocol):
-    async def get(self, key: str) -> Entry: ...
+    async def get(self, key: str, *, fresh: bool = True) -> Entry:
+        """The entry of `key`; `fresh=False` allows a cached copy that may lag the latest
+        writes (for a compare-and-swap writer: its write checks the revision anyway)."""
+        ...
 
     async def list(self, prefix: str) -> Listing: ...
 

@@ -1,9 +1,10 @@
 """EtcdStore: the Store over an etcd v3 cluster, through aetcd's generated stubs.
 
 Invariants:
-- Every write is one etcd transaction guarded by a compare: `create` on create_revision == 0,
-  `update` and `delete` on mod_revision == expected (and the key existing), so a lost race is
-  a `Conflict`, never a silent overwrite.
+- Every write is guarded by a compare in an etcd transaction: `create` on create_revision ==
+  0, `update` and `delete` on mod_revision == expected (and the key existing), so a lost race
+  is a `Conflict`, never a silent overwrite. Concurrent creates and updates share
+  transactions (`etcdbatch`), each keeping its own outcome.
 - Keys are stored under `root` (e.g. "/pilothouse"); callers never see the root.
 - Connection failures surface as `Unavailable` naming the endpoints; the same EtcdStore works
   again once etcd is back (gRPC channels reconnect within a second; the next call just works).
@@ -37,7 +38,6 @@ from aetcd.utils import prefix_range_end
 
 from controlplane import metrics
 from controlplane.store import (
-    AlreadyExists,
     Change,
     Compacted,
     Entry,
@@ -49,6 +49,7 @@ from controlplane.store import (
     Unavailable,
     etcdrpc,
 )
+from controlplane.store.etcdbatch import WriteBatcher
 from controlplane.store.etcdcluster import EtcdCluster
 from controlplane.store.fenced import FencedView
 
@@ -91,6 +92,7 @@ class EtcdStore(EtcdCluster):
         self._clients: dict[int, etcdrpc.Connection] = {}
         self._current = 0
         self._closed = False
+        self._writes = WriteBatcher(self.batch, root=self._root)
 
     @property
     def endpoints(self) -> list[str]:
@@ -98,12 +100,18 @@ class EtcdStore(EtcdCluster):
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def get(self, key: str) -> Entry:
+    async def get(self, key: str, *, fresh: bool = True) -> Entry:
         request = rpc.RangeRequest(key=self._full(key))
         response = await self._call(lambda kv: kv.Range(request, timeout=self._timeout))
         if not response.kvs:
             raise NotFound(f"{key} not found")
         return self._entry(response.kvs[0])
+
+    async def current_revision(self) -> int:
+        """The cluster's revision now (a linearizable read of one key, counted only)."""
+        request = rpc.RangeRequest(key=b"\0", count_only=True)
+        response = await self._call(lambda kv: kv.Range(request, timeout=self._timeout))
+        return response.header.revision
 
     async def list(self, prefix: str) -> Listing:
         start, end = self._range(prefix)
@@ -133,54 +141,17 @@ class EtcdStore(EtcdCluster):
         self, key: str, value: bytes, *, lease: int = 0, fence: Fence | None = None
     ) -> Entry:
         full = self._full(key)
-        request = rpc.TxnRequest(
-            compare=[
-                rpc.Compare(
-                    key=full,
-                    target=rpc.Compare.CREATE,
-                    result=rpc.Compare.EQUAL,
-                    create_revision=0,
-                ),
-                *etcdrpc.fence_compares(fence, root=self._root),
-            ],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, lease=lease))],
-            failure=etcdrpc.fence_reads(fence, root=self._root),
-        )
-        response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
-        if not response.succeeded:
-            etcdrpc.check_fence(response, fence, first=0)
-            raise AlreadyExists(f"{key} already exists")
-        revision = response.header.revision
-        return Entry(key=key, value=value, revision=revision, create_revision=revision)
+        return await self._writes.write(key, full, value, expected=None, lease=lease, fence=fence)
 
     async def update(
         self, key: str, value: bytes, *, expected_revision: int, fence: Fence | None = None
     ) -> Entry:
         full = self._full(key)
-        request = rpc.TxnRequest(
-            compare=[
-                *etcdrpc.expect(full, expected_revision),
-                *etcdrpc.fence_compares(fence, root=self._root),
-            ],
-            success=[
-                rpc.RequestOp(request_put=rpc.PutRequest(key=full, value=value, prev_kv=True))
-            ],
-            failure=[
-                rpc.RequestOp(request_range=rpc.RangeRequest(key=full)),
-                *etcdrpc.fence_reads(fence, root=self._root),
-            ],
-        )
-        response = await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
-        if not response.succeeded:
-            etcdrpc.check_fence(response, fence, first=1)
-            etcdrpc.raise_mismatch(key, response, expected_revision)
-        previous = response.responses[0].response_put.prev_kv
-        return Entry(
-            key=key,
-            value=value,
-            revision=response.header.revision,
-            create_revision=previous.create_revision,
-        )
+        return await self._writes.write(key, full, value, expected=expected_revision, fence=fence)
+
+    async def batch(self, request: rpc.TxnRequest) -> rpc.TxnResponse:
+        """One transaction of coalesced writes (`etcdbatch`)."""
+        return await self._call(lambda kv: kv.Txn(request, timeout=self._timeout))
 
     async def delete(
         self, key: str, *, expected_revision: int | None = None, fence: Fence | None = None

@@ -18,7 +18,7 @@ from controlplane.store import Change, Entry, Fence, Lease, Listing
 class FenceableStore(Protocol):
     """A backend whose writes take a fence (MemoryStore, EtcdStore)."""
 
-    async def get(self, key: str) -> Entry: ...
+    async def get(self, key: str, *, fresh: bool = True) -> Entry: ...
 
     async def list(self, prefix: str) -> Listing: ...
 
@@ -52,8 +52,8 @@ class FencedView:
         self._store = store
         self.fence = fence
 
-    async def get(self, key: str) -> Entry:
-        return await self._store.get(key)
+    async def get(self, key: str, *, fresh: bool = True) -> Entry:
+        return await self._store.get(key, fresh=fresh)
 
     async def list(self, prefix: str) -> Listing:
         return await self._store.list(prefix)

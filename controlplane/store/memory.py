@@ -68,12 +68,16 @@ class MemoryStore:
         self._leases: dict[int, _Lease] = {}
         self._closed = False
 
-    async def get(self, key: str) -> Entry:
+    async def get(self, key: str, *, fresh: bool = True) -> Entry:
         self._check_open()
         entry = self._entries.get(key)
         if entry is None:
             raise NotFound(f"{key} not found")
         return entry
+
+    async def current_revision(self) -> int:
+        self._check_open()
+        return self._revision
 
     async def list(self, prefix: str) -> Listing:
         self._check_open()
