@@ -72,6 +72,7 @@ def runnables(
     embedded: EmbeddedEtcd | None,
     election: Election,
     raft_placement: Callable[[], Awaitable[str | None]] | None = None,
+    defragmenter: Runnable | None = None,
     nodes: NodeSettings | None = None,
     resolver: DigestResolver | None = None,
     connect: Connect | None = None,
@@ -107,6 +108,8 @@ def runnables(
         )
         if raft_placement is not None:
             team_parts.append(RaftPlacement(raft_placement))
+        if defragmenter is not None:
+            team_parts.append(defragmenter)  # one member at a time, only from the leader
         team_parts.extend(
             operating_team(
                 ObjectStore(store, encryption=objects.encryption),

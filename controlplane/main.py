@@ -48,6 +48,7 @@ from controlplane.services import settings as service_flags
 from controlplane.services.addresses import ServiceAddresses
 from controlplane.services.settings import ServiceSettings
 from controlplane.store import StoreError
+from controlplane.store.defrag import Defragmenter
 from controlplane.store.embedded import EtcdNotFound, EtcdStartFailed
 from controlplane.store.etcd import EtcdStore
 from controlplane.store.watchcache import WatchCache
@@ -148,6 +149,8 @@ async def serve(
             embedded=embedded,
             election=Election(cache, candidate=candidate, ttl=ha.lease_ttl),
             raft_placement=foundation.raft_placement(store, embedded, ha),
+            # An external etcd is its operator's to maintain; the embedded one is ours.
+            defragmenter=Defragmenter(store) if embedded else None,
             nodes=nodes,
             resolver=resolver,
             connect=connect,

@@ -9,6 +9,7 @@ endpoint when one cannot be reached).
 - `cluster_members` lists the members (MemberList) and asks each for its own Status, short
   deadline each, so a dead member shows as unhealthy with the reason; the members' client URLs
   become endpoints of the store (`add_endpoints`), so it can fail over to them.
+- `defragment(URL)` defragments one member (see `controlplane.store.defrag` for when).
 - `move_raft_leader(away_from=URL)` hands raft leadership from the member at URL to a healthy
   other one (MoveLeader), for `controlplane.leader.placement`.
 """
@@ -27,6 +28,8 @@ from controlplane.store import Lease, NotFound, StoreError
 
 log = structlog.get_logger(__name__)
 
+_DEFRAG_WITHIN = 120.0  # seconds: a large database takes a while to rewrite
+
 
 @dataclass(frozen=True, slots=True)
 class EtcdMember:
@@ -40,6 +43,7 @@ class EtcdMember:
     error: str = ""
     db_size: int = 0
     raft_term: int = 0
+    db_size_in_use: int = 0  # the rest of db_size is free pages: defragmentation returns it
 
 
 class EtcdCluster:
@@ -165,9 +169,20 @@ class EtcdCluster:
                     error=error,
                     db_size=status.dbSize if status is not None else 0,
                     raft_term=status.raftTerm if status is not None else 0,
+                    db_size_in_use=status.dbSizeInUse if status is not None else 0,
                 )
             )
         return members
+
+    async def defragment(self, url: str) -> None:
+        """Defragment the member at client URL `url` (it answers nothing else meanwhile)."""
+        _, client = await self._client(self.endpoints.index(url))
+        try:
+            await rpc.MaintenanceStub(client.channel).Defragment(
+                rpc.DefragmentRequest(), timeout=_DEFRAG_WITHIN
+            )
+        except rpc.AioRpcError as error:
+            raise self._translate(error) from error
 
 
 def _parse(url: str) -> Any:

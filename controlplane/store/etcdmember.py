@@ -5,8 +5,8 @@ Role: what `EmbeddedEtcd` (controlplane.store.embedded) and the test fixtures ne
 an etcd and know it is up, apart from supervising the process. `etcd_command` builds the
 flags the module docstring of `embedded` promises: loopback or the member's peer host,
 TLS on both ports with client certificates when `tls` is given, no HTTP/JSON gateway,
-periodic auto-compaction with 1 h retention, a 2 GiB backend quota, and PR_SET_PDEATHSIG
-through `setpriv` when it is present.
+periodic auto-compaction with 5 min retention (defragmentation: `defrag`), a 2 GiB backend
+quota, and PR_SET_PDEATHSIG through `setpriv` when it is present.
 
 Invariants: a `Member` is what stays the same across restarts of one etcd (name, ports,
 host); `Cluster.parse` refuses a list that names a member twice or lacks this member.
@@ -25,7 +25,7 @@ from controlplane.store.tls import EtcdPki
 
 INSTALL_HINT = "etcd not found on PATH: install it with `apt-get install etcd-server`"
 AUTO_COMPACTION_MODE = "periodic"
-AUTO_COMPACTION_RETENTION = "1h"
+AUTO_COMPACTION_RETENTION = "5m"  # as the Kubernetes API server compacts: every 5 min
 QUOTA_BACKEND_BYTES = 2 * 1024**3
 
 
