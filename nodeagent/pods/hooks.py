@@ -31,14 +31,8 @@ async def post_start(
     if hook.HasField("sleep"):
         await asyncio.sleep(max(hook.sleep.seconds, 0))
         return None
-    probe = objects_pb2.Probe()
-    if hook.HasField("exec"):
-        probe.exec.CopyFrom(hook.exec)
-    elif hook.HasField("http_get"):
-        probe.http_get.CopyFrom(hook.http_get)
-    elif hook.HasField("tcp_socket"):
-        probe.tcp_socket.CopyFrom(hook.tcp_socket)
-    else:
+    probe = _as_probe(hook)
+    if probe is None:
         return "the postStart hook has no action"
     try:
         result = await asyncio.wait_for(handler.check(probe, target, time_limit=limit), limit)
@@ -61,16 +55,20 @@ async def pre_stop(
         if hook.HasField("sleep"):
             await asyncio.sleep(min(max(hook.sleep.seconds, 0), limit))
             return None
-        probe = objects_pb2.Probe()
-        if hook.HasField("exec"):
-            probe.exec.CopyFrom(hook.exec)
-        elif hook.HasField("http_get"):
-            probe.http_get.CopyFrom(hook.http_get)
-        elif hook.HasField("tcp_socket"):
-            probe.tcp_socket.CopyFrom(hook.tcp_socket)
-        else:
+        probe = _as_probe(hook)
+        if probe is None:
             return "the preStop hook has no action"
         result = await asyncio.wait_for(handler.check(probe, target, time_limit=limit), limit)
     except TimeoutError:
         return f"the preStop hook did not finish within the grace period ({limit:g}s)"
     return None if result.outcome is Outcome.SUCCESS else (result.message or "it failed")
+
+
+def _as_probe(hook: objects_pb2.LifecycleHandler) -> objects_pb2.Probe | None:
+    """The hook's exec, httpGet or tcpSocket action as a probe the handler runs (None: none)."""
+    probe = objects_pb2.Probe()
+    for field in ("exec", "http_get", "tcp_socket"):
+        if hook.HasField(field):
+            getattr(probe, field).CopyFrom(getattr(hook, field))
+            return probe
+    return None

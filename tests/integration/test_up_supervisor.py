@@ -77,19 +77,26 @@ async def test_a_child_that_keeps_exiting_is_restarted_with_growing_delays(
     assert FAST.delay(50) == FAST.maximum
 
 
+async def start_with_grandchild(
+    supervisor: Supervisor, tmp_path: Path, name: str
+) -> tuple[int, processes.ProcessRecord]:
+    """Start child `name`, a shell that leaves a `sleep 300` behind: (its pid, that grandchild)."""
+    grandchild_file = tmp_path / f"{name}.grandchild.pid"
+    spec = ChildSpec(
+        name=name,
+        argv=("sh", "-c", f"sleep 300 & echo $! > {grandchild_file}; wait"),
+        log_path=tmp_path / "logs" / f"{name}.log",
+    )
+    leader = await supervisor.start(spec)
+    assert await wait_for(lambda: grandchild_file.exists() and grandchild_file.read_text())
+    return leader, processes.record_of(int(grandchild_file.read_text()))
+
+
 async def test_stop_ends_the_whole_process_group_and_removes_the_pid_file(
     supervisor: Supervisor, tmp_path: Path
 ) -> None:
     # A shell that leaves a grandchild behind: stop must end it too.
-    grandchild_file = tmp_path / "grandchild.pid"
-    spec = ChildSpec(
-        name="tree",
-        argv=("sh", "-c", f"sleep 300 & echo $! > {grandchild_file}; wait"),
-        log_path=tmp_path / "logs" / "tree.log",
-    )
-    leader = await supervisor.start(spec)
-    assert await wait_for(lambda: grandchild_file.exists() and grandchild_file.read_text())
-    grandchild = processes.record_of(int(grandchild_file.read_text()))
+    leader, grandchild = await start_with_grandchild(supervisor, tmp_path, "tree")
     assert grandchild.alive()
 
     await supervisor.stop("tree")
@@ -124,15 +131,7 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_its_stop_timeout(
 async def test_the_leftovers_of_a_crashed_run_are_killed_before_the_next_run(
     supervisor: Supervisor, tmp_path: Path
 ) -> None:
-    grandchild_file = tmp_path / "helper.pid"
-    spec = ChildSpec(
-        name="parent",
-        argv=("sh", "-c", f"sleep 300 & echo $! > {grandchild_file}; wait"),
-        log_path=tmp_path / "logs" / "parent.log",
-    )
-    leader = await supervisor.start(spec)
-    assert await wait_for(lambda: grandchild_file.exists() and grandchild_file.read_text())
-    helper = processes.record_of(int(grandchild_file.read_text()))
+    leader, helper = await start_with_grandchild(supervisor, tmp_path, "parent")
 
     os.kill(leader, signal.SIGKILL)
 

@@ -40,6 +40,29 @@ def shown(pod: objects_pb2.Pod | None) -> str:
     return pod_status(pod)[0] if pod is not None else ""
 
 
+def recorded_kills(node: Node) -> list[tuple[str, int]]:
+    """Every kill the runtime is asked for from now on: (container id, signal)."""
+    kills: list[tuple[str, int]] = []
+    kill = node.runtime.kill
+
+    async def recording(container_id: str, *, signal: int = 15) -> None:
+        kills.append((container_id, signal))
+        await kill(container_id, signal=signal)
+
+    node.runtime.kill = recording  # type: ignore[method-assign]
+    return kills
+
+
+async def stop_every_pod(node: Node, *, within: float) -> None:
+    """Hand the agent no pods, then give it up to `within` seconds to remove their containers
+    (the caller asserts what it needs of the outcome)."""
+    await node.manager.sync([])
+    for _ in range(round(within / 0.01)):
+        if not node.runtime.node.containers:
+            return
+        await asyncio.sleep(0.01)
+
+
 def created(node: Node) -> list[str]:
     """Container names in the order the runtime made them."""
     made = sorted(node.runtime.node.containers.values(), key=lambda c: c.pid)
@@ -95,19 +118,9 @@ async def test_a_sidecar_starts_first_and_stops_last(node: Node) -> None:
     seen = await node.until("Running", lambda p: shown(p) == "Running")
     assert created(node) == ["proxy", "setup", "app"]
     assert pod_status(seen)[1] == 2, "READY should count the sidecar"  # type: ignore[arg-type]
-    killed: list[str] = []
-    kill = node.runtime.kill
-
-    async def recording(container_id: str, *, signal: int = 15) -> None:
-        killed.append(container_id)
-        await kill(container_id, signal=signal)
-
-    node.runtime.kill = recording  # type: ignore[method-assign]
-    await node.manager.sync([])
-    for _ in range(500):
-        if not node.runtime.node.containers:
-            break
-        await asyncio.sleep(0.01)
+    kills = recorded_kills(node)
+    await stop_every_pod(node, within=5.0)
+    killed = [container_id for container_id, _ in kills]
     assert not node.runtime.node.containers, "the pod's containers were not removed"
     assert killed[0] == "default_web_app_0", f"stopped in the wrong order: {killed}"
     assert killed[-1] == "default_web_proxy_0", f"the sidecar did not stop last: {killed}"
@@ -140,20 +153,10 @@ async def test_pre_stop_runs_before_sigterm_and_a_failure_is_reported(node: Node
     await node.until("Running", lambda p: shown(p) == "Running")
     worker = next(iter(node.manager._workers.values()))
     worker._scope.probes = Hooks()  # the pod's exec handler (the fake runtime runs nothing)
-    kills: list[int] = []
-    kill = node.runtime.kill
-
-    async def recording(container_id: str, *, signal: int = 15) -> None:
-        kills.append(signal)
-        await kill(container_id, signal=signal)
-
-    node.runtime.kill = recording  # type: ignore[method-assign]
-    await node.manager.sync([])
-    for _ in range(300):
-        if not node.runtime.node.containers:
-            break
-        await asyncio.sleep(0.01)
+    kills = recorded_kills(node)
+    await stop_every_pod(node, within=3.0)
+    signals = [signal for _, signal in kills]
     assert checked == ["/bin/drain"], "the preStop hook did not run"
-    assert kills and kills[0] == 15, "the container was not sent SIGTERM after the hook"
+    assert signals and signals[0] == 15, "the container was not sent SIGTERM after the hook"
     events = [e.reason for e in worker.events.drain()]
     assert "FailedPreStopHook" in events, events
