@@ -24,9 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import yaml
+from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Value
 
 from nodeagent.runtime.fake import LABEL_PREFIX as FAKE_KNOB_PREFIX
+from pilothouse.cli.shape import to_k8s
 from pilothouse.v1 import objects_pb2 as o
 from tests.workload_factories import (  # the kinds of issue 15, importable from here
     claim,
@@ -48,6 +51,7 @@ __all__ = [
     "deployment",
     "int_or_percent",
     "job",
+    "manifest",
     "namespace",
     "node",
     "node_report",
@@ -143,13 +147,15 @@ def deployment(
     strategy: str = "",
     surge: int | str | None = None,
     unavailable: int | str | None = None,
+    grace: int | None = None,
     typed: bool = False,
 ) -> o.Deployment:
     """A Deployment of `replicas` (unset: the API's default of 1) pods of one container
     "main" running `image` (or of `containers`); labels default to `app=<name>`.
     `deadline` is progressDeadlineSeconds, `history_limit` revisionHistoryLimit; `strategy`
     "Recreate" or "RollingUpdate" with maxSurge/maxUnavailable `surge`/`unavailable` (an int
-    or a percentage). `typed` sets apiVersion and kind, as a manifest read from YAML has."""
+    or a percentage). `grace` is the pods' terminationGracePeriodSeconds. `typed` sets
+    apiVersion and kind, as a manifest read from YAML has."""
     d = o.Deployment()
     if typed:
         d.api_version, d.kind = "apps/v1", "Deployment"
@@ -168,12 +174,19 @@ def deployment(
     d.spec.template.spec.containers.extend(
         containers if containers is not None else [container(image=image)]
     )
+    if grace is not None:
+        d.spec.template.spec.termination_grace_period_seconds = grace
     if strategy:
         d.spec.strategy.type = strategy
     for field, value in (("max_surge", surge), ("max_unavailable", unavailable)):
         if value is not None:
             getattr(d.spec.strategy.rolling_update, field).CopyFrom(int_or_percent(value))
     return d
+
+
+def manifest(message: Message) -> str:
+    """`message` as the YAML a person would write for `apply -f` (make it `typed`)."""
+    return yaml.safe_dump(to_k8s(message), sort_keys=False)
 
 
 def int_or_percent(value: int | str) -> Value:

@@ -12,11 +12,8 @@ etcd) and hollow agents (`--runtime fake --network cni`, no pods run, so no plug
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,69 +24,22 @@ import pytest
 from pilothouse.client import ClientError, ErrorCode
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
-from tests.fixtures.agent_process import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
+from tests.fixtures.joined import JoinedAgent
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 30.0
 
 
-class Agent:
+class Agent(JoinedAgent):
     """`python3 -m nodeagent --runtime fake --network cni`, joined to `plane`."""
 
     def __init__(
         self, name: str, state_dir: Path, plane: ControlPlaneProcess, flags: Sequence[str] = ()
     ) -> None:
-        self.name = name
-        self.state_dir = state_dir
-        self.plane = plane
-        self.flags = tuple(flags)
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.state_dir / "agent.log"
-
-    async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "agent.addr").unlink(missing_ok=True)
-        self.process = await launch_agent(
-            [
-                sys.executable,
-                "-m",
-                "nodeagent",
-                "--name",
-                self.name,
-                "--listen",
-                "127.0.0.1:0",
-                "--state-dir",
-                str(self.state_dir),
-                "--runtime",
-                "fake",
-                "--network",
-                "cni",
-                *self.plane.join_flags(),
-                *self.flags,
-            ],
-            state_dir=self.state_dir,
+        super().__init__(
+            name, state_dir, plane, flags=("--runtime", "fake", "--network", "cni", *flags)
         )
-        await agent_address(self.process, name=self.name, state_dir=self.state_dir)
-
-    async def stop(self) -> None:
-        """SIGTERM as a service manager would; SIGKILL the group if it hangs."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 20)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        return agent_log_tail(self.state_dir, lines)
 
     def remembered_pod_cidr(self) -> str:
         path = self.state_dir / "pod-cidr"

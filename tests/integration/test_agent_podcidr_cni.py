@@ -36,19 +36,16 @@ pytestmark = [pytest.mark.root]
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 30.0
 NAMESPACE = "podcidr-cni"
-DEPLOYMENT = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {NAMESPACE}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers: [{{name: web, image: "busybox:stable"}}]
-"""
+DEPLOYMENT = factories.manifest(
+    factories.deployment(
+        namespace=NAMESPACE,
+        labels={},
+        replicas=2,
+        grace=1,
+        typed=True,
+        containers=[factories.container(name="web")],
+    )
+)
 
 
 @pytest.fixture

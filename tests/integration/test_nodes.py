@@ -14,11 +14,6 @@ what the control plane and the agents report.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -32,36 +27,27 @@ from pilothouse.v1 import agent_pb2, agent_pb2_grpc
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from tests import factories
-from tests.fixtures.agent_process import agent_address, agent_log_tail, launch_agent
 from tests.fixtures.controlplane import ControlPlaneProcess
+from tests.fixtures.joined import JoinedAgent
 from tests.unit import waiting
 
 NAMESPACE = "nodes-test"
 WAIT = 30.0
 
-DEPLOYMENT = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: {NAMESPACE}
-spec:
-  replicas: 4
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: busybox:stable
-"""
+DEPLOYMENT = factories.manifest(
+    factories.deployment(
+        namespace=NAMESPACE,
+        labels={},
+        replicas=4,
+        grace=1,
+        typed=True,
+        containers=[factories.container(name="web")],
+    )
+)
 
 
-class Agent:
-    """`python3 -m nodeagent` (default: `--runtime fake`) in a process group of its own."""
+class Agent(JoinedAgent):
+    """A joined agent (default: `--runtime fake`) and the pods it runs."""
 
     def __init__(
         self,
@@ -71,33 +57,7 @@ class Agent:
         *,
         flags: Sequence[str] = ("--runtime", "fake"),
     ) -> None:
-        self.name = name
-        self.state_dir = state_dir
-        self.plane = plane  # joined with a token on the first start (mutual TLS after)
-        self.flags = tuple(flags)
-        self.process: asyncio.subprocess.Process | None = None
-        self.address = ""
-
-    async def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "agent.addr").unlink(missing_ok=True)
-        self.process = await launch_agent(
-            [
-                sys.executable,
-                "-m",
-                "nodeagent",
-                "--name",
-                self.name,
-                "--listen",
-                "127.0.0.1:0",
-                "--state-dir",
-                str(self.state_dir),
-                *self.plane.join_flags(),
-                *self.flags,
-            ],
-            state_dir=self.state_dir,
-        )
-        self.address = await agent_address(self.process, name=self.name, state_dir=self.state_dir)
+        super().__init__(name, state_dir, plane, flags=flags)
 
     async def pods(self) -> list[str]:
         """The pods this agent runs (not yet stopped), as namespace/name."""
@@ -106,25 +66,6 @@ class Agent:
                 agent_pb2.ListPodsRequest(), timeout=10
             )
         return sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in listed.pods)
-
-    async def stop(self) -> None:
-        """SIGTERM, as a service manager would (containers keep running); SIGKILL if it hangs."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.process.wait(), 20)
-        await self.kill()
-
-    async def kill(self) -> None:
-        """SIGKILL the agent (with the fake runtime, its containers die with it)."""
-        process, self.process = self.process, None
-        if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        return agent_log_tail(self.state_dir, lines)
 
 
 @pytest.fixture

@@ -25,26 +25,19 @@ from tests.integration.test_nodes import Agent, eventually, listed
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 NAMESPACE = "nodes-runc"
-DEPLOYMENT = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: hello
-  namespace: {NAMESPACE}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: hello}}
-  template:
-    metadata:
-      labels: {{app: hello}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: hello
-        image: busybox:stable
-        command: ["sh", "-c", "echo hello from $(hostname); exec sleep 1000"]
-"""
+DEPLOYMENT = factories.manifest(
+    factories.deployment(
+        name="hello",
+        namespace=NAMESPACE,
+        labels={},
+        replicas=2,
+        grace=1,
+        typed=True,
+        containers=[
+            factories.container(name="hello", script="echo hello from $(hostname); exec sleep 1000")
+        ],
+    )
+)
 
 
 def _missing() -> str | None:
