@@ -4,7 +4,10 @@ store of N Ready nodes and P pending pods of one ReplicaSet.
 The scheduler runs as the control plane runs it (pod and node informers, an event recorder),
 over the in-memory store (`--store memory`: the scheduler's own CPU) or a real etcd with mutual
 TLS (`--store etcd`: with the write path). Nodes and pods are written before the scheduler
-starts; the time runs from its start until its pod informer has seen every pod bound. Also
+starts; the time runs from its start until its pod informer has seen every pod bound. No node
+reports here, so the scheduler writes each pod's PodScheduled=True itself `--condition-delay`
+seconds after binding (as for a node slow to report; in a cluster the node's first status
+report brings it and the scheduler writes nothing): 1 s as in the control plane. Also
 reported: the spread (most pods on one node vs the mean) and whether any node's requests
 exceed its allocatable. `--profile FILE` writes a cProfile of the scheduling run.
 
@@ -47,7 +50,9 @@ async def _write_all(objects: ObjectStore, messages: list, *, concurrency: int =
     await asyncio.gather(*(writer() for _ in range(concurrency)))
 
 
-async def one_size(objects: ObjectStore, nodes: int, pods: int, profile: str | None) -> dict:  # type: ignore[type-arg]
+async def one_size(  # type: ignore[type-arg]
+    objects: ObjectStore, nodes: int, pods: int, profile: str | None, condition_delay: float
+) -> dict:
     await _write_all(
         objects, [factories.node(name=f"n{i:05}", cpu="4", memory="8Gi") for i in range(nodes)]
     )
@@ -83,6 +88,7 @@ async def one_size(objects: ObjectStore, nodes: int, pods: int, profile: str | N
         pods=pod_informer,
         nodes=node_informer,
         events=EventRecorder(objects, component="default-scheduler"),
+        condition_delay=condition_delay,
     )
     tasks.append(asyncio.create_task(scheduler.run()))
     await asyncio.wait_for(done.wait(), timeout=1800)
@@ -123,6 +129,7 @@ async def main() -> None:
     parser.add_argument("--pods", type=int, default=5000, help="pods per size")
     parser.add_argument("--store", choices=("memory", "etcd"), default="memory")
     parser.add_argument("--profile", help="cProfile output (of the last size)")
+    parser.add_argument("--condition-delay", type=float, default=1.0)
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     results = []
@@ -130,7 +137,9 @@ async def main() -> None:
         for size in (int(s) for s in args.sizes.split(",")):
             store, server = await store_for(args.store, Path(tmp) / str(size))
             try:
-                result = await one_size(ObjectStore(store), size, args.pods, args.profile)
+                result = await one_size(
+                    ObjectStore(store), size, args.pods, args.profile, args.condition_delay
+                )
             finally:
                 await store.close()
                 if server is not None:

@@ -245,7 +245,7 @@ class Scheduler:
             return
         finally:
             self._binders.release()
-        log.info(
+        log.debug(  # the Scheduled event says it; a line per pod at 1,000 pods/s is noise
             "pod.scheduled",
             pod=bound.metadata.name,
             namespace=bound.metadata.namespace,

@@ -134,16 +134,11 @@ def schedule(
             node_count=total, rejections=MappingProxyType(rejections), searched=searched
         )
 
-    score = scores.scorer(pod, demand, feasible)
+    extra = None
     if affinity.prefers(pod):
-        base = score
 
-        def score(info: NodeInfo) -> float:
-            return base(info) + AFFINITY_WEIGHT * affinity.preference(snapshot, info, pod)
+        def extra(info: NodeInfo) -> float:
+            return AFFINITY_WEIGHT * affinity.preference(snapshot, info, pod)
 
-    best, best_score = feasible[0], score(feasible[0])
-    for info in feasible[1:]:
-        value = score(info)
-        if value > best_score or (value == best_score and info.name < best.name):
-            best, best_score = info, value
-    return Placement(node=best.name, score=best_score, searched=searched)
+    node, score = scores.best(pod, demand, feasible, extra)
+    return Placement(node=node.name, score=score, searched=searched)
