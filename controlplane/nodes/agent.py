@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from controlplane.nodes.peers import PeersState
+from controlplane.nodes.peers import PeerChanges, PeersState
 from controlplane.nodes.services import ServicesState
 from pilothouse import credentials as tls_credentials
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
@@ -175,12 +175,14 @@ class AgentClient:
         secrets: Sequence[objects_pb2.Secret] = (),
         services: ServicesState | None = None,
         peers: PeersState | None = None,
+        peer_changes: PeerChanges | None = None,
     ) -> Pushed:
         """Push the whole desired set; returns the pods the agent rejected, with why. `fence`:
         the agent ends the pods leaving its set at once and answers once they are stopped.
         `config_maps` and `secrets`: those the pods use (and no others). `services`: the
         cluster's Services (None: the agent keeps those it has). `peers`: the cluster's nodes,
-        which the agent routes to (None: it keeps its routes)."""
+        which the agent routes to (None: it keeps its routes); `peer_changes` instead: only
+        what changed since a version the agent holds."""
         self._check_refused()
         request = agent_pb2.SyncPodsRequest(
             pods=pods, fence=fence, config_maps=config_maps, secrets=secrets
@@ -195,9 +197,19 @@ class AgentClient:
             request.network.cluster_domain = network.cluster_domain
         if peers is not None:
             request.peers_included = True
+            request.peers_version = peers.version
             request.peers.extend(
                 agent_pb2.PeerNode(name=p.name, address=p.address, pod_cidr=p.pod_cidr)
                 for p in peers.peers
+            )
+        elif peer_changes is not None:
+            request.peers_changes = True
+            request.peers_version = peer_changes.version
+            request.peers_base = peer_changes.base
+            request.peers_removed.extend(peer_changes.removed)
+            request.peers.extend(
+                agent_pb2.PeerNode(name=p.name, address=p.address, pod_cidr=p.pod_cidr)
+                for p in peer_changes.changed
             )
         try:
             response = await self._stub.SyncPods(request, timeout=self.timeout)
@@ -207,7 +219,8 @@ class AgentClient:
             response.rejected,
             services_programmed=response.services_programmed,
             services_error=response.services_error,
-            routes_programmed=response.routes_programmed or peers is None,
+            routes_programmed=(response.routes_programmed or peers is None)
+            and (peer_changes is None or response.peers_version == peer_changes.version),
             routes_error=response.routes_error,
         )
 

@@ -2,8 +2,8 @@
 
 One `NodeSyncer` per Node (started and stopped by the `NodeSyncManager` runnable as Nodes come
 and go, `controlplane.nodes.syncmanager`) holds a session with that node's agent:
-- it pushes the node's whole desired pod set with `SyncPods` when the set changes (pod
-  informer), and every `resync_interval` seconds anyway (heals an agent that lost its state);
+- it pushes the node's whole desired pod set with `SyncPods` when the set changes (the
+  manager's index of the pod informer), and every `resync_interval` seconds anyway;
 - it consumes `WatchPods` and hands every change to `reports.AgentReports`, which writes the
   pods' observed statuses and the events the agent reports with them;
 - any failed call ends the session; a new one starts after a capped exponential backoff, or at
@@ -26,15 +26,18 @@ Invariants:
   on a new connection), and a failed push while Fencing is retried within `FENCE_BACKOFF`
   seconds, not after the periodic resync.
 - Pushed pods carry no status and no resourceVersion: a status write is not a change to push.
-- SERVICES: a push that follows a change of the cluster's Services or EndpointSlices (and
-  the first of a session, and every resync) carries them (`services.ServicesState`); the
-  agent answers once its data plane routes by them, and `services.Drains` remembers it. A pod
+- SERVICES: a push that follows a change of the cluster's Services or EndpointSlices, the
+  first of a session, one made while Fencing, every `FULL_EVERY`-th resync and the resync
+  after one the agent could not program carry them (`services.ServicesState`); the agent
+  answers once its data plane routes by them, and `services.Drains` remembers it. A pod
   being deleted stays in its node's set while it drains (a live node still routes new
   connections to it), so its containers are stopped only once no node chooses it; the
   agent's report of it gone then removes it (`deletions.finalize`).
-- PEERS: a push that follows a change of the node list (a node joined, left, or changed its
-  address or pod CIDR), and the first of a session and every resync, carries every node's
-  address and pod CIDR (`peers.PeersState`); the agent routes to the other nodes' pods by it.
+- PEERS: the node list (every node's address and pod CIDR, `peers.PeersState`; the agent
+  routes to the other nodes' pods by it) goes whole on the same occasions, and after a change
+  as its changes since the version this session's agent holds once it is longer than
+  `PEER_CHANGES_ABOVE` (else whole); changes the agent could not take are followed at once by
+  the whole list.
 """
 
 from __future__ import annotations
@@ -46,23 +49,24 @@ import structlog
 
 from controlplane import metrics
 from controlplane.cache.informer import Informer
-from controlplane.events import EventRecorder, EventType
+from controlplane.events import EventRecorder
 from controlplane.nodes import conditions, deletions
 from controlplane.nodes.agent import (
     AgentCallFailed,
     AgentClient,
     Connect,
     PodChangeType,
+    Pushed,
 )
-from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.configs import ConfigView, NodeConfig
-from controlplane.nodes.peers import PeersView
+from controlplane.nodes.peers import PeerChanges, PeersState, PeersView
+from controlplane.nodes.podindex import FreshPods, desired_pods
+from controlplane.nodes.ready import mark_ready
 from controlplane.nodes.reports import AgentReports
 from controlplane.nodes.services import Drains, ServicesState, ServicesView
 from controlplane.objects import ObjectStore
 from controlplane.reconcile.clock import Clock, SystemClock
-from controlplane.store import Conflict, NotFound, StoreError
-from pilothouse.kinds import Kind
+from controlplane.store import StoreError
 from pilothouse.v1 import objects_pb2
 
 log = structlog.get_logger(__name__)
@@ -72,31 +76,8 @@ INITIAL_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
 FENCE_BACKOFF = 1.0  # s: the longest wait before a failed push to a Fencing node is retried
 FENCE_LINGER = 2.0  # s: pushes stay fenced this long after a node's fencing push succeeded
-_ATTEMPTS = 5
-READY_MESSAGE = "agent is posting ready status; its pods are in sync"
-
-
-def desired_pods(
-    pods: Iterable[objects_pb2.Pod],
-    node: str,
-    *,
-    draining: Callable[[objects_pb2.Pod], bool] | None = None,
-) -> list[objects_pb2.Pod]:
-    """The node's desired pod set as pushed: bound to it, not being deleted (unless it is
-    `draining`: deleted, but a node's data plane may still choose it), no status."""
-    out = []
-    for pod in pods:
-        if pod.spec.node_name != node:
-            continue
-        if pod.metadata.HasField("deletion_timestamp") and not (draining and draining(pod)):
-            continue
-        copy = objects_pb2.Pod()
-        copy.CopyFrom(pod)
-        copy.ClearField("status")
-        copy.metadata.resource_version = ""
-        out.append(copy)
-    out.sort(key=lambda p: (p.metadata.namespace, p.metadata.name))
-    return out
+FULL_EVERY = 6  # every 6th resync carries the whole Services state and node list
+PEER_CHANGES_ABOVE = 50  # a node list longer than this goes out as its changes
 
 
 class _EndpointChanged(Exception):
@@ -119,6 +100,8 @@ class NodeSyncer:
         nodes: Informer,
         pods: Informer,
         connect: Connect,
+        bound: Callable[[str], Iterable[objects_pb2.Pod]] | None = None,
+        fresh: FreshPods | None = None,
         configs: ConfigView | None = None,
         events: EventRecorder | None = None,
         clock: Clock | None = None,
@@ -139,6 +122,10 @@ class NodeSyncer:
         self._objects = objects
         self._nodes = nodes
         self._pods = pods
+        # The pods bound to a node, from the informer (the manager's index; a filter of the
+        # whole informer without one).
+        self._bound = bound or (lambda name: (p for p in pods.list() if p.spec.node_name == name))
+        self._fresh = fresh or FreshPods(objects)  # the store's answer, shared by the nodes
         self._connect = connect
         self._configs = configs  # the ConfigMaps and Secrets a push carries with its pods
         self._events = events
@@ -245,9 +232,9 @@ class NodeSyncer:
     async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
         last: list[objects_pb2.Pod] | None = None
         last_config: NodeConfig | None = None
-        next_resync = 0.0
-        pushed_services = 0  # the version of the Services state this session pushed
-        pushed_peers = 0  # the version of the node list this session pushed
+        next_resync = next_full = 0.0
+        pushed_services = 0  # the version of the Services state the agent took (0: none)
+        pushed_peers = 0  # the version of the node list the agent holds from us (0: none)
         while True:
             if self._identity() != identity:
                 raise _EndpointChanged
@@ -258,18 +245,25 @@ class NodeSyncer:
             draining = None if fencing else self._draining()  # a lost node's pods end now
             if last is None or fencing:
                 # Linearizable read: exactly the pods bound to this node now (see FENCING).
-                listing = await self._objects.list(Kind.POD)
-                desired = desired_pods(listing.items, self.node, draining=draining)
+                listed = await self._fresh.on(self.node)
+                desired = desired_pods(listed, self.node, draining=draining)
             else:
-                desired = desired_pods(self._pods.list(), self.node, draining=draining)
+                desired = desired_pods(self._bound(self.node), self.node, draining=draining)
             config = NodeConfig.for_pods(desired, self._configs)
             now = self._clock.now()
-            state = self._services.current() if self._services is not None else None
             resync = last is None or fencing or now >= next_resync
-            services = state if state and (resync or state.version != pushed_services) else None
-            listed = self._peers.current() if self._peers is not None else None
-            peers = listed if listed and (resync or listed.version != pushed_peers) else None
-            if desired != last or config != last_config or services or peers or resync:
+            full = last is None or fencing or now >= next_full  # whole sets, whatever changed
+            state = self._services.current() if self._services is not None else None
+            services = state if state and (full or state.version != pushed_services) else None
+            peers, peer_changes = self._peers_push(full=full, pushed=pushed_peers)
+            if (
+                desired != last
+                or config != last_config
+                or services
+                or peers
+                or peer_changes
+                or resync
+            ):
                 fence = fencing or now < self._fenced_until
                 self._unfenced_call = not fence
                 try:
@@ -280,6 +274,7 @@ class NodeSyncer:
                         secrets=config.secrets,
                         services=services,
                         peers=peers,
+                        peer_changes=peer_changes,
                     )
                 except Exception:
                     metrics.pushed(ok=False)
@@ -287,19 +282,24 @@ class NodeSyncer:
                 finally:
                     self._unfenced_call = False
                 metrics.pushed(ok=True)
+                if full:
+                    next_full = now + self._resync_interval * FULL_EVERY
                 if services is not None:
                     pushed_services = services.version
-                    self._programmed(
-                        services, rejected.services_programmed, rejected.services_error
-                    )
-                if peers is not None:
-                    pushed_peers = peers.version
+                    if not self._programmed(services, rejected):
+                        next_full = 0.0  # whole again at the next resync
+                if peers is not None or peer_changes is not None:
+                    pushed_peers = (peers or peer_changes).version  # type: ignore[union-attr]
                     if not rejected.routes_programmed:
                         log.warning(
                             "node.routes_not_programmed",
                             node=self.node,
                             error=rejected.routes_error,
                         )
+                        next_full = 0.0
+                        if peer_changes is not None:  # not taken: the whole list at once
+                            pushed_peers = 0
+                            self._poked.set()
                 if not self._pushed:
                     self._pushed = True
                     if self._failures:
@@ -312,21 +312,43 @@ class NodeSyncer:
                     log.warning("node.pod_rejected", node=self.node, pod=pod, reason=why)
                 if fencing:
                     self._fenced_until = self._clock.now() + FENCE_LINGER
-                    await self._mark_ready(identity[1], episode=episode)
+                    await mark_ready(
+                        self._objects,
+                        self.node,
+                        instance=identity[1],
+                        episode=episode,
+                        events=self._events,
+                        clock=self._clock,
+                    )
             wake = min(next_resync, self._next_drain(desired))
             await self._wait(max(wake - self._clock.now(), 0.0))
 
+    def _peers_push(
+        self, *, full: bool, pushed: int
+    ) -> tuple[PeersState | None, PeerChanges | None]:
+        """The node list to push: whole, as its changes since `pushed` (a large list this
+        agent holds), or nothing (unchanged, and no whole push due)."""
+        listed = self._peers.current() if self._peers is not None else None
+        if listed is None or (not full and listed.version == pushed):
+            return None, None
+        if pushed and not full and len(listed.peers) > PEER_CHANGES_ABOVE:
+            changes = self._peers.changes(pushed)  # type: ignore[union-attr]
+            if changes is not None:
+                return None, changes
+        return listed, None
+
     def _draining(self) -> Callable[[objects_pb2.Pod], bool]:
         """Whether a pod being deleted must keep running: a live node may still choose it."""
-        live, now = tuple(self._live_nodes()), self._clock.now()
-        return lambda pod: not self._drains.drained(pod, live_nodes=live, now=now)
+        now = self._clock.now()
+        return lambda pod: not self._drains.drained(pod, live_nodes=self._live_nodes(), now=now)
 
-    def _programmed(self, state: ServicesState, programmed: bool, error: str) -> None:
-        if programmed:
+    def _programmed(self, state: ServicesState, answer: Pushed) -> bool:
+        if answer.services_programmed:
             self._drains.programmed(self.node, state)
             self._on_programmed(self.node)
-        elif error:
-            log.warning("node.services_not_programmed", node=self.node, error=error)
+        elif answer.services_error:
+            log.warning("node.services_not_programmed", node=self.node, error=answer.services_error)
+        return answer.services_programmed
 
     def _next_drain(self, pushed: Iterable[objects_pb2.Pod]) -> float:
         """When a draining pod of `pushed` is to be looked at again (settled, or its deadline)."""
@@ -334,36 +356,6 @@ class NodeSyncer:
             self._drains.next_look(p) for p in pushed if p.metadata.HasField("deletion_timestamp")
         ]
         return min(ends, default=float("inf"))
-
-    async def _mark_ready(self, instance: str, *, episode: float | None) -> None:
-        """Ready=True, if the node is still in the Fencing episode the push answered."""
-        for _ in range(_ATTEMPTS):
-            try:
-                node = await self._objects.get(Kind.NODE, "", self.node)
-            except NotFound:
-                return
-            if (
-                conditions.instance_of(node) != instance
-                or not conditions.is_fencing(node)
-                or conditions.transition_time(node) != episode
-            ):
-                return
-            conditions.set_ready(
-                node,
-                status=ReadyStatus.TRUE,
-                reason=ReadyReason.AGENT_READY,
-                message=READY_MESSAGE,
-                now=self._clock.now(),
-            )
-            try:
-                node = await self._objects.update_status(node)
-            except Conflict:
-                continue
-            log.info("node.ready", node=self.node, instance=instance)
-            if self._events is not None:
-                message = f"Node {self.node} status is now: NodeReady"
-                await self._events.record(node, EventType.NORMAL, "NodeReady", message)
-            return
 
     async def _wait(self, seconds: float) -> None:
         """Until poked or `seconds` passed, whichever comes first."""

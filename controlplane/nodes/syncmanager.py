@@ -25,6 +25,7 @@ from controlplane.nodes.agent import (
 )
 from controlplane.nodes.configs import ConfigView
 from controlplane.nodes.peers import PeersView
+from controlplane.nodes.podindex import FreshPods, PodsByNode
 from controlplane.nodes.services import Drains, ServicesView
 from controlplane.nodes.syncer import (
     MAX_BACKOFF,
@@ -84,6 +85,9 @@ class NodeSyncManager:
         self._max_backoff = max_backoff
         self._syncers: dict[str, tuple[NodeSyncer, asyncio.Task[None]]] = {}
         self._running = False
+        self._bound = PodsByNode(pods)  # each node's pods, kept from the informer's notices
+        self._fresh = FreshPods(objects)  # each node's pods from the store, listed once for all
+        self._live: set[str] = set()  # registered nodes not marked lost, kept likewise
         nodes.add_handler(self._on_node)
         pods.add_handler(self._on_pod)
 
@@ -111,9 +115,13 @@ class NodeSyncManager:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _on_node(self, notice: Notice) -> None:
+        name = notice.object.metadata.name
+        if notice.type is ChangeType.DELETED or conditions.is_lost(notice.object):
+            self._live.discard(name)
+        else:
+            self._live.add(name)
         if not self._running:
             return
-        name = notice.object.metadata.name
         if notice.type is ChangeType.DELETED:
             self._stop(name)
         elif name in self._syncers:
@@ -148,6 +156,8 @@ class NodeSyncManager:
             objects=self._objects,
             nodes=self._nodes,
             pods=self._pods,
+            bound=self._bound.on,
+            fresh=self._fresh,
             connect=self._connect,
             configs=self._configs,
             events=self._events,
@@ -164,20 +174,14 @@ class NodeSyncManager:
         self._syncers[name] = (syncer, task)
         log.debug("nodesync.node_added", node=name)
 
-    def _live_nodes(self) -> list[str]:
-        """Nodes whose data plane may route: registered and not lost."""
-        return [
-            n.metadata.name
-            for n in self._nodes.list()
-            if not conditions.is_lost(n) and n.metadata.name in self._syncers
-        ]
+    def _live_nodes(self) -> set[str]:
+        """Nodes whose data plane may route: registered and not lost (the manager's own set:
+        read it, do not keep it)."""
+        return self._live
 
     def _on_programmed(self, node: str) -> None:
         """A node's data plane took a new state: pods being deleted may have drained."""
-        waiting = {
-            p.spec.node_name for p in self._pods.list() if p.metadata.HasField("deletion_timestamp")
-        }
-        for name in waiting:
+        for name in self._bound.deleting():
             entry = self._syncers.get(name)
             if entry is not None:
                 entry[0].poke()

@@ -18,10 +18,11 @@ import structlog
 
 from nodeagent.api import images as image_listing
 from nodeagent.api.nodeinfo import NodeFacts
+from nodeagent.api.peerlist import PeerList
 from nodeagent.discovery.convert import Pushed
 from nodeagent.discovery.sync import ServiceSync
 from nodeagent.images import ImageService
-from nodeagent.network.routes import Peer, PeerRoutes
+from nodeagent.network.routes import PeerRoutes, RoutesOutcome
 from nodeagent.pods.configs import Configs
 from nodeagent.pods.events import NodeEvents
 from nodeagent.pods.manager import BadRequest, EventType, PodManager, PodNotFound
@@ -59,6 +60,7 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
     ) -> None:
         self._services = services
         self._routes = routes  # to the other nodes' pods, from the pushed node list
+        self._peers = PeerList(keep=routes is not None)
         self._name = name
         self._pods = pods
         self._facts = facts
@@ -70,10 +72,11 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
         self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.SyncPodsResponse:
         routed = None
-        if self._routes is not None and request.peers_included:
-            routed = await self._routes.push(
-                [Peer(name=p.name, address=p.address, pod_cidr=p.pod_cidr) for p in request.peers]
-            )
+        peers = self._peers.take(request)
+        if isinstance(peers, str):
+            routed = RoutesOutcome(programmed=False, error=peers)
+        elif self._routes is not None and peers is not None:
+            routed = await self._routes.push(peers)
         outcome = None
         if self._services is not None:
             # Out of the node's load balancing first, then stopped (see nodeagent.discovery).
@@ -92,6 +95,7 @@ class NodeAgentServicer(agent_pb2_grpc.NodeAgentServicer):
             services_error=outcome.error if outcome is not None else "",
             routes_programmed=routed.programmed if routed is not None else True,
             routes_error=routed.error if routed is not None else "",
+            peers_version=self._peers.version,
         )
 
     async def ListPods(

@@ -22,7 +22,7 @@ class ClusterNetwork(_message.Message):
     def __init__(self, service_cidr: _Optional[str] = ..., cluster_cidr: _Optional[str] = ..., cluster_domain: _Optional[str] = ...) -> None: ...
 
 class SyncPodsRequest(_message.Message):
-    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network", "fence", "config_maps", "secrets", "peers_included", "peers")
+    __slots__ = ("pods", "services_included", "services", "endpoint_slices", "network", "fence", "config_maps", "secrets", "peers_included", "peers", "peers_version", "peers_changes", "peers_base", "peers_removed")
     PODS_FIELD_NUMBER: _ClassVar[int]
     SERVICES_INCLUDED_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,10 @@ class SyncPodsRequest(_message.Message):
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     PEERS_INCLUDED_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PEERS_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    PEERS_BASE_FIELD_NUMBER: _ClassVar[int]
+    PEERS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     pods: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Pod]
     services_included: bool
     services: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Service]
@@ -43,7 +47,11 @@ class SyncPodsRequest(_message.Message):
     secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
     peers_included: bool
     peers: _containers.RepeatedCompositeFieldContainer[PeerNode]
-    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ..., fence: _Optional[bool] = ..., config_maps: _Optional[_Iterable[_Union[_objects_pb2.ConfigMap, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., peers_included: _Optional[bool] = ..., peers: _Optional[_Iterable[_Union[PeerNode, _Mapping]]] = ...) -> None: ...
+    peers_version: int
+    peers_changes: bool
+    peers_base: int
+    peers_removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pods: _Optional[_Iterable[_Union[_objects_pb2.Pod, _Mapping]]] = ..., services_included: _Optional[bool] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., endpoint_slices: _Optional[_Iterable[_Union[_objects_pb2.EndpointSlice, _Mapping]]] = ..., network: _Optional[_Union[ClusterNetwork, _Mapping]] = ..., fence: _Optional[bool] = ..., config_maps: _Optional[_Iterable[_Union[_objects_pb2.ConfigMap, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., peers_included: _Optional[bool] = ..., peers: _Optional[_Iterable[_Union[PeerNode, _Mapping]]] = ..., peers_version: _Optional[int] = ..., peers_changes: _Optional[bool] = ..., peers_base: _Optional[int] = ..., peers_removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PeerNode(_message.Message):
     __slots__ = ("name", "address", "pod_cidr")
@@ -56,7 +64,7 @@ class PeerNode(_message.Message):
     def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., pod_cidr: _Optional[str] = ...) -> None: ...
 
 class SyncPodsResponse(_message.Message):
-    __slots__ = ("rejected", "services_programmed", "services_error", "routes_programmed", "routes_error")
+    __slots__ = ("rejected", "services_programmed", "services_error", "routes_programmed", "routes_error", "peers_version")
     class RejectedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -69,12 +77,14 @@ class SyncPodsResponse(_message.Message):
     SERVICES_ERROR_FIELD_NUMBER: _ClassVar[int]
     ROUTES_PROGRAMMED_FIELD_NUMBER: _ClassVar[int]
     ROUTES_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PEERS_VERSION_FIELD_NUMBER: _ClassVar[int]
     rejected: _containers.ScalarMap[str, str]
     services_programmed: bool
     services_error: str
     routes_programmed: bool
     routes_error: str
-    def __init__(self, rejected: _Optional[_Mapping[str, str]] = ..., services_programmed: _Optional[bool] = ..., services_error: _Optional[str] = ..., routes_programmed: _Optional[bool] = ..., routes_error: _Optional[str] = ...) -> None: ...
+    peers_version: int
+    def __init__(self, rejected: _Optional[_Mapping[str, str]] = ..., services_programmed: _Optional[bool] = ..., services_error: _Optional[str] = ..., routes_programmed: _Optional[bool] = ..., routes_error: _Optional[str] = ..., peers_version: _Optional[int] = ...) -> None: ...
 
 class ListPodsRequest(_message.Message):
     __slots__ = ()

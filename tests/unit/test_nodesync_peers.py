@@ -1,7 +1,7 @@
 """Node sync pushes the node list every agent routes by (issue 19), over the memory store and
 in-process fake agents: each agent learns every node's address and pod CIDR; a node that joins
 reaches every agent's list, one that is deleted leaves it; a node write that moves nothing is
-no change.
+no change; a large list goes out as its changes, and whole again when an agent cannot take them.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import grpc
 from controlplane.cache.informer import Informer
 from controlplane.nodes.peers import Peer, PeersView
 from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.syncer import PEER_CHANGES_ABOVE
 from controlplane.nodes.syncmanager import NodeSyncManager
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
+from nodeagent.api.peerlist import PeerList
 from pilothouse.kinds import Kind
 from pilothouse.v1 import agent_pb2
 from tests import factories
@@ -123,3 +125,79 @@ async def test_a_node_write_that_moves_nothing_is_no_change_of_the_node_list() -
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class ListKeepingAgent(FakeAgent):
+    """A FakeAgent that takes the node list as the agent does (`PeerList`: whole or changes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.list = PeerList()
+        self.kinds: list[str] = []  # per push with a node list: whole, changes or refused
+
+    async def SyncPods(
+        self, request: agent_pb2.SyncPodsRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.SyncPodsResponse:
+        await super().SyncPods(request, context)
+        taken = self.list.take(request)
+        if request.peers_included or request.peers_changes:
+            kind = "whole" if request.peers_included else "changes"
+            self.kinds.append("refused" if isinstance(taken, str) else kind)
+        return agent_pb2.SyncPodsResponse(
+            routes_programmed=not isinstance(taken, str),
+            routes_error=taken if isinstance(taken, str) else "",
+            peers_version=self.list.version,
+        )
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.list._peers.values()}
+
+
+async def test_a_large_node_list_goes_out_as_its_changes_and_rebuilds_the_whole() -> None:
+    count = PEER_CHANGES_ABOVE + 5
+    agent = await ListKeepingAgent().start()
+    objects = ObjectStore(MemoryStore())
+    nodes, pods = Informer(objects, Kind.NODE), Informer(objects, Kind.POD)
+    sync = NodeSyncManager(
+        objects, nodes=nodes, pods=pods, peers=PeersView(nodes=nodes), resync_interval=30.0
+    )
+    registry = NodeRegistry(objects)
+    # Nodes on paper (nobody listens at port 9: their syncers fail and back off).
+    for i in range(count):
+        report = factories.node_report(name=f"p{i:03d}", address=f"127.0.0.{i + 2}:9")
+        await registry.register(report, instance_id=f"i-{i}")
+    tasks = [asyncio.create_task(part.run()) for part in (nodes, pods, sync)]
+    try:
+        await register(registry, "real", agent)
+        everyone = {f"p{i:03d}" for i in range(count)} | {"real"}
+        await eventually(lambda: agent.names() == everyone, "the whole list reached the agent")
+        assert agent.kinds[0] == "whole"
+        # (Pushes made while the node is still Fencing go whole: join until one is not.)
+        expected = set(everyone)
+        for k in range(5):
+            name = f"late{k}"
+            await registry.register(
+                factories.node_report(name=name, address=f"127.0.1.{k + 1}:9"),
+                instance_id=f"i-{name}",
+            )
+            await objects.delete(Kind.NODE, "", f"p{k:03d}")
+            expected = expected - {f"p{k:03d}"} | {name}
+            await eventually(
+                lambda expected=expected: agent.names() == expected, "a join and a leave reached it"
+            )
+            if "changes" in agent.kinds:
+                break
+        assert "changes" in agent.kinds, "the changes of a large list went out whole"
+
+        agent.list.version += 1000  # the agent lost step (another history): changes refused
+        await registry.register(
+            factories.node_report(name="later", address="127.0.2.1:9"), instance_id="i-later"
+        )
+        await eventually(lambda: "later" in agent.names(), "the whole list followed the refusal")
+        refused = agent.kinds.index("refused")
+        assert agent.kinds[refused + 1] == "whole", agent.kinds
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await agent.stop()
