@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,8 +89,10 @@ class Allocator:
         others = _networks(taken, skip=node)
         if requested:
             wanted = parse(requested)
+            low, high = _span(wanted)
             for owner, network in others:
-                if network.overlaps(wanted):
+                start, end = _span(network)
+                if start <= high and low <= end:
                     raise CidrTaken(
                         f'pod CIDR {wanted} asked for by node "{node}" overlaps {network} of '
                         f'node "{owner}"; start its agent with a free --pod-cidr, or without '
@@ -97,10 +100,18 @@ class Allocator:
                         f"{self.cluster_cidr}"
                     )
             return str(wanted)
-        used = [network for _, network in others]
-        for block in self.cluster_cidr.subnets(new_prefix=self.node_mask):
-            if not any(block.overlaps(n) for n in used):
-                return str(block)
+        # The lowest block past every held range it would overlap: one walk over the held
+        # ranges in order, in integers (comparing ipaddress objects cost O(blocks x nodes)).
+        size = 2 ** (32 - self.node_mask)
+        candidate, last = _span(self.cluster_cidr)
+        for start, end in sorted(_span(network) for _, network in others):
+            if end < candidate:
+                continue
+            if start > candidate + size - 1:
+                break
+            candidate = (end // size + 1) * size
+        if candidate + size - 1 <= last:
+            return f"{ipaddress.IPv4Address(candidate)}/{self.node_mask}"
         raise CidrExhausted(
             f"no free /{self.node_mask} left in the cluster CIDR {self.cluster_cidr} for node "
             f'"{node}" ({self.capacity} blocks, all held by nodes); delete nodes that are gone '
@@ -113,8 +124,22 @@ def _networks(taken: Mapping[str, str], *, skip: str) -> list[tuple[str, ipaddre
     for owner, text in sorted(taken.items()):
         if owner == skip or not text:
             continue
-        try:
-            found.append((owner, parse(text)))
-        except InvalidCidr:
-            continue
+        network = _parsed(text)
+        if network is not None:
+            found.append((owner, network))
     return found
+
+
+@functools.lru_cache(maxsize=16_384)
+def _parsed(text: str) -> ipaddress.IPv4Network | None:
+    """A stored pod CIDR, parsed once (every registration looks at every node's)."""
+    try:
+        return parse(text)
+    except InvalidCidr:
+        return None
+
+
+def _span(network: ipaddress.IPv4Network) -> tuple[int, int]:
+    """The first and last address of `network`, as integers."""
+    start = int(network.network_address)
+    return start, start + network.num_addresses - 1
