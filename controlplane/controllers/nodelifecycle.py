@@ -15,6 +15,12 @@ Rules (Kubernetes' node controller, with Pilothouse's short defaults):
   `unhealthy_threshold` (55 %) of them look dead at once, it is likelier that this control plane
   is cut off than that most machines died: nodes are still marked NotReady, but no pod is
   evicted until enough nodes are back (logged once, `nodelifecycle.evictions_halted`).
+- A control plane that could not look is not the nodes' fault: when a pass comes more than
+  `STALL_S` seconds later than it was due (an event loop busy starting a large cluster, a
+  paused process), the heartbeats that arrived meanwhile may not be processed yet, so every
+  node gets a full grace period (and eviction timeout) from that pass on, as after a start
+  (logged, `nodelifecycle.stalled`); at most once per grace period and eviction timeout, so
+  a control plane that is always late still marks a silent node, only later.
 - The agent coming back is not handled here: its heartbeat moves Ready to False/Fencing
   (`controlplane.nodes.registry`) and its first push back to True (`controlplane.nodes.syncer`).
 Timing: the loop sleeps exactly until the next deadline (at most `max_period`), so a node is
@@ -47,6 +53,7 @@ DEFAULT_EVICTION_TIMEOUT = 2.0
 UNHEALTHY_THRESHOLD = 0.55
 MIN_NODES_FOR_PROTECTION = 3
 MAX_PERIOD = 1.0
+STALL_S = 1.0  # a pass this much later than due: the control plane stalled, not the nodes
 _MIN_SLEEP = 0.005
 _ATTEMPTS = 5
 
@@ -107,7 +114,18 @@ class NodeLifecycleController:
             except StoreError as error:
                 log.warning("nodelifecycle.check_failed", error=str(error))
                 wait = self._max_period
-            await self._clock.sleep(max(min(wait, self._max_period), _MIN_SLEEP))
+            wait = max(min(wait, self._max_period), _MIN_SLEEP)
+            due = self._clock.now() + wait
+            await self._clock.sleep(wait)
+            now = self._clock.now()
+            # At most once per grace period and eviction timeout: a control plane that is
+            # always late still marks a silent node, that much later.
+            quiet = self._started is None or now - self._started > self.grace_period + (
+                self.eviction_timeout
+            )
+            if now - due > STALL_S and quiet:
+                log.warning("nodelifecycle.stalled", late=round(now - due, 2))
+                self._started = now  # every node: a full grace period again
 
     # ---------------------------------------------------------------- one pass
 

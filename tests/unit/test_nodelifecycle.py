@@ -229,3 +229,23 @@ def test_controlplane_flags_set_grace_period_and_eviction_timeout() -> None:
         split(["--node-grace-period", "1"])
     with pytest.raises(SettingsError, match="--pod-eviction-timeout must not be negative"):
         split(["--pod-eviction-timeout", "-1"])
+
+
+async def test_a_stalled_control_plane_gives_every_node_a_full_grace_period_again() -> None:
+    async with Cluster() as cluster:
+        await cluster.join("n1")
+        runner = asyncio.create_task(cluster.controller.run())
+        try:
+            await cluster.tick(1.0, alive=["n1"])
+            # The event loop was busy for 5 s: no beat processed, the lifecycle's pass late.
+            cluster.clock._now += 5.0
+            await cluster.clock.advance(0)
+            await settle()
+            assert conditions.is_ready(await cluster.node("n1")), (
+                "the node was condemned for the time the control plane itself stalled"
+            )
+            await cluster.tick(3.5)  # and silent for real afterwards: marked after the grace
+            assert not conditions.is_ready(await cluster.node("n1"))
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
