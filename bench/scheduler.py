@@ -3,13 +3,14 @@ store of N Ready nodes and P pending pods of one ReplicaSet.
 
 The scheduler runs as the control plane runs it (pod and node informers, an event recorder),
 over the in-memory store (`--store memory`: the scheduler's own CPU) or a real etcd with mutual
-TLS (`--store etcd`: with the write path). Nodes and pods are written before the scheduler
-starts; the time runs from its start until its pod informer has seen every pod bound. No node
-reports here, so the scheduler writes each pod's PodScheduled=True itself `--condition-delay`
-seconds after binding (as for a node slow to report; in a cluster the node's first status
-report brings it and the scheduler writes nothing): 1 s as in the control plane. Also
-reported: the spread (most pods on one node vs the mean) and whether any node's requests
-exceed its allocatable. `--profile FILE` writes a cProfile of the scheduling run.
+TLS behind the control plane's watch cache (`--store etcd`: with the write path). Nodes and
+pods are written before the scheduler starts; the time runs from its start until its pod
+informer has seen every pod bound. No node reports here, so the scheduler writes each pod's
+PodScheduled=True itself `--condition-delay` seconds after binding (as for a node slow to
+report; in a cluster the node's first status report brings it and the scheduler writes
+nothing): 1 s as in the control plane. Also reported: the spread (most pods on one node vs
+the mean) and whether any node's requests exceed its allocatable. `--profile FILE` writes a
+cProfile of the scheduling run.
 
 Prints a line per size and JSON last.
 """
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import cProfile
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,7 +38,9 @@ from controlplane.cache.informer import Informer
 from controlplane.events import EventRecorder
 from controlplane.objects import ObjectStore
 from controlplane.scheduler.runner import Scheduler
+from controlplane.store import Store
 from controlplane.store.memory import MemoryStore
+from controlplane.store.watchcache import WatchCache
 from pilothouse.kinds import Kind
 from tests import factories
 
@@ -113,14 +118,28 @@ async def one_size(  # type: ignore[type-arg]
     }
 
 
-async def store_for(kind: str, root: Path):  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def store_for(kind: str, root: Path) -> AsyncIterator[Store]:
+    """The in-memory store, or a real etcd behind the control plane's watch cache."""
     if kind == "memory":
-        return MemoryStore(), None
+        memory = MemoryStore()
+        yield memory
+        await memory.close()
+        return
     from tests.fixtures.etcd import EtcdServer
 
     server = EtcdServer(root / "etcd")
     server.start()
-    return server.store(root=f"/bench-{os.getpid()}"), server
+    etcd = server.store(root=f"/bench-{os.getpid()}")
+    cache = WatchCache(etcd)
+    feeding = asyncio.create_task(cache.run())
+    try:
+        yield cache
+    finally:
+        feeding.cancel()
+        await asyncio.gather(feeding, return_exceptions=True)
+        await etcd.close()
+        server.stop()
 
 
 async def main() -> None:
@@ -135,15 +154,10 @@ async def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
-            store, server = await store_for(args.store, Path(tmp) / str(size))
-            try:
+            async with store_for(args.store, Path(tmp) / str(size)) as store:
                 result = await one_size(
                     ObjectStore(store), size, args.pods, args.profile, args.condition_delay
                 )
-            finally:
-                await store.close()
-                if server is not None:
-                    server.stop()
             result["store"] = args.store
             result["loadavg"] = round(os.getloadavg()[0], 1)
             results.append(result)

@@ -220,6 +220,11 @@ class NodeInfo:
             owners=owners,
         )
 
+    def replacing(self, old: Pod, new: Pod) -> NodeInfo:
+        """`old` (counted here) swapped for `new`, a version of it that asks the same: the
+        sums stay, only the object held changes."""
+        return replace(self, pods=tuple(new if p is old else p for p in self.pods))
+
     def with_node(self, node: Node) -> NodeInfo:
         """The same pods on a newer version of the node (allocatable read again)."""
         return replace(

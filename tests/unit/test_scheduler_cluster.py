@@ -278,3 +278,16 @@ def test_a_counted_pod_whose_labels_or_owner_change_is_counted_anew() -> None:
     info = view.snapshot().nodes["n1"]
     assert [dict(p.metadata.labels) for p in info.pods] == [{"app": "web"}]
     assert (dict(info.owners), info.requested.cpu) == ({}, 100)
+
+
+def test_a_status_report_swaps_the_pod_held_not_the_sums() -> None:
+    view = ClusterView()
+    view.on_node(_added(factories.node(name="n1")))
+    pending, bound = _pod("a"), _pod("a", "n1")
+    view.on_pod(_added(pending))
+    view.assume(bound)
+    running = _pod("a", "n1", "Running")
+    view.on_pod(_modified(running, pending))
+    info = view.snapshot().nodes["n1"]
+    assert info.pods[0] is running  # the older versions are not kept alive
+    assert (view.counted("default/a"), info.requested.cpu) == (running, 100)
