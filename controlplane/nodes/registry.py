@@ -265,6 +265,16 @@ class NodeRegistry:
         self, current: objects_pb2.Node, status: objects_pb2.NodeStatus | None, *, now: float
     ) -> objects_pb2.Node | None:
         """The node to write after a heartbeat, or None when nothing needs writing."""
+        ready = conditions.ready_condition(current)
+        stored = conditions.heartbeat_time(current) or 0.0
+        every = max(self.persist_interval, len(self._beats) / MAX_PERSISTS_PER_S)
+        if (
+            ready is not None
+            and not conditions.is_lost(current)
+            and now - stored < every
+            and not _reports_news(current, status)
+        ):
+            return None  # the common beat: nothing copied, nothing written
         updated = objects_pb2.Node()
         updated.CopyFrom(current)
         if status is not None:
@@ -275,7 +285,6 @@ class NodeRegistry:
                     target.clear()
                     target.update(reported)
             _agent_conditions(updated, status)
-        ready = conditions.ready_condition(current)
         if ready is None or conditions.is_lost(current):
             conditions.set_ready(
                 updated,
@@ -287,8 +296,6 @@ class NodeRegistry:
             )
             log.info("node.returned", node=current.metadata.name)
             return updated
-        stored = conditions.heartbeat_time(current) or 0.0
-        every = max(self.persist_interval, len(self._beats) / MAX_PERSISTS_PER_S)
         if updated.status == current.status and now - stored < every:
             return None
         conditions.touch_heartbeat(updated, now=now)
@@ -297,6 +304,22 @@ class NodeRegistry:
 
 # Conditions a node reports about itself, as the kubelet does; Ready stays the control plane's.
 AGENT_CONDITIONS = frozenset({"DiskPressure", "MemoryPressure", "PIDPressure"})
+
+
+def _reports_news(current: objects_pb2.Node, reported: objects_pb2.NodeStatus | None) -> bool:
+    """Whether a heartbeat's status changes what is stored (capacity, allocatable, pressure)."""
+    if reported is None:
+        return False
+    for field in ("capacity", "allocatable"):
+        values = getattr(reported, field)
+        if values and dict(values) != dict(getattr(current.status, field)):
+            return True
+    held = {c.type: (c.status, c.reason) for c in current.status.conditions}
+    return any(
+        held.get(c.type) != (c.status, c.reason)
+        for c in reported.conditions
+        if c.type in AGENT_CONDITIONS
+    )
 
 
 def _agent_conditions(target: objects_pb2.Node, reported: objects_pb2.NodeStatus) -> None:
