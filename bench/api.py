@@ -6,8 +6,9 @@ Measures, for N Deployments (default 1,000):
   and Apply-unchanged (a re-apply that writes nothing);
 - throughput with C concurrent clients (default 32, each with its own channel): Apply-create
   and Get of another N Deployments;
-- List of P pods (default 10,000; created through Apply, bound to a node that does not exist
-  so no scheduler or agent touches them): the time of one List of them all;
+- List of P pods (default 10,000; created through Apply in a namespace of their own, bound to
+  a node that does not exist so no scheduler or agent touches them): the time of one List of
+  them all;
 - Watch fan-out: W watchers (default 100, each its own stream) of ConfigMaps from the
   resourceVersion of a List; the time from one ConfigMap update until every watcher has seen
   it, over several updates.
@@ -45,6 +46,7 @@ from pilothouse.v1 import objects_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
+LISTED = "bench-list"  # the listed pods' own namespace: no Deployment's controller scans them
 
 
 def deployment(name: str, *, replicas: int = 0) -> objects_pb2.Deployment:
@@ -69,7 +71,7 @@ def deployment(name: str, *, replicas: int = 0) -> objects_pb2.Deployment:
 def pod(name: str) -> objects_pb2.Pod:
     p = objects_pb2.Pod(api_version="v1", kind="Pod")
     p.metadata.name = name
-    p.metadata.namespace = NAMESPACE
+    p.metadata.namespace = LISTED
     p.metadata.labels["app"] = "listed"
     p.spec.node_name = "bench-nowhere"  # bound: the scheduler leaves it alone
     container = p.spec.containers.add()
@@ -192,9 +194,10 @@ async def run(
         stubs = [api_grpc.ControlPlaneStub(channel) for channel in channels]
         stub = stubs[0]
         await stub.List(api.ListRequest(kind="deployments"), timeout=30)  # warm the channel
-        namespace = objects_pb2.Namespace(api_version="v1", kind="Namespace")
-        namespace.metadata.name = NAMESPACE
-        await stub.Apply(api.ApplyRequest(object=kinds.wrap(namespace)), timeout=30)
+        for name in (NAMESPACE, LISTED):
+            namespace = objects_pb2.Namespace(api_version="v1", kind="Namespace")
+            namespace.metadata.name = name
+            await stub.Apply(api.ApplyRequest(object=kinds.wrap(namespace)), timeout=30)
 
         def apply(s: api_grpc.ControlPlaneStub, prefix: str) -> Callable[[int], Awaitable[object]]:
             async def call(i: int) -> object:
@@ -260,7 +263,7 @@ async def list_pods(stubs: list[api_grpc.ControlPlaneStub], count: int) -> dict[
     seconds = []
     for _ in range(5):
         start = time.perf_counter()
-        listing = await stubs[0].List(api.ListRequest(kind="pods", namespace=NAMESPACE), timeout=60)
+        listing = await stubs[0].List(api.ListRequest(kind="pods", namespace=LISTED), timeout=60)
         seconds.append(time.perf_counter() - start)
         if len(listing.items) != count:
             raise RuntimeError(f"expected {count} pods, found {len(listing.items)}")

@@ -15,6 +15,8 @@ Invariants:
   more). `Unavailable` and other store errors are retried with capped exponential backoff,
   resuming the watch from the last revision seen.
 - Objects handed out are the cache's own: callers must copy before changing them.
+- `list(namespace)` costs the objects of that namespace, not of the whole kind (an index by
+  namespace holds the same objects as the cache).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class Informer:
         self._namespace = namespace
         self._clock = clock or SystemClock()
         self._cache: dict[tuple[str, str], Message] = {}
+        self._by_namespace: dict[str, dict[str, Message]] = {}  # the same objects, by namespace
         self._handlers: list[Handler] = []
         self._synced = asyncio.Event()
         self.revision = 0
@@ -88,12 +91,13 @@ class Informer:
     def list(
         self, namespace: str | None = None, selector: LabelMatcher | None = None
     ) -> list[Message]:
-        return [
-            obj
-            for (ns, _), obj in self._cache.items()
-            if (namespace is None or ns == namespace)
-            and (selector is None or selector.matches(obj.metadata.labels))
-        ]
+        if namespace is None:
+            candidates = self._cache.values()
+        else:
+            candidates = self._by_namespace.get(namespace, {}).values()
+        if selector is None:
+            return list(candidates)
+        return [obj for obj in candidates if selector.matches(obj.metadata.labels)]
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -154,6 +158,9 @@ class Informer:
         fresh = {(o.metadata.namespace, o.metadata.name): o for o in listing.items}
         old = self._cache
         self._cache = fresh
+        self._by_namespace = {}
+        for (namespace, name), obj in fresh.items():
+            self._by_namespace.setdefault(namespace, {})[name] = obj
         self.revision = listing.revision
         for key, obj in fresh.items():
             before = old.get(key)
@@ -175,8 +182,10 @@ class Informer:
             before = self._cache.get(key)
             if change.type is ChangeType.DELETED:
                 self._cache.pop(key, None)
+                self._by_namespace.get(key[0], {}).pop(key[1], None)
             else:
                 self._cache[key] = obj
+                self._by_namespace.setdefault(key[0], {})[key[1]] = obj
             self.revision = change.revision
             if change.type is ChangeType.ADDED and before is not None:
                 notice = Notice(ChangeType.MODIFIED, obj, before)

@@ -49,6 +49,9 @@ async def test_cache_follows_creates_updates_and_deletes() -> None:
         cached = informer.get("other", "after")
         assert cached is not None and cached.metadata.labels["tier"] == "front"
         assert [p.metadata.name for p in informer.list(namespace="other")] == ["after"]
+        # The namespace index follows updates and deletes as the cache does.
+        assert informer.list(namespace="other")[0].metadata.labels["tier"] == "front"
+        assert informer.list(namespace="default") == []
         assert seen == [
             (ChangeType.ADDED, "default/before"),
             (ChangeType.ADDED, "other/after"),
