@@ -18,7 +18,8 @@ Invariants:
   Kubernetes' message ("0/3 nodes are available: …"), and a Warning "FailedScheduling" event.
   It is tried again when a node appears or changes in a way that matters (labels, spec,
   allocatable, readiness), when a pod is deleted or finishes (resources freed), and every
-  `retry_interval` seconds.
+  `retry_interval` seconds (a freed resource or a node change looks again at the pods found
+  unschedulable only, not at every pod).
 """
 
 from __future__ import annotations
@@ -110,6 +111,9 @@ class Scheduler:
         # Nodes and the pods counted on each, assumed bindings included (informer-fed).
         self.cluster = ClusterView()
         self._next_start = 0  # where the next search of a sampled cluster begins
+        # Pending pods last found unschedulable: what freed resources or a changed node may
+        # let in (not every pod of the cluster: a deletion must not cost a scan of them all).
+        self._unschedulable: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._binders = asyncio.Semaphore(BINDERS)
         self._after_bind = asyncio.Semaphore(AFTER_BIND_WRITERS)
@@ -150,8 +154,10 @@ class Scheduler:
             and notice.old.status.phase not in FINISHED_PHASES
             and pod.status.phase in FINISHED_PHASES
         )
+        if notice.type is ChangeType.DELETED:
+            self._unschedulable.discard(key)
         if freed and pod.spec.node_name:
-            self._enqueue_pending()
+            self._retry_unschedulable()
 
     def _on_claim(self, notice: Notice) -> None:
         """A claim bound (or gone, or made): its pending pods are looked at again."""
@@ -166,7 +172,11 @@ class Scheduler:
             if self._replaying is not False:
                 self._replaying = None  # scanned once the replay is over (`__init__`)
                 return
-            self._enqueue_pending()
+            self._retry_unschedulable()
+
+    def _retry_unschedulable(self) -> None:
+        for key in self._unschedulable:
+            self.controller.enqueue(key)
 
     def _enqueue_pending(self) -> None:
         for pod in self._pods.list():
@@ -184,6 +194,7 @@ class Scheduler:
         namespace, name = key.split("/", 1)
         pod = self._pods.get(namespace, name)
         if pod is None or not is_pending(pod) or self.cluster.is_assumed(key):
+            self._unschedulable.discard(key)
             return Result()
         resolved = self._storage.resolve(pod) if self._storage else volumes.Resolved()
         if isinstance(resolved, volumes.Blocked):
@@ -219,6 +230,7 @@ class Scheduler:
         self, pod: objects_pb2.Pod, node: str, *, annotations: Mapping[str, str] | None = None
     ) -> None:
         """Assume the placement now, write it in the background (waiting only for a binder)."""
+        self._unschedulable.discard(object_key(pod))
         bound = objects_pb2.Pod()
         bound.CopyFrom(pod)
         bound.spec.node_name = node
@@ -277,6 +289,7 @@ class Scheduler:
     async def _mark_unschedulable(
         self, pod: objects_pb2.Pod, decision: Unschedulable | volumes.Blocked
     ) -> None:
+        self._unschedulable.add(object_key(pod))
         message = decision.message
         log.info(
             "pod.unschedulable",

@@ -233,3 +233,25 @@ async def test_a_failed_binding_un_assumes_so_the_node_is_not_left_full() -> Non
 
         await eventually(bound, "after a failed binding the pod never got the node's one slot")
         assert failures == ["p"]
+
+
+async def test_a_deleted_pod_lets_an_unschedulable_one_in() -> None:
+    async with Plane() as plane:  # the periodic retry (10 s) is later than the wait below
+        await plane.objects.create(factories.node(name="one", pods="1", reason="AgentReady"))
+        await plane.objects.create(factories.pod(name="first", **REPLICA))
+
+        async def bound(name: str) -> object:
+            return (await plane.pod(name)).spec.node_name == "one" or "not bound"
+
+        await eventually(lambda: bound("first"), "the first pod was not bound")
+        await plane.objects.create(factories.pod(name="second", **REPLICA))
+        await eventually(
+            lambda: _count_is(lambda: _failed_scheduling(plane), 1), "the second pod did not wait"
+        )
+        await plane.objects.delete(Kind.POD, "default", "first")
+        await eventually(lambda: bound("second"), "the freed slot was not given to the waiting pod")
+
+
+async def _failed_scheduling(plane: Plane) -> int:
+    events = (await plane.objects.list(Kind.EVENT, "default")).items
+    return sum(e.count for e in events if e.reason == "FailedScheduling")
