@@ -21,6 +21,8 @@ def parser() -> argparse.ArgumentParser:
     verbs = p.add_subparsers(dest="verb", required=True)
     flags.add_up(verbs.add_parser("up", help="start a local cluster"))
     flags.add_down(verbs.add_parser("down", help="stop the local cluster, remove what it made"))
+    # The keeper's way back (exec'd by pilothouse.cli.cluster.keeper on a stop signal).
+    flags.add_down(verbs.add_parser("finish", help="(internal) stop the cluster this process kept"))
     return p
 
 
@@ -40,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     placement=hosts.Placement(args.network),
                 )
             )
+        if args.verb == "finish":
+            return asyncio.run(local.finish(data_dir=args.data_dir))
         return asyncio.run(local.down(data_dir=args.data_dir))
     except local.ClusterError as error:
         print(f"error: {error}", file=sys.stderr)

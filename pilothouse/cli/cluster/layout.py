@@ -54,6 +54,11 @@ class Layout:
         return self.data_dir / "cluster.json"
 
     @property
+    def keeper_file(self) -> Path:
+        """The children's specs and runs, from `up` to its keeper and back (`keeper`)."""
+        return self.data_dir / "keeper.json"
+
+    @property
     def up_log(self) -> Path:
         return self.data_dir / "up.log"
 
@@ -122,4 +127,5 @@ class Layout:
             self.nodes,
             self.storage,
             self.up_pid,
+            self.keeper_file,
         ]

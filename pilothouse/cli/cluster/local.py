@@ -2,11 +2,12 @@
 
 `up` runs a `parts.LocalCluster` (registry with the test image, control plane, N agents) and
 supervises it until SIGINT or SIGTERM, in the foreground, or with `-d` in a process of its
-own (a new session) that it waits for until `cluster.json` says the cluster is ready.
-Stopping (Ctrl-C, SIGTERM, `down`) stops the parts in order and removes what they made
-(see `parts`). `down` SIGTERMs the supervisor named in `up.pid` and waits; if the
-supervisor was killed, it ends the children by their pid files and cleans up from the data
-dir alone (`cleanup.sweep`).
+own (a new session) that it waits for until `cluster.json` says the cluster is ready. Once
+the cluster is ready, the process becomes the small `keeper` (exec, same pid) for as long as
+the cluster runs; a stop signal brings it back here (`finish`). Stopping (Ctrl-C, SIGTERM,
+`down`) stops the parts in order and removes what they made (see `parts`). `down` SIGTERMs
+the supervisor named in `up.pid` and waits; if the supervisor was killed, it ends the
+children by their pid files and cleans up from the data dir alone (`cleanup.sweep`).
 
 Invariants: one cluster per data dir (`up.pid` names its supervisor); `down` is idempotent
 and exits 0 when nothing runs; `up` on the data dir of a crashed cluster first cleans it up
@@ -26,7 +27,7 @@ from typing import TextIO
 
 import structlog
 
-from pilothouse.cli.cluster import cleanup, clientconfig, hosts, probes, processes
+from pilothouse.cli.cluster import cleanup, clientconfig, hosts, keeper, probes, processes
 from pilothouse.cli.cluster.info import ClusterInfo
 from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.netns import HostNetworkError
@@ -101,6 +102,7 @@ async def up(
         placement=placement,
         network=network or hosts.network_for(placement),
         out=out,
+        keep=network is None,  # a network a test made lives in this program only
     )
 
 
@@ -192,6 +194,7 @@ async def _foreground(
     placement: hosts.Placement,
     network: hosts.NodeNetwork,
     out: TextIO,
+    keep: bool = True,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -226,6 +229,13 @@ async def _foreground(
             raise ClusterError(str(error)) from None
         out.write(info.describe() + "\nCtrl-C stops the cluster and removes what it made.\n")
         out.flush()
+        if keep and not stop.is_set():
+            try:  # returns only if stopped meanwhile or the exec failed: then it stays here
+                await keeper.hand_over(
+                    layout.keeper_file, cluster.supervisor, data_dir=layout.data_dir, stop=stop
+                )
+            except OSError as error:
+                log.warning("cluster.keeper_failed", error=str(error))
         await stop.wait()
         return 0
     finally:
@@ -235,6 +245,24 @@ async def _foreground(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+async def finish(*, data_dir: Path | None = None) -> int:
+    """The keeper's way back on a stop signal: adopt the children it kept and stop the cluster
+    in order (`LocalCluster.shutdown`), in the process (pid) that started it."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut clean-up short
+        loop.add_signal_handler(sig, lambda: None)
+    layout = Layout.at(data_dir)
+    supervisor = keeper.adopt_all(layout.keeper_file)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, keeper.STOP_SIGNALS)
+    info = ClusterInfo.read(layout)
+    if info is None:  # no description of the cluster: end the children, sweep the rest
+        await supervisor.stop_all()
+        await asyncio.to_thread(_clean_after_crash, layout, hosts.SharedNetwork())
+        return 0
+    await LocalCluster.resumed(layout, info, supervisor).shutdown()
+    return 0
 
 
 # --- down ------------------------------------------------------------------------------------

@@ -107,6 +107,24 @@ class LocalCluster:
         self._client_settings: dict[str, str] = {}
         self._controlplane_extra: list[str] = []  # flags every control-plane member gets
         self._dashboard = ""  # its URL, when the control plane serves one
+        self._controlplane_children = ["controlplane"]  # stopped first (one member: its name)
+
+    @classmethod
+    def resumed(cls, layout: Layout, info: ClusterInfo, supervisor: Supervisor) -> LocalCluster:
+        """The cluster `info` describes, with the runs `supervisor` adopted: what stopping it
+        needs, in a process other than the one that started it (the keeper's `finish`)."""
+        placement = hosts.Placement(info.network)
+        cluster = cls(layout, network=hosts.network_for(placement), nodes=list(info.nodes))
+        cluster.placement, cluster.info, cluster.supervisor = placement, info, supervisor
+        cluster._agents, cluster._controlplane = dict(info.nodes), info.controlplane
+        cluster._client_config = Path(info.client_config) if info.client_config else None
+        cluster._client_settings = dict(info.client_settings)
+        cluster._controlplane_children = list(info.controlplanes) or ["controlplane"]
+        if info.secure:
+            first = cluster._controlplane_children[0]
+            home = layout.controlplane_member(first) if info.controlplanes else layout.controlplane
+            cluster.credentials = ClusterCredentials.load(home)
+        return cluster
 
     @property
     def admin_tls(self) -> TlsMaterial | None:
@@ -138,8 +156,10 @@ class LocalCluster:
             self.layout.registry / "registries.yaml", registry_address=registry, account=account
         )
         self._registry = registry
-        self._agent_flags = frozenset(await _flags("nodeagent", agents.AGENT_FLAGS))
-        controlplane_flags = await _flags("controlplane", ("--insecure", "--local-path-dir"))
+        self._agent_flags = frozenset(await probes.shown_flags("nodeagent", agents.AGENT_FLAGS))
+        controlplane_flags = await probes.shown_flags(
+            "controlplane", ("--insecure", "--local-path-dir")
+        )
         # Volumes of the local-path class in the data dir, so `down` removes them too.
         self._controlplane_extra = (
             ["--local-path-dir", str(self.layout.storage)]
@@ -310,7 +330,9 @@ class LocalCluster:
         argv += ["--registries", str(mirrors), *self._controlplane_extra]
         if insecure_flag and not secure:
             argv.append("--insecure")
-        operate = await _flags("controlplane", ("--dashboard-listen", "--metrics-listen"))
+        operate = await probes.shown_flags(
+            "controlplane", ("--dashboard-listen", "--metrics-listen")
+        )
         if operate:  # the web dashboard and Prometheus metrics on the control plane's address
             host = self.network.service_host
             argv += ["--dashboard-listen", f"{host}:0"]
@@ -353,7 +375,7 @@ class LocalCluster:
         if self.members is not None:
             await self.members.stop()
         else:
-            await self.supervisor.stop("controlplane")
+            await asyncio.gather(*(self.supervisor.stop(n) for n in self._controlplane_children))
         drains = [
             probes.drain(
                 address,
@@ -374,20 +396,3 @@ class LocalCluster:
         if self._client_config is not None:
             clientconfig.forget(self._client_config, self._controlplane, self._client_settings)
         log.info("cluster.stopped", data_dir=str(self.layout.data_dir), leftovers=bool(left))
-
-
-async def _flags(module: str, wanted: Sequence[str]) -> set[str]:
-    """Which of `wanted` the `python3 -m <module> --help` of this build shows."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        "--help",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    text, _ = await proc.communicate()
-    words = set(
-        text.decode(errors="replace").replace(",", " ").replace("[", " ").replace("]", " ").split()
-    )
-    return {flag for flag in wanted if flag in words}

@@ -1,5 +1,5 @@
 """Is it serving yet? Readiness checks for the registry, the control plane and the agents,
-and draining an agent of its pods.
+draining an agent of its pods, and which flags this build's processes show (`shown_flags`).
 
 Every check is one cheap call that answers True/False and never raises for a peer that is
 not up yet; `wait_until` turns a check into a wait with a deadline and a readable error.
@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -187,3 +188,20 @@ async def drain(
     except NotReady:
         return False
     return True
+
+
+async def shown_flags(module: str, wanted: Sequence[str]) -> set[str]:
+    """Which of `wanted` the `python3 -m <module> --help` of this build shows."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        "--help",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    text, _ = await proc.communicate()
+    words = set(
+        text.decode(errors="replace").replace(",", " ").replace("[", " ").replace("]", " ").split()
+    )
+    return {flag for flag in wanted if flag in words}

@@ -13,7 +13,10 @@ Invariants:
 - `<state_dir>/<name>.pid` holds the current run's `ProcessRecord` while a run exists, so a
   later `down` can end the children even if the supervisor was SIGKILLed;
 - `stop` is SIGTERM to the group, up to `stop_timeout`, then SIGKILL; after it returns, no
-  process of that child runs and its pid file is gone.
+  process of that child runs and its pid file is gone;
+- a run is watched through a pidfd and reaped by this supervisor alone, so a run started by
+  this process before it exec'd another program (`adopt`, the `keeper`) is supervised exactly
+  as one it started itself.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,10 +62,42 @@ class ChildSpec:
     stop_timeout: float = 10.0
 
 
+class _Run:
+    """One run of a child: a process of ours, started here (`popen`) or before an exec."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._popen = popen  # held until reaped, so subprocess never waits for it itself
+        loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._fd = os.pidfd_open(pid)
+        loop.add_reader(self._fd, self._reap)
+
+    def _reap(self) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # not our child (it never should be): count it as gone
+            pid, status = self.pid, -1
+        if pid == 0:
+            return  # not ended yet
+        asyncio.get_running_loop().remove_reader(self._fd)
+        os.close(self._fd)
+        code = os.waitstatus_to_exitcode(status) if status != -1 else -1
+        self.returncode = code
+        if self._popen is not None:
+            self._popen.returncode = code
+            self._popen = None
+        self._exited.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+
 @dataclass
 class _Child:
     spec: ChildSpec
-    process: asyncio.subprocess.Process | None = None
+    process: _Run | None = None
     record: processes.ProcessRecord | None = None
     runs: int = 0
     stopping: bool = False
@@ -94,6 +130,15 @@ class Supervisor:
     def pid_file(self, name: str) -> Path:
         return self.state_dir / f"{name}.pid"
 
+    def runs(self) -> list[tuple[ChildSpec, int, int]]:
+        """(spec, pid of the current run, runs so far) of each child with a run, in start
+        order: what `adopt` takes back after an exec."""
+        return [
+            (c.spec, c.process.pid, c.runs)
+            for c in self._children.values()
+            if c.process is not None and c.process.returncode is None
+        ]
+
     # --- control -------------------------------------------------------------------------
 
     async def start(self, spec: ChildSpec) -> int:
@@ -110,6 +155,20 @@ class Supervisor:
         child.task = asyncio.create_task(self._watch(child), name=f"supervise:{spec.name}")
         assert child.process is not None
         return child.process.pid
+
+    def adopt(self, spec: ChildSpec, pid: int, *, runs: int = 1) -> None:
+        """Supervise `pid`, a run of `spec` this process started before it exec'd (so still
+        its child), as if `start` had started it."""
+        if spec.name in self._children:
+            raise ValueError(f"child {spec.name!r} is already supervised")
+        child = _Child(spec=spec, runs=runs)
+        try:
+            child.process = _Run(pid)
+        except ProcessLookupError:  # it ended and was reaped meanwhile: start it again
+            child.runs -= 1
+            child.process = None
+        self._children[spec.name] = child
+        child.task = asyncio.create_task(self._watch(child), name=f"supervise:{spec.name}")
 
     def update(self, name: str, *, argv: Sequence[str]) -> None:
         """Use `argv` from the next run on (e.g. the address the first run bound, for keeps)."""
@@ -142,15 +201,18 @@ class Supervisor:
         spec = child.spec
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with spec.log_path.open("ab") as output:
-            child.process = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                stdin=asyncio.subprocess.DEVNULL,
+            # Not an asyncio subprocess: asyncio's child watcher would reap it, and a run must
+            # outlive this program when it execs the keeper (see `_Run`).
+            popen = subprocess.Popen(  # noqa: ASYNC220
+                spec.argv,
+                stdin=subprocess.DEVNULL,
                 stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=subprocess.STDOUT,
                 env=None if spec.env is None else dict(spec.env),
                 cwd=spec.cwd,
                 start_new_session=True,
             )
+        child.process = _Run(popen.pid, popen)
         child.runs += 1
         child.record = processes.write(self.pid_file(spec.name), child.process.pid)
         log.info("child.started", child=spec.name, pid=child.process.pid, run=child.runs)
@@ -159,6 +221,8 @@ class Supervisor:
         """Wait for each run to end and start the next one, with backoff."""
         loop = asyncio.get_running_loop()
         failures = 0
+        if child.process is None:  # adopted, but it had already ended
+            await self._respawn(child, failures)
         while True:
             process = child.process
             assert process is not None
@@ -177,17 +241,21 @@ class Supervisor:
                 restart_in_s=delay,
             )
             await asyncio.sleep(delay)
-            while True:
-                try:
-                    await self._spawn(child)
-                    break
-                except OSError as exc:
-                    failures += 1
-                    delay = self.policy.delay(failures)
-                    log.error(
-                        "child.spawn_failed", child=child.spec.name, error=str(exc), retry_s=delay
-                    )
-                    await asyncio.sleep(delay)
+            failures = await self._respawn(child, failures)
+
+    async def _respawn(self, child: _Child, failures: int) -> int:
+        """Start the child's next run, retrying with backoff; the failures counted."""
+        while True:
+            try:
+                await self._spawn(child)
+                return failures
+            except OSError as exc:
+                failures += 1
+                delay = self.policy.delay(failures)
+                log.error(
+                    "child.spawn_failed", child=child.spec.name, error=str(exc), retry_s=delay
+                )
+                await asyncio.sleep(delay)
 
     def _kill_leftovers(self, child: _Child) -> None:
         """SIGKILL what remains in an ended run's process group."""
