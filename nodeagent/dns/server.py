@@ -6,9 +6,11 @@ appears with the node's first pod). `update(records)` swaps the cluster zone who
 in flight finish on the zone they started with. Names outside the cluster go to the resolvers
 of `resolv_conf` (see `dns.upstream`).
 
-Invariants: every query is answered on its own task, so a slow upstream never delays cluster
-answers; `close()` stops both listeners and cancels what is in flight; a TCP connection
-serves queries one after another (RFC 7766 framing) and is closed after `TCP_IDLE_S` idle.
+Invariants: the responder (and with it dnspython, ~5 MiB per agent) is made on the first
+query, so a node whose pods never ask costs nothing for it; every query is answered on its
+own task, so a slow upstream never delays cluster answers; `close()` stops both listeners
+and cancels what is in flight; a TCP connection serves queries one after another (RFC 7766
+framing) and is closed after `TCP_IDLE_S` idle.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import asyncio
 import contextlib
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from nodeagent.dns.records import ClusterRecords, Zone
-from nodeagent.dns.responder import Responder
-from nodeagent.dns.upstream import Upstream
+
+if TYPE_CHECKING:
+    from nodeagent.dns.responder import Responder
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +52,8 @@ class DnsServer:
         self._resolv_conf = resolv_conf
         self._upstream_port = upstream_port
         self._upstream_timeout_s = upstream_timeout_s
-        self.responder = Responder(Zone.build(records or ClusterRecords()), None)
+        self._zone = Zone.build(records or ClusterRecords())
+        self._responder: Responder | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -60,19 +64,34 @@ class DnsServer:
 
     def update(self, records: ClusterRecords) -> None:
         """Answer from `records` from now on."""
-        self.responder.zone = Zone.build(records)
+        self._zone = Zone.build(records)
+        if self._responder is not None:
+            self._responder.zone = self._zone
+
+    @property
+    def responder(self) -> Responder:
+        """What answers queries, made on the first one (after `start`: the upstream must
+        never be this server's own address)."""
+        if self._responder is None:
+            from nodeagent.dns.responder import Responder
+            from nodeagent.dns.upstream import Upstream
+
+            upstream = None
+            if self._resolv_conf is not None:
+                upstream = Upstream(
+                    self._resolv_conf,
+                    port=self._upstream_port,
+                    timeout_s=self._upstream_timeout_s,
+                    exclude=frozenset({(self.host, self.port)}),
+                )
+            self._responder = Responder(self._zone, upstream)
+        return self._responder
 
     async def start(self) -> tuple[str, int]:
         """Bind UDP and TCP; the address served (with the port chosen when 0 was asked)."""
         udp, tcp = _bind_pair(self.host, self.port)
         self.port = udp.getsockname()[1]
-        if self._resolv_conf is not None:
-            self.responder.upstream = Upstream(
-                self._resolv_conf,
-                port=self._upstream_port,
-                timeout_s=self._upstream_timeout_s,
-                exclude=frozenset({(self.host, self.port)}),
-            )
+        self._responder = None  # made again on the next query, excluding this address
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=udp)
         self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
