@@ -14,19 +14,17 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import dns.message
 import dns.rcode
 import dns.rrset
 
-from tests.fixtures.cluster import LocalClusterRun
+from tests.fixtures.cluster import LocalClusterRun, wait_for
 from tests.integration.servicesnet import socket_in
 
-T = TypeVar("T")
 BUSYBOX = "/bin/busybox"
 
 # A web server that serves its pod's name on :8080 and, on SIGTERM, stops at once (so any
@@ -105,17 +103,6 @@ echo "ok=$ok fail=$fail"
 """
 
 
-def wait_for(what: str, check: Callable[[], T | None], *, within: float = 60) -> T:
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {within:.0f} s (last seen: {last!r})")
-
-
 def uptime() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
 
@@ -145,9 +132,7 @@ class Services:
     # -- the CLI ----------------------------------------------------------------------------
 
     def apply(self, text: str, *, name: str = "manifest.yaml") -> subprocess.CompletedProcess[str]:
-        path = self.cluster.data_dir.parent / name
-        path.write_text(text)
-        return self.cluster.cli("apply", "-f", str(path))
+        return self.cluster.apply(text, name=name)
 
     def must(self, *args: str) -> str:
         done = self.cluster.cli(*args)

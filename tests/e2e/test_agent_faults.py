@@ -20,9 +20,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -31,33 +30,13 @@ from pilothouse import credentials
 from pilothouse.client import Client
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2 as o
+from tests import factories
 from tests.e2e.network import missing_support
-from tests.fixtures.cluster import LocalClusterRun
+from tests.fixtures.cluster import LocalClusterRun, sleepers, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-T = TypeVar("T")
 NODES = ["node-1", "node-2", "node-3"]
-
-SLEEPERS = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {app}}}
-  template:
-    metadata:
-      labels: {{app: {app}}}
-    spec:
-      terminationGracePeriodSeconds: 30
-      containers:
-      - name: main
-        image: busybox:stable
-        command: ["sh", "-c", "hostname > /tmp/hostname; exec sleep 3600"]
-"""
 
 
 @pytest.fixture
@@ -70,21 +49,10 @@ def cluster(local_cluster: LocalClusterRun) -> Iterator[LocalClusterRun]:
     yield local_cluster
 
 
-def wait_for(what: str, check: Callable[[], T | None], *, within: float = 60) -> T:
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {within:.0f} s (last seen: {last!r})")
-
-
 def apply(cluster: LocalClusterRun, name: str, *, replicas: int, app: str = "") -> None:
-    manifest = cluster.data_dir.parent / f"{name[:40]}.yaml"
-    manifest.write_text(SLEEPERS.format(name=name, replicas=replicas, app=app or name))
-    applied = cluster.cli("apply", "-f", str(manifest))
+    command = ("sh", "-c", "hostname > /tmp/hostname; exec sleep 3600")
+    deployment = sleepers(name, replicas=replicas, grace=30, app=app, command=command)
+    applied = cluster.apply(factories.manifest(deployment), name=f"{name[:40]}.yaml")
     assert applied.returncode == 0, f"`pilothouse apply` of {name} failed:\n{applied.stderr}"
 
 

@@ -18,40 +18,18 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from pilothouse.cli.cluster import cleanup, processes
 from pilothouse.cli.cluster import netns as netns_hosts
+from tests import factories
 from tests.e2e.network import missing_support
-from tests.fixtures.cluster import LocalClusterRun
+from tests.fixtures.cluster import LocalClusterRun, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-
-T = TypeVar("T")
-
-WEB = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: httpd
-        image: busybox:stable
-        command: ["sh", "-c", "echo hello from $(hostname) > /tmp/index.html && {httpd}"]
-"""
 
 
 @pytest.fixture
@@ -59,18 +37,6 @@ def cluster(local_cluster: LocalClusterRun) -> Iterator[LocalClusterRun]:
     if reason := missing_support():
         pytest.skip(reason)
     yield local_cluster
-
-
-def wait_for(what: str, check: Callable[[], T | None], *, within: float = 60) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` otherwise."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {within:.0f} s (last seen: {last!r})")
 
 
 def cli_json(cluster: LocalClusterRun, *args: str) -> list[dict[str, object]]:
@@ -153,9 +119,12 @@ def fetch_from(cluster: LocalClusterRun, node: str, pod: str, url: str) -> str:
 
 
 def apply_web(cluster: LocalClusterRun, *, replicas: int) -> None:
-    manifest = cluster.data_dir.parent / "web.yaml"
-    manifest.write_text(WEB.format(replicas=replicas, httpd="exec httpd -f -p 8080 -h /tmp"))
-    applied = cluster.cli("apply", "-f", str(manifest))
+    script = "echo hello from $(hostname) > /tmp/index.html && exec httpd -f -p 8080 -h /tmp"
+    httpd = factories.container(name="httpd", command=("sh", "-c", script))
+    web = factories.deployment(
+        name="web", labels={}, replicas=replicas, grace=1, typed=True, containers=[httpd]
+    )
+    applied = cluster.apply(factories.manifest(web), name="web.yaml")
     assert applied.returncode == 0, f"`pilothouse apply` failed:\n{applied.stderr}"
 
 

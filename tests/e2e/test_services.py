@@ -23,7 +23,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -184,22 +184,32 @@ def test_dns_from_a_pod(svc: Services) -> None:
     assert upstream.queries >= 1 and "Address: 192.0.2.99" in answer, answer
 
 
+def load_in_background(svc: Services, url: str, *, loops: int) -> Callable[[], object]:
+    """Start node-1's client-1 loading `url` for 30 s with `loops` loops, in a thread; the
+    call returned waits for it and answers the Load."""
+    done: list[object] = []
+    loader = threading.Thread(
+        target=lambda: done.append(svc.load("node-1", "client-1", url, seconds=30, loops=loops))
+    )
+    loader.start()
+
+    def finished() -> object:
+        loader.join()
+        (load,) = done
+        return load
+
+    return finished
+
+
 def test_a_rolling_update_drops_no_request(svc: Services) -> None:
     ip = svc.cluster_ip("web")
     before = set(svc.pods())
 
-    done: list[object] = []
-    loader = threading.Thread(
-        target=lambda: done.append(
-            svc.load("node-1", "client-1", f"http://{ip}/", seconds=30, loops=4)
-        )
-    )
-    loader.start()
+    finished = load_in_background(svc, f"http://{ip}/", loops=4)
     time.sleep(3)
     svc.must("set", "image", "deployment/web", "httpd=busybox:latest")
     svc.must("rollout", "status", "deployment/web", "--timeout", "120s")
-    loader.join()
-    (load,) = done
+    load = finished()
     after = set(svc.pods())
     assert not before & after, f"the rollout did not replace the pods: {before} -> {after}"
     print(f"\nrollout under load: {load.ok} ok, {load.fail} failed, {load.rate:.0f} req/s")  # type: ignore[attr-defined]
@@ -211,13 +221,7 @@ def test_a_node_cut_off_mid_rollout_costs_failures_only_within_the_goal(svc: Ser
     ip = svc.cluster_ip("web")
     before = set(svc.pods())
 
-    done: list[object] = []
-    loader = threading.Thread(
-        target=lambda: done.append(
-            svc.load("node-1", "client-1", f"http://{ip}/", seconds=30, loops=2)
-        )
-    )
-    loader.start()
+    finished = load_in_background(svc, f"http://{ip}/", loops=2)
     time.sleep(2)
     svc.must("set", "image", "deployment/web", "httpd=busybox:stable")
     wait_for("the rollout's first new pod", lambda: set(svc.pods()) - before, within=30)
@@ -229,10 +233,9 @@ def test_a_node_cut_off_mid_rollout_costs_failures_only_within_the_goal(svc: Ser
     cut = uptime()
     svc.set_link(victim, up=False)
     try:
-        loader.join()
+        load = finished()
     finally:
         svc.set_link(victim, up=True)
-    (load,) = done
     last = max(load.failures, default=cut) - cut  # type: ignore[attr-defined]
     print(
         f"\n{victim} cut mid-rollout: {load.fail} failed of {load.ok + load.fail}, "  # type: ignore[attr-defined]

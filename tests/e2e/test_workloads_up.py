@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from tests.e2e.network import missing_support
-from tests.fixtures.cluster import LocalClusterRun
+from tests.fixtures.cluster import LocalClusterRun, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
-T = TypeVar("T")
 
 MANIFEST = """\
 apiVersion: apps/v1
@@ -87,17 +85,6 @@ def cluster(local_cluster: LocalClusterRun) -> Iterator[LocalClusterRun]:
     if reason := missing_support():
         pytest.skip(reason)
     yield local_cluster
-
-
-def wait_for(what: str, check: Callable[[], T | None], *, within: float) -> T:
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen within {within:.0f} s (last seen: {last!r})")
 
 
 def items(cluster: LocalClusterRun, *args: str) -> list[dict]:
