@@ -116,21 +116,10 @@ async def node_loss(cluster: Cluster, rounds: int, replicas: int = 9) -> dict[st
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=replicas))
         await watch.wait_running(replicas)
         for _ in range(rounds):
-            placed = {u: watch.node_of[u] for u in watch.live_running()}
-            victim, _count = Counter(placed.values()).most_common(1)[0]
-            lost = {u for u, n in placed.items() if n == victim}
+            victim, lost = _busiest(watch)
             killed_at = time.time()
             await cluster.kill_agent(victim, containers_too=True)
-            deadline = time.monotonic() + 60
-            while True:
-                live = watch.live_running()
-                elsewhere = [u for u in live if watch.node_of[u] != victim]
-                if len(elsewhere) >= replicas and not lost & set(live):
-                    samples.append(max(live[u] for u in elsewhere) - killed_at)
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"node {victim}'s replicas never ran elsewhere")
-                await asyncio.sleep(0.02)
+            samples.append(await _all_elsewhere(watch, victim, lost, replicas) - killed_at)
             await cluster.start_agent(victim)
             await wait_nodes_ready(client, sorted(cluster.agents))
         await client.delete(Kind.DEPLOYMENT, "web", namespace=NAMESPACE)
@@ -142,6 +131,27 @@ async def node_loss(cluster: Cluster, rounds: int, replicas: int = 9) -> dict[st
         "node_grace_period_s": 3,
         "pod_eviction_timeout_s": 2,
     }
+
+
+def _busiest(watch: PodWatch) -> tuple[str, set[str]]:
+    """The node running the most of the watched replicas, and the uids of those it runs."""
+    placed = {u: watch.node_of[u] for u in watch.live_running()}
+    victim, _count = Counter(placed.values()).most_common(1)[0]
+    return victim, {u for u, n in placed.items() if n == victim}
+
+
+async def _all_elsewhere(watch: PodWatch, victim: str, lost: set[str], replicas: int) -> float:
+    """Once `replicas` replicas run off `victim` and none of `lost` runs: when the last of
+    them started running (time.time()); SystemExit after 60 s."""
+    deadline = time.monotonic() + 60
+    while True:
+        live = watch.live_running()
+        elsewhere = [u for u in live if watch.node_of[u] != victim]
+        if len(elsewhere) >= replicas and not lost & set(live):
+            return max(live[u] for u in elsewhere)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"node {victim}'s replicas never ran elsewhere")
+        await asyncio.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
@@ -167,22 +177,11 @@ async def node_cut(cluster: UpCluster, rounds: int, replicas: int = 9) -> dict[s
         await client.apply(deployment("web", namespace=NAMESPACE, replicas=replicas))
         await watch.wait_running(replicas)
         for _ in range(rounds):
-            placed = {u: watch.node_of[u] for u in watch.live_running()}
-            victim, _count = Counter(placed.values()).most_common(1)[0]
-            lost = {u for u, n in placed.items() if n == victim}
+            victim, lost = _busiest(watch)
             stale = [c.pid for c in await cluster.containers(victim) if c.status == "running"]
             cut_at = time.time()
             cluster.set_link(victim, up=False)
-            deadline = time.monotonic() + 60
-            while True:
-                live = watch.live_running()
-                elsewhere = [u for u in live if watch.node_of[u] != victim]
-                if len(elsewhere) >= replicas and not lost & set(live):
-                    moved.append(max(live[u] for u in elsewhere) - cut_at)
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"node {victim}'s replicas never ran elsewhere")
-                await asyncio.sleep(0.02)
+            moved.append(await _all_elsewhere(watch, victim, lost, replicas) - cut_at)
             cluster.set_link(victim, up=True)
             back = time.monotonic()
             stopped_at = ready_at = None
