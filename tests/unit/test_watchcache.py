@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.store import Change, Compacted, NotFound
+from controlplane.store import Change, Compacted, NotFound, Unavailable
 from controlplane.store.memory import MemoryStore
 from controlplane.store.watchcache import WatchCache
 from tests.unit.waiting import eventually
@@ -25,6 +25,7 @@ class CountingStore(MemoryStore):
         self.questions = 0
         self.flowing = asyncio.Event()
         self.flowing.set()
+        self.cut = False  # the next delivery breaks the watch instead (a lost connection)
 
     async def current_revision(self) -> int:
         self.questions += 1
@@ -35,6 +36,9 @@ class CountingStore(MemoryStore):
         self.watches += 1
         async for change in super().watch(prefix, since=since):
             await self.flowing.wait()
+            if self.cut:
+                self.cut = False
+                raise Unavailable("the watch's connection was lost")
             yield change
 
 
@@ -158,3 +162,21 @@ async def test_reads_go_to_the_backend_when_the_cache_falls_behind(
         await cache.get("/pods/default/a", fresh=False)  # the stale cache does not have it
     backend.flowing.set()
     await eventually(lambda: cache.revision >= written.revision, "the cache catches up")
+
+
+async def test_the_cache_lists_again_when_the_store_compacted_past_it(
+    cache: WatchCache, backend: CountingStore
+) -> None:
+    watch = cache.watch("/pods/", since=cache.revision)
+    pending = asyncio.create_task(anext(watch))
+    backend.flowing.clear()  # the cache falls behind …
+    written = [await backend.create(f"/pods/default/p{i}", b"x") for i in range(3)]
+    await backend.compact(written[-1].revision)  # … and etcd compacts past it
+    backend.cut = True
+    backend.flowing.set()  # its watch breaks; watching again from its revision is Compacted
+    with pytest.raises(Compacted):
+        async with asyncio.timeout(5):
+            await pending  # its watcher may have missed changes: it must list again
+    await eventually(lambda: cache.revision == written[-1].revision, "the cache lists again")
+    assert [e.key for e in (await cache.list("/pods/")).entries] == [w.key for w in written]
+    assert backend.watches == 3  # the first, the refused one, the one after the list
