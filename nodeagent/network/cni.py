@@ -15,7 +15,10 @@ Invariants:
   mid-ADD or after it still releases the pod's address and its hostPort rules;
 - `teardown` is idempotent: no record, nothing to do;
 - a failed ADD is undone (DEL of the whole chain) before the error is raised, and the error
-  carries the plugin's own message.
+  carries the plugin's own message;
+- a pod without port mappings skips the `portmap` plugin in ADD, CHECK and DEL alike (its
+  record says so): with no mappings it only passes the previous result on, and each exec of
+  a plugin is a process start on every pod's start path.
 
 The loopback interface of the pod is brought up by the `loopback` plugin as its own
 attachment, as container runtimes do; it owns no address and needs no DEL.
@@ -301,7 +304,9 @@ class CniNetwork:
             capabilities["portMappings"] = [
                 PortMapping(**p).capability() for p in record["portMappings"]
             ]
-        plugins = list(net["plugins"])
+        plugins = [
+            p for p in net["plugins"] if record["portMappings"] or p.get("type") != "portmap"
+        ]
         if command is Command.ADD:
             prev: dict[str, Any] | None = None
             for plugin in plugins:

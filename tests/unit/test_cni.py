@@ -219,7 +219,7 @@ async def test_a_crash_during_add_leaves_a_record_that_teardown_releases(
     net._write("p", record)  # what setup writes before its first plugin runs
     assert net.attached() == {"p": None}
     await net.teardown("p")
-    assert chain_calls(plugins) == [("portmap", "DEL"), ("bridge", "DEL")]
+    assert chain_calls(plugins) == [("bridge", "DEL")]  # no port mappings: no portmap
     assert all("prevResult" not in c["config"] for c in calls(plugins))
     assert net.attached() == {}
 
@@ -228,7 +228,7 @@ async def test_a_failed_del_still_runs_the_rest_and_keeps_the_record(
     plugins: Path, tmp_path: Path
 ) -> None:
     net = network(plugins, tmp_path)
-    await net.setup("p", "/run/ns/p")
+    await net.setup("p", "/run/ns/p", [PortMapping(8080, 80)])
     (plugins / "calls.jsonl").unlink()
     (plugins / "fail-portmap-DEL").touch()
     with pytest.raises(CniError, match="portmap broke"):
@@ -238,6 +238,16 @@ async def test_a_failed_del_still_runs_the_rest_and_keeps_the_record(
     (plugins / "fail-portmap-DEL").unlink()
     await net.teardown("p")
     assert net.attached() == {}
+
+
+async def test_a_pod_without_port_mappings_runs_no_portmap(plugins: Path, tmp_path: Path) -> None:
+    net = network(plugins, tmp_path)
+    pod = await net.setup("p", "/run/ns/p")
+    assert pod.ip, "the bridge's result is the attachment's result"
+    await net.check("p")
+    await net.teardown("p")
+    assert [p for p, _ in chain_calls(plugins)] == ["bridge", "bridge", "bridge"]
+    assert [c for _, c in chain_calls(plugins)] == ["ADD", "CHECK", "DEL"]
 
 
 async def test_a_missing_plugin_says_what_to_install(tmp_path: Path) -> None:
