@@ -3,7 +3,8 @@
 One `NodeSyncer` per Node (started and stopped by the `NodeSyncManager` runnable as Nodes come
 and go, `controlplane.nodes.syncmanager`) holds a session with that node's agent:
 - it pushes the node's whole desired pod set with `SyncPods` when the set changes (the
-  manager's index of the pod informer), and every `resync_interval` seconds anyway;
+  manager's index of the pod informer), and every `resync_interval` seconds anyway (the
+  manager's: at most `syncmanager.MAX_RESYNCS_PER_S` in all, 50 s at 1,000 nodes);
 - it consumes `WatchPods` and hands every change to `reports.AgentReports`, which writes the
   pods' observed statuses and the events the agent reports with them;
 - any failed call ends the session; a new one starts after a capped exponential backoff, or at
@@ -105,7 +106,7 @@ class NodeSyncer:
         configs: ConfigView | None = None,
         events: EventRecorder | None = None,
         clock: Clock | None = None,
-        resync_interval: float = RESYNC_INTERVAL,
+        resync_interval: float | Callable[[], float] = RESYNC_INTERVAL,
         max_backoff: float = MAX_BACKOFF,
         services: ServicesView | None = None,
         drains: Drains | None = None,
@@ -130,7 +131,8 @@ class NodeSyncer:
         self._configs = configs  # the ConfigMaps and Secrets a push carries with its pods
         self._events = events
         self._clock = clock or SystemClock()
-        self._resync_interval = resync_interval
+        # A callable: the manager's, longer in a large cluster (see MAX_RESYNCS_PER_S).
+        self._resync = resync_interval if callable(resync_interval) else lambda: resync_interval
         self._max_backoff = max_backoff
         self._poked = asyncio.Event()
         self._changed = asyncio.Event()  # poked, for `_watch_return`
@@ -166,7 +168,7 @@ class NodeSyncer:
         while True:
             identity = self._identity()
             if identity is None:
-                await self._wait(self._resync_interval)
+                await self._wait(self._resync())
                 continue
             self._pushed = False
             try:
@@ -283,7 +285,7 @@ class NodeSyncer:
                     self._unfenced_call = False
                 metrics.pushed(ok=True)
                 if full:
-                    next_full = now + self._resync_interval * FULL_EVERY
+                    next_full = now + self._resync() * FULL_EVERY
                 if services is not None:
                     pushed_services = services.version
                     if not self._programmed(services, rejected):
@@ -306,7 +308,7 @@ class NodeSyncer:
                         log.info("node.sync_restored", node=self.node, endpoint=identity[0])
                         self._failures = 0
                 last, last_config = desired, config
-                next_resync = now + self._resync_interval
+                next_resync = now + self._resync()
                 log.debug("node.pushed", node=self.node, pods=len(desired))
                 for pod, why in rejected.items():
                     log.warning("node.pod_rejected", node=self.node, pod=pod, reason=why)

@@ -37,6 +37,8 @@ from controlplane.reconcile.clock import Clock, SystemClock
 
 log = structlog.get_logger("controlplane.nodes.syncer")
 
+MAX_RESYNCS_PER_S = 20.0  # periodic pushes a second, all nodes together
+
 
 class NodeSyncManager:
     """A Runnable: one NodeSyncer per Node, started and stopped as Nodes come and go."""
@@ -162,7 +164,7 @@ class NodeSyncManager:
             configs=self._configs,
             events=self._events,
             clock=self._clock,
-            resync_interval=self._resync_interval,
+            resync_interval=self._resync,
             max_backoff=self._max_backoff,
             services=self._services,
             drains=self._drains,
@@ -173,6 +175,10 @@ class NodeSyncManager:
         task = asyncio.create_task(self._guarded(syncer), name=f"nodesync.{name}")
         self._syncers[name] = (syncer, task)
         log.debug("nodesync.node_added", node=name)
+
+    def _resync(self) -> float:
+        """Each syncer's resync interval: the configured one, longer in a large cluster."""
+        return max(self._resync_interval, len(self._syncers) / MAX_RESYNCS_PER_S)
 
     def _live_nodes(self) -> set[str]:
         """Nodes whose data plane may route: registered and not lost (the manager's own set:
