@@ -244,14 +244,13 @@ class Scheduler:
         key, node = object_key(bound), bound.spec.node_name
         try:
             written = await self._objects.update(bound)
-        except (Conflict, NotFound) as error:
-            # Decided on stale state: decided again on the newer pod (or it is gone).
-            log.debug("pod.bind_conflict", pod=bound.metadata.name, node=node, error=str(error))
-            self.cluster.forget(key)
-            self.controller.queue.add_rate_limited(key)
-            return
         except Exception as error:
-            log.warning("pod.bind_failed", pod=bound.metadata.name, node=node, error=str(error))
+            # A conflict: decided on stale state (decided again on the newer pod, or it is
+            # gone); else the store failed. Either way the pod holds nothing until then.
+            stale = isinstance(error, (Conflict, NotFound))
+            (log.debug if stale else log.warning)(
+                "pod.bind_failed", pod=bound.metadata.name, node=node, error=str(error)
+            )
             self.cluster.forget(key)
             self.controller.queue.add_rate_limited(key)
             return
