@@ -13,9 +13,11 @@ import sys
 import structlog
 
 
-def setup(*, debug: bool = False, json: bool | None = None) -> None:
-    """Configure structlog and the stdlib root logger for this process."""
-    level = logging.DEBUG if debug else logging.INFO
+def setup(*, debug: bool = False, json: bool | None = None, level: int | None = None) -> None:
+    """Configure structlog and the stdlib root logger for this process (`level`: the least
+    level shown, when not the default of `debug`)."""
+    if level is None:
+        level = logging.DEBUG if debug else logging.INFO
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -35,3 +37,9 @@ def setup(*, debug: bool = False, json: bool | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+
+
+def current_level() -> int:
+    """The least level this process's structlog configuration shows (for a process that
+    hands its logging on to the next program it execs)."""
+    return int(structlog.get_logger().bind().get_effective_level())

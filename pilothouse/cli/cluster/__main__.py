@@ -18,6 +18,8 @@ from pilothouse.cli.cluster import flags, hosts, local
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python3 -m pilothouse.cli.cluster")
     p.add_argument("--debug", action="store_true")
+    # The keeper hands `up`'s log level on to `finish` (`pilothouse up` in a terminal: warnings).
+    p.add_argument("--log-level", type=int, default=None, help=argparse.SUPPRESS)
     verbs = p.add_subparsers(dest="verb", required=True)
     flags.add_up(verbs.add_parser("up", help="start a local cluster"))
     flags.add_down(verbs.add_parser("down", help="stop the local cluster, remove what it made"))
@@ -28,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logs.setup(debug=args.debug)
+    logs.setup(debug=args.debug, level=args.log_level)
     try:
         if args.verb == "up":
             return asyncio.run(

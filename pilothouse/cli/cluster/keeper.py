@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -110,10 +111,11 @@ async def hand_over(
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return
     write_state(state_file, supervisor)
-    exec_into(["-m", __name__, "--state", str(state_file), "--data-dir", str(data_dir)])
+    argv = ["-m", __name__, "--state", str(state_file), "--data-dir", str(data_dir)]
+    exec_into([*argv, "--log-level", str(logs.current_level())])
 
 
-async def keep(state_file: Path, data_dir: Path) -> None:
+async def keep(state_file: Path, data_dir: Path, *, log_level: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in STOP_SIGNALS:
@@ -124,7 +126,8 @@ async def keep(state_file: Path, data_dir: Path) -> None:
     # `finish` adopts the children from the state as it is now (runs restarted meanwhile).
     write_state(state_file, supervisor)
     try:
-        exec_into(["-m", "pilothouse.cli.cluster", "finish", "--data-dir", str(data_dir)])
+        cluster = ["-m", "pilothouse.cli.cluster", "--log-level", str(log_level)]
+        exec_into([*cluster, "finish", "--data-dir", str(data_dir)])
     except OSError as error:  # then at least end the children; `down` sweeps the rest
         logs_failed = {"error": str(error), "data_dir": str(data_dir)}
         structlog.get_logger(__name__).error("cluster.finish_exec_failed", **logs_failed)
@@ -137,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m pilothouse.cli.cluster.keeper")
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--log-level", type=int, default=logging.INFO)
     args = parser.parse_args(argv)
-    logs.setup()
-    asyncio.run(keep(args.state, args.data_dir))
+    logs.setup(level=args.log_level)
+    asyncio.run(keep(args.state, args.data_dir, log_level=args.log_level))
     return 0
 
 
