@@ -36,6 +36,7 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
     def __init__(self) -> None:
         self.pushes: list[list[str]] = []
         self.received = 0  # SyncPods calls that arrived, answered or (hang) not
+        self.abandoned = 0  # hanging SyncPods calls the caller gave up on (its deadline)
         self.hang = False
         self.fences: list[bool] = []  # each answered push: was it fenced (SyncPods.fence)?
         self.fence_gate: asyncio.Event | None = None  # fenced pushes wait for it when set
@@ -77,7 +78,11 @@ class FakeAgent(agent_pb2_grpc.NodeAgentServicer):
     ) -> agent_pb2.SyncPodsResponse:
         self.received += 1
         if self.hang:
-            await asyncio.Event().wait()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.abandoned += 1
+                raise
         if request.fence and self.fence_gate is not None:
             await self.fence_gate.wait()
         self.fences.append(request.fence)

@@ -8,10 +8,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from controlplane.nodes import conditions
+import pytest
+
+from controlplane.nodes import conditions, syncer
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from pilothouse.kinds import Kind
 from tests.unit.nodesync_support import FakeAgent, Plane, agents, eventually, make_pod
+
+BACK_OFF = 300.0  # s: a failed session's back-off in the back-off test
 
 
 async def _ready(plane: Plane) -> object:
@@ -42,13 +46,14 @@ async def test_returning_node_is_ready_only_after_a_fenced_push_of_its_current_s
         await eventually(lambda: _ready(plane), "node n1 never became Ready")
         await _lose(plane, agent)
         await plane.objects.delete(Kind.POD, "default", "stale")  # evicted, replaced elsewhere
-        await asyncio.sleep(1.5)  # pushes to the frozen agent time out meanwhile
+        # The push of the deletion hangs until its deadline: the frozen agent missed it.
+        await eventually(lambda: agent.abandoned >= 1, "the hanging push was never given up")
 
-        before = len(agent.pushes)
+        before, arrived = len(agent.pushes), agent.received
         agent.fence_gate = asyncio.Event()  # the agent stops the stale pod: it takes a moment
         agent.hang = False
         await plane.registry.heartbeat("n1", instance_id="i-1")  # heard from again
-        await eventually(lambda: agent.received > len(agent.pushes), "no push after the return")
+        await eventually(lambda: agent.received > arrived, "no push after the return")
         node = await plane.node("n1")
         assert not conditions.is_ready(node), (
             "the node counted as Ready before its fenced push had succeeded"
@@ -62,21 +67,25 @@ async def test_returning_node_is_ready_only_after_a_fenced_push_of_its_current_s
         )
 
 
-async def test_a_returning_node_is_pushed_to_at_once_not_after_the_back_off() -> None:
-    async with agents(1) as (agent,), Plane(max_backoff=5.0) as plane:
+async def test_a_returning_node_is_pushed_to_at_once_not_after_the_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every failed session backs off BACK_OFF seconds: a return that waited it out would not
+    # be Ready within the test's wait, whatever the machine's load; cut short, it is Ready
+    # after at most one call's deadline (1 s) and a FENCE_BACKOFF (1 s).
+    monkeypatch.setattr(syncer, "INITIAL_BACKOFF", BACK_OFF)
+    async with agents(1) as (agent,), Plane(max_backoff=BACK_OFF) as plane:
         await plane.objects.create(make_pod("web-1", "n1"))
         await plane.register("n1", agent)
         await eventually(lambda: _ready(plane), "node n1 never became Ready")
         await _lose(plane, agent)
         await plane.objects.delete(Kind.POD, "default", "web-1")
-        await asyncio.sleep(4.0)  # failed sessions: the back-off has grown to seconds
+        # The push of the deletion hangs until its deadline: the session failed, it backs off.
+        await eventually(lambda: agent.abandoned >= 1, "the hanging push was never given up")
         pushes = len(agent.pushes)
         agent.hang = False
-        back = time.monotonic()
         await plane.registry.heartbeat("n1", instance_id="i-1")
-        await eventually(lambda: _ready(plane), "the returned node never became Ready again")
-        took = time.monotonic() - back
+        await eventually(
+            lambda: _ready(plane), "the returned node waited out its back-off", within=BACK_OFF / 5
+        )
         assert agent.fences[pushes:][0], "the first push after the return was not fenced"
-        # At most one call still hanging (1 s deadline) and a FENCE_BACKOFF (1 s) retry; the
-        # session's own back-off (up to 5 s) is not waited out.
-        assert took < 3.5, f"the returned node was fenced {took:.1f} s after its heartbeat"
