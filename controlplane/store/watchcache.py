@@ -52,7 +52,7 @@ from controlplane.store.fenced import FenceableStore, FencedView
 
 log = structlog.get_logger(__name__)
 
-WINDOW = 100_000  # changes kept for watches from a recent revision
+WINDOW = 20_000  # changes kept for watches from a recent revision (~20-40 MB of pods)
 QUEUE_LIMIT = 100_000  # changes a watcher may fall behind before it must list again
 WAIT = 3.0  # seconds a read waits for the cache before it reads the backend instead
 _END = None  # queued to a watcher: the cache stopped
