@@ -4,6 +4,8 @@ Invariants:
 - Registration never gives up: while the control plane is unreachable, or refuses because
   another live agent holds the node name, it retries with capped exponential backoff and says
   so in the log (`registration.waiting`, once per cause, then quietly).
+- Heartbeats go as messages of one Heartbeats stream per channel (`nodeagent.heartbeats`), or
+  as Heartbeat calls to a control plane without it; either way with the same outcomes.
 - Losing the control plane never touches pods: the agent keeps running what it was last told
   to run. Heartbeats that cannot be delivered are retried at the heartbeat interval; when the
   control plane answers that this agent is not (or no longer) the node's owner, it registers
@@ -41,6 +43,7 @@ from pathlib import Path
 import grpc
 import structlog
 
+from nodeagent.heartbeats import BeatSender
 from nodeagent.state.quarantine import quarantine
 from pilothouse import credentials as tls_credentials
 from pilothouse.client import failover
@@ -270,45 +273,49 @@ class Registration:
         stopped answering and the next one is to be used."""
         failing = False
         next_beat = time.monotonic() + (0.0 if now else interval)
-        while True:
-            if self._tls is not None and self._tls() != material:
-                log.info("registration.credentials_renewed", node=self.node_name)
-                return _Beat.RENEWED
-            await asyncio.sleep(max(next_beat - time.monotonic(), 0.0))
-            next_beat += interval
-            if next_beat < time.monotonic():  # fell behind (a stall): do not burst
-                next_beat = time.monotonic() + interval
-            request = api.HeartbeatRequest(
-                node_name=self.node_name,
-                instance_id=self.instance_id,
-                status=self._node_status(),
-            )
-            try:
-                await stub.Heartbeat(request, timeout=max(interval, 1.0))
-            except grpc.aio.AioRpcError as error:
-                if error.code() in _REREGISTER:
-                    log.warning(
-                        "registration.lost",
-                        node=self.node_name,
-                        reason=error.details() or error.code().name,
-                    )
-                    self.registered.clear()
-                    return _Beat.REREGISTER
-                if self._move_on(error):
-                    return _Beat.MOVED
-                if not failing:
-                    log.warning(
-                        "heartbeat.failed",
-                        node=self.node_name,
-                        server=self.server,
-                        error=f"{error.code().name}: {error.details()}",
-                        note="pods keep running; retrying",
-                    )
-                failing = True
-                # Heard from again within a fraction of a beat once the link is back: the
-                # control plane fences the node as soon as it hears from it.
-                next_beat = min(next_beat, time.monotonic() + RETRY_WHILE_FAILING)
-                continue
-            if failing:
-                log.info("heartbeat.restored", node=self.node_name, server=self.server)
-                failing = False
+        beats = BeatSender(stub)  # one stream for the beats of this channel
+        try:
+            while True:
+                if self._tls is not None and self._tls() != material:
+                    log.info("registration.credentials_renewed", node=self.node_name)
+                    return _Beat.RENEWED
+                await asyncio.sleep(max(next_beat - time.monotonic(), 0.0))
+                next_beat += interval
+                if next_beat < time.monotonic():  # fell behind (a stall): do not burst
+                    next_beat = time.monotonic() + interval
+                request = api.HeartbeatRequest(
+                    node_name=self.node_name,
+                    instance_id=self.instance_id,
+                    status=self._node_status(),
+                )
+                try:
+                    await beats.send(request, deadline_s=max(interval, 1.0))
+                except grpc.aio.AioRpcError as error:
+                    if error.code() in _REREGISTER:
+                        log.warning(
+                            "registration.lost",
+                            node=self.node_name,
+                            reason=error.details() or error.code().name,
+                        )
+                        self.registered.clear()
+                        return _Beat.REREGISTER
+                    if self._move_on(error):
+                        return _Beat.MOVED
+                    if not failing:
+                        log.warning(
+                            "heartbeat.failed",
+                            node=self.node_name,
+                            server=self.server,
+                            error=f"{error.code().name}: {error.details()}",
+                            note="pods keep running; retrying",
+                        )
+                    failing = True
+                    # Heard from again within a fraction of a beat once the link is back: the
+                    # control plane fences the node as soon as it hears from it.
+                    next_beat = min(next_beat, time.monotonic() + RETRY_WHILE_FAILING)
+                    continue
+                if failing:
+                    log.info("heartbeat.restored", node=self.node_name, server=self.server)
+                    failing = False
+        finally:
+            beats.close()

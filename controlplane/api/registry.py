@@ -1,16 +1,22 @@
-"""The NodeRegistry gRPC service: decode RegisterNode / Heartbeat, call the NodeRegistry.
+"""The NodeRegistry gRPC service: decode RegisterNode / Heartbeat(s), call the NodeRegistry.
 
 Invariants: nothing is decided here (see `controlplane.nodes.registry`); errors become status
 codes in `controlplane.api.errors` (a node owned by a live agent: FAILED_PRECONDITION; a
-heartbeat from an agent that must register again: NOT_FOUND).
+heartbeat from an agent that must register again: NOT_FOUND). A Heartbeats stream is checked
+message by message as Heartbeat is call by call (a node beats only for itself:
+`Authorizer.decide_node`); a refused message ends the stream with the refusal's status.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 
 from controlplane.api.errors import translated
+from controlplane.auth.authorizer import Authorizer
 from controlplane.nodes.registry import NodeRegistry
+from pilothouse import credentials
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -36,10 +42,29 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
         self, request: api.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> api.HeartbeatResponse:
         async with translated(context, method="Heartbeat"):
-            await self._registry.heartbeat(
-                request.node_name,
-                instance_id=request.instance_id,
-                status=request.status if request.HasField("status") else None,
-            )
+            await self._beat(request)
             return api.HeartbeatResponse()
         raise AssertionError("unreachable")
+
+    async def Heartbeats(
+        self,
+        requests: AsyncIterator[api.HeartbeatRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[api.HeartbeatResponse]:
+        identity = credentials.peer_identity(context)
+        method = "/pilothouse.v1.NodeRegistry/Heartbeats"
+        async for request in requests:
+            if identity is not None:  # without TLS (--insecure) nobody is checked
+                decision = Authorizer.decide_node(identity, request.node_name, method=method)
+                if not decision.allowed:
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
+            async with translated(context, method="Heartbeats"):
+                await self._beat(request)
+            yield api.HeartbeatResponse()
+
+    async def _beat(self, request: api.HeartbeatRequest) -> None:
+        await self._registry.heartbeat(
+            request.node_name,
+            instance_id=request.instance_id,
+            status=request.status if request.HasField("status") else None,
+        )

@@ -8,7 +8,9 @@ Rules, first match wins:
 3. Admin (`O=system:masters`): everything.
 4. A node (`CN=system:node:<name>`, `O=system:nodes`): only the node-scoped methods
    (`NODE_SCOPED`: RegisterNode, Heartbeat, and whatever is added there), and only for its own
-   node name as the request names it; anything else PERMISSION_DENIED.
+   node name as the request names it; the node-scoped streams (`NODE_STREAMS`: Heartbeats)
+   are let through and their servicer checks each message with `decide_node`; anything else
+   PERMISSION_DENIED.
 5. Every other identity (the control plane's own client identity included): PERMISSION_DENIED.
 
 What a node certificate can and cannot do, by design:
@@ -51,6 +53,9 @@ NODE_SCOPED: Mapping[str, Callable[[Any], str]] = {
     "/pilothouse.v1.NodeRegistry/RegisterNode": lambda request: request.node.metadata.name,
     "/pilothouse.v1.NodeRegistry/Heartbeat": lambda request: request.node_name,
 }
+# Streams of node-scoped messages: the call is let through for a node, and the servicer checks
+# every message with `decide_node` (a stream has no single request to check here).
+NODE_STREAMS = frozenset({"/pilothouse.v1.NodeRegistry/Heartbeats"})
 
 
 class Outcome(enum.Enum):
@@ -93,6 +98,8 @@ class Authorizer:
             return _ALLOW
         if role is Role.NODE:
             name_of = self._node_scoped.get(method)
+            if name_of is None and method in NODE_STREAMS and request is None:
+                return _ALLOW  # each message checked by the servicer (decide_node)
             if name_of is None:
                 return Decision(
                     Outcome.FORBIDDEN, f"node {identity.node_name!r} may not call {method}"

@@ -535,6 +535,11 @@ class NodeRegistryStub:
                 request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatRequest.SerializeToString,
                 response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatResponse.FromString,
                 _registered_method=True)
+        self.Heartbeats = channel.stream_stream(
+                '/pilothouse.v1.NodeRegistry/Heartbeats',
+                request_serializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
 
 
 class NodeRegistryServicer:
@@ -552,6 +557,16 @@ class NodeRegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeats(self, request_iterator, context):
+        """The same heartbeats as messages of one long call: each request is answered by one response
+        once recorded, and a heartbeat Heartbeat would refuse ends the call with that status. A
+        thousand nodes' beats cost the control plane a thousand messages a second, not a thousand
+        calls. Agents fall back to Heartbeat when it is UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeRegistryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -562,6 +577,11 @@ def add_NodeRegistryServicer_to_server(servicer, server):
             ),
             'Heartbeat': grpc.unary_unary_rpc_method_handler(
                     servicer.Heartbeat,
+                    request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatRequest.FromString,
+                    response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'Heartbeats': grpc.stream_stream_rpc_method_handler(
+                    servicer.Heartbeats,
                     request_deserializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatRequest.FromString,
                     response_serializer=pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatResponse.SerializeToString,
             ),
@@ -618,6 +638,33 @@ class NodeRegistry:
             request,
             target,
             '/pilothouse.v1.NodeRegistry/Heartbeat',
+            pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatRequest.SerializeToString,
+            pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeats(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pilothouse.v1.NodeRegistry/Heartbeats',
             pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatRequest.SerializeToString,
             pilothouse_dot_v1_dot_controlplane__pb2.HeartbeatResponse.FromString,
             options,

@@ -7,6 +7,7 @@ from pilothouse import pki
 from pilothouse.v1 import controlplane_pb2, objects_pb2
 
 HEARTBEAT = "/pilothouse.v1.NodeRegistry/Heartbeat"
+HEARTBEATS = "/pilothouse.v1.NodeRegistry/Heartbeats"  # a stream: its servicer checks messages
 REGISTER = "/pilothouse.v1.NodeRegistry/RegisterNode"
 
 
@@ -33,6 +34,9 @@ def test_rules() -> None:
         (n1, "/pilothouse.v1.ControlPlane/Get", None, Outcome.FORBIDDEN),
         (n1, "/pilothouse.v1.Tokens/ListTokens", None, Outcome.FORBIDDEN),
         (pki.CONTROLPLANE, HEARTBEAT, beat, Outcome.FORBIDDEN),
+        (n1, HEARTBEATS, None, Outcome.ALLOWED),
+        (pki.CONTROLPLANE, HEARTBEATS, None, Outcome.FORBIDDEN),
+        (None, HEARTBEATS, None, Outcome.UNAUTHENTICATED),
         (pki.Identity(user="mallory"), "/pilothouse.v1.ControlPlane/List", None, Outcome.FORBIDDEN),
         # A node name in CN without the nodes group is no node.
         (pki.Identity(user="system:node:n1"), HEARTBEAT, beat, Outcome.FORBIDDEN),
