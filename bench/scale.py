@@ -8,9 +8,12 @@ on a watch: overall, and the best sustained 5 s window); API latency p50/p99 of 
 ConfigMap), Get and List (the ConfigMaps of a small namespace) from one client while the load
 runs; control-plane and etcd CPU seconds and peak RSS; etcd's database size; the hollow
 process' RSS per node; one lost node: a one-node `pilothouse hollow` process of its own
-(joined with a token the bench makes) killed with SIGKILL once its pods run, timed until all
-its pods are Running elsewhere. Growth exponents between consecutive sizes:
-log(b/a) / log(N_b/N_a) of time, CPU and memory.
+(joined with a token the bench makes) killed with SIGKILL once its pods run, timed until
+replacements of all its pods are Running elsewhere (the lost pods themselves stay Terminating
+until the pod GC removes them, as in Kubernetes); at the largest size (`--restart-sizes`) the
+control plane restarted under the load's pods: seconds to serving and to reconciling, pods
+moved or replaced (should be 0) and nodes logged NotReady after it (should be 0). Growth
+exponents between consecutive sizes: log(b/a) / log(N_b/N_a) of time, CPU and memory.
 
 The real node (node-1, runc) is cordoned first: every pod goes to hollow nodes. Prints a line
 per size and JSON last. Needs root (up's network namespaces).
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import math
@@ -35,166 +37,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ensure_namespace, percentile
-from pilothouse import credentials
-from pilothouse.cli.cluster import processes
-from pilothouse.client import Client
+from bench.common import ensure_namespace
+from bench.scalekit import (
+    IMAGE,
+    NAMESPACE,
+    PROBE_NAMESPACE,
+    Probe,
+    best_rate,
+    children,
+    client_of,
+    cpu_seconds,
+    lost_node,
+    pid_of,
+    restart,
+    status_kib,
+    until,
+    watch_pods,
+)
 from pilothouse.kinds import Kind
-from pilothouse.v1 import objects_pb2 as o
 from tests import factories
 from tests.fixtures.cluster import LocalClusterRun, missing_for_local_cluster
 
-IMAGE = "hollow/pause@sha256:" + "0" * 64
-NAMESPACE = "scale"
-PROBE_NAMESPACE = "scale-probe"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def client_of(run: LocalClusterRun, *, timeout: float = 60.0) -> Client:
-    info = run.cluster_info()
-    admin = run.admin()
-    assert admin is not None
-    return Client(
-        info.controlplane,
-        credentials=admin.channel_credentials(),
-        options=credentials.channel_options(),
-        timeout=timeout,
-    )
-
-
-def pid_of(run: LocalClusterRun, child: str) -> int:
-    record = processes.read(run.layout.pids / f"{child}.pid")
-    assert record is not None, f"no pid file for {child}"
-    return record.pid
-
-
-class Probe:
-    """Apply/Get/List from one client in a loop while the load runs."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.samples: dict[str, list[float]] = {"apply": [], "get": [], "list": []}
-
-    async def run(self) -> None:
-        n = 0
-        while True:
-            cm = o.ConfigMap()
-            cm.metadata.name, cm.metadata.namespace = f"probe-{n % 20}", PROBE_NAMESPACE
-            cm.data["n"] = str(n)
-            name = cm.metadata.name
-            for kind, call in (
-                ("apply", self.client.apply(cm)),
-                ("get", self.client.get(Kind.CONFIGMAP, name, namespace=PROBE_NAMESPACE)),
-                ("list", self.client.list(Kind.CONFIGMAP, namespace=PROBE_NAMESPACE)),
-            ):
-                begun = time.perf_counter()
-                await call
-                self.samples[kind].append(time.perf_counter() - begun)
-            n += 1
-            await asyncio.sleep(0.02)
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        return {
-            k: {
-                "n": len(v),
-                "p50_ms": round(percentile(v, 50) * 1000, 1) if v else 0.0,
-                "p99_ms": round(percentile(v, 99) * 1000, 1) if v else 0.0,
-            }
-            for k, v in self.samples.items()
-        }
-
-
-async def watch_pods(client: Client, state: dict[str, object]) -> None:
-    """Time of each pod's first bind and first Running, by uid."""
-    bound: dict[str, float] = state["bound"]  # type: ignore[assignment]
-    running: dict[str, float] = state["running"]  # type: ignore[assignment]
-    nodes: dict[str, str] = state["nodes"]  # type: ignore[assignment]
-    async for change in client.watch(Kind.POD, namespace=NAMESPACE):
-        pod = change.object
-        if pod is None:
-            continue
-        uid = pod.metadata.uid
-        if change.type.name == "DELETED":
-            running.pop(uid, None)
-            nodes.pop(uid, None)
-            continue
-        now = time.monotonic()
-        if pod.spec.node_name:
-            nodes[uid] = pod.spec.node_name
-            bound.setdefault(uid, now)
-        if pod.status.phase == "Running":
-            running.setdefault(uid, now)
-        else:
-            running.pop(uid, None)
-
-
-def best_rate(times: list[float], window: float = 5.0) -> float:
-    times = sorted(times)
-    best, j = 0, 0
-    for i in range(len(times)):
-        while times[i] - times[j] > window:
-            j += 1
-        best = max(best, i - j + 1)
-    return best / window
-
-
-async def until(check, *, within: float, what: str) -> bool:  # type: ignore[no-untyped-def]
-    """Whether `check` came true within `within` s (a miss is reported, not fatal)."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            print(f"timed out after {within:.0f} s: {what}", flush=True)
-            return False
-        await asyncio.sleep(0.1)
-    return True
-
-
-def lost_node(run: LocalClusterRun, root: Path) -> subprocess.Popen[bytes]:
-    """A one-node hollow process of its own (its loss is a SIGKILL)."""
-    made = run.cli("token", "create", "--ttl", "30m")
-    token = made.stdout.strip().split()[-1]
-    token_file = root / "lost-token"
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    info = json.loads(run.layout.cluster_file.read_text())
-    creds = run.credentials()
-    assert creds is not None
-    join = (run.layout.controlplane / "join.addr").read_text().strip()
-    node_ip = run.cluster_info().controlplane.rpartition(":")[0]
-    argv = [sys.executable, "-m", "nodeagent.hollow", "--nodes", "1", "--name-prefix", "lost-"]
-    argv += ["--server", info["controlplane"], "--join-server", join]
-    argv += ["--token-file", str(token_file), "--ca-cert-hash", creds.ca_cert_hash]
-    argv += ["--state-dir", str(root / "lost"), "--node-ip", node_ip]
-    return subprocess.Popen(
-        argv,
-        stdout=(root / "lost.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
 
 async def one_size(
-    nodes: int, *, per_node: int, per_deployment: int, within: float
+    nodes: int, *, per_node: int, per_deployment: int, within: float, restart_too: bool
 ) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="ph-scale-"))
     run = LocalClusterRun(root)
@@ -282,10 +148,8 @@ async def one_size(
             lost.wait()
             killed = time.monotonic()
 
-            def replaced() -> bool:
-                gone = not (on_lost & set(running))
-                elsewhere = sum(1 for u in running if pod_nodes.get(u) != "lost-0001")
-                return gone and elsewhere >= total
+            def replaced() -> bool:  # its pods' replacements Running (they stay Terminating)
+                return sum(1 for u in running if pod_nodes.get(u) != "lost-0001") >= total
 
             replace_s: float | None = None
             if finished and await until(replaced, within=120, what="the lost node's pods"):
@@ -320,6 +184,8 @@ async def one_size(
             "lost_node_replaced_s": round(replace_s, 2) if replace_s else None,
             "nodes_not_ready_events": not_ready,
         }
+        if restart_too and finished:  # last: the control plane's figures are its first run's
+            result["restart"] = await restart(run, namespace=NAMESPACE, image=IMAGE)
         print(json.dumps(result), flush=True)
         return result
     finally:
@@ -356,17 +222,25 @@ async def main() -> None:
     parser.add_argument("--pods-per-node", type=int, default=30)
     parser.add_argument("--per-deployment", type=int, default=500)
     parser.add_argument("--within", type=float, default=1800, help="s allowed for all Running")
+    parser.add_argument(
+        "--restart-sizes",
+        default="",
+        help="sizes whose control plane is restarted (default: largest)",
+    )
     args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    restarts = {int(s) for s in args.restart_sizes.split(",") if s} or {max(sizes)}
     if reason := missing_for_local_cluster():
         raise SystemExit(f"cannot run `pilothouse up` here: {reason}")
     results = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in sizes:
         results.append(
             await one_size(
                 size,
                 per_node=args.pods_per_node,
                 per_deployment=args.per_deployment,
                 within=args.within,
+                restart_too=size in restarts,
             )
         )
     print(
