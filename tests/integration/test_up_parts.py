@@ -1,14 +1,16 @@
 """The local cluster's small parts, without starting a cluster: the CLI config `up` writes and
-`down` takes back, the registry's bound address, the restart policy, the data-dir layout."""
+`down` takes back, the registry's bound address, the restart policy, the data-dir layout, the
+refusal of a flag value `up` cannot use."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pilothouse import config
-from pilothouse.cli.cluster import clientconfig
+from pilothouse.cli.cluster import clientconfig, local
 from pilothouse.cli.cluster import registry as local_registry
 from pilothouse.cli.cluster.hosts import SharedNetwork, node_names
 from pilothouse.cli.cluster.layout import Layout
@@ -130,3 +132,11 @@ def test_down_takes_back_the_admin_credentials_up_set_and_only_those(tmp_path: P
 
     clientconfig.point_at(file, "172.30.0.1:4242")  # plaintext: no stale credentials kept
     assert yaml.safe_load(file.read_text()) == {"namespace": "team-a", "server": "172.30.0.1:4242"}
+
+
+async def test_up_refuses_a_negative_pod_eviction_timeout_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(local.ClusterError, match="--pod-eviction-timeout must not be negative"):
+        await local.up(data_dir=tmp_path / "cluster", pod_eviction_timeout=-1)
+    assert not (tmp_path / "cluster").exists()

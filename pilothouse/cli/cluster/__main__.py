@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     detach=args.detach,
                     client_config=args.client_config,
                     placement=hosts.Placement(args.network),
+                    pod_eviction_timeout=args.pod_eviction_timeout,
                 )
             )
         if args.verb == "finish":

@@ -39,6 +39,14 @@ def add_up(parser: argparse.ArgumentParser) -> None:
         "with their own IPs routed between nodes) or host (all on this machine's network)",
     )
     parser.add_argument(
+        "--pod-eviction-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds a node stays NotReady before its pods are replaced elsewhere (default: "
+        "the control plane's, 2 s); longer, an agent restarted on a busy machine moves no pod",
+    )
+    parser.add_argument(
         "-d", "--detach", action="store_true", help="run in the background; stop with `down`"
     )
     _data_dir(parser)

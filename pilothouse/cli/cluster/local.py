@@ -64,13 +64,17 @@ async def up(
     placement: hosts.Placement = hosts.Placement.NETNS,
     network: hosts.NodeNetwork | None = None,
     out: TextIO = sys.stdout,
+    pod_eviction_timeout: float | None = None,
 ) -> int:
     """Start a local cluster; in the foreground until signalled, else until it is ready.
 
     `placement` says where nodes run (`--network`); `network` (tests) makes them instead.
+    `pod_eviction_timeout` (None: the control plane's default) goes to every member.
     """
     if nodes < 1:
         raise ClusterError(f"--nodes must be at least 1, got {nodes}")
+    if pod_eviction_timeout is not None and pod_eviction_timeout < 0:
+        raise ClusterError(f"--pod-eviction-timeout must not be negative: {pod_eviction_timeout}")
     if network is None and (reason := hosts.missing_for(placement)) is not None:
         raise ClusterError(
             f"cannot put nodes in network namespaces: {reason}; "
@@ -92,6 +96,7 @@ async def up(
             client_config=config_file,
             placement=placement,
             out=out,
+            pod_eviction_timeout=pod_eviction_timeout,
         )
     return await _foreground(
         layout,
@@ -103,6 +108,7 @@ async def up(
         network=network or hosts.network_for(placement),
         out=out,
         keep=network is None,  # a network a test made lives in this program only
+        pod_eviction_timeout=pod_eviction_timeout,
     )
 
 
@@ -115,6 +121,7 @@ async def _detach(
     client_config: Path,
     placement: hosts.Placement,
     out: TextIO,
+    pod_eviction_timeout: float | None = None,
 ) -> int:
     """Run `up` in a new session of its own and return once the cluster is ready."""
     layout.data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +145,8 @@ async def _detach(
         "--client-config",
         str(client_config),
     ]
+    if pod_eviction_timeout is not None:
+        argv += ["--pod-eviction-timeout", str(pod_eviction_timeout)]
     offset = layout.up_log.stat().st_size if layout.up_log.exists() else 0
     with layout.up_log.open("ab") as output:
         # Not an asyncio subprocess: it must outlive this event loop and this process.
@@ -195,6 +204,7 @@ async def _foreground(
     network: hosts.NodeNetwork,
     out: TextIO,
     keep: bool = True,
+    pod_eviction_timeout: float | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -212,6 +222,11 @@ async def _foreground(
         placement=placement,
         control_planes=control_planes,
         hollow_nodes=hollow_nodes,
+        controlplane_flags=(
+            ["--pod-eviction-timeout", str(pod_eviction_timeout)]
+            if pod_eviction_timeout is not None
+            else []
+        ),
     )
     try:
         starting = asyncio.create_task(cluster.start(client_config=client_config))

@@ -86,6 +86,7 @@ class LocalCluster:
         placement: hosts.Placement = hosts.Placement.HOST,
         control_planes: int = 1,
         hollow_nodes: int = 0,
+        controlplane_flags: Sequence[str] = (),  # given by whoever runs `up`
     ) -> None:
         self.layout = layout
         self.hollow_nodes = hollow_nodes  # simulated nodes of one `pilothouse hollow` child
@@ -105,7 +106,7 @@ class LocalCluster:
         self._agent_flags: frozenset[str] = frozenset()
         self._client_config: Path | None = None
         self._client_settings: dict[str, str] = {}
-        self._controlplane_extra: list[str] = []  # flags every control-plane member gets
+        self._controlplane_extra = list(controlplane_flags)  # flags every member gets
         self._dashboard = ""  # its URL, when the control plane serves one
         self._controlplane_children = ["controlplane"]  # stopped first (one member: its name)
 
@@ -161,7 +162,7 @@ class LocalCluster:
             "controlplane", ("--insecure", "--local-path-dir")
         )
         # Volumes of the local-path class in the data dir, so `down` removes them too.
-        self._controlplane_extra = (
+        self._controlplane_extra += (
             ["--local-path-dir", str(self.layout.storage)]
             if "--local-path-dir" in controlplane_flags
             else []

@@ -48,6 +48,7 @@ async def run_up(args: argparse.Namespace, ctx: Context) -> int:
             detach=args.detach,
             client_config=args.client_config or ctx.config.path,
             out=ctx.out,
+            pod_eviction_timeout=args.pod_eviction_timeout,
         )
     except local.ClusterError as error:
         ctx.err.write(f"error: {error}\n")
