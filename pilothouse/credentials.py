@@ -27,15 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import structlog
 
 from pilothouse import pki
 from pilothouse.config import Config
 
 if TYPE_CHECKING:
     from cryptography import x509
-
-log = structlog.get_logger(__name__)
 
 
 class CredentialsError(ValueError):
@@ -296,6 +293,14 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         return guard_handler(handler, handler_call_details.method, self._check)
 
 
+def _log() -> Any:
+    """This module's logger; structlog is imported by servers that refuse someone, not by
+    every CLI command that only loads credentials."""
+    import structlog
+
+    return structlog.get_logger(__name__)
+
+
 def require_identity(*allowed: pki.Identity) -> GuardInterceptor:
     """An interceptor that lets through only callers whose certificate names one of `allowed`
     (the agent's server: only the control plane, `pki.CONTROLPLANE`)."""
@@ -304,13 +309,13 @@ def require_identity(*allowed: pki.Identity) -> GuardInterceptor:
     async def check(context: grpc.aio.ServicerContext, method: str, request: Any) -> None:
         identity = peer_identity(context)
         if identity is None:
-            log.warning("auth.denied", identity="anonymous", method=method)
+            _log().warning("auth.denied", identity="anonymous", method=method)
             await context.abort(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "a client certificate signed by the cluster CA is required",
             )
         if identity not in wanted:
-            log.warning("auth.denied", identity=str(identity), method=method)
+            _log().warning("auth.denied", identity=str(identity), method=method)
             names = ", ".join(str(i) for i in sorted(wanted, key=str))
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
