@@ -100,20 +100,26 @@ class _Stuck:
 
 async def test_a_leader_that_cannot_renew_steps_down_before_its_lease_ends(store: Store) -> None:
     stuck = _Stuck(store)
-    first = election(stuck, "cp-1")  # type: ignore[arg-type]
+    # A 10 s lease given up 5 s before it ends (the default: 0.25 s before 2 s): the look at
+    # the store after the step-down has seconds to spare however late this loop runs.
+    first = Election(
+        stuck,  # type: ignore[arg-type]
+        candidate=Candidate(name="cp-1", address="cp-1:7070"),
+        ttl=10,
+        margin=5.0,
+    )
     term = await within(10, first.campaign())
     stuck.stuck = True
     stopped = time.monotonic()
-    await within(5, term.lost.wait())
+    await within(15, term.lost.wait())
     stepped = time.monotonic() - stopped
     # Stepped down while the lease (and so the campaign key) still lived on the store's side.
     assert (await store.get(term.fence.key)).create_revision == term.revision, (
         f"the leader stepped down {stepped:.2f} s after renewals stopped, after its lease ended"
     )
-    assert stepped < 2, f"stepped down {stepped:.2f} s after renewals stopped (lease 2 s)"
     assert term.reason is LossReason.RENEWAL_FAILED and not term.valid()
     second = election(store, "cp-2")
-    taken = await within(10, second.campaign())
+    taken = await within(30, second.campaign())
     assert taken.revision > term.revision
     await first.abandon(term)
     await second.resign(taken)
