@@ -161,9 +161,10 @@ class _Forward:
         )
 
     async def check(self, port: int) -> None:
-        """One connection opened and closed: a closed port fails here, once."""
+        """One connection opened and closed: a closed port fails here, once. Nothing is sent
+        after the start: a message written while the refusal arrives would replace the
+        refusal by gRPC's "Internal error from Core" (grpc/grpc#36066); cancelling closes it."""
         inputs: asyncio.Queue[agent_pb2.PortForwardInput | None] = asyncio.Queue()
-        inputs.put_nowait(agent_pb2.PortForwardInput(close_write=True))
         call = self._stub.PortForward(_requests(self._start(port), inputs))
         try:
             with self._client.errors(Kind.POD, self._pod.metadata.name):

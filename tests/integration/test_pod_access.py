@@ -155,11 +155,17 @@ async def test_exec_cp_and_port_forward(cluster_factory: ClusterFactory, tmp_pat
         term.expect(b"# ")
         term.send(b"stty size\n")
         term.expect(b"30 100")
+        term.expect(b"# ")
         term.resize(50, 132)
         term.proc.send_signal(signal.SIGWINCH)  # as the terminal does on a resize
-        await asyncio.sleep(0.3)
-        term.send(b"stty size\n")
-        term.expect(b"50 132")
+        deadline = time.monotonic() + 20  # the new size travels CLI -> control plane -> agent
+        while True:
+            term.send(b"stty size\n")
+            shown = term.expect(b"# ")  # the command's output, up to the next prompt
+            if b"50 132" in shown:
+                break
+            assert time.monotonic() < deadline, f"the container never saw the resize: {shown!r}"
+            await asyncio.sleep(0.2)
         term.send(b"sleep 100\n")
         await asyncio.sleep(0.5)
         term.send(b"\x03")  # Ctrl-C ends `sleep 100`, not the shell
