@@ -46,6 +46,8 @@ from pilothouse.v1 import objects_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
+RETRIES = 3
+RETRIED = (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
 LISTED = "bench-list"  # the listed pods' own namespace: no Deployment's controller scans them
 
 
@@ -245,6 +247,8 @@ async def stage(measured: Awaitable[dict[str, float]]) -> dict[str, object]:
         result: dict[str, object] = dict(await measured)
     except grpc.aio.AioRpcError as error:
         result = {"error": f"{error.code().name}: {error.details()}"}
+    except (RuntimeError, TimeoutError) as error:
+        result = {"error": f"{type(error).__name__}: {error}"}
     print(f"{'':28} {result}", flush=True)
     return result
 
@@ -255,10 +259,18 @@ async def list_pods(stubs: list[api_grpc.ControlPlaneStub], count: int) -> dict[
     def create(s: api_grpc.ControlPlaneStub) -> Callable[[int], Awaitable[object]]:
         async def call(i: int) -> object:
             request = api.ApplyRequest(object=kinds.wrap(pod(f"listed-{i}")))
-            return await s.Apply(request, timeout=120)
+            for attempt in range(RETRIES):
+                try:
+                    return await s.Apply(request, timeout=120)
+                except grpc.aio.AioRpcError as error:  # as a client would: Apply is idempotent
+                    if error.code() not in RETRIED or attempt == RETRIES - 1:
+                        raise
+                    retried.append(error.code().name)
+            raise AssertionError("unreachable")
 
         return call
 
+    retried: list[str] = []
     created = await concurrent([create(s) for s in stubs], count)
     seconds = []
     for _ in range(5):
@@ -271,6 +283,7 @@ async def list_pods(stubs: list[api_grpc.ControlPlaneStub], count: int) -> dict[
     result["pods"] = count
     result["create_ops_per_s"] = created["ops_per_s"]
     result["create_p99_ms"] = created["p99_ms"]
+    result["create_retried"] = len(retried)
     return result
 
 
@@ -294,8 +307,11 @@ async def watch_fanout(
         request = api.WatchRequest(
             kind="configmaps", namespace=NAMESPACE, resource_version=listing.resource_version
         )
-        async for event in watch_stub.Watch(request):
-            queue.put_nowait(kinds.unwrap(event.object).data["value"])
+        try:
+            async for event in watch_stub.Watch(request):
+                queue.put_nowait(kinds.unwrap(event.object).data["value"])
+        except grpc.aio.AioRpcError as error:
+            queue.put_nowait(f"watch ended: {error.code().name}: {error.details()}")
 
     tasks = [asyncio.create_task(watcher(queue)) for queue in seen]
     try:
@@ -307,8 +323,9 @@ async def watch_fanout(
                 api.ApplyRequest(object=kinds.wrap(configmap("fanout", value))), timeout=30
             )
             for queue in seen:
-                while await asyncio.wait_for(queue.get(), 30) != value:
-                    pass
+                while (got := await asyncio.wait_for(queue.get(), 30)) != value:
+                    if got.startswith("watch ended"):
+                        raise RuntimeError(got)
             seconds.append(time.perf_counter() - start)
         result = summary(seconds)
         result["watchers"] = watchers
