@@ -20,7 +20,8 @@ Invariants:
   in all: 100 s at 1,000 nodes, as Kubernetes reports an unchanged node status every few
   minutes) to refresh `lastHeartbeatTime` for people. Liveness decisions use `last_seen`,
   which is the newest of the in-memory beat and the stored one; a heartbeat therefore costs
-  one store read, and a write per node per `persist_interval` at most.
+  one read of the store's cached copy (a refusal only after a fresh one), and a write per node
+  per `persist_interval` at most.
 - A heartbeat from another instance, or for a node that does not exist, is refused
   (`NotRegistered`): the agent must register again (and may then be refused).
 - Just after this process starts it has seen no beats: a Node already in the store counts as
@@ -235,12 +236,19 @@ class NodeRegistry:
     ) -> None:
         """Record a heartbeat of `instance_id` for node `name` (see the module's write rules)."""
         for attempt in range(_ATTEMPTS):
+            # The first read may be the cache's copy (a thousand beats a second cost no etcd
+            # round trip); a refusal is only ever made on a fresh one, and writes are CAS.
+            fresh = attempt > 0
             try:
-                current = await self._objects.get(Kind.NODE, "", name)
+                current = await self._objects.get(Kind.NODE, "", name, fresh=fresh)
             except NotFound:
+                if not fresh:
+                    continue
                 self._beats.pop(name, None)
                 raise NotRegistered(f'node "{name}" is not registered; register again') from None
             if conditions.instance_of(current) != instance_id:
+                if not fresh:
+                    continue
                 raise NotRegistered(
                     f'node "{name}" is registered by another agent instance; register again'
                 )

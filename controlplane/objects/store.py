@@ -72,10 +72,13 @@ class ObjectStore:
 
     # ------------------------------------------------------------------ reads
 
-    async def get(self, kind: Kind, namespace: str, name: str) -> Message:
+    async def get(self, kind: Kind, namespace: str, name: str, *, fresh: bool = True) -> Message:
+        """The object; `fresh=False` lets the store answer from a cached copy that may lag
+        the latest writes (for a reader that checks it again before refusing, or writes it
+        with compare-and-swap)."""
         namespace = namespace_for(kind, namespace)
         try:
-            entry = await self._store.get(object_key(kind, namespace, name))
+            entry = await self._store.get(object_key(kind, namespace, name), fresh=fresh)
         except NotFound:
             raise NotFound(f"{describe(kind, namespace, name)} not found") from None
         return self._decode(kind, entry)
