@@ -135,9 +135,15 @@ class Scheduler:
             storage.claims.add_handler(self._on_claim)
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.controller.run(), name="scheduler.queue")
-            group.create_task(self._retry_periodically(), name="scheduler.retry")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.controller.run(), name="scheduler.queue")
+                group.create_task(self._retry_periodically(), name="scheduler.retry")
+        finally:
+            # Bindings in flight and what follows them end with the term: the next term's
+            # scheduler decides again from what the store holds.
+            for task in list(self._background):
+                task.cancel()
 
     # ------------------------------------------------------------------ triggers
 
