@@ -226,6 +226,9 @@ async def test_crashing_image_hits_the_deadline_and_rolls_back_to_the_available_
         await clock.advance(11)
 
         async def rolled_back() -> object:
+            # A pass that met a Conflict (its cache a write behind, more likely under load)
+            # retries after the key's backoff, on this clock: let that much time pass.
+            await clock.advance(0.01)
             d = await plane.deployment()
             return history.ROLLBACK_REASON in d.metadata.annotations or str(d.status)
 

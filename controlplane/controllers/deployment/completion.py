@@ -4,9 +4,10 @@ for its revisions.
 Invariants: the status (counts and the Progressing/Available conditions) is written only when
 it changed, and the Deployment's revision annotation follows its current revision. Only a
 complete rollout of an unpaused Deployment marks its revision last-available (which makes it
-a rollback target); old revisions beyond revisionHistoryLimit are collected only when none of
-their pods is left. A progress deadline is reported once, when first exceeded, and leads to a
-rollback (`rollback.roll_back`) only with `spec.rollbackOnFailure` on an unpaused Deployment.
+a rollback target), before the status shows it complete; old revisions beyond
+revisionHistoryLimit are collected only when none of their pods is left. A progress deadline
+is reported once, when first exceeded, and leads to a rollback (`rollback.roll_back`) only
+with `spec.rollbackOnFailure` on an unpaused Deployment.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ async def finish(writes: DeploymentWrites, ctx: Context, totals: Totals) -> Resu
     )
     del new_status.conditions[:]
     new_status.conditions.extend(moved.conditions)
+    if current is not None and moved.complete and not deployment.spec.paused:
+        # Before the status says so: once a client sees the rollout complete (and maybe
+        # changes the template), its revision is already a rollback target.
+        await _mark_available(writes, current, now=now)
     written = deployment
     if new_status != deployment.status:
         updated_deployment = objects_pb2.Deployment()
@@ -70,8 +75,6 @@ async def finish(writes: DeploymentWrites, ctx: Context, totals: Totals) -> Resu
             annotated.CopyFrom(written)
             annotated.metadata.annotations[revisions.REVISION_ANNOTATION] = revision
             written = writes.remember(await writes.objects.update(annotated))
-    if current is not None and moved.complete and not deployment.spec.paused:
-        await _mark_available(writes, current, now=now)
     await _collect(writes, ctx)
     if moved.timed_out and not was_timed_out and current is not None:
         await writes.record(
