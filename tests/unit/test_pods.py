@@ -14,6 +14,12 @@ from nodeagent.pods.manager import EventType, PodEvent
 from nodeagent.runtime import Status
 from nodeagent.state import DesiredPods
 from tests.unit.pods_support import Node, make_pod, running, state_of
+from tests.unit.waiting import eventually
+
+
+async def _no_containers(node: Node) -> object:
+    found = await node.runtime.list()
+    return not found or [c.id for c in found]
 
 
 @pytest.fixture
@@ -77,10 +83,11 @@ async def test_removed_pod_is_stopped_and_deleted(node: Node) -> None:
     try:
         await node.sync(make_pod("db", uid="uid-2"))
         await node.until("gone", lambda p: p is None)
-        for _ in range(300):
-            if any(e.type is EventType.REMOVED for e in events):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: any(e.type is EventType.REMOVED for e in events),
+            "watchers were not told that pod web went away",
+            within=30,
+        )
         remaining = [c.labels[specs.LABEL_POD] for c in await node.runtime.list()]
         assert remaining == ["db"], f"containers left after removing pod web: {remaining}"
         assert all(not k.startswith("default_web") for k in node.images.prepared)
@@ -95,11 +102,9 @@ async def test_pod_that_ignores_sigterm_is_killed_after_the_grace_period(node: N
     await node.sync(make_pod(knobs={"ignore-sigterm": "true"}, grace=0))
     await node.until("Running", running)
     await node.sync()
-    for _ in range(300):
-        if not await node.runtime.list():
-            break
-        await asyncio.sleep(0.01)
-    assert await node.runtime.list() == [], "a container ignoring SIGTERM was left running"
+    await eventually(
+        lambda: _no_containers(node), "a container ignoring SIGTERM was left running", within=30
+    )
 
 
 async def test_changed_pod_is_replaced(node: Node) -> None:
@@ -285,11 +290,9 @@ async def test_orphan_containers_are_removed_on_start(node: Node) -> None:
     node.runtime = node.runtime.restarted()
     node.manager = node._manager()
     await node.manager.start()
-    for _ in range(300):
-        if not await node.runtime.list():
-            break
-        await asyncio.sleep(0.01)
-    assert await node.runtime.list() == [], "a container no pod wants kept running"
+    await eventually(
+        lambda: _no_containers(node), "a container no pod wants kept running", within=30
+    )
 
 
 async def test_logs_of_the_current_and_previous_attempt(node: Node) -> None:
