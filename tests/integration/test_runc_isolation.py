@@ -263,12 +263,13 @@ async def test_agent_rotated_log_keeps_the_previous_file(
     )
     await runc_runtime.create(spec)
     await runc_runtime.start(spec.id)
-    for _ in range(50):
+    for _ in range(600):  # up to 30 s on a loaded machine
         if "first" in log.read_text():
             break
         await asyncio.sleep(0.05)
+    assert "first" in log.read_text(), "the container's first line never reached its log"
     await runc_runtime.rotate_log(spec.id)
-    for _ in range(50):
+    for _ in range(300):
         if log.exists() and "second" in log.read_text():
             break
         await asyncio.sleep(0.1)

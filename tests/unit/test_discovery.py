@@ -17,6 +17,7 @@ from nodeagent.services.model import Affinity, Endpoint
 from pilothouse import manifests
 from pilothouse.v1 import objects_pb2
 from tests import factories
+from tests.unit.waiting import eventually
 
 
 def service(
@@ -140,11 +141,12 @@ async def test_service_sync_answers_dns_from_each_push() -> None:
                        resolv_conf=None)  # fmt: skip
     task = asyncio.create_task(sync.run())
     try:
-        for _ in range(100):
-            if sync.dns is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert sync.dns is not None, "the DNS server did not start on the pod CIDR's gateway"
+        await eventually(
+            lambda: sync.dns is not None,
+            "the DNS server did not start on the pod CIDR's gateway",
+            within=30,
+        )
+        assert sync.dns is not None
         assert sync.cluster_dns == "127.0.0.1"
         outcome = await sync.push(Pushed(services=(service(),)))
         assert outcome.programmed, "a node without a data plane routes by nothing: programmed"

@@ -22,7 +22,7 @@ class Runtime:
 async def test_rotation_runs_every_interval_and_outlives_a_failed_pass() -> None:
     runtime = Runtime()
     task = asyncio.create_task(logrotation.rotate_forever(runtime, max_bytes=1234, interval=0.01))
-    for _ in range(200):
+    for _ in range(3000):  # up to 30 s on a loaded machine; a few passes when idle
         if len(runtime.calls) >= 3:
             break
         await asyncio.sleep(0.01)
