@@ -4,7 +4,8 @@ Invariants: nothing is decided here (see `controlplane.nodes.registry`); errors 
 codes in `controlplane.api.errors` (a node owned by a live agent: FAILED_PRECONDITION; a
 heartbeat from an agent that must register again: NOT_FOUND). A Heartbeats stream is checked
 message by message as Heartbeat is call by call (a node beats only for itself:
-`Authorizer.decide_node`); a refused message ends the stream with the refusal's status.
+`Authorizer.decide_node`); a refused message ends the stream with the refusal's status; a
+message is answered only when it asks (`ack`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
             async with translated(context, method="Heartbeats"):
                 await self._beat(request)
-            yield api.HeartbeatResponse()
+            if request.ack:  # answering every beat would cost a write per beat
+                yield api.HeartbeatResponse()
 
     async def _beat(self, request: api.HeartbeatRequest) -> None:
         await self._registry.heartbeat(

@@ -307,14 +307,16 @@ class RegisterNodeResponse(_message.Message):
     def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_name", "instance_id", "status")
+    __slots__ = ("node_name", "instance_id", "status", "ack")
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     instance_id: str
     status: _objects_pb2.NodeStatus
-    def __init__(self, node_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ...) -> None: ...
+    ack: bool
+    def __init__(self, node_name: _Optional[str] = ..., instance_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., ack: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ()

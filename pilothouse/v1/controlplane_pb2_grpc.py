@@ -558,10 +558,10 @@ class NodeRegistryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeats(self, request_iterator, context):
-        """The same heartbeats as messages of one long call: each request is answered by one response
-        once recorded, and a heartbeat Heartbeat would refuse ends the call with that status. A
-        thousand nodes' beats cost the control plane a thousand messages a second, not a thousand
-        calls. Agents fall back to Heartbeat when it is UNIMPLEMENTED.
+        """The same heartbeats as messages of one long call: a request with `ack` is answered by one
+        response once recorded, and a heartbeat Heartbeat would refuse ends the call with that
+        status. A thousand nodes' beats cost the control plane a thousand messages read a second,
+        not a thousand calls. Agents fall back to Heartbeat when it is UNIMPLEMENTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,8 +1,8 @@
 """Heartbeats as messages of one Heartbeats stream (`nodeagent.heartbeats.BeatSender`) against
 the real NodeRegistry servicer over gRPC: beats are recorded one by one on one call; a beat the
 registry refuses (no such node) ends the stream with Heartbeat's status (NOT_FOUND: register
-again) and the next beat opens a new stream; a control plane without the stream gets Heartbeat
-calls instead.
+again), which the sender raises at its next beat, and the beat after opens a new stream; a
+control plane without the stream gets Heartbeat calls instead.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from controlplane.api.server import ApiServer
 from controlplane.nodes.registry import NodeRegistry
 from controlplane.objects import ObjectStore
 from controlplane.store.memory import MemoryStore
-from nodeagent.heartbeats import BeatSender
+from nodeagent.heartbeats import ACK_EVERY, BeatSender
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from tests import factories
+from tests.unit.waiting import eventually
 
 
 async def test_beats_go_on_one_stream_and_a_refusal_ends_it_with_heartbeats_status() -> None:
@@ -39,10 +40,14 @@ async def test_beats_go_on_one_stream_and_a_refusal_ends_it_with_heartbeats_stat
             await beats.send(beat, deadline_s=5.0)
             assert beats._call is stream, "each beat opened a new call"
 
+            # An unanswered beat refused: the refusal ends the stream; the next beat says so.
+            assert beats._sent % ACK_EVERY != 0, "the next beat would ask for an answer"
+            await beats.send(
+                api.HeartbeatRequest(node_name="nobody", instance_id="x"), deadline_s=5.0
+            )
+            await eventually(lambda: beats._ended is not None, "the refusal ended the stream")
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await beats.send(
-                    api.HeartbeatRequest(node_name="nobody", instance_id="x"), deadline_s=5.0
-                )
+                await beats.send(beat, deadline_s=5.0)
             assert refused.value.code() == grpc.StatusCode.NOT_FOUND
             assert "register again" in (refused.value.details() or "")
             before = registry.last_seen("n1")
