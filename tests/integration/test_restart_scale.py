@@ -75,8 +75,9 @@ async def test_a_restart_reschedules_nothing_and_marks_no_node_lost(
                 plane=control_plane,
             )
             before = {p.metadata.name: (p.metadata.uid, p.spec.node_name) for p in pods}
-            ready_before = await all_ready()
-            assert ready_before is not None
+            # (A node that went NotReady under the load, on a loaded machine, is back first:
+            # what is checked is the restart.)
+            ready_before = await _until(all_ready, what="every node Ready", plane=control_plane)
 
         mark = control_plane.log_path.stat().st_size
         control_plane.stop()
