@@ -40,7 +40,7 @@ EVICTION = ["--pod-eviction-timeout", "300"]
 def node_ready(cluster: LocalClusterRun, name: str) -> bool:
     """`get node NAME -o json` shows Ready=True."""
     got = cluster.cli("get", "node", name, "-o", "json")
-    if got.returncode != 0:
+    if got.returncode != 0 or not got.stdout.strip():
         return False
     conditions = json.loads(got.stdout).get("status", {}).get("conditions", [])
     return {"type": "Ready", "status": "True"} in [
