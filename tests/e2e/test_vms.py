@@ -24,8 +24,9 @@ Emulation (TCG, when KVM cannot boot the image) runs guests 10-20x slower, so th
 runs with `--node-grace-period 40` (Kubernetes' node-monitor-grace-period; Pilothouse's default
 is 3 s): an agent busy starting pods in an emulated guest on a loaded machine can miss many 1 s
 heartbeats in a row (20 s was too short at load 25-30: live guests went NotReady), and the test
-asserts that no live node is declared dead. Waits are generous; time is measured, not asserted, and printed as
-JSON (image build, boot to SSH per VM, node add to Ready, QEMU memory, each phase).
+asserts that no live node is declared dead. Waits are generous; time is measured, not
+asserted, and printed as JSON (image build, boot to SSH per VM, node add to Ready, QEMU memory,
+each phase).
 
 Time: the image is built once per recipe and cached (CI keeps ~/.cache/pilothouse/vm); the
 machines boot together; the slow phases overlap where a user's would (vm-3's boot with vm-2's
