@@ -67,7 +67,12 @@ async def run(args: argparse.Namespace, ctx: Context) -> int:
                 ctx.warn(f"error: {error.message}")
                 failed = True
             if not items:
-                if not target.names:
+                if target.names:
+                    continue
+                if fmt in (Format.JSON, Format.YAML):  # kubectl prints an empty List
+                    ctx.print(output.render([], fmt, single=False))
+                    printed = True
+                else:
                     ctx.warn(_nothing_found(namespace, target.kind))
                 continue
             if printed and fmt in (Format.TABLE, Format.WIDE):

@@ -64,6 +64,10 @@ async def test_get_prints_tables_and_kubernetes_shapes(pilothouse: Cli) -> None:
     assert out.split()[:2] == ["NAMESPACE", "NAME"] and "default" in out
     code, out, err = await pilothouse("get", "deploy", "-l", "app=other")
     assert (code, out, err) == (0, "", "No resources found in default namespace.\n")
+    for fmt, load in (("json", json.loads), ("yaml", yaml.safe_load)):  # as kubectl: an empty List
+        code, out, err = await pilothouse("get", "pods", "-l", "app=other", "-o", fmt)
+        assert (code, err) == (0, ""), err
+        assert (load(out)["kind"], load(out)["items"]) == ("List", []), out
 
 
 async def test_get_of_a_missing_object_fails_with_its_name(pilothouse: Cli) -> None:
