@@ -7,60 +7,53 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from pilothouse import quantity
+from pilothouse.cli.cluster.hollow import LARGE_CLUSTER_CIDR
 from pilothouse.kinds import Kind
 from tests import factories
-from tests.fixtures.controlplane import REPO, ControlPlaneProcess
+from tests.fixtures.controlplane import ControlPlaneProcess
+from tests.fixtures.hollow import IMAGE, hollow_nodes
 
 NODES = 50
+# Waits grow with the node count: joining, and 5 pods per node to place and run.
+WAIT_PER_NODE = 0.5
 NAMESPACE = "hollow-test"
-IMAGE = "hollow/pause@sha256:" + "0" * 64  # by digest: no registry is asked
+
+
+@pytest.fixture(params=[NODES], ids=str)
+def size(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
 
 
 @pytest.fixture
-def hollow(control_plane: ControlPlaneProcess, tmp_path: Path) -> Iterator[Path]:
-    flags = control_plane.join_flags()  # one token (24 h, reusable) for every node
-    log = (tmp_path / "hollow.log").open("wb")
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "nodeagent.hollow", *flags, "--nodes", str(NODES)),
-            *("--state-dir", str(tmp_path / "hollow"), "--cpu", "4", "--memory", "8Gi"),
-        ],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    try:
-        yield tmp_path / "hollow.log"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+def control_plane(control_plane_factory: Callable[..., ControlPlaneProcess]) -> ControlPlaneProcess:
+    """A control plane whose cluster CIDR has a pod range (/24) for every hollow node, as
+    `up --hollow-nodes` starts it (the default /16 holds 256)."""
+    return control_plane_factory(flags=("--cluster-cidr", LARGE_CLUSTER_CIDR))
+
+
+@pytest.fixture
+def hollow(control_plane: ControlPlaneProcess, tmp_path: Path, size: int) -> Iterator[Path]:
+    """`size` hollow nodes of 4 CPU and 8 GiB each; yields their process' log."""
+    with hollow_nodes(
+        control_plane, tmp_path, count=size, flags=("--cpu", "4", "--memory", "8Gi")
+    ) as log:
+        yield log
 
 
 async def _until(check, *, within: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
+    began = time.monotonic()
+    deadline = began + within
     while True:
         found = await check()
         if found:
+            print(f"{what}: {time.monotonic() - began:.1f} s")  # shown when a later step fails
             return found
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -80,16 +73,17 @@ def _requests(pod) -> tuple[int, int]:  # type: ignore[no-untyped-def]
 
 
 async def test_hollow_nodes_spread_and_fit(
-    control_plane: ControlPlaneProcess, hollow: Path
+    control_plane: ControlPlaneProcess, hollow: Path, size: int
 ) -> None:
+    wait = max(120.0, WAIT_PER_NODE * size)
     async with control_plane.client() as client:
 
         async def nodes_ready():  # type: ignore[no-untyped-def]
             nodes = (await client.list(Kind.NODE)).items
             ready = [n for n in nodes if _ready(n)]
-            return ready if len(ready) == NODES else None
+            return ready if len(ready) == size else None
 
-        nodes = await _until(nodes_ready, within=120, what=f"{NODES} hollow nodes Ready")
+        nodes = await _until(nodes_ready, within=wait, what=f"{size} hollow nodes Ready")
         assert all(
             n.metadata.labels.get("node.kubernetes.io/instance-type") == "hollow" for n in nodes
         )
@@ -97,7 +91,7 @@ async def test_hollow_nodes_spread_and_fit(
         small = factories.container(image=IMAGE, cpu="100m", memory="64Mi")
         await client.apply(
             factories.deployment(
-                name="uniform", namespace=NAMESPACE, replicas=4 * NODES, containers=[small]
+                name="uniform", namespace=NAMESPACE, replicas=4 * size, containers=[small]
             )
         )
 
@@ -109,20 +103,20 @@ async def test_hollow_nodes_spread_and_fit(
             return up if len(up) == count else None
 
         uniform = await _until(
-            lambda: running("uniform", 4 * NODES), within=120, what="the uniform pods Running"
+            lambda: running("uniform", 4 * size), within=wait, what="the uniform pods Running"
         )
         per_node = collections.Counter(p.spec.node_name for p in uniform)
-        mean = len(uniform) / NODES
+        mean = len(uniform) / size
         assert max(per_node.values()) <= mean + 2, per_node.most_common(5)
 
         # Big pods: one fits a node beside the small ones (3 + 0.4 <= 4 CPU), two never do.
         big = factories.container(image=IMAGE, cpu="3", memory="1Gi")
         await client.apply(
             factories.deployment(
-                name="big", namespace=NAMESPACE, replicas=NODES + 10, containers=[big]
+                name="big", namespace=NAMESPACE, replicas=size + 10, containers=[big]
             )
         )
-        await _until(lambda: running("big", NODES), within=120, what="a big pod on every node")
+        await _until(lambda: running("big", size), within=wait, what="a big pod on every node")
         pods = (await client.list(Kind.POD, namespace=NAMESPACE)).items
         allocatable = {
             n.metadata.name: (
