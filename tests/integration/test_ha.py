@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from pilothouse.kinds import Kind
+from pilothouse.v1 import controlplane_pb2 as api
 from tests import factories
 from tests.integration.ha_support import HaControlPlane
 from tests.unit.waiting import eventually
@@ -88,20 +89,35 @@ async def test_one_leader_and_a_new_one_soon_after_it_is_killed(planes: HaContro
         await client.apply(factories.node(name="after-failover"))
         listed = await client.list(Kind.NODE)
     assert "after-failover" in [n.metadata.name for n in listed.items]
-    history = (await planes.status(*others)).history
-    assert history[-1].leader == new and history[-1].previous == leader
-    assert history[-2].reason == "LeaseExpired", "the killed leader's term has no end noted"
+    # The handover from the killed leader to its successor, wherever it stands in the history
+    # (on a loaded machine leadership may have moved on since).
+    ended = await _ended_term(planes, leader, new, via=others)
+    assert ended.reason == "LeaseExpired", f"the killed leader's term: {ended}"
+
+
+async def _ended_term(
+    planes: HaControlPlane, leader: str, new: str, *, via: list[str]
+) -> api.LeaderChange:
+    """The history's record of `leader`'s term that `new` took over from."""
+    history = (await planes.status(*via)).history
+    handover = next(
+        (i for i, c in enumerate(history) if i and c.leader == new and c.previous == leader), None
+    )
+    assert handover is not None, f"no handover {leader} -> {new} in {history}"
+    ended = history[handover - 1]
+    assert ended.leader == leader, f"the term before {new}'s: {ended}"
+    return ended
 
 
 async def test_a_clean_stop_hands_over_at_once(planes: HaControlPlane) -> None:
     leader, _ = await planes.wait_leader()
     others = [n for n in planes.names if n != leader]
     stopping = asyncio.create_task(planes.supervisor.stop(leader))
-    await planes.wait_leader(other_than=leader, via=others)
+    new, _ = await planes.wait_leader(other_than=leader, via=others)
     await stopping
-    history = (await planes.status(*others)).history
     # Resigned, not LeaseExpired: the successor did not wait out the stopped leader's lease.
-    assert history[-2].reason == "Resigned", f"the stopped leader did not resign: {history}"
+    ended = await _ended_term(planes, leader, new, via=others)
+    assert ended.reason == "Resigned", f"the stopped leader did not resign: {ended}"
 
 
 async def test_a_leader_frozen_past_its_lease_steps_down_and_writes_nothing(
