@@ -78,10 +78,10 @@ async def test_a_daemonset_runs_on_every_node_a_joining_one_and_a_cordoned_one(
             return got == nodes or got
 
         await eventually(lambda: on(["n1", "n2", "n3"]), "a DaemonSet pod Running on each node")
-        started = time.monotonic()
         await cluster.add_agent("n4")
-        await eventually(lambda: on(["n1", "n2", "n3", "n4"]), "the joining node got no pod")
-        joined_in = time.monotonic() - started
+        await eventually(
+            lambda: on(["n1", "n2", "n3", "n4"]), "the joining node got no pod", within=60
+        )
         cordon = await cluster.cli("cordon", "n1")
         assert cordon.returncode == 0, cordon.stderr
         await asyncio.sleep(1)  # a pass of every controller; what must not happen is a removal
@@ -90,7 +90,6 @@ async def test_a_daemonset_runs_on_every_node_a_joining_one_and_a_cordoned_one(
         assert got.stdout.splitlines()[1].split()[:6] == ["agent", "4", "4", "4", "4", "4"], (
             got.stdout
         )
-        assert joined_in < 60
 
 
 async def test_jobs_run_to_completion_stop_at_their_backoff_limit_and_see_their_index(
