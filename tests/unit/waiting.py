@@ -24,10 +24,12 @@ from pilothouse.kinds import Kind
 
 
 async def eventually(
-    check: Callable[[], object], what: str, within: float = 5.0, *, interval: float = 0.01
+    check: Callable[[], object], what: str, within: float = 30.0, *, interval: float = 0.01
 ) -> None:
     """Poll `check` (plain or async) every `interval` seconds until it returns True; fail
-    with `what` and its last answer after `within` seconds."""
+    with `what` and its last answer after `within` seconds. The default is generous (30 s):
+    a wait ends as soon as its condition holds, so only a failing test pays for it, and a
+    loaded machine (CI, parallel work) must not turn a slow success into a failure."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
@@ -49,7 +51,7 @@ class Queued(Protocol):
 
 
 async def idle(
-    *controllers: Queued, besides: Callable[[], object] | None = None, within: float = 5.0
+    *controllers: Queued, besides: Callable[[], object] | None = None, within: float = 30.0
 ) -> None:
     """Wait until no controller has a key queued or being reconciled, after the loop has run
     every ready task (store watches deliver, informers notify): what they were handed is done.
