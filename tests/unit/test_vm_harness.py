@@ -30,6 +30,7 @@ def test_a_machine_boots_with_its_address_and_name() -> None:
     line = kernel_command_line(SPEC)
     assert "ip=10.77.0.12::10.77.0.1:255.255.255.0:vm-2:eth0:off" in line.split()
     assert "systemd.hostname=vm-2" in line.split() and "root=/dev/vda" in line.split()
+    assert {"no_timer_check", "panic=5"} <= set(line.split()), "an emulated boot may panic"
 
 
 def test_qemu_runs_emulated_or_under_kvm(tmp_path: Path) -> None:

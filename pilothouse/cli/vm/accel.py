@@ -74,7 +74,8 @@ def probe(image: Image) -> tuple[str, float]:
             "-nodefaults", "-no-user-config", "-display", "none", "-snapshot",
             "-serial", f"file:{serial}",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-            "-append", "root=/dev/vda rw console=ttyS0 quiet systemd.show_status=false",
+            "-append", "root=/dev/vda rw console=ttyS0 no_timer_check quiet "
+                       "systemd.show_status=false",
             "-drive", f"file={image.disk},if=virtio,format=raw",
         ]  # fmt: skip
         process = subprocess.Popen(
