@@ -15,11 +15,11 @@ source is invalid.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import Message
 
+from pilothouse import lazy
 from pilothouse.manifests.problems import ManifestError, Problem
 
 if TYPE_CHECKING:
@@ -40,12 +40,7 @@ _LAZY = {
     "ClusterPolicy": "pilothouse.manifests.validation.policy",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy.attributes(__name__, _LAZY)
 
 
 def validate(message: Message, *, policy: ClusterPolicy | None = None) -> list[Problem]:

@@ -27,6 +27,8 @@ imported when one of its names is first used.
 
 from typing import TYPE_CHECKING
 
+from pilothouse import lazy
+
 if TYPE_CHECKING:
     from pilothouse.pki.identity import (
         ADMIN,
@@ -127,15 +129,9 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy.attributes(
+    __name__, {name: f"{__name__}.{home}" for name, home in _HOME.items()}
+)
 
 
 __all__ = [
