@@ -228,20 +228,19 @@ def workload_controllers(
     revisions = informers[Kind.CONTROLLERREVISION]
     return [
         namespace_controller(objects, namespaces_informer=informers[Kind.NAMESPACE]),
-        ReplicaSetReconciler(
-            objects=objects,
-            kind=Kind.REPLICASET,
-            owners_informer=informers[Kind.REPLICASET],
-            pods=pods,
-            events=EventRecorder(objects, component="replicaset-controller"),
-        ).controller(),
-        ReplicaSetReconciler(
-            objects=objects,
-            kind=Kind.REPLICATIONCONTROLLER,
-            owners_informer=informers[Kind.REPLICATIONCONTROLLER],
-            pods=pods,
-            events=EventRecorder(objects, component="replication-controller"),
-        ).controller(),
+        *(
+            ReplicaSetReconciler(
+                objects=objects,
+                kind=kind,
+                owners_informer=informers[kind],
+                pods=pods,
+                events=EventRecorder(objects, component=component),
+            ).controller()
+            for kind, component in (
+                (Kind.REPLICASET, "replicaset-controller"),
+                (Kind.REPLICATIONCONTROLLER, "replication-controller"),
+            )
+        ),
         job_controller(
             objects,
             jobs=informers[Kind.JOB],
