@@ -14,9 +14,11 @@ Invariants:
   its own error, and the others are sent again in the next batch.
 - Per key, writes commit in the order they were made: a batch holds at most one write of a
   key (etcd refuses a key twice in one transaction); later ones wait for the next batch.
-- A batch holds writes of one fence only, at most `MAX_OPS` writes (etcd's --max-txn-ops is
-  128) and about `MAX_BYTES` of values (its request limit is 1.5 MiB); one larger write goes
-  alone. All writes of a batch share its revision.
+- A batch holds writes of one fence only, at most `MAX_OPS` compares and operations per branch
+  (etcd refuses a transaction whose compares, success or failure ops exceed its --max-txn-ops,
+  default 128; an update costs two compares, a create one, the fence one) and about `MAX_BYTES`
+  of values (its request limit is 1.5 MiB); one larger write goes alone. All writes of a batch
+  share its revision.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from aetcd import rpc
 
 from controlplane.store import AlreadyExists, Conflict, Entry, Fence, NotFound, etcdrpc
 
-MAX_OPS = 100
+MAX_OPS = 120  # below etcd's default --max-txn-ops (128)
 MAX_BYTES = 512 * 1024
 
 Send = Callable[[rpc.TxnRequest], Awaitable[rpc.TxnResponse]]
@@ -98,12 +100,17 @@ class WriteBatcher:
         batch: list[_Write] = []
         keys: set[bytes] = set()
         size = 0
+        compares = 0 if fence is None else 1
         rest: list[_Write] = []
         for write in self._queue:
-            fits = len(batch) < MAX_OPS and (not batch or size + len(write.value) <= MAX_BYTES)
+            cost = _compares(write)
+            fits = compares + cost <= MAX_OPS and (
+                not batch or size + len(write.value) <= MAX_BYTES
+            )
             if fits and write.fence == fence and write.full not in keys:
                 batch.append(write)
                 size += len(write.value)
+                compares += cost
             else:
                 rest.append(write)
             keys.add(write.full)  # a later write of the key waits for this one
@@ -166,6 +173,11 @@ class WriteBatcher:
             else:
                 _settle(write, error=error)
         return retry
+
+
+def _compares(write: _Write) -> int:
+    """How many compares `write` adds to its transaction (`_commit` builds them)."""
+    return 1 if write.expected is None else etcdrpc.EXPECT_COMPARES
 
 
 def _refusal(write: _Write, found: rpc.KeyValue | None) -> Exception | None:

@@ -117,6 +117,9 @@ def translate(error: rpc.AioRpcError) -> StoreError:
     return StoreError(f"etcd answered {error.code().name}: {details}")
 
 
+EXPECT_COMPARES = 2  # how many compares `expect` makes for an expected revision
+
+
 def expect(full: bytes, expected_revision: int | None) -> list[rpc.Compare]:
     compares = [
         rpc.Compare(key=full, target=rpc.Compare.VERSION, result=rpc.Compare.GREATER, version=0)

@@ -95,3 +95,26 @@ async def test_fenced_and_unfenced_writes_together(store: Store) -> None:
         b"leader",
         b"anyone",
     ]
+
+
+async def test_a_burst_of_updates_stays_within_etcds_transaction_limit(
+    etcd_server: EtcdServer,
+) -> None:
+    """Hundreds of concurrent updates (agents reporting status at scale) all commit: no batch
+    exceeds etcd's --max-txn-ops (default 128), which counts compares, not writes."""
+    store = etcd_server.store(root="/burst")
+    try:
+        fenced = store.fenced(
+            Fence(
+                key="/leader/x", revision=(await store.create("/leader/x", b"me")).create_revision
+            )
+        )
+        created = await asyncio.gather(
+            *(store.create(f"/pods/default/p{i}", b"v1") for i in range(300))
+        )
+        updated = await asyncio.gather(
+            *(fenced.update(e.key, b"v2", expected_revision=e.revision) for e in created)
+        )
+        assert [(await store.get(e.key)).value for e in updated] == [b"v2"] * 300
+    finally:
+        await store.close()
