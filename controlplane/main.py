@@ -37,6 +37,7 @@ from controlplane.digests import DigestResolver, NoDigests, RegistryDigestResolv
 from controlplane.leader import Candidate, Election
 from controlplane.leader import members as leader_members
 from controlplane.leader import settings as ha_flags
+from controlplane.leader.keeper import LeaseKeeper
 from controlplane.leader.settings import HaSettings
 from controlplane.nodes import settings as node_flags
 from controlplane.nodes.leases import NodeLeases
@@ -76,9 +77,11 @@ async def serve(
     embedded = foundation.embedded_etcd(config, ha)
     store: EtcdStore | None = None
     api: ApiServer | None = None
+    keeper: LeaseKeeper | None = None
     try:
         endpoints = [await embedded.start()] if embedded else list(config.etcd_endpoints)
-        store = EtcdStore(endpoints, credentials=foundation.etcd_credentials(config, embedded))
+        credentials = foundation.etcd_credentials(config, embedded)
+        store = EtcdStore(endpoints, credentials=credentials)
         # Objects are read and watched from memory: one etcd watch feeds every reader.
         cache = WatchCache(store)
         # Secrets are sealed with the keys of the pki dir (made on first start, see
@@ -136,6 +139,8 @@ async def serve(
             if config.registries
             else NoDigests()
         )
+        # The leader lease is renewed on a thread of its own, over a connection of its own.
+        keeper = LeaseKeeper(lambda: EtcdStore(endpoints, credentials=credentials))
         candidate = Candidate(
             name=ha.member, address=address, etcd=embedded.endpoint if embedded else ""
         )
@@ -147,7 +152,7 @@ async def serve(
             api=api,
             objects=objects,
             embedded=embedded,
-            election=Election(cache, candidate=candidate, ttl=ha.lease_ttl),
+            election=Election(cache, candidate=candidate, ttl=ha.lease_ttl, keeper=keeper),
             raft_placement=foundation.raft_placement(store, embedded, ha),
             # An external etcd is its operator's to maintain; the embedded one is ours.
             defragmenter=Defragmenter(store) if embedded else None,
@@ -173,6 +178,8 @@ async def serve(
         addressfile.remove(config.address_file, config.join_address_file)
         if api is not None:
             await api.stop()
+        if keeper is not None:
+            await keeper.stop()
         if store is not None:
             await store.close()
         if embedded is not None:

@@ -25,7 +25,8 @@ Invariants:
 - A clean stop stops the leader's parts first, then revokes the lease: the next member takes
   over as soon as its watch sees the key go, not after a TTL.
 
-Modules: `election` (sessions, campaign, terms), `leadership` (the runnable that starts the
+Modules: `election` (sessions, campaign, terms), `keeper` (the thread that renews the lease
+off the main event loop), `leadership` (the runnable that starts the
 leader-only runnables for each term and stops them when it ends), `members` (the candidates'
 records and the history of leader changes, for `pilothouse get controlplanes`).
 """

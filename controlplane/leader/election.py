@@ -11,6 +11,10 @@ live until (send time + granted TTL) on the etcd side; the keeper declares the s
 hangs is cut off at that point too. Everything here reads one monotonic clock, which keeps
 counting while the process is stopped, so a member resumed after SIGSTOP sees at once that
 its deadline has passed.
+
+Renewals run on a `LeaseKeeper`'s thread when the election is given one (the control plane
+gives it one), so a busy event loop cannot starve them; only the loss of the session comes
+back to the election's loop.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 import structlog
 
+from controlplane.leader.keeper import LeaseKeeper
 from controlplane.leader.writes import CountedFencedStore, WriteCounts
 from controlplane.store import (
     EventType,
@@ -118,6 +123,7 @@ class _Session:
         deadline: float,
         margin: float,
         clock: Callable[[], float],
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
         self.lease = lease
@@ -130,13 +136,21 @@ class _Session:
         self.lost = asyncio.Event()
         self.reason: LossReason | None = None
         self.term: Term | None = None
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper = keeper
+        self._home = asyncio.get_running_loop()
+        self._renewing: asyncio.Task[None] | None = None
 
     def alive(self) -> bool:
         return not self.lost.is_set() and self._clock() < self.deadline - self._margin
 
-    def start(self) -> None:
-        self._keeper = asyncio.create_task(self._keep(), name=f"leader.keepalive.{self.lease:x}")
+    async def start(self) -> None:
+        """Start renewing: on the keeper's thread when there is one, else on this loop."""
+        if self._keeper is not None:
+            self._renewing = await self._keeper.spawn(self._keep)
+        else:
+            self._renewing = asyncio.create_task(
+                self._keep(self.store), name=f"leader.keepalive.{self.lease:x}"
+            )
 
     def lose(self, reason: LossReason) -> None:
         if self.lost.is_set():
@@ -146,21 +160,28 @@ class _Session:
         if self.term is not None:
             self.term.end(reason)
 
-    async def _keep(self) -> None:
+    def _lose_from_renewal(self, reason: LossReason) -> None:
+        """`lose`, called from wherever the renewals run (the keeper's thread or this loop)."""
+        if self._keeper is None:
+            self.lose(reason)
+        else:
+            self._home.call_soon_threadsafe(self.lose, reason)
+
+    async def _keep(self, store: Store) -> None:
         interval = self.ttl / 3
         failing = False
         while True:
             give_up = self.deadline - self._margin
             if self._clock() >= give_up:
-                self.lose(LossReason.RENEWAL_FAILED)
+                self._lose_from_renewal(LossReason.RENEWAL_FAILED)
                 log.warning("leader.renewal_failed", lease=f"{self.lease:x}", key=self.key)
                 return
             sent = self._clock()
             try:
                 async with asyncio.timeout(give_up - sent):
-                    granted = await self.store.keep_alive(self.lease)
+                    granted = await store.keep_alive(self.lease)
             except NotFound:
-                self.lose(LossReason.LEASE_EXPIRED)
+                self._lose_from_renewal(LossReason.LEASE_EXPIRED)
                 log.warning("leader.lease_expired", lease=f"{self.lease:x}", key=self.key)
                 return
             except (StoreError, TimeoutError) as error:
@@ -184,10 +205,13 @@ class _Session:
 
     async def close(self, *, revoke: bool, revoke_within: float = 1.0) -> None:
         """Stop renewing; with `revoke`, end the lease now (its key goes with it)."""
-        if self._keeper is not None:
-            self._keeper.cancel()
+        renewing, self._renewing = self._renewing, None
+        if renewing is not None and self._keeper is not None:
+            await self._keeper.cancel(renewing)
+        elif renewing is not None:
+            renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+                await renewing
         if revoke:
             try:
                 async with asyncio.timeout(revoke_within):
@@ -208,6 +232,7 @@ class Election:
         prefix: str = DEFAULT_PREFIX,
         margin: float = DEFAULT_MARGIN,
         clock: Callable[[], float] = time.monotonic,
+        keeper: LeaseKeeper | None = None,
     ) -> None:
         if ttl < 1:
             raise ValueError(f"a leader lease needs a TTL of at least 1 s, got {ttl}")
@@ -217,6 +242,7 @@ class Election:
         self.prefix = prefix
         self.margin = margin
         self._clock = clock
+        self._keeper = keeper
         self.writes = WriteCounts()
         self.term: Term | None = None
 
@@ -289,8 +315,9 @@ class Election:
             deadline=sent + lease.ttl,
             margin=self.margin,
             clock=self._clock,
+            keeper=self._keeper,
         )
-        session.start()
+        await session.start()
         log.info("leader.campaigning", member=self.candidate.name, key=key, ttl=lease.ttl)
         return session
 

@@ -19,11 +19,13 @@ import pytest
 from controlplane.cache.informer import Informer
 from controlplane.leader import Candidate, Election, LossReason, Term
 from controlplane.leader import members as leader_members
+from controlplane.leader.keeper import LeaseKeeper
 from controlplane.leader.leadership import Leadership
 from controlplane.objects import ObjectStore
 from controlplane.store import Fenced, NotFound, Store
 from pilothouse.kinds import Kind
 from pilothouse.process.runnable import Runnable, Task
+from tests.fixtures.etcd import EtcdServer
 
 PREFIX = "/pilothouse/leader/controlplane/"
 
@@ -236,3 +238,38 @@ async def test_a_part_without_needs_leadership_is_refused_in_a_term(store: Store
     )
     with pytest.raises(ValueError, match="do not declare needs_leadership"):
         await within(10, leadership.run())
+
+
+async def test_a_leader_whose_loop_is_busy_keeps_its_term_when_a_keeper_renews(
+    etcd_store: Store, shared_etcd_server: EtcdServer
+) -> None:
+    """The control plane renews its lease on a `LeaseKeeper` thread: seconds of CPU work on
+    its event loop (1,000 nodes' heartbeats and controllers) must not cost it the term. The
+    same stall without a keeper does, which shows the stall outlasts the lease."""
+
+    def stall(seconds: float) -> None:  # CPU work that never yields to the loop
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sum(range(1000))
+
+    alone = election(etcd_store, "cp-0")
+    term = await within(10, alone.campaign())
+    stall(3.5)
+    assert not term.valid(), "a 3.5 s stall did not outlast a 2 s lease renewed on the loop"
+    await alone.abandon(term)
+
+    keeper = LeaseKeeper(lambda: shared_etcd_server.store())
+    kept = Election(
+        etcd_store, candidate=Candidate(name="cp-1", address="cp-1:7070"), ttl=2, keeper=keeper
+    )
+    try:
+        term = await within(10, kept.campaign())
+        stall(3.5)
+        assert term.valid() and not term.lost.is_set(), term.reason
+        await kept.store_for(term).create("/pilothouse/pods/default/kept", b"v1")
+        await asyncio.sleep(0)
+        assert not term.lost.is_set(), term.reason
+        await kept.resign(term)
+        assert (await etcd_store.list(PREFIX)).entries == [], "the resigned lease was not revoked"
+    finally:
+        await keeper.stop()
