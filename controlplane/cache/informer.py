@@ -15,8 +15,9 @@ Invariants:
   more). `Unavailable` and other store errors are retried with capped exponential backoff,
   resuming the watch from the last revision seen.
 - Objects handed out are the cache's own: callers must copy before changing them.
-- `list(namespace)` costs the objects of that namespace, not of the whole kind (an index by
-  namespace holds the same objects as the cache).
+- `list(namespace)` costs the objects of that namespace, not of the whole kind, and
+  `owned_by(uid)` the objects of that controlling owner (indexes by namespace and by
+  controller uid hold the same objects as the cache, in the same order).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.objects import ChangeType, LabelMatcher, ObjectStore
+from controlplane.objects import ChangeType, LabelMatcher, ObjectStore, owners
 from controlplane.reconcile.clock import Clock, SystemClock
 from controlplane.store import Compacted, StoreError
 from pilothouse.kinds import Kind
@@ -79,6 +80,7 @@ class Informer:
         self._clock = clock or SystemClock()
         self._cache: dict[tuple[str, str], Message] = {}
         self._by_namespace: dict[str, dict[str, Message]] = {}  # the same objects, by namespace
+        self._by_owner: dict[str, dict[tuple[str, str], Message]] = {}  # by controller uid
         self._handlers: list[Handler] = []
         self._synced = asyncio.Event()
         self.revision = 0
@@ -98,6 +100,10 @@ class Informer:
         if selector is None:
             return list(candidates)
         return [obj for obj in candidates if selector.matches(obj.metadata.labels)]
+
+    def owned_by(self, uid: str) -> list[Message]:
+        """The cached objects whose controlling owner (ownerReference with controller) is `uid`."""
+        return list(self._by_owner.get(uid, {}).values())
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -159,8 +165,10 @@ class Informer:
         old = self._cache
         self._cache = fresh
         self._by_namespace = {}
+        self._by_owner = {}
         for (namespace, name), obj in fresh.items():
             self._by_namespace.setdefault(namespace, {})[name] = obj
+            self._index_owner((namespace, name), None, obj)
         self.revision = listing.revision
         for key, obj in fresh.items():
             before = old.get(key)
@@ -183,15 +191,32 @@ class Informer:
             if change.type is ChangeType.DELETED:
                 self._cache.pop(key, None)
                 self._by_namespace.get(key[0], {}).pop(key[1], None)
+                self._index_owner(key, before, None)
             else:
                 self._cache[key] = obj
                 self._by_namespace.setdefault(key[0], {})[key[1]] = obj
+                self._index_owner(key, before, obj)
             self.revision = change.revision
             if change.type is ChangeType.ADDED and before is not None:
                 notice = Notice(ChangeType.MODIFIED, obj, before)
             else:
                 notice = Notice(change.type, obj, before)
             self._notify(notice)
+
+    def _index_owner(
+        self, key: tuple[str, str], before: Message | None, after: Message | None
+    ) -> None:
+        """Move `key` in the owner index from `before`'s controller to `after`'s."""
+        old = _controller_uid(before) if before is not None else None
+        new = _controller_uid(after) if after is not None else None
+        if old is not None and old != new:
+            owned = self._by_owner.get(old)
+            if owned is not None:
+                owned.pop(key, None)
+                if not owned:
+                    del self._by_owner[old]
+        if new is not None and after is not None:
+            self._by_owner.setdefault(new, {})[key] = after
 
     def _notify(self, notice: Notice) -> None:
         for handler in self._handlers:
@@ -207,3 +232,8 @@ class Informer:
                 object=notice.key,
                 exc_info=True,
             )
+
+
+def _controller_uid(obj: Message) -> str | None:
+    ref = owners.controller_of(obj)
+    return ref.uid if ref is not None else None

@@ -137,6 +137,8 @@ class Tombstones:
         self._uids[(pod.metadata.namespace, pod.metadata.name)] = pod.metadata.uid
 
     def alive(self, pods: Iterable[objects_pb2.Pod]) -> list[objects_pb2.Pod]:
+        if not self._uids:
+            return list(pods)
         return [
             p
             for p in pods

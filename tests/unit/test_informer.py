@@ -62,6 +62,33 @@ async def test_cache_follows_creates_updates_and_deletes() -> None:
         await stop(task)
 
 
+async def test_owner_index_follows_adoption_release_deletion_and_relists() -> None:
+    objects = ObjectStore(MemoryStore())
+    await objects.create(factories.pod(name="a", owner="rs-1"))
+    informer = Informer(objects, Kind.POD)
+    task = await start(informer)
+    try:
+        b = await objects.create(factories.pod(name="b"))  # an orphan
+        c = await objects.create(factories.pod(name="c", namespace="other", owner="rs-1"))
+        await settle()
+        assert sorted(p.metadata.name for p in informer.owned_by("rs-1")) == ["a", "c"]
+        b.metadata.owner_references.add(kind="ReplicaSet", name="rs-2", uid="rs-2", controller=True)
+        await objects.update(b)  # adopted
+        del c.metadata.owner_references[:]
+        await objects.update(c)  # released
+        await objects.delete(Kind.POD, "default", "a")
+        await settle()
+        assert informer.owned_by("rs-1") == []
+        assert [
+            (p.metadata.name, len(p.metadata.owner_references)) for p in informer.owned_by("rs-2")
+        ] == [("b", 1)]
+        await informer._relist()  # a relist rebuilds the same index
+        assert [p.metadata.name for p in informer.owned_by("rs-2")] == ["b"]
+        assert informer.owned_by("rs-1") == []
+    finally:
+        await stop(task)
+
+
 async def test_late_handler_gets_the_cached_objects_first() -> None:
     objects = ObjectStore(MemoryStore())
     await objects.create(factories.pod(name="a"))

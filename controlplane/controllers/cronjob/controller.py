@@ -60,7 +60,9 @@ class CronJobReconciler(Reconciling):
         if cronjob is None:
             return Result()
         now = self.clock.now()
-        owned = [j for j in self.jobs.list(namespace) if owners.owned_by(j, cronjob.metadata.uid)]
+        owned = [
+            j for j in self.jobs.owned_by(cronjob.metadata.uid) if j.metadata.namespace == namespace
+        ]
         status = objects_pb2.CronJobStatus()
         status.CopyFrom(cronjob.status)
         active = [j for j in owned if cronjobs.outcome(j) is None]

@@ -135,8 +135,8 @@ class DeploymentReconciler:
         self._writes.forget_replicasets(namespace, cached=self._replicasets.get)
         owned = [
             self._writes.fresh(rs)
-            for rs in self._replicasets.list(namespace)
-            if owners.owned_by(rs, deployment.metadata.uid)
+            for rs in self._replicasets.owned_by(deployment.metadata.uid)
+            if rs.metadata.namespace == namespace
         ]
         desired = progress.desired_of(deployment)
         return Context(
@@ -246,13 +246,12 @@ class DeploymentReconciler:
     def _pods_by_replicaset(
         self, namespace: str, owned: list[objects_pb2.ReplicaSet]
     ) -> dict[str, list[objects_pb2.Pod]]:
-        by_uid = {rs.metadata.uid: rs.metadata.name for rs in owned}
-        result: dict[str, list[objects_pb2.Pod]] = {rs.metadata.name: [] for rs in owned}
-        for pod in self._tombstones.alive(self._pods.list(namespace)):
-            ref = owners.controller_of(pod)
-            if ref is not None and ref.uid in by_uid:
-                result[by_uid[ref.uid]].append(pod)
-        return result
+        return {
+            rs.metadata.name: self._tombstones.alive(
+                p for p in self._pods.owned_by(rs.metadata.uid) if p.metadata.namespace == namespace
+            )
+            for rs in owned
+        }
 
 
 def _old_pods_gone(ctx: Context) -> bool:

@@ -125,7 +125,9 @@ class JobReconciler:
             return Result(requeue_after=EXPECTED)  # our newer status is on its way
         now = self._clock.now()
         pods = await self._pods_of(job)  # adopts first: an adopted pod is counted too
-        everyone = [p for p in self._pods.list(namespace) if owners.owned_by(p, job.metadata.uid)]
+        everyone = [
+            p for p in self._pods.owned_by(job.metadata.uid) if p.metadata.namespace == namespace
+        ]
         spec = job.spec
         counts = self._tally(job, everyone, failing=False)
         observed = self._observe(job, pods, counts)
