@@ -114,6 +114,7 @@ class PodWatch:
     created: dict[str, float] = field(default_factory=dict)
     running_at: dict[str, float] = field(default_factory=dict)
     node_of: dict[str, str] = field(default_factory=dict)
+    name_of: dict[str, str] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -140,25 +141,36 @@ class PodWatch:
                 self.deleted.add(uid)
             else:
                 self.created.setdefault(uid, now)
+                self.name_of.setdefault(uid, pod.metadata.name)
                 if pod.status.phase == "Running" and uid not in self.running_at:
                     self.running_at[uid] = now
                     self.node_of[uid] = pod.spec.node_name
             self._changed.set()
 
-    def live_running(self) -> dict[str, float]:
-        return {u: t for u, t in self.running_at.items() if u not in self.deleted}
+    def live_running(self, owner: str = "") -> dict[str, float]:
+        """Pods seen Running and not deleted (with `owner`: only pods named `<owner>-...`,
+        so a previous round's pods still terminating are not counted)."""
+        prefix = f"{owner}-" if owner else ""
+        return {
+            u: t
+            for u, t in self.running_at.items()
+            if u not in self.deleted and self.name_of.get(u, "").startswith(prefix)
+        }
 
-    async def wait_running(self, count: int, *, within: float = 120) -> dict[str, float]:
-        """Wait until `count` live pods have been seen Running; uid -> when."""
+    async def wait_running(
+        self, count: int, *, owner: str = "", within: float = 120
+    ) -> dict[str, float]:
+        """Wait until `count` live pods (of `owner`, see `live_running`) have been seen
+        Running; uid -> when."""
         deadline = time.monotonic() + within
-        while len(self.live_running()) < count:
+        while len(self.live_running(owner)) < count:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise SystemExit(f"only {len(self.live_running())}/{count} pods Running")
+                raise SystemExit(f"only {len(self.live_running(owner))}/{count} pods Running")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
-        return self.live_running()
+        return self.live_running(owner)
 
     def startup_latencies(self, uids: Sequence[str]) -> list[float]:
         """Created -> seen Running, seconds, per pod."""

@@ -83,7 +83,7 @@ class Pilothouse:
             _, err = await typed.communicate()
             if typed.returncode != 0:
                 raise SystemExit(f"pilothouse apply failed: {err.decode()[-400:]}")
-            seen = await watch.wait_running(replicas)
+            seen = await watch.wait_running(replicas, owner=name)
             return max(seen.values()) - started
 
     async def remove(self, name: str) -> None:

@@ -70,7 +70,7 @@ async def one_round(
             manifest = deployment(name, namespace=NAMESPACE, replicas=replicas)
             t0 = time.time()
             await client.apply(manifest)
-            seen = await watch.wait_running(replicas)
+            seen = await watch.wait_running(replicas, owner=name)
             all_running = max(seen.values()) - t0
             latencies = watch.startup_latencies(list(seen))
         await client.delete(Kind.DEPLOYMENT, name, namespace=NAMESPACE)
