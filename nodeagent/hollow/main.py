@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 import structlog
@@ -65,18 +66,8 @@ def names(prefix: str, count: int, *, first: int = 1) -> list[str]:
 
 async def serve(args: argparse.Namespace) -> int:
     args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings = HollowSettings(
-        server=args.server,
-        state_dir=args.state_dir,
-        join_server=args.join_server,
-        token_file=args.token_file,
-        ca_cert_hash=args.ca_cert_hash,
-        insecure=args.insecure,
-        node_ip=args.node_ip,
-        start_delay=args.start_delay,
-        failure_rate=args.failure_rate,
-        max_pods=args.max_pods,
-    )
+    # Every shared setting has the flag of the same name.
+    settings = HollowSettings(**{f.name: getattr(args, f.name) for f in fields(HollowSettings)})
     facts = nodeinfo.gather(
         runtime_version="hollow://0.1",
         max_pods=args.max_pods,
