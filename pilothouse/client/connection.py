@@ -79,6 +79,9 @@ _CHANGE_TYPES = {
 }
 
 
+MAX_ANSWER = 64 * 1024**2  # the API server's largest answer (its grpcserver.Limits.max_send)
+
+
 class Client:
     """One connection to a control plane. Use as `async with Client(address) as client:`."""
 
@@ -96,6 +99,9 @@ class Client:
         self.address = address
         self.timeout = timeout
         self.secure = credentials is not None
+        # A List of a large cluster is one answer of many MiB (30,000 pods: about 26 MiB);
+        # gRPC's default would refuse anything over 4 MiB. The API sends up to MAX_ANSWER.
+        options = [("grpc.max_receive_message_length", MAX_ANSWER), *options]
 
         def channel(member: str) -> grpc.aio.Channel:
             if credentials is None:

@@ -223,3 +223,30 @@ def test_bad_manifest_is_refused_with_its_field_path_and_writes_nothing(
     assert "Traceback" not in refused.stderr
     gone = pilothouse("get", "deploy", "web", "-n", NAMESPACE)
     assert gone.returncode == 1 and "not found" in gone.stderr, "the invalid manifest was written"
+
+
+def test_a_list_larger_than_grpcs_default_message_limit_is_printed(pilothouse: Pilothouse) -> None:
+    """A List of a large cluster is one answer of many MiB (9,000 pods: 7.9 MiB): it must not
+    fail with gRPC's default 4 MiB receive limit. Six ConfigMaps of 900 KiB make 5.3 MiB."""
+    names = [f"big-{i}" for i in range(6)]
+    for name in names:  # one file each: a manifest file may hold at most 3 MiB
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "data": {"blob": "x" * (900 * 1024)},
+        }
+        applied = pilothouse("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+        assert applied.returncode == 0, applied.stderr
+    try:
+        listed = pilothouse("get", "configmaps", "-n", NAMESPACE, "-o", "json")
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        items = json.loads(listed.stdout)["items"]
+        assert (
+            sorted(i["metadata"]["name"] for i in items if i["metadata"]["name"] in names) == names
+        )
+        assert all(
+            len(i["data"]["blob"]) == 900 * 1024 for i in items if i["metadata"]["name"] in names
+        )
+    finally:
+        pilothouse("delete", "configmap", *names, "-n", NAMESPACE, "--ignore-not-found")
