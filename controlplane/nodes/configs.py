@@ -25,6 +25,7 @@ from controlplane.cache.informer import Informer, Notice
 from pilothouse.v1 import objects_pb2
 
 Ref = tuple[str, str]  # (namespace, name)
+UsedRefs = tuple[tuple[Ref, ...], tuple[Ref, ...]]  # the (ConfigMaps, Secrets) pods use, sorted
 _Config = TypeVar("_Config", objects_pb2.ConfigMap, objects_pb2.Secret)
 
 
@@ -37,18 +38,26 @@ class NodeConfig:
 
     @classmethod
     def for_pods(cls, pods: Iterable[objects_pb2.Pod], view: ConfigView | None) -> NodeConfig:
-        if view is None:
-            return cls()
+        return cls.of(cls.refs_of(pods), view)
+
+    @staticmethod
+    def refs_of(pods: Iterable[objects_pb2.Pod]) -> UsedRefs:
+        """What `pods` use, sorted (a push keeps it while its pods do not change)."""
         maps: set[Ref] = set()
         secrets: set[Ref] = set()
         for pod in pods:
             pod_maps, pod_secrets = references(pod)
             maps |= pod_maps
             secrets |= pod_secrets
-        return cls(
-            config_maps=tuple(view.config_maps(sorted(maps))),
-            secrets=tuple(view.secrets(sorted(secrets))),
-        )
+        return tuple(sorted(maps)), tuple(sorted(secrets))
+
+    @classmethod
+    def of(cls, refs: UsedRefs, view: ConfigView | None) -> NodeConfig:
+        """The objects `refs` name, as `view` holds them now."""
+        if view is None:
+            return cls()
+        maps, secrets = refs
+        return cls(config_maps=tuple(view.config_maps(maps)), secrets=tuple(view.secrets(secrets)))
 
 
 def references(pod: objects_pb2.Pod) -> tuple[set[Ref], set[Ref]]:

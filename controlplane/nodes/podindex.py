@@ -10,7 +10,10 @@ first pushes share a few listings, not a thousand).
 
 Invariants: after every informer notice the index holds exactly the informer's pods with a
 `spec.nodeName`, each under that node (a pod that moved or was deleted leaves its old node);
-`deleting()` names exactly the nodes holding a pod with a deletionTimestamp. The objects are
+`deleting()` names exactly the nodes holding a pod with a deletionTimestamp. `version(node)`
+changes whenever a change that is not `status_only` comes or goes on that node (and is None
+while one of its pods is being deleted), so a push whose version has not moved may reuse the
+desired set it made last time. The objects are
 the informer's own: callers copy before changing them (`desired_pods` makes the copies a push
 carries). `FreshPods.on(node)` answers from a listing begun after it was called, so it holds
 every pod bound before the call (a linearizable read, shared).
@@ -29,6 +32,20 @@ from pilothouse.v1 import objects_pb2
 _Key = tuple[str, str]
 
 
+def status_only(notice: Notice) -> bool:
+    """Whether a pod change leaves every node's desired set as it was (a status write, or
+    metadata other than the deletion mark: pushed again at the next resync)."""
+    pod, old = notice.object, notice.old
+    return (
+        notice.type is ChangeType.MODIFIED
+        and old is not None
+        and old.spec == pod.spec
+        and old.metadata.HasField("deletion_timestamp")
+        == pod.metadata.HasField("deletion_timestamp")
+        and old.metadata.uid == pod.metadata.uid
+    )
+
+
 class PodsByNode:
     """Pods by node name, from the pod informer (which must also run)."""
 
@@ -36,11 +53,21 @@ class PodsByNode:
         self._by_node: dict[str, dict[_Key, objects_pb2.Pod]] = {}
         self._node_of: dict[_Key, str] = {}
         self._deleting: dict[str, set[_Key]] = {}  # node -> its pods being deleted
+        self._versions: dict[str, int] = {}  # node -> changes of its desired set
+        self._changes = 0
         pods.add_handler(self._on_pod)
 
     def on(self, node: str) -> list[objects_pb2.Pod]:
         """The pods bound to `node` (the informer's objects)."""
         return list(self._by_node.get(node, {}).values())
+
+    def version(self, node: str) -> int | None:
+        """A number that changes whenever `node`'s desired set may have (never repeats);
+        None while the node holds a pod being deleted (whether it still runs there changes
+        with time as it drains, so its set must be made again each time)."""
+        if node in self._deleting:
+            return None
+        return self._versions.get(node, 0)
 
     def deleting(self) -> set[str]:
         """The nodes that hold a pod being deleted."""
@@ -49,19 +76,28 @@ class PodsByNode:
     def _on_pod(self, notice: Notice) -> None:
         pod = notice.object
         key = (pod.metadata.namespace, pod.metadata.name)
-        self._drop(key)
         node = pod.spec.node_name
+        if status_only(notice) and node and self._node_of.get(key) == node:
+            self._by_node[node][key] = pod  # the same desired copy: the version stays
+            return
+        self._drop(key)
         if notice.type is ChangeType.DELETED or not node:
             return
+        self._bump(node)
         self._by_node.setdefault(node, {})[key] = pod
         self._node_of[key] = node
         if pod.metadata.HasField("deletion_timestamp"):
             self._deleting.setdefault(node, set()).add(key)
 
+    def _bump(self, node: str) -> None:
+        self._changes += 1
+        self._versions[node] = self._changes
+
     def _drop(self, key: _Key) -> None:
         node = self._node_of.pop(key, None)
         if node is None:
             return
+        self._bump(node)
         held = self._by_node.get(node)
         if held is not None:
             held.pop(key, None)

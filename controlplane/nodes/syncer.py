@@ -59,7 +59,7 @@ from controlplane.nodes.agent import (
     PodChangeType,
     Pushed,
 )
-from controlplane.nodes.configs import ConfigView, NodeConfig
+from controlplane.nodes.configs import ConfigView, NodeConfig, UsedRefs
 from controlplane.nodes.peers import PeerChanges, PeersState, PeersView
 from controlplane.nodes.podindex import FreshPods, desired_pods
 from controlplane.nodes.ready import mark_ready
@@ -102,6 +102,7 @@ class NodeSyncer:
         pods: Informer,
         connect: Connect,
         bound: Callable[[str], Iterable[objects_pb2.Pod]] | None = None,
+        bound_version: Callable[[str], int | None] | None = None,
         fresh: FreshPods | None = None,
         configs: ConfigView | None = None,
         events: EventRecorder | None = None,
@@ -126,6 +127,9 @@ class NodeSyncer:
         # The pods bound to a node, from the informer (the manager's index; a filter of the
         # whole informer without one).
         self._bound = bound or (lambda name: (p for p in pods.list() if p.spec.node_name == name))
+        # With the index: a number that moves when the node's desired set may have. A push
+        # whose number has not moved reuses its last desired set (no copies, no comparison).
+        self._bound_version = bound_version
         self._fresh = fresh or FreshPods(objects)  # the store's answer, shared by the nodes
         self._connect = connect
         self._configs = configs  # the ConfigMaps and Secrets a push carries with its pods
@@ -234,6 +238,7 @@ class NodeSyncer:
     async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
         last: list[objects_pb2.Pod] | None = None
         last_config: NodeConfig | None = None
+        made: tuple[int, list[objects_pb2.Pod], UsedRefs] | None = None  # the last set
         next_resync = next_full = 0.0
         pushed_services = 0  # the version of the Services state the agent took (0: none)
         pushed_peers = 0  # the version of the node list the agent holds from us (0: none)
@@ -245,15 +250,22 @@ class NodeSyncer:
             # The Fencing episode this push answers: the condition's transition time.
             episode = conditions.transition_time(node) if node is not None else None
             draining = None if fencing else self._draining()  # a lost node's pods end now
+            now = self._clock.now()
+            resync = last is None or fencing or now >= next_resync
+            version = self._bound_version(self.node) if self._bound_version else None
             if last is None or fencing:
                 # Linearizable read: exactly the pods bound to this node now (see FENCING).
                 listed = await self._fresh.on(self.node)
                 desired = desired_pods(listed, self.node, draining=draining)
+                refs = NodeConfig.refs_of(desired)
+                made = None
+            elif made is not None and version is not None and made[0] == version and not resync:
+                _, desired, refs = made  # nothing bound here changed since it was made
             else:
                 desired = desired_pods(self._bound(self.node), self.node, draining=draining)
-            config = NodeConfig.for_pods(desired, self._configs)
-            now = self._clock.now()
-            resync = last is None or fencing or now >= next_resync
+                refs = NodeConfig.refs_of(desired)
+                made = (version, desired, refs) if version is not None else None
+            config = NodeConfig.of(refs, self._configs)
             full = last is None or fencing or now >= next_full  # whole sets, whatever changed
             state = self._services.current() if self._services is not None else None
             services = state if state and (full or state.version != pushed_services) else None

@@ -25,7 +25,7 @@ from controlplane.nodes.agent import (
 )
 from controlplane.nodes.configs import ConfigView
 from controlplane.nodes.peers import PeersView
-from controlplane.nodes.podindex import FreshPods, PodsByNode
+from controlplane.nodes.podindex import FreshPods, PodsByNode, status_only
 from controlplane.nodes.services import Drains, ServicesView
 from controlplane.nodes.syncer import (
     MAX_BACKOFF,
@@ -133,14 +133,7 @@ class NodeSyncManager:
 
     def _on_pod(self, notice: Notice) -> None:
         pod, old = notice.object, notice.old
-        if (
-            notice.type is ChangeType.MODIFIED
-            and old is not None
-            and old.spec == pod.spec
-            and old.metadata.HasField("deletion_timestamp")
-            == pod.metadata.HasField("deletion_timestamp")
-            and old.metadata.uid == pod.metadata.uid
-        ):
+        if status_only(notice):
             return  # a status write: the desired sets did not change
         for name in {pod.spec.node_name, old.spec.node_name if old is not None else ""}:
             entry = self._syncers.get(name) if name else None
@@ -159,6 +152,7 @@ class NodeSyncManager:
             nodes=self._nodes,
             pods=self._pods,
             bound=self._bound.on,
+            bound_version=self._bound.version,
             fresh=self._fresh,
             connect=self._connect,
             configs=self._configs,

@@ -50,6 +50,47 @@ async def test_pods_by_node_follows_binds_deletions_and_deletes() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_nodes_version_moves_with_its_desired_set_not_with_status_writes() -> None:
+    """Node sync reuses a node's last desired set while `version(node)` has not moved: a
+    status write must not move it (30,000 pods going Running would copy every node's pods
+    again each time), a bind, a spec change or a deletion must."""
+    objects = ObjectStore(MemoryStore(), graceful_pods=True)
+    pods = Informer(objects, Kind.POD)
+    task = asyncio.create_task(pods.run())
+    try:
+        await pods.wait_synced()
+        index = PodsByNode(pods)
+        a = await objects.create(factories.pod(name="a", node="n1"))
+        await eventually(lambda: len(index.on("n1")) == 1, "a is on n1")
+        bound = index.version("n1")
+        other = index.version("n2")
+
+        a.status.phase = "Running"
+        a = await objects.update_status(a)
+        await eventually(
+            lambda: index.on("n1")[0].status.phase == "Running", "the index has the new status"
+        )
+        assert index.version("n1") == bound, "a status write moved the node's version"
+
+        b = await objects.create(factories.pod(name="b", node="n1"))
+        await eventually(lambda: len(index.on("n1")) == 2, "b is on n1")
+        assert index.version("n1") != bound
+        assert index.version("n2") == other, "a bind elsewhere moved n2's version"
+
+        bound = index.version("n1")
+        b.spec.containers[0].image = "busybox:other"
+        await objects.update(b)
+        await eventually(lambda: index.version("n1") != bound, "a spec change moves it")
+
+        await objects.delete(Kind.POD, "default", "a")  # graceful: marked, still bound
+        await eventually(lambda: index.version("n1") is None, "None while a pod drains")
+        await objects.delete(Kind.POD, "default", "a", grace_period_seconds=0)
+        await eventually(lambda: index.version("n1") is not None, "a number once it is gone")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_node_list_changes_rebuild_the_whole_list_from_any_kept_version() -> None:
     objects = ObjectStore(MemoryStore())
     nodes = Informer(objects, Kind.NODE)
