@@ -15,9 +15,10 @@ Invariants:
   more). `Unavailable` and other store errors are retried with capped exponential backoff,
   resuming the watch from the last revision seen.
 - Objects handed out are the cache's own: callers must copy before changing them.
-- `list(namespace)` costs the objects of that namespace, not of the whole kind, and
-  `owned_by(uid)` the objects of that controlling owner (indexes by namespace and by
-  controller uid hold the same objects as the cache, in the same order).
+- `list(namespace)` costs the objects of that namespace, not of the whole kind;
+  `indexed(index, value)` the objects an index files under that value (every informer has
+  `OWNER`, the controlling owner's uid, read as `owned_by(uid)`; a pod informer's consumers
+  add `NODE`, the node a pod is bound to). Indexes hold the same objects as the cache.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class Notice:
 
 
 Handler = Callable[[Notice], None]
+IndexKey = Callable[[Message], "str | None"]
+
+OWNER = "owner"  # every informer's: by controlling owner uid
+NODE = "node"  # a pod informer's, added by who reads it: by `pod_node`
 
 
 def object_key(obj: Message) -> str:
@@ -80,7 +85,8 @@ class Informer:
         self._clock = clock or SystemClock()
         self._cache: dict[tuple[str, str], Message] = {}
         self._by_namespace: dict[str, dict[str, Message]] = {}  # the same objects, by namespace
-        self._by_owner: dict[str, dict[tuple[str, str], Message]] = {}  # by controller uid
+        self._index_keys: dict[str, IndexKey] = {OWNER: _controller_uid}
+        self._indexes: dict[str, dict[str, dict[tuple[str, str], Message]]] = {OWNER: {}}
         self._handlers: list[Handler] = []
         self._synced = asyncio.Event()
         self.revision = 0
@@ -103,7 +109,21 @@ class Informer:
 
     def owned_by(self, uid: str) -> list[Message]:
         """The cached objects whose controlling owner (ownerReference with controller) is `uid`."""
-        return list(self._by_owner.get(uid, {}).values())
+        return self.indexed(OWNER, uid)
+
+    def indexed(self, index: str, value: str) -> list[Message]:
+        """The cached objects that `index` files under `value`."""
+        return list(self._indexes[index].get(value, {}).values())
+
+    def add_index(self, index: str, key: IndexKey) -> None:
+        """Keep an index of the cache by `key(obj)` (None: not filed) from now on; adding
+        an index of the same name again keeps the first."""
+        if index in self._indexes:
+            return
+        self._index_keys[index] = key
+        self._indexes[index] = {}
+        for cache_key, obj in self._cache.items():
+            self._file(index, cache_key, None, obj)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -165,10 +185,10 @@ class Informer:
         old = self._cache
         self._cache = fresh
         self._by_namespace = {}
-        self._by_owner = {}
+        self._indexes = {index: {} for index in self._index_keys}
         for (namespace, name), obj in fresh.items():
             self._by_namespace.setdefault(namespace, {})[name] = obj
-            self._index_owner((namespace, name), None, obj)
+            self._refile((namespace, name), None, obj)
         self.revision = listing.revision
         for key, obj in fresh.items():
             before = old.get(key)
@@ -191,11 +211,11 @@ class Informer:
             if change.type is ChangeType.DELETED:
                 self._cache.pop(key, None)
                 self._by_namespace.get(key[0], {}).pop(key[1], None)
-                self._index_owner(key, before, None)
+                self._refile(key, before, None)
             else:
                 self._cache[key] = obj
                 self._by_namespace.setdefault(key[0], {})[key[1]] = obj
-                self._index_owner(key, before, obj)
+                self._refile(key, before, obj)
             self.revision = change.revision
             if change.type is ChangeType.ADDED and before is not None:
                 notice = Notice(ChangeType.MODIFIED, obj, before)
@@ -203,20 +223,25 @@ class Informer:
                 notice = Notice(change.type, obj, before)
             self._notify(notice)
 
-    def _index_owner(
-        self, key: tuple[str, str], before: Message | None, after: Message | None
+    def _refile(self, key: tuple[str, str], before: Message | None, after: Message | None) -> None:
+        for index in self._indexes:
+            self._file(index, key, before, after)
+
+    def _file(
+        self, index: str, key: tuple[str, str], before: Message | None, after: Message | None
     ) -> None:
-        """Move `key` in the owner index from `before`'s controller to `after`'s."""
-        old = _controller_uid(before) if before is not None else None
-        new = _controller_uid(after) if after is not None else None
+        """Move `key` in `index` from where `before` was filed to where `after` is."""
+        value_of, filed = self._index_keys[index], self._indexes[index]
+        old = value_of(before) if before is not None else None
+        new = value_of(after) if after is not None else None
         if old is not None and old != new:
-            owned = self._by_owner.get(old)
-            if owned is not None:
-                owned.pop(key, None)
-                if not owned:
-                    del self._by_owner[old]
+            held = filed.get(old)
+            if held is not None:
+                held.pop(key, None)
+                if not held:
+                    del filed[old]
         if new is not None and after is not None:
-            self._by_owner.setdefault(new, {})[key] = after
+            filed.setdefault(new, {})[key] = after
 
     def _notify(self, notice: Notice) -> None:
         for handler in self._handlers:
@@ -232,6 +257,11 @@ class Informer:
                 object=notice.key,
                 exc_info=True,
             )
+
+
+def pod_node(pod: Message) -> str | None:
+    """`NODE`'s key: the node a pod is bound to."""
+    return pod.spec.node_name or None  # type: ignore[attr-defined]
 
 
 def _controller_uid(obj: Message) -> str | None:

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import structlog
 
-from controlplane.cache.informer import Informer
+from controlplane.cache.informer import NODE, Informer, pod_node
 from controlplane.events import EventRecorder, EventType
 from controlplane.nodes import conditions
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
@@ -88,6 +88,7 @@ class NodeLifecycleController:
         self._objects = objects
         self._nodes = nodes
         self._pods = pods
+        pods.add_index(NODE, pod_node)  # a lost node's pods, without reading every pod
         self._heartbeats = heartbeats
         self._events = events
         self._clock = clock or SystemClock()
@@ -249,7 +250,7 @@ class NodeLifecycleController:
                 return
 
     def _bound_pods(self, node: str) -> list[objects_pb2.Pod]:
-        return [pod for pod in self._pods.list() if pod.spec.node_name == node and is_active(pod)]
+        return [pod for pod in self._pods.indexed(NODE, node) if is_active(pod)]
 
     async def _evict(self, node: objects_pb2.Node, *, silent: float) -> None:
         # DaemonSet pods tolerate an unreachable node (Kubernetes gives them that toleration):

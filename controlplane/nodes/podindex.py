@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
-from controlplane.cache.informer import Informer, Notice
+from controlplane.cache.informer import NODE, Informer, Notice, pod_node
 from controlplane.objects import ChangeType, ObjectStore
 from pilothouse.kinds import Kind
 from pilothouse.v1 import objects_pb2
@@ -50,7 +50,8 @@ class PodsByNode:
     """Pods by node name, from the pod informer (which must also run)."""
 
     def __init__(self, pods: Informer) -> None:
-        self._by_node: dict[str, dict[_Key, objects_pb2.Pod]] = {}
+        pods.add_index(NODE, pod_node)  # the informer files its pods by node
+        self._pods = pods
         self._node_of: dict[_Key, str] = {}
         self._deleting: dict[str, set[_Key]] = {}  # node -> its pods being deleted
         self._versions: dict[str, int] = {}  # node -> changes of its desired set
@@ -59,7 +60,7 @@ class PodsByNode:
 
     def on(self, node: str) -> list[objects_pb2.Pod]:
         """The pods bound to `node` (the informer's objects)."""
-        return list(self._by_node.get(node, {}).values())
+        return self._pods.indexed(NODE, node)  # type: ignore[return-value]
 
     def version(self, node: str) -> int | None:
         """A number that changes whenever `node`'s desired set may have (never repeats);
@@ -78,13 +79,11 @@ class PodsByNode:
         key = (pod.metadata.namespace, pod.metadata.name)
         node = pod.spec.node_name
         if status_only(notice) and node and self._node_of.get(key) == node:
-            self._by_node[node][key] = pod  # the same desired copy: the version stays
-            return
+            return  # the same desired copy: the version stays
         self._drop(key)
         if notice.type is ChangeType.DELETED or not node:
             return
         self._bump(node)
-        self._by_node.setdefault(node, {})[key] = pod
         self._node_of[key] = node
         if pod.metadata.HasField("deletion_timestamp"):
             self._deleting.setdefault(node, set()).add(key)
@@ -98,11 +97,6 @@ class PodsByNode:
         if node is None:
             return
         self._bump(node)
-        held = self._by_node.get(node)
-        if held is not None:
-            held.pop(key, None)
-            if not held:
-                del self._by_node[node]
         deleting = self._deleting.get(node)
         if deleting is not None:
             deleting.discard(key)

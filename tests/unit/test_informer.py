@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.cache.informer import Informer, Notice
+from controlplane.cache.informer import NODE, Informer, Notice, pod_node
 from controlplane.objects import ChangeType, ObjectStore
 from controlplane.reconcile.clock import ManualClock, settle
 from controlplane.store import Change, Unavailable
@@ -85,6 +85,20 @@ async def test_owner_index_follows_adoption_release_deletion_and_relists() -> No
         await informer._relist()  # a relist rebuilds the same index
         assert [p.metadata.name for p in informer.owned_by("rs-2")] == ["b"]
         assert informer.owned_by("rs-1") == []
+        # An index added later files what is cached already, then follows changes.
+        informer.add_index(NODE, pod_node)
+        assert informer.indexed(NODE, "n1") == []
+        b = informer.get("default", "b")
+        moved = type(b)()
+        moved.CopyFrom(b)
+        moved.spec.node_name = "n1"
+        await objects.update(moved)
+        await settle()
+        assert [p.metadata.name for p in informer.indexed(NODE, "n1")] == ["b"]
+        assert [p.metadata.name for p in informer.owned_by("rs-2")] == ["b"]
+        await objects.delete(Kind.POD, "default", "b")
+        await settle()
+        assert informer.indexed(NODE, "n1") == [] == informer.owned_by("rs-2")
     finally:
         await stop(task)
 

@@ -25,7 +25,7 @@ import contextlib
 import structlog
 from google.protobuf.message import Message
 
-from controlplane.cache.informer import Informer, Notice
+from controlplane.cache.informer import NODE, Informer, Notice, pod_node
 from controlplane.controllers.endpointslice import endpoints
 from controlplane.nodes import conditions
 from controlplane.objects import ChangeType, ObjectStore
@@ -94,6 +94,7 @@ class EndpointSliceReconciler:
         self._objects = objects
         self._services = services
         self._pods = pods
+        pods.add_index(NODE, pod_node)  # a node's pods, without reading every pod
         self._slices = slices
         self._nodes = nodes
         self._written = _Written()
@@ -132,9 +133,7 @@ class EndpointSliceReconciler:
             return []
         name = node.metadata.name
         keys: set[str] = set()
-        for pod in self._pods.list():
-            if pod.spec.node_name != name:
-                continue
+        for pod in self._pods.indexed(NODE, name):
             for service in self._services.list(pod.metadata.namespace):
                 if _selects(service, pod.metadata.labels):
                     keys.add(f"{service.metadata.namespace}/{service.metadata.name}")
