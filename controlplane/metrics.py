@@ -131,18 +131,32 @@ def controller_started(controller: Any) -> None:
     _QUEUES.controllers.add(controller)
 
 
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, made once per label set: the library's `labels()` takes a
+    lock and builds its key on every call (3% of the control plane under a 1,000-node load).
+    The label sets are few (controllers, API methods and codes, results)."""
+    key = (id(metric), values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
+
+
 def reconciled(controller: str, result: str, seconds: float) -> None:
-    RECONCILES.labels(controller=controller, result=result).inc()
-    RECONCILE_SECONDS.labels(controller=controller).observe(seconds)
+    child(RECONCILES, controller, result).inc()
+    child(RECONCILE_SECONDS, controller).observe(seconds)
 
 
 def scheduled(result: str, seconds: float) -> None:
-    SCHEDULE_ATTEMPTS.labels(result=result).inc()
+    child(SCHEDULE_ATTEMPTS, result).inc()
     SCHEDULE_SECONDS.observe(seconds)
 
 
 def pushed(*, ok: bool) -> None:
-    NODE_PUSHES.labels(result="success" if ok else "failure").inc()
+    child(NODE_PUSHES, "success" if ok else "failure").inc()
 
 
 def leading(now: bool) -> None:
@@ -161,7 +175,7 @@ class etcd_timer:  # lower case: used as `with metrics.etcd_timer("get"):`
         self._began = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        ETCD_SECONDS.labels(operation=self._operation).observe(time.perf_counter() - self._began)
+        child(ETCD_SECONDS, self._operation).observe(time.perf_counter() - self._began)
 
 
 def server(listen: str) -> MetricsServer:

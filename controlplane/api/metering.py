@@ -45,8 +45,8 @@ def _code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str
 
 def _record(method: str, context: grpc.aio.ServicerContext, began: float, error: Any) -> None:
     code = _code(context, error)
-    metrics.API_REQUESTS.labels(method=method, code=code).inc()
-    metrics.API_SECONDS.labels(method=method, code=code).observe(time.perf_counter() - began)
+    metrics.child(metrics.API_REQUESTS, method, code).inc()
+    metrics.child(metrics.API_SECONDS, method, code).observe(time.perf_counter() - began)
 
 
 def _metered(inner: Any, method: str, streams_out: bool) -> Callable[..., Any]:
