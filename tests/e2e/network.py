@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from nodeagent.network import cni, netns
 from pilothouse.cli.cluster.netns import HostNetwork, HostNetworkError, NodeHost, default_pod_cidrs
 
@@ -37,6 +39,12 @@ def missing_support() -> str | None:
     if not Path(BUSYBOX).exists():
         return "busybox-static is not installed (apt-get install busybox-static)"
     return None
+
+
+def needs_network() -> list[pytest.MarkDecorator]:
+    """The marks of a test module that makes namespaces and runs CNI plugins (`pytestmark`)."""
+    reason = missing_support()
+    return [pytest.mark.root, pytest.mark.skipif(reason is not None, reason=str(reason))]
 
 
 def missing_iptables() -> str | None:

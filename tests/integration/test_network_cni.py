@@ -22,17 +22,14 @@ from tests.e2e.network import (
     fetch,
     in_netns,
     missing_iptables,
-    missing_support,
+    needs_network,
     pod_prefix,
     reachable,
     run_id,
     sh,
 )
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(missing_support() is not None, reason=str(missing_support())),
-]
+pytestmark = needs_network()
 
 POD_CIDR = "10.244.0.0/24"
 

@@ -19,7 +19,7 @@ from tests.e2e.network import (
     Sandboxes,
     fetch,
     missing_iptables,
-    missing_support,
+    needs_network,
     node_hosts,
     pod_prefix,
     reachable,
@@ -27,10 +27,7 @@ from tests.e2e.network import (
     sh,
 )
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(missing_support() is not None, reason=str(missing_support())),
-]
+pytestmark = needs_network()
 
 
 @pytest.fixture

@@ -18,13 +18,10 @@ from nodeagent.network.sandbox import Mode, PodNetworks, sandbox_id
 from nodeagent.runtime import Status
 from pilothouse.cli.cluster.netns import NodeHost
 from tests import factories
-from tests.e2e.network import fetch, missing_iptables, missing_support, node_hosts
+from tests.e2e.network import fetch, missing_iptables, needs_network, node_hosts
 from tests.fixtures.runtime import busybox_spec
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(missing_support() is not None, reason=str(missing_support())),
-]
+pytestmark = needs_network()
 
 
 @pytest.fixture
