@@ -21,6 +21,12 @@ Rules (Kubernetes' node controller, with Pilothouse's short defaults):
   node gets a full grace period (and eviction timeout) from that pass on, as after a start
   (logged, `nodelifecycle.stalled`); at most once per grace period and eviction timeout, so
   a control plane that is always late still marks a silent node, only later.
+- Mass silence is suspected the same way: when more than `unhealthy_threshold` of at least
+  `min_nodes_for_protection` nodes fall silent together, a control plane too busy to read
+  their heartbeats in time (1,000 nodes' beats queued behind its own work) is likelier than
+  that many machines failing in the same seconds, so they get one more grace period before
+  any is marked (logged, `nodelifecycle.mass_silence`; at most once per grace period and
+  eviction timeout, so nodes that really died are marked one grace period later).
 - The agent coming back is not handled here: its heartbeat moves Ready to False/Fencing
   (`controlplane.nodes.registry`) and its first push back to True (`controlplane.nodes.syncer`).
 Timing: the loop sleeps exactly until the next deadline (at most `max_period`), so a node is
@@ -121,10 +127,7 @@ class NodeLifecycleController:
             now = self._clock.now()
             # At most once per grace period and eviction timeout: a control plane that is
             # always late still marks a silent node, that much later.
-            quiet = self._started is None or now - self._started > self.grace_period + (
-                self.eviction_timeout
-            )
-            if now - due > STALL_S and quiet:
+            if now - due > STALL_S and self._quiet(now):
                 log.warning("nodelifecycle.stalled", late=round(now - due, 2))
                 self._started = now  # every node: a full grace period again
 
@@ -145,6 +148,8 @@ class NodeLifecycleController:
         now = self._clock.now()
         nodes = self._nodes.list()
         next_due = self._max_period
+        if self._mass_silence(nodes, now):
+            return self.grace_period
         dead: list[objects_pb2.Node] = []
         for node in nodes:
             silent = now - self.last_heard(node)
@@ -170,6 +175,34 @@ class NodeLifecycleController:
             else:
                 await self._evict(node, silent=now - self.last_heard(node))
         return next_due
+
+    def _mass_silence(self, nodes: list[objects_pb2.Node], now: float) -> bool:
+        """Whether most nodes just fell silent together: then every node gets one more
+        grace period (see the module docstring), and this returns True."""
+        if len(nodes) < self._min_nodes or not self._quiet(now):
+            return False
+        silent = sum(
+            1
+            for n in nodes
+            if not conditions.is_lost(n) and now - self.last_heard(n) >= self.grace_period
+        )
+        if silent <= self._threshold * len(nodes):
+            return False
+        log.warning(
+            "nodelifecycle.mass_silence",
+            silent=silent,
+            nodes=len(nodes),
+            message=f"{silent} of {len(nodes)} nodes fell silent together: one more grace "
+            "period before marking them (the control plane may be behind on heartbeats)",
+        )
+        self._started = now
+        return True
+
+    def _quiet(self, now: float) -> bool:
+        """No full grace period was given in the last grace period and eviction timeout."""
+        return self._started is None or now - self._started > self.grace_period + (
+            self.eviction_timeout
+        )
 
     def _protect(self, *, total: int, dead: int) -> None:
         halt = total >= self._min_nodes and dead > self._threshold * total

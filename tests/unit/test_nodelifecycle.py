@@ -167,6 +167,31 @@ async def test_most_nodes_silent_at_once_evicts_nothing_until_they_return() -> N
         assert not cluster.controller.evictions_halted
 
 
+async def test_most_nodes_falling_silent_together_get_one_more_grace_period() -> None:
+    """A control plane too busy to read 1,000 nodes' heartbeats in time sees most of them
+    fall silent together: they get one more grace period before any is marked NotReady (a
+    busy control plane catches up; nodes that really died are marked one period later). One
+    node falling silent alone is marked on time."""
+    async with Cluster() as cluster:
+        await cluster.join("n1", "n2", "n3", "n4")
+        await cluster.controller.check()
+        await cluster.tick(10.0, alive=["n1", "n2", "n3", "n4"])
+        await cluster.tick(3.5, alive=["n4"])  # n1-n3 silent for 3 s: 75 % together
+        assert not any([conditions.is_lost(await cluster.node(n)) for n in ("n1", "n2", "n3")]), (
+            "most nodes fell silent together and were marked without one more grace period"
+        )
+        await cluster.tick(3.5, alive=["n4"])  # still silent a grace period later: marked
+        assert all([conditions.is_lost(await cluster.node(n)) for n in ("n1", "n2", "n3")])
+        assert cluster.controller.evictions_halted
+
+    async with Cluster() as cluster:
+        await cluster.join("n1", "n2", "n3", "n4")
+        await cluster.controller.check()
+        await cluster.tick(10.0, alive=["n1", "n2", "n3", "n4"])
+        await cluster.tick(3.5, alive=["n2", "n3", "n4"])  # one silent node: marked on time
+        assert conditions.is_lost(await cluster.node("n1"))
+
+
 async def test_a_restarted_control_plane_gives_every_node_a_full_grace_period() -> None:
     async with Cluster() as cluster:
         await cluster.join("n1")
