@@ -238,7 +238,7 @@ class NodeSyncer:
     async def _push(self, client: AgentClient, identity: tuple[str, str]) -> None:
         last: list[objects_pb2.Pod] | None = None
         last_config: NodeConfig | None = None
-        made: tuple[int, list[objects_pb2.Pod], UsedRefs] | None = None  # the last set
+        made: tuple[int | None, list[objects_pb2.Pod], UsedRefs] | None = None  # the last set
         next_resync = next_full = 0.0
         pushed_services = 0  # the version of the Services state the agent took (0: none)
         pushed_peers = 0  # the version of the node list the agent holds from us (0: none)
@@ -253,18 +253,13 @@ class NodeSyncer:
             now = self._clock.now()
             resync = last is None or fencing or now >= next_resync
             version = self._bound_version(self.node) if self._bound_version else None
-            if last is None or fencing:
-                # Linearizable read: exactly the pods bound to this node now (see FENCING).
-                listed = await self._fresh.on(self.node)
-                desired = desired_pods(listed, self.node, draining=draining)
-                refs = NodeConfig.refs_of(desired)
-                made = None
-            elif made is not None and version is not None and made[0] == version and not resync:
-                _, desired, refs = made  # nothing bound here changed since it was made
-            else:
-                desired = desired_pods(self._bound(self.node), self.node, draining=draining)
-                refs = NodeConfig.refs_of(desired)
-                made = (version, desired, refs) if version is not None else None
+            if resync or made is None or version is None or made[0] != version:
+                # First and fencing pushes read the store: exactly the pods bound now (FENCING).
+                fresh = last is None or fencing
+                pods = await self._fresh.on(self.node) if fresh else self._bound(self.node)
+                desired = desired_pods(pods, self.node, draining=draining)
+                made = (version, desired, NodeConfig.refs_of(desired))
+            _, desired, refs = made  # else nothing bound here changed since it was made
             config = NodeConfig.of(refs, self._configs)
             full = last is None or fencing or now >= next_full  # whole sets, whatever changed
             state = self._services.current() if self._services is not None else None
