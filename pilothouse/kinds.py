@@ -157,21 +157,29 @@ class UnknownKind(ValueError):
     pass
 
 
+_BY_NAME: dict[str, Kind] = {}  # every name `parse` accepts (made on first use)
+_BY_MESSAGE: dict[type, Kind] = {}  # message class -> Kind (made on first use)
+
+
 def parse(name: str) -> Kind:
     """Resolve "deploy", "Deployment", "deployments", "deployments.apps" … to a Kind."""
-    wanted = name.strip().lower().split(".", 1)[0]
-    for kind in Kind:
-        info = kind.info
-        if wanted in (info.plural, info.kind.lower(), *info.aliases):
-            return kind
+    if not _BY_NAME:
+        for kind in reversed(Kind):  # the first Kind naming a word keeps it, as a scan would
+            info = kind.info
+            _BY_NAME.update(dict.fromkeys((info.plural, info.kind.lower(), *info.aliases), kind))
+    found = _BY_NAME.get(name.strip().lower().split(".", 1)[0])
+    if found is not None:
+        return found
     known = ", ".join(k.info.plural for k in Kind)
     raise UnknownKind(f'unknown resource type "{name}" (known: {known})')
 
 
 def of_message(message: Message) -> Kind:
-    for kind in Kind:
-        if isinstance(message, kind.info.message):
-            return kind
+    if not _BY_MESSAGE:
+        _BY_MESSAGE.update({kind.info.message: kind for kind in reversed(Kind)})
+    found = _BY_MESSAGE.get(type(message))
+    if found is not None:
+        return found
     raise UnknownKind(f"{type(message).__name__} is not a stored kind")
 
 
