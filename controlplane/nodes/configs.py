@@ -2,9 +2,10 @@
 
 A pod uses a ConfigMap or Secret of its namespace through a `configMap`/`secret` volume (or a
 projected volume's source), an env `valueFrom` configMapKeyRef/secretKeyRef, an `envFrom`
-source, or an `imagePullSecrets` entry. `NodeConfig.for_pods(pods, view)` is the set a node's
-push carries, read from two informers (`ConfigView`), and `ConfigView.on_change` tells the
-node sync when one of them changed (it pushes again where the set differs).
+source, or an `imagePullSecrets` entry. `NodeConfig.of(NodeConfig.refs_of(pods), view)` is
+the set a node's push carries, read from two informers (`ConfigView`), and
+`ConfigView.on_change` tells the node sync when one of them changed (it pushes again where the
+set differs).
 
 Invariants:
 - A Secret reaches a node only while a pod bound there references it (the Secrets contract:
@@ -35,10 +36,6 @@ class NodeConfig:
 
     config_maps: tuple[objects_pb2.ConfigMap, ...] = ()
     secrets: tuple[objects_pb2.Secret, ...] = ()
-
-    @classmethod
-    def for_pods(cls, pods: Iterable[objects_pb2.Pod], view: ConfigView | None) -> NodeConfig:
-        return cls.of(cls.refs_of(pods), view)
 
     @staticmethod
     def refs_of(pods: Iterable[objects_pb2.Pod]) -> UsedRefs:

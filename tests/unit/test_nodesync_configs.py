@@ -70,13 +70,13 @@ async def test_a_push_carries_only_what_the_nodes_pods_use() -> None:
     try:
         view = ConfigView(config_maps=maps, secrets=secrets)
         await view.wait_synced()
-        pushed = NodeConfig.for_pods([pod_using("web")], view)
+        pushed = NodeConfig.of(NodeConfig.refs_of([pod_using("web")]), view)
         assert [c.metadata.name for c in pushed.config_maps] == ["env-cm", "vol-cm"]
         assert [s.metadata.name for s in pushed.secrets] == ["env-secret"]
         assert all(not s.metadata.resource_version for s in pushed.secrets)
-        assert NodeConfig.for_pods([factories.pod(name="plain")], view) == NodeConfig(), (
-            "a node whose pods use nothing was sent ConfigMaps or Secrets"
-        )
+        assert (
+            NodeConfig.of(NodeConfig.refs_of([factories.pod(name="plain")]), view) == NodeConfig()
+        ), "a node whose pods use nothing was sent ConfigMaps or Secrets"
     finally:
         for run in runs:
             run.cancel()
