@@ -147,12 +147,12 @@ class NodeLifecycleController:
             self._started = self._clock.now()
         now = self._clock.now()
         nodes = self._nodes.list()
+        silences = [(node, now - self.last_heard(node)) for node in nodes]
         next_due = self._max_period
-        if self._mass_silence(nodes, now):
+        if self._mass_silence(silences, now):
             return self.grace_period
         dead: list[objects_pb2.Node] = []
-        for node in nodes:
-            silent = now - self.last_heard(node)
+        for node, silent in silences:
             if silent < self.grace_period:
                 # Alive (a lost node that speaks again is fenced by the registry and syncer).
                 next_due = min(next_due, self.grace_period - silent)
@@ -176,23 +176,21 @@ class NodeLifecycleController:
                 await self._evict(node, silent=now - self.last_heard(node))
         return next_due
 
-    def _mass_silence(self, nodes: list[objects_pb2.Node], now: float) -> bool:
-        """Whether most nodes just fell silent together: then every node gets one more
-        grace period (see the module docstring), and this returns True."""
-        if len(nodes) < self._min_nodes or not self._quiet(now):
+    def _mass_silence(self, silences: list[tuple[objects_pb2.Node, float]], now: float) -> bool:
+        """Whether most nodes (each with how long it has been silent) just fell silent
+        together: then every node gets one more grace period (see the module docstring), and
+        this returns True."""
+        total = len(silences)
+        if total < self._min_nodes or not self._quiet(now):
             return False
-        silent = sum(
-            1
-            for n in nodes
-            if not conditions.is_lost(n) and now - self.last_heard(n) >= self.grace_period
-        )
-        if silent <= self._threshold * len(nodes):
+        silent = sum(1 for n, s in silences if s >= self.grace_period and not conditions.is_lost(n))
+        if silent <= self._threshold * total:
             return False
         log.warning(
             "nodelifecycle.mass_silence",
             silent=silent,
-            nodes=len(nodes),
-            message=f"{silent} of {len(nodes)} nodes fell silent together: one more grace "
+            nodes=total,
+            message=f"{silent} of {total} nodes fell silent together: one more grace "
             "period before marking them (the control plane may be behind on heartbeats)",
         )
         self._started = now
