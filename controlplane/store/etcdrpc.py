@@ -117,9 +117,6 @@ def translate(error: rpc.AioRpcError) -> StoreError:
     return StoreError(f"etcd answered {error.code().name}: {details}")
 
 
-EXPECT_COMPARES = 2  # how many compares `expect` makes for an expected revision
-
-
 def expect(full: bytes, expected_revision: int | None) -> list[rpc.Compare]:
     compares = [
         rpc.Compare(key=full, target=rpc.Compare.VERSION, result=rpc.Compare.GREATER, version=0)
@@ -134,6 +131,9 @@ def expect(full: bytes, expected_revision: int | None) -> list[rpc.Compare]:
             )
         )
     return compares
+
+
+EXPECT_COMPARES = len(expect(b"", 1))  # compares an update adds to a transaction
 
 
 def fence_compares(fence: Fence | None, *, root: str) -> list[rpc.Compare]:
