@@ -40,7 +40,6 @@ class LeaseKeeper:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
-        self._started = threading.Event()
 
     async def spawn(self, work: Work) -> asyncio.Task[None]:
         """Run `work(store)` on the keeper's loop; returns its task (a handle for `cancel`)."""
@@ -89,12 +88,10 @@ class LeaseKeeper:
     def _ensure(self) -> asyncio.AbstractEventLoop:
         if self._loop is not None:
             return self._loop
-        loop = asyncio.new_event_loop()
-        self._started.clear()
+        loop = asyncio.new_event_loop()  # work sent before it runs waits in its queue
 
         def run() -> None:
             asyncio.set_event_loop(loop)
-            loop.call_soon(self._started.set)
             try:
                 loop.run_forever()
             finally:
@@ -102,6 +99,5 @@ class LeaseKeeper:
 
         self._thread = threading.Thread(target=run, name=self._name, daemon=True)
         self._thread.start()
-        self._started.wait()
         self._loop = loop
         return loop
