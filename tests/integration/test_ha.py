@@ -14,6 +14,7 @@ down (`leader.stepped_down`), and the test reads them from its log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -98,11 +99,23 @@ async def test_one_leader_and_a_new_one_soon_after_it_is_killed(planes: HaContro
 async def _ended_term(
     planes: HaControlPlane, leader: str, new: str, *, via: list[str]
 ) -> api.LeaderChange:
-    """The history's record of `leader`'s term that `new` took over from."""
-    history = (await planes.status(*via)).history
-    handover = next(
-        (i for i, c in enumerate(history) if i and c.leader == new and c.previous == leader), None
-    )
+    """The history's record of `leader`'s term that `new` took over from (the new leader
+    writes it after it has begun to lead: wait for it)."""
+    history: list[api.LeaderChange] = []
+
+    def find() -> int | None:
+        return next(
+            (i for i, c in enumerate(history) if i and c.leader == new and c.previous == leader),
+            None,
+        )
+
+    async def recorded() -> bool:
+        history[:] = (await planes.status(*via)).history
+        return find() is not None
+
+    with contextlib.suppress(AssertionError):
+        await eventually(recorded, f"the history records {leader} -> {new}", interval=0.2)
+    handover = find()
     assert handover is not None, f"no handover {leader} -> {new} in {history}"
     ended = history[handover - 1]
     assert ended.leader == leader, f"the term before {new}'s: {ended}"
@@ -112,6 +125,12 @@ async def _ended_term(
 async def test_a_clean_stop_hands_over_at_once(planes: HaControlPlane) -> None:
     leader, _ = await planes.wait_leader()
     others = [n for n in planes.names if n != leader]
+
+    async def term_recorded() -> bool:  # a term stopped before it is recorded has no handover
+        history = (await planes.status()).history
+        return bool(history) and history[-1].leader == leader
+
+    await eventually(term_recorded, f"the history records {leader}'s term", interval=0.2)
     stopping = asyncio.create_task(planes.supervisor.stop(leader))
     new, _ = await planes.wait_leader(other_than=leader, via=others)
     await stopping
