@@ -13,7 +13,8 @@ stream (NOT_FOUND to register again, ...; read by a reader of the stream's answe
 refusal is seen at the next beat), UNAVAILABLE, or DEADLINE_EXCEEDED after `deadline_s`
 without an answer asked for; after an error the next `send` opens a new stream. A control
 plane that does not know the stream (UNIMPLEMENTED) gets Heartbeat calls from then on.
-`close` ends the stream.
+`close` ends the stream. `streaming` says a stream is open and has not ended: while it holds,
+the control plane hears the agent without messages (see `nodeagent.registration`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class BeatSender:
         self._ended: grpc.aio.AioRpcError | None = None  # how the stream ended
         self._sent = 0  # beats written to it
         self.calls_only = False  # the control plane has no Heartbeats stream
+
+    @property
+    def streaming(self) -> bool:
+        return self._call is not None and self._ended is None
 
     async def send(self, request: api.HeartbeatRequest, *, deadline_s: float) -> None:
         if self.calls_only:

@@ -5,7 +5,10 @@ Invariants:
   another live agent holds the node name, it retries with capped exponential backoff and says
   so in the log (`registration.waiting`, once per cause, then quietly).
 - Heartbeats go as messages of one Heartbeats stream per channel (`nodeagent.heartbeats`), or
-  as Heartbeat calls to a control plane without it; either way with the same outcomes.
+  as Heartbeat calls to a control plane without it; either way with the same outcomes. On a
+  stream the open stream is the heartbeat (the control plane pings the connection): a beat
+  message is sent when the stream is opened, when the node's status changed (anything but
+  heartbeat times), and otherwise once per status interval the registration answered.
 - Losing the control plane never touches pods: the agent keeps running what it was last told
   to run. Heartbeats that cannot be delivered are retried at the heartbeat interval; when the
   control plane answers that this agent is not (or no longer) the node's owner, it registers
@@ -23,7 +26,9 @@ Invariants:
   and heartbeats to one of them; when that member is unreachable or does not answer within
   the call's deadline, the agent moves to the next member at once (a new channel) and sends
   the same call there, without waiting for the next heartbeat. Any member records the beat
-  for the leader (`controlplane.nodes.leases`).
+  for the leader (`controlplane.nodes.leases`). With several members the agent pings its
+  member's connection every `PING_INTERVAL` (HTTP/2 pings, answered by gRPC's core): one that
+  does not answer within `PING_TIMEOUT` ends the stream, and the agent moves on.
 - The node's pod CIDR: the agent asks for the one it has (`pod_cidr`, "" for none) in every
   registration, and hands what the control plane answers (the registered Node, whose
   `spec.podCIDR` is the range it allocated or kept) to `on_registered` before it heartbeats.
@@ -59,6 +64,8 @@ MAX_BACKOFF = 5.0
 REFUSED_RETRY = 1.0
 CALL_TIMEOUT = 5.0
 RETRY_WHILE_FAILING = 0.25  # s between heartbeats while they fail (a healed link is seen soon)
+PING_INTERVAL = 1.0  # s, with several members: how often the member's connection is pinged
+PING_TIMEOUT = 2.0  # s without an answer: the member is gone
 _REREGISTER = frozenset(
     {
         grpc.StatusCode.NOT_FOUND,
@@ -149,6 +156,7 @@ class Registration:
         self._pod_cidr = pod_cidr
         self._on_registered = on_registered
         self.registered = asyncio.Event()
+        self.status_interval = 0.0  # as registration answered (0: a message every beat)
 
     def node(self) -> objects_pb2.Node:
         """The Node as this agent reports it."""
@@ -200,11 +208,20 @@ class Registration:
         return True
 
     def _channel(self, material: tls_credentials.TlsMaterial | None) -> grpc.aio.Channel:
+        options: list[tuple[str, int]] = []
+        if len(self.servers) > 1:  # a member that stops answering is left at once
+            timeout = round(PING_TIMEOUT * 1000)
+            options += [
+                ("grpc.keepalive_time_ms", round(PING_INTERVAL * 1000)),
+                ("grpc.keepalive_timeout_ms", timeout),
+                ("grpc.http2.ping_timeout_ms", timeout),
+                ("grpc.http2.max_pings_without_data", 0),
+            ]
         if material is not None:
-            return tls_credentials.secure_channel(self.member, material)
+            return tls_credentials.secure_channel(self.member, material, options=options)
         if self._credentials is not None:
-            return grpc.aio.secure_channel(self.member, self._credentials)
-        return grpc.aio.insecure_channel(self.member)
+            return grpc.aio.secure_channel(self.member, self._credentials, options=options)
+        return grpc.aio.insecure_channel(self.member, options=options)
 
     async def _register(self, stub: api_grpc.NodeRegistryStub) -> float | None:
         """The heartbeat interval once registered; None when this member is unreachable and
@@ -234,6 +251,7 @@ class Registration:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
             interval = max(response.heartbeat_interval_ms, 100) / 1000
+            self.status_interval = max(response.status_interval_ms, 0) / 1000
             if self._on_registered is not None:
                 self._on_registered(response.node)
             self.registered.set()
@@ -274,6 +292,7 @@ class Registration:
         failing = False
         next_beat = time.monotonic() + (0.0 if now else interval)
         beats = BeatSender(stub)  # one stream for the beats of this channel
+        sent: tuple[bytes, float] | None = None  # the status last sent on the stream, and when
         try:
             while True:
                 if self._tls is not None and self._tls() != material:
@@ -283,13 +302,21 @@ class Registration:
                 next_beat += interval
                 if next_beat < time.monotonic():  # fell behind (a stall): do not burst
                     next_beat = time.monotonic() + interval
+                status = self._node_status()
+                news = _news(status)
+                if (
+                    beats.streaming
+                    and sent is not None
+                    and sent[0] == news
+                    and time.monotonic() - sent[1] < self.status_interval
+                ):
+                    continue  # the open stream is the heartbeat
                 request = api.HeartbeatRequest(
-                    node_name=self.node_name,
-                    instance_id=self.instance_id,
-                    status=self._node_status(),
+                    node_name=self.node_name, instance_id=self.instance_id, status=status
                 )
                 try:
                     await beats.send(request, deadline_s=max(interval, 1.0))
+                    sent = (news, time.monotonic())
                 except grpc.aio.AioRpcError as error:
                     if error.code() in _REREGISTER:
                         log.warning(
@@ -319,3 +346,12 @@ class Registration:
                     failing = False
         finally:
             beats.close()
+
+
+def _news(status: objects_pb2.NodeStatus) -> bytes:
+    """What the control plane learns from a status: all of it but heartbeat times."""
+    copy = objects_pb2.NodeStatus()
+    copy.CopyFrom(status)
+    for condition in copy.conditions:
+        condition.ClearField("last_heartbeat_time")
+    return copy.SerializeToString(deterministic=True)

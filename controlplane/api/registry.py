@@ -5,7 +5,9 @@ codes in `controlplane.api.errors` (a node owned by a live agent: FAILED_PRECOND
 heartbeat from an agent that must register again: NOT_FOUND). A Heartbeats stream is checked
 message by message as Heartbeat is call by call (a node beats only for itself:
 `Authorizer.decide_node`); a refused message ends the stream with the refusal's status; a
-message is answered only when it asks (`ack`).
+message is answered only when it asks (`ack`). The stream itself is a heartbeat while it is
+open (`NodeRegistry.hold`, from its first accepted beat until it ends); a stream whose beats
+name another node or instance later holds that one instead.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import grpc
 
 from controlplane.api.errors import translated
 from controlplane.auth.authorizer import Authorizer
-from controlplane.nodes.registry import NodeRegistry
+from controlplane.nodes.registry import NodeRegistry, Stream
 from pilothouse import credentials
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
@@ -36,6 +38,7 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
             return api.RegisterNodeResponse(
                 node=registered.node,
                 heartbeat_interval_ms=round(registered.heartbeat_interval * 1000),
+                status_interval_ms=round(registered.status_interval * 1000),
             )
         raise AssertionError("unreachable")
 
@@ -54,15 +57,27 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
     ) -> AsyncIterator[api.HeartbeatResponse]:
         identity = credentials.peer_identity(context)
         method = "/pilothouse.v1.NodeRegistry/Heartbeats"
-        async for request in requests:
-            if identity is not None:  # without TLS (--insecure) nobody is checked
-                decision = Authorizer.decide_node(identity, request.node_name, method=method)
-                if not decision.allowed:
-                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
-            async with translated(context, method="Heartbeats"):
-                await self._beat(request)
-            if request.ack:  # answering every beat would cost a write per beat
-                yield api.HeartbeatResponse()
+        held: Stream | None = None
+        try:
+            async for request in requests:
+                if identity is not None:  # without TLS (--insecure) nobody is checked
+                    decision = Authorizer.decide_node(identity, request.node_name, method=method)
+                    if not decision.allowed:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
+                async with translated(context, method="Heartbeats"):
+                    await self._beat(request)
+                if held is None or (held.name, held.instance) != (
+                    request.node_name,
+                    request.instance_id,
+                ):
+                    if held is not None:
+                        self._registry.release(held)
+                    held = self._registry.hold(request.node_name, request.instance_id)
+                if request.ack:  # answering every beat would cost a write per beat
+                    yield api.HeartbeatResponse()
+        finally:
+            if held is not None:
+                self._registry.release(held)
 
     async def _beat(self, request: api.HeartbeatRequest) -> None:
         await self._registry.heartbeat(

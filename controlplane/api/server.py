@@ -15,6 +15,8 @@ Invariants (the shared `pilothouse.process.grpcserver.Server` keeps them):
 
 from __future__ import annotations
 
+import dataclasses
+
 import grpc
 import structlog
 
@@ -77,6 +79,12 @@ class ApiServer:
             # Metering first: it sees every call as the guard answered it (refusals too).
             interceptors=(Metering(), *(security.interceptors() if security else ())),
             grace=_STOP_GRACE_SECONDS,
+            # Every connection is pinged: an agent's open Heartbeats stream is its heartbeat.
+            limits=dataclasses.replace(
+                grpcserver.API_LIMITS,
+                ping_interval_ms=round(self.registry.heartbeat_interval * 1000),
+                ping_timeout_ms=round(self.registry.ping_timeout * 1000),
+            ),
         )
 
     @property

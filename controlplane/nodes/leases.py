@@ -3,7 +3,9 @@
 Agents heartbeat to whichever member they reach; the leader decides liveness. So each member
 publishes, coalesced, which nodes it heard from, and every member watches what all of them
 publish:
-- `beat(node)` notes a heartbeat this member accepted (the NodeRegistry calls it);
+- `beat(node)` notes a heartbeat this member accepted (the NodeRegistry calls it), and
+  `follow(streaming)` names the nodes this member hears now through their open streams
+  (`controlplane.nodes.registry`), which count as heard at every write;
 - every `flush_interval` (0.5 s) a member that heard anything since its last write writes ONE
   key, `/pilothouse/nodeleases/<member>`, with each of those nodes and how long ago (at the
   time of writing) it was heard: one etcd write per member per interval, however many nodes;
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -65,13 +68,18 @@ class NodeLeases:
         self._pending: dict[str, float] = {}  # node -> local time of its latest beat
         self._seen: dict[str, float] = {}  # node -> local time it was last heard by anyone
         self._revision = 0  # our key's last revision (0: unknown, read it first)
+        self._streaming: Callable[[], Iterable[str]] = tuple
 
     # ------------------------------------------------------------------ API
 
-    def beat(self, node: str) -> None:
-        now = self._clock.now()
-        self._pending[node] = now
-        self._seen[node] = max(self._seen.get(node, 0.0), now)
+    def follow(self, streaming: Callable[[], Iterable[str]]) -> None:
+        """`streaming()` names the nodes heard now (their streams are open here)."""
+        self._streaming = streaming
+
+    def beat(self, node: str, *, at: float | None = None) -> None:
+        at = self._clock.now() if at is None else at
+        self._pending[node] = max(self._pending.get(node, 0.0), at)
+        self._seen[node] = max(self._seen.get(node, 0.0), at)
 
     def last_seen(self, node: str) -> float | None:
         return self._seen.get(node)
@@ -86,6 +94,9 @@ class NodeLeases:
     async def _publish(self) -> None:
         while True:
             await self._clock.sleep(self._flush_interval)
+            now = self._clock.now()
+            for node in self._streaming():
+                self._pending[node] = now
             if not self._pending:
                 continue
             pending, self._pending = self._pending, {}

@@ -22,6 +22,17 @@ Invariants:
   which is the newest of the in-memory beat and the stored one; a heartbeat therefore costs
   one read of the store's cached copy (a refusal only after a fresh one), and a write per node
   per `persist_interval` at most.
+- An agent's open Heartbeats stream is its heartbeat (`hold`): the API server pings every
+  connection each heartbeat interval and closes one whose ping goes unanswered for
+  `ping_timeout` (HTTP/2 pings, answered by the agent's gRPC core: no Python per beat on
+  either side), so a node counts as heard *now* while a stream of its owner is open. The
+  agent sends beat messages only when its status changes, or after `status_interval`
+  (answered at registration). Two limits keep this honest: a stream silent for
+  `WEDGED_AFTER` status intervals (an agent whose gRPC core answers pings while the rest of
+  it is stuck) stops counting, and a stream that ends counts as heard one heartbeat interval
+  before its end (the last ping answered). So a killed agent is NotReady a grace period
+  minus one interval after it died, and a frozen or cut-off one within the grace period plus
+  `ping_timeout`; with the defaults (1 s, 3 s) that is 2 s and 3-4 s.
 - A heartbeat from another instance, or for a node that does not exist, is refused
   (`NotRegistered`): the agent must register again (and may then be refused).
 - Just after this process starts it has seen no beats: a Node already in the store counts as
@@ -61,6 +72,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_GRACE_PERIOD = 3.0
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 DEFAULT_PERSIST_INTERVAL = 10.0
+WEDGED_AFTER = 3  # status intervals a held stream may stay silent
 MAX_PERSISTS_PER_S = 10.0  # heartbeat refreshes written a second, all nodes together
 _ATTEMPTS = 5
 
@@ -93,6 +105,15 @@ class NotRegistered(Exception):
 class Registration:
     node: objects_pb2.Node
     heartbeat_interval: float
+    status_interval: float  # see the module docstring
+
+
+@dataclass(eq=False, slots=True)
+class Stream:
+    """One open Heartbeats stream of agent `instance` for node `name` (see `hold`)."""
+
+    name: str
+    instance: str
 
 
 @dataclass(slots=True)
@@ -125,15 +146,33 @@ class NodeRegistry:
         self.heartbeat_interval = heartbeat_interval
         self.persist_interval = persist_interval
         self._beats: dict[str, _Beat] = {}
+        self._streams: dict[str, list[Stream]] = {}
+        self._status_intervals: dict[str, float] = {}  # answered at registration
         self._started = self._clock.now()
+        if leases is not None:
+            leases.follow(self.streaming)
+
+    @property
+    def ping_timeout(self) -> float:
+        """How long the API server waits for a ping's answer before it ends the connection:
+        half of what the grace period leaves after one interval, and at least one interval
+        (slow agents, e.g. emulated VMs, run with a longer grace period)."""
+        return max(self.heartbeat_interval, (self.grace_period - self.heartbeat_interval) / 2)
+
+    def status_interval(self) -> float:
+        """How often an agent on a stream sends its status unchanged: as often as it is
+        written (`persist_interval`, longer in a large cluster)."""
+        return max(self.persist_interval, len(self._beats) / MAX_PERSISTS_PER_S)
 
     # ------------------------------------------------------------------ liveness
 
     def last_seen(self, name: str) -> float | None:
         """When this process, or any member (`leases`), last heard from the node's owner
-        (None: not since it started)."""
+        (None: not since it started); now while the owner's stream is open here."""
         beat = self._beats.get(name)
         heard = [beat.at] if beat is not None else []
+        if beat is not None and self._holds(name, beat):
+            heard.append(self._clock.now())
         if self._leases is not None and (elsewhere := self._leases.last_seen(name)) is not None:
             heard.append(elsewhere)
         return max(heard, default=None)
@@ -142,6 +181,45 @@ class NodeRegistry:
         stored = conditions.heartbeat_time(node) or 0.0
         in_memory = self.last_seen(node.metadata.name) or 0.0
         return max(stored, in_memory, self._started)
+
+    def streaming(self) -> list[str]:
+        """The nodes heard now through their owner's open stream (published by `leases`)."""
+        return [name for name in self._streams if self._holds(name, self._beats.get(name))]
+
+    def _holds(self, name: str, beat: _Beat | None) -> bool:
+        streams = self._streams.get(name)
+        if not streams or beat is None:
+            return False
+        quiet = self._clock.now() - beat.at
+        if quiet > WEDGED_AFTER * self._status_intervals.get(name, self.status_interval()):
+            return False
+        return any(stream.instance == beat.instance for stream in streams)
+
+    def hold(self, name: str, instance_id: str) -> Stream:
+        """A Heartbeats stream of `instance_id` for `name` carried an accepted beat: the node
+        is heard while it stays open (`release` when it ends)."""
+        stream = Stream(name=name, instance=instance_id)
+        self._streams.setdefault(name, []).append(stream)
+        return stream
+
+    def release(self, stream: Stream) -> None:
+        """The stream ended: its node was last heard one heartbeat interval ago (the last
+        ping it answered), unless something newer says otherwise."""
+        streams = self._streams.get(stream.name, [])
+        if stream in streams:
+            streams.remove(stream)
+        if not streams:
+            self._streams.pop(stream.name, None)
+        beat = self._beats.get(stream.name)
+        if beat is None or beat.instance != stream.instance:
+            return
+        if any(other.instance == stream.instance for other in streams):
+            return  # still heard through another stream
+        at = self._clock.now() - self.heartbeat_interval
+        if at > beat.at:
+            beat.at = at
+            if self._leases is not None:
+                self._leases.beat(stream.name, at=at)
 
     # -------------------------------------------------------------- registration
 
@@ -167,13 +245,18 @@ class NodeRegistry:
                     raise
                 continue
             self._beats[name] = _Beat(instance=instance_id, at=self._clock.now())
+            status_interval = self._status_intervals[name] = self.status_interval()
             log.info(
                 "node.registered",
                 node=name,
                 instance=instance_id,
                 endpoint=conditions.endpoint(registered),
             )
-            return Registration(node=registered, heartbeat_interval=self.heartbeat_interval)
+            return Registration(
+                node=registered,
+                heartbeat_interval=self.heartbeat_interval,
+                status_interval=status_interval,
+            )
         raise AssertionError("unreachable")
 
     async def _register_once(self, node: objects_pb2.Node, instance_id: str) -> objects_pb2.Node:
@@ -275,7 +358,7 @@ class NodeRegistry:
         """The node to write after a heartbeat, or None when nothing needs writing."""
         ready = conditions.ready_condition(current)
         stored = conditions.heartbeat_time(current) or 0.0
-        every = max(self.persist_interval, len(self._beats) / MAX_PERSISTS_PER_S)
+        every = self.status_interval()
         if (
             ready is not None
             and not conditions.is_lost(current)

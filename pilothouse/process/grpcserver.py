@@ -43,16 +43,30 @@ class Limits:
     flow_window: int | None = None  # HTTP/2 stream window; None: gRPC's (grows with BDP)
     max_connection_idle_ms: int | None = None
     max_connection_age_ms: int | None = None
+    # Ping every connection this often and close it when a ping is not answered within
+    # `ping_timeout_ms` (None: no pings of ours). HTTP/2 pings are answered by the peer's gRPC
+    # core, with no Python on either side: the control plane's liveness of its agents.
+    ping_interval_ms: int | None = None
+    ping_timeout_ms: int | None = None
 
     def options(self) -> tuple[tuple[str, int], ...]:
         options = [
             ("grpc.max_receive_message_length", self.max_receive),
             ("grpc.max_send_message_length", self.max_send),
             ("grpc.max_concurrent_streams", self.max_concurrent_streams),
-            # Clients may keep idle watches open for hours; let them ping.
+            # Clients may keep idle watches open for hours and ping; agents ping every second
+            # to notice a member that stopped answering (`nodeagent.registration`).
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 500),
         ]
+        if self.ping_interval_ms is not None:
+            timeout = self.ping_timeout_ms or self.ping_interval_ms
+            options += [
+                ("grpc.keepalive_time_ms", self.ping_interval_ms),
+                ("grpc.keepalive_timeout_ms", timeout),
+                ("grpc.http2.ping_timeout_ms", timeout),  # what gRPC 1.85 waits for an answer
+                ("grpc.http2.max_pings_without_data", 0),  # a quiet stream is pinged too
+            ]
         if self.flow_window is not None:
             options += [
                 ("grpc.http2.lookahead_bytes", self.flow_window),

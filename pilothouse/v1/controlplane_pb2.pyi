@@ -299,12 +299,14 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., instance_id: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node", "heartbeat_interval_ms")
+    __slots__ = ("node", "heartbeat_interval_ms", "status_interval_ms")
     NODE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     node: _objects_pb2.Node
     heartbeat_interval_ms: int
-    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
+    status_interval_ms: int
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., status_interval_ms: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node_name", "instance_id", "status", "ack")

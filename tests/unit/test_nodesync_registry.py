@@ -173,7 +173,8 @@ async def test_agent_registers_when_the_control_plane_appears_and_again_after_lo
     server = ApiServer(
         objects=objects,
         listen=address,
-        registry=NodeRegistry(objects, heartbeat_interval=0.1),
+        # A status message at least every 0.5 s (the open stream is the heartbeat meanwhile).
+        registry=NodeRegistry(objects, heartbeat_interval=0.1, persist_interval=0.5),
     )
     try:
         await asyncio.sleep(0.5)
@@ -190,7 +191,8 @@ async def test_agent_registers_when_the_control_plane_appears_and_again_after_lo
         await eventually(
             lambda: server.registry.last_seen("n1") is not None, "no heartbeat arrived", within=10.0
         )
-        # Someone deletes the Node: the next heartbeat is refused and the agent registers again.
+        # Someone deletes the Node: the next status message is refused and the agent
+        # registers again.
         await objects.delete(Kind.NODE, "", "n1")
         await eventually(
             registered, "the agent did not register again after losing its node", within=10.0
