@@ -36,3 +36,31 @@ async def test_a_beat_on_one_member_is_seen_by_the_others_and_writes_are_coalesc
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_nodes_heard_through_open_streams_are_published_at_every_flush() -> None:
+    store = MemoryStore()
+    one = NodeLeases(store, member="cp-1", flush_interval=0.1)
+    two = NodeLeases(store, member="cp-2", flush_interval=0.1)
+    streaming = ["n1"]
+    one.follow(lambda: streaming)
+    tasks = [asyncio.create_task(m.run()) for m in (one, two)]
+    try:
+        await eventually(lambda: two.last_seen("n1") is not None, "cp-2 heard of n1")
+        first = two.last_seen("n1")
+        # No beat at all, only the open stream: cp-2 keeps hearing n1 as time goes on.
+        await eventually(
+            lambda: two.last_seen("n1") > first + 0.3,  # type: ignore[operator]
+            "cp-2 stopped hearing a node whose stream is open on cp-1",
+        )
+        streaming.clear()  # the stream ended: cp-2's view of n1 falls behind (10 flushes)
+        await eventually(
+            lambda: time.time() - two.last_seen("n1") > 1.0,  # type: ignore[operator]
+            "cp-2 went on hearing n1 after its stream ended",
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -116,6 +116,34 @@ async def test_heartbeats_write_the_store_only_every_ten_seconds() -> None:
     assert conditions.heartbeat_time(refreshed) == pytest.approx(clock.now())
 
 
+async def test_an_open_stream_is_heard_until_it_ends_or_falls_silent_too_long() -> None:
+    registry, _, clock = make_registry()  # heartbeat interval 1 s, status interval 10 s
+    await registry.register(report(), instance_id="agent-a")
+    await registry.heartbeat("n1", instance_id="agent-a")
+    stream = registry.hold("n1", "agent-a")
+    await clock.advance(25.0)  # no message for 25 s, far past the 3 s grace period
+    assert registry.last_seen("n1") == clock.now() and registry.streaming() == ["n1"]
+
+    # Silent for WEDGED_AFTER (3) status intervals: the stream no longer counts.
+    await clock.advance(6.0)
+    assert registry.last_seen("n1") == clock.now() - 31.0 and registry.streaming() == []
+    await registry.heartbeat("n1", instance_id="agent-a")  # a message: heard again
+    assert registry.last_seen("n1") == clock.now() and registry.streaming() == ["n1"]
+
+    # Ended: last heard one heartbeat interval before the end (its last answered ping).
+    await clock.advance(5.0)
+    registry.release(stream)
+    assert registry.last_seen("n1") == clock.now() - registry.heartbeat_interval
+    assert registry.streaming() == []
+
+    # Another instance's stream does not make the owner heard.
+    other = registry.hold("n1", "agent-b")
+    await clock.advance(5.0)
+    assert registry.last_seen("n1") == clock.now() - 5.0 - registry.heartbeat_interval
+    registry.release(other)
+    assert registry.last_seen("n1") == clock.now() - 5.0 - registry.heartbeat_interval
+
+
 async def test_heartbeat_of_a_lost_node_brings_it_back_to_fencing_not_ready() -> None:
     registry, objects, clock = make_registry()
     await registry.register(report(), instance_id="agent-a")
