@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench.common import percentile
@@ -83,13 +85,19 @@ class Probe:
             cm.metadata.name, cm.metadata.namespace = f"probe-{n % 20}", PROBE_NAMESPACE
             cm.data["n"] = str(n)
             name = cm.metadata.name
-            for kind, call in (
-                ("apply", self.client.apply(cm)),
-                ("get", self.client.get(Kind.CONFIGMAP, name, namespace=PROBE_NAMESPACE)),
-                ("list", self.client.list(Kind.CONFIGMAP, namespace=PROBE_NAMESPACE)),
-            ):
+            calls: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
+                ("apply", functools.partial(self.client.apply, cm)),
+                (
+                    "get",
+                    functools.partial(
+                        self.client.get, Kind.CONFIGMAP, name, namespace=PROBE_NAMESPACE
+                    ),
+                ),
+                ("list", lambda: self.client.list(Kind.CONFIGMAP, namespace=PROBE_NAMESPACE)),
+            )
+            for kind, call in calls:  # made one at a time: a cancelled probe leaves none behind
                 begun = time.perf_counter()
-                await call
+                await call()
                 self.samples[kind].append(time.perf_counter() - begun)
             n += 1
             await asyncio.sleep(0.02)
@@ -177,11 +185,16 @@ def lost_node(run: LocalClusterRun, root: Path) -> subprocess.Popen[bytes]:
 async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[str, object]:
     """SIGTERM to the control plane's process group (it and its etcd; `up`'s supervisor starts
     it again), as a service restart: seconds until a new run serves (a List answers) and
-    reconciles (a new 10-replica Deployment all Running); pods that changed node or uid, and
-    nodes logged NotReady, after it."""
+    reconciles (a new 10-replica Deployment all Running); pods that changed node or uid (of
+    those not already being deleted before it), and nodes logged NotReady, after it."""
     async with client_of(run) as client:
         listed = (await client.list(Kind.POD, namespace=namespace)).items
-    before = {p.metadata.name: (p.metadata.uid, p.spec.node_name) for p in listed}
+    # Pods already being deleted (the lost node's, until the pod GC takes them) may go.
+    before = {
+        p.metadata.name: (p.metadata.uid, p.spec.node_name)
+        for p in listed
+        if not p.metadata.HasField("deletion_timestamp")
+    }
     log = run.layout.log("controlplane")
     mark = log.stat().st_size if log.exists() else 0
     old = pid_of(run, "controlplane")
