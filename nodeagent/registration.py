@@ -66,6 +66,7 @@ CALL_TIMEOUT = 5.0
 RETRY_WHILE_FAILING = 0.25  # s between heartbeats while they fail (a healed link is seen soon)
 PING_INTERVAL = 1.0  # s, with several members: how often the member's connection is pinged
 PING_TIMEOUT = 2.0  # s without an answer: the member is gone
+RECONNECT_BACKOFF_MS = (200, 1000)  # first and longest wait before connecting again
 _REREGISTER = frozenset(
     {
         grpc.StatusCode.NOT_FOUND,
@@ -208,7 +209,12 @@ class Registration:
         return True
 
     def _channel(self, material: tls_credentials.TlsMaterial | None) -> grpc.aio.Channel:
-        options: list[tuple[str, int]] = []
+        # Back within a second of the control plane (a restart): gRPC's own reconnect backoff
+        # grows to minutes, longer than the grace period a restarted control plane gives.
+        options: list[tuple[str, int]] = [
+            ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+        ]
         if len(self.servers) > 1:  # a member that stops answering is left at once
             timeout = round(PING_TIMEOUT * 1000)
             options += [

@@ -148,6 +148,7 @@ class NodeRegistry:
         self._beats: dict[str, _Beat] = {}
         self._streams: dict[str, list[Stream]] = {}
         self._status_intervals: dict[str, float] = {}  # answered at registration
+        self._arriving: dict[str, int] = {}  # registrations under way, by node
         self._started = self._clock.now()
         if leases is not None:
             leases.follow(self.streaming)
@@ -168,7 +169,14 @@ class NodeRegistry:
 
     def last_seen(self, name: str) -> float | None:
         """When this process, or any member (`leases`), last heard from the node's owner
-        (None: not since it started); now while the owner's stream is open here."""
+        (None: not since it started); now while the owner's stream is open here, or while an
+        agent's registration of the node is under way (a busy control plane may take longer
+        than the grace period to answer one)."""
+        if name in self._arriving:
+            return self._clock.now()
+        return self._heard(name)
+
+    def _heard(self, name: str) -> float | None:
         beat = self._beats.get(name)
         heard = [beat.at] if beat is not None else []
         if beat is not None and self._holds(name, beat):
@@ -179,7 +187,7 @@ class NodeRegistry:
 
     def _last_alive(self, node: objects_pb2.Node) -> float:
         stored = conditions.heartbeat_time(node) or 0.0
-        in_memory = self.last_seen(node.metadata.name) or 0.0
+        in_memory = self._heard(node.metadata.name) or 0.0
         return max(stored, in_memory, self._started)
 
     def streaming(self) -> list[str]:
@@ -236,6 +244,7 @@ class NodeRegistry:
             log.warning("node.labels_forbidden", node=name, labels=",".join(refused))
             raise LabelsForbidden(f'node "{name}" may not set these labels: {"; ".join(refused)}')
         for attempt in range(_ATTEMPTS):
+            self._arriving[name] = self._arriving.get(name, 0) + 1
             try:
                 async with self._registering:
                     registered = await self._register_once(node, instance_id)
@@ -244,6 +253,11 @@ class NodeRegistry:
                 if attempt == _ATTEMPTS - 1:
                     raise
                 continue
+            finally:
+                if self._arriving[name] == 1:
+                    del self._arriving[name]
+                else:
+                    self._arriving[name] -= 1
             self._beats[name] = _Beat(instance=instance_id, at=self._clock.now())
             status_interval = self._status_intervals[name] = self.status_interval()
             log.info(

@@ -144,6 +144,27 @@ async def test_an_open_stream_is_heard_until_it_ends_or_falls_silent_too_long() 
     assert registry.last_seen("n1") == clock.now() - 5.0 - registry.heartbeat_interval
 
 
+async def test_a_node_is_heard_while_its_registration_is_under_way() -> None:
+    registry, objects, clock = make_registry()
+    entered, release = asyncio.Event(), asyncio.Event()
+    create = objects.create
+
+    async def slow_create(obj):  # type: ignore[no-untyped-def]
+        entered.set()
+        await release.wait()  # a control plane too busy to finish the registration soon
+        return await create(obj)
+
+    objects.create = slow_create  # type: ignore[method-assign]
+    registering = asyncio.create_task(registry.register(report(), instance_id="agent-a"))
+    await entered.wait()
+    await clock.advance(10.0)  # past the grace period, still registering
+    assert registry.last_seen("n1") == clock.now()
+    release.set()
+    await registering
+    await clock.advance(10.0)
+    assert registry.last_seen("n1") == clock.now() - 10.0  # heard at registration, not since
+
+
 async def test_heartbeat_of_a_lost_node_brings_it_back_to_fencing_not_ready() -> None:
     registry, objects, clock = make_registry()
     await registry.register(report(), instance_id="agent-a")
