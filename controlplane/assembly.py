@@ -51,7 +51,7 @@ from controlplane.nodes.configs import ConfigView
 from controlplane.nodes.leading import while_leading
 from controlplane.nodes.peers import PeersView
 from controlplane.nodes.services import ClusterNetwork, ServicesView
-from controlplane.nodes.settings import DEFAULT_LOCAL_PATH_DIR, NodeSettings
+from controlplane.nodes.settings import DEFAULT_LOCAL_PATH_DIR, RECONNECT_ALLOWANCE, NodeSettings
 from controlplane.nodes.syncmanager import NodeSyncManager
 from controlplane.nodes.usage import UsageGatherer
 from controlplane.objects import ObjectStore
@@ -210,6 +210,7 @@ def leader_runnables(
             events=node_events,
             grace_period=nodes.grace_period,
             eviction_timeout=nodes.eviction_timeout,
+            startup_allowance=RECONNECT_ALLOWANCE,
         )
     )
     return parts

@@ -66,7 +66,7 @@ CALL_TIMEOUT = 5.0
 RETRY_WHILE_FAILING = 0.25  # s between heartbeats while they fail (a healed link is seen soon)
 PING_INTERVAL = 1.0  # s, with several members: how often the member's connection is pinged
 PING_TIMEOUT = 2.0  # s without an answer: the member is gone
-RECONNECT_BACKOFF_MS = (200, 1000)  # first and longest wait before connecting again
+RECONNECT_BACKOFF_MS = (1000, 5000)  # first and longest wait before connecting again
 _REREGISTER = frozenset(
     {
         grpc.StatusCode.NOT_FOUND,
@@ -209,8 +209,9 @@ class Registration:
         return True
 
     def _channel(self, material: tls_credentials.TlsMaterial | None) -> grpc.aio.Channel:
-        # Back within a second of the control plane (a restart): gRPC's own reconnect backoff
-        # grows to minutes, longer than the grace period a restarted control plane gives.
+        # Back within 5 s of the control plane (a restart): gRPC's own reconnect backoff grows
+        # to minutes, longer than a restarted control plane waits (its RECONNECT_ALLOWANCE);
+        # gRPC's jitter spreads a thousand agents' attempts over that time.
         options: list[tuple[str, int]] = [
             ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),

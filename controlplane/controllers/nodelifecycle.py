@@ -3,8 +3,9 @@
 Rules (Kubernetes' node controller, with Pilothouse's short defaults):
 - A node is *silent* when its agent has not been heard from for `grace_period` seconds
   (default 3 s). "Heard from" is the newest of: the registry's in-memory heartbeat, the stored
-  `lastHeartbeatTime`, and this controller's start (a restarted control plane gives every node
-  a full grace period instead of condemning it for the time it was down itself).
+  `lastHeartbeatTime`, and this controller's start plus `startup_allowance` (a restarted
+  control plane gives every node a full grace period, and the time its agent needs to connect
+  again, instead of condemning it for the time it was down itself).
 - A silent node gets Ready=Unknown, reason NodeStatusUnknown, and a Warning NodeNotReady event.
 - Once a node has been Unknown for `eviction_timeout` seconds (default 2 s; counted from the
   transition, or from this controller's start if that is later), every pod bound to it that is
@@ -90,6 +91,7 @@ class NodeLifecycleController:
         unhealthy_threshold: float = UNHEALTHY_THRESHOLD,
         min_nodes_for_protection: int = MIN_NODES_FOR_PROTECTION,
         max_period: float = MAX_PERIOD,
+        startup_allowance: float = 0.0,
     ) -> None:
         self._objects = objects
         self._nodes = nodes
@@ -103,17 +105,19 @@ class NodeLifecycleController:
         self._threshold = unhealthy_threshold
         self._min_nodes = min_nodes_for_protection
         self._max_period = max_period
+        self._startup_allowance = startup_allowance
         self._started: float | None = None
         self.evictions_halted = False
 
     async def run(self) -> None:
         await self._nodes.wait_synced()
         await self._pods.wait_synced()
-        self._started = self._clock.now()
+        self._started = self._clock.now() + self._startup_allowance
         log.info(
             "nodelifecycle.started",
             grace_period=self.grace_period,
             eviction_timeout=self.eviction_timeout,
+            startup_allowance=self._startup_allowance,
         )
         while True:
             try:
@@ -144,7 +148,7 @@ class NodeLifecycleController:
     async def check(self) -> float:
         """Mark silent nodes, evict what is due; returns the seconds until the next deadline."""
         if self._started is None:
-            self._started = self._clock.now()
+            self._started = self._clock.now() + self._startup_allowance
         now = self._clock.now()
         nodes = self._nodes.list()
         silences = [(node, now - self.last_heard(node)) for node in nodes]

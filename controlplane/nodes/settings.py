@@ -33,6 +33,12 @@ class SettingsError(ValueError):
     """A node flag with an unusable value."""
 
 
+# After a control plane starts, agents come back within their reconnect backoff (at most 5 s,
+# `nodeagent.registration.RECONNECT_BACKOFF_MS`) and a TLS handshake each: the node-lifecycle
+# controller gives every node this long on top of its grace period before judging it.
+RECONNECT_ALLOWANCE = 6.0
+
+
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     grace_period: float = 3.0

@@ -35,7 +35,7 @@ class Cluster:
         self.controller = self.make_controller()
         self.tasks: list[asyncio.Task[None]] = []
 
-    def make_controller(self) -> NodeLifecycleController:
+    def make_controller(self, *, startup_allowance: float = 0.0) -> NodeLifecycleController:
         return NodeLifecycleController(
             self.objects,
             nodes=self.nodes,
@@ -43,6 +43,7 @@ class Cluster:
             heartbeats=self.registry,
             events=EventRecorder(self.objects, component="node-controller", clock=self.clock),
             clock=self.clock,
+            startup_allowance=startup_allowance,
         )
 
     async def __aenter__(self) -> Cluster:
@@ -205,6 +206,22 @@ async def test_a_restarted_control_plane_gives_every_node_a_full_grace_period() 
         )
         await cluster.tick(2.0, alive=["n1"])
         assert conditions.is_ready(await cluster.node("n1"))
+
+
+async def test_after_a_restart_agents_get_the_startup_allowance_to_come_back() -> None:
+    async with Cluster() as cluster:
+        await cluster.join("n1", "n2")
+        await cluster.clock.advance(60.0)  # the control plane was down for a minute
+        cluster.registry = NodeRegistry(cluster.objects, clock=cluster.clock)
+        cluster.controller = cluster.make_controller(startup_allowance=6.0)
+        # n1's agent reconnects 5 s after the start (its reconnect backoff); n2's never does.
+        await cluster.tick(5.0)
+        await cluster.tick(3.5, alive=["n1"])  # 8.5 s: past grace, within allowance + grace
+        assert conditions.is_ready(await cluster.node("n1"))
+        assert conditions.is_ready(await cluster.node("n2"))
+        await cluster.tick(1.0, alive=["n1"])  # 9.5 s: past allowance + grace
+        assert conditions.is_ready(await cluster.node("n1"))
+        assert conditions.is_lost(await cluster.node("n2")), "a silent node was never marked"
 
 
 async def test_runs_on_its_own_with_short_durations() -> None:
