@@ -76,16 +76,16 @@ async def runc_agent(control_plane: ControlPlaneProcess) -> AsyncIterator[Agent]
 async def _clean_up(agent: Agent, parent: str) -> None:
     """Stop the agent, then delete whatever containers, cgroups and mounts are left."""
     await agent.stop()
-    from nodeagent.runtime import mounts
     from nodeagent.runtime.cgroups import Cgroups
     from nodeagent.runtime.runc import RuncRuntime
+    from pilothouse.cli.cluster.cleanup import unmount_below
 
     runtime = RuncRuntime(agent.state_dir / "runtime", cgroup_parent=parent)
     for container in await runtime.list():
         await runtime.delete(container.id)
     Cgroups().remove(parent)
-    for rootfs in (agent.state_dir / "runtime" / "containers").glob("*/bundle/rootfs"):
-        mounts.unmount(rootfs)
+    # Every mount the agent left (rootfs, pod namespaces, volumes): rmtree cannot.
+    unmount_below(agent.state_dir)
     shutil.rmtree(agent.state_dir, ignore_errors=True)
 
 

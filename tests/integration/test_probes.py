@@ -80,16 +80,16 @@ async def clean_up(a: Agent) -> None:
                 await asyncio.sleep(0.1)
     finally:
         stop_agent(a.proc)
-        from nodeagent.runtime import mounts
         from nodeagent.runtime.cgroups import Cgroups
+        from pilothouse.cli.cluster.cleanup import unmount_below
 
         rt = a.runtime()
         for cid in await _containers(a):
             if cid != "?":
                 await rt.delete(cid)
         Cgroups().remove(a.cgroup_parent)
-        for m in (a.state / "runtime" / "containers").glob("*/bundle/rootfs"):
-            mounts.unmount(m)
+        # Every mount the agent left (rootfs, pod namespaces, volumes): rmtree cannot.
+        unmount_below(a.state)
         shutil.rmtree(a.state, ignore_errors=True)
 
 
