@@ -52,6 +52,7 @@ from nodeagent.heartbeats import BeatSender
 from nodeagent.state.quarantine import quarantine
 from pilothouse import credentials as tls_credentials
 from pilothouse.client import failover
+from pilothouse.process.pings import ping_options
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 from pilothouse.v1 import objects_pb2
@@ -217,13 +218,9 @@ class Registration:
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
         ]
         if len(self.servers) > 1:  # a member that stops answering is left at once
-            timeout = round(PING_TIMEOUT * 1000)
-            options += [
-                ("grpc.keepalive_time_ms", round(PING_INTERVAL * 1000)),
-                ("grpc.keepalive_timeout_ms", timeout),
-                ("grpc.http2.ping_timeout_ms", timeout),
-                ("grpc.http2.max_pings_without_data", 0),
-            ]
+            options += ping_options(
+                interval_ms=round(PING_INTERVAL * 1000), timeout_ms=round(PING_TIMEOUT * 1000)
+            )
         if material is not None:
             return tls_credentials.secure_channel(self.member, material, options=options)
         if self._credentials is not None:

@@ -112,7 +112,7 @@ class NodeLifecycleController:
     async def run(self) -> None:
         await self._nodes.wait_synced()
         await self._pods.wait_synced()
-        self._started = self._clock.now() + self._startup_allowance
+        self._start()
         log.info(
             "nodelifecycle.started",
             grace_period=self.grace_period,
@@ -135,6 +135,10 @@ class NodeLifecycleController:
                 log.warning("nodelifecycle.stalled", late=round(now - due, 2))
                 self._started = now  # every node: a full grace period again
 
+    def _start(self) -> None:
+        """Every node counts as heard at the start, plus the time agents need to reconnect."""
+        self._started = self._clock.now() + self._startup_allowance
+
     # ---------------------------------------------------------------- one pass
 
     def last_heard(self, node: objects_pb2.Node) -> float:
@@ -148,7 +152,7 @@ class NodeLifecycleController:
     async def check(self) -> float:
         """Mark silent nodes, evict what is due; returns the seconds until the next deadline."""
         if self._started is None:
-            self._started = self._clock.now() + self._startup_allowance
+            self._start()
         now = self._clock.now()
         nodes = self._nodes.list()
         silences = [(node, now - self.last_heard(node)) for node in nodes]

@@ -56,6 +56,14 @@ def parse(text: str, *, what: str = "pod CIDR") -> ipaddress.IPv4Network:
     return network
 
 
+def same_network(a: str, b: str) -> bool:
+    """Whether two CIDRs name the same network (as written, when one does not parse)."""
+    try:
+        return parse(a) == parse(b)
+    except InvalidCidr:
+        return a.strip() == b.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class Allocator:
     """Chooses a node's pod CIDR from the cluster CIDR, given the other nodes' ones."""

@@ -12,16 +12,13 @@ Invariants:
   hostname label only to its own name, nothing under node-role.kubernetes.io/ or
   node-restriction.*; a registration reporting any other is refused whole (`LabelsForbidden`,
   PERMISSION_DENIED), so an admin's labels are never overwritten by a node.
-- A heartbeat from the owner is recorded in memory at once. The store is written only when it
-  matters: on a transition (a node marked lost by the lifecycle controller goes back to
-  Fencing), when the agent reports changed capacity, and otherwise at most once per
-  `persist_interval` (default 10 s, i.e. every 10th beat at the default 1 s interval; longer
-  in a large cluster, so that these refreshes stay near `MAX_PERSISTS_PER_S` writes a second
-  in all: 100 s at 1,000 nodes, as Kubernetes reports an unchanged node status every few
-  minutes) to refresh `lastHeartbeatTime` for people. Liveness decisions use `last_seen`,
-  which is the newest of the in-memory beat and the stored one; a heartbeat therefore costs
-  one read of the store's cached copy (a refusal only after a fresh one), and a write per node
-  per `persist_interval` at most.
+- A beat message from the owner is recorded in memory at once. The store is written only when
+  it matters: on a transition (a node marked lost goes back to Fencing), when the agent
+  reports changed capacity or pressure, and otherwise at most once per `status_interval()`
+  (`persist_interval`, 10 s; longer in a large cluster, so that these refreshes stay near
+  `MAX_PERSISTS_PER_S` writes a second in all: 100 s at 1,000 nodes, as Kubernetes reports an
+  unchanged node status every few minutes) to refresh `lastHeartbeatTime` for people. A beat
+  costs one read of the store's cached copy (a refusal only after a fresh one).
 - An agent's open Heartbeats stream is its heartbeat (`hold`): the API server pings every
   connection each heartbeat interval and closes one whose ping goes unanswered for
   `ping_timeout` (HTTP/2 pings, answered by the agent's gRPC core: no Python per beat on
@@ -52,11 +49,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 
 import structlog
 
-from controlplane.nodes import conditions, podcidr
+from controlplane.nodes import conditions, podcidr, reported
 from controlplane.nodes import labels as node_labels
 from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from controlplane.nodes.leases import NodeLeases
@@ -76,7 +74,6 @@ WEDGED_AFTER = 3  # status intervals a held stream may stay silent
 MAX_PERSISTS_PER_S = 10.0  # heartbeat refreshes written a second, all nodes together
 _ATTEMPTS = 5
 
-FENCING_MESSAGE = "agent registered; stopping pods no longer bound to it before it counts as Ready"
 RETURNED_MESSAGE = (
     "agent is posting heartbeats again; stopping pods no longer bound to it before it "
     "counts as Ready"
@@ -148,7 +145,7 @@ class NodeRegistry:
         self._beats: dict[str, _Beat] = {}
         self._streams: dict[str, list[Stream]] = {}
         self._status_intervals: dict[str, float] = {}  # answered at registration
-        self._arriving: dict[str, int] = {}  # registrations under way, by node
+        self._arriving: Counter[str] = Counter()  # registrations under way, by node
         self._started = self._clock.now()
         if leases is not None:
             leases.follow(self.streaming)
@@ -171,12 +168,10 @@ class NodeRegistry:
 
     def last_seen(self, name: str) -> float | None:
         """When this process, or any member (`leases`), last heard from the node's owner
-        (None: not since it started); now while the owner's stream is open here, or while an
-        agent's registration of the node is under way (a busy control plane may take longer
-        than the grace period to answer one)."""
-        if name in self._arriving:
-            return self._clock.now()
-        return self._heard(name)
+        (None: not since it started); now while the owner's stream is open here, or while a
+        registration of the node is under way (a busy control plane may take longer than the
+        grace period to answer one)."""
+        return self._clock.now() if name in self._arriving else self._heard(name)
 
     def _heard(self, name: str) -> float | None:
         beat = self._beats.get(name)
@@ -200,10 +195,9 @@ class NodeRegistry:
         streams = self._streams.get(name)
         if not streams or beat is None:
             return False
-        quiet = self._clock.now() - beat.at
-        if quiet > WEDGED_AFTER * self._status_intervals.get(name, self.status_interval()):
-            return False
-        return any(stream.instance == beat.instance for stream in streams)
+        wedged = WEDGED_AFTER * self._status_intervals.get(name, self.status_interval())
+        owned = any(stream.instance == beat.instance for stream in streams)
+        return owned and self._clock.now() - beat.at <= wedged
 
     def hold(self, name: str, instance_id: str) -> Stream:
         """A Heartbeats stream of `instance_id` for `name` carried an accepted beat: the node
@@ -215,11 +209,10 @@ class NodeRegistry:
     def release(self, stream: Stream) -> None:
         """The stream ended: its node was last heard one heartbeat interval ago (the last
         ping it answered), unless something newer says otherwise."""
-        streams = self._streams.get(stream.name, [])
-        if stream in streams:
-            streams.remove(stream)
+        streams = self._streams[stream.name]  # held once, released once
+        streams.remove(stream)
         if not streams:
-            self._streams.pop(stream.name, None)
+            del self._streams[stream.name]
         beat = self._beats.get(stream.name)
         if beat is None or beat.instance != stream.instance:
             return
@@ -245,34 +238,37 @@ class NodeRegistry:
         if refused:
             log.warning("node.labels_forbidden", node=name, labels=",".join(refused))
             raise LabelsForbidden(f'node "{name}" may not set these labels: {"; ".join(refused)}')
+        self._arriving[name] += 1
+        try:
+            registered = await self._written(node, instance_id)
+        finally:
+            self._arriving[name] -= 1
+            if not self._arriving[name]:
+                del self._arriving[name]
+        self._beats[name] = _Beat(instance=instance_id, at=self._clock.now())
+        status_interval = self._status_intervals[name] = self.status_interval()
+        log.info(
+            "node.registered",
+            node=name,
+            instance=instance_id,
+            endpoint=conditions.endpoint(registered),
+        )
+        return Registration(
+            node=registered,
+            heartbeat_interval=self.heartbeat_interval,
+            status_interval=status_interval,
+        )
+
+    async def _written(self, node: objects_pb2.Node, instance_id: str) -> objects_pb2.Node:
+        """The Node as written for this registration, read again after a concurrent write."""
         for attempt in range(_ATTEMPTS):
-            self._arriving[name] = self._arriving.get(name, 0) + 1
             try:
                 async with self._registering:
-                    registered = await self._register_once(node, instance_id)
+                    return await self._register_once(node, instance_id)
             except (Conflict, AlreadyExists, NotFound):
                 # Someone wrote the node between our read and our write: read it again.
                 if attempt == _ATTEMPTS - 1:
                     raise
-                continue
-            finally:
-                if self._arriving[name] == 1:
-                    del self._arriving[name]
-                else:
-                    self._arriving[name] -= 1
-            self._beats[name] = _Beat(instance=instance_id, at=self._clock.now())
-            status_interval = self._status_intervals[name] = self.status_interval()
-            log.info(
-                "node.registered",
-                node=name,
-                instance=instance_id,
-                endpoint=conditions.endpoint(registered),
-            )
-            return Registration(
-                node=registered,
-                heartbeat_interval=self.heartbeat_interval,
-                status_interval=status_interval,
-            )
         raise AssertionError("unreachable")
 
     async def _register_once(self, node: objects_pb2.Node, instance_id: str) -> objects_pb2.Node:
@@ -285,8 +281,8 @@ class NodeRegistry:
             fresh.metadata.name = name
             fresh.spec.CopyFrom(node.spec)
             fresh.spec.pod_cidr = await self._pod_cidr(name, requested=node.spec.pod_cidr)
-            _set_identity(fresh, node, instance_id)
-            _set_reported(fresh, node, now=now)
+            reported.set_identity(fresh, node, instance_id)
+            reported.set_status(fresh, node, now=now)
             return await self._objects.create(fresh)
         owner = conditions.instance_of(current)
         if owner and owner != instance_id:
@@ -299,10 +295,10 @@ class NodeRegistry:
             log.warning("node.taken_over", node=name, previous=owner, instance=instance_id)
         updated = objects_pb2.Node()
         updated.CopyFrom(current)
-        _set_identity(updated, node, instance_id)
+        reported.set_identity(updated, node, instance_id)
         requested = node.spec.pod_cidr
         if current.spec.pod_cidr:
-            if requested and not _same_network(requested, current.spec.pod_cidr):
+            if requested and not podcidr.same_network(requested, current.spec.pod_cidr):
                 raise PodCidrUnavailable(
                     f'node "{name}" has pod CIDR {current.spec.pod_cidr}, its agent asks for '
                     f"{requested}; a node's pod CIDR never changes: start the agent with "
@@ -312,7 +308,7 @@ class NodeRegistry:
             updated.spec.pod_cidr = await self._pod_cidr(name, requested=requested)
         if updated.metadata != current.metadata or updated.spec != current.spec:
             updated = await self._objects.update(updated)
-        _set_reported(updated, node, now=now)
+        reported.set_status(updated, node, now=now)
         return await self._objects.update_status(updated)
 
     async def _pod_cidr(self, name: str, *, requested: str) -> str:
@@ -379,19 +375,13 @@ class NodeRegistry:
             ready is not None
             and not conditions.is_lost(current)
             and now - stored < every
-            and not _reports_news(current, status)
+            and not reported.news(current, status)
         ):
             return None  # the common beat: nothing copied, nothing written
         updated = objects_pb2.Node()
         updated.CopyFrom(current)
         if status is not None:
-            for field in ("capacity", "allocatable"):
-                reported = getattr(status, field)
-                if reported and dict(reported) != dict(getattr(updated.status, field)):
-                    target = getattr(updated.status, field)
-                    target.clear()
-                    target.update(reported)
-            _agent_conditions(updated, status)
+            reported.take(updated, status)
         if ready is None or conditions.is_lost(current):
             conditions.set_ready(
                 updated,
@@ -407,79 +397,3 @@ class NodeRegistry:
             return None
         conditions.touch_heartbeat(updated, now=now)
         return updated
-
-
-# Conditions a node reports about itself, as the kubelet does; Ready stays the control plane's.
-AGENT_CONDITIONS = frozenset({"DiskPressure", "MemoryPressure", "PIDPressure"})
-
-
-def _reports_news(current: objects_pb2.Node, reported: objects_pb2.NodeStatus | None) -> bool:
-    """Whether a heartbeat's status changes what is stored (capacity, allocatable, pressure)."""
-    if reported is None:
-        return False
-    for field in ("capacity", "allocatable"):
-        values = getattr(reported, field)
-        if values and dict(values) != dict(getattr(current.status, field)):
-            return True
-    held = {c.type: (c.status, c.reason) for c in current.status.conditions}
-    return any(
-        held.get(c.type) != (c.status, c.reason)
-        for c in reported.conditions
-        if c.type in AGENT_CONDITIONS
-    )
-
-
-def _agent_conditions(target: objects_pb2.Node, reported: objects_pb2.NodeStatus) -> None:
-    """Take the agent's pressure conditions when their status or reason changed (a new
-    heartbeat time alone is not worth a write)."""
-    for condition in reported.conditions:
-        if condition.type not in AGENT_CONDITIONS:
-            continue
-        current = next((c for c in target.status.conditions if c.type == condition.type), None)
-        if current is None:
-            target.status.conditions.append(condition)
-        elif (current.status, current.reason) != (condition.status, condition.reason):
-            current.CopyFrom(condition)
-
-
-def _same_network(a: str, b: str) -> bool:
-    try:
-        return podcidr.parse(a) == podcidr.parse(b)
-    except podcidr.InvalidCidr:
-        return a.strip() == b.strip()
-
-
-def _set_identity(target: objects_pb2.Node, reported: objects_pb2.Node, instance_id: str) -> None:
-    labels = target.metadata.labels
-    info = reported.status.node_info
-    labels[conditions.HOSTNAME_LABEL] = reported.metadata.name
-    if info.operating_system:
-        labels[conditions.OS_LABEL] = info.operating_system
-    if info.architecture:
-        labels[conditions.ARCH_LABEL] = info.architecture
-    labels.update(reported.metadata.labels)
-    target.metadata.annotations[conditions.INSTANCE_ANNOTATION] = instance_id
-
-
-def _set_reported(target: objects_pb2.Node, reported: objects_pb2.Node, *, now: float) -> None:
-    """Everything the agent says about itself, and Ready=False/Fencing with a fresh heartbeat."""
-    status = target.status
-    source = reported.status
-    for field in ("capacity", "allocatable"):
-        values = getattr(status, field)
-        values.clear()
-        values.update(getattr(source, field))
-    status.node_info.CopyFrom(source.node_info)
-    status.daemon_endpoints.CopyFrom(source.daemon_endpoints)
-    del status.addresses[:]
-    status.addresses.extend(source.addresses)
-    if not any(a.type == "Hostname" for a in status.addresses):
-        status.addresses.add(type="Hostname", address=reported.metadata.name)
-    conditions.set_ready(
-        target,
-        status=ReadyStatus.FALSE,
-        reason=ReadyReason.FENCING,
-        message=FENCING_MESSAGE,
-        now=now,
-        heartbeat=True,
-    )

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import grpc
 import structlog
 
+from pilothouse.process.pings import ping_options
+
 log = structlog.get_logger(__name__)
 
 KiB = 1024
@@ -60,13 +62,10 @@ class Limits:
             ("grpc.http2.min_ping_interval_without_data_ms", 500),
         ]
         if self.ping_interval_ms is not None:
-            timeout = self.ping_timeout_ms or self.ping_interval_ms
-            options += [
-                ("grpc.keepalive_time_ms", self.ping_interval_ms),
-                ("grpc.keepalive_timeout_ms", timeout),
-                ("grpc.http2.ping_timeout_ms", timeout),  # what gRPC 1.85 waits for an answer
-                ("grpc.http2.max_pings_without_data", 0),  # a quiet stream is pinged too
-            ]
+            options += ping_options(
+                interval_ms=self.ping_interval_ms,
+                timeout_ms=self.ping_timeout_ms or self.ping_interval_ms,
+            )
         if self.flow_window is not None:
             options += [
                 ("grpc.http2.lookahead_bytes", self.flow_window),

@@ -6,10 +6,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from controlplane.nodes.leases import PREFIX, NodeLeases
 from controlplane.store.memory import MemoryStore
 from tests.unit.waiting import eventually
+
+
+@contextlib.asynccontextmanager
+async def running(*members: NodeLeases) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(m.run()) for m in members]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_a_beat_on_one_member_is_seen_by_the_others_and_writes_are_coalesced() -> None:
@@ -17,8 +31,7 @@ async def test_a_beat_on_one_member_is_seen_by_the_others_and_writes_are_coalesc
     await store.create(PREFIX + "old", b'{"beats": {"n1": 0.0}}')  # from a run long ago
     one = NodeLeases(store, member="cp-1", flush_interval=0.1)
     two = NodeLeases(store, member="cp-2", flush_interval=0.1)
-    tasks = [asyncio.create_task(m.run()) for m in (one, two)]
-    try:
+    async with running(one, two):
         await asyncio.sleep(0.3)
         assert two.last_seen("n1") is None, "a stored lease from before the start counted"
         before = store.revision
@@ -30,12 +43,6 @@ async def test_a_beat_on_one_member_is_seen_by_the_others_and_writes_are_coalesc
         await asyncio.sleep(0.3)
         assert store.revision - before == 1, "three beats took more than one write"
         assert one.last_seen("n2") is not None
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def test_nodes_heard_through_open_streams_are_published_at_every_flush() -> None:
@@ -44,8 +51,7 @@ async def test_nodes_heard_through_open_streams_are_published_at_every_flush() -
     two = NodeLeases(store, member="cp-2", flush_interval=0.1)
     streaming = ["n1"]
     one.follow(lambda: streaming)
-    tasks = [asyncio.create_task(m.run()) for m in (one, two)]
-    try:
+    async with running(one, two):
         await eventually(lambda: two.last_seen("n1") is not None, "cp-2 heard of n1")
         first = two.last_seen("n1")
         # No beat at all, only the open stream: cp-2 keeps hearing n1 as time goes on.
@@ -58,9 +64,3 @@ async def test_nodes_heard_through_open_streams_are_published_at_every_flush() -
             lambda: time.time() - two.last_seen("n1") > 1.0,  # type: ignore[operator]
             "cp-2 went on hearing n1 after its stream ended",
         )
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
