@@ -27,19 +27,25 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from controlplane.nodes.peers import PeerChanges, PeersState
 from controlplane.nodes.services import ServicesState
 from pilothouse import credentials as tls_credentials
+from pilothouse.process.pings import ping_options
 from pilothouse.v1 import agent_pb2, agent_pb2_grpc, objects_pb2
 
 DEFAULT_TIMEOUT = 5.0
-_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024**2),
-    ("grpc.max_send_message_length", 64 * 1024**2),
-    # A dead peer on a silent connection is noticed within seconds, not at TCP's leisure.
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    # Reconnect quickly once an agent comes back.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-)
+# A frozen or cut-off agent under a silent pod watch is noticed within PING_INTERVAL_MS +
+# PING_TIMEOUT_MS (15 s), not at TCP's leisure (minutes) nor gRPC's default ping wait (1 min).
+PING_INTERVAL_MS = 10_000
+PING_TIMEOUT_MS = 5_000
+
+
+def _options() -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", 64 * 1024**2),
+        ("grpc.max_send_message_length", 64 * 1024**2),
+        *ping_options(interval_ms=PING_INTERVAL_MS, timeout_ms=PING_TIMEOUT_MS),
+        # Reconnect quickly once an agent comes back.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    ]
 
 
 # How the control plane opens a client to an agent: (endpoint "HOST:PORT", node name) -> client.
@@ -141,15 +147,16 @@ class AgentClient:
         self._channel: grpc.aio.Channel | None = None
         if refused is not None:
             return  # no channel: every call fails at once (`_check_refused`)
+        options = _options()
         if tls is not None:
             # Verify the agent's certificate names this node, not the address dialed.
             self._channel = tls_credentials.secure_channel(
-                address, tls, server_name=node, options=_OPTIONS
+                address, tls, server_name=node, options=options
             )
         elif credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=_OPTIONS)
+            self._channel = grpc.aio.insecure_channel(address, options=options)
         else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=_OPTIONS)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         self._stub = agent_pb2_grpc.NodeAgentStub(self._channel)
 
     async def __aenter__(self) -> AgentClient:

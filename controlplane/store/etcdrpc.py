@@ -20,15 +20,16 @@ from urllib.parse import urlsplit
 from aetcd import rpc
 
 from controlplane.store import Compacted, Conflict, Fence, Fenced, NotFound, StoreError, Unavailable
+from pilothouse.process.pings import ping_options
 
 CHANNEL_OPTIONS = {
     # Reconnect within a second of etcd coming back, however long the outage was.
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.min_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 1000,
-    # Notice a hung etcd under an idle watch; etcd refuses pings more often than every 5 s.
-    "grpc.keepalive_time_ms": 10_000,
-    "grpc.keepalive_timeout_ms": 5_000,
+    # Notice a hung etcd under an idle watch within 15 s (gRPC alone would wait a minute for a
+    # ping's answer); etcd refuses pings more often than every 5 s.
+    **dict(ping_options(interval_ms=10_000, timeout_ms=5_000)),
     "grpc.keepalive_permit_without_calls": 1,
     "grpc.max_receive_message_length": 64 * 1024**2,
     # etcd is reached directly; an http_proxy meant for the outside world must not apply.
