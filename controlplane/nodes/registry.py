@@ -12,24 +12,19 @@ Invariants:
   hostname label only to its own name, nothing under node-role.kubernetes.io/ or
   node-restriction.*; a registration reporting any other is refused whole (`LabelsForbidden`,
   PERMISSION_DENIED), so an admin's labels are never overwritten by a node.
-- A beat message from the owner is recorded in memory at once. The store is written only when
-  it matters: on a transition (a node marked lost goes back to Fencing), when the agent
-  reports changed capacity or pressure, and otherwise at most once per `status_interval()`
-  (`persist_interval`, 10 s; longer in a large cluster, so that these refreshes stay near
-  `MAX_PERSISTS_PER_S` writes a second in all: 100 s at 1,000 nodes, as Kubernetes reports an
-  unchanged node status every few minutes) to refresh `lastHeartbeatTime` for people. A beat
-  costs one read of the store's cached copy (a refusal only after a fresh one).
+- A beat message from the owner is recorded in memory at once (one read of the store's
+  cached copy). The store is written only on a transition (a lost node goes back to
+  Fencing), on changed capacity or pressure, and otherwise once per `status_interval()`
+  (`persist_interval`, 10 s, longer in a large cluster: `MAX_PERSISTS_PER_S` writes a second
+  in all, 100 s at 1,000 nodes, as Kubernetes refreshes an unchanged node status).
 - An agent's open Heartbeats stream is its heartbeat (`hold`): the API server pings every
   connection each heartbeat interval and closes one whose ping goes unanswered for
-  `ping_timeout` (HTTP/2 pings, answered by the agent's gRPC core: no Python per beat on
-  either side), so a node counts as heard *now* while a stream of its owner is open. The
-  agent sends beat messages only when its status changes, or after `status_interval`
-  (answered at registration). Two limits keep this honest: a stream silent for
-  `WEDGED_AFTER` status intervals (an agent whose gRPC core answers pings while the rest of
-  it is stuck) stops counting, and a stream that ends counts as heard one heartbeat interval
-  before its end (the last ping answered). So a killed agent is NotReady a grace period
-  minus one interval after it died, and a frozen or cut-off one within the grace period plus
-  `ping_timeout`; with the defaults (1 s, 3 s) that is 2 s and 3-5 s.
+  `ping_timeout` (answered by the agent's gRPC core: no Python per beat), so a node counts as
+  heard *now* while a stream of its owner is open. The agent sends beat messages only when
+  its status changes, or after `status_interval`. A stream silent for `WEDGED_AFTER` status
+  intervals (gRPC answering while the agent is stuck) stops counting; one that ends counts as
+  heard one interval before its end. So with the defaults (1 s, 3 s) a killed agent is
+  NotReady 2 s after it died, a frozen or cut-off one after 3-5 s.
 - A heartbeat from another instance, or for a node that does not exist, is refused
   (`NotRegistered`): the agent must register again (and may then be refused).
 - Just after this process starts it has seen no beats: a Node already in the store counts as
@@ -41,7 +36,8 @@ Invariants:
   one it already has (it never changes while the Node exists), else the one its agent asked
   for if no other Node's overlaps it, else the lowest free block of the cluster CIDR. The
   choice is derived from the stored Nodes and written with the Node (compare-and-swap);
-  registrations are serialized in this process, so two Nodes never get the same block. An
+  registrations that choose one are serialized in this process (the others run side by
+  side), so two Nodes never get the same block. An
   agent that asks for a range another Node holds, or for another range than its Node's, is
   refused (`PodCidrUnavailable`) with the reason.
 """
@@ -73,11 +69,6 @@ DEFAULT_PERSIST_INTERVAL = 10.0
 WEDGED_AFTER = 3  # status intervals a held stream may stay silent
 MAX_PERSISTS_PER_S = 10.0  # heartbeat refreshes written a second, all nodes together
 _ATTEMPTS = 5
-
-RETURNED_MESSAGE = (
-    "agent is posting heartbeats again; stopping pods no longer bound to it before it "
-    "counts as Ready"
-)
 
 
 class NodeTaken(Exception):
@@ -136,7 +127,8 @@ class NodeRegistry:
         self._objects = objects
         self._leases = leases
         self.pod_cidrs = pod_cidrs or podcidr.Allocator.of()
-        # One registration at a time: choosing a pod CIDR and writing it must not interleave.
+        # One allocating registration at a time: choosing a pod CIDR and writing it must not
+        # interleave with another choice (registrations that allocate nothing do not wait).
         self._registering = asyncio.Lock()
         self._clock = clock or SystemClock()
         self.grace_period = grace_period
@@ -152,11 +144,9 @@ class NodeRegistry:
 
     @property
     def ping_timeout(self) -> float:
-        """How long the API server waits for a ping's answer before it ends the connection:
-        what the grace period leaves after one interval (2 s by default), at least one
-        interval. A shorter wait ended healthy connections when a thousand agents reconnected
-        at once on 2 cores (every TLS handshake delays the answers), which made them
-        reconnect again; slow agents (emulated VMs) run with a longer grace period."""
+        """The API server's wait for a ping's answer: what the grace period leaves after one
+        interval (2 s by default), at least one interval. Shorter ended healthy connections
+        while a thousand agents reconnected at once on 2 cores (TLS handshakes delay answers)."""
         return max(self.heartbeat_interval, self.grace_period - self.heartbeat_interval)
 
     def status_interval(self) -> float:
@@ -261,22 +251,33 @@ class NodeRegistry:
 
     async def _written(self, node: objects_pb2.Node, instance_id: str) -> objects_pb2.Node:
         """The Node as written for this registration, read again after a concurrent write."""
+        name = node.metadata.name
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._registering:
-                    return await self._register_once(node, instance_id)
+                current = await self._current(name)
+                if current is None or not current.spec.pod_cidr:
+                    async with self._registering:  # a pod CIDR to choose: one at a time
+                        current = await self._current(name)
+                        return await self._register_once(node, instance_id, current)
+                return await self._register_once(node, instance_id, current)  # side by side
             except (Conflict, AlreadyExists, NotFound):
                 # Someone wrote the node between our read and our write: read it again.
                 if attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    async def _register_once(self, node: objects_pb2.Node, instance_id: str) -> objects_pb2.Node:
+    async def _current(self, name: str) -> objects_pb2.Node | None:
+        try:
+            return await self._objects.get(Kind.NODE, "", name)  # type: ignore[return-value]
+        except NotFound:
+            return None
+
+    async def _register_once(
+        self, node: objects_pb2.Node, instance_id: str, current: objects_pb2.Node | None
+    ) -> objects_pb2.Node:
         name = node.metadata.name
         now = self._clock.now()
-        try:
-            current = await self._objects.get(Kind.NODE, "", name)
-        except NotFound:
+        if current is None:
             fresh = objects_pb2.Node()
             fresh.metadata.name = name
             fresh.spec.CopyFrom(node.spec)
@@ -387,7 +388,7 @@ class NodeRegistry:
                 updated,
                 status=ReadyStatus.FALSE,
                 reason=ReadyReason.FENCING,
-                message=RETURNED_MESSAGE,
+                message=reported.RETURNED_MESSAGE,
                 now=now,
                 heartbeat=True,
             )

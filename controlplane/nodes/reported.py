@@ -14,6 +14,10 @@ from controlplane.nodes.conditions import ReadyReason, ReadyStatus
 from pilothouse.v1 import objects_pb2
 
 FENCING_MESSAGE = "agent registered; stopping pods no longer bound to it before it counts as Ready"
+RETURNED_MESSAGE = (
+    "agent is posting heartbeats again; stopping pods no longer bound to it before it "
+    "counts as Ready"
+)
 
 
 # Conditions a node reports about itself, as the kubelet does; Ready stays the control plane's.

@@ -165,6 +165,41 @@ async def test_a_node_is_heard_while_its_registration_is_under_way() -> None:
     assert registry.last_seen("n1") == clock.now() - 10.0  # heard at registration, not since
 
 
+async def test_known_nodes_register_again_side_by_side_and_new_ones_one_at_a_time() -> None:
+    # After a control-plane restart every agent registers again at once; those nodes hold
+    # their pod CIDRs, so none waits for another. Choosing a new node's CIDR stays one at a
+    # time: two new nodes never get the same block.
+    registry, objects, _ = make_registry()
+    for name in ("known-1", "known-2"):
+        await registry.register(report(name=name), instance_id=f"agent-{name}")
+    entered, release = asyncio.Event(), asyncio.Event()
+    update_status = objects.update_status
+
+    async def held(obj):  # type: ignore[no-untyped-def]
+        if obj.metadata.name == "known-1":
+            entered.set()
+            await release.wait()  # a slow write for this node alone
+        return await update_status(obj)
+
+    objects.update_status = held  # type: ignore[method-assign]
+    again_1 = registry.register(report(name="known-1"), instance_id="agent-known-1")
+    slow = asyncio.create_task(again_1)
+    await asyncio.wait_for(entered.wait(), 5)
+    again = registry.register(report(name="known-2"), instance_id="agent-known-2")
+    await asyncio.wait_for(again, 5)
+    new = [
+        asyncio.create_task(registry.register(report(name=f"new-{i}"), instance_id=f"new-{i}"))
+        for i in range(5)
+    ]
+    await asyncio.wait_for(asyncio.gather(*new), 5)
+    assert not slow.done()
+    release.set()
+    await slow
+    listed = (await objects.list(Kind.NODE)).items
+    cidrs = [n.spec.pod_cidr for n in listed]
+    assert len(cidrs) == 7 and len(set(cidrs)) == 7, cidrs
+
+
 async def test_heartbeat_of_a_lost_node_brings_it_back_to_fencing_not_ready() -> None:
     registry, objects, clock = make_registry()
     await registry.register(report(), instance_id="agent-a")
