@@ -47,6 +47,7 @@ from bench.scalekit import (
     children,
     client_of,
     cpu_seconds,
+    logged_after,
     lost_node,
     pid_of,
     restart,
@@ -147,6 +148,7 @@ async def one_size(
             lost.send_signal(signal.SIGKILL)
             lost.wait()
             killed = time.monotonic()
+            killed_wall = time.time()
 
             def replaced() -> bool:  # its pods' replacements Running (they stay Terminating)
                 return sum(1 for u in running if pod_nodes.get(u) != "lost-0001") >= total
@@ -156,7 +158,8 @@ async def one_size(
                 replace_s = time.monotonic() - killed
             watcher.cancel()
         log = run.layout.log("controlplane")
-        not_ready = log.read_text(errors="replace").count('"node.not_ready"') if log.exists() else 0
+        text = log.read_text(errors="replace") if log.exists() else ""
+        not_ready = text.count('"node.not_ready"')
         db = next(iter(run.layout.controlplane.glob("**/member/snap/db")), Path("/nonexistent"))
         result = {
             "nodes": nodes + 1,
@@ -182,6 +185,8 @@ async def one_size(
             "hollow_rss_loaded_mib": round(status_kib(hollow, "VmRSS") / 1024, 1),
             "lost_node_pods": len(on_lost),
             "lost_node_replaced_s": round(replace_s, 2) if replace_s else None,
+            # Of that: until the control plane logged it NotReady.
+            "lost_node_not_ready_s": logged_after(text, "node.not_ready", "lost-0001", killed_wall),
             "nodes_not_ready_events": not_ready,
         }
         if restart_too and finished:  # last: the control plane's figures are its first run's

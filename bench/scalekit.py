@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import json
 import os
@@ -201,6 +202,7 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
     old = pid_of(run, "controlplane")
     os.killpg(old, signal.SIGTERM)
     killed = time.monotonic()
+    killed_at = time.strftime("%H:%M:%S", time.gmtime())  # the logs' clock (UTC)
     serving_s = reconciled_s = None
     while time.monotonic() - killed < 300:
         record = processes.read(run.layout.pids / "controlplane.pid")
@@ -241,10 +243,36 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
         }
     moved = sum(1 for name, was in before.items() if after.get(name) != was)
     text = log.read_text(errors="replace")[mark:] if log.exists() else ""
+    judged = [_event(line) for line in text.splitlines() if '"node.not_ready"' in line]
     return {
         "pods": len(before),
         "serving_s": round(serving_s, 2),
         "reconciling_s": round(reconciled_s, 2) if reconciled_s else None,
         "pods_moved_or_replaced": moved,
+        "killed_at": killed_at,
         "nodes_not_ready_after": text.count('"node.not_ready"'),
+        # The first few, to tell why: when (log time) and how long each was silent.
+        "not_ready_sample": [
+            {k: e.get(k) for k in ("node", "silent", "timestamp")} for e in judged[:10]
+        ],
     }
+
+
+def logged_after(text: str, event: str, node: str, since: float) -> float | None:
+    """Seconds from `since` (wall clock) to the first `event` about `node` in a JSON log."""
+    for line in text.splitlines():
+        if f'"{event}"' in line and f'"{node}"' in line:
+            stamp = str(_event(line).get("timestamp", ""))
+            with contextlib.suppress(ValueError):
+                at = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+                if at >= since - 1:
+                    return round(at - since, 2)
+    return None
+
+
+def _event(line: str) -> dict[str, object]:
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return {"line": line[:200]}
+    return parsed if isinstance(parsed, dict) else {}
