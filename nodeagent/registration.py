@@ -63,7 +63,7 @@ INSTANCE_FILE = "agent.instance"
 INITIAL_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
 REFUSED_RETRY = 1.0
-CALL_TIMEOUT = 5.0
+CALL_TIMEOUT = 5.0  # s a registration, or a beat, waits for its answer
 RETRY_WHILE_FAILING = 0.25  # s between heartbeats while they fail (a healed link is seen soon)
 PING_INTERVAL = 1.0  # s, with several members: how often the member's connection is pinged
 PING_TIMEOUT = 2.0  # s without an answer: the member is gone
@@ -319,7 +319,11 @@ class Registration:
                     node_name=self.node_name, instance_id=self.instance_id, status=status
                 )
                 try:
-                    await beats.send(request, deadline_s=max(interval, 1.0))
+                    # A late answer is waited for: a control plane that has just started
+                    # answers a thousand reconnecting agents late, and a beat given up and
+                    # sent again on a new stream only adds to its load (a member that stopped
+                    # answering is left sooner: its connection's pings go unanswered).
+                    await beats.send(request, deadline_s=max(interval, CALL_TIMEOUT))
                     sent = (news, time.monotonic())
                 except grpc.aio.AioRpcError as error:
                     if error.code() in _REREGISTER:

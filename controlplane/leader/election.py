@@ -12,6 +12,11 @@ hangs is cut off at that point too. Everything here reads one monotonic clock, w
 counting while the process is stopped, so a member resumed after SIGSTOP sees at once that
 its deadline has passed.
 
+A member's previous run: a campaign key older than ours with our own member name belongs to a
+process of this member that is gone (a restart, a crash: one process runs a member). Its
+lease is revoked at once instead of waited out (up to its TTL): fencing makes that safe even
+if the old process still ran, since its writes need its key.
+
 Renewals run on a `LeaseKeeper`'s thread when the election is given one (the control plane
 gives it one), so a busy event loop cannot starve them; only the loss of the session comes
 back to the election's loop.
@@ -32,6 +37,7 @@ import structlog
 from controlplane.leader.keeper import LeaseKeeper
 from controlplane.leader.writes import CountedFencedStore, WriteCounts
 from controlplane.store import (
+    Entry,
     EventType,
     Fence,
     NotFound,
@@ -336,6 +342,11 @@ class Election:
                 older = [e for e in listing.entries if e.create_revision < session.create_revision]
                 if not older:
                     return
+                name = self.candidate.name
+                previous = [e for e in older if Candidate.decode(e.value).name == name]
+                if previous:
+                    await self._retire(previous)
+                    continue
                 ahead = max(older, key=lambda e: e.create_revision)
                 log.info(
                     "leader.waiting",
@@ -351,6 +362,18 @@ class Election:
                 log.warning("leader.wait_retry", error=str(error), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY)
+
+    async def _retire(self, previous: list[Entry]) -> None:
+        """Revoke the leases of this member's previous runs' campaign keys."""
+        for entry in previous:
+            log.warning(
+                "leader.previous_run_retired",
+                member=self.candidate.name,
+                key=entry.key,
+                note="a campaign key of this member from a process that is gone",
+            )
+            with contextlib.suppress(NotFound, ValueError):  # ValueError: not a lease's key
+                await self.store.revoke_lease(int(entry.key.removeprefix(self.prefix), 16))
 
     async def _until_deleted(self, session: _Session, key: str, *, since: int) -> None:
         async def deleted() -> None:

@@ -69,6 +69,32 @@ async def test_the_first_candidate_leads_and_the_next_waits_for_its_resignation(
     await second.resign(taken)
 
 
+async def test_a_members_new_run_retires_its_previous_runs_term_at_once(store: Store) -> None:
+    # cp-1's previous run still renews its 10 s lease (a lease outlives a dead process by up
+    # to its TTL; this one would never end): only retiring it lets anyone lead.
+    previous = election(store, "cp-1", ttl=10)
+    old = await within(10, previous.campaign())
+    fenced = previous.store_for(old)
+    second = election(store, "cp-2", ttl=10)
+    waiting = asyncio.create_task(second.campaign())
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    restarted = election(store, "cp-1", ttl=10)
+    rejoining = asyncio.create_task(restarted.campaign())
+    # The queue moves on at once: cp-2, next in line, leads; cp-1's new run waits behind it.
+    taken = await within(15, waiting)
+    with pytest.raises(Fenced):
+        await fenced.create("/pilothouse/pods/default/stale", b"v1")
+    assert not rejoining.done(), "two members lead at once"
+    await second.resign(taken)
+    new = await within(15, rejoining)
+    assert new.revision > taken.revision > old.revision
+    listed = await leader_members.read(store)
+    assert [m.name for m in listed.members if m.leader] == ["cp-1"]
+    await restarted.resign(new)
+    await previous.abandon(old)
+
+
 async def test_fenced_writes_count_and_stop_when_the_term_ends(store: Store) -> None:
     first = election(store, "cp-1")
     term = await within(10, first.campaign())

@@ -179,3 +179,33 @@ async def test_an_unchanged_status_is_sent_again_every_status_interval() -> None
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await server.stop()
+
+
+class SlowRegistry(CountingRegistry):
+    """Answers the first beat message late, as a control plane just started under a thousand
+    reconnecting agents does."""
+
+    def __init__(self, *args, late: float, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.late = late
+
+    async def heartbeat(self, name, *, instance_id, status=None):  # type: ignore[no-untyped-def]
+        if not self.statuses:
+            await asyncio.sleep(self.late)
+        await super().heartbeat(name, instance_id=instance_id, status=status)
+
+
+async def test_a_late_answer_to_a_beat_is_waited_for_not_sent_again() -> None:
+    # Beats every 0.2 s; the first answer takes 2 s. An agent that gave up on it after a beat
+    # interval (or a second) and sent it again on a new stream would add a stream and a beat
+    # for every wait, which a busy control plane then has to answer too.
+    objects = ObjectStore(MemoryStore())
+    registry = SlowRegistry(objects, heartbeat_interval=0.2, persist_interval=30.0, late=2.0)
+    _, server, task = await run_agent(objects, registry, reporting({"value": "1"}))
+    try:
+        await eventually(lambda: registry.streaming() == ["n1"], "the agent's stream not held")
+        assert registry.messages == 1, f"{registry.messages} beat messages; one was late"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
