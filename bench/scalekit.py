@@ -30,6 +30,14 @@ from tests.fixtures.cluster import LocalClusterRun
 
 IMAGE = "hollow/pause@sha256:" + "0" * 64
 RESTART_NAMESPACE = "after-restart"
+RESTART_STEPS = (
+    "controlplane.stopped",
+    "etcd.started",
+    "controlplane.serving",
+    "leader.previous_run_retired",
+    "leader.elected",
+    "nodesync.started",
+)
 NAMESPACE = "scale"
 PROBE_NAMESPACE = "scale-probe"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -202,7 +210,7 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
     old = pid_of(run, "controlplane")
     os.killpg(old, signal.SIGTERM)
     killed = time.monotonic()
-    killed_at = time.strftime("%H:%M:%S", time.gmtime())  # the logs' clock (UTC)
+    killed_at, killed_wall = time.strftime("%H:%M:%S", time.gmtime()), time.time()
     serving_s = reconciled_s = None
     while time.monotonic() - killed < 300:
         record = processes.read(run.layout.pids / "controlplane.pid")
@@ -249,7 +257,9 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
         "serving_s": round(serving_s, 2),
         "reconciling_s": round(reconciled_s, 2) if reconciled_s else None,
         "pods_moved_or_replaced": moved,
-        "killed_at": killed_at,
+        "killed_at": killed_at,  # UTC, the logs' clock
+        # Where the time went: seconds from the signal to each step's first log line.
+        "steps_s": {e: logged_after(text, e, None, killed_wall) for e in RESTART_STEPS},
         "nodes_not_ready_after": text.count('"node.not_ready"'),
         # The first few, to tell why: when (log time) and how long each was silent.
         "not_ready_sample": [
@@ -258,10 +268,10 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
     }
 
 
-def logged_after(text: str, event: str, node: str, since: float) -> float | None:
-    """Seconds from `since` (wall clock) to the first `event` about `node` in a JSON log."""
+def logged_after(text: str, event: str, node: str | None, since: float) -> float | None:
+    """Seconds from `since` (wall clock) to the first `event` (about `node`) in a JSON log."""
     for line in text.splitlines():
-        if f'"{event}"' in line and f'"{node}"' in line:
+        if f'"{event}"' in line and (node is None or f'"{node}"' in line):
             stamp = str(_event(line).get("timestamp", ""))
             with contextlib.suppress(ValueError):
                 at = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
