@@ -256,8 +256,8 @@ class NodeRegistry:
             try:
                 current = await self._current(name)
                 if current is None or not current.spec.pod_cidr:
-                    # A pod CIDR to choose: one at a time (the Node's write is CAS, retried).
-                    async with self._registering:
+                    async with self._registering:  # a pod CIDR to choose: one at a time
+                        current = await self._current(name)
                         return await self._register_once(node, instance_id, current)
                 return await self._register_once(node, instance_id, current)  # side by side
             except (Conflict, AlreadyExists, NotFound):

@@ -28,7 +28,8 @@ async def test_a_hung_etcd_interrupts_an_idle_watch_within_the_ping_timeout(
     etcd_server: EtcdServer,
 ) -> None:
     store: EtcdStore = etcd_server.store(root=f"/test-{uuid.uuid4().hex[:12]}")
-    pid = etcd_server.pid
+    process = etcd_server._process
+    assert process is not None
     seen: list[str] = []
 
     async def watch(since: int) -> None:
@@ -39,7 +40,7 @@ async def test_a_hung_etcd_interrupts_an_idle_watch_within_the_ping_timeout(
         created = await store.create("/pings/before", b"1")
         watching = asyncio.create_task(watch(created.revision))
         with capture_logs() as logs:
-            os.kill(pid, signal.SIGSTOP)
+            os.kill(process.pid, signal.SIGSTOP)
             frozen = time.monotonic()
 
             def interrupted() -> bool:
@@ -48,12 +49,12 @@ async def test_a_hung_etcd_interrupts_an_idle_watch_within_the_ping_timeout(
             # The bound leaves room for a loaded machine and stays far below gRPC's minute.
             await eventually(interrupted, "the idle watch on a hung etcd was not interrupted", 45)
             took = time.monotonic() - frozen
-            os.kill(pid, signal.SIGCONT)
+            os.kill(process.pid, signal.SIGCONT)
         assert took < PINGS_NOTICE_WITHIN_S + 15, f"noticed only after {took:.1f} s"
 
         await store.create("/pings/after", b"2")
         await eventually(lambda: seen == ["/pings/after"], f"the watch resumed: {seen}")
         watching.cancel()
     finally:
-        os.kill(pid, signal.SIGCONT)
+        os.kill(process.pid, signal.SIGCONT)
         await store.close()
