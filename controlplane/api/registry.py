@@ -7,26 +7,32 @@ message by message as Heartbeat is call by call (a node beats only for itself:
 `Authorizer.decide_node`); a refused message ends the stream with the refusal's status; a
 message is answered only when it asks (`ack`). The stream itself is a heartbeat while it is
 open (`NodeRegistry.hold`, from its first accepted beat until it ends); a stream whose beats
-name another node or instance later holds that one instead.
+name another node or instance later holds that one instead. A stream whose certificate is
+revoked while it is open (`node revoke`, the Node deleted) ends at once with UNAUTHENTICATED,
+as its next call would: an open stream never outlives the deny list's verdict.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
 
 from controlplane.api.errors import translated
 from controlplane.auth.authorizer import Authorizer
+from controlplane.auth.revocations import Revocation, Revocations
 from controlplane.nodes.registry import NodeRegistry, Stream
-from pilothouse import credentials
+from pilothouse import credentials, pki
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
 
 class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
-    def __init__(self, registry: NodeRegistry) -> None:
+    def __init__(self, registry: NodeRegistry, revocations: Revocations | None = None) -> None:
         self._registry = registry
+        self._revocations = revocations
 
     async def RegisterNode(
         self, request: api.RegisterNodeRequest, context: grpc.aio.ServicerContext
@@ -58,8 +64,9 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
         identity = credentials.peer_identity(context)
         method = "/pilothouse.v1.NodeRegistry/Heartbeats"
         held: Stream | None = None
+        cut = self._cut(context)
         try:
-            async for request in requests:
+            async for request in _until(requests, cut):
                 if identity is not None:  # without TLS (--insecure) nobody is checked
                     decision = Authorizer.decide_node(identity, request.node_name, method=method)
                     if not decision.allowed:
@@ -75,9 +82,25 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
                     held = self._registry.hold(request.node_name, request.instance_id)
                 if request.ack:  # answering every beat would cost a write per beat
                     yield api.HeartbeatResponse()
+            if cut is not None and cut.done():
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, cut.result().describe())
         finally:
+            if cut is not None:
+                cut.cancel()
             if held is not None:
                 self._registry.release(held)
+
+    def _cut(self, context: grpc.aio.ServicerContext) -> asyncio.Future[Revocation] | None:
+        """What ends a node's stream when its certificate is revoked (None: nothing can)."""
+        identity = credentials.peer_identity(context)
+        cert = credentials.peer_certificate(context)
+        if self._revocations is None or identity is None or not identity.node_name or not cert:
+            return None
+        return asyncio.ensure_future(
+            self._revocations.until_refused(
+                identity.node_name, issued_at=pki.issued_at(cert).timestamp()
+            )
+        )
 
     async def _beat(self, request: api.HeartbeatRequest) -> None:
         await self._registry.heartbeat(
@@ -85,3 +108,27 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
             instance_id=request.instance_id,
             status=request.status if request.HasField("status") else None,
         )
+
+
+async def _until(
+    requests: AsyncIterator[api.HeartbeatRequest], cut: asyncio.Future[Revocation] | None
+) -> AsyncIterator[api.HeartbeatRequest]:
+    """The stream's messages until it ends, or until `cut` is done (a message that arrives
+    with it is not read)."""
+    if cut is None:
+        async for request in requests:
+            yield request
+        return
+    reader = aiter(requests)
+    while True:
+        read = asyncio.ensure_future(anext(reader, None))
+        await asyncio.wait((read, cut), return_when=asyncio.FIRST_COMPLETED)
+        if cut.done():
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError, grpc.RpcError):
+                await read
+            return
+        request = read.result()
+        if request is None:
+            return
+        yield request

@@ -112,7 +112,13 @@ class ApiServer:
             ),
             server,
         )
-        api_grpc.add_NodeRegistryServicer_to_server(NodeRegistryServicer(self.registry), server)
+        api_grpc.add_NodeRegistryServicer_to_server(
+            NodeRegistryServicer(
+                self.registry,
+                self._security.revocations if self._security is not None else None,
+            ),
+            server,
+        )
         api_grpc.add_PodAccessServicer_to_server(
             PodAccessServicer(self._objects, connect=self._connect), server
         )

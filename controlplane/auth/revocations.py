@@ -13,6 +13,8 @@ Invariants:
 - Every call checks the deny list in memory (`refused`), never the store: the list is read at
   start (`load`) and kept by a watch (`run`); `revoke` updates memory before it returns, so the
   next call of that node on this control plane is refused, and the watch carries it to others.
+- A call that stays open (a node's Heartbeats stream) is cut when its certificate becomes
+  covered: `until_refused` returns on the change of memory that covers it.
 - A revocation only moves forward: revoking again keeps the later time. Entries go once every
   certificate they cover has expired (`PRUNE_AFTER`, the node certificates' lifetime).
 - Nothing here decides who may revoke (admins, by the authorizer) or rejoin (the Join servicer).
@@ -85,6 +87,7 @@ class Revocations:
         self._now = now
         self._entries: dict[str, Revocation] = {}
         self._revision: int | None = None
+        self._changed = asyncio.Event()  # set, and replaced, on every change of `_entries`
 
     # -- reading (in memory) -----------------------------------------------------------
 
@@ -101,6 +104,24 @@ class Revocations:
         is not covered), or None."""
         entry = self._entries.get(node)
         return entry.describe() if entry is not None and not entry.rejoined else None
+
+    async def until_refused(self, node: str, *, issued_at: float) -> Revocation:
+        """Return the revocation that covers a certificate of `node` issued at `issued_at`,
+        once there is one (at once if there is one now)."""
+        while (entry := self.refused(node, issued_at=issued_at)) is None:
+            await self._changed.wait()
+        return entry
+
+    def _set(self, node: str, entry: Revocation | None) -> None:
+        if entry is None:
+            self._entries.pop(node, None)
+        else:
+            self._entries[node] = entry
+        self._wake()
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def wait_past(self, node: str) -> None:
         """Return once a certificate of `node` issued now is not covered (certificates carry
@@ -120,8 +141,11 @@ class Revocations:
         # Memory first: this control plane refuses the node's next call even while the write
         # below is still on its way.
         earlier = self._entries.get(node)
-        self._entries[node] = Revocation(
-            node=node, at=max(self._now(), earlier.at if earlier else 0.0), reason=reason
+        self._set(
+            node,
+            Revocation(
+                node=node, at=max(self._now(), earlier.at if earlier else 0.0), reason=reason
+            ),
         )
         while True:
             now = self._now()
@@ -143,7 +167,7 @@ class Revocations:
             except (Conflict, NotFound):
                 continue
             break
-        self._entries[node] = revocation
+        self._set(node, revocation)
         log.warning("node.revoked", node=node, reason=reason.value, at=revocation.at)
         return revocation
 
@@ -154,11 +178,11 @@ class Revocations:
             try:
                 entry = await self._store.get(PREFIX + node)
             except NotFound:
-                self._entries.pop(node, None)
+                self._set(node, None)
                 return
             current = _decode(entry.value)
             if current.rejoined:
-                self._entries[node] = current
+                self._set(node, current)
                 return
             updated = dataclasses.replace(current, rejoined=True)
             try:
@@ -167,7 +191,7 @@ class Revocations:
                 )
             except (Conflict, NotFound):
                 continue
-            self._entries[node] = updated
+            self._set(node, updated)
             log.info("node.rejoined", node=node, revoked_at=current.at)
             return
 
@@ -187,6 +211,7 @@ class Revocations:
             entries[revocation.node] = revocation
         self._entries = entries
         self._revision = listing.revision
+        self._wake()
 
     async def run(self) -> None:
         """Keep the memory in step with the store until cancelled."""
@@ -197,10 +222,9 @@ class Revocations:
                 assert self._revision is not None
                 async for change in self._store.watch(PREFIX, since=self._revision):
                     node = change.key.removeprefix(PREFIX)
-                    if change.type is EventType.DELETE:
-                        self._entries.pop(node, None)
-                    else:
-                        self._entries[node] = _decode(change.value)
+                    self._set(
+                        node, None if change.type is EventType.DELETE else _decode(change.value)
+                    )
                     self._revision = change.revision
             except Compacted:
                 self._revision = None

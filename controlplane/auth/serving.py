@@ -78,6 +78,11 @@ class Security:
     _join: grpcserver.Server | None = None
     _watch: asyncio.Task[None] | None = None
 
+    @property
+    def revocations(self) -> Revocations | None:
+        """The deny list, which also ends a revoked node's open streams (None: no list)."""
+        return self.access.revocations if self.access is not None else None
+
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
         if self.access is None:
             return [self.authorizer.interceptor()]

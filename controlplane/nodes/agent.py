@@ -12,7 +12,9 @@ Invariants:
   address it registered: a node cannot stand in for another.
 - A connector with `refuse` (the deny list: a revoked or deleted node that has not joined
   again) dials no agent it names: every call fails as PERMISSION_DENIED with the reason, so
-  nothing (no pod, no Secret) is pushed to a cut-off node, and no status is read from it.
+  nothing (no pod, no Secret) is pushed to a cut-off node, and no status is read from it. A
+  client made before the node was cut off asks again at every call and every pod change it
+  reads, so a long-lived client or an open pod watch is cut off too.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def connector(
             timeout=timeout,
             credentials=credentials,
             tls=tls,
-            refused=refuse(node) if refuse is not None and node else None,
+            refuse=(lambda: refuse(node)) if refuse is not None and node else None,
         )
 
     return connect
@@ -138,14 +140,15 @@ class AgentClient:
         timeout: float = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         tls: tls_credentials.TlsMaterial | None = None,
-        refused: str | None = None,
+        refuse: Callable[[], str | None] | None = None,
     ) -> None:
         self.address = address
         self.node = node
         self.timeout = timeout
-        self._refused = refused
+        self._refuse = refuse
         self._channel: grpc.aio.Channel | None = None
-        if refused is not None:
+        self._refused = refuse() if refuse is not None else None
+        if self._refused is not None:
             return  # no channel: every call fails at once (`_check_refused`)
         options = _options()
         if tls is not None:
@@ -170,8 +173,9 @@ class AgentClient:
             await self._channel.close(grace=None)
 
     def _check_refused(self) -> None:
-        if self._refused is not None:
-            raise AgentCallFailed("PERMISSION_DENIED", f"{self._who()} is cut off: {self._refused}")
+        refused = self._refused or (self._refuse() if self._refuse is not None else None)
+        if refused is not None:
+            raise AgentCallFailed("PERMISSION_DENIED", f"{self._who()} is cut off: {refused}")
 
     async def sync_pods(
         self,
@@ -237,6 +241,7 @@ class AgentClient:
         call = self._stub.WatchPods(agent_pb2.WatchPodsRequest())
         try:
             async for event in call:
+                self._check_refused()
                 change_type = _CHANGE_TYPES.get(event.type)
                 if change_type is not None:
                     yield PodChange(type=change_type, pod=event.pod, events=tuple(event.events))

@@ -5,6 +5,7 @@ node that is gone, and a node rewriting its own labels (issue 11, items 3 and 4)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -223,6 +224,33 @@ async def test_after_node_revoke_the_old_certificate_is_refused_at_the_next_call
     assert await heartbeat(again, plane) is grpc.StatusCode.OK
     assert await heartbeat(node, plane) is grpc.StatusCode.UNAUTHENTICATED
     assert plane.revocations.cut_off("node-1") is None, "a rejoined node stays cut off"
+
+
+async def test_node_revoke_ends_the_nodes_open_heartbeats_stream_and_the_clients_to_it(
+    plane: Plane,
+) -> None:
+    node = await plane.join_node("node-1")
+    await register(node, plane)
+    # The control plane's client to the agent, made while the node was in good standing.
+    agent = connector(refuse=plane.revocations.cut_off)("127.0.0.1:1", "node-1")
+    async with credentials.secure_channel(plane.api, node.material) as channel:
+        beats = api_grpc.NodeRegistryStub(channel).Heartbeats()
+        await beats.write(
+            api.HeartbeatRequest(node_name="node-1", instance_id="instance-node-1", ack=True)
+        )
+        await asyncio.wait_for(beats.read(), 10)  # the stream is open and is the heartbeat
+        async with plane.admin() as admin:
+            await api_grpc.NodeAccessStub(admin).RevokeNode(
+                api.RevokeNodeRequest(node_name="node-1"), timeout=10
+            )
+        # No further beat is sent: the quiet stream itself is ended.
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await asyncio.wait_for(beats.read(), 10)
+        assert ended.value.code() is grpc.StatusCode.UNAUTHENTICATED, ended.value
+        assert "revoked" in (ended.value.details() or "")
+    with pytest.raises(AgentCallFailed, match="cut off"):
+        await agent.sync_pods([])
+    await agent.close()
 
 
 async def test_deleting_a_node_cuts_its_certificate_off_and_renewal_needs_the_node(
