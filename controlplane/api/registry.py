@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from controlplane.api.errors import translated
-from controlplane.auth.authorizer import Authorizer
+from controlplane.auth.authorizer import Authorizer, node_certificate
 from controlplane.auth.revocations import Revocation, Revocations
 from controlplane.nodes.registry import NodeRegistry, Stream
-from pilothouse import credentials, pki
+from pilothouse import credentials
 from pilothouse.v1 import controlplane_pb2 as api
 from pilothouse.v1 import controlplane_pb2_grpc as api_grpc
 
@@ -66,7 +66,7 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
         held: Stream | None = None
         cut = self._cut(context)
         try:
-            async for request in _until(requests, cut):
+            async for request in requests if cut is None else _until(requests, cut):
                 if identity is not None:  # without TLS (--insecure) nobody is checked
                     decision = Authorizer.decide_node(identity, request.node_name, method=method)
                     if not decision.allowed:
@@ -92,15 +92,9 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
 
     def _cut(self, context: grpc.aio.ServicerContext) -> asyncio.Future[Revocation] | None:
         """What ends a node's stream when its certificate is revoked (None: nothing can)."""
-        identity = credentials.peer_identity(context)
-        cert = credentials.peer_certificate(context)
-        if self._revocations is None or identity is None or not identity.node_name or not cert:
+        if self._revocations is None or (node := node_certificate(context)) is None:
             return None
-        return asyncio.ensure_future(
-            self._revocations.until_refused(
-                identity.node_name, issued_at=pki.issued_at(cert).timestamp()
-            )
-        )
+        return asyncio.ensure_future(self._revocations.until_refused(node[0], issued_at=node[1]))
 
     async def _beat(self, request: api.HeartbeatRequest) -> None:
         await self._registry.heartbeat(
@@ -111,14 +105,10 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
 
 
 async def _until(
-    requests: AsyncIterator[api.HeartbeatRequest], cut: asyncio.Future[Revocation] | None
+    requests: AsyncIterator[api.HeartbeatRequest], cut: asyncio.Future[Revocation]
 ) -> AsyncIterator[api.HeartbeatRequest]:
     """The stream's messages until it ends, or until `cut` is done (a message that arrives
     with it is not read)."""
-    if cut is None:
-        async for request in requests:
-            yield request
-        return
     reader = aiter(requests)
     while True:
         read = asyncio.ensure_future(anext(reader, None))

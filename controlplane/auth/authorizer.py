@@ -132,15 +132,8 @@ class Authorizer:
 
         async def check(context: grpc.aio.ServicerContext, method: str, request: Any) -> None:
             identity = credentials.peer_identity(context)
-            if revocations is not None and identity is not None and identity.node_name:
-                cert = credentials.peer_certificate(context)
-                revoked = (
-                    revocations.refused(
-                        identity.node_name, issued_at=pki.issued_at(cert).timestamp()
-                    )
-                    if cert is not None
-                    else None
-                )
+            if revocations is not None and (node := node_certificate(context)) is not None:
+                revoked = revocations.refused(node[0], issued_at=node[1])
                 if revoked is not None:
                     await deny(
                         context,
@@ -153,6 +146,16 @@ class Authorizer:
                 await deny(context, decision, identity=identity, method=method)
 
         return credentials.GuardInterceptor(check)
+
+
+def node_certificate(context: grpc.aio.ServicerContext) -> tuple[str, float] | None:
+    """The calling node's name and when its certificate was issued (what the deny list
+    covers), or None for a caller that is not a node."""
+    identity = credentials.peer_identity(context)
+    if identity is None or not identity.node_name:
+        return None
+    cert = credentials.peer_certificate(context)
+    return (identity.node_name, pki.issued_at(cert).timestamp()) if cert is not None else None
 
 
 async def deny(

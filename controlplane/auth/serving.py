@@ -84,9 +84,9 @@ class Security:
         return self.access.revocations if self.access is not None else None
 
     def interceptors(self) -> list[grpc.aio.ServerInterceptor]:
-        if self.access is None:
+        revocations = self.revocations
+        if revocations is None:
             return [self.authorizer.interceptor()]
-        revocations = self.access.revocations
         return [self.authorizer.interceptor(revocations=revocations), NodeDeletion(revocations)]
 
     def install(self, server: grpc.aio.Server, *, listen: str) -> Ports:
