@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.runtime",
     "tests.fixtures.cluster",
     "tests.fixtures.agents",
+    "tests.fixtures.stalls",
 ]
 
 
