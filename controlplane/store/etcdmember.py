@@ -178,5 +178,7 @@ async def is_healthy(port: int, tls: EtcdPki | None = None, host: str = "127.0.0
         return False
     finally:
         writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        # Bounded: over TLS, wait_closed() can wait for ever on the closing handshake (CPython
+        # issue 83939), and this check runs in etcd's start path.
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
