@@ -200,6 +200,7 @@ async def test_a_rolling_update_survives_a_seeded_schedule_of_faults(ha: HaClust
             )
 
             async def settled() -> bool:
+                """True once settled; otherwise raises what differs (until() reports it)."""
                 pods = [
                     p
                     for p in (await client.list(Kind.POD, namespace="default")).items
@@ -207,14 +208,29 @@ async def test_a_rolling_update_survives_a_seeded_schedule_of_faults(ha: HaClust
                 ]
                 running = await containers_by_pod(ha)
                 names = {p.metadata.name for p in pods}  # type: ignore[attr-defined]
-                return (
-                    len(pods) == REPLICAS
-                    and all(p.status.phase == "Running" for p in pods)  # type: ignore[attr-defined]
-                    and all(version_of_pod(p) == final for p in pods)  # type: ignore[arg-type]
-                    and {k: v for k, v in running.items() if k in names}.keys() == names
-                    and all(len(running[n]) == 1 for n in names)
-                    and not set(running) - names - {"after"}
-                )
+                wrong = {
+                    "pods": len(pods) if len(pods) != REPLICAS else None,
+                    "not Running": sorted(
+                        f"{p.metadata.name}:{p.status.phase}@{p.spec.node_name}"  # type: ignore[attr-defined]
+                        for p in pods
+                        if p.status.phase != "Running"  # type: ignore[attr-defined]
+                    ),
+                    "old version": sorted(
+                        p.metadata.name  # type: ignore[attr-defined]
+                        for p in pods
+                        if version_of_pod(p) != final  # type: ignore[arg-type]
+                    ),
+                    "no container": sorted(names - running.keys()),
+                    "several containers": {
+                        n: running[n] for n in names & running.keys() if len(running[n]) != 1
+                    },
+                    "containers of no pod": {
+                        n: running[n] for n in running.keys() - names - {"after"}
+                    },
+                }
+                if any(wrong.values()):
+                    raise AssertionError({k: v for k, v in wrong.items() if v})
+                return True
 
             await until(f"exactly {REPLICAS} pods, one container each ({context})", settled)
             leader = await ha.leader()
