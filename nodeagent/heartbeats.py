@@ -56,14 +56,16 @@ class BeatSender:
         request.ack = self._sent % ACK_EVERY == 0
         self._sent += 1
         try:
-            await asyncio.wait_for(self._exchange(request), deadline_s)
+            async with asyncio.timeout(deadline_s):
+                await self._exchange(request)
         except TimeoutError:
             self.close()
             raise _error(grpc.StatusCode.DEADLINE_EXCEEDED, "no answer to a heartbeat") from None
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
             if self._reader is not None:  # a failed write: the stream's own end says why
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await asyncio.shield(self._reader)
             ended = self._ended or (
                 error
                 if isinstance(error, grpc.aio.AioRpcError)

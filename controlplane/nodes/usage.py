@@ -138,7 +138,8 @@ class UsageGatherer:
             return f'node "{name}": no agent address registered'
         try:
             async with self._connect(address, name) as agent:
-                return await asyncio.wait_for(agent.usage(), CALL_TIMEOUT)
+                async with asyncio.timeout(CALL_TIMEOUT):
+                    return await agent.usage()
         except AgentCallFailed as error:
             return f'node "{name}": {error.message}'
         except TimeoutError:

@@ -258,7 +258,8 @@ class EmbeddedEtcd:
                     f"{self._log_tail()}"
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 0.05)
+                async with asyncio.timeout(0.05):
+                    await process.wait()
 
     async def _terminate(self) -> None:
         process = self._process
@@ -268,7 +269,8 @@ class EmbeddedEtcd:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), _STOP_GRACE_SECONDS)
+            async with asyncio.timeout(_STOP_GRACE_SECONDS):
+                await process.wait()
         except TimeoutError:
             log.warning("etcd.kill", pid=process.pid, reason="did not stop on SIGTERM")
             with contextlib.suppress(ProcessLookupError):

@@ -161,18 +161,17 @@ async def is_healthy(port: int, tls: EtcdPki | None = None, host: str = "127.0.0
     """Whether etcd on this port (of loopback, or `host`) answers /health with a leader."""
     try:
         context = client_ssl_context(tls) if tls is not None else None
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        async with asyncio.timeout(1.0):
+            reader, writer = await asyncio.open_connection(
                 host, port, ssl=context, server_hostname=host if context else None
-            ),
-            1.0,
-        )
+            )
     except (OSError, TimeoutError, ssl.SSLError):
         return False
     try:
         writer.write(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         await writer.drain()
-        body = await asyncio.wait_for(reader.read(), 2.0)
+        async with asyncio.timeout(2.0):
+            body = await reader.read()
         return b'"health":"true"' in body
     except (OSError, TimeoutError):
         return False
@@ -181,4 +180,5 @@ async def is_healthy(port: int, tls: EtcdPki | None = None, host: str = "127.0.0
         # Bounded: over TLS, wait_closed() can wait for ever on the closing handshake (CPython
         # issue 83939), and this check runs in etcd's start path.
         with contextlib.suppress(OSError, TimeoutError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()

@@ -209,7 +209,8 @@ class WatchCache:
         reached: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._reached, (target, next(_sequence), reached))
         try:
-            await asyncio.wait_for(reached, self._wait)
+            async with asyncio.timeout(self._wait):
+                await reached
         except TimeoutError:
             log.info("store.cache_behind", revision=self.revision, wanted=target)
             return False

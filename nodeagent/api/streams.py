@@ -262,7 +262,8 @@ class PodStreamsServicer(agent_pb2_grpc.PodStreamsServicer):
 
     async def _exit_code(self, container_id: str) -> int:
         try:
-            state = await asyncio.wait_for(self._runtime.wait(container_id), 2.0)
+            async with asyncio.timeout(2.0):
+                state = await self._runtime.wait(container_id)
         except (TimeoutError, ContainerNotFound):
             return 0
         return int(state.exit_code or 0)

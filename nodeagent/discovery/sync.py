@@ -134,7 +134,8 @@ class ServiceSync:
                 await self._ensure_dns()
                 try:
                     timeout = RESYNC_S if self.dns is not None or not self._want_dns else 1.0
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 self._wake.clear()

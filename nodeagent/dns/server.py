@@ -127,8 +127,10 @@ class DnsServer:
             self._tasks.add(task)
         try:
             while True:
-                size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_S))
-                wire = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE_S)
+                async with asyncio.timeout(TCP_IDLE_S):
+                    size = int.from_bytes(await reader.readexactly(2))
+                async with asyncio.timeout(TCP_IDLE_S):
+                    wire = await reader.readexactly(size)
                 reply = await self.responder.respond(wire, tcp=True)
                 if reply is None:
                     break

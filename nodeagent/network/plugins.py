@@ -75,9 +75,8 @@ async def invoke(
         env=env,
     )
     try:
-        out, err = await asyncio.wait_for(
-            proc.communicate(json.dumps(config).encode()), PLUGIN_TIMEOUT_S
-        )
+        async with asyncio.timeout(PLUGIN_TIMEOUT_S):
+            out, err = await proc.communicate(json.dumps(config).encode())
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -231,7 +231,8 @@ class PodNetworks:
 
     async def _wait_for_pod_cidr(self) -> None:
         try:
-            await asyncio.wait_for(self._bound.wait(), self._pod_cidr_wait)
+            async with asyncio.timeout(self._pod_cidr_wait):
+                await self._bound.wait()
         except TimeoutError:
             raise PodCidrUnknown(
                 "the node has no pod CIDR yet: it gets one when it registers with the control "

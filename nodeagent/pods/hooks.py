@@ -35,7 +35,8 @@ async def post_start(
     if probe is None:
         return "the postStart hook has no action"
     try:
-        result = await asyncio.wait_for(handler.check(probe, target, time_limit=limit), limit)
+        async with asyncio.timeout(limit):
+            result = await handler.check(probe, target, time_limit=limit)
     except TimeoutError:
         return f"the postStart hook did not finish within {limit:g}s"
     if result.outcome is Outcome.SUCCESS:
@@ -58,7 +59,8 @@ async def pre_stop(
         probe = _as_probe(hook)
         if probe is None:
             return "the preStop hook has no action"
-        result = await asyncio.wait_for(handler.check(probe, target, time_limit=limit), limit)
+        async with asyncio.timeout(limit):
+            result = await handler.check(probe, target, time_limit=limit)
     except TimeoutError:
         return f"the preStop hook did not finish within the grace period ({limit:g}s)"
     return None if result.outcome is Outcome.SUCCESS else (result.message or "it failed")

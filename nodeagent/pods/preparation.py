@@ -71,7 +71,8 @@ class PodPreparation:
                 self._failed(str(exc), Reason.FAILED_MOUNT, volume=exc.volume)
                 self._pushed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._pushed.wait(), backoff.next())
+                    async with asyncio.timeout(backoff.next()):
+                        await self._pushed.wait()
         backoff = Backoff(self._backoff)
         while True:
             try:

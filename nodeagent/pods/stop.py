@@ -44,12 +44,14 @@ async def stop_container(runtime: ContainerRuntime, cid: str, *, grace: float, l
     try:
         await runtime.kill(cid, signal=signal.SIGTERM)
         try:
-            await asyncio.wait_for(runtime.wait(cid), timeout=max(grace, 0))
+            async with asyncio.timeout(max(grace, 0)):
+                await runtime.wait(cid)
             return
         except TimeoutError:
             log.info("pod.grace_period_expired", id=cid, grace_seconds=grace)
         await runtime.kill(cid, signal=signal.SIGKILL)
-        await asyncio.wait_for(runtime.wait(cid), timeout=10)
+        async with asyncio.timeout(10):
+            await runtime.wait(cid)
     except ContainerNotFound:
         return
     except (RuntimeError_, TimeoutError) as exc:

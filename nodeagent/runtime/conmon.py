@@ -80,7 +80,8 @@ async def spawn(
     try:
         await processes.exited(proc.pid)  # conmon forks its monitor and returns at once
         proc.wait()
-        line = await asyncio.wait_for(processes.read_line(read_fd), CREATE_TIMEOUT_S)
+        async with asyncio.timeout(CREATE_TIMEOUT_S):
+            line = await processes.read_line(read_fd)
     finally:
         os.close(read_fd)
     if not line:

@@ -161,7 +161,8 @@ class ExecSession:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._proc.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._proc.wait()
         for task in self._readers:
             task.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)

@@ -167,7 +167,8 @@ class RuncRuntime:
                 raise
         if monitor is not None:
             try:
-                await asyncio.wait_for(processes.exited(monitor), 5.0)
+                async with asyncio.timeout(5.0):
+                    await processes.exited(monitor)
             except TimeoutError:
                 processes.signal_quietly(monitor, signals.SIGKILL)
         if meta.get("rootfs_mounted"):

@@ -158,9 +158,8 @@ class DataPlane:
         except FileNotFoundError:
             raise DataPlaneError(step, f"{command[0]} is not installed") from None
         try:
-            out, err = await asyncio.wait_for(
-                proc.communicate(stdin.encode() if stdin is not None else None), NFT_TIMEOUT_S
-            )
+            async with asyncio.timeout(NFT_TIMEOUT_S):
+                out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
         except TimeoutError:
             proc.kill()
             await proc.wait()

@@ -123,7 +123,8 @@ async def _wait_one(
             return False
         raise
     try:
-        reached = await asyncio.wait_for(watch(), timeout=limit)
+        async with asyncio.timeout(limit):
+            reached = await watch()
     except TimeoutError:
         ctx.error(f"timed out waiting for the condition on {kind.info.plural}/{name}")
         return False

@@ -272,7 +272,8 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), child.spec.stop_timeout)
+                async with asyncio.timeout(child.spec.stop_timeout):
+                    await process.wait()
             except TimeoutError:
                 log.warning(
                     "child.killed",

@@ -132,9 +132,8 @@ class Host:
         """Run `command` (a shell line) on the host; SshError if it fails and `check`."""
         line = f"{self._sudo}sh -c {shlex.quote(command)}" if as_root and self._sudo else command
         try:
-            done = await asyncio.wait_for(
-                self._connection.run(line, input=stdin, check=False), limit
-            )
+            async with asyncio.timeout(limit):
+                done = await self._connection.run(line, input=stdin, check=False)
         except TimeoutError:
             raise SshError(f"{self.target}: `{command[:60]}` took over {limit:.0f} s") from None
         except (OSError, asyncssh.Error) as error:

@@ -139,7 +139,8 @@ async def watch_status(
         raise RolloutError(f"the watch of {kind.info.plural}/{name} ended")
 
     try:
-        return await asyncio.wait_for(follow(), timeout=give_up_after)
+        async with asyncio.timeout(give_up_after):
+            return await follow()
     except TimeoutError:
         raise RolloutTimeout("timed out waiting for the condition") from None
 
