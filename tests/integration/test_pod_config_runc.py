@@ -87,7 +87,8 @@ async def test_security_context_as_seen_from_inside() -> None:
     app = factories.container(
         name="app",
         script="id; touch /written 2>&1 || true; grep -E '^(CapBnd|CapEff|Seccomp):' "
-        "/proc/self/status; unshare -U true 2>&1 || echo unshare-refused; exec sleep 3600",
+        "/proc/self/status; unshare -U true 2>&1 || echo unshare-refused; echo checked; "
+        "exec sleep 3600",
     )
     context = app.security_context
     context.read_only_root_filesystem = True
@@ -106,7 +107,7 @@ async def test_security_context_as_seen_from_inside() -> None:
         stub = agent_pb2_grpc.NodeAgentStub(channel)
         await stub.SyncPods(agent_pb2.SyncPodsRequest(pods=[secure]))
         await wait_for(stub, "Running", running("secure"))
-        seen = await until_logged(stub, "secure", "app", "unshare", within=30)
+        seen = await until_logged(stub, "secure", "app", "checked", within=30)
         assert "uid=1000 gid=3000 groups=2000,4000" in seen or (
             "uid=1000 gid=3000 groups=4000,2000" in seen
         ), f"`id` in the container:\n{seen}"
