@@ -97,15 +97,23 @@ async def test_one_leader_and_a_new_one_soon_after_it_is_killed(planes: HaContro
 
 
 async def _ended_term(
-    planes: HaControlPlane, leader: str, new: str, *, via: list[str]
+    planes: HaControlPlane, leader: str, new: str, *, via: list[str], term: int = 0
 ) -> api.LeaderChange:
     """The history's record of `leader`'s term that `new` took over from (the new leader
-    writes it after it has begun to lead: wait for it)."""
+    writes it after it has begun to lead: wait for it); with `term`, that term's (the same
+    two members may have handed over before, while the cluster was starting)."""
     history: list[api.LeaderChange] = []
 
     def find() -> int | None:
         return next(
-            (i for i, c in enumerate(history) if i and c.leader == new and c.previous == leader),
+            (
+                i
+                for i, c in enumerate(history)
+                if i
+                and c.leader == new
+                and c.previous == leader
+                and (not term or c.previous_term == term)
+            ),
             None,
         )
 
@@ -126,16 +134,21 @@ async def test_a_clean_stop_hands_over_at_once(planes: HaControlPlane) -> None:
     leader, _ = await planes.wait_leader()
     others = [n for n in planes.names if n != leader]
 
+    term = 0
+
     async def term_recorded() -> bool:  # a term stopped before it is recorded has no handover
+        nonlocal term
         history = (await planes.status()).history
-        return bool(history) and history[-1].leader == leader
+        if history and history[-1].leader == leader:
+            term = history[-1].term
+        return term != 0
 
     await eventually(term_recorded, f"the history records {leader}'s term", interval=0.2)
     stopping = asyncio.create_task(planes.supervisor.stop(leader))
     new, _ = await planes.wait_leader(other_than=leader, via=others)
     await stopping
     # Resigned, not LeaseExpired: the successor did not wait out the stopped leader's lease.
-    ended = await _ended_term(planes, leader, new, via=others)
+    ended = await _ended_term(planes, leader, new, via=others, term=term)
     assert ended.reason == "Resigned", f"the stopped leader did not resign: {ended}"
 
 
