@@ -94,7 +94,8 @@ class NodeRegistryServicer(api_grpc.NodeRegistryServicer):
         """What ends a node's stream when its certificate is revoked (None: nothing can)."""
         if self._revocations is None or (node := node_certificate(context)) is None:
             return None
-        return asyncio.ensure_future(self._revocations.until_refused(node[0], issued_at=node[1]))
+        name, issued_at = node
+        return asyncio.ensure_future(self._revocations.until_refused(name, issued_at=issued_at))
 
     async def _beat(self, request: api.HeartbeatRequest) -> None:
         await self._registry.heartbeat(

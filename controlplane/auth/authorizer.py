@@ -133,7 +133,8 @@ class Authorizer:
         async def check(context: grpc.aio.ServicerContext, method: str, request: Any) -> None:
             identity = credentials.peer_identity(context)
             if revocations is not None and (node := node_certificate(context)) is not None:
-                revoked = revocations.refused(node[0], issued_at=node[1])
+                name, issued_at = node
+                revoked = revocations.refused(name, issued_at=issued_at)
                 if revoked is not None:
                     await deny(
                         context,
