@@ -4,7 +4,13 @@ ReplicaSet left alone."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+
+import pytest
+
 from controlplane.cache.informer import Informer
+from controlplane.controllers.deployment import replicaset
 from controlplane.controllers.replicaset import ReplicaSetReconciler
 from controlplane.objects import ObjectStore, owners
 from controlplane.objects.pods import is_active
@@ -87,3 +93,27 @@ async def test_a_replication_controller_runs_its_pods() -> None:
         pod = owned(p, rc.metadata.uid)[0]
         assert owners.controller_of(pod).kind == "ReplicationController"
         assert pod.metadata.name.startswith("redis-")
+
+
+async def test_cancelled_bounded_writes_leave_no_write_unawaited() -> None:
+    """A controller stopped during a batch of writes: the writes that never began are
+    closed, not left as coroutines never awaited (Python warns about those)."""
+
+    began = 0
+    gate, full = asyncio.Event(), asyncio.Event()
+
+    async def write() -> None:
+        nonlocal began
+        began += 1
+        if began == replicaset.IN_FLIGHT:
+            full.set()
+        await gate.wait()
+
+    writes = [write() for _ in range(replicaset.IN_FLIGHT + 5)]
+    batch = asyncio.create_task(replicaset._bounded(iter(writes)))
+    await full.wait()
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    assert began == replicaset.IN_FLIGHT
+    assert all(inspect.getcoroutinestate(w) == inspect.CORO_CLOSED for w in writes)

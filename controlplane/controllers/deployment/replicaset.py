@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
@@ -53,12 +54,20 @@ async def _bounded(writes: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Run `writes`, at most IN_FLIGHT at once, each starting as soon as one ends (no waves:
     the first pods reach the scheduler while the last are being written)."""
     limit = asyncio.Semaphore(IN_FLIGHT)
+    writes = list(writes)
 
     async def one(write: Coroutine[Any, Any, None]) -> None:
         async with limit:
             await write
 
-    await asyncio.gather(*(one(w) for w in writes))
+    try:
+        await asyncio.gather(*(one(w) for w in writes))
+    except asyncio.CancelledError:
+        # Cancelled (the controller stopping): the writes that never began never will.
+        for write in writes:
+            if inspect.getcoroutinestate(write) == inspect.CORO_CREATED:
+                write.close()
+        raise
 
 
 class ReplicaSetPods:
