@@ -28,6 +28,14 @@ Rules (Kubernetes' node controller, with Pilothouse's short defaults):
   that many machines failing in the same seconds, so they get one more grace period before
   any is marked (logged, `nodelifecycle.mass_silence`; at most once per grace period and
   eviction timeout, so nodes that really died are marked one grace period later).
+- After a start, agents come back in a wave (a thousand reconnecting to a control plane whose
+  one event loop also starts everything else: seconds apart, tens of seconds in all). While
+  that wave goes on (another node heard for the first time since the start within the last
+  grace period), every node counts as heard at the latest such arrival; the wave ends when
+  every node has been heard, when none arrives for a grace period, or after
+  `MAX_RECONNECT_WAVE` seconds (logged, `nodelifecycle.reconnected`). So a node is marked
+  only once the agents that were coming back have come, and one that died meanwhile is
+  marked one grace period after the last arrival.
 - The agent coming back is not handled here: its heartbeat moves Ready to False/Fencing
   (`controlplane.nodes.registry`) and its first push back to True (`controlplane.nodes.syncer`).
 Timing: the loop sleeps exactly until the next deadline (at most `max_period`), so a node is
@@ -37,6 +45,7 @@ marked within a few milliseconds of its grace period ending. Every write is comp
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -61,6 +70,7 @@ UNHEALTHY_THRESHOLD = 0.55
 MIN_NODES_FOR_PROTECTION = 3
 MAX_PERIOD = 1.0
 STALL_S = 1.0  # a pass this much later than due: the control plane stalled, not the nodes
+MAX_RECONNECT_WAVE = 60.0  # s after a start that agents' arrivals may hold marking back
 _MIN_SLEEP = 0.005
 _ATTEMPTS = 5
 
@@ -107,6 +117,7 @@ class NodeLifecycleController:
         self._max_period = max_period
         self._startup_allowance = startup_allowance
         self._started: float | None = None
+        self._wave: _Wave | None = None  # agents coming back after the start (None: over)
         self.evictions_halted = False
 
     async def run(self) -> None:
@@ -137,7 +148,35 @@ class NodeLifecycleController:
 
     def _start(self) -> None:
         """Every node counts as heard at the start, plus the time agents need to reconnect."""
-        self._started = self._clock.now() + self._startup_allowance
+        now = self._clock.now()
+        self._started = now + self._startup_allowance
+        self._wave = _Wave(began=now, last_arrival=now)
+
+    def _follow_wave(self, nodes: list[objects_pb2.Node], now: float) -> None:
+        """While agents are still coming back after the start, every node counts as heard at
+        the latest arrival (see the module docstring)."""
+        wave = self._wave
+        if wave is None or self._started is None:
+            return
+        heard = sum(
+            1 for n in nodes if (self._heartbeats.last_seen(n.metadata.name) or 0.0) >= wave.began
+        )
+        if heard > wave.heard:
+            wave.heard, wave.last_arrival = heard, now
+        if (
+            heard >= len(nodes)
+            or now - wave.last_arrival >= self.grace_period
+            or now - wave.began >= MAX_RECONNECT_WAVE
+        ):
+            log.info(
+                "nodelifecycle.reconnected",
+                heard=heard,
+                nodes=len(nodes),
+                seconds=round(wave.last_arrival - wave.began, 2),
+            )
+            self._wave = None
+            return
+        self._started = max(self._started, wave.last_arrival)
 
     # ---------------------------------------------------------------- one pass
 
@@ -155,6 +194,7 @@ class NodeLifecycleController:
             self._start()
         now = self._clock.now()
         nodes = self._nodes.list()
+        self._follow_wave(nodes, now)
         silences = [(node, now - self.last_heard(node)) for node in nodes]
         next_due = self._max_period
         if self._mass_silence(silences, now):
@@ -342,6 +382,15 @@ class NodeLifecycleController:
                     f"Marking for deletion Pod {meta.namespace}/{meta.name} from Node {node}",
                 )
             return
+
+
+@dataclass(slots=True)
+class _Wave:
+    """Agents coming back after a start: since when, how many heard, the latest arrival."""
+
+    began: float
+    last_arrival: float
+    heard: int = 0
 
 
 def _daemon(pod: objects_pb2.Pod) -> bool:

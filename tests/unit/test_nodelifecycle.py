@@ -224,6 +224,29 @@ async def test_after_a_restart_agents_get_the_startup_allowance_to_come_back() -
         assert conditions.is_lost(await cluster.node("n2")), "a silent node was never marked"
 
 
+async def test_after_a_restart_no_node_is_marked_while_agents_are_still_coming_back() -> None:
+    """A thousand agents reconnect to a busy control plane over tens of seconds, longer than
+    the startup allowance and grace period: none is condemned while they keep arriving, and
+    one that never comes back is marked one grace period after the last arrival."""
+    late = [f"n{i}" for i in range(10)]
+    async with Cluster() as cluster:
+        await cluster.join(*late, "dead")
+        await cluster.clock.advance(60.0)  # the control plane was down for a minute
+        cluster.registry = NodeRegistry(cluster.objects, clock=cluster.clock)
+        cluster.controller = cluster.make_controller(startup_allowance=6.0)
+        back: list[str] = []
+        for name in late:  # one agent back every 2 s: the last at 20 s
+            await cluster.tick(2.0, alive=back)
+            back.append(name)
+            await cluster.registry.heartbeat(name, instance_id=f"agent-{name}")
+            marked = [n for n in late if conditions.is_lost(await cluster.node(n))]
+            assert not marked, f"marked while agents were still coming back: {marked}"
+        assert conditions.is_ready(await cluster.node("dead"))
+        await cluster.tick(3.5, alive=back)  # a grace period after the last arrival
+        assert conditions.is_lost(await cluster.node("dead")), "a silent node was never marked"
+        assert not [n for n in late if conditions.is_lost(await cluster.node(n))]
+
+
 async def test_runs_on_its_own_with_short_durations() -> None:
     objects = ObjectStore(MemoryStore())
     registry = NodeRegistry(objects)
