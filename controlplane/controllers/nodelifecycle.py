@@ -31,11 +31,12 @@ Rules (Kubernetes' node controller, with Pilothouse's short defaults):
 - After a start, agents come back in a wave (a thousand reconnecting to a control plane whose
   one event loop also starts everything else: seconds apart, tens of seconds in all). While
   that wave goes on (another node heard for the first time since the start within the last
-  grace period), every node counts as heard at the latest such arrival; the wave ends when
-  every node has been heard, when none arrives for a grace period, or after
-  `MAX_RECONNECT_WAVE` seconds (logged, `nodelifecycle.reconnected`). So a node is marked
-  only once the agents that were coming back have come, and one that died meanwhile is
-  marked one grace period after the last arrival.
+  grace period), every node counts as heard at the latest arrival; while more than
+  `STRAGGLERS` of the nodes were not heard yet, *now* (many machines dying while the control
+  plane was down is less likely than agents still queued behind its start). The wave ends
+  when all were heard, when none arrives for a grace period with at most `STRAGGLERS` missing,
+  or after `MAX_RECONNECT_WAVE` s (`nodelifecycle.reconnected`): a node dead meanwhile is
+  marked a grace period after the last arrival (a minute at most).
 - The agent coming back is not handled here: its heartbeat moves Ready to False/Fencing
   (`controlplane.nodes.registry`) and its first push back to True (`controlplane.nodes.syncer`).
 Timing: the loop sleeps exactly until the next deadline (at most `max_period`), so a node is
@@ -71,6 +72,7 @@ MIN_NODES_FOR_PROTECTION = 3
 MAX_PERIOD = 1.0
 STALL_S = 1.0  # a pass this much later than due: the control plane stalled, not the nodes
 MAX_RECONNECT_WAVE = 60.0  # s after a start that agents' arrivals may hold marking back
+STRAGGLERS = 0.1  # of the nodes: more not heard since the start means agents still queued
 _MIN_SLEEP = 0.005
 _ATTEMPTS = 5
 
@@ -125,10 +127,7 @@ class NodeLifecycleController:
         await self._pods.wait_synced()
         self._start()
         log.info(
-            "nodelifecycle.started",
-            grace_period=self.grace_period,
-            eviction_timeout=self.eviction_timeout,
-            startup_allowance=self._startup_allowance,
+            "nodelifecycle.started", grace=self.grace_period, allowance=self._startup_allowance
         )
         while True:
             try:
@@ -163,9 +162,10 @@ class NodeLifecycleController:
         )
         if heard > wave.heard:
             wave.heard, wave.last_arrival = heard, now
+        stragglers = len(nodes) - heard <= max(self._min_nodes, STRAGGLERS * len(nodes))
         if (
             heard >= len(nodes)
-            or now - wave.last_arrival >= self.grace_period
+            or (stragglers and now - wave.last_arrival >= self.grace_period)
             or now - wave.began >= MAX_RECONNECT_WAVE
         ):
             log.info(
@@ -176,7 +176,7 @@ class NodeLifecycleController:
             )
             self._wave = None
             return
-        self._started = max(self._started, wave.last_arrival)
+        self._started = max(self._started, wave.last_arrival if stragglers else now)
 
     # ---------------------------------------------------------------- one pass
 

@@ -247,6 +247,28 @@ async def test_after_a_restart_no_node_is_marked_while_agents_are_still_coming_b
         assert not [n for n in late if conditions.is_lost(await cluster.node(n))]
 
 
+async def test_after_a_restart_a_pause_in_arrivals_condemns_no_queued_agent() -> None:
+    """Half the agents are back, then none for longer than a grace period (the restarted
+    control plane's loop busy starting everything else): with more than a few nodes still
+    missing, they are agents queued, not machines dead; nothing is marked until they come."""
+    first, second = [f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]
+    async with Cluster() as cluster:
+        await cluster.join(*first, *second, "dead")
+        await cluster.clock.advance(60.0)
+        cluster.registry = NodeRegistry(cluster.objects, clock=cluster.clock)
+        cluster.controller = cluster.make_controller(startup_allowance=6.0)
+        await cluster.tick(2.0)
+        for name in first:
+            await cluster.registry.heartbeat(name, instance_id=f"agent-{name}")
+        await cluster.tick(13.0, alive=first)  # 15 s: no arrival for 13 s
+        marked = [n for n in (*second, "dead") if conditions.is_lost(await cluster.node(n))]
+        assert not marked, f"marked while half the agents were still queued: {marked}"
+        # The rest arrive at 16 s; a grace period later, the one that never came is marked.
+        await cluster.tick(4.5, alive=[*first, *second])
+        assert conditions.is_lost(await cluster.node("dead")), "a silent node was never marked"
+        assert not [n for n in second if conditions.is_lost(await cluster.node(n))]
+
+
 async def test_runs_on_its_own_with_short_durations() -> None:
     objects = ObjectStore(MemoryStore())
     registry = NodeRegistry(objects)
