@@ -30,6 +30,7 @@ from tests.fixtures.cluster import LocalClusterRun
 
 IMAGE = "hollow/pause@sha256:" + "0" * 64
 RESTART_NAMESPACE = "after-restart"
+JUDGED_AFTER_WAVE_S = 6.0  # s: a grace period, an eviction timeout and a margin
 RESTART_STEPS = (
     "controlplane.stopped",
     "etcd.started",
@@ -245,6 +246,12 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
                 reconciled_s = time.monotonic() - killed
                 break
             await asyncio.sleep(0.1)
+        # Judge only once the node-lifecycle controller stopped waiting for agents to come
+        # back (its start wave), and a grace period and eviction timeout more: a node it
+        # marks wrongly is marked by then, and its pods moved.
+        waved = await _logged(log, mark, '"nodelifecycle.reconnected"', within=120.0)
+        if waved:
+            await asyncio.sleep(JUDGED_AFTER_WAVE_S)
         after = {
             p.metadata.name: (p.metadata.uid, p.spec.node_name)
             for p in (await client.list(Kind.POD, namespace=namespace)).items
@@ -252,6 +259,7 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
     moved = sum(1 for name, was in before.items() if after.get(name) != was)
     text = log.read_text(errors="replace")[mark:] if log.exists() else ""
     judged = [_event(line) for line in text.splitlines() if '"node.not_ready"' in line]
+    wave = [_event(line) for line in text.splitlines() if '"nodelifecycle.reconnected"' in line]
     return {
         "pods": len(before),
         "serving_s": round(serving_s, 2),
@@ -260,6 +268,10 @@ async def restart(run: LocalClusterRun, *, namespace: str, image: str) -> dict[s
         "killed_at": killed_at,  # UTC, the logs' clock
         # Where the time went: seconds from the signal to each step's first log line.
         "steps_s": {e: logged_after(text, e, None, killed_wall) for e in RESTART_STEPS},
+        # The lifecycle controller's wait for agents after its start: heard of nodes, seconds.
+        "reconnect_wave": {k: wave[0].get(k) for k in ("heard", "nodes", "seconds")}
+        if wave
+        else None,
         "nodes_not_ready_after": text.count('"node.not_ready"'),
         # The first few, to tell why: when (log time) and how long each was silent.
         "not_ready_sample": [
@@ -278,6 +290,17 @@ def logged_after(text: str, event: str, node: str | None, since: float) -> float
                 if at >= since - 1:
                     return round(at - since, 2)
     return None
+
+
+async def _logged(log: Path, mark: int, needle: str, *, within: float) -> bool:
+    """Whether `needle` appears in `log` after byte `mark` within `within` seconds."""
+    until = time.monotonic() + within
+    while time.monotonic() < until:
+        text = await asyncio.to_thread(log.read_text, errors="replace")
+        if needle in text[mark:]:
+            return True
+        await asyncio.sleep(0.5)
+    return False
 
 
 def _event(line: str) -> dict[str, object]:
