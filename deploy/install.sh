@@ -33,9 +33,10 @@ PACKAGES=(etcd-server runc conmon docker-registry busybox-static containernetwor
   iproute2 iptables nftables conntrack python3 python3-venv python3-pip ca-certificates)
 # --test: skopeo and umoci read `pilothouse build` output in tests; buildah is bench/build.py's peer;
 # chromium and its driver open the dashboard in tests (Selenium comes with the test extras);
-# QEMU and mmdebstrap boot the VM tests' Debian machines (pilothouse.cli.vm).
+# QEMU and mmdebstrap boot the VM tests' Debian machines (pilothouse.cli.vm); ping checks the
+# pod routes between nodes (tests/integration/test_pod_routes.py).
 [[ -n "$EXTRAS" ]] && PACKAGES+=(skopeo umoci buildah chromium chromium-driver
-  qemu-system-x86 qemu-utils mmdebstrap)
+  qemu-system-x86 qemu-utils mmdebstrap iputils-ping)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
