@@ -293,14 +293,24 @@ def logged_after(text: str, event: str, node: str | None, since: float) -> float
 
 
 async def _logged(log: Path, mark: int, needle: str, *, within: float) -> bool:
-    """Whether `needle` appears in `log` after byte `mark` within `within` seconds."""
+    """Whether `needle` appears in `log` after byte `mark` within `within` seconds (each look
+    reads only what was written since the last one)."""
     until = time.monotonic() + within
+    seen, tail = mark, b""
     while time.monotonic() < until:
-        text = await asyncio.to_thread(log.read_text, errors="replace")
-        if needle in text[mark:]:
+        written = await asyncio.to_thread(_read_from, log, seen)
+        seen += len(written)
+        tail = tail[-len(needle) :] + written  # a line may arrive split between two looks
+        if needle.encode() in tail:
             return True
         await asyncio.sleep(0.5)
     return False
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read()
 
 
 def _event(line: str) -> dict[str, object]:
